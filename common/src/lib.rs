@@ -1,0 +1,13 @@
+//! Shared vocabulary of the gateway's services.
+//!
+//! Only what two services must agree on lives here: the access-token claims
+//! (authz-server issues, verifier checks), the revocation event (authz-server
+//! publishes, verifier consumes), store key names, configuration primitives and
+//! the clock seam.
+
+pub mod claims;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod keys;
+pub mod revocation;

@@ -1,0 +1,1 @@
+//! Serves stdio MCP servers over Streamable HTTP.

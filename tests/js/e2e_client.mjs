@@ -1,0 +1,186 @@
+// The whole path as a real MCP client walks it, with the official TypeScript
+// SDK: start with only the MCP URL, get 401, discover (RFC 9728 → RFC 8414),
+// register (RFC 7591), sign in through the server's pages, exchange the code
+// with PKCE, initialize, list and call tools, refresh the token, then revoke
+// and check the revoked token is refused.
+//
+// Environment: MCP_URL, SIGNIN_USER, SIGNIN_PASSWORD, TOOL (default echo),
+// TOOL_ARGS (JSON, default {"message":"hello"}), EXPECT (substring of the tool
+// result). Prints one JSON line per step; exits 1 on the first failure.
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { UnauthorizedError, refreshAuthorization, discoverAuthorizationServerMetadata } from '@modelcontextprotocol/sdk/client/auth.js';
+import { signIn, CookieJar } from './browser.mjs';
+
+const mcpUrl = new URL(process.env.MCP_URL);
+const user = process.env.SIGNIN_USER;
+const password = process.env.SIGNIN_PASSWORD;
+const tool = process.env.TOOL ?? 'echo';
+const toolArgs = JSON.parse(process.env.TOOL_ARGS ?? '{"message":"hello through the gateway"}');
+const expect = process.env.EXPECT ?? 'hello through the gateway';
+const redirectUri = 'http://127.0.0.1:33418/callback';
+
+function report(step, extra = {}) {
+  console.log(JSON.stringify({ step, ...extra }));
+}
+function fail(step, err) {
+  console.log(JSON.stringify({ step, error: String(err?.stack ?? err) }));
+  process.exit(1);
+}
+
+class MemoryProvider {
+  constructor() {
+    this._client = undefined;
+    this._tokens = undefined;
+    this._verifier = undefined;
+    this.authorizationUrl = undefined;
+  }
+  get redirectUrl() { return redirectUri; }
+  get clientMetadata() {
+    return {
+      client_name: 'gateway e2e client',
+      redirect_uris: [redirectUri],
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'none',
+      software_id: 'gateway-e2e',
+      software_version: '1.0.0',
+    };
+  }
+  state() { return 'st-' + Math.random().toString(36).slice(2); }
+  clientInformation() { return this._client; }
+  saveClientInformation(info) { this._client = info; }
+  tokens() { return this._tokens; }
+  saveTokens(t) { this._tokens = t; }
+  redirectToAuthorization(url) { this.authorizationUrl = url; }
+  saveCodeVerifier(v) { this._verifier = v; }
+  codeVerifier() { return this._verifier; }
+}
+
+const provider = new MemoryProvider();
+
+async function connect() {
+  const client = new Client({ name: 'gateway-e2e', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
+  await client.connect(transport);
+  return { client, transport };
+}
+
+// 1. Unauthenticated: the endpoint must challenge with resource_metadata.
+try {
+  const res = await fetch(mcpUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'probe', version: '0' } } }),
+  });
+  const www = res.headers.get('www-authenticate') ?? '';
+  if (res.status !== 401 || !/^Bearer resource_metadata="[^"]+"/.test(www)) throw new Error(`expected 401 with resource_metadata, got ${res.status} ${www}`);
+  report('challenge', { status: res.status, www_authenticate: www });
+} catch (e) { fail('challenge', e); }
+
+// 2. The SDK discovers, registers and starts authorization; we sign in as the browser.
+let transport;
+try {
+  const first = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
+  const client = new Client({ name: 'gateway-e2e', version: '1.0.0' });
+  try {
+    await client.connect(first);
+    throw new Error('connect succeeded without signing in');
+  } catch (e) {
+    if (!(e instanceof UnauthorizedError)) throw e;
+  }
+  if (!provider.authorizationUrl) throw new Error('SDK never asked to open the authorization URL');
+  report('registered', { client_id: provider.clientInformation()?.client_id });
+  const back = await signIn(provider.authorizationUrl, redirectUri, { username: user, password, text: user }, { jar: new CookieJar() });
+  const code = back.searchParams.get('code');
+  if (!code) throw new Error(`no code in ${back}: ${back.searchParams.get('error')} ${back.searchParams.get('error_description')}`);
+  if (!back.searchParams.get('iss')) throw new Error('authorization response lacks iss (RFC 9207)');
+  await first.finishAuth(code);
+  if (!provider.tokens()?.access_token) throw new Error('no access token after finishAuth');
+  if (!provider.tokens()?.refresh_token) throw new Error('no refresh token');
+  if (!(provider.tokens()?.expires_in > 0)) throw new Error('no expires_in');
+  report('token', { scope: provider.tokens().scope, expires_in: provider.tokens().expires_in });
+} catch (e) { fail('authorize', e); }
+
+// 3. Initialize, list, call.
+let client;
+try {
+  ({ client, transport } = await connect());
+  const tools = await client.listTools();
+  const names = tools.tools.map((t) => t.name);
+  if (!names.includes(tool)) throw new Error(`tool ${tool} not in ${names}`);
+  const result = await client.callTool({ name: tool, arguments: toolArgs });
+  const text = JSON.stringify(result.content);
+  if (!text.includes(expect)) throw new Error(`tool result lacks ${expect}: ${text}`);
+  report('tool_call', { tools: names.length, session: transport.sessionId ?? null });
+} catch (e) { fail('tool_call', e); }
+
+// 4. Refresh: a rotated refresh token gives a new access token that works.
+let metadata;
+try {
+  const prmUrl = (await fetch(mcpUrl, { method: 'POST' })).headers.get('www-authenticate').match(/resource_metadata="([^"]+)"/)[1];
+  const prm = await (await fetch(prmUrl)).json();
+  metadata = await discoverAuthorizationServerMetadata(prm.authorization_servers[0]);
+  const old = provider.tokens();
+  const fresh = await refreshAuthorization(prm.authorization_servers[0], {
+    metadata,
+    clientInformation: provider.clientInformation(),
+    refreshToken: old.refresh_token,
+    resource: new URL(prm.resource),
+  });
+  if (fresh.refresh_token === old.refresh_token) throw new Error('refresh token was not rotated');
+  provider.saveTokens(fresh);
+  await client.close();
+  ({ client, transport } = await connect());
+  const result = await client.callTool({ name: tool, arguments: toolArgs });
+  if (!JSON.stringify(result.content).includes(expect)) throw new Error('call after refresh failed');
+  // The rotated-out refresh token must now be refused (and revokes its family).
+  const reuse = await fetch(metadata.token_endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: old.refresh_token, client_id: provider.clientInformation().client_id }),
+  });
+  const reuseBody = await reuse.json();
+  if (reuse.status !== 400 || reuseBody.error !== 'invalid_grant') throw new Error(`reused refresh token: ${reuse.status} ${JSON.stringify(reuseBody)}`);
+  report('refresh', { rotated: true, reuse_refused: true });
+} catch (e) { fail('refresh', e); }
+
+// 5. Revocation: after reuse detection revoked the family, get a new grant by
+//    signing in again, then revoke its access token and see it refused.
+try {
+  await client.close().catch(() => {});
+  provider.saveTokens(undefined);
+  provider.authorizationUrl = undefined;
+  const again = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
+  const c2 = new Client({ name: 'gateway-e2e', version: '1.0.0' });
+  await c2.connect(again).catch((e) => { if (!(e instanceof UnauthorizedError)) throw e; });
+  const back = await signIn(provider.authorizationUrl, redirectUri, { username: user, password, text: user }, { jar: new CookieJar() });
+  await again.finishAuth(back.searchParams.get('code'));
+  const token = provider.tokens().access_token;
+  const call = () => fetch(mcpUrl, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'probe', version: '0' } } }),
+  });
+  const before = await call();
+  if (before.status !== 200) throw new Error(`fresh token refused: ${before.status}`);
+  const rev = await fetch(metadata.revocation_endpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token, token_type_hint: 'access_token', client_id: provider.clientInformation().client_id }),
+  });
+  if (rev.status !== 200) throw new Error(`revoke answered ${rev.status}`);
+  const t0 = Date.now();
+  let status = 0;
+  while (Date.now() - t0 < 3000) {
+    status = (await call()).status;
+    if (status === 401) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  if (status !== 401) throw new Error(`revoked token still accepted (${status})`);
+  report('revoked', { refused_after_ms: Date.now() - t0 });
+} catch (e) { fail('revoke', e); }
+
+report('done');
+process.exit(0);

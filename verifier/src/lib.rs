@@ -1,0 +1,1 @@
+//! ForwardAuth token verifier for MCP services.

@@ -1,1 +1,142 @@
 //! OAuth 2.1 authorization server for MCP.
+//!
+//! Protocol logic lives in plain modules ([`pkce`], [`redirect_uri`],
+//! [`token`], [`registration`], [`cimd`]) that take their inputs — time
+//! included — as arguments; [`http`] holds thin actix-web adapters; state is
+//! kept through the `gateway_store::Store` trait (Redis or embedded).
+//!
+//! Embedding: [`build_state`] then [`http::configure`] mounts every route on
+//! any actix `App` (the one-machine launcher does this); [`serve`] binds its
+//! own listener and returns the bound address.
+
+pub mod cimd;
+pub mod config;
+pub mod error;
+pub mod html;
+pub mod http;
+pub mod issue;
+pub mod keys;
+pub mod metrics;
+pub mod pkce;
+pub mod records;
+pub mod redirect_uri;
+pub mod registration;
+pub mod signin;
+pub mod state;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use futures_util::StreamExt;
+use gateway_common::clock::SharedClock;
+use gateway_common::revocation::{RevocationEvent, REVOCATION_CHANNEL};
+use gateway_store::Store;
+use tokio::sync::broadcast;
+
+pub use config::Config;
+pub use http::configure;
+pub use state::AppState;
+
+/// How often keys are re-read from the store (rotation by another instance, scheduled rotation).
+pub const KEY_UPKEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Builds the shared state: loads (or creates) the signing keys, the identity
+/// providers, and subscribes to the revocation channel. Spawns the background
+/// tasks on the current runtime.
+pub async fn build_state(config: Config, store: Arc<dyn Store>, clock: SharedClock) -> anyhow::Result<AppState> {
+    let keys = Arc::new(keys::KeyManager::init(store.clone(), &config, clock.clone()).await?);
+    let mut providers: Vec<Arc<dyn signin::IdentityProvider>> = Vec::new();
+    if let Some(path) = &config.local_users_file {
+        providers.push(Arc::new(signin::local::LocalUsers::new(path)));
+    }
+    let cimd = cimd::CimdResolver::new(config.cimd_allow_private, clock.clone())?;
+    let (tx, _) = broadcast::channel(1024);
+    // Subscribe before serving, so no revocation made after start-up is missed by the SSE feed.
+    let first = store.subscribe(REVOCATION_CHANNEL).await?;
+    spawn_revocation_relay(store.clone(), tx.clone(), first);
+    keys.clone().spawn_upkeep(KEY_UPKEEP_EVERY);
+    Ok(AppState(Arc::new(state::Inner {
+        config,
+        store,
+        keys,
+        clock,
+        providers,
+        cimd,
+        metrics: metrics::Metrics::new(),
+        revocations: tx,
+    })))
+}
+
+/// Forwards store revocation events to in-process SSE subscribers; resubscribes
+/// when the store connection drops.
+fn spawn_revocation_relay(
+    store: Arc<dyn Store>,
+    tx: broadcast::Sender<RevocationEvent>,
+    first: futures_util::stream::BoxStream<'static, Vec<u8>>,
+) {
+    tokio::spawn(async move {
+        let mut stream = Some(first);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut s = match stream.take() {
+                Some(s) => s,
+                None => match store.subscribe(REVOCATION_CHANNEL).await {
+                    Ok(s) => {
+                        backoff = Duration::from_millis(100);
+                        s
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "revocation subscription failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                },
+            };
+            while let Some(raw) = s.next().await {
+                if let Ok(ev) = serde_json::from_slice::<RevocationEvent>(&raw) {
+                    let _ = tx.send(ev);
+                }
+            }
+            if tx.receiver_count() == 0 && tx.is_empty() && store.ping().await.is_err() {
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    });
+}
+
+/// Binds `addr` (port 0 allowed) and serves the authorization server; returns
+/// the bound address and the server handle (await it to run until stopped).
+pub async fn serve_with(
+    config: Config,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+) -> anyhow::Result<(SocketAddr, actix_web::dev::Server)> {
+    let listen = config.listen;
+    let state = build_state(config, store, clock).await?;
+    let server = HttpServer::new(move || {
+        let state = state.clone();
+        App::new()
+            .wrap(tracing_actix_web::TracingLogger::default())
+            .configure(move |cfg| http::configure(cfg, state))
+            .default_service(web::to(http::not_found))
+    })
+    .workers(2)
+    .bind(listen)?;
+    let addr = server.addrs().first().copied().ok_or_else(|| anyhow::anyhow!("no address bound"))?;
+    let server = server.run();
+    tracing::info!(%addr, "authorization server listening");
+    Ok((addr, server))
+}
+
+/// Opens the configured store and serves; returns the bound address. The
+/// server runs on the current runtime until the process ends.
+pub async fn serve(config: Config) -> anyhow::Result<SocketAddr> {
+    let store = gateway_store::config::open_from_config(&config.source).await?;
+    let (addr, server) = serve_with(config, store, gateway_common::clock::system()).await?;
+    tokio::spawn(server);
+    Ok(addr)
+}

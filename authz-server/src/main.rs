@@ -1,3 +1,45 @@
-fn main() -> anyhow::Result<()> {
+//! `mcp-authz`: parse the configuration, optionally only check it, serve.
+
+use gateway_common::config::Source;
+use mcp_authz::Config;
+
+fn parse() -> Config {
+    let parsed = Source::from_process().and_then(|src| {
+        let config = Config::from_source(&src)?;
+        gateway_store::config::StoreConfig::from_source(&src)?;
+        Ok(config)
+    });
+    match parsed {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let config = parse();
+    if std::env::args().any(|a| a == "--check-config") {
+        println!("configuration ok: issuer {}", config.issuer);
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let store = match gateway_store::config::open_from_config(&config.source).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    let (_, server) = mcp_authz::serve_with(config, store, gateway_common::clock::system()).await?;
+    server.await?;
     Ok(())
 }

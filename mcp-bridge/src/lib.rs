@@ -1,1 +1,149 @@
-//! Serves stdio MCP servers over Streamable HTTP.
+//! Serves stdio MCP servers (or the built-in diagnostic server) over Streamable HTTP.
+//!
+//! The bridge sits behind the verifier: it never sees OAuth, only the identity headers the
+//! verifier sets (`X-User-Id`, `X-User-Name`, `X-User-Email`, `X-Client-Id`, `X-Scopes`).
+//! No HTTP header reaches a child, so a token that arrives is never passed through.
+//!
+//! Compose it: [`configure`] mounts the MCP endpoint (and the legacy `/sse` + `/messages`)
+//! in any actix `App`; [`configure_health`] adds `/health`, `/ready`, `/metrics`;
+//! [`serve`] binds and runs both.
+
+pub mod bridge;
+pub mod child;
+pub mod config;
+pub mod echo;
+pub mod error;
+pub mod guard;
+pub mod http;
+pub mod jsonrpc;
+pub mod legacy;
+pub mod metrics;
+pub mod session;
+pub mod upstream;
+pub mod version;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+pub use bridge::Bridge;
+pub use config::{Command, Config, ProcessModel};
+
+/// Mounts the MCP endpoint at `cfg.path` (and the legacy transport when enabled).
+pub fn configure(bridge: Arc<Bridge>) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |cfg: &mut web::ServiceConfig| {
+        let data = web::Data::new(bridge.clone());
+        cfg.service(
+            web::resource(bridge.cfg.path.as_str())
+                .app_data(data.clone())
+                .wrap(from_fn(guard::security))
+                .route(web::post().to(http::post))
+                .route(web::get().to(http::get))
+                .route(web::delete().to(http::delete))
+                .default_service(web::to(http::method_not_allowed)),
+        );
+        if bridge.cfg.legacy_sse {
+            cfg.service(
+                web::resource(legacy::SSE_PATH)
+                    .app_data(data.clone())
+                    .wrap(from_fn(guard::security))
+                    .route(web::get().to(legacy::open))
+                    .default_service(web::to(http::method_not_allowed)),
+            );
+            cfg.service(
+                web::resource(legacy::MESSAGES_PATH)
+                    .app_data(data)
+                    .wrap(from_fn(guard::security))
+                    .route(web::post().to(legacy::message))
+                    .default_service(web::to(http::method_not_allowed)),
+            );
+        }
+    }
+}
+
+/// Mounts `/health`, `/ready` (a child can be started and initialized) and `/metrics`.
+pub fn configure_health(bridge: Arc<Bridge>) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |cfg: &mut web::ServiceConfig| {
+        let data = web::Data::new(bridge.clone());
+        cfg.service(
+            web::resource("/health")
+                .app_data(data.clone())
+                .route(web::get().to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) })),
+        )
+        .service(web::resource("/ready").app_data(data.clone()).route(web::get().to(
+            |b: web::Data<Arc<Bridge>>| async move {
+                if b.ready().await {
+                    HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))
+                } else {
+                    HttpResponse::ServiceUnavailable()
+                        .json(serde_json::json!({"status": "unavailable", "reason": "the MCP server cannot be started"}))
+                }
+            },
+        )))
+        .service(web::resource("/metrics").app_data(data).route(web::get().to(
+            |b: web::Data<Arc<Bridge>>| async move {
+                HttpResponse::Ok()
+                    .content_type("text/plain; version=0.0.4")
+                    .body(b.metrics.render(b.session_count(), b.children_alive()))
+            },
+        )));
+    }
+}
+
+/// A running bridge.
+pub struct Serving {
+    pub addr: SocketAddr,
+    pub bridge: Arc<Bridge>,
+    pub handle: ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Serving {
+    /// Stops accepting, ends every session and stops every child.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.bridge.shutdown();
+        let _ = self.task.await;
+    }
+
+    /// Runs until the server stops.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let r = self.task.await;
+        self.bridge.shutdown();
+        r??;
+        Ok(())
+    }
+}
+
+/// Binds `config.listen` (port 0 allowed) and serves. Must run inside a Tokio runtime.
+pub async fn serve(config: Config) -> anyhow::Result<Serving> {
+    let listen = config.listen;
+    let bridge = Bridge::new(config);
+    bridge.start_reaper();
+    let b = bridge.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .configure(configure(b.clone()))
+            .configure(configure_health(b.clone()))
+    })
+    .workers(
+        std::thread::available_parallelism()
+            .map(|n| n.get().clamp(2, 8))
+            .unwrap_or(2),
+    )
+    .disable_signals()
+    .bind(listen)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("bound no address"))?;
+    let server = server.run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    tracing::info!(%addr, path = %bridge.cfg.path, model = bridge.cfg.process_model.as_str(), "mcp-bridge listening");
+    Ok(Serving { addr, bridge, handle, task })
+}

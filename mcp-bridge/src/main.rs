@@ -1,3 +1,35 @@
-fn main() -> anyhow::Result<()> {
-    Ok(())
+//! `mcp-bridge`: serves a stdio MCP server over Streamable HTTP. Configuration: see
+//! `mcp-bridge/README.md`.
+
+use gateway_common::config::Source;
+use mcp_bridge::Config;
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let check_only = std::env::args().any(|a| a == "--check-config");
+    let config = match Source::from_process().and_then(|src| Config::from_source(&src)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    if check_only {
+        println!("config ok");
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let serving = mcp_bridge::serve(config).await?;
+    let handle = serving.handle.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        handle.stop(true).await;
+    });
+    serving.wait().await
 }

@@ -3,6 +3,9 @@
 //! * [`redis_store::RedisStore`] — shared by several instances (deadpool-redis).
 //! * [`embedded::EmbeddedStore`] — on-disk, no server process, one machine.
 //!
+//! [`open_from_config`] picks one: `REDIS_URL` set → Redis, else the embedded
+//! store at `STORE_PATH`.
+//!
 //! Invariants every backend keeps (checked by the conformance suite in
 //! `tests/conformance.rs` against both):
 //! * a record past its TTL is never returned;
@@ -91,8 +94,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn backend(&self) -> &'static str;
 }
 
+pub mod config;
 pub mod embedded;
 pub mod redis_store;
 
+pub use config::{open_from_config, StoreConfig};
 pub use embedded::EmbeddedStore;
 pub use redis_store::RedisStore;

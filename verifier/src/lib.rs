@@ -1,1 +1,171 @@
 //! ForwardAuth token verifier for MCP services.
+//!
+//! A reverse proxy (Traefik `forwardAuth`, nginx `auth_request`, Caddy
+//! `forward_auth`, ingress-nginx `auth-url`) asks `/verify` about every request
+//! to an MCP endpoint. The answer is 2xx with the identity headers, 401 with an
+//! RFC 9728 `WWW-Authenticate` challenge, 403, or 503 while the verifier cannot
+//! vouch for revocations. No I/O happens per request: keys (JWKS) and revoked
+//! token ids live in memory and are kept current by background tasks.
+//!
+//! # Using it
+//!
+//! * Stand-alone: [`serve`] parses nothing, binds (port 0 allowed) and returns
+//!   the address; `main.rs` is config + `serve`.
+//! * Mounted in a larger actix `App`: [`start`] spawns the background tasks and
+//!   returns the shared [`Verifier`]; then `App::new().configure(configure(v))`
+//!   (or [`http::configure_verify`] for `/verify` alone).
+//! * In-process guard (the one-machine launcher in front of the bridge, no
+//!   proxy hop): build a [`ForwardedRequest`] from the incoming request and call
+//!   [`Verifier::check`], which returns a [`Decision`]: `Allow` with the
+//!   [`identity::Identity`] to pass on, or `Deny` with a [`decision::Denial`]
+//!   whose [`decision::Denial::render`] gives status, `WWW-Authenticate` and body.
+//!
+//!   ```ignore
+//!   let (verifier, _tasks) = mcp_verifier::start(config, gateway_common::clock::system());
+//!   let req = ForwardedRequest { method: "POST", proto: "https", host: "echo.example.com",
+//!       uri: "/mcp", authorization: AuthorizationHeader::One(auth_bytes),
+//!       cors_preflight: false, wants_html: false };
+//!   match verifier.check(&req) { Decision::Allow(a) => .., Decision::Deny(d) => .. }
+//!   ```
+//!
+//! # Failure modes (chosen to keep users safe)
+//! * Keys not loaded yet, or the revocation feed silent for longer than
+//!   `REVOCATION_STALENESS_BOUND`: 503 with `Retry-After` (fail closed; a 401
+//!   would send clients through a new sign-in for a problem that is ours), and
+//!   `/ready` answers 503 with the reason. A request without any token still
+//!   gets its 401 challenge, so discovery keeps working.
+//! * Forwarded headers from an address outside `TRUSTED_PROXIES` are ignored.
+
+pub mod cache;
+pub mod config;
+pub mod decision;
+pub mod feed;
+pub mod forwarded;
+pub mod http;
+pub mod identity;
+pub mod jwks;
+pub mod jwt;
+pub mod metrics;
+pub mod policy;
+pub mod revoked;
+pub mod service;
+pub mod sse;
+pub mod token;
+pub mod verifier;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use gateway_common::clock::SharedClock;
+
+pub use config::VerifierConfig;
+pub use decision::{Decision, Denial, Deny};
+pub use forwarded::{AuthorizationHeader, ForwardedRequest};
+pub use http::configure;
+pub use verifier::Verifier;
+
+/// The background tasks of a verifier; dropped, they stop.
+#[derive(Debug)]
+pub struct BackgroundTasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+/// Creates the verifier and spawns its background tasks (JWKS loading and
+/// refresh, the revocation feed, pruning) on the current tokio runtime.
+pub fn start(config: VerifierConfig, clock: SharedClock) -> (Arc<Verifier>, BackgroundTasks) {
+    let verifier = Arc::new(Verifier::new(config, clock));
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .build()
+        .unwrap_or_default();
+    let mut tasks = vec![
+        tokio::spawn(jwks::run(Arc::clone(&verifier), client.clone())),
+        tokio::spawn(feed::run_prune(
+            Arc::clone(&verifier),
+            Duration::from_secs(60),
+        )),
+    ];
+    if verifier.config().redis_url.is_some() {
+        tracing::warn!(
+            "REDIS_URL is set but the Redis revocation feed is not available in this build; \
+             using the authz-server's HTTP feed"
+        );
+    }
+    tasks.push(tokio::spawn(feed::run_http(Arc::clone(&verifier), client)));
+    (verifier, BackgroundTasks(tasks))
+}
+
+/// A running verifier server.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub verifier: Arc<Verifier>,
+    handle: actix_web::dev::ServerHandle,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _tasks: BackgroundTasks,
+}
+
+impl Running {
+    /// Stops accepting, finishes in-flight requests, stops the background tasks.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+    }
+
+    /// Runs until the server stops.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let Running { server, _tasks, .. } = self;
+        server.await.context("verifier server task")??;
+        Ok(())
+    }
+}
+
+/// Binds `config.listen` (port 0 allowed), serves, returns the bound address.
+pub async fn serve(config: VerifierConfig) -> anyhow::Result<Running> {
+    serve_with_clock(config, gateway_common::clock::system()).await
+}
+
+/// [`serve`] with an injected clock (virtual time in tests).
+pub async fn serve_with_clock(
+    config: VerifierConfig,
+    clock: SharedClock,
+) -> anyhow::Result<Running> {
+    let listen = config.listen;
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let (verifier, tasks) = start(config, clock);
+    let app_verifier = Arc::clone(&verifier);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().configure(configure(Arc::clone(&app_verifier)))
+    })
+    .workers(workers)
+    .disable_signals()
+    .bind(listen)
+    .with_context(|| format!("binding VERIFIER_LISTEN={listen}"))?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .context("the server bound no address")?;
+    let server = server.run();
+    let handle = server.handle();
+    let server = tokio::spawn(server);
+    tracing::info!(%addr, "verifier listening");
+    Ok(Running {
+        addr,
+        verifier,
+        handle,
+        server,
+        _tasks: tasks,
+    })
+}

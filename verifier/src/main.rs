@@ -1,3 +1,41 @@
-fn main() -> anyhow::Result<()> {
+//! `mcp-verifier`: parse the config (exit 2 with the one-line error), serve.
+//! `--check-config` validates and exits.
+
+use gateway_common::config::Source;
+use mcp_verifier::VerifierConfig;
+
+fn main() -> std::process::ExitCode {
+    let check_only = std::env::args().skip(1).any(|a| a == "--check-config");
+    let config = match Source::from_process().and_then(|src| VerifierConfig::from_source(&src)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if check_only {
+        println!("config ok: {} service(s)", config.services.len());
+        return std::process::ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match actix_web::rt::System::new().block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-verifier: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: VerifierConfig) -> anyhow::Result<()> {
+    let running = mcp_verifier::serve(config).await?;
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("shutting down");
+    running.stop().await;
     Ok(())
 }

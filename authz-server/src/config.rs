@@ -1,0 +1,531 @@
+//! The authorization server's configuration, parsed whole before any port is
+//! bound. Every problem is one [`ConfigError`] line naming the variable.
+//!
+//! Names follow the Python gateway where it had them (`BASE_DOMAIN`,
+//! `GATEWAY_JWT_SECRET`, `JWT_ALGORITHM`, `JWT_PRIVATE_KEY_B64`, the lifetimes,
+//! `MCP_<NAME>_ENABLED`), so a migration is a drop-in.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine;
+use gateway_common::config::{ConfigError, Source};
+use secrecy::{ExposeSecret, SecretString};
+
+/// The longest an authorization code may live (RFC 9700 §4.2.1 / OAuth 2.1 §4.1.2: "short", at most 10 minutes).
+pub const MAX_CODE_LIFETIME: Duration = Duration::from_secs(600);
+
+/// Token signing algorithm. Only asymmetric ones: verifiers check tokens with
+/// the public keys from `/jwks`, and must never hold a key that can sign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlg {
+    Es256,
+    Rs256,
+    EdDsa,
+}
+
+impl SigningAlg {
+    pub fn jwt(self) -> jsonwebtoken::Algorithm {
+        match self {
+            SigningAlg::Es256 => jsonwebtoken::Algorithm::ES256,
+            SigningAlg::Rs256 => jsonwebtoken::Algorithm::RS256,
+            SigningAlg::EdDsa => jsonwebtoken::Algorithm::EdDSA,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SigningAlg::Es256 => "ES256",
+            SigningAlg::Rs256 => "RS256",
+            SigningAlg::EdDsa => "EdDSA",
+        }
+    }
+
+    pub fn parse(v: &str) -> Option<Self> {
+        match v.to_ascii_uppercase().as_str() {
+            "ES256" => Some(SigningAlg::Es256),
+            "RS256" => Some(SigningAlg::Rs256),
+            "EDDSA" => Some(SigningAlg::EdDsa),
+            _ => None,
+        }
+    }
+}
+
+/// One protected MCP service: its resource URL is the token audience and the
+/// PRM `resource`, byte for byte (RFC 8707 §2, RFC 9728 §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub resource: String,
+}
+
+/// Which IPs may set `X-Forwarded-Host` / `X-Forwarded-Proto`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustedProxies {
+    Any,
+    List(Vec<IpAddr>),
+}
+
+impl TrustedProxies {
+    pub fn trusts(&self, ip: Option<IpAddr>) -> bool {
+        match (self, ip) {
+            (TrustedProxies::Any, _) => true,
+            (TrustedProxies::List(list), Some(ip)) => list.contains(&ip),
+            (TrustedProxies::List(_), None) => false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Config {
+    /// `AUTH_ISSUER`, no trailing slash; compared byte for byte everywhere (RFC 8414 §3.3, RFC 9207).
+    pub issuer: String,
+    pub listen: SocketAddr,
+    pub access_token_lifetime: Duration,
+    pub refresh_token_lifetime: Duration,
+    /// Lifetime of the sign-in session and of a pending authorization request.
+    pub session_timeout: Duration,
+    /// `None`: registered clients never expire (`CLIENT_LIFETIME=0`).
+    pub client_lifetime: Option<Duration>,
+    pub code_lifetime: Duration,
+    pub jwt_algorithm: SigningAlg,
+    /// PEM of an RSA key imported from the Python gateway (`JWT_PRIVATE_KEY_B64`).
+    pub imported_rsa_pem: Option<SecretString>,
+    /// `GATEWAY_JWT_SECRET`: encrypts the signing keys at rest (see [`crate::keys`]).
+    pub key_encryption_secret: Option<SecretString>,
+    /// Where the key-encryption key lives when `GATEWAY_JWT_SECRET` is unset.
+    pub key_encryption_key_file: PathBuf,
+    /// `KEY_ROTATION_INTERVAL` (seconds, 0 = only on command).
+    pub key_rotation_interval: Option<Duration>,
+    pub services: Vec<Service>,
+    pub scopes_supported: Vec<String>,
+    pub default_scope: String,
+    pub local_users_file: Option<PathBuf>,
+    /// Parsed for the GitHub provider (issue 4); unused here.
+    pub allowed_github_users: Vec<String>,
+    /// Parsed for compatibility; the authz-server does not speak MCP itself.
+    pub mcp_protocol_version: String,
+    /// Client ids that may introspect any token (resource servers, RFC 7662 §2.1).
+    pub introspection_clients: Vec<String>,
+    /// Lets Client ID Metadata Documents live on private or loopback hosts (tests only).
+    pub cimd_allow_private: bool,
+    pub trusted_proxies: TrustedProxies,
+    /// The whole source, for the store configuration (`gateway_store::config`).
+    pub source: Source,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("issuer", &self.issuer)
+            .field("listen", &self.listen)
+            .field("jwt_algorithm", &self.jwt_algorithm)
+            .field("services", &self.services)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        let base_domain = src.get("BASE_DOMAIN").map(str::to_string);
+        let issuer = match src.get("AUTH_ISSUER") {
+            Some(v) => v.to_string(),
+            None => match &base_domain {
+                Some(d) => format!("https://auth.{d}"),
+                None => {
+                    return Err(ConfigError::new(
+                        "AUTH_ISSUER",
+                        "is required when BASE_DOMAIN is not set",
+                        "https://auth.example.com",
+                    ))
+                }
+            },
+        };
+        check_issuer(&issuer)?;
+
+        let listen_raw = src.string("AUTHZ_LISTEN", "0.0.0.0:8000");
+        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+            ConfigError::new(
+                "AUTHZ_LISTEN",
+                format!("must be host:port with an IP address, got {listen_raw:?}"),
+                "0.0.0.0:8000",
+            )
+        })?;
+
+        let access_token_lifetime = positive(src, "ACCESS_TOKEN_LIFETIME", 3600)?;
+        let refresh_token_lifetime = positive(src, "REFRESH_TOKEN_LIFETIME", 30 * 24 * 3600)?;
+        let session_timeout = positive(src, "SESSION_TIMEOUT", 900)?;
+        let client_lifetime = src.seconds("CLIENT_LIFETIME", 90 * 24 * 3600)?;
+        let client_lifetime = (!client_lifetime.is_zero()).then_some(client_lifetime);
+        let code_lifetime = positive(src, "AUTH_CODE_LIFETIME", 300)?;
+        if code_lifetime > MAX_CODE_LIFETIME {
+            return Err(ConfigError::new(
+                "AUTH_CODE_LIFETIME",
+                "must be at most 600 seconds (authorization codes are short-lived, RFC 9700 §4.2.1)",
+                "300",
+            ));
+        }
+
+        let imported_rsa_pem = match src.get("JWT_PRIVATE_KEY_B64") {
+            None => None,
+            Some(b64) => Some(decode_pem_b64(b64)?),
+        };
+        let jwt_algorithm = match src.get("JWT_ALGORITHM") {
+            None if imported_rsa_pem.is_some() => SigningAlg::Rs256,
+            None => SigningAlg::Es256,
+            Some(v) if v.eq_ignore_ascii_case("HS256")
+                || v.eq_ignore_ascii_case("HS384")
+                || v.eq_ignore_ascii_case("HS512") =>
+            {
+                return Err(ConfigError::new(
+                    "JWT_ALGORITHM",
+                    format!(
+                        "{v} is refused: verifiers check tokens with the public keys from /jwks, so signing needs an asymmetric key (a shared secret would let every verifier mint tokens)"
+                    ),
+                    "ES256",
+                ))
+            }
+            Some(v) => SigningAlg::parse(v).ok_or_else(|| {
+                ConfigError::new(
+                    "JWT_ALGORITHM",
+                    format!("must be ES256, RS256 or EdDSA, got {v:?}"),
+                    "ES256",
+                )
+            })?,
+        };
+        if imported_rsa_pem.is_some() && jwt_algorithm != SigningAlg::Rs256 {
+            return Err(ConfigError::new(
+                "JWT_ALGORITHM",
+                format!(
+                    "must be RS256 when JWT_PRIVATE_KEY_B64 imports an RSA key, got {}",
+                    jwt_algorithm.name()
+                ),
+                "RS256",
+            ));
+        }
+
+        let key_encryption_secret = src.get("GATEWAY_JWT_SECRET").map(|s| SecretString::from(s.to_string()));
+        if let Some(secret) = &key_encryption_secret {
+            if secret.expose_secret().len() < 32 {
+                return Err(ConfigError::new(
+                    "GATEWAY_JWT_SECRET",
+                    "must be at least 32 characters: it encrypts the signing keys at rest",
+                    "$(openssl rand -base64 32)",
+                ));
+            }
+        }
+        if src.get("REDIS_URL").is_some()
+            && key_encryption_secret.is_none()
+            && src.get("KEY_ENCRYPTION_KEY_FILE").is_none()
+        {
+            return Err(ConfigError::new(
+                "GATEWAY_JWT_SECRET",
+                "is required with REDIS_URL: every instance sharing Redis must decrypt the same signing keys (or set KEY_ENCRYPTION_KEY_FILE to a shared file)",
+                "$(openssl rand -base64 32)",
+            ));
+        }
+        let store_path = PathBuf::from(src.string("STORE_PATH", "./data/gateway.redb"));
+        let key_encryption_key_file = match src.get("KEY_ENCRYPTION_KEY_FILE") {
+            Some(p) => PathBuf::from(p),
+            None => store_path
+                .parent()
+                .map(|d| d.join("authz-key-encryption.key"))
+                .unwrap_or_else(|| PathBuf::from("authz-key-encryption.key")),
+        };
+        let key_rotation_interval = src.seconds("KEY_ROTATION_INTERVAL", 30 * 24 * 3600)?;
+        let key_rotation_interval = (!key_rotation_interval.is_zero()).then_some(key_rotation_interval);
+
+        let mut services = Vec::new();
+        for name in src.enabled_services()? {
+            let var = format!("MCP_{}_URL", name.to_ascii_uppercase());
+            let resource = match src.get(&var) {
+                Some(v) => v.to_string(),
+                None => match &base_domain {
+                    Some(d) => format!("https://{name}.{d}/mcp"),
+                    None => {
+                        return Err(ConfigError::new(
+                            &var,
+                            "is required when BASE_DOMAIN is not set",
+                            &format!("https://{name}.example.com/mcp"),
+                        ))
+                    }
+                },
+            };
+            check_resource(&var, &resource)?;
+            services.push(Service { name, resource });
+        }
+
+        let mut scopes_supported = src.list("SCOPES_SUPPORTED");
+        if scopes_supported.is_empty() {
+            scopes_supported.push("mcp".to_string());
+        }
+        for s in &scopes_supported {
+            if !is_scope_token(s) {
+                return Err(ConfigError::new(
+                    "SCOPES_SUPPORTED",
+                    format!("has an invalid scope {s:?} (RFC 6749 §3.3: printable ASCII, no spaces, quotes or backslashes)"),
+                    "mcp,mcp:admin",
+                ));
+            }
+        }
+        let default_scope = if scopes_supported.iter().any(|s| s == "mcp") {
+            "mcp".to_string()
+        } else {
+            scopes_supported[0].clone()
+        };
+
+        let local_users_file = src.get("LOCAL_USERS_FILE").map(PathBuf::from);
+        let trusted_proxies = match src.get("TRUSTED_PROXIES") {
+            Some("*") => TrustedProxies::Any,
+            Some(_) => {
+                let mut ips = Vec::new();
+                for entry in src.list("TRUSTED_PROXIES") {
+                    ips.push(entry.parse::<IpAddr>().map_err(|_| {
+                        ConfigError::new(
+                            "TRUSTED_PROXIES",
+                            format!("must list IP addresses (or be *), got {entry:?}"),
+                            "127.0.0.1,10.0.0.5",
+                        )
+                    })?);
+                }
+                TrustedProxies::List(ips)
+            }
+            None => TrustedProxies::List(vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
+            ]),
+        };
+
+        Ok(Self {
+            issuer,
+            listen,
+            access_token_lifetime,
+            refresh_token_lifetime,
+            session_timeout,
+            client_lifetime,
+            code_lifetime,
+            jwt_algorithm,
+            imported_rsa_pem,
+            key_encryption_secret,
+            key_encryption_key_file,
+            key_rotation_interval,
+            services,
+            scopes_supported,
+            default_scope,
+            local_users_file,
+            allowed_github_users: src.list("ALLOWED_GITHUB_USERS"),
+            mcp_protocol_version: src.string("MCP_PROTOCOL_VERSION", "2025-06-18"),
+            introspection_clients: src.list("INTROSPECTION_CLIENTS"),
+            cimd_allow_private: src.bool("CIMD_ALLOW_PRIVATE", false)?,
+            trusted_proxies,
+            source: src.clone(),
+        })
+    }
+
+    /// Secure cookies and `__Host-` names when the issuer is https.
+    pub fn https(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+
+    pub fn service_by_resource(&self, resource: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.resource == resource)
+    }
+}
+
+fn positive(src: &Source, key: &str, default: u64) -> Result<Duration, ConfigError> {
+    let d = src.seconds(key, default)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(
+            key,
+            "must be a positive number of seconds",
+            &default.to_string(),
+        ));
+    }
+    Ok(d)
+}
+
+fn check_issuer(issuer: &str) -> Result<(), ConfigError> {
+    let example = "https://auth.example.com";
+    let url = url::Url::parse(issuer)
+        .map_err(|_| ConfigError::new("AUTH_ISSUER", format!("must be an absolute URL, got {issuer:?}"), example))?;
+    // RFC 8414 §2: https, no query or fragment. http is allowed for loopback development.
+    let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
+    if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+        return Err(ConfigError::new(
+            "AUTH_ISSUER",
+            format!("must use https (http only on a loopback host), got {issuer:?}"),
+            example,
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(
+            "AUTH_ISSUER",
+            format!("must have no query or fragment (RFC 8414 §2), got {issuer:?}"),
+            example,
+        ));
+    }
+    if issuer.ends_with('/') {
+        return Err(ConfigError::new(
+            "AUTH_ISSUER",
+            format!("must not end with a slash (the issuer is compared byte for byte), got {issuer:?}"),
+            example,
+        ));
+    }
+    Ok(())
+}
+
+fn check_resource(var: &str, resource: &str) -> Result<(), ConfigError> {
+    let example = "https://echo.example.com/mcp";
+    let url = gateway_common::config::parse_http_url(resource)
+        .map_err(|why| ConfigError::new(var, format!("{why}, got {resource:?}"), example))?;
+    // RFC 8707 §2: an absolute URI without a fragment.
+    if url.fragment().is_some() {
+        return Err(ConfigError::new(var, format!("must have no fragment (RFC 8707 §2), got {resource:?}"), example));
+    }
+    Ok(())
+}
+
+fn decode_pem_b64(b64: &str) -> Result<SecretString, ConfigError> {
+    let err = |why: &str| ConfigError::new("JWT_PRIVATE_KEY_B64", why, "$(base64 -w0 private.pem)");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| err("must be base64 of a PEM RSA private key"))?;
+    let pem = String::from_utf8(bytes).map_err(|_| err("must be base64 of a PEM RSA private key"))?;
+    if !pem.contains("-----BEGIN") || !pem.contains("PRIVATE KEY-----") {
+        return Err(err("must be base64 of a PEM RSA private key (BEGIN RSA PRIVATE KEY or BEGIN PRIVATE KEY)"));
+    }
+    if crate::keys::validate_rsa_pem(&pem).is_err() {
+        return Err(err("is not a usable RSA private key (at least 2048 bits, PKCS#1 or PKCS#8 PEM)"));
+    }
+    Ok(SecretString::from(pem))
+}
+
+/// RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E.
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![("BASE_DOMAIN", "example.com"), ("MCP_ECHO_ENABLED", "true")]
+    }
+
+    fn parse(extra: &[(&'static str, &'static str)]) -> Result<Config, ConfigError> {
+        let mut pairs = base();
+        pairs.extend_from_slice(extra);
+        Config::from_source(&Source::from_pairs(pairs))
+    }
+
+    #[test]
+    fn defaults_follow_the_shared_contract() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.issuer, "https://auth.example.com");
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8000");
+        assert_eq!(c.access_token_lifetime, Duration::from_secs(3600));
+        assert_eq!(c.refresh_token_lifetime, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(c.client_lifetime, Some(Duration::from_secs(90 * 24 * 3600)));
+        assert_eq!(c.jwt_algorithm, SigningAlg::Es256);
+        assert_eq!(c.services, vec![Service { name: "echo".into(), resource: "https://echo.example.com/mcp".into() }]);
+        assert_eq!(c.scopes_supported, vec!["mcp"]);
+        assert_eq!(c.default_scope, "mcp");
+        assert!(c.code_lifetime <= MAX_CODE_LIFETIME);
+    }
+
+    #[test]
+    fn client_lifetime_zero_means_never() {
+        assert_eq!(parse(&[("CLIENT_LIFETIME", "0")]).unwrap().client_lifetime, None);
+    }
+
+    #[test]
+    fn missing_issuer_and_base_domain_names_auth_issuer() {
+        let err = Config::from_source(&Source::from_pairs([("X", "y")])).unwrap_err();
+        assert_eq!(err.var, "AUTH_ISSUER");
+        assert!(!err.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn negative_lifetime_is_refused() {
+        for var in ["ACCESS_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME", "SESSION_TIMEOUT", "CLIENT_LIFETIME"] {
+            let err = parse(&[(var, "-5")]).unwrap_err();
+            assert_eq!(err.var, var);
+        }
+        assert_eq!(parse(&[("ACCESS_TOKEN_LIFETIME", "0")]).unwrap_err().var, "ACCESS_TOKEN_LIFETIME");
+    }
+
+    #[test]
+    fn code_lifetime_above_ten_minutes_is_refused() {
+        assert_eq!(parse(&[("AUTH_CODE_LIFETIME", "601")]).unwrap_err().var, "AUTH_CODE_LIFETIME");
+    }
+
+    #[test]
+    fn unknown_jwt_algorithm_is_refused() {
+        let err = parse(&[("JWT_ALGORITHM", "PS999")]).unwrap_err();
+        assert_eq!(err.var, "JWT_ALGORITHM");
+        assert_eq!(parse(&[("JWT_ALGORITHM", "eddsa")]).unwrap().jwt_algorithm, SigningAlg::EdDsa);
+        assert_eq!(parse(&[("JWT_ALGORITHM", "RS256")]).unwrap().jwt_algorithm, SigningAlg::Rs256);
+    }
+
+    #[test]
+    fn hs256_is_refused_with_the_reason() {
+        let err = parse(&[("JWT_ALGORITHM", "HS256")]).unwrap_err();
+        assert_eq!(err.var, "JWT_ALGORITHM");
+        assert!(err.to_string().contains("asymmetric"), "{err}");
+    }
+
+    #[test]
+    fn redis_without_secret_is_refused() {
+        let err = parse(&[("REDIS_URL", "redis://127.0.0.1:6379/0")]).unwrap_err();
+        assert_eq!(err.var, "GATEWAY_JWT_SECRET");
+        assert!(parse(&[
+            ("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            ("GATEWAY_JWT_SECRET", "0123456789abcdef0123456789abcdef")
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn short_secret_is_refused() {
+        assert_eq!(parse(&[("GATEWAY_JWT_SECRET", "short")]).unwrap_err().var, "GATEWAY_JWT_SECRET");
+    }
+
+    #[test]
+    fn issuer_with_trailing_slash_or_plain_http_is_refused() {
+        assert_eq!(parse(&[("AUTH_ISSUER", "https://auth.example.com/")]).unwrap_err().var, "AUTH_ISSUER");
+        assert_eq!(parse(&[("AUTH_ISSUER", "http://auth.example.com")]).unwrap_err().var, "AUTH_ISSUER");
+        assert!(parse(&[("AUTH_ISSUER", "http://127.0.0.1:8000")]).is_ok());
+    }
+
+    #[test]
+    fn service_without_url_or_domain_names_its_variable() {
+        let err = Config::from_source(&Source::from_pairs([
+            ("AUTH_ISSUER", "https://auth.example.com"),
+            ("MCP_TIME_ENABLED", "true"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.var, "MCP_TIME_URL");
+        let bad = parse(&[("MCP_ECHO_URL", "ftp://x/mcp")]).unwrap_err();
+        assert_eq!(bad.var, "MCP_ECHO_URL");
+    }
+
+    #[test]
+    fn bad_imported_key_and_mismatched_algorithm_are_refused() {
+        assert_eq!(parse(&[("JWT_PRIVATE_KEY_B64", "%%%")]).unwrap_err().var, "JWT_PRIVATE_KEY_B64");
+        let not_pem = base64::engine::general_purpose::STANDARD.encode("hello");
+        let pairs = [("JWT_PRIVATE_KEY_B64", not_pem.as_str())];
+        let mut all = base();
+        all.extend(pairs.iter().map(|(k, v)| (*k, *v)));
+        let err = Config::from_source(&Source::from_pairs(all)).unwrap_err();
+        assert_eq!(err.var, "JWT_PRIVATE_KEY_B64");
+    }
+
+    #[test]
+    fn bad_listen_and_bad_scope_are_refused() {
+        assert_eq!(parse(&[("AUTHZ_LISTEN", "localhost")]).unwrap_err().var, "AUTHZ_LISTEN");
+        assert_eq!(parse(&[("SCOPES_SUPPORTED", "mcp,\"bad\"")]).unwrap_err().var, "SCOPES_SUPPORTED");
+        assert_eq!(parse(&[("TRUSTED_PROXIES", "proxy.local")]).unwrap_err().var, "TRUSTED_PROXIES");
+    }
+}

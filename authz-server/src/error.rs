@@ -1,0 +1,175 @@
+//! One error type for every OAuth endpoint, mapped to status, RFC 6749 §5.2
+//! JSON body and `WWW-Authenticate` in one function ([`OAuthError::parts`]) with
+//! no catch-all arm, so a new variant forces a decision.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    /// RFC 6749 §5.2 `invalid_request`.
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    /// Failed client authentication: 401 with a `WWW-Authenticate` challenge (RFC 6749 §5.2).
+    #[error("invalid_client: {0}")]
+    InvalidClient(String),
+    /// Bad, used or expired code or refresh token, PKCE mismatch (RFC 6749 §5.2).
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(String),
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(String),
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType(String),
+    #[error("unsupported_response_type")]
+    UnsupportedResponseType(String),
+    #[error("invalid_scope: {0}")]
+    InvalidScope(String),
+    /// RFC 8707 §2: the resource is not one this server issues tokens for, or was not authorized.
+    #[error("invalid_target: {0}")]
+    InvalidTarget(String),
+    /// RFC 7009 §2.2.1.
+    #[error("unsupported_token_type")]
+    UnsupportedTokenType(String),
+    /// RFC 6749 §4.1.2.1: the user (or policy) refused.
+    #[error("access_denied: {0}")]
+    AccessDenied(String),
+    /// RFC 7591 §3.2.2.
+    #[error("invalid_redirect_uri: {0}")]
+    InvalidRedirectUri(String),
+    /// RFC 7591 §3.2.2.
+    #[error("invalid_client_metadata: {0}")]
+    InvalidClientMetadata(String),
+    /// RFC 6750 §3.1: a missing or bad bearer token (the RFC 7592 registration access token).
+    #[error("invalid_token: {0}")]
+    InvalidToken(String),
+    /// The store is unreachable; detail is logged, never sent.
+    #[error("temporarily_unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or a broken invariant; detail is logged, never sent.
+    #[error("server_error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'a str>,
+}
+
+/// Status, error code, client-visible description and challenge of an error.
+pub struct Parts<'a> {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub description: Option<&'a str>,
+    pub challenge: Option<String>,
+}
+
+impl OAuthError {
+    pub fn parts(&self) -> Parts<'_> {
+        use OAuthError as E;
+        fn p<'a>(status: StatusCode, code: &'static str, d: &'a str) -> Parts<'a> {
+            Parts { status, code, description: Some(d), challenge: None }
+        }
+        match self {
+            E::InvalidRequest(d) => p(StatusCode::BAD_REQUEST, "invalid_request", d),
+            E::InvalidClient(d) => Parts {
+                status: StatusCode::UNAUTHORIZED,
+                code: "invalid_client",
+                description: Some(d),
+                // RFC 6749 §5.2: 401 with a challenge for the scheme the client may use.
+                challenge: Some("Basic realm=\"mcp-authz\"".to_string()),
+            },
+            E::InvalidGrant(d) => p(StatusCode::BAD_REQUEST, "invalid_grant", d),
+            E::UnauthorizedClient(d) => p(StatusCode::BAD_REQUEST, "unauthorized_client", d),
+            E::UnsupportedGrantType(d) => p(StatusCode::BAD_REQUEST, "unsupported_grant_type", d),
+            E::UnsupportedResponseType(d) => p(StatusCode::BAD_REQUEST, "unsupported_response_type", d),
+            E::InvalidScope(d) => p(StatusCode::BAD_REQUEST, "invalid_scope", d),
+            E::InvalidTarget(d) => p(StatusCode::BAD_REQUEST, "invalid_target", d),
+            E::UnsupportedTokenType(d) => p(StatusCode::BAD_REQUEST, "unsupported_token_type", d),
+            E::AccessDenied(d) => p(StatusCode::FORBIDDEN, "access_denied", d),
+            E::InvalidRedirectUri(d) => p(StatusCode::BAD_REQUEST, "invalid_redirect_uri", d),
+            E::InvalidClientMetadata(d) => p(StatusCode::BAD_REQUEST, "invalid_client_metadata", d),
+            E::InvalidToken(d) => Parts {
+                status: StatusCode::UNAUTHORIZED,
+                code: "invalid_token",
+                description: Some(d),
+                challenge: Some(format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                    d.replace(['"', '\\'], "'")
+                )),
+            },
+            E::Unavailable(_) => Parts {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "temporarily_unavailable",
+                description: Some("the server is temporarily unavailable; try again"),
+                challenge: None,
+            },
+            E::Internal(_) => Parts {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "server_error",
+                description: Some("internal error"),
+                challenge: None,
+            },
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.parts().code
+    }
+}
+
+impl From<gateway_store::StoreError> for OAuthError {
+    fn from(e: gateway_store::StoreError) -> Self {
+        OAuthError::Unavailable(e.to_string())
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let parts = self.parts();
+        if parts.status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::info!(error = parts.code, "request refused");
+        }
+        let mut resp = HttpResponse::build(parts.status);
+        resp.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if let Some(ch) = parts.challenge.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+            resp.insert_header((header::WWW_AUTHENTICATE, ch));
+        }
+        resp.json(ErrorBody { error: parts.code, error_description: parts.description })
+    }
+}
+
+pub type OAuthResult<T> = Result<T, OAuthError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_client_is_401_with_a_challenge_and_grant_errors_are_400() {
+        let e = OAuthError::InvalidClient("x".into());
+        let p = e.parts();
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+        assert!(p.challenge.unwrap().starts_with("Basic"));
+        assert_eq!(OAuthError::InvalidGrant("x".into()).parts().status, StatusCode::BAD_REQUEST);
+        assert_eq!(OAuthError::InvalidTarget("x".into()).code(), "invalid_target");
+    }
+
+    #[test]
+    fn internal_detail_never_reaches_the_body() {
+        let e = OAuthError::Unavailable("redis at 10.0.0.1 refused".into());
+        assert!(!e.parts().description.unwrap().contains("10.0.0.1"));
+        let e = OAuthError::Internal("stack".into());
+        let p = e.parts();
+        assert_eq!(p.description, Some("internal error"));
+    }
+}

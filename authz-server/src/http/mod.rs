@@ -1,0 +1,150 @@
+//! HTTP adapters (actix-web). Thin: parse the request, call the protocol
+//! logic, shape the answer. One file per endpoint group.
+
+pub mod authorize;
+pub mod client_auth;
+pub mod discovery;
+pub mod health;
+pub mod register;
+pub mod revoke;
+pub mod signin;
+pub mod token;
+
+use actix_cors::Cors;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::error::OAuthError;
+use crate::state::AppState;
+
+/// Mounts every route of the authorization server on `cfg`.
+pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
+    cfg.app_data(web::Data::new(state))
+        .app_data(web::PayloadConfig::new(64 * 1024))
+        // Discovery (RFC 8414, OpenID Connect Discovery, RFC 9728); browsers read these cross-origin.
+        .service(
+            web::resource(["/.well-known/oauth-authorization-server", "/.well-known/oauth-authorization-server/{tail:.*}"])
+                .wrap(cors())
+                .route(web::get().to(discovery::authorization_server_metadata)),
+        )
+        .service(
+            web::resource(["/.well-known/openid-configuration", "/.well-known/openid-configuration/{tail:.*}"])
+                .wrap(cors())
+                .route(web::get().to(discovery::authorization_server_metadata)),
+        )
+        .service(
+            web::resource(["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/{tail:.*}"])
+                .wrap(cors())
+                .route(web::get().to(discovery::protected_resource_metadata)),
+        )
+        .service(web::resource(["/jwks", "/.well-known/jwks.json"]).wrap(cors()).route(web::get().to(discovery::jwks)))
+        .service(web::resource("/register").wrap(cors()).route(web::post().to(register::register)))
+        .service(
+            web::resource("/register/{client_id}")
+                .wrap(cors())
+                .route(web::get().to(register::read))
+                .route(web::put().to(register::update))
+                .route(web::delete().to(register::delete)),
+        )
+        .service(web::resource("/authorize").route(web::get().to(authorize::authorize)))
+        .service(
+            web::resource("/signin")
+                .route(web::get().to(signin::signin_form))
+                .route(web::post().to(signin::signin_submit)),
+        )
+        .service(
+            web::resource("/consent")
+                .route(web::get().to(authorize::consent_form))
+                .route(web::post().to(authorize::consent_submit)),
+        )
+        .service(web::resource("/token").wrap(cors()).route(web::post().to(token::token)))
+        .service(web::resource("/revoke").wrap(cors()).route(web::post().to(revoke::revoke)))
+        .service(web::resource("/introspect").route(web::post().to(revoke::introspect)))
+        .service(web::resource("/revocations").route(web::get().to(revoke::snapshot)))
+        .service(web::resource("/revocations/stream").route(web::get().to(revoke::stream)))
+        .service(web::resource("/health").route(web::get().to(health::health)))
+        .service(web::resource("/ready").route(web::get().to(health::ready)))
+        .service(web::resource("/metrics").route(web::get().to(health::metrics)));
+}
+
+/// Browser clients call discovery, registration, token and revocation from
+/// other origins; no cookies are involved there, so any origin may.
+fn cors() -> Cors {
+    Cors::default()
+        .allow_any_origin()
+        .allowed_methods(["GET", "POST", "PUT", "DELETE", "OPTIONS"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .allowed_header("mcp-protocol-version")
+        .expose_headers([header::WWW_AUTHENTICATE])
+        .max_age(3600)
+}
+
+/// JSON 404 for anything unrouted (never a framework default body).
+pub async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({"error": "not_found"}))
+}
+
+/// A parsed `application/x-www-form-urlencoded` body.
+#[derive(Debug, Default)]
+pub struct Form {
+    pairs: Vec<(String, String)>,
+}
+
+impl Form {
+    pub fn parse(req: &HttpRequest, body: &[u8]) -> Result<Self, OAuthError> {
+        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(OAuthError::InvalidRequest(
+                "the body must be application/x-www-form-urlencoded (RFC 6749 §3.2)".into(),
+            ));
+        }
+        Ok(Self::from_bytes(body))
+    }
+
+    pub fn from_bytes(body: &[u8]) -> Self {
+        Self { pairs: url::form_urlencoded::parse(body).into_owned().collect() }
+    }
+
+    /// A parameter that may appear at most once (RFC 6749 §3.1, §3.2); empty counts as absent.
+    pub fn one(&self, name: &str) -> Result<Option<&str>, OAuthError> {
+        let mut found = self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let first = found.next();
+        if found.next().is_some() {
+            return Err(OAuthError::InvalidRequest(format!("{name} appears more than once")));
+        }
+        Ok(first.filter(|v| !v.is_empty()))
+    }
+
+    /// Whether the parameter was sent at all (even empty).
+    pub fn has(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k == name)
+    }
+
+    pub fn all(&self, name: &str) -> Vec<String> {
+        self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+    }
+
+    pub fn required(&self, name: &str) -> Result<&str, OAuthError> {
+        self.one(name)?.ok_or_else(|| OAuthError::InvalidRequest(format!("{name} is required")))
+    }
+}
+
+/// The host the request was addressed to: `X-Forwarded-Host` from a trusted proxy, else `Host`.
+pub fn request_host(req: &HttpRequest, state: &AppState) -> Option<String> {
+    let peer = req.peer_addr().map(|a| a.ip());
+    if state.config.trusted_proxies.trusts(peer) {
+        if let Some(h) = req.headers().get("x-forwarded-host").and_then(|v| v.to_str().ok()) {
+            return h.split(',').next().map(|h| h.trim().to_ascii_lowercase());
+        }
+    }
+    req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).map(|h| h.trim().to_ascii_lowercase())
+}
+
+/// JSON with `Cache-Control: no-store` (RFC 6749 §5.1).
+pub fn no_store_json(status: actix_web::http::StatusCode, body: &impl serde::Serialize) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
+}

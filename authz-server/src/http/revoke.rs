@@ -1,0 +1,153 @@
+//! `/revoke` (RFC 7009), `/introspect` (RFC 7662) and the revocation feed
+//! verifiers follow (`/revocations`, `/revocations/stream`).
+
+use std::time::Duration;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gateway_common::crypto::hash_secret;
+use gateway_common::revocation::{RevocationEvent, RevocationSnapshot, REVOKED_PREFIX};
+use serde_json::json;
+use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
+
+use super::client_auth::{authenticate, Public};
+use super::{no_store_json, Form};
+use crate::error::OAuthError;
+use crate::issue;
+use crate::records::{family_key, RefreshFamily};
+use crate::state::AppState;
+use crate::token::split_refresh_token;
+
+/// A refresh family, if `token` is one of its tokens (current or rotated).
+async fn find_family(state: &AppState, token: &str) -> Result<Option<(RefreshFamily, bool)>, OAuthError> {
+    let Some((family_id, _)) = split_refresh_token(token) else {
+        return Ok(None);
+    };
+    let Some(raw) = state.store.get(&family_key(family_id)).await? else {
+        return Ok(None);
+    };
+    let family = issue::parse_family(&raw)?;
+    let h = hash_secret(token);
+    let current = gateway_common::crypto::ct_eq(family.current_hash.as_bytes(), h.as_bytes());
+    let known = current || family.previous_hashes.iter().any(|p| p == &h);
+    Ok(known.then_some((family, current)))
+}
+
+/// `POST /revoke`. 200 for unknown or expired tokens (RFC 7009 §2.2); a token
+/// issued to another client is refused (§2.1) and stays valid.
+pub async fn revoke(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+    let form = Form::parse(&req, &body)?;
+    let client = authenticate(&state, &req, &form, Public::Identify).await?;
+    let token = form.required("token")?;
+    let _hint = form.one("token_type_hint")?;
+    let foreign = || OAuthError::UnauthorizedClient("the token was not issued to this client".into());
+    if let Some(claims) = state.keys.verify(token) {
+        if claims.client_id != client.client_id {
+            return Err(foreign());
+        }
+        issue::revoke_access_token(&state, &claims.jti, claims.exp).await?;
+    } else if let Some((family, _)) = find_family(&state, token).await? {
+        if family.client_id != client.client_id {
+            return Err(foreign());
+        }
+        // RFC 7009 §2.1: revoking a refresh token also revokes the access tokens of its grant.
+        issue::revoke_family(&state, &family.family_id).await?;
+    }
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).finish())
+}
+
+/// `POST /introspect`. Callers authenticate; they see their own tokens, or any
+/// token when listed in `INTROSPECTION_CLIENTS` (resource servers).
+pub async fn introspect(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+    let form = Form::parse(&req, &body)?;
+    let caller = authenticate(&state, &req, &form, Public::Refuse).await?;
+    let token = form.required("token")?;
+    let privileged = state.config.introspection_clients.iter().any(|c| c == &caller.client_id);
+    let inactive = || no_store_json(StatusCode::OK, &json!({"active": false}));
+    let now = state.now();
+    if let Some(claims) = state.keys.verify(token) {
+        if claims.exp <= now || issue::is_revoked(&state, &claims.jti).await? {
+            return Ok(inactive());
+        }
+        if claims.client_id != caller.client_id && !privileged {
+            return Ok(inactive());
+        }
+        return Ok(no_store_json(
+            StatusCode::OK,
+            &json!({
+                "active": true,
+                "scope": claims.scope,
+                "client_id": claims.client_id,
+                "username": claims.name,
+                "token_type": "Bearer",
+                "exp": claims.exp,
+                "iat": claims.iat,
+                "sub": claims.sub,
+                "aud": claims.aud,
+                "iss": claims.iss,
+                "jti": claims.jti,
+            }),
+        ));
+    }
+    if let Some((family, current)) = find_family(&state, token).await? {
+        if !current || family.revoked || family.exp <= now {
+            return Ok(inactive());
+        }
+        if family.client_id != caller.client_id && !privileged {
+            return Ok(inactive());
+        }
+        return Ok(no_store_json(
+            StatusCode::OK,
+            &json!({
+                "active": true,
+                "scope": family.scope,
+                "client_id": family.client_id,
+                "username": family.user.name,
+                "exp": family.exp,
+                "sub": family.user.sub,
+                "aud": family.resources,
+                "iss": state.config.issuer,
+            }),
+        ));
+    }
+    Ok(inactive())
+}
+
+/// `GET /revocations`: every revoked token that has not expired yet.
+pub async fn snapshot(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+    let mut revoked = Vec::new();
+    for key in state.store.keys_with_prefix(REVOKED_PREFIX).await? {
+        if let Some(raw) = state.store.get(&key).await? {
+            if let Ok(ev) = serde_json::from_slice::<RevocationEvent>(&raw) {
+                revoked.push(ev);
+            }
+        }
+    }
+    Ok(no_store_json(StatusCode::OK, &RevocationSnapshot { revoked }))
+}
+
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// `GET /revocations/stream`: server-sent events, one `data:` line per
+/// revocation, a `: keepalive` comment every 15 s so a consumer can tell a
+/// quiet feed from a dead one.
+pub async fn stream(state: web::Data<AppState>) -> HttpResponse {
+    let events = BroadcastStream::new(state.revocations.subscribe()).filter_map(|ev| async move {
+        // A lagging consumer misses events; it re-reads the snapshot on reconnect.
+        let ev = ev.ok()?;
+        let json = serde_json::to_string(&ev).ok()?;
+        Some(Ok::<_, actix_web::Error>(Bytes::from(format!("data: {json}\n\n"))))
+    });
+    let mut tick = tokio::time::interval(KEEPALIVE);
+    tick.reset();
+    let keepalive = IntervalStream::new(tick).map(|_| Ok(Bytes::from_static(b": keepalive\n\n")));
+    let hello = futures_util::stream::once(async { Ok(Bytes::from_static(b": connected\n\n")) });
+    let body = hello.chain(futures_util::stream::select(events, keepalive));
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body)
+}

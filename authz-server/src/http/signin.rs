@@ -1,0 +1,218 @@
+//! Sign-in pages, the browser and session cookies, and single-use CSRF tokens.
+//!
+//! Cookies are HttpOnly, SameSite=Lax, `Path=/`; under an https issuer they are
+//! `Secure` and use the `__Host-` prefix (no `Domain`, so a sibling host cannot
+//! set them). The session lives for `SESSION_TIMEOUT`.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use bytes::Bytes;
+use gateway_common::crypto::{hash_secret, random_token};
+
+use super::authorize::load_request;
+use super::Form;
+use crate::error::OAuthError;
+use crate::html;
+use crate::records::{csrf_key, session_key, CsrfRecord, SessionRecord};
+use crate::signin::{Identity, SignInStart};
+use crate::state::AppState;
+
+const BROWSER_COOKIE: &str = "authz_browser";
+const SESSION_COOKIE: &str = "authz_session";
+
+fn cookie_name(state: &AppState, base: &str) -> String {
+    if state.config.https() {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+fn build_cookie(state: &AppState, base: &str, value: &str) -> Cookie<'static> {
+    Cookie::build(cookie_name(state, base), value.to_string())
+        .path("/")
+        .http_only(true)
+        .secure(state.config.https())
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            i64::try_from(state.config.session_timeout.as_secs()).unwrap_or(900),
+        ))
+        .finish()
+}
+
+fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
+    req.cookie(name).map(|c| c.value().to_string()).filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+/// The random id of this browser (binds pending requests and CSRF tokens to it).
+pub fn browser_id(req: &HttpRequest) -> Option<String> {
+    cookie_value(req, BROWSER_COOKIE).or_else(|| cookie_value(req, &format!("__Host-{BROWSER_COOKIE}")))
+}
+
+pub fn set_browser_cookie(resp: &mut HttpResponseBuilder, state: &AppState, value: &str) {
+    resp.cookie(build_cookie(state, BROWSER_COOKIE, value));
+}
+
+/// The signed-in user of this browser, if the session is live.
+pub async fn current_session(req: &HttpRequest, state: &AppState) -> Result<Option<SessionRecord>, OAuthError> {
+    let Some(sid) = cookie_value(req, &cookie_name(state, SESSION_COOKIE)) else {
+        return Ok(None);
+    };
+    let Some(raw) = state.store.get(&session_key(&hash_secret(&sid))).await? else {
+        return Ok(None);
+    };
+    let rec: SessionRecord = serde_json::from_slice(&raw).map_err(|e| OAuthError::Internal(e.to_string()))?;
+    Ok((rec.exp > state.now()).then_some(rec))
+}
+
+/// A fresh single-use form token for `purpose` on request `request_id`.
+pub async fn csrf_issue(state: &AppState, request_id: &str, browser_hash: &str, purpose: &str) -> Result<String, OAuthError> {
+    let token = random_token(24);
+    let rec = CsrfRecord { request_id: request_id.to_string(), browser_hash: browser_hash.to_string(), purpose: purpose.to_string() };
+    let raw = serde_json::to_vec(&rec).map_err(|e| OAuthError::Internal(e.to_string()))?;
+    state.store.put(&csrf_key(&hash_secret(&token)), &raw, Some(state.config.session_timeout)).await?;
+    Ok(token)
+}
+
+/// Consumes a form token; true only once, and only for the same request, browser and purpose.
+pub async fn csrf_take(state: &AppState, token: &str, request_id: &str, browser_hash: &str, purpose: &str) -> Result<bool, OAuthError> {
+    if token.is_empty() || token.len() > 128 {
+        return Ok(false);
+    }
+    let Some(raw) = state.store.take(&csrf_key(&hash_secret(token))).await? else {
+        return Ok(false);
+    };
+    let Ok(rec) = serde_json::from_slice::<CsrfRecord>(&raw) else {
+        return Ok(false);
+    };
+    Ok(rec.request_id == request_id && rec.browser_hash == browser_hash && rec.purpose == purpose)
+}
+
+fn expired_page() -> HttpResponse {
+    html::error_page(
+        StatusCode::BAD_REQUEST,
+        "Sign-in expired",
+        "This sign-in request is no longer valid. Go back to the application and start again.",
+    )
+}
+
+fn server_error_page(e: &OAuthError) -> HttpResponse {
+    tracing::error!(error = %e, "sign-in step failed");
+    html::error_page(e.parts().status, "Something went wrong", "The server could not complete this step. Try again.")
+}
+
+async fn render_form(
+    state: &AppState,
+    request_id: &str,
+    browser_hash: &str,
+    client_name: &str,
+    error: Option<&str>,
+    username: &str,
+    status: StatusCode,
+) -> HttpResponse {
+    let csrf = match csrf_issue(state, request_id, browser_hash, "signin").await {
+        Ok(c) => c,
+        Err(e) => return server_error_page(&e),
+    };
+    let page = html::signin_page(&html::SignInForm { request_id, csrf: &csrf, client_name, error, username });
+    html::respond(status, page, &[])
+}
+
+async fn client_name(state: &AppState, client_id: &str) -> String {
+    match state.find_client(client_id).await {
+        Ok(Some(c)) => c.display_name().to_string(),
+        _ => client_id.to_string(),
+    }
+}
+
+/// `GET /signin?req=…[&idp=…]`: the chooser, the form, or a redirect upstream.
+pub async fn signin_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let q = Form::from_bytes(req.query_string().as_bytes());
+    let request_id = q.one("req").ok().flatten().unwrap_or("").to_string();
+    let (ar, _) = match load_request(&req, &state, &request_id).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return expired_page(),
+        Err(e) => return server_error_page(&e),
+    };
+    let name = client_name(&state, &ar.client_id).await;
+    let wanted = q.one("idp").ok().flatten();
+    let provider = match (wanted, state.providers.as_slice()) {
+        (_, []) => {
+            return html::error_page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in unavailable", "No sign-in method is configured on this server.")
+        }
+        (None, [only]) => only.clone(),
+        (None, many) => {
+            let choices: Vec<html::Choice<'_>> = many.iter().map(|p| html::Choice { id: p.id(), label: p.label() }).collect();
+            return html::respond(StatusCode::OK, html::chooser_page(&request_id, &name, &choices), &[]);
+        }
+        (Some(id), all) => match all.iter().find(|p| p.id() == id) {
+            Some(p) => p.clone(),
+            None => return expired_page(),
+        },
+    };
+    match provider.start(&request_id).await {
+        Ok(SignInStart::Form) => render_form(&state, &request_id, &ar.browser_hash, &name, None, "", StatusCode::OK).await,
+        Ok(SignInStart::Redirect(url)) => HttpResponse::Found().insert_header((header::LOCATION, url)).finish(),
+        Err(e) => server_error_page(&OAuthError::Unavailable(e.to_string())),
+    }
+}
+
+/// `POST /signin`: checks the form credentials with the chosen form provider.
+pub async fn signin_submit(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let form = Form::from_bytes(&body);
+    let field = |n: &str| form.one(n).ok().flatten().unwrap_or("").to_string();
+    let request_id = field("req");
+    let (ar, _) = match load_request(&req, &state, &request_id).await {
+        Ok(Some(x)) => x,
+        Ok(None) => return expired_page(),
+        Err(e) => return server_error_page(&e),
+    };
+    match csrf_take(&state, &field("csrf"), &request_id, &ar.browser_hash, "signin").await {
+        Ok(true) => {}
+        Ok(false) => {
+            return html::error_page(StatusCode::FORBIDDEN, "Form expired", "This form was already used or has expired. Start again from the application.")
+        }
+        Err(e) => return server_error_page(&e),
+    }
+    let idp = match field("idp") {
+        s if s.is_empty() => "local".to_string(),
+        s => s,
+    };
+    let Some(provider) = state.providers.iter().find(|p| p.id() == idp).cloned() else {
+        return expired_page();
+    };
+    let username = field("username");
+    match provider.verify_password(&username, &field("password")).await {
+        Ok(Some(identity)) => {
+            state.metrics.sign_ins.inc();
+            finish_sign_in(&state, &request_id, identity).await
+        }
+        Ok(None) => {
+            state.metrics.failed_sign_ins.inc();
+            tracing::info!(idp = %idp, "sign-in refused");
+            let name = client_name(&state, &ar.client_id).await;
+            render_form(&state, &request_id, &ar.browser_hash, &name, Some("Wrong username or password."), &username, StatusCode::UNAUTHORIZED).await
+        }
+        Err(e) => server_error_page(&OAuthError::Unavailable(e.to_string())),
+    }
+}
+
+/// Every provider ends here: open the session, set its cookie, go to consent.
+pub async fn finish_sign_in(state: &AppState, request_id: &str, identity: Identity) -> HttpResponse {
+    let sid = random_token(32);
+    let rec = SessionRecord { user: identity, exp: state.now() + state.config.session_timeout.as_secs() };
+    let saved = match serde_json::to_vec(&rec) {
+        Ok(raw) => state.store.put(&session_key(&hash_secret(&sid)), &raw, Some(state.config.session_timeout)).await.map_err(OAuthError::from),
+        Err(e) => Err(OAuthError::Internal(e.to_string())),
+    };
+    if let Err(e) = saved {
+        return server_error_page(&e);
+    }
+    tracing::info!(sub = %rec.user.sub, idp = %rec.user.idp, "signed in");
+    HttpResponse::SeeOther()
+        .cookie(build_cookie(state, SESSION_COOKIE, &sid))
+        .insert_header((header::LOCATION, format!("/consent?req={request_id}")))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}

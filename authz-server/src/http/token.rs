@@ -1,0 +1,147 @@
+//! `POST /token` (RFC 6749 §3.2): `authorization_code` and `refresh_token`.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use gateway_common::crypto::{hash_secret, random_token};
+
+use super::client_auth::{authenticate, Public};
+use super::{no_store_json, Form};
+use crate::error::OAuthError;
+use crate::issue::{self, TokenResponse};
+use crate::records::{code_key, code_used_key, family_key, ClientRecord, CodeRecord, CodeUse};
+use crate::registration::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
+use crate::state::AppState;
+use crate::token::{self as logic, RefreshDecision};
+
+fn internal(e: impl std::fmt::Display) -> OAuthError {
+    OAuthError::Internal(e.to_string())
+}
+
+pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+    let result = handle(&req, &body, &state).await;
+    match &result {
+        Ok(_) => {}
+        Err(e) => state.metrics.token_error(e.code()),
+    }
+    result
+}
+
+async fn handle(req: &HttpRequest, body: &[u8], state: &AppState) -> Result<HttpResponse, OAuthError> {
+    let form = Form::parse(req, body)?;
+    let grant = form.required("grant_type")?.to_string();
+    let client = authenticate(state, req, &form, Public::Identify).await?;
+    let resp = match grant.as_str() {
+        GRANT_AUTHORIZATION_CODE => code_grant(state, &client, &form).await?,
+        GRANT_REFRESH_TOKEN => refresh_grant(state, &client, &form).await?,
+        other => return Err(OAuthError::UnsupportedGrantType(format!("grant_type {other} is not supported"))),
+    };
+    state.metrics.token_issued(&grant);
+    Ok(no_store_json(StatusCode::OK, &resp))
+}
+
+async fn code_grant(state: &AppState, client: &ClientRecord, form: &Form) -> Result<TokenResponse, OAuthError> {
+    if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
+        return Err(OAuthError::UnauthorizedClient("this client may not use authorization_code".into()));
+    }
+    let code = form.required("code")?;
+    let code_hash = hash_secret(code);
+    // Taken atomically: of any number of concurrent redemptions, one gets it.
+    let Some(raw) = state.store.take(&code_key(&code_hash)).await? else {
+        // A second use: revoke what the first use issued (RFC 6749 §4.1.2, RFC 9700 §4.2.4).
+        if let Some(used) = state.store.get(&code_used_key(&code_hash)).await? {
+            if let Ok(used) = serde_json::from_slice::<CodeUse>(&used) {
+                tracing::warn!(client_id = %client.client_id, "authorization code replayed; revoking its tokens");
+                issue::revoke_access_token(state, &used.jti, used.access_exp).await?;
+                issue::revoke_family(state, &used.family_id).await?;
+            }
+        }
+        return Err(OAuthError::InvalidGrant("the code is invalid, expired or already used".into()));
+    };
+    let rec: CodeRecord = serde_json::from_slice(&raw).map_err(internal)?;
+    let aud = logic::check_code_grant(
+        &rec,
+        &client.client_id,
+        form.one("redirect_uri")?,
+        form.one("code_verifier")?,
+        &form.all("resource"),
+        state.now(),
+    )?;
+    let jti = issue::new_jti();
+    let family_id = random_token(16);
+    let access_exp = state.now() + state.config.access_token_lifetime.as_secs();
+    // Written before the tokens exist, so a replay racing this request still finds what to revoke.
+    let marker = CodeUse { jti: jti.clone(), access_exp, family_id: family_id.clone() };
+    let keep = state.config.access_token_lifetime.max(state.config.code_lifetime) + Duration::from_secs(60);
+    state.store.put(&code_used_key(&code_hash), &serde_json::to_vec(&marker).map_err(internal)?, Some(keep)).await?;
+
+    let minted = issue::mint_access_token(state, &jti, &client.client_id, &rec.user, &rec.scope, &aud)?;
+    let refresh_token = if client.allows_grant(GRANT_REFRESH_TOKEN) {
+        Some(issue::new_family(state, &family_id, &client.client_id, &rec.user, &rec.scope, &rec.resources, &minted).await?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token: minted.token,
+        token_type: "Bearer",
+        expires_in: state.config.access_token_lifetime.as_secs(),
+        refresh_token,
+        scope: rec.scope,
+    })
+}
+
+async fn refresh_grant(state: &AppState, client: &ClientRecord, form: &Form) -> Result<TokenResponse, OAuthError> {
+    if !client.allows_grant(GRANT_REFRESH_TOKEN) {
+        return Err(OAuthError::UnauthorizedClient("this client may not use refresh_token".into()));
+    }
+    let presented = form.required("refresh_token")?;
+    let invalid = || OAuthError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
+    let (family_id, _) = logic::split_refresh_token(presented).ok_or_else(invalid)?;
+    let presented_hash = hash_secret(presented);
+    let key = family_key(family_id);
+    let Some(raw) = state.store.get(&key).await? else {
+        return Err(invalid());
+    };
+    let family = issue::parse_family(&raw)?;
+    let now = state.now();
+    match logic::check_refresh(&family, &client.client_id, &presented_hash, now) {
+        RefreshDecision::Rotate => {}
+        RefreshDecision::RevokeFamily => {
+            tracing::warn!(client_id = %client.client_id, "rotated refresh token reused; revoking its family");
+            issue::revoke_family(state, family_id).await?;
+            return Err(invalid());
+        }
+        RefreshDecision::Refuse(why) => return Err(OAuthError::InvalidGrant(why.into())),
+    }
+    let scope = logic::narrow_scope(&family.scope, form.one("scope")?)?;
+    let aud = logic::narrow_resources(&family.resources, &form.all("resource"))?;
+    let jti = issue::new_jti();
+    let access_exp = now + state.config.access_token_lifetime.as_secs();
+    let new_token = format!("{family_id}.{}", random_token(32));
+    let next = logic::rotated(
+        &family,
+        hash_secret(&new_token),
+        now + state.config.refresh_token_lifetime.as_secs(),
+        &jti,
+        access_exp,
+        now,
+    );
+    let next_raw = serde_json::to_vec(&next).map_err(internal)?;
+    // Rotation is a compare-and-swap: of two requests with the same token, one wins;
+    // the loser presented a token that is now rotated — reuse — and the family goes.
+    if !state.store.compare_and_swap(&key, &raw, Some(&next_raw), Some(issue::family_ttl(state, &next))).await? {
+        tracing::warn!(client_id = %client.client_id, "concurrent refresh with one token; revoking its family");
+        issue::revoke_family(state, family_id).await?;
+        return Err(invalid());
+    }
+    let minted = issue::mint_access_token(state, &jti, &client.client_id, &family.user, &scope, &aud)?;
+    Ok(TokenResponse {
+        access_token: minted.token,
+        token_type: "Bearer",
+        expires_in: state.config.access_token_lifetime.as_secs(),
+        refresh_token: Some(new_token),
+        scope,
+    })
+}

@@ -1,0 +1,163 @@
+//! Issuing and revoking tokens against the store: access-token minting,
+//! refresh-token families, revocation events. Grant *decisions* are in
+//! [`crate::token`]; this module only carries them out.
+
+use std::time::Duration;
+
+use gateway_common::claims::{AccessClaims, Audience};
+use gateway_common::crypto::{hash_secret, random_token};
+use gateway_common::revocation::{revoked_key, RevocationEvent, REVOCATION_CHANNEL};
+use serde::Serialize;
+
+use crate::error::OAuthError;
+use crate::records::{family_key, LiveToken, RefreshFamily};
+use crate::signin::Identity;
+use crate::state::Inner;
+
+/// RFC 6749 §5.1 successful token response.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+pub struct Minted {
+    pub token: String,
+    pub jti: String,
+    pub exp: u64,
+}
+
+fn internal(e: impl std::fmt::Display) -> OAuthError {
+    OAuthError::Internal(e.to_string())
+}
+
+pub fn new_jti() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Signs an access token (RFC 9068 profile); `aud` = the authorized resources (RFC 8707).
+pub fn mint_access_token(
+    s: &Inner,
+    jti: &str,
+    client_id: &str,
+    user: &Identity,
+    scope: &str,
+    aud: &[String],
+) -> Result<Minted, OAuthError> {
+    let now = s.now();
+    let exp = now + s.config.access_token_lifetime.as_secs();
+    let aud = match aud {
+        [one] => Audience::One(one.clone()),
+        many => Audience::Many(many.to_vec()),
+    };
+    let claims = AccessClaims {
+        iss: s.config.issuer.clone(),
+        sub: user.sub.clone(),
+        aud,
+        exp,
+        iat: now,
+        nbf: None,
+        jti: jti.to_string(),
+        client_id: client_id.to_string(),
+        scope: scope.to_string(),
+        name: user.name.clone(),
+        email: user.email.clone(),
+        groups: user.groups.clone(),
+        idp: Some(user.idp.clone()),
+    };
+    let token = s.keys.sign(&claims).map_err(internal)?;
+    Ok(Minted { token, jti: jti.to_string(), exp })
+}
+
+/// Starts a refresh-token family; returns the token `<family>.<secret>` (only its hash is stored).
+pub async fn new_family(
+    s: &Inner,
+    family_id: &str,
+    client_id: &str,
+    user: &Identity,
+    scope: &str,
+    resources: &[String],
+    first: &Minted,
+) -> Result<String, OAuthError> {
+    let secret = random_token(32);
+    let token = format!("{family_id}.{secret}");
+    let lifetime = s.config.refresh_token_lifetime;
+    let family = RefreshFamily {
+        family_id: family_id.to_string(),
+        client_id: client_id.to_string(),
+        user: user.clone(),
+        scope: scope.to_string(),
+        resources: resources.to_vec(),
+        current_hash: hash_secret(&token),
+        previous_hashes: Vec::new(),
+        revoked: false,
+        exp: s.now() + lifetime.as_secs(),
+        live_tokens: vec![LiveToken { jti: first.jti.clone(), exp: first.exp }],
+    };
+    let raw = serde_json::to_vec(&family).map_err(internal)?;
+    s.store.put(&family_key(family_id), &raw, Some(family_ttl(s, &family))).await?;
+    Ok(token)
+}
+
+/// How long a family record is kept: until its refresh token and its last
+/// access token have both lapsed (a revoked family must still say so).
+pub fn family_ttl(s: &Inner, f: &RefreshFamily) -> Duration {
+    let last_access = f.live_tokens.iter().map(|t| t.exp).max().unwrap_or(0);
+    let until = f.exp.max(last_access);
+    Duration::from_secs(until.saturating_sub(s.now()).max(1))
+}
+
+pub fn parse_family(raw: &[u8]) -> Result<RefreshFamily, OAuthError> {
+    serde_json::from_slice(raw).map_err(internal)
+}
+
+/// Publishes the revocation of one access token: a `revoked:<jti>` record that
+/// lives until the token's `exp`, and an event on [`REVOCATION_CHANNEL`].
+pub async fn revoke_access_token(s: &Inner, jti: &str, exp: u64) -> Result<(), OAuthError> {
+    let now = s.now();
+    if exp <= now {
+        return Ok(());
+    }
+    let event = RevocationEvent { jti: jti.to_string(), exp };
+    let raw = serde_json::to_vec(&event).map_err(internal)?;
+    s.store.put(&revoked_key(jti), &raw, Some(Duration::from_secs(exp - now))).await?;
+    s.store.publish(REVOCATION_CHANNEL, &raw).await?;
+    s.metrics.revocations.inc();
+    tracing::info!(jti = %jti, "access token revoked");
+    Ok(())
+}
+
+pub async fn is_revoked(s: &Inner, jti: &str) -> Result<bool, OAuthError> {
+    Ok(s.store.get(&revoked_key(jti)).await?.is_some())
+}
+
+/// Marks a family revoked (so neither its current nor any rotated token works)
+/// and revokes its live access tokens.
+pub async fn revoke_family(s: &Inner, family_id: &str) -> Result<(), OAuthError> {
+    let key = family_key(family_id);
+    let mut live = Vec::new();
+    for _ in 0..8 {
+        let Some(raw) = s.store.get(&key).await? else {
+            return Ok(());
+        };
+        let mut fam = parse_family(&raw)?;
+        live = fam.live_tokens.clone();
+        if fam.revoked {
+            break;
+        }
+        fam.revoked = true;
+        let new = serde_json::to_vec(&fam).map_err(internal)?;
+        if s.store.compare_and_swap(&key, &raw, Some(&new), Some(family_ttl(s, &fam))).await? {
+            tracing::info!(family = %family_id, "refresh token family revoked");
+            break;
+        }
+    }
+    for t in live {
+        revoke_access_token(s, &t.jti, t.exp).await?;
+    }
+    Ok(())
+}

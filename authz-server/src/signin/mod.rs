@@ -1,0 +1,59 @@
+//! Who the user is: the sign-in seam.
+//!
+//! Every way of signing in — local users now, GitHub, OpenID Connect and the
+//! device flow later — is an [`IdentityProvider`]. A provider either shows our
+//! credentials form ([`SignInStart::Form`], checked by
+//! [`IdentityProvider::verify_password`]) or sends the browser to an upstream
+//! ([`SignInStart::Redirect`]) and, from its own callback route, hands the
+//! resulting [`Identity`] to `crate::http::signin::finish_sign_in`, which opens
+//! the session and continues to consent. Nothing after that point knows which
+//! provider was used, except through `Identity::idp`.
+
+pub mod local;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// A signed-in user, as carried into codes, refresh families and tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Stable id: `local:<name>`, `github:<id>`, `oidc:<sub>`.
+    pub sub: String,
+    /// Login name shown to people and put in the token's `name`.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// `local`, `github`, `oidc`.
+    pub idp: String,
+}
+
+/// How a provider's sign-in begins for a pending authorization request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInStart {
+    /// Our own username/password form.
+    Form,
+    /// Send the browser here (an upstream authorization endpoint).
+    Redirect(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("sign-in backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
+    /// Short id used in URLs and `Identity::idp` (`local`, `github`, `oidc`).
+    fn id(&self) -> &'static str;
+    /// What the chooser page shows.
+    fn label(&self) -> &str;
+    /// How sign-in starts for the pending request `request_id`.
+    async fn start(&self, request_id: &str) -> Result<SignInStart, SignInError>;
+    /// Checks form credentials; providers that redirect keep the default.
+    async fn verify_password(&self, _username: &str, _password: &str) -> Result<Option<Identity>, SignInError> {
+        Ok(None)
+    }
+}

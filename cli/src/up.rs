@@ -1,0 +1,188 @@
+//! One-machine mode: the authz-server, the verifier (as an in-process guard)
+//! and a bridged MCP server in ONE actix app on one loopback port, with the
+//! embedded store and a local user created on first run.
+//!
+//! One origin serves everything, so the client needs nothing but the MCP URL:
+//! `/mcp` is guarded (401 + `resource_metadata` → discovery), the well-known
+//! documents, `/register`, `/authorize`, `/token`… are the authz-server's.
+//! Each service still runs alone as its own binary in real deployments.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use gateway_common::clock::{self, SharedClock};
+use gateway_common::config::Source;
+
+use crate::guard::guard;
+use crate::users;
+
+/// The service name the launcher gives the bridged server (`MCP_LOCAL_*`).
+const SERVICE: &str = "LOCAL";
+/// The user created on first run.
+pub const FIRST_USER: &str = "admin";
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct UpArgs {
+    /// Loopback address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0 picks a free one).
+    #[arg(long, env = "GATEWAY_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Where the embedded store, the users file and the key file live.
+    #[arg(long, env = "GATEWAY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The stdio MCP server to bridge: a command line, or `builtin:echo`.
+    #[arg(long, env = "BRIDGE_COMMAND", default_value = "builtin:echo")]
+    pub mcp_command: String,
+}
+
+/// A running one-machine gateway.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub issuer: String,
+    pub mcp_url: String,
+    /// Set on the first run only: the user created and its password.
+    pub created_user: Option<(String, String)>,
+    pub server: actix_web::dev::Server,
+    _verifier_tasks: mcp_verifier::BackgroundTasks,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .field("mcp_url", &self.mcp_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The launcher's variables layered over the user's: the service layout is the
+/// launcher's, everything else (lifetimes, algorithm, …) stays configurable.
+pub fn source_for(env: &Source, issuer: &str, mcp_url: &str, data_dir: &std::path::Path, mcp_command: &str) -> Source {
+    let pairs = env.iter().filter(|(k, _)| {
+        // Services are the launcher's: one, bridged here.
+        !(k.starts_with("MCP_") && (k.ends_with("_ENABLED") || k.ends_with("_URL")))
+    });
+    let mut src = Source::from_pairs(pairs.map(|(k, v)| (k.clone(), v.clone())));
+    let data = data_dir.display().to_string();
+    src = src
+        .with("AUTH_ISSUER", issuer)
+        .with("AUTHZ_URL", issuer)
+        .with(&format!("MCP_{SERVICE}_ENABLED"), "true")
+        .with(&format!("MCP_{SERVICE}_URL"), mcp_url)
+        .with("LOCAL_USERS_FILE", &format!("{data}/users"))
+        .with("BRIDGE_COMMAND", mcp_command);
+    if env.get("STORE_PATH").is_none() {
+        src = src.with("STORE_PATH", &format!("{data}/gateway.redb"));
+    }
+    if env.get("KEY_ENCRYPTION_KEY_FILE").is_none() {
+        src = src.with("KEY_ENCRYPTION_KEY_FILE", &format!("{data}/key-encryption.key"));
+    }
+    src
+}
+
+/// Starts everything; the returned server future must be awaited (or spawned).
+pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind((args.host.as_str(), args.port))
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    let authority = match addr {
+        SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+        SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+    };
+    let issuer = format!("http://{authority}");
+    let mcp_url = format!("{issuer}/mcp");
+
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let users_file = args.data_dir.join("users");
+    let created_user = if users::has_users(&users_file) {
+        None
+    } else {
+        let password = users::generate_password();
+        users::add_user(&users_file, FIRST_USER, &password)?;
+        Some((FIRST_USER.to_string(), password))
+    };
+
+    let src = source_for(env, &issuer, &mcp_url, &args.data_dir, &args.mcp_command);
+    // The whole configuration is parsed before anything starts serving.
+    let authz_config = mcp_authz::Config::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let verifier_config =
+        mcp_verifier::VerifierConfig::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut bridge_config = mcp_bridge::Config::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Mounted inside the guarded `/mcp` scope below.
+    bridge_config.path = String::new();
+    bridge_config.legacy_sse = false;
+    bridge_config.allowed_hosts = vec![authority.clone()];
+
+    let store = gateway_store::config::open_from_config(&src)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let authz_state = mcp_authz::build_state(authz_config, store, clock.clone()).await?;
+    let (verifier, verifier_tasks) = mcp_verifier::start(verifier_config, clock);
+    let bridge = mcp_bridge::Bridge::new(bridge_config);
+    bridge.start_reaper();
+
+    let server = HttpServer::new(move || {
+        let authz_state = authz_state.clone();
+        App::new()
+            .configure(move |cfg| mcp_authz::configure(cfg, authz_state.clone()))
+            .service(
+                web::scope("/mcp")
+                    .app_data(web::Data::new(Arc::clone(&verifier)))
+                    .wrap(from_fn(guard))
+                    .configure(mcp_bridge::configure(Arc::clone(&bridge))),
+            )
+    })
+    .workers(2)
+    .listen(listener)?
+    .run();
+
+    Ok(Running {
+        addr,
+        issuer,
+        mcp_url,
+        created_user,
+        server,
+        _verifier_tasks: verifier_tasks,
+    })
+}
+
+/// `mcp-gateway up`.
+pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    let env = Source::from_process().map_err(|e| anyhow::anyhow!("{e}"))?;
+    init_logging(&env);
+    actix_web::rt::System::new().block_on(async move {
+        let running = start(&args, &env, clock::system()).await?;
+        println!("MCP OAuth gateway is running (one-machine mode).");
+        println!();
+        println!("  MCP URL, paste it into your client:  {}", running.mcp_url);
+        println!("  Issuer:                               {}", running.issuer);
+        match &running.created_user {
+            Some((user, password)) => {
+                println!("  Sign in as:                           {user} / {password}");
+                println!("  (shown once; more users: mcp-gateway add-user NAME --file {}/users)", args.data_dir.display());
+            }
+            None => println!("  Sign in with a user from {}/users", args.data_dir.display()),
+        }
+        println!("  State:                                {}", args.data_dir.display());
+        println!();
+        println!("Press Ctrl-C to stop.");
+        running.server.await?;
+        Ok(())
+    })
+}
+
+fn init_logging(env: &Source) {
+    let filter = tracing_subscriber::EnvFilter::try_new(env.string("RUST_LOG", "warn"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,397 @@
+//! Sessions and their SSE streams.
+//!
+//! A session owns one standalone stream (the GET stream; key 0) and the streams of its
+//! POSTed requests. Every event is numbered per stream and kept in a bounded replay buffer,
+//! so a client that lost a connection resumes with `Last-Event-ID: <stream>_<seq>`
+//! (MCP 2025-11-25 transports, "Resumability and Redelivery"): only events of that stream
+//! are replayed, never another's.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::upstream::Upstream;
+
+/// Locks, recovering from a poisoned mutex (a panicking holder must not wedge the bridge).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Identity headers set by the verifier. Always all present upstream of us; empty if unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Identity {
+    pub user_id: String,
+    pub user_name: String,
+    pub user_email: String,
+    pub client_id: String,
+    pub scopes: String,
+}
+
+/// Which transport opened the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// Streamable HTTP 2025-03-26 .. 2025-11-25.
+    Streamable,
+    /// HTTP+SSE 2024-11-05: every message from the server goes on the one SSE stream.
+    Legacy,
+    /// Internal session serving 2026-07-28 stateless requests (and readiness probes):
+    /// no GET stream, so server-initiated requests are refused and unrelated
+    /// notifications dropped.
+    Stateless,
+}
+
+/// One SSE stream with its replay buffer.
+#[derive(Debug)]
+pub struct SseStream {
+    pub key: u64,
+    inner: Mutex<SseInner>,
+}
+
+#[derive(Debug)]
+struct SseInner {
+    buffer: VecDeque<(u64, Arc<str>)>,
+    cap: usize,
+    next_seq: u64,
+    sink: Option<mpsc::Sender<Bytes>>,
+    /// Responses still owed on this stream; the stream ends after the last one.
+    /// `None`: a standalone stream that never completes by itself.
+    remaining: Option<usize>,
+    done: bool,
+    /// Highest seq handed to a connected reader.
+    delivered: u64,
+}
+
+fn frame(key: u64, seq: u64, data: &str) -> Bytes {
+    Bytes::from(format!("id: {key}_{seq}\nevent: message\ndata: {data}\n\n"))
+}
+
+impl SseStream {
+    pub fn new(key: u64, cap: usize, remaining: Option<usize>) -> Arc<Self> {
+        Arc::new(Self {
+            key,
+            inner: Mutex::new(SseInner {
+                buffer: VecDeque::new(),
+                cap,
+                next_seq: 1,
+                sink: None,
+                remaining,
+                done: false,
+                delivered: 0,
+            }),
+        })
+    }
+
+    /// Connects a new reader, replaying buffered events after `after` (a seq), and
+    /// replacing any previous reader (one connection per stream; no broadcast).
+    pub fn attach(&self, queue: usize, after: Option<u64>) -> mpsc::Receiver<Bytes> {
+        let mut s = lock(&self.inner);
+        let replay: Vec<Bytes> = match after {
+            Some(after) => s
+                .buffer
+                .iter()
+                .filter(|(seq, _)| *seq > after)
+                .map(|(seq, data)| frame(self.key, *seq, data))
+                .collect(),
+            None => Vec::new(),
+        };
+        let (tx, rx) = mpsc::channel(queue.max(replay.len() + 2));
+        let last = s.buffer.back().map(|(seq, _)| *seq);
+        for f in replay {
+            let _ = tx.try_send(f);
+        }
+        if let (Some(last), Some(_)) = (last, after) {
+            s.delivered = s.delivered.max(last);
+        }
+        if !s.done {
+            s.sink = Some(tx);
+        }
+        rx
+    }
+
+    /// Sends the priming event: an id with empty data, so the client can resume even
+    /// before the first message (2025-11-25 transports, "Sending Messages" 6).
+    pub fn prime(&self) {
+        let mut s = lock(&self.inner);
+        let seq = s.next_seq;
+        s.next_seq += 1;
+        let f = Bytes::from(format!("id: {}_{seq}\ndata: \n\n", self.key));
+        Self::deliver(&mut s, f, None);
+    }
+
+    /// Sends a raw, unbuffered frame (the legacy `endpoint` event).
+    pub fn push_raw(&self, f: Bytes) {
+        let mut s = lock(&self.inner);
+        Self::deliver(&mut s, f, None);
+    }
+
+    /// Queues a message; `is_response` counts down the responses the stream owes.
+    pub fn push(&self, message: &Value, is_response: bool) {
+        let data: Arc<str> = Arc::from(message.to_string());
+        let mut s = lock(&self.inner);
+        if s.done {
+            return;
+        }
+        let seq = s.next_seq;
+        s.next_seq += 1;
+        s.buffer.push_back((seq, data.clone()));
+        while s.buffer.len() > s.cap {
+            s.buffer.pop_front();
+        }
+        Self::deliver(&mut s, frame(self.key, seq, &data), Some(seq));
+        if is_response {
+            if let Some(r) = s.remaining.as_mut() {
+                *r = r.saturating_sub(1);
+                if *r == 0 {
+                    s.done = true;
+                    s.sink = None;
+                }
+            }
+        }
+    }
+
+    fn deliver(s: &mut SseInner, f: Bytes, seq: Option<u64>) {
+        if let Some(tx) = &s.sink {
+            // A reader that cannot keep up loses the connection, not the events: they stay
+            // in the replay buffer for `Last-Event-ID`.
+            if tx.try_send(f).is_err() {
+                s.sink = None;
+            } else if let Some(seq) = seq {
+                s.delivered = seq;
+            }
+        }
+    }
+
+    /// The seq after which nothing reached a reader: a fresh GET replays from there, so
+    /// a server request sent before the client opened its GET stream is not lost.
+    pub fn undelivered_after(&self) -> u64 {
+        lock(&self.inner).delivered
+    }
+
+    /// Ends the stream (session over, request cancelled).
+    pub fn close(&self) {
+        let mut s = lock(&self.inner);
+        s.done = true;
+        s.sink = None;
+    }
+
+    pub fn is_connected(&self) -> bool {
+        lock(&self.inner).sink.as_ref().is_some_and(|tx| !tx.is_closed())
+    }
+
+    pub fn is_done(&self) -> bool {
+        lock(&self.inner).done
+    }
+}
+
+/// Parses `Last-Event-ID: <stream>_<seq>`.
+pub fn parse_event_id(raw: &str) -> Option<(u64, u64)> {
+    let (k, s) = raw.trim().split_once('_')?;
+    Some((k.parse().ok()?, s.parse().ok()?))
+}
+
+#[derive(Debug)]
+struct Streams {
+    next_key: u64,
+    /// Request streams still owed a response, newest last.
+    active: Vec<Arc<SseStream>>,
+    /// Recent request streams, for resumption after they completed.
+    recent: VecDeque<Arc<SseStream>>,
+}
+
+const RECENT_STREAMS: usize = 32;
+
+#[derive(Debug)]
+pub struct Session {
+    pub id: String,
+    /// Numeric key used by the upstream's router.
+    pub seq: u64,
+    pub kind: SessionKind,
+    pub identity: Identity,
+    pub upstream: Arc<Upstream>,
+    pub standalone: Arc<SseStream>,
+    negotiated: Mutex<Option<String>>,
+    streams: Mutex<Streams>,
+    closed: AtomicBool,
+    last_active: Mutex<Instant>,
+    replay_events: usize,
+    pub max_queued: usize,
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: String,
+        seq: u64,
+        kind: SessionKind,
+        identity: Identity,
+        upstream: Arc<Upstream>,
+        replay_events: usize,
+        max_queued: usize,
+        now: Instant,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            seq,
+            kind,
+            identity,
+            upstream,
+            standalone: SseStream::new(0, replay_events, None),
+            negotiated: Mutex::new(None),
+            streams: Mutex::new(Streams {
+                next_key: 1,
+                active: Vec::new(),
+                recent: VecDeque::new(),
+            }),
+            closed: AtomicBool::new(false),
+            last_active: Mutex::new(now),
+            replay_events,
+            max_queued,
+        })
+    }
+
+    pub fn negotiated(&self) -> Option<String> {
+        lock(&self.negotiated).clone()
+    }
+
+    pub fn set_negotiated(&self, v: &str) {
+        *lock(&self.negotiated) = Some(v.to_string());
+    }
+
+    pub fn touch(&self, now: Instant) {
+        *lock(&self.last_active) = now;
+    }
+
+    pub fn last_active(&self) -> Instant {
+        *lock(&self.last_active)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// A new stream for a POST that owes `responses` responses.
+    pub fn new_request_stream(&self, responses: usize) -> Arc<SseStream> {
+        let mut st = lock(&self.streams);
+        let key = st.next_key;
+        st.next_key += 1;
+        let stream = SseStream::new(key, self.replay_events, Some(responses));
+        st.active.retain(|s| !s.is_done());
+        st.active.push(stream.clone());
+        st.recent.push_back(stream.clone());
+        while st.recent.len() > RECENT_STREAMS {
+            st.recent.pop_front();
+        }
+        stream
+    }
+
+    /// The stream a `Last-Event-ID` points at.
+    pub fn find_stream(&self, key: u64) -> Option<Arc<SseStream>> {
+        if key == 0 {
+            return Some(self.standalone.clone());
+        }
+        lock(&self.streams).recent.iter().find(|s| s.key == key).cloned()
+    }
+
+    /// A server message not tied to a known request: on the newest POST stream still open
+    /// (it most likely belongs to the request being handled), else the GET stream, where
+    /// it waits in the replay buffer if no GET is connected.
+    pub fn deliver_unrelated(&self, message: &Value) {
+        let target = {
+            let mut st = lock(&self.streams);
+            st.active.retain(|s| !s.is_done());
+            st.active.iter().rev().find(|s| s.is_connected()).cloned()
+        };
+        match target {
+            Some(s) => s.push(message, false),
+            None => self.standalone.push(message, false),
+        }
+    }
+
+    /// Whether something keeps the session busy (the idle reaper spares it).
+    pub fn is_busy(&self) -> bool {
+        self.standalone.is_connected() || {
+            let mut st = lock(&self.streams);
+            st.active.retain(|s| !s.is_done());
+            !st.active.is_empty()
+        }
+    }
+
+    /// Ends the session's streams. Idempotent; returns whether this call closed it.
+    pub fn close(&self) -> bool {
+        let first = !self.closed.swap(true, Ordering::AcqRel);
+        self.standalone.close();
+        let st = lock(&self.streams);
+        for s in &st.active {
+            s.close();
+        }
+        first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn request_streams_end_after_their_responses() {
+        let s = SseStream::new(3, 8, Some(2));
+        let mut rx = s.attach(8, None);
+        s.push(&json!({"method":"notifications/progress"}), false);
+        s.push(&json!({"id":1,"result":{}}), true);
+        assert!(!s.is_done());
+        s.push(&json!({"id":2,"result":{}}), true);
+        assert!(s.is_done());
+        let mut frames = Vec::new();
+        while let Some(f) = rx.recv().await {
+            frames.push(String::from_utf8(f.to_vec()).unwrap());
+        }
+        assert_eq!(frames.len(), 3);
+        assert!(frames[0].starts_with("id: 3_1\nevent: message\ndata: {"));
+        assert!(frames[2].starts_with("id: 3_3\n"));
+    }
+
+    #[tokio::test]
+    async fn resumption_replays_only_later_events_of_the_same_stream() {
+        let s = SseStream::new(0, 2, None);
+        for n in 1..=4 {
+            s.push(&json!({"n": n}), false);
+        }
+        // The buffer keeps the last two events (3 and 4); resume after 3.
+        let mut rx = s.attach(8, Some(3));
+        let f = rx.recv().await.unwrap();
+        assert!(String::from_utf8_lossy(&f).contains("{\"n\":4}"));
+        assert!(rx.try_recv().is_err());
+        s.push(&json!({"n": 5}), false);
+        let f = rx.recv().await.unwrap();
+        assert!(String::from_utf8_lossy(&f).starts_with("id: 0_5"));
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_loses_the_connection_not_the_events() {
+        let s = SseStream::new(0, 100, None);
+        let _rx = s.attach(2, None);
+        for n in 0..10 {
+            s.push(&json!({"n": n}), false);
+        }
+        assert!(!s.is_connected());
+        let mut again = s.attach(16, Some(0));
+        let mut count = 0;
+        while again.try_recv().is_ok() {
+            count += 1;
+        }
+        assert_eq!(count, 10);
+    }
+
+    #[test]
+    fn event_ids_parse() {
+        assert_eq!(parse_event_id("3_17"), Some((3, 17)));
+        assert_eq!(parse_event_id("x_1"), None);
+        assert_eq!(parse_event_id("17"), None);
+    }
+}

@@ -1,0 +1,713 @@
+//! The embedded backend: one redb file, no server process (one machine).
+//!
+//! Layout (three tables):
+//! * `records`: key → 8-byte big-endian expiry (absolute Unix seconds, `0` =
+//!   never) followed by the value bytes;
+//! * `sets`: set name → expiry (same encoding), one row per non-empty set;
+//! * `set_members`: set name → members (a multimap).
+//!
+//! Record keys and set names share one namespace, as in Redis: use a name for
+//! one or the other, never both.
+//!
+//! Time is read through the [`gateway_common::clock::Clock`] seam, so tests move it by hand. A record
+//! whose expiry is at or before "now" is dead: never returned, removed when it
+//! is touched and by a background sweep ([`EmbeddedStore::purge_expired`] runs
+//! on open and every [`PURGE_INTERVAL`]).
+//!
+//! redb is synchronous, so every call runs on tokio's blocking pool. redb allows
+//! one write transaction at a time; take, compare-and-swap and put-if-absent each
+//! read and write inside a single write transaction, which makes them atomic.
+//! Readers never block writers (MVCC), so prefix listing does not stall the store.
+//!
+//! Publish/subscribe is in-process (tokio broadcast): a redb file is opened by
+//! one process only.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::stream::{BoxStream, StreamExt};
+use gateway_common::clock::{self, SharedClock};
+use redb::{
+    Database, MultimapTableDefinition, ReadableMultimapTable, ReadableTable, TableDefinition,
+};
+use tokio::sync::broadcast;
+
+use crate::{Store, StoreError, StoreResult, Ttl};
+
+const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
+const SETS: TableDefinition<&str, u64> = TableDefinition::new("sets");
+const SET_MEMBERS: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("set_members");
+
+/// How often the background sweep removes dead records.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Events buffered per channel for a slow subscriber; past this it lags and its
+/// stream ends (it resubscribes and catches up, as after a lost connection).
+const CHANNEL_CAPACITY: usize = 1024;
+
+/// How long `open` waits for a previous handle on the same file (for example one
+/// still finishing a blocking call after being dropped) to let go of it.
+const OPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// Expiry stamp meaning "never expires".
+const NEVER: u64 = 0;
+
+/// The on-disk store. Cheap to share behind an `Arc`; dropping the last handle
+/// closes the file (after any in-flight blocking call finishes).
+pub struct EmbeddedStore {
+    inner: Arc<Inner>,
+    channels: Mutex<HashMap<String, broadcast::Sender<Vec<u8>>>>,
+    purger: Option<tokio::task::JoinHandle<()>>,
+}
+
+struct Inner {
+    db: Database,
+    clock: SharedClock,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        if let Some(purger) = self.purger.take() {
+            purger.abort();
+        }
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store at `path`, reading time from the system clock.
+    pub async fn open(path: impl AsRef<Path>) -> StoreResult<Self> {
+        Self::open_with_clock(path, clock::system()).await
+    }
+
+    /// Opens (or creates) the store at `path` with an explicit clock (tests pass
+    /// a `ManualClock` to expire records without sleeping).
+    ///
+    /// Dead records are purged before this returns; a background sweep then runs
+    /// every [`PURGE_INTERVAL`] while a tokio runtime is available.
+    pub async fn open_with_clock(path: impl AsRef<Path>, clock: SharedClock) -> StoreResult<Self> {
+        let path = path.as_ref().to_path_buf();
+        let inner = tokio::task::spawn_blocking(move || Inner::open(path, clock))
+            .await
+            .map_err(join_error)??;
+        let inner = Arc::new(inner);
+        let purger = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|rt| rt.spawn(purge_loop(Arc::downgrade(&inner))));
+        Ok(Self {
+            inner,
+            channels: Mutex::new(HashMap::new()),
+            purger,
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Removes every dead record and set now; returns how many were removed.
+    pub async fn purge_expired(&self) -> StoreResult<usize> {
+        self.blocking(|inner| inner.purge_expired()).await
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> StoreResult<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(join_error)?
+    }
+
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Vec<u8>>>> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+async fn purge_loop(inner: Weak<Inner>) {
+    let mut every = tokio::time::interval(PURGE_INTERVAL);
+    every.tick().await; // the first tick is immediate; `open` has just purged
+    loop {
+        every.tick().await;
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        match tokio::task::spawn_blocking(move || strong.purge_expired()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(removed = n, "purged expired records"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "purging expired records failed"),
+            Err(e) => tracing::warn!(error = %e, "purge task failed"),
+        }
+    }
+}
+
+impl Inner {
+    fn open(path: PathBuf, clock: SharedClock) -> StoreResult<Self> {
+        let deadline = Instant::now() + OPEN_WAIT;
+        let db = loop {
+            match Database::create(&path) {
+                Ok(db) => break db,
+                // Polls until an earlier handle on this file has been released.
+                Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "cannot open {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        };
+        // Create the tables so read transactions can always open them.
+        let tx = db.begin_write().map_err(backend)?;
+        tx.open_table(RECORDS).map_err(backend)?;
+        tx.open_table(SETS).map_err(backend)?;
+        tx.open_multimap_table(SET_MEMBERS).map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        let inner = Self { db, clock, path };
+        inner.purge_expired()?;
+        Ok(inner)
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now_secs()
+    }
+
+    fn purge_expired(&self) -> StoreResult<usize> {
+        let now = self.now();
+        let tx = self.db.begin_write().map_err(backend)?;
+        let removed = {
+            let mut records = tx.open_table(RECORDS).map_err(backend)?;
+            let dead_records = records
+                .extract_if(|_, v| is_dead(expiry_of(v), now))
+                .map_err(backend)?
+                .count();
+            let mut sets = tx.open_table(SETS).map_err(backend)?;
+            let mut dead_sets = Vec::new();
+            for entry in sets
+                .extract_if(|_, exp| is_dead(exp, now))
+                .map_err(backend)?
+            {
+                let (name, _) = entry.map_err(backend)?;
+                dead_sets.push(name.value().to_string());
+            }
+            let mut members = tx.open_multimap_table(SET_MEMBERS).map_err(backend)?;
+            for name in &dead_sets {
+                members.remove_all(name.as_str()).map_err(backend)?;
+            }
+            dead_records + dead_sets.len()
+        };
+        if removed == 0 {
+            tx.abort().map_err(backend)?;
+        } else {
+            tx.commit().map_err(backend)?;
+        }
+        Ok(removed)
+    }
+
+    fn put(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<()> {
+        let now = self.now();
+        let tx = self.db.begin_write().map_err(backend)?;
+        {
+            let mut records = tx.open_table(RECORDS).map_err(backend)?;
+            match expiry_for(now, ttl) {
+                Some(exp) => {
+                    records
+                        .insert(key, encode(exp, value).as_slice())
+                        .map_err(backend)?;
+                }
+                // A zero TTL: the record would be dead on arrival.
+                None => {
+                    records.remove(key).map_err(backend)?;
+                }
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn put_if_absent(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<bool> {
+        let now = self.now();
+        let Some(exp) = expiry_for(now, ttl) else {
+            return Ok(false);
+        };
+        let tx = self.db.begin_write().map_err(backend)?;
+        let written = {
+            let mut records = tx.open_table(RECORDS).map_err(backend)?;
+            let live = match records.get(key).map_err(backend)? {
+                Some(old) => !is_dead(expiry_of(old.value()), now),
+                None => false,
+            };
+            if !live {
+                records
+                    .insert(key, encode(exp, value).as_slice())
+                    .map_err(backend)?;
+            }
+            !live
+        };
+        finish(tx, written)?;
+        Ok(written)
+    }
+
+    fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let now = self.now();
+        let found = {
+            let tx = self.db.begin_read().map_err(backend)?;
+            let records = tx.open_table(RECORDS).map_err(backend)?;
+            let found = records
+                .get(key)
+                .map_err(backend)?
+                .map(|v| decode(v.value()).map(|(exp, data)| (exp, data.to_vec())))
+                .transpose()?;
+            found
+        };
+        match found {
+            Some((exp, data)) if !is_dead(exp, now) => Ok(Some(data)),
+            Some(_) => {
+                // Purge on access, re-checked inside the write transaction in
+                // case a writer has replaced it meanwhile.
+                self.remove_if_dead(key, now)?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn remove_if_dead(&self, key: &str, now: u64) -> StoreResult<()> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        let removed = {
+            let mut records = tx.open_table(RECORDS).map_err(backend)?;
+            let dead = match records.get(key).map_err(backend)? {
+                Some(v) => is_dead(expiry_of(v.value()), now),
+                None => false,
+            };
+            if dead {
+                records.remove(key).map_err(backend)?;
+            }
+            dead
+        };
+        finish(tx, removed)
+    }
+
+    /// Removes the record; returns its value if it was live.
+    fn take(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let now = self.now();
+        let tx = self.db.begin_write().map_err(backend)?;
+        let (changed, value) = {
+            let mut records = tx.open_table(RECORDS).map_err(backend)?;
+            let removed = records.remove(key).map_err(backend)?;
+            match removed {
+                None => (false, None),
+                Some(old) => {
+                    let (exp, data) = decode(old.value())?;
+                    (true, (!is_dead(exp, now)).then(|| data.to_vec()))
+                }
+            }
+        };
+        finish(tx, changed)?;
+        Ok(value)
+    }
+
+    fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: Option<&[u8]>,
+        ttl: Ttl,
+    ) -> StoreResult<bool> {
+        let now = self.now();
+        let tx = self.db.begin_write().map_err(backend)?;
+        let (changed, swapped) = {
+            let mut records = tx.open_table(RECORDS).map_err(backend)?;
+            let current = records
+                .get(key)
+                .map_err(backend)?
+                .map(|v| decode(v.value()).map(|(exp, data)| (exp, data == expected)))
+                .transpose()?;
+            match current {
+                Some((exp, true)) if !is_dead(exp, now) => {
+                    match (new, expiry_for(now, ttl)) {
+                        (Some(value), Some(exp)) => {
+                            records
+                                .insert(key, encode(exp, value).as_slice())
+                                .map_err(backend)?;
+                        }
+                        // Delete requested, or a zero TTL (dead on arrival).
+                        (None, _) | (Some(_), None) => {
+                            records.remove(key).map_err(backend)?;
+                        }
+                    }
+                    (true, true)
+                }
+                Some((exp, _)) if is_dead(exp, now) => {
+                    records.remove(key).map_err(backend)?;
+                    (true, false)
+                }
+                Some(_) | None => (false, false),
+            }
+        };
+        finish(tx, changed)?;
+        Ok(swapped)
+    }
+
+    fn ttl(&self, key: &str) -> StoreResult<Option<Ttl>> {
+        let now = self.now();
+        let tx = self.db.begin_read().map_err(backend)?;
+        let records = tx.open_table(RECORDS).map_err(backend)?;
+        let exp = match records.get(key).map_err(backend)? {
+            Some(v) => expiry_of(v.value()),
+            None => {
+                // A set has a TTL too (as in Redis).
+                let sets = tx.open_table(SETS).map_err(backend)?;
+                match sets.get(key).map_err(backend)? {
+                    Some(exp) => exp.value(),
+                    None => return Ok(None),
+                }
+            }
+        };
+        Ok(remaining(exp, now))
+    }
+
+    fn set_add(&self, set: &str, member: &str, ttl: Ttl) -> StoreResult<()> {
+        let now = self.now();
+        let tx = self.db.begin_write().map_err(backend)?;
+        {
+            let mut sets = tx.open_table(SETS).map_err(backend)?;
+            let mut members = tx.open_multimap_table(SET_MEMBERS).map_err(backend)?;
+            let existing = sets.get(set).map_err(backend)?.map(|e| e.value());
+            let current_exp = match existing {
+                Some(exp) if !is_dead(exp, now) => exp,
+                Some(_) => {
+                    // A dead set starts over empty.
+                    members.remove_all(set).map_err(backend)?;
+                    NEVER
+                }
+                None => NEVER,
+            };
+            let new_exp = match ttl {
+                None => Some(current_exp),
+                Some(_) => expiry_for(now, ttl),
+            };
+            match new_exp {
+                Some(exp) => {
+                    members.insert(set, member).map_err(backend)?;
+                    sets.insert(set, exp).map_err(backend)?;
+                }
+                // Zero TTL: like SADD then PEXPIRE 0, the set is gone.
+                None => {
+                    members.remove_all(set).map_err(backend)?;
+                    sets.remove(set).map_err(backend)?;
+                }
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn set_remove(&self, set: &str, member: &str) -> StoreResult<bool> {
+        let now = self.now();
+        let tx = self.db.begin_write().map_err(backend)?;
+        let (changed, removed) = {
+            let mut sets = tx.open_table(SETS).map_err(backend)?;
+            let mut members = tx.open_multimap_table(SET_MEMBERS).map_err(backend)?;
+            let existing = sets.get(set).map_err(backend)?.map(|e| e.value());
+            match existing {
+                None => (false, false),
+                Some(exp) if is_dead(exp, now) => {
+                    members.remove_all(set).map_err(backend)?;
+                    sets.remove(set).map_err(backend)?;
+                    (true, false)
+                }
+                Some(_) => {
+                    let removed = members.remove(set, member).map_err(backend)?;
+                    // Like Redis, an empty set does not exist.
+                    if members.get(set).map_err(backend)?.is_empty() {
+                        sets.remove(set).map_err(backend)?;
+                    }
+                    (removed, removed)
+                }
+            }
+        };
+        finish(tx, changed)?;
+        Ok(removed)
+    }
+
+    fn set_members(&self, set: &str) -> StoreResult<Vec<String>> {
+        let now = self.now();
+        let tx = self.db.begin_read().map_err(backend)?;
+        let sets = tx.open_table(SETS).map_err(backend)?;
+        match sets.get(set).map_err(backend)? {
+            Some(exp) if !is_dead(exp.value(), now) => {}
+            Some(_) | None => return Ok(Vec::new()),
+        }
+        let members = tx.open_multimap_table(SET_MEMBERS).map_err(backend)?;
+        let mut out = Vec::new();
+        for m in members.get(set).map_err(backend)? {
+            out.push(m.map_err(backend)?.value().to_string());
+        }
+        Ok(out)
+    }
+
+    fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let now = self.now();
+        let tx = self.db.begin_read().map_err(backend)?;
+        let mut keys = BTreeSet::new();
+        let records = tx.open_table(RECORDS).map_err(backend)?;
+        for entry in records.range::<&str>(prefix..).map_err(backend)? {
+            let (k, v) = entry.map_err(backend)?;
+            let k = k.value();
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if !is_dead(expiry_of(v.value()), now) {
+                keys.insert(k.to_string());
+            }
+        }
+        let sets = tx.open_table(SETS).map_err(backend)?;
+        for entry in sets.range::<&str>(prefix..).map_err(backend)? {
+            let (k, exp) = entry.map_err(backend)?;
+            let k = k.value();
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if !is_dead(exp.value(), now) {
+                keys.insert(k.to_string());
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    fn ping(&self) -> StoreResult<()> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        tx.open_table(RECORDS).map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn put(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<()> {
+        let (key, value) = (key.to_string(), value.to_vec());
+        self.blocking(move |s| s.put(&key, &value, ttl)).await
+    }
+
+    async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<bool> {
+        let (key, value) = (key.to_string(), value.to_vec());
+        self.blocking(move |s| s.put_if_absent(&key, &value, ttl))
+            .await
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let key = key.to_string();
+        self.blocking(move |s| s.get(&key)).await
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<bool> {
+        let key = key.to_string();
+        self.blocking(move |s| s.take(&key).map(|v| v.is_some()))
+            .await
+    }
+
+    async fn take(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let key = key.to_string();
+        self.blocking(move |s| s.take(&key)).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: Option<&[u8]>,
+        ttl: Ttl,
+    ) -> StoreResult<bool> {
+        let (key, expected) = (key.to_string(), expected.to_vec());
+        let new = new.map(<[u8]>::to_vec);
+        self.blocking(move |s| s.compare_and_swap(&key, &expected, new.as_deref(), ttl))
+            .await
+    }
+
+    async fn ttl(&self, key: &str) -> StoreResult<Option<Ttl>> {
+        let key = key.to_string();
+        self.blocking(move |s| s.ttl(&key)).await
+    }
+
+    async fn set_add(&self, set: &str, member: &str, ttl: Ttl) -> StoreResult<()> {
+        let (set, member) = (set.to_string(), member.to_string());
+        self.blocking(move |s| s.set_add(&set, &member, ttl)).await
+    }
+
+    async fn set_remove(&self, set: &str, member: &str) -> StoreResult<bool> {
+        let (set, member) = (set.to_string(), member.to_string());
+        self.blocking(move |s| s.set_remove(&set, &member)).await
+    }
+
+    async fn set_members(&self, set: &str) -> StoreResult<Vec<String>> {
+        let set = set.to_string();
+        self.blocking(move |s| s.set_members(&set)).await
+    }
+
+    async fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let prefix = prefix.to_string();
+        self.blocking(move |s| s.keys_with_prefix(&prefix)).await
+    }
+
+    async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()> {
+        let mut channels = self.channels();
+        if let Some(sender) = channels.get(channel) {
+            if sender.send(payload.to_vec()).is_err() {
+                // Nobody listens any more; forget the channel.
+                channels.remove(channel);
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, channel: &str) -> StoreResult<BoxStream<'static, Vec<u8>>> {
+        let receiver = self
+            .channels()
+            .entry(channel.to_string())
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe();
+        let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            match receiver.recv().await {
+                Ok(event) => Some((event, receiver)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    // Events were lost: end the stream so the caller catches up.
+                    tracing::warn!(missed, "subscriber lagged; ending its stream");
+                    None
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        });
+        Ok(stream.boxed())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.blocking(Inner::ping).await
+    }
+
+    fn backend(&self) -> &'static str {
+        "embedded"
+    }
+}
+
+/// Commits when something changed; otherwise aborts (no disk sync for a no-op).
+fn finish(tx: redb::WriteTransaction, changed: bool) -> StoreResult<()> {
+    if changed {
+        tx.commit().map_err(backend)
+    } else {
+        tx.abort().map_err(backend)
+    }
+}
+
+/// The absolute expiry for a TTL starting `now`: `Some(NEVER)` for no TTL,
+/// `None` for a zero TTL (dead on arrival). Sub-second TTLs round up to a
+/// second, the clock's resolution.
+fn expiry_for(now: u64, ttl: Ttl) -> Option<u64> {
+    match ttl {
+        None => Some(NEVER),
+        Some(d) if d.is_zero() => None,
+        Some(d) => {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            Some(now.saturating_add(secs))
+        }
+    }
+}
+
+/// Dead at or after its expiry second, like a JWT `exp` (RFC 7519 §4.1.4).
+fn is_dead(exp: u64, now: u64) -> bool {
+    exp != NEVER && now >= exp
+}
+
+fn remaining(exp: u64, now: u64) -> Option<Ttl> {
+    if exp == NEVER {
+        Some(None)
+    } else if now >= exp {
+        None
+    } else {
+        Some(Some(Duration::from_secs(exp - now)))
+    }
+}
+
+fn encode(exp: u64, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&exp.to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+fn decode(raw: &[u8]) -> StoreResult<(u64, &[u8])> {
+    match raw.split_first_chunk::<8>() {
+        Some((exp, data)) => Ok((u64::from_be_bytes(*exp), data)),
+        None => Err(StoreError::Backend(
+            "corrupt record: shorter than its expiry stamp".into(),
+        )),
+    }
+}
+
+/// The expiry of a raw record; a corrupt (too short) record counts as dead so
+/// the sweep removes it.
+fn expiry_of(raw: &[u8]) -> u64 {
+    decode(raw).map(|(exp, _)| exp).unwrap_or(1)
+}
+
+fn backend(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Backend(e.into().to_string())
+}
+
+fn join_error(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Backend(format!("storage task failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_rounds_sub_seconds_up_and_zero_means_dead_on_arrival() {
+        assert_eq!(expiry_for(100, None), Some(NEVER));
+        assert_eq!(expiry_for(100, Some(Duration::ZERO)), None);
+        assert_eq!(expiry_for(100, Some(Duration::from_millis(1))), Some(101));
+        assert_eq!(expiry_for(100, Some(Duration::from_secs(10))), Some(110));
+        assert_eq!(
+            expiry_for(u64::MAX - 1, Some(Duration::from_secs(10))),
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn a_record_dies_at_its_expiry_second() {
+        assert!(!is_dead(NEVER, u64::MAX));
+        assert!(!is_dead(110, 109));
+        assert!(is_dead(110, 110));
+        assert_eq!(remaining(110, 100), Some(Some(Duration::from_secs(10))));
+        assert_eq!(remaining(110, 110), None);
+        assert_eq!(remaining(NEVER, 110), Some(None));
+    }
+
+    #[test]
+    fn records_round_trip_and_short_ones_are_corrupt() {
+        let raw = encode(42, b"value");
+        assert_eq!(decode(&raw).unwrap(), (42, &b"value"[..]));
+        assert_eq!(decode(&encode(0, b"")).unwrap(), (0, &b""[..]));
+        assert!(matches!(decode(b"short"), Err(StoreError::Backend(_))));
+        assert!(is_dead(expiry_of(b"short"), 2));
+    }
+}

@@ -1,0 +1,490 @@
+//! The Redis backend: shared by every instance that points at the same Redis.
+//!
+//! Connections come from a deadpool-redis pool (multiplexed async connections,
+//! never a blocking client). The atomic operations are single Redis commands or
+//! one Lua script, never read-then-write from here:
+//! * take → `GETDEL` (Redis ≥ 6.2);
+//! * put-if-absent → `SET NX PX`;
+//! * compare-and-swap → [`CAS_SCRIPT`] (`EVALSHA`, falling back to `EVAL`);
+//! * sets with TTL → `MULTI SADD PEXPIRE EXEC`;
+//! * prefix listing → `SCAN MATCH <escaped prefix>* COUNT`, never `KEYS`.
+//!
+//! Publish/subscribe uses a dedicated connection per subscriber (a connection in
+//! subscribe mode cannot run other commands, so it cannot come from the pool).
+//!
+//! One Redis server or a managed primary is what this targets. Beyond that:
+//! Sentinel is reached through a proxy/VIP that follows the primary (or by
+//! switching this module to `redis::sentinel`); Redis Cluster would need hash
+//! tags so a record's keys share a slot — none of our operations spans two keys,
+//! so only `SCAN` (per node) would change.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_redis::redis::{self, AsyncCommands};
+use deadpool_redis::{PoolConfig, Runtime, Timeouts};
+use futures_util::stream::{BoxStream, StreamExt};
+
+use crate::{Store, StoreError, StoreResult, Ttl};
+
+/// Keys fetched per `SCAN` step: big enough to be quick, small enough that the
+/// server never blocks for long.
+const SCAN_COUNT: usize = 1000;
+
+/// Pooled connections per process.
+const POOL_SIZE: usize = 32;
+
+/// How long to wait for a connection before reporting the store unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An example printed in configuration errors.
+pub const EXAMPLE_URL: &str = "redis://redis:6379/0";
+
+/// Compare-and-swap in one step (Lua scripts run atomically, Redis `EVAL`).
+/// `KEYS[1]` = key; `ARGV[1]` = expected; `ARGV[2]` = mode (`del`, `set`,
+/// `setpx`); `ARGV[3]` = new value; `ARGV[4]` = TTL in milliseconds.
+/// An absent key reads as `false`, which never equals a string.
+pub const CAS_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] then
+  return 0
+end
+if ARGV[2] == 'del' then
+  redis.call('DEL', KEYS[1])
+elseif ARGV[2] == 'set' then
+  redis.call('SET', KEYS[1], ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+end
+return 1
+";
+
+/// A store in Redis.
+pub struct RedisStore {
+    pool: deadpool_redis::Pool,
+    /// For subscriber connections, which cannot be pooled.
+    client: redis::Client,
+    cas: redis::Script,
+    /// `host:port/db`, safe to log (no credentials).
+    display: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("server", &self.display)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A checked Redis URL: `redis://` or `rediss://` (TLS), a host, an optional
+/// port, and an optional database index as the path (`/0`). `rediss://…#insecure`
+/// skips certificate verification — only for a self-signed test server.
+#[derive(Clone)]
+pub struct RedisUrl {
+    url: url::Url,
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("RedisUrl").field(&self.display()).finish()
+    }
+}
+
+impl RedisUrl {
+    /// Checks `raw` and applies `password` when the URL carries none (the
+    /// `REDIS_PASSWORD` convention). Error texts never repeat the URL, which may
+    /// hold a password.
+    pub fn parse(raw: &str, password: Option<&str>) -> StoreResult<Self> {
+        let mut url = url::Url::parse(raw.trim()).map_err(|e| {
+            StoreError::Config(format!(
+                "is not a valid URL ({e}); expected redis://[:password@]host[:port][/db]"
+            ))
+        })?;
+        match url.scheme() {
+            "redis" | "rediss" => {}
+            other => {
+                return Err(StoreError::Config(format!(
+                    "must use the redis:// or rediss:// (TLS) scheme, not {other}://"
+                )))
+            }
+        }
+        match url.host_str() {
+            Some(h) if !h.is_empty() => {}
+            Some(_) | None => return Err(StoreError::Config("must name a host".into())),
+        }
+        let db = url.path().trim_matches('/');
+        if !db.is_empty() && db.parse::<u16>().is_err() {
+            return Err(StoreError::Config(format!(
+                "has path /{db}, but the path must be a database index such as /0"
+            )));
+        }
+        if url.query().is_some() {
+            return Err(StoreError::Config(
+                "must not have a query string; put the database index in the path (/0)".into(),
+            ));
+        }
+        match url.fragment() {
+            None => {}
+            Some("insecure") if url.scheme() == "rediss" => {}
+            Some(_) => {
+                return Err(StoreError::Config(
+                    "may only have the fragment #insecure, and only with rediss://".into(),
+                ))
+            }
+        }
+        if let Some(pw) = password.filter(|p| !p.is_empty()) {
+            if url.password().is_none() {
+                url.set_password(Some(pw)).map_err(|()| {
+                    StoreError::Config("cannot carry a password (REDIS_PASSWORD)".into())
+                })?;
+            }
+        }
+        Ok(Self { url })
+    }
+
+    /// `rediss://host:port/db` without credentials, for logs.
+    pub fn display(&self) -> String {
+        let port = self.url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let db = self.url.path().trim_matches('/');
+        format!(
+            "{}://{}{}/{}",
+            self.url.scheme(),
+            self.url.host_str().unwrap_or_default(),
+            port,
+            if db.is_empty() { "0" } else { db }
+        )
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.url.scheme() == "rediss"
+    }
+
+    pub fn has_password(&self) -> bool {
+        self.url.password().is_some()
+    }
+}
+
+impl RedisStore {
+    /// Prepares a pool for `url`; `password` is used when the URL has none.
+    ///
+    /// No connection is made here (a Redis that starts after us is fine); use
+    /// [`Store::ping`] for readiness. A malformed URL is a [`StoreError::Config`]
+    /// that says what is wrong.
+    pub async fn connect(url: &str, password: Option<&str>) -> StoreResult<Self> {
+        Self::from_url(RedisUrl::parse(url, password)?)
+    }
+
+    pub fn from_url(url: RedisUrl) -> StoreResult<Self> {
+        let client = redis::Client::open(url.url.as_str())
+            .map_err(|e| StoreError::Config(format!("is not usable: {e}")))?;
+        let mut config = deadpool_redis::Config::from_url(url.url.as_str());
+        config.pool = Some(PoolConfig {
+            max_size: POOL_SIZE,
+            timeouts: Timeouts {
+                wait: Some(CONNECT_TIMEOUT),
+                create: Some(CONNECT_TIMEOUT),
+                recycle: Some(CONNECT_TIMEOUT),
+            },
+            ..PoolConfig::default()
+        });
+        let pool = config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| StoreError::Config(format!("cannot build a connection pool: {e}")))?;
+        Ok(Self {
+            pool,
+            client,
+            cas: redis::Script::new(CAS_SCRIPT),
+            display: url.display(),
+        })
+    }
+
+    async fn conn(&self) -> StoreResult<deadpool_redis::Connection> {
+        self.pool.get().await.map_err(pool_error)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn put(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        match ttl.map(ttl_millis) {
+            None => c.set::<_, _, ()>(key, value).await,
+            // A zero TTL: the record would be dead on arrival (and Redis
+            // rejects PX 0).
+            Some(0) => c.del::<_, ()>(key).await,
+            Some(ms) => c.pset_ex::<_, _, ()>(key, value, ms).await,
+        }
+        .map_err(redis_error)
+    }
+
+    async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value).arg("NX");
+        match ttl.map(ttl_millis) {
+            None => {}
+            Some(0) => return Ok(false),
+            Some(ms) => {
+                cmd.arg("PX").arg(ms);
+            }
+        }
+        let mut c = self.conn().await?;
+        let reply: Option<String> = cmd.query_async(&mut *c).await.map_err(redis_error)?;
+        Ok(reply.is_some())
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut c = self.conn().await?;
+        c.get(key).await.map_err(redis_error)
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<bool> {
+        let mut c = self.conn().await?;
+        let n: u64 = c.del(key).await.map_err(redis_error)?;
+        Ok(n > 0)
+    }
+
+    async fn take(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        let mut c = self.conn().await?;
+        redis::cmd("GETDEL")
+            .arg(key)
+            .query_async(&mut *c)
+            .await
+            .map_err(redis_error)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: Option<&[u8]>,
+        ttl: Ttl,
+    ) -> StoreResult<bool> {
+        let ttl_ms = ttl.map(ttl_millis);
+        let (mode, value) = match (new, ttl_ms) {
+            (None, _) | (Some(_), Some(0)) => ("del", &b""[..]),
+            (Some(v), None) => ("set", v),
+            (Some(v), Some(_)) => ("setpx", v),
+        };
+        let mut c = self.conn().await?;
+        let swapped: i64 = self
+            .cas
+            .key(key)
+            .arg(expected)
+            .arg(mode)
+            .arg(value)
+            .arg(ttl_ms.unwrap_or(0))
+            .invoke_async(&mut *c)
+            .await
+            .map_err(redis_error)?;
+        Ok(swapped == 1)
+    }
+
+    async fn ttl(&self, key: &str) -> StoreResult<Option<Ttl>> {
+        let mut c = self.conn().await?;
+        let ms: i64 = c.pttl(key).await.map_err(redis_error)?;
+        Ok(match ms {
+            -2 => None,
+            -1 => Some(None),
+            ms => Some(Some(Duration::from_millis(ms.max(0).unsigned_abs()))),
+        })
+    }
+
+    async fn set_add(&self, set: &str, member: &str, ttl: Ttl) -> StoreResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic().sadd(set, member).ignore();
+        if let Some(ms) = ttl.map(ttl_millis) {
+            // PEXPIRE 0 deletes the set, the meaning of a zero TTL.
+            pipe.pexpire(set, i64::try_from(ms).unwrap_or(i64::MAX))
+                .ignore();
+        }
+        let mut c = self.conn().await?;
+        pipe.query_async::<()>(&mut *c).await.map_err(redis_error)
+    }
+
+    async fn set_remove(&self, set: &str, member: &str) -> StoreResult<bool> {
+        let mut c = self.conn().await?;
+        let n: u64 = c.srem(set, member).await.map_err(redis_error)?;
+        Ok(n > 0)
+    }
+
+    async fn set_members(&self, set: &str) -> StoreResult<Vec<String>> {
+        let mut c = self.conn().await?;
+        c.smembers(set).await.map_err(redis_error)
+    }
+
+    async fn keys_with_prefix(&self, prefix: &str) -> StoreResult<Vec<String>> {
+        let pattern = format!("{}*", escape_glob(prefix));
+        let mut c = self.conn().await?;
+        let mut keys = std::collections::BTreeSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut *c)
+                .await
+                .map_err(redis_error)?;
+            // SCAN may return a key twice; the set removes duplicates.
+            keys.extend(
+                batch
+                    .into_iter()
+                    .filter_map(|k| String::from_utf8(k).ok())
+                    .filter(|k| k.starts_with(prefix)),
+            );
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(keys.into_iter().collect())
+    }
+
+    async fn publish(&self, channel: &str, payload: &[u8]) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        c.publish::<_, _, ()>(channel, payload)
+            .await
+            .map_err(redis_error)
+    }
+
+    async fn subscribe(&self, channel: &str) -> StoreResult<BoxStream<'static, Vec<u8>>> {
+        let mut pubsub = tokio::time::timeout(CONNECT_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out connecting to Redis".into()))?
+            .map_err(redis_error)?;
+        // Returns once Redis has confirmed the subscription, so anything
+        // published after this call is delivered.
+        pubsub.subscribe(channel).await.map_err(redis_error)?;
+        // The stream ends when the connection's driver stops (connection lost).
+        Ok(pubsub
+            .into_on_message()
+            .map(|msg| msg.get_payload_bytes().to_vec())
+            .boxed())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut *c)
+            .await
+            .map_err(redis_error)
+            .map(drop)
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}
+
+/// Milliseconds for `PX`/`PEXPIRE`, rounded up so a sub-millisecond TTL is not
+/// mistaken for zero.
+fn ttl_millis(ttl: Duration) -> u64 {
+    let ms = ttl.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// Escapes Redis glob metacharacters so `prefix` matches only itself in
+/// `SCAN MATCH` (`*`, `?`, `[`, `]` and the escape `\`).
+pub fn escape_glob(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 4);
+    for ch in prefix.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn redis_error(e: redis::RedisError) -> StoreError {
+    // Unreachable, dropped, still loading its data, or refusing our
+    // credentials: either way the store cannot serve us now.
+    let unusable = matches!(
+        e.kind(),
+        redis::ErrorKind::AuthenticationFailed
+            | redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+    ) || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"));
+    if unusable
+        || e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+    {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+fn pool_error(e: deadpool_redis::PoolError) -> StoreError {
+    match e {
+        deadpool_redis::PoolError::Backend(e) => match redis_error(e) {
+            // A connection that cannot be set up (refused, bad password, TLS)
+            // means the store is unavailable to us.
+            StoreError::Backend(m) | StoreError::Config(m) | StoreError::Unavailable(m) => {
+                StoreError::Unavailable(m)
+            }
+        },
+        deadpool_redis::PoolError::Timeout(_) => {
+            StoreError::Unavailable("timed out waiting for a Redis connection".into())
+        }
+        deadpool_redis::PoolError::Closed => {
+            StoreError::Unavailable("the Redis pool is closed".into())
+        }
+        deadpool_redis::PoolError::NoRuntimeSpecified => {
+            StoreError::Backend("the Redis pool has no runtime".into())
+        }
+        deadpool_redis::PoolError::PostCreateHook(e) => {
+            StoreError::Unavailable(format!("setting up a Redis connection failed: {e}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(escape_glob("plain:"), "plain:");
+        assert_eq!(escape_glob(r"a*b?c[d]e\f"), r"a\*b\?c\[d\]e\\f");
+    }
+
+    #[test]
+    fn ttls_round_up_to_a_millisecond() {
+        assert_eq!(ttl_millis(Duration::ZERO), 0);
+        assert_eq!(ttl_millis(Duration::from_nanos(1)), 1);
+        assert_eq!(ttl_millis(Duration::from_millis(1500)), 1500);
+        assert_eq!(ttl_millis(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn urls_are_checked_and_the_password_is_applied_only_when_missing() {
+        let u = RedisUrl::parse("redis://redis:6379/2", Some("pw")).unwrap();
+        assert!(u.has_password());
+        assert_eq!(u.display(), "redis://redis:6379/2");
+        assert!(!format!("{u:?}").contains("pw"));
+        let u = RedisUrl::parse("rediss://:inurl@cache.example#insecure", Some("other")).unwrap();
+        assert!(u.is_tls());
+        assert_eq!(u.url.password(), Some("inurl"));
+        assert_eq!(u.display(), "rediss://cache.example/0");
+
+        for (bad, says) in [
+            ("localhost:6379", "redis://"),
+            ("http://redis:6379", "not http://"),
+            ("redis://redis:notaport", "invalid port"),
+            ("redis://redis:6379/zero", "database index"),
+            ("redis://redis:6379/0?db=1", "query"),
+            ("redis:///0", "host"),
+            ("redis://redis#insecure", "#insecure"),
+        ] {
+            match RedisUrl::parse(bad, None) {
+                Err(StoreError::Config(m)) => assert!(m.contains(says), "{bad}: {m}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+}

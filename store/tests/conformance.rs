@@ -1,0 +1,804 @@
+//! One conformance suite for every `Store` backend.
+//!
+//! Each case is a plain async function over a [`Harness`] (an `Arc<dyn Store>`
+//! plus a private key namespace and a way to let time pass). The
+//! `conformance!` macro turns every case into two tests, `<case>::embedded` and
+//! `<case>::redis`, so `cargo test redis` or `cargo test take` select either axis.
+//!
+//! Embedded: a fresh redb file in a temp dir per test, time from a `ManualClock`.
+//! Redis: one private `redis-server` shared by the tests of this binary while
+//! any of them runs (it stops when the last one finishes); tests stay apart by
+//! key namespace. Redis time is real, so expiry is observed by polling with a
+//! deadline, never by sleeping a guessed amount.
+
+// The cases are helper functions, not `#[test]`s, so clippy's
+// allow-unwrap-in-tests does not reach them; a panic is the failure report here.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use futures_util::{stream, StreamExt};
+use gateway_common::clock::ManualClock;
+use gateway_store::{EmbeddedStore, RedisStore, Store, StoreError};
+use gateway_testkit::RedisServer;
+use tokio::sync::Barrier;
+
+const START: u64 = 1_700_000_000;
+const DEADLINE: Duration = Duration::from_secs(10);
+
+static SHARED_REDIS: tokio::sync::Mutex<Weak<RedisServer>> =
+    tokio::sync::Mutex::const_new(Weak::new());
+
+/// The binary's private redis-server, started by the first test that needs it.
+async fn shared_redis() -> Arc<RedisServer> {
+    let mut slot = SHARED_REDIS.lock().await;
+    if let Some(server) = slot.upgrade() {
+        return server;
+    }
+    let server = Arc::new(RedisServer::start().await.expect("redis-server starts"));
+    *slot = Arc::downgrade(&server);
+    server
+}
+
+struct Harness {
+    store: Arc<dyn Store>,
+    ns: String,
+    /// Virtual time (embedded); `None` means real time (Redis).
+    clock: Option<Arc<ManualClock>>,
+    _redis: Option<Arc<RedisServer>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Harness {
+    async fn embedded(case: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(START);
+        let store = EmbeddedStore::open_with_clock(dir.path().join("store.redb"), clock.clone())
+            .await
+            .unwrap();
+        Self {
+            store: Arc::new(store),
+            ns: format!("{case}:"),
+            clock: Some(clock),
+            _redis: None,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn redis(case: &str) -> Self {
+        let server = shared_redis().await;
+        let store = RedisStore::connect(&server.url(0), None).await.unwrap();
+        store.ping().await.unwrap();
+        Self {
+            store: Arc::new(store),
+            ns: format!("{case}:"),
+            clock: None,
+            _redis: Some(server),
+            _dir: None,
+        }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.ns)
+    }
+
+    /// A TTL that this backend lets pass quickly: virtual seconds for the
+    /// embedded store, a fraction of a real second for Redis.
+    fn short_ttl(&self) -> Duration {
+        match self.clock {
+            Some(_) => Duration::from_secs(10),
+            None => Duration::from_millis(300),
+        }
+    }
+
+    /// Lets `ttl` pass, then waits until every key in `keys` is gone.
+    /// Embedded: moves the clock one second short (the records must still be
+    /// there), then onto their expiry. Redis: polls until the keys have
+    /// expired, failing at a deadline.
+    async fn let_expire(&self, keys: &[&str], ttl: Duration) {
+        match &self.clock {
+            Some(clock) => {
+                clock.advance(ttl - Duration::from_secs(1));
+                for key in keys {
+                    assert!(
+                        self.store.ttl(key).await.unwrap().is_some(),
+                        "{key} expired a second early"
+                    );
+                }
+                clock.advance(Duration::from_secs(1));
+            }
+            None => {
+                let deadline = Instant::now() + DEADLINE;
+                for key in keys {
+                    while self.store.ttl(key).await.unwrap().is_some() {
+                        assert!(Instant::now() < deadline, "{key} never expired");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn embedded() {
+                super::$case(super::Harness::embedded(stringify!($case)).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn redis() {
+                super::$case(super::Harness::redis(stringify!($case)).await).await;
+            }
+        }
+    )*};
+}
+
+conformance!(
+    put_get_overwrite_delete,
+    records_expire_after_their_ttl,
+    ttl_reports_remaining_life_and_some_none_without_expiry,
+    put_if_absent_writes_only_once,
+    take_returns_a_value_once,
+    fifty_concurrent_takers_exactly_one_wins,
+    compare_and_swap_succeeds_fails_and_deletes,
+    fifty_concurrent_swaps_exactly_one_wins,
+    sets_add_remove_and_list_members,
+    keys_with_prefix_lists_over_a_thousand_keys_and_escapes_globs,
+    publish_reaches_every_subscriber_of_the_channel,
+    ping_and_backend_name,
+);
+
+async fn put_get_overwrite_delete(h: Harness) {
+    let s = &h.store;
+    let k = h.key("record");
+    assert_eq!(s.get(&k).await.unwrap(), None);
+    s.put(&k, b"one", None).await.unwrap();
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"one"[..]));
+    s.put(&k, b"two", None).await.unwrap();
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"two"[..]));
+    // Binary values and the empty value survive as they are.
+    let bin = h.key("binary");
+    s.put(&bin, &[0, 255, 10, 13, 0], None).await.unwrap();
+    assert_eq!(s.get(&bin).await.unwrap(), Some(vec![0, 255, 10, 13, 0]));
+    let empty = h.key("empty");
+    s.put(&empty, b"", None).await.unwrap();
+    assert_eq!(s.get(&empty).await.unwrap(), Some(Vec::new()));
+
+    assert!(s.delete(&k).await.unwrap());
+    assert!(
+        !s.delete(&k).await.unwrap(),
+        "deleting twice reports nothing deleted"
+    );
+    assert_eq!(s.get(&k).await.unwrap(), None);
+    // A zero TTL stores nothing (the record would be dead on arrival).
+    s.put(&k, b"gone", Some(Duration::ZERO)).await.unwrap();
+    assert_eq!(s.get(&k).await.unwrap(), None);
+}
+
+async fn records_expire_after_their_ttl(h: Harness) {
+    let s = &h.store;
+    let ttl = h.short_ttl();
+    let (short, long, forever) = (h.key("short"), h.key("long"), h.key("forever"));
+    let (set, taken) = (h.key("set"), h.key("taken"));
+    s.put(&short, b"s", Some(ttl)).await.unwrap();
+    s.put(&taken, b"t", Some(ttl)).await.unwrap();
+    s.put(&long, b"l", Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    s.put(&forever, b"f", None).await.unwrap();
+    s.set_add(&set, "member", Some(ttl)).await.unwrap();
+
+    h.let_expire(&[&short, &set, &taken], ttl).await;
+    assert_eq!(s.get(&short).await.unwrap(), None);
+    assert_eq!(s.ttl(&short).await.unwrap(), None);
+    assert_eq!(
+        s.take(&taken).await.unwrap(),
+        None,
+        "an expired record was taken"
+    );
+    assert!(!s.delete(&short).await.unwrap());
+    assert!(
+        !s.compare_and_swap(&short, b"s", Some(b"x"), None)
+            .await
+            .unwrap(),
+        "an expired record was swapped"
+    );
+    assert!(s.set_members(&set).await.unwrap().is_empty());
+    assert_eq!(
+        s.keys_with_prefix(&h.ns).await.unwrap(),
+        vec![forever.clone(), long.clone()],
+        "expired keys were listed"
+    );
+    assert_eq!(s.get(&long).await.unwrap().as_deref(), Some(&b"l"[..]));
+    assert_eq!(s.get(&forever).await.unwrap().as_deref(), Some(&b"f"[..]));
+    // The dead record's name is free again.
+    assert!(s.put_if_absent(&short, b"again", None).await.unwrap());
+    assert_eq!(s.get(&short).await.unwrap().as_deref(), Some(&b"again"[..]));
+}
+
+async fn ttl_reports_remaining_life_and_some_none_without_expiry(h: Harness) {
+    let s = &h.store;
+    let k = h.key("k");
+    assert_eq!(s.ttl(&k).await.unwrap(), None, "absent key");
+    s.put(&k, b"v", None).await.unwrap();
+    assert_eq!(s.ttl(&k).await.unwrap(), Some(None), "key without expiry");
+
+    s.put(&k, b"v", Some(Duration::from_secs(100)))
+        .await
+        .unwrap();
+    let left = s.ttl(&k).await.unwrap().flatten().expect("a remaining TTL");
+    assert!(
+        left <= Duration::from_secs(100) && left > Duration::from_secs(90),
+        "{left:?}"
+    );
+    if h.clock.is_some() {
+        assert_eq!(left, Duration::from_secs(100), "virtual time has not moved");
+    }
+    // Overwriting without a TTL makes the record permanent (like Redis SET).
+    s.put(&k, b"w", None).await.unwrap();
+    assert_eq!(s.ttl(&k).await.unwrap(), Some(None));
+    // A swap with a TTL sets it; one without clears it.
+    assert!(s
+        .compare_and_swap(&k, b"w", Some(b"x"), Some(Duration::from_secs(50)))
+        .await
+        .unwrap());
+    let left = s.ttl(&k).await.unwrap().flatten().expect("a remaining TTL");
+    assert!(
+        left <= Duration::from_secs(50) && left > Duration::from_secs(40),
+        "{left:?}"
+    );
+    assert!(s
+        .compare_and_swap(&k, b"x", Some(b"y"), None)
+        .await
+        .unwrap());
+    assert_eq!(s.ttl(&k).await.unwrap(), Some(None));
+    // Sets have a TTL too.
+    let set = h.key("set");
+    s.set_add(&set, "m", None).await.unwrap();
+    assert_eq!(s.ttl(&set).await.unwrap(), Some(None));
+}
+
+async fn put_if_absent_writes_only_once(h: Harness) {
+    let s = &h.store;
+    let k = h.key("jti");
+    assert!(s
+        .put_if_absent(&k, b"first", Some(Duration::from_secs(60)))
+        .await
+        .unwrap());
+    assert!(!s.put_if_absent(&k, b"second", None).await.unwrap());
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"first"[..]));
+    let left = s.ttl(&k).await.unwrap().flatten();
+    assert!(left.is_some(), "the failed write must not touch the TTL");
+    assert!(s.delete(&k).await.unwrap());
+    assert!(s.put_if_absent(&k, b"third", None).await.unwrap());
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"third"[..]));
+}
+
+async fn take_returns_a_value_once(h: Harness) {
+    let s = &h.store;
+    let k = h.key("code");
+    assert_eq!(s.take(&k).await.unwrap(), None, "nothing to take");
+    s.put(&k, b"grant", Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(s.take(&k).await.unwrap().as_deref(), Some(&b"grant"[..]));
+    assert_eq!(s.take(&k).await.unwrap(), None, "taken twice");
+    assert_eq!(s.get(&k).await.unwrap(), None);
+    assert!(!s.delete(&k).await.unwrap());
+}
+
+/// RFC 6749 §4.1.2: an authorization code is used at most once, however many
+/// requests race for it.
+async fn fifty_concurrent_takers_exactly_one_wins(h: Harness) {
+    const TAKERS: usize = 50;
+    for round in 0..5 {
+        let k = h.key(&format!("code-{round}"));
+        h.store.put(&k, b"the-grant", None).await.unwrap();
+        let start = Arc::new(Barrier::new(TAKERS));
+        let tasks: Vec<_> = (0..TAKERS)
+            .map(|_| {
+                let (store, start, k) = (h.store.clone(), start.clone(), k.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    store.take(&k).await.unwrap()
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in tasks {
+            if let Some(v) = t.await.unwrap() {
+                winners.push(v);
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: {} takers got the grant",
+            winners.len()
+        );
+        assert_eq!(winners[0], b"the-grant");
+        assert_eq!(h.store.get(&k).await.unwrap(), None);
+    }
+}
+
+async fn compare_and_swap_succeeds_fails_and_deletes(h: Harness) {
+    let s = &h.store;
+    let k = h.key("refresh");
+    assert!(
+        !s.compare_and_swap(&k, b"v1", Some(b"v2"), None)
+            .await
+            .unwrap(),
+        "absent"
+    );
+    assert_eq!(
+        s.get(&k).await.unwrap(),
+        None,
+        "a failed swap must not create"
+    );
+
+    s.put(&k, b"v1", None).await.unwrap();
+    assert!(!s
+        .compare_and_swap(&k, b"other", Some(b"v2"), None)
+        .await
+        .unwrap());
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"v1"[..]));
+    // A prefix of the value is not the value.
+    assert!(!s
+        .compare_and_swap(&k, b"v", Some(b"v2"), None)
+        .await
+        .unwrap());
+
+    assert!(s
+        .compare_and_swap(&k, b"v1", Some(b"v2"), None)
+        .await
+        .unwrap());
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"v2"[..]));
+    assert!(
+        !s.compare_and_swap(&k, b"v1", Some(b"v3"), None)
+            .await
+            .unwrap(),
+        "stale"
+    );
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"v2"[..]));
+
+    assert!(
+        s.compare_and_swap(&k, b"v2", None, None).await.unwrap(),
+        "delete"
+    );
+    assert_eq!(s.get(&k).await.unwrap(), None);
+    assert!(!s.compare_and_swap(&k, b"v2", None, None).await.unwrap());
+
+    // Binary values compare byte for byte.
+    s.put(&k, &[0, 1, 2], None).await.unwrap();
+    assert!(!s
+        .compare_and_swap(&k, &[0, 1, 3], Some(&[9]), None)
+        .await
+        .unwrap());
+    assert!(s
+        .compare_and_swap(&k, &[0, 1, 2], Some(&[9]), None)
+        .await
+        .unwrap());
+    assert_eq!(s.get(&k).await.unwrap(), Some(vec![9]));
+}
+
+/// Refresh-token rotation (OAuth 2.1 §4.3.1): of many concurrent rotations of
+/// the same token, exactly one succeeds.
+async fn fifty_concurrent_swaps_exactly_one_wins(h: Harness) {
+    const SWAPPERS: usize = 50;
+    let k = h.key("family");
+    h.store.put(&k, b"generation-0", None).await.unwrap();
+    let start = Arc::new(Barrier::new(SWAPPERS));
+    let tasks: Vec<_> = (0..SWAPPERS)
+        .map(|i| {
+            let (store, start, k) = (h.store.clone(), start.clone(), k.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let new = format!("generation-1-by-{i}");
+                let won = store
+                    .compare_and_swap(&k, b"generation-0", Some(new.as_bytes()), None)
+                    .await
+                    .unwrap();
+                won.then_some(new)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.extend(t.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(
+        h.store.get(&k).await.unwrap().as_deref(),
+        Some(winners[0].as_bytes())
+    );
+}
+
+async fn sets_add_remove_and_list_members(h: Harness) {
+    let s = &h.store;
+    let set = h.key("tokens-of-alice");
+    assert!(s.set_members(&set).await.unwrap().is_empty());
+    assert!(!s.set_remove(&set, "x").await.unwrap(), "absent set");
+    for m in ["a", "b", "a", "c d", "ü"] {
+        s.set_add(&set, m, None).await.unwrap();
+    }
+    let members: BTreeSet<_> = s.set_members(&set).await.unwrap().into_iter().collect();
+    assert_eq!(members, ["a", "b", "c d", "ü"].map(String::from).into());
+    assert_eq!(s.keys_with_prefix(&h.ns).await.unwrap(), vec![set.clone()]);
+
+    assert!(s.set_remove(&set, "a").await.unwrap());
+    assert!(!s.set_remove(&set, "a").await.unwrap(), "removed twice");
+    let members: BTreeSet<_> = s.set_members(&set).await.unwrap().into_iter().collect();
+    assert_eq!(members, ["b", "c d", "ü"].map(String::from).into());
+
+    // Sets are independent of each other.
+    let other = h.key("tokens-of-bob");
+    s.set_add(&other, "b", None).await.unwrap();
+    assert_eq!(s.set_members(&other).await.unwrap(), vec!["b".to_string()]);
+
+    // A set emptied of its members no longer exists.
+    for m in ["b", "c d", "ü"] {
+        assert!(s.set_remove(&set, m).await.unwrap());
+    }
+    assert_eq!(s.ttl(&set).await.unwrap(), None);
+    assert_eq!(s.keys_with_prefix(&h.ns).await.unwrap(), vec![other]);
+
+    // A TTL given with a later add applies to the whole set.
+    s.set_add(&set, "x", None).await.unwrap();
+    s.set_add(&set, "y", Some(Duration::from_secs(100)))
+        .await
+        .unwrap();
+    assert!(s.ttl(&set).await.unwrap().flatten().is_some());
+    assert_eq!(s.set_members(&set).await.unwrap().len(), 2);
+}
+
+async fn keys_with_prefix_lists_over_a_thousand_keys_and_escapes_globs(h: Harness) {
+    const KEYS: usize = 1200;
+    let s = &h.store;
+    // Glob metacharacters in the prefix must match only themselves.
+    let prefix = h.key(r"re*vo?ked[x]\:");
+    let wanted: BTreeSet<String> = (0..KEYS).map(|i| format!("{prefix}{i:05}")).collect();
+    let decoys = [
+        h.key(r"reXvo?ked[x]\:1"), // `*` as a glob would match
+        h.key(r"re*voZked[x]\:2"), // `?` as a glob would match
+        h.key(r"re*vo?kedx\:3"),   // `[x]` as a glob would match
+        h.key(r"re*vo?ked[x]:4"),  // `\:` as an escape would match
+        h.key(r"re*vo?ked[x"),     // shorter than the prefix
+        h.key(r"rf*vo?ked[x]\:5"), // sorts after
+    ];
+    stream::iter(wanted.iter().chain(decoys.iter()))
+        .map(|k| async move { s.put(k, b"1", None).await })
+        .buffer_unordered(16)
+        .for_each(|r| async move { r.unwrap() })
+        .await;
+
+    let listed = s.keys_with_prefix(&prefix).await.unwrap();
+    assert_eq!(listed.len(), KEYS, "no duplicates, no decoys, none missing");
+    let listed: BTreeSet<String> = listed.into_iter().collect();
+    assert_eq!(listed, wanted);
+    // A prefix with no glob characters, and one matching nothing.
+    assert_eq!(
+        s.keys_with_prefix(&h.key("rf")).await.unwrap(),
+        vec![decoys[5].clone()]
+    );
+    assert!(s
+        .keys_with_prefix(&h.key("nothing"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn publish_reaches_every_subscriber_of_the_channel(h: Harness) {
+    let s = &h.store;
+    let channel = h.key("revocations");
+    let elsewhere = h.key("other-channel");
+    // Nobody listening: publishing is not an error.
+    s.publish(&channel, b"lost").await.unwrap();
+
+    let mut first = s.subscribe(&channel).await.unwrap();
+    let mut second = s.subscribe(&channel).await.unwrap();
+    let mut other = s.subscribe(&elsewhere).await.unwrap();
+    s.publish(&channel, b"event-1").await.unwrap();
+    s.publish(&channel, &[0, 159, 146, 150]).await.unwrap();
+    s.publish(&elsewhere, b"marker").await.unwrap();
+
+    for sub in [&mut first, &mut second] {
+        let got = tokio::time::timeout(DEADLINE, sub.by_ref().take(2).collect::<Vec<_>>())
+            .await
+            .expect("events arrive");
+        assert_eq!(got, vec![b"event-1".to_vec(), vec![0, 159, 146, 150]]);
+    }
+    // The other channel's subscriber saw only its own event (published last).
+    let got = tokio::time::timeout(DEADLINE, other.next())
+        .await
+        .expect("marker arrives");
+    assert_eq!(got.as_deref(), Some(&b"marker"[..]));
+
+    // A dropped subscriber does not disturb the others.
+    drop(first);
+    s.publish(&channel, b"event-3").await.unwrap();
+    let got = tokio::time::timeout(DEADLINE, second.next())
+        .await
+        .expect("event arrives");
+    assert_eq!(got.as_deref(), Some(&b"event-3"[..]));
+}
+
+async fn ping_and_backend_name(h: Harness) {
+    h.store.ping().await.unwrap();
+    let expected = if h.clock.is_some() {
+        "embedded"
+    } else {
+        "redis"
+    };
+    assert_eq!(h.store.backend(), expected);
+}
+
+// ---- embedded only ----------------------------------------------------------
+
+/// Close and reopen: live records (and sets) are all there, dead ones are gone —
+/// physically, not just hidden: moving the clock back does not revive them.
+#[tokio::test]
+async fn embedded_restart_keeps_live_records_and_drops_expired_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.redb");
+    let clock = ManualClock::new(START);
+    let store = EmbeddedStore::open_with_clock(&path, clock.clone())
+        .await
+        .unwrap();
+    store.put("live:forever", b"f", None).await.unwrap();
+    store
+        .put("live:hour", b"h", Some(Duration::from_secs(3600)))
+        .await
+        .unwrap();
+    store
+        .put("dead:soon", b"s", Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    store.put("dead:taken", b"t", None).await.unwrap();
+    assert!(store.take("dead:taken").await.unwrap().is_some());
+    store.set_add("live:set", "m1", None).await.unwrap();
+    store.set_add("live:set", "m2", None).await.unwrap();
+    store
+        .set_add("dead:set", "m", Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    drop(store);
+
+    clock.advance(Duration::from_secs(10));
+    let store = EmbeddedStore::open_with_clock(&path, clock.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("live:forever").await.unwrap().as_deref(),
+        Some(&b"f"[..])
+    );
+    assert_eq!(
+        store.get("live:hour").await.unwrap().as_deref(),
+        Some(&b"h"[..])
+    );
+    assert_eq!(
+        store.ttl("live:hour").await.unwrap(),
+        Some(Some(Duration::from_secs(3590)))
+    );
+    let mut members = store.set_members("live:set").await.unwrap();
+    members.sort();
+    assert_eq!(members, ["m1", "m2"]);
+    assert_eq!(store.get("dead:soon").await.unwrap(), None);
+    assert_eq!(store.get("dead:taken").await.unwrap(), None);
+    assert!(store.set_members("dead:set").await.unwrap().is_empty());
+    assert_eq!(
+        store.keys_with_prefix("").await.unwrap(),
+        ["live:forever", "live:hour", "live:set"]
+    );
+    assert_eq!(
+        store.purge_expired().await.unwrap(),
+        0,
+        "open already purged"
+    );
+
+    clock.set(START);
+    assert_eq!(
+        store.get("dead:soon").await.unwrap(),
+        None,
+        "revived: not purged"
+    );
+    assert!(store.set_members("dead:set").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn embedded_purge_removes_dead_records_and_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let store = EmbeddedStore::open_with_clock(dir.path().join("s.redb"), clock.clone())
+        .await
+        .unwrap();
+    for i in 0..3 {
+        store
+            .put(&format!("k{i}"), b"v", Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
+    }
+    store
+        .put("keep", b"v", Some(Duration::from_secs(6)))
+        .await
+        .unwrap();
+    store
+        .set_add("set", "m", Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(store.purge_expired().await.unwrap(), 0, "nothing dead yet");
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(store.purge_expired().await.unwrap(), 4);
+    clock.set(START);
+    assert_eq!(store.keys_with_prefix("").await.unwrap(), ["keep"]);
+}
+
+#[tokio::test]
+async fn embedded_reopen_waits_for_a_dropped_handle_and_sees_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    for round in 0..3u8 {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&path).await.unwrap());
+        for earlier in 0..round {
+            assert_eq!(
+                store.get(&format!("round-{earlier}")).await.unwrap(),
+                Some(vec![earlier])
+            );
+        }
+        store
+            .put(&format!("round-{round}"), &[round], None)
+            .await
+            .unwrap();
+    }
+}
+
+// ---- redis only -------------------------------------------------------------
+
+#[tokio::test]
+async fn redis_malformed_url_is_a_config_error_naming_the_problem() {
+    for (url, says) in [
+        ("redis//redis:6379", "not a valid URL"),
+        ("http://redis:6379/0", "redis:// or rediss://"),
+        ("redis://redis:99999/0", "invalid port"),
+        ("redis://redis:6379/first", "database index"),
+    ] {
+        match RedisStore::connect(url, None).await {
+            Err(StoreError::Config(m)) => assert!(m.contains(says), "{url}: {m}"),
+            other => panic!("{url}: expected a config error, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn redis_password_from_the_separate_setting_and_db_index_are_used() {
+    let server = RedisServer::start_with(Some("s3cret pw")).await.unwrap();
+    let bare = |db: u8| format!("redis://127.0.0.1:{}/{db}", server.port);
+
+    let without = RedisStore::connect(&bare(0), None).await.unwrap();
+    assert!(
+        matches!(without.ping().await, Err(StoreError::Unavailable(_))),
+        "no password must not get in"
+    );
+    let db1 = RedisStore::connect(&bare(1), Some("s3cret pw"))
+        .await
+        .unwrap();
+    db1.ping().await.unwrap();
+    // The password in the URL wins over the separate one.
+    let db2 = RedisStore::connect(&server.url(2), Some("wrong"))
+        .await
+        .unwrap();
+    db2.ping().await.unwrap();
+
+    db1.put("same-key", b"in db 1", None).await.unwrap();
+    assert_eq!(
+        db2.get("same-key").await.unwrap(),
+        None,
+        "databases are separate"
+    );
+    assert_eq!(
+        db1.get("same-key").await.unwrap().as_deref(),
+        Some(&b"in db 1"[..])
+    );
+    let debug = format!("{db1:?} {db2:?}");
+    assert!(!debug.contains("s3cret"), "{debug}");
+}
+
+#[tokio::test]
+async fn redis_subscription_ends_and_calls_fail_unavailable_when_the_server_goes() {
+    let mut server = RedisServer::start().await.unwrap();
+    let store = RedisStore::connect(&server.url(0), None).await.unwrap();
+    let mut events = store.subscribe("chan").await.unwrap();
+    store.publish("chan", b"before").await.unwrap();
+    let got = tokio::time::timeout(DEADLINE, events.next()).await.unwrap();
+    assert_eq!(got.as_deref(), Some(&b"before"[..]));
+
+    server.stop();
+    let end = tokio::time::timeout(DEADLINE, events.next()).await;
+    assert_eq!(
+        end,
+        Ok(None),
+        "the stream must end when the connection is lost"
+    );
+    match store.get("k").await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+    assert!(matches!(
+        store.subscribe("chan").await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+/// `rediss://` (TLS) against a redis-server with a throwaway self-signed
+/// certificate (`#insecure` skips verification of that certificate).
+#[tokio::test]
+async fn redis_over_tls_with_rediss_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(made.success());
+    let port = gateway_testkit::free_port();
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--tls-auth-clients",
+            "no",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&cert)
+        .arg("--tls-key-file")
+        .arg(&key)
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let _guard = gateway_testkit::ChildGuard(child);
+    gateway_testkit::wait_for_port(&format!("127.0.0.1:{port}"), DEADLINE)
+        .await
+        .unwrap();
+
+    let store = RedisStore::connect(&format!("rediss://127.0.0.1:{port}/0#insecure"), None)
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    store.put("over-tls", b"yes", None).await.unwrap();
+    assert_eq!(
+        store.take("over-tls").await.unwrap().as_deref(),
+        Some(&b"yes"[..])
+    );
+    // Plain redis:// to a TLS port does not work: TLS is really in use.
+    let plain = RedisStore::connect(&format!("redis://127.0.0.1:{port}/0"), None)
+        .await
+        .unwrap();
+    assert!(plain.ping().await.is_err());
+}

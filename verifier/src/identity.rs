@@ -1,0 +1,95 @@
+//! What a verified token says about its bearer, shaped for the hot path: the
+//! identity header values are computed once, when the token is first verified.
+
+use gateway_common::claims::AccessClaims;
+
+/// A token whose signature, type, issuer and time window were checked. The
+/// audience and the service policy are checked per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Keyed hash of `jti` (see [`crate::revoked::RevokedSet::id_hash`]).
+    pub id_hash: u64,
+    pub exp: u64,
+    pub nbf: Option<u64>,
+    pub audiences: Vec<String>,
+    pub groups: Vec<String>,
+    pub identity: Identity,
+}
+
+/// The identity headers' values. Always all present; empty when unknown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: String,
+    pub user_name: String,
+    pub user_email: String,
+    pub client_id: String,
+    /// Space-separated granted scopes.
+    pub scopes: String,
+}
+
+impl Identity {
+    /// Nobody: what a CORS preflight passes with.
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    pub fn has_scope(&self, wanted: &str) -> bool {
+        self.scopes.split(' ').any(|s| s == wanted)
+    }
+}
+
+impl Verified {
+    pub fn from_claims(claims: AccessClaims, id_hash: u64) -> Self {
+        let scopes = claims.scopes().collect::<Vec<_>>().join(" ");
+        Self {
+            id_hash,
+            exp: claims.exp,
+            nbf: claims.nbf,
+            audiences: claims.aud.as_vec(),
+            groups: claims.groups,
+            identity: Identity {
+                user_id: header_safe(claims.sub),
+                user_name: header_safe(claims.name),
+                user_email: header_safe(claims.email.unwrap_or_default()),
+                client_id: header_safe(claims.client_id),
+                scopes: header_safe(scopes),
+            },
+        }
+    }
+
+    pub fn has_audience(&self, resource: &str) -> bool {
+        self.audiences.iter().any(|a| a == resource)
+    }
+}
+
+/// Control characters can't go into a header value (RFC 9110 §5.5); drop them
+/// rather than let a crafted name break the response.
+fn header_safe(v: String) -> String {
+    if v.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        v.chars().filter(|c| !c.is_control()).collect()
+    } else {
+        v
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn verified(id_hash: u64, exp: u64) -> std::sync::Arc<Verified> {
+        std::sync::Arc::new(Verified {
+            id_hash,
+            exp,
+            nbf: None,
+            audiences: vec!["https://echo.example.com/mcp".into()],
+            groups: vec![],
+            identity: Identity::default(),
+        })
+    }
+
+    #[test]
+    fn header_values_lose_control_characters() {
+        assert_eq!(header_safe("Ann\r\nX-Evil: 1".into()), "AnnX-Evil: 1");
+        assert_eq!(header_safe("Zoë".into()), "Zoë");
+    }
+}

@@ -1,0 +1,131 @@
+//! Prometheus metrics: decisions by reason, latency, cache hits and misses,
+//! key refreshes, revocation feed lag.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::decision::Reason;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Indexed by [`Reason::index`], resolved once so a decision costs one atomic add.
+    decisions: Vec<Counter>,
+    latency: Histogram,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub key_refresh_ok: Counter,
+    pub key_refresh_failed: Counter,
+    pub feed_reconnects: Counter,
+    pub feed_lag_seconds: Gauge<f64, AtomicU64>,
+    pub revoked_ids: Gauge,
+    pub keys_loaded: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mcp_verifier");
+        let decisions_family = Family::<ReasonLabel, Counter>::default();
+        let decisions = Reason::ALL
+            .iter()
+            .map(|r| {
+                decisions_family
+                    .get_or_create(&ReasonLabel { reason: r.as_str() })
+                    .clone()
+            })
+            .collect();
+        registry.register("decisions", "Verify decisions by reason", decisions_family);
+        // 10 µs .. 0.1 s
+        let latency = Histogram::new([
+            0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+            0.025, 0.1,
+        ]);
+        registry.register(
+            "verify_duration_seconds",
+            "Time to decide a /verify request",
+            latency.clone(),
+        );
+        let cache = Family::<ResultLabel, Counter>::default();
+        let cache_hits = cache.get_or_create(&ResultLabel { result: "hit" }).clone();
+        let cache_misses = cache.get_or_create(&ResultLabel { result: "miss" }).clone();
+        registry.register("token_cache_lookups", "Verified-token cache lookups", cache);
+        let refresh = Family::<ResultLabel, Counter>::default();
+        let key_refresh_ok = refresh.get_or_create(&ResultLabel { result: "ok" }).clone();
+        let key_refresh_failed = refresh
+            .get_or_create(&ResultLabel { result: "error" })
+            .clone();
+        registry.register("key_refreshes", "JWKS fetches", refresh);
+        let feed_reconnects = Counter::default();
+        registry.register(
+            "revocation_feed_reconnects",
+            "Times the revocation feed was (re)connected",
+            feed_reconnects.clone(),
+        );
+        let feed_lag_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "revocation_feed_lag_seconds",
+            "Seconds since the revocation feed was last heard from",
+            feed_lag_seconds.clone(),
+        );
+        let revoked_ids = Gauge::default();
+        registry.register(
+            "revoked_ids",
+            "Revoked token ids held in memory",
+            revoked_ids.clone(),
+        );
+        let keys_loaded = Gauge::default();
+        registry.register("keys", "Verification keys loaded", keys_loaded.clone());
+        Self {
+            registry,
+            decisions,
+            latency,
+            cache_hits,
+            cache_misses,
+            key_refresh_ok,
+            key_refresh_failed,
+            feed_reconnects,
+            feed_lag_seconds,
+            revoked_ids,
+            keys_loaded,
+        }
+    }
+
+    pub fn record(&self, reason: Reason, elapsed: Duration) {
+        if let Some(c) = self.decisions.get(reason.index()) {
+            c.inc();
+        }
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

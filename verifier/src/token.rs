@@ -1,0 +1,117 @@
+//! Bearer token extraction (RFC 6750 §2.1), bounded before anything else looks
+//! at the token.
+
+use crate::forwarded::AuthorizationHeader;
+
+/// Why no usable token came out of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extracted<'a> {
+    /// No `Authorization: Bearer` at all (another scheme counts as none:
+    /// RFC 6750 §3.1, the challenge then carries no error code).
+    None,
+    Token(&'a str),
+    /// Longer than `MAX_TOKEN_BYTES`; never decoded.
+    TooLong,
+    /// `Bearer` with an empty or syntactically invalid value.
+    Malformed,
+    /// `Authorization` sent more than once.
+    Ambiguous,
+}
+
+/// Takes the bearer token out of the `Authorization` header.
+///
+/// `credentials = "Bearer" 1*SP b64token` where the scheme is case-insensitive
+/// (RFC 9110 §11.1) and `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
+/// "+" / "/" ) *"="`. The length bound is applied to the header first, so an
+/// oversized header costs one comparison.
+pub fn extract(header: AuthorizationHeader<'_>, max_token_bytes: usize) -> Extracted<'_> {
+    let raw = match header {
+        AuthorizationHeader::Absent => return Extracted::None,
+        AuthorizationHeader::Several => return Extracted::Ambiguous,
+        AuthorizationHeader::One(raw) => raw,
+    };
+    // "Bearer" + spaces + token: anything longer than this cannot hold a token
+    // within the bound, whatever the spacing.
+    const SCHEME: usize = 6;
+    let Some(scheme) = raw.get(..SCHEME) else {
+        return Extracted::None;
+    };
+    if !scheme.eq_ignore_ascii_case(b"Bearer") {
+        return Extracted::None;
+    }
+    let rest = &raw[SCHEME..];
+    let token_start = rest.iter().take_while(|&&b| b == b' ').count();
+    if token_start == 0 {
+        // "Bearerxyz" is another scheme; bare "Bearer" is a bearer request without a token.
+        return if rest.is_empty() {
+            Extracted::Malformed
+        } else {
+            Extracted::None
+        };
+    }
+    let token = &rest[token_start..];
+    if token.len() > max_token_bytes {
+        return Extracted::TooLong;
+    }
+    if !is_b64token(token) {
+        return Extracted::Malformed;
+    }
+    match std::str::from_utf8(token) {
+        Ok(t) => Extracted::Token(t),
+        Err(_) => Extracted::Malformed,
+    }
+}
+
+fn is_b64token(t: &[u8]) -> bool {
+    let body_len = t.len() - t.iter().rev().take_while(|&&b| b == b'=').count();
+    body_len > 0
+        && t[..body_len]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(s: &str) -> Extracted<'_> {
+        extract(AuthorizationHeader::One(s.as_bytes()), 32)
+    }
+
+    #[test]
+    fn bearer_tokens_are_extracted() {
+        assert_eq!(one("Bearer abc.def.ghi"), Extracted::Token("abc.def.ghi"));
+        assert_eq!(one("bearer   abc"), Extracted::Token("abc"));
+        assert_eq!(one("BEARER a+b/c=="), Extracted::Token("a+b/c=="));
+    }
+
+    #[test]
+    fn other_schemes_and_absence_are_no_token() {
+        assert_eq!(extract(AuthorizationHeader::Absent, 32), Extracted::None);
+        assert_eq!(one("Basic dXNlcjpwYXNz"), Extracted::None);
+        assert_eq!(one("Bearerabc"), Extracted::None);
+        assert_eq!(one("Bear"), Extracted::None);
+    }
+
+    #[test]
+    fn bad_values_are_malformed_or_too_long() {
+        assert_eq!(one("Bearer"), Extracted::Malformed);
+        assert_eq!(one("Bearer "), Extracted::Malformed);
+        assert_eq!(one("Bearer a b"), Extracted::Malformed);
+        assert_eq!(one("Bearer ===="), Extracted::Malformed);
+        assert_eq!(one("Bearer a=b"), Extracted::Malformed);
+        assert_eq!(one("Bearer é"), Extracted::Malformed);
+        assert_eq!(
+            one(&format!("Bearer {}", "a".repeat(33))),
+            Extracted::TooLong
+        );
+        assert_eq!(
+            one(&format!("Bearer {}", "a".repeat(32))),
+            Extracted::Token(&"a".repeat(32))
+        );
+        assert_eq!(
+            extract(AuthorizationHeader::Several, 32),
+            Extracted::Ambiguous
+        );
+    }
+}

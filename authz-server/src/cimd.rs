@@ -21,8 +21,8 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::error::OAuthError;
 use crate::records::{AuthMethod, ClientMetadata, ClientRecord, ClientSource};
-use crate::registration::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
 use crate::redirect_uri;
+use crate::registration::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
 
 pub const MAX_DOCUMENT: usize = 5 * 1024;
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -102,18 +102,25 @@ impl CimdResolver {
             .dns_resolver(Arc::new(PublicOnlyResolver { allow_private }))
             .user_agent("mcp-authz (client-id-metadata-document)")
             .build()?;
-        Ok(Self { http, allow_private, clock, cache: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            http,
+            allow_private,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Whether this `client_id` names a metadata document (an https URL).
     pub fn is_document_url(&self, client_id: &str) -> bool {
-        client_id.starts_with("https://") || (self.allow_private && client_id.starts_with("http://"))
+        client_id.starts_with("https://")
+            || (self.allow_private && client_id.starts_with("http://"))
     }
 
     /// Checks the URL shape (draft §3: https, a path, no fragment, no
     /// credentials, no dot segments) and that it may be fetched.
     fn check_url(&self, client_id: &str) -> Result<url::Url, OAuthError> {
-        let bad = |m: &str| OAuthError::InvalidClient(format!("client_id metadata document URL {m}"));
+        let bad =
+            |m: &str| OAuthError::InvalidClient(format!("client_id metadata document URL {m}"));
         if client_id.len() > 2000 {
             return Err(bad("is too long"));
         }
@@ -129,7 +136,10 @@ impl CimdResolver {
         }
         match (url.scheme(), url.host()) {
             ("https", Some(_)) => {}
-            ("http", Some(url::Host::Ipv4(_) | url::Host::Ipv6(_) | url::Host::Domain("localhost"))) if self.allow_private => {}
+            (
+                "http",
+                Some(url::Host::Ipv4(_) | url::Host::Ipv6(_) | url::Host::Domain("localhost")),
+            ) if self.allow_private => {}
             _ => return Err(bad("must be https")),
         }
         // reqwest does not consult the resolver for literal addresses: check them here.
@@ -168,7 +178,10 @@ impl CimdResolver {
         if !resp.status().is_success() {
             return Err(fail(format!("fetch answered {}", resp.status().as_u16())));
         }
-        if resp.content_length().is_some_and(|l| l > MAX_DOCUMENT as u64) {
+        if resp
+            .content_length()
+            .is_some_and(|l| l > MAX_DOCUMENT as u64)
+        {
             return Err(fail("document too large".into()));
         }
         let mut body = Vec::new();
@@ -185,7 +198,10 @@ impl CimdResolver {
             if cache.len() > 1000 {
                 cache.retain(|_, (_, until)| *until > now);
             }
-            cache.insert(client_id.to_string(), (record.clone(), now + CACHE_FOR.as_secs()));
+            cache.insert(
+                client_id.to_string(),
+                (record.clone(), now + CACHE_FOR.as_secs()),
+            );
         }
         Ok(record)
     }
@@ -210,14 +226,21 @@ pub fn parse_document(client_id: &str, body: &[u8], now: u64) -> Result<ClientRe
     if obj.get("client_id").and_then(|v| v.as_str()) != Some(client_id) {
         return Err(fail("client_id inside does not equal the document URL"));
     }
-    match obj.get("token_endpoint_auth_method").and_then(|v| v.as_str()) {
+    match obj
+        .get("token_endpoint_auth_method")
+        .and_then(|v| v.as_str())
+    {
         None | Some("none") => {}
         Some(_) => return Err(fail("only token_endpoint_auth_method none is supported")),
     }
     let redirect_uris: Vec<String> = obj
         .get("redirect_uris")
         .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if redirect_uris.is_empty() {
         return Err(fail("redirect_uris missing"));
@@ -254,7 +277,19 @@ mod tests {
 
     #[test]
     fn private_and_special_addresses_are_not_public() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fc00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(!is_public_ip(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["93.184.216.34", "2606:4700::1111"] {
@@ -273,7 +308,9 @@ mod tests {
         assert!(r.check_url("https://app.example.com/a#b").is_err());
         assert!(r.check_url("https://u:p@app.example.com/a").is_err());
         let lenient = CimdResolver::new(true, gateway_common::clock::system()).unwrap();
-        assert!(lenient.check_url("http://127.0.0.1:8080/client.json").is_ok());
+        assert!(lenient
+            .check_url("http://127.0.0.1:8080/client.json")
+            .is_ok());
     }
 
     #[test]

@@ -102,8 +102,16 @@ pub struct Config {
     pub scopes_supported: Vec<String>,
     pub default_scope: String,
     pub local_users_file: Option<PathBuf>,
-    /// Parsed for the GitHub provider (issue 4); unused here.
+    /// `ALLOWED_GITHUB_USERS` (kept for compatibility; the GitHub provider reads [`GitHubConfig`]).
     pub allowed_github_users: Vec<String>,
+    /// GitHub sign-in, when `GITHUB_CLIENT_ID` is set.
+    pub github: Option<GitHubConfig>,
+    /// OpenID Connect sign-in, when `OIDC_ISSUER` is set.
+    pub oidc: Option<OidcConfig>,
+    /// `DEVICE_CODE_LIFETIME` (RFC 8628 §3.2 `expires_in`).
+    pub device_code_lifetime: Duration,
+    /// `DEVICE_POLL_INTERVAL` (RFC 8628 §3.2 `interval`).
+    pub device_poll_interval: Duration,
     /// Parsed for compatibility; the authz-server does not speak MCP itself.
     pub mcp_protocol_version: String,
     /// Client ids that may introspect any token (resource servers, RFC 7662 §2.1).
@@ -205,7 +213,9 @@ impl Config {
             ));
         }
 
-        let key_encryption_secret = src.get("GATEWAY_JWT_SECRET").map(|s| SecretString::from(s.to_string()));
+        let key_encryption_secret = src
+            .get("GATEWAY_JWT_SECRET")
+            .map(|s| SecretString::from(s.to_string()));
         if let Some(secret) = &key_encryption_secret {
             if secret.expose_secret().len() < 32 {
                 return Err(ConfigError::new(
@@ -234,7 +244,8 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("authz-key-encryption.key")),
         };
         let key_rotation_interval = src.seconds("KEY_ROTATION_INTERVAL", 30 * 24 * 3600)?;
-        let key_rotation_interval = (!key_rotation_interval.is_zero()).then_some(key_rotation_interval);
+        let key_rotation_interval =
+            (!key_rotation_interval.is_zero()).then_some(key_rotation_interval);
 
         let mut services = Vec::new();
         for name in src.enabled_services()? {
@@ -315,6 +326,10 @@ impl Config {
             default_scope,
             local_users_file,
             allowed_github_users: src.list("ALLOWED_GITHUB_USERS"),
+            github: GitHubConfig::from_source(src)?,
+            oidc: OidcConfig::from_source(src)?,
+            device_code_lifetime: positive(src, "DEVICE_CODE_LIFETIME", 600)?,
+            device_poll_interval: positive(src, "DEVICE_POLL_INTERVAL", 5)?,
             mcp_protocol_version: src.string("MCP_PROTOCOL_VERSION", "2025-06-18"),
             introspection_clients: src.list("INTROSPECTION_CLIENTS"),
             cimd_allow_private: src.bool("CIMD_ALLOW_PRIVATE", false)?,
@@ -333,6 +348,168 @@ impl Config {
     }
 }
 
+/// GitHub (or GitHub Enterprise Server) as the upstream identity provider.
+#[derive(Clone)]
+pub struct GitHubConfig {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// `GITHUB_BASE_URL` (web flow), no trailing slash: `https://github.com` or `https://HOST`.
+    pub base_url: String,
+    /// `GITHUB_API_URL`, no trailing slash: `https://api.github.com` or `https://HOST/api/v3`.
+    pub api_url: String,
+    /// Lower-cased logins; `*` means any GitHub user.
+    pub allowed_users: Vec<String>,
+    /// Lower-cased organization logins.
+    pub allowed_orgs: Vec<String>,
+    /// Lower-cased `org/team-slug` pairs.
+    pub allowed_teams: Vec<(String, String)>,
+    /// How often a refresh re-checks the allowlists with GitHub (`GITHUB_RECHECK_INTERVAL`).
+    pub recheck_interval: Duration,
+}
+
+impl std::fmt::Debug for GitHubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHubConfig")
+            .field("client_id", &self.client_id)
+            .field("base_url", &self.base_url)
+            .field("api_url", &self.api_url)
+            .finish_non_exhaustive()
+    }
+}
+
+fn base_url(src: &Source, var: &str, default: &str) -> Result<String, ConfigError> {
+    let v = src.string(var, default);
+    gateway_common::config::parse_http_url(&v)
+        .map_err(|why| ConfigError::new(var, format!("{why}, got {v:?}"), default))?;
+    Ok(v.trim_end_matches('/').to_string())
+}
+
+impl GitHubConfig {
+    pub fn from_source(src: &Source) -> Result<Option<Self>, ConfigError> {
+        let Some(client_id) = src.get("GITHUB_CLIENT_ID") else {
+            return Ok(None);
+        };
+        let client_secret = src
+            .required("GITHUB_CLIENT_SECRET", "0123456789abcdef0123456789abcdef01234567")?;
+        let lower = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().map(|s| s.to_ascii_lowercase()).collect()
+        };
+        let mut allowed_teams = Vec::new();
+        for t in src.list("ALLOWED_GITHUB_TEAMS") {
+            match t.split_once('/') {
+                Some((org, team)) if !org.trim().is_empty() && !team.trim().is_empty() => {
+                    allowed_teams.push((
+                        org.trim().to_ascii_lowercase(),
+                        team.trim().to_ascii_lowercase(),
+                    ))
+                }
+                _ => {
+                    return Err(ConfigError::new(
+                        "ALLOWED_GITHUB_TEAMS",
+                        format!("entries must be org/team-slug, got {t:?}"),
+                        "my-org/platform,my-org/sre",
+                    ))
+                }
+            }
+        }
+        let cfg = Self {
+            client_id: client_id.to_string(),
+            client_secret: SecretString::from(client_secret),
+            base_url: base_url(src, "GITHUB_BASE_URL", "https://github.com")?,
+            api_url: base_url(src, "GITHUB_API_URL", "https://api.github.com")?,
+            allowed_users: lower(src.list("ALLOWED_GITHUB_USERS")),
+            allowed_orgs: lower(src.list("ALLOWED_GITHUB_ORGS")),
+            allowed_teams,
+            recheck_interval: src.seconds("GITHUB_RECHECK_INTERVAL", 3600)?,
+        };
+        if cfg.allowed_users.is_empty() && cfg.allowed_orgs.is_empty() && cfg.allowed_teams.is_empty()
+        {
+            // Safe default: GitHub has millions of users; say explicitly who may sign in.
+            return Err(ConfigError::new(
+                "ALLOWED_GITHUB_USERS",
+                "is required with GITHUB_CLIENT_ID unless ALLOWED_GITHUB_ORGS or ALLOWED_GITHUB_TEAMS is set (* allows any GitHub user)",
+                "octocat,hubot",
+            ));
+        }
+        Ok(Some(cfg))
+    }
+}
+
+/// Any OpenID Connect provider as the upstream identity provider.
+#[derive(Clone)]
+pub struct OidcConfig {
+    /// `OIDC_ISSUER`, compared byte for byte with the discovery document and the id_token `iss`.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub scopes: String,
+    /// Lower-cased; `*` means any authenticated user of the provider.
+    pub allowed_emails: Vec<String>,
+    pub allowed_domains: Vec<String>,
+    pub allowed_groups: Vec<String>,
+    pub groups_claim: String,
+    /// `OIDC_LABEL`: what the chooser page shows.
+    pub label: String,
+}
+
+impl std::fmt::Debug for OidcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OidcConfig {
+    pub fn from_source(src: &Source) -> Result<Option<Self>, ConfigError> {
+        let Some(issuer) = src.get("OIDC_ISSUER") else {
+            return Ok(None);
+        };
+        gateway_common::config::parse_http_url(issuer).map_err(|why| {
+            ConfigError::new(
+                "OIDC_ISSUER",
+                format!("{why}, got {issuer:?}"),
+                "https://accounts.example.com",
+            )
+        })?;
+        let lower = |v: Vec<String>| -> Vec<String> {
+            v.into_iter().map(|s| s.to_ascii_lowercase()).collect()
+        };
+        let cfg = Self {
+            issuer: issuer.to_string(),
+            client_id: src.required("OIDC_CLIENT_ID", "mcp-gateway")?,
+            client_secret: SecretString::from(
+                src.required("OIDC_CLIENT_SECRET", "s3cret-from-the-provider")?,
+            ),
+            scopes: src.string("OIDC_SCOPES", "openid email profile"),
+            allowed_emails: lower(src.list("OIDC_ALLOWED_EMAILS")),
+            allowed_domains: lower(src.list("OIDC_ALLOWED_DOMAINS")),
+            allowed_groups: src.list("OIDC_ALLOWED_GROUPS"),
+            groups_claim: src.string("OIDC_GROUPS_CLAIM", "groups"),
+            label: src.string("OIDC_LABEL", "Single sign-on"),
+        };
+        if !cfg.scopes.split_ascii_whitespace().any(|s| s == "openid") {
+            return Err(ConfigError::new(
+                "OIDC_SCOPES",
+                "must include openid",
+                "openid email profile",
+            ));
+        }
+        if cfg.allowed_emails.is_empty()
+            && cfg.allowed_domains.is_empty()
+            && cfg.allowed_groups.is_empty()
+        {
+            return Err(ConfigError::new(
+                "OIDC_ALLOWED_EMAILS",
+                "is required with OIDC_ISSUER unless OIDC_ALLOWED_DOMAINS or OIDC_ALLOWED_GROUPS is set (* allows every user of the provider)",
+                "alice@example.com,bob@example.com",
+            ));
+        }
+        Ok(Some(cfg))
+    }
+}
+
 fn positive(src: &Source, key: &str, default: u64) -> Result<Duration, ConfigError> {
     let d = src.seconds(key, default)?;
     if d.is_zero() {
@@ -347,8 +524,13 @@ fn positive(src: &Source, key: &str, default: u64) -> Result<Duration, ConfigErr
 
 fn check_issuer(issuer: &str) -> Result<(), ConfigError> {
     let example = "https://auth.example.com";
-    let url = url::Url::parse(issuer)
-        .map_err(|_| ConfigError::new("AUTH_ISSUER", format!("must be an absolute URL, got {issuer:?}"), example))?;
+    let url = url::Url::parse(issuer).map_err(|_| {
+        ConfigError::new(
+            "AUTH_ISSUER",
+            format!("must be an absolute URL, got {issuer:?}"),
+            example,
+        )
+    })?;
     // RFC 8414 §2: https, no query or fragment. http is allowed for loopback development.
     let loopback = matches!(url.host_str(), Some("127.0.0.1" | "[::1]" | "localhost"));
     if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
@@ -368,7 +550,9 @@ fn check_issuer(issuer: &str) -> Result<(), ConfigError> {
     if issuer.ends_with('/') {
         return Err(ConfigError::new(
             "AUTH_ISSUER",
-            format!("must not end with a slash (the issuer is compared byte for byte), got {issuer:?}"),
+            format!(
+                "must not end with a slash (the issuer is compared byte for byte), got {issuer:?}"
+            ),
             example,
         ));
     }
@@ -381,7 +565,11 @@ fn check_resource(var: &str, resource: &str) -> Result<(), ConfigError> {
         .map_err(|why| ConfigError::new(var, format!("{why}, got {resource:?}"), example))?;
     // RFC 8707 §2: an absolute URI without a fragment.
     if url.fragment().is_some() {
-        return Err(ConfigError::new(var, format!("must have no fragment (RFC 8707 §2), got {resource:?}"), example));
+        return Err(ConfigError::new(
+            var,
+            format!("must have no fragment (RFC 8707 §2), got {resource:?}"),
+            example,
+        ));
     }
     Ok(())
 }
@@ -391,19 +579,26 @@ fn decode_pem_b64(b64: &str) -> Result<SecretString, ConfigError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64.trim())
         .map_err(|_| err("must be base64 of a PEM RSA private key"))?;
-    let pem = String::from_utf8(bytes).map_err(|_| err("must be base64 of a PEM RSA private key"))?;
+    let pem =
+        String::from_utf8(bytes).map_err(|_| err("must be base64 of a PEM RSA private key"))?;
     if !pem.contains("-----BEGIN") || !pem.contains("PRIVATE KEY-----") {
-        return Err(err("must be base64 of a PEM RSA private key (BEGIN RSA PRIVATE KEY or BEGIN PRIVATE KEY)"));
+        return Err(err(
+            "must be base64 of a PEM RSA private key (BEGIN RSA PRIVATE KEY or BEGIN PRIVATE KEY)",
+        ));
     }
     if crate::keys::validate_rsa_pem(&pem).is_err() {
-        return Err(err("is not a usable RSA private key (at least 2048 bits, PKCS#1 or PKCS#8 PEM)"));
+        return Err(err(
+            "is not a usable RSA private key (at least 2048 bits, PKCS#1 or PKCS#8 PEM)",
+        ));
     }
     Ok(SecretString::from(pem))
 }
 
 /// RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E.
 pub fn is_scope_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 #[cfg(test)]
@@ -426,10 +621,19 @@ mod tests {
         assert_eq!(c.issuer, "https://auth.example.com");
         assert_eq!(c.listen.to_string(), "0.0.0.0:8000");
         assert_eq!(c.access_token_lifetime, Duration::from_secs(3600));
-        assert_eq!(c.refresh_token_lifetime, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(
+            c.refresh_token_lifetime,
+            Duration::from_secs(30 * 24 * 3600)
+        );
         assert_eq!(c.client_lifetime, Some(Duration::from_secs(90 * 24 * 3600)));
         assert_eq!(c.jwt_algorithm, SigningAlg::Es256);
-        assert_eq!(c.services, vec![Service { name: "echo".into(), resource: "https://echo.example.com/mcp".into() }]);
+        assert_eq!(
+            c.services,
+            vec![Service {
+                name: "echo".into(),
+                resource: "https://echo.example.com/mcp".into()
+            }]
+        );
         assert_eq!(c.scopes_supported, vec!["mcp"]);
         assert_eq!(c.default_scope, "mcp");
         assert!(c.code_lifetime <= MAX_CODE_LIFETIME);
@@ -437,7 +641,10 @@ mod tests {
 
     #[test]
     fn client_lifetime_zero_means_never() {
-        assert_eq!(parse(&[("CLIENT_LIFETIME", "0")]).unwrap().client_lifetime, None);
+        assert_eq!(
+            parse(&[("CLIENT_LIFETIME", "0")]).unwrap().client_lifetime,
+            None
+        );
     }
 
     #[test]
@@ -449,24 +656,41 @@ mod tests {
 
     #[test]
     fn negative_lifetime_is_refused() {
-        for var in ["ACCESS_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME", "SESSION_TIMEOUT", "CLIENT_LIFETIME"] {
+        for var in [
+            "ACCESS_TOKEN_LIFETIME",
+            "REFRESH_TOKEN_LIFETIME",
+            "SESSION_TIMEOUT",
+            "CLIENT_LIFETIME",
+        ] {
             let err = parse(&[(var, "-5")]).unwrap_err();
             assert_eq!(err.var, var);
         }
-        assert_eq!(parse(&[("ACCESS_TOKEN_LIFETIME", "0")]).unwrap_err().var, "ACCESS_TOKEN_LIFETIME");
+        assert_eq!(
+            parse(&[("ACCESS_TOKEN_LIFETIME", "0")]).unwrap_err().var,
+            "ACCESS_TOKEN_LIFETIME"
+        );
     }
 
     #[test]
     fn code_lifetime_above_ten_minutes_is_refused() {
-        assert_eq!(parse(&[("AUTH_CODE_LIFETIME", "601")]).unwrap_err().var, "AUTH_CODE_LIFETIME");
+        assert_eq!(
+            parse(&[("AUTH_CODE_LIFETIME", "601")]).unwrap_err().var,
+            "AUTH_CODE_LIFETIME"
+        );
     }
 
     #[test]
     fn unknown_jwt_algorithm_is_refused() {
         let err = parse(&[("JWT_ALGORITHM", "PS999")]).unwrap_err();
         assert_eq!(err.var, "JWT_ALGORITHM");
-        assert_eq!(parse(&[("JWT_ALGORITHM", "eddsa")]).unwrap().jwt_algorithm, SigningAlg::EdDsa);
-        assert_eq!(parse(&[("JWT_ALGORITHM", "RS256")]).unwrap().jwt_algorithm, SigningAlg::Rs256);
+        assert_eq!(
+            parse(&[("JWT_ALGORITHM", "eddsa")]).unwrap().jwt_algorithm,
+            SigningAlg::EdDsa
+        );
+        assert_eq!(
+            parse(&[("JWT_ALGORITHM", "RS256")]).unwrap().jwt_algorithm,
+            SigningAlg::Rs256
+        );
     }
 
     #[test]
@@ -489,13 +713,26 @@ mod tests {
 
     #[test]
     fn short_secret_is_refused() {
-        assert_eq!(parse(&[("GATEWAY_JWT_SECRET", "short")]).unwrap_err().var, "GATEWAY_JWT_SECRET");
+        assert_eq!(
+            parse(&[("GATEWAY_JWT_SECRET", "short")]).unwrap_err().var,
+            "GATEWAY_JWT_SECRET"
+        );
     }
 
     #[test]
     fn issuer_with_trailing_slash_or_plain_http_is_refused() {
-        assert_eq!(parse(&[("AUTH_ISSUER", "https://auth.example.com/")]).unwrap_err().var, "AUTH_ISSUER");
-        assert_eq!(parse(&[("AUTH_ISSUER", "http://auth.example.com")]).unwrap_err().var, "AUTH_ISSUER");
+        assert_eq!(
+            parse(&[("AUTH_ISSUER", "https://auth.example.com/")])
+                .unwrap_err()
+                .var,
+            "AUTH_ISSUER"
+        );
+        assert_eq!(
+            parse(&[("AUTH_ISSUER", "http://auth.example.com")])
+                .unwrap_err()
+                .var,
+            "AUTH_ISSUER"
+        );
         assert!(parse(&[("AUTH_ISSUER", "http://127.0.0.1:8000")]).is_ok());
     }
 
@@ -513,7 +750,10 @@ mod tests {
 
     #[test]
     fn bad_imported_key_and_mismatched_algorithm_are_refused() {
-        assert_eq!(parse(&[("JWT_PRIVATE_KEY_B64", "%%%")]).unwrap_err().var, "JWT_PRIVATE_KEY_B64");
+        assert_eq!(
+            parse(&[("JWT_PRIVATE_KEY_B64", "%%%")]).unwrap_err().var,
+            "JWT_PRIVATE_KEY_B64"
+        );
         let not_pem = base64::engine::general_purpose::STANDARD.encode("hello");
         let pairs = [("JWT_PRIVATE_KEY_B64", not_pem.as_str())];
         let mut all = base();
@@ -524,8 +764,21 @@ mod tests {
 
     #[test]
     fn bad_listen_and_bad_scope_are_refused() {
-        assert_eq!(parse(&[("AUTHZ_LISTEN", "localhost")]).unwrap_err().var, "AUTHZ_LISTEN");
-        assert_eq!(parse(&[("SCOPES_SUPPORTED", "mcp,\"bad\"")]).unwrap_err().var, "SCOPES_SUPPORTED");
-        assert_eq!(parse(&[("TRUSTED_PROXIES", "proxy.local")]).unwrap_err().var, "TRUSTED_PROXIES");
+        assert_eq!(
+            parse(&[("AUTHZ_LISTEN", "localhost")]).unwrap_err().var,
+            "AUTHZ_LISTEN"
+        );
+        assert_eq!(
+            parse(&[("SCOPES_SUPPORTED", "mcp,\"bad\"")])
+                .unwrap_err()
+                .var,
+            "SCOPES_SUPPORTED"
+        );
+        assert_eq!(
+            parse(&[("TRUSTED_PROXIES", "proxy.local")])
+                .unwrap_err()
+                .var,
+            "TRUSTED_PROXIES"
+        );
     }
 }

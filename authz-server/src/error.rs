@@ -44,6 +44,18 @@ pub enum OAuthError {
     /// RFC 6750 §3.1: a missing or bad bearer token (the RFC 7592 registration access token).
     #[error("invalid_token: {0}")]
     InvalidToken(String),
+    /// RFC 8628 §3.5: the user has not finished at the verification page yet.
+    #[error("authorization_pending")]
+    AuthorizationPending(String),
+    /// RFC 8628 §3.5: polling too fast; the interval grows by 5 seconds.
+    #[error("slow_down")]
+    SlowDown(String),
+    /// RFC 8628 §3.5: the device code lapsed.
+    #[error("expired_token")]
+    ExpiredToken(String),
+    /// RFC 8628 §3.5: the user refused the device (a token-endpoint error, so 400).
+    #[error("access_denied (device): {0}")]
+    DeviceDenied(String),
     /// The store is unreachable; detail is logged, never sent.
     #[error("temporarily_unavailable: {0}")]
     Unavailable(String),
@@ -71,7 +83,12 @@ impl OAuthError {
     pub fn parts(&self) -> Parts<'_> {
         use OAuthError as E;
         fn p<'a>(status: StatusCode, code: &'static str, d: &'a str) -> Parts<'a> {
-            Parts { status, code, description: Some(d), challenge: None }
+            Parts {
+                status,
+                code,
+                description: Some(d),
+                challenge: None,
+            }
         }
         match self {
             E::InvalidRequest(d) => p(StatusCode::BAD_REQUEST, "invalid_request", d),
@@ -85,11 +102,17 @@ impl OAuthError {
             E::InvalidGrant(d) => p(StatusCode::BAD_REQUEST, "invalid_grant", d),
             E::UnauthorizedClient(d) => p(StatusCode::BAD_REQUEST, "unauthorized_client", d),
             E::UnsupportedGrantType(d) => p(StatusCode::BAD_REQUEST, "unsupported_grant_type", d),
-            E::UnsupportedResponseType(d) => p(StatusCode::BAD_REQUEST, "unsupported_response_type", d),
+            E::UnsupportedResponseType(d) => {
+                p(StatusCode::BAD_REQUEST, "unsupported_response_type", d)
+            }
             E::InvalidScope(d) => p(StatusCode::BAD_REQUEST, "invalid_scope", d),
             E::InvalidTarget(d) => p(StatusCode::BAD_REQUEST, "invalid_target", d),
             E::UnsupportedTokenType(d) => p(StatusCode::BAD_REQUEST, "unsupported_token_type", d),
             E::AccessDenied(d) => p(StatusCode::FORBIDDEN, "access_denied", d),
+            E::AuthorizationPending(d) => p(StatusCode::BAD_REQUEST, "authorization_pending", d),
+            E::SlowDown(d) => p(StatusCode::BAD_REQUEST, "slow_down", d),
+            E::ExpiredToken(d) => p(StatusCode::BAD_REQUEST, "expired_token", d),
+            E::DeviceDenied(d) => p(StatusCode::BAD_REQUEST, "access_denied", d),
             E::InvalidRedirectUri(d) => p(StatusCode::BAD_REQUEST, "invalid_redirect_uri", d),
             E::InvalidClientMetadata(d) => p(StatusCode::BAD_REQUEST, "invalid_client_metadata", d),
             E::InvalidToken(d) => Parts {
@@ -141,10 +164,17 @@ impl ResponseError for OAuthError {
         }
         let mut resp = HttpResponse::build(parts.status);
         resp.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-        if let Some(ch) = parts.challenge.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+        if let Some(ch) = parts
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
             resp.insert_header((header::WWW_AUTHENTICATE, ch));
         }
-        resp.json(ErrorBody { error: parts.code, error_description: parts.description })
+        resp.json(ErrorBody {
+            error: parts.code,
+            error_description: parts.description,
+        })
     }
 }
 
@@ -160,8 +190,14 @@ mod tests {
         let p = e.parts();
         assert_eq!(p.status, StatusCode::UNAUTHORIZED);
         assert!(p.challenge.unwrap().starts_with("Basic"));
-        assert_eq!(OAuthError::InvalidGrant("x".into()).parts().status, StatusCode::BAD_REQUEST);
-        assert_eq!(OAuthError::InvalidTarget("x".into()).code(), "invalid_target");
+        assert_eq!(
+            OAuthError::InvalidGrant("x".into()).parts().status,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            OAuthError::InvalidTarget("x".into()).code(),
+            "invalid_target"
+        );
     }
 
     #[test]

@@ -44,7 +44,10 @@ code{background:#f1f1f1;padding:0 .2rem}";
 fn style_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
     HASH.get_or_init(|| {
-        format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE.as_bytes())))
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(Sha256::digest(STYLE.as_bytes()))
+        )
     })
 }
 
@@ -69,7 +72,12 @@ pub fn redirect_target_source(uri: &str) -> Option<String> {
     let url = url::Url::parse(uri).ok()?;
     match url.scheme() {
         "http" | "https" => Some(url.origin().ascii_serialization()).filter(|o| o != "null"),
-        s if s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'-')) => Some(format!("{s}:")),
+        s if s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'+' | b'-')) =>
+        {
+            Some(format!("{s}:"))
+        }
         _ => None,
     }
 }
@@ -96,8 +104,51 @@ pub fn respond(status: StatusCode, html: String, form_targets: &[String]) -> Htt
 
 /// An error that must not go back to the client (unknown client, bad redirect URI).
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
-    let body = format!("<main><h1>{}</h1><p>{}</p></main>", Esc(title), Esc(message));
+    let body = format!(
+        "<main><h1>{}</h1><p>{}</p></main>",
+        Esc(title),
+        Esc(message)
+    );
     respond(status, page(title, &body), &[])
+}
+
+/// A plain message (device connected, consent withdrawn).
+pub fn message_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    error_page(status, title, message)
+}
+
+/// RFC 8628 §3.3: where the user types the code their device shows.
+pub fn device_page(csrf: &str, code: &str, error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"err\" role=\"alert\">{}</p>", Esc(e)))
+        .unwrap_or_default();
+    let body = format!(
+        "<main><h1>Connect a device</h1><p>Enter the code shown on your device.</p>{error}\
+<form method=\"post\" action=\"/device\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<label for=\"user_code\">Code</label>\
+<input type=\"text\" id=\"user_code\" name=\"user_code\" value=\"{code}\" autocomplete=\"one-time-code\" autocapitalize=\"characters\" spellcheck=\"false\" required autofocus>\
+<button type=\"submit\">Continue</button></form></main>",
+        csrf = Esc(csrf),
+        code = Esc(code),
+    );
+    page("Connect a device", &body)
+}
+
+/// Withdraws remembered consent for one application (consent lasts until revoked).
+pub fn revoke_consent_page(csrf: &str, client_id: &str, client_name: &str, user: &str) -> String {
+    let body = format!(
+        "<main><h1>Withdraw access?</h1>\
+<p><strong>{name}</strong> (<code>{id}</code>) will have to ask <strong>{user}</strong> again next time.</p>\
+<form method=\"post\" action=\"/consent/revoke\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"client_id\" value=\"{id}\">\
+<button type=\"submit\">Withdraw</button></form></main>",
+        name = Esc(client_name),
+        id = Esc(client_id),
+        user = Esc(user),
+        csrf = Esc(csrf),
+    );
+    page("Withdraw access?", &body)
 }
 
 pub struct SignInForm<'a> {
@@ -165,8 +216,16 @@ pub struct ConsentForm<'a> {
 }
 
 pub fn consent_page(f: &ConsentForm<'_>) -> String {
-    let scopes: String = f.scopes.iter().map(|s| format!("<li><code>{}</code></li>", Esc(s))).collect();
-    let resources: String = f.resources.iter().map(|r| format!("<li><code>{}</code></li>", Esc(r))).collect();
+    let scopes: String = f
+        .scopes
+        .iter()
+        .map(|s| format!("<li><code>{}</code></li>", Esc(s)))
+        .collect();
+    let resources: String = f
+        .resources
+        .iter()
+        .map(|r| format!("<li><code>{}</code></li>", Esc(r)))
+        .collect();
     let body = format!(
         "<main><h1>Allow access?</h1>\
 <p><strong>{client}</strong> wants to act as <strong>{user}</strong>.</p>\
@@ -208,10 +267,23 @@ mod tests {
         });
         assert!(!html.contains("<script>"));
         assert!(!html.contains("'x'"));
-        let html = signin_page(&SignInForm { request_id: evil, csrf: evil, client_name: evil, error: Some(evil), username: evil });
+        let html = signin_page(&SignInForm {
+            request_id: evil,
+            csrf: evil,
+            client_name: evil,
+            error: Some(evil),
+            username: evil,
+        });
         assert!(!html.contains("<script>"));
         assert!(!html.contains(evil));
-        let html = chooser_page(evil, evil, &[Choice { id: evil, label: evil }]);
+        let html = chooser_page(
+            evil,
+            evil,
+            &[Choice {
+                id: evil,
+                label: evil,
+            }],
+        );
         assert!(!html.contains("<script>"));
     }
 
@@ -220,6 +292,9 @@ mod tests {
         let c = csp(&[redirect_target_source("http://127.0.0.1:5000/cb?x=1").unwrap()]);
         assert!(c.contains("frame-ancestors 'none'"));
         assert!(c.contains("form-action 'self' http://127.0.0.1:5000;"));
-        assert_eq!(redirect_target_source("com.example.app:/cb").as_deref(), Some("com.example.app:"));
+        assert_eq!(
+            redirect_target_source("com.example.app:/cb").as_deref(),
+            Some("com.example.app:")
+        );
     }
 }

@@ -70,7 +70,11 @@ pub fn mint_access_token(
         idp: Some(user.idp.clone()),
     };
     let token = s.keys.sign(&claims).map_err(internal)?;
-    Ok(Minted { token, jti: jti.to_string(), exp })
+    Ok(Minted {
+        token,
+        jti: jti.to_string(),
+        exp,
+    })
 }
 
 /// Starts a refresh-token family; returns the token `<family>.<secret>` (only its hash is stored).
@@ -96,10 +100,15 @@ pub async fn new_family(
         previous_hashes: Vec::new(),
         revoked: false,
         exp: s.now() + lifetime.as_secs(),
-        live_tokens: vec![LiveToken { jti: first.jti.clone(), exp: first.exp }],
+        live_tokens: vec![LiveToken {
+            jti: first.jti.clone(),
+            exp: first.exp,
+        }],
     };
     let raw = serde_json::to_vec(&family).map_err(internal)?;
-    s.store.put(&family_key(family_id), &raw, Some(family_ttl(s, &family))).await?;
+    s.store
+        .put(&family_key(family_id), &raw, Some(family_ttl(s, &family)))
+        .await?;
     Ok(token)
 }
 
@@ -122,9 +131,18 @@ pub async fn revoke_access_token(s: &Inner, jti: &str, exp: u64) -> Result<(), O
     if exp <= now {
         return Ok(());
     }
-    let event = RevocationEvent { jti: jti.to_string(), exp };
+    let event = RevocationEvent {
+        jti: jti.to_string(),
+        exp,
+    };
     let raw = serde_json::to_vec(&event).map_err(internal)?;
-    s.store.put(&revoked_key(jti), &raw, Some(Duration::from_secs(exp - now))).await?;
+    s.store
+        .put(
+            &revoked_key(jti),
+            &raw,
+            Some(Duration::from_secs(exp - now)),
+        )
+        .await?;
     s.store.publish(REVOCATION_CHANNEL, &raw).await?;
     s.metrics.revocations.inc();
     tracing::info!(jti = %jti, "access token revoked");
@@ -151,7 +169,10 @@ pub async fn revoke_family(s: &Inner, family_id: &str) -> Result<(), OAuthError>
         }
         fam.revoked = true;
         let new = serde_json::to_vec(&fam).map_err(internal)?;
-        if s.store.compare_and_swap(&key, &raw, Some(&new), Some(family_ttl(s, &fam))).await? {
+        if s.store
+            .compare_and_swap(&key, &raw, Some(&new), Some(family_ttl(s, &fam)))
+            .await?
+        {
             tracing::info!(family = %family_id, "refresh token family revoked");
             break;
         }

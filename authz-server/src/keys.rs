@@ -86,7 +86,10 @@ impl std::fmt::Debug for Kek {
 
 impl Kek {
     fn from_secret(secret: &SecretString) -> Self {
-        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"mcp-authz/key-encryption/v1"), secret.expose_secret().as_bytes());
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(
+            Some(b"mcp-authz/key-encryption/v1"),
+            secret.expose_secret().as_bytes(),
+        );
         let mut out = [0u8; 32];
         // 32 bytes is far below HKDF-SHA256's 8160-byte limit; expand cannot fail.
         let _ = hk.expand(b"signing-keys", &mut out);
@@ -112,12 +115,15 @@ impl Kek {
                 let bytes = hex::decode(text.trim())
                     .ok()
                     .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| anyhow!("key-encryption key file {} is malformed", path.display()))?;
+                    .ok_or_else(|| {
+                        anyhow!("key-encryption key file {} is malformed", path.display())
+                    })?;
                 Ok(Kek(bytes))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
                 }
                 let mut key = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut key);
@@ -136,12 +142,23 @@ impl Kek {
                         Ok(Kek(key))
                     }
                     // Another process created it first: use theirs.
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::from_file(path),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::from_file(path)
+                    }
                     Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
                 }
             }
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
+    }
+
+    /// A separate key for `purpose`, so one sealed value cannot stand in for another kind.
+    fn derive(&self, purpose: &str) -> [u8; 32] {
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"mcp-authz/derived/v1"), &self.0);
+        let mut out = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit; expand cannot fail.
+        let _ = hk.expand(purpose.as_bytes(), &mut out);
+        out
     }
 
     fn seal(&self, set: &StoredKeySet) -> anyhow::Result<Vec<u8>> {
@@ -152,7 +169,11 @@ impl Kek {
         let ct = cipher
             .encrypt(&Nonce::from(nonce), plain.as_slice())
             .map_err(|_| anyhow!("sealing the key set failed"))?;
-        Ok(serde_json::to_vec(&Sealed { v: 1, nonce: STANDARD.encode(nonce), ct: STANDARD.encode(ct) })?)
+        Ok(serde_json::to_vec(&Sealed {
+            v: 1,
+            nonce: STANDARD.encode(nonce),
+            ct: STANDARD.encode(ct),
+        })?)
     }
 
     fn open(&self, raw: &[u8]) -> anyhow::Result<StoredKeySet> {
@@ -163,7 +184,9 @@ impl Kek {
             bail!("stored key set has an unknown format");
         }
         let cipher = ChaCha20Poly1305::new(&Key::from(self.0));
-        let nonce: [u8; 12] = nonce.try_into().map_err(|_| anyhow!("stored key set has an unknown format"))?;
+        let nonce: [u8; 12] = nonce
+            .try_into()
+            .map_err(|_| anyhow!("stored key set has an unknown format"))?;
         let plain = cipher.decrypt(&Nonce::from(nonce), ct.as_slice()).map_err(|_| {
             anyhow!("cannot decrypt the stored signing keys: GATEWAY_JWT_SECRET (or the key-encryption key file) differs from the one that sealed them")
         })?;
@@ -181,7 +204,10 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish()
     }
 }
 
@@ -246,7 +272,9 @@ pub fn generate_pem(alg: SigningAlg) -> anyhow::Result<String> {
     use p256::pkcs8::{EncodePrivateKey, LineEnding};
     let mut rng = rand::rngs::OsRng;
     let pem = match alg {
-        SigningAlg::Es256 => p256::SecretKey::random(&mut rng).to_pkcs8_pem(LineEnding::LF)?.to_string(),
+        SigningAlg::Es256 => p256::SecretKey::random(&mut rng)
+            .to_pkcs8_pem(LineEnding::LF)?
+            .to_string(),
         SigningAlg::Rs256 => {
             use rsa::pkcs8::EncodePrivateKey as _;
             rsa::RsaPrivateKey::new(&mut rng, 2048)?
@@ -257,9 +285,12 @@ pub fn generate_pem(alg: SigningAlg) -> anyhow::Result<String> {
             use ed25519_dalek::pkcs8::EncodePrivateKey as _;
             // PKCS#8 v1 (no embedded public key): the form jsonwebtoken reads.
             let sk = ed25519_dalek::SigningKey::generate(&mut rng);
-            ed25519_dalek::pkcs8::KeypairBytes { secret_key: sk.to_bytes(), public_key: None }
-                .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)?
-                .to_string()
+            ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: sk.to_bytes(),
+                public_key: None,
+            }
+            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)?
+            .to_string()
         }
     };
     Ok(pem)
@@ -283,14 +314,22 @@ pub fn validate_rsa_pem(pem: &str) -> anyhow::Result<String> {
 impl KeyManager {
     /// Loads the key set from the store, creating (or importing) it on first
     /// start. Fails when the stored set cannot be decrypted.
-    pub async fn init(store: Arc<dyn Store>, config: &Config, clock: SharedClock) -> anyhow::Result<Self> {
+    pub async fn init(
+        store: Arc<dyn Store>,
+        config: &Config,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let kek = match &config.key_encryption_secret {
             Some(secret) => Kek::from_secret(secret),
             None => Kek::from_file(&config.key_encryption_key_file)?,
         };
         let now = clock.now_secs();
         let imported = match &config.imported_rsa_pem {
-            Some(pem) => Some(make_stored(SigningAlg::Rs256, validate_rsa_pem(pem.expose_secret())?, now)?),
+            Some(pem) => Some(make_stored(
+                SigningAlg::Rs256,
+                validate_rsa_pem(pem.expose_secret())?,
+                now,
+            )?),
             None => None,
         };
         let (mut set, mut raw) = match store.get(KEYS_RECORD).await? {
@@ -298,16 +337,26 @@ impl KeyManager {
             None => {
                 let current = match &imported {
                     Some(k) => k.clone(),
-                    None => make_stored(config.jwt_algorithm, generate_pem(config.jwt_algorithm)?, now)?,
+                    None => make_stored(
+                        config.jwt_algorithm,
+                        generate_pem(config.jwt_algorithm)?,
+                        now,
+                    )?,
                 };
-                let set = StoredKeySet { current, previous: None };
+                let set = StoredKeySet {
+                    current,
+                    previous: None,
+                };
                 let sealed = kek.seal(&set)?;
                 if store.put_if_absent(KEYS_RECORD, &sealed, None).await? {
                     tracing::info!(kid = %set.current.kid, alg = %set.current.alg, "created signing key");
                     (set, sealed)
                 } else {
                     // Another instance created it first.
-                    let raw = store.get(KEYS_RECORD).await?.ok_or_else(|| anyhow!("key set vanished"))?;
+                    let raw = store
+                        .get(KEYS_RECORD)
+                        .await?
+                        .ok_or_else(|| anyhow!("key set vanished"))?;
                     (kek.open(&raw)?, raw)
                 }
             }
@@ -317,15 +366,23 @@ impl KeyManager {
         let replacement = match &imported {
             Some(k) if k.kid != set.current.kid => Some(k.clone()),
             Some(_) => None,
-            None if set.current.alg != wanted_alg => {
-                Some(make_stored(config.jwt_algorithm, generate_pem(config.jwt_algorithm)?, now)?)
-            }
+            None if set.current.alg != wanted_alg => Some(make_stored(
+                config.jwt_algorithm,
+                generate_pem(config.jwt_algorithm)?,
+                now,
+            )?),
             None => None,
         };
         if let Some(new_current) = replacement {
-            let next = StoredKeySet { previous: Some(set.current.clone()), current: new_current };
+            let next = StoredKeySet {
+                previous: Some(set.current.clone()),
+                current: new_current,
+            };
             let sealed = kek.seal(&next)?;
-            if store.compare_and_swap(KEYS_RECORD, &raw, Some(&sealed), None).await? {
+            if store
+                .compare_and_swap(KEYS_RECORD, &raw, Some(&sealed), None)
+                .await?
+            {
                 tracing::info!(kid = %next.current.kid, "switched signing key");
                 set = next;
                 raw = sealed;
@@ -347,6 +404,34 @@ impl KeyManager {
         })
     }
 
+    /// Encrypts a small secret (an upstream identity provider's token) under a
+    /// key derived from the key-encryption key for `purpose` (HKDF-SHA256), so
+    /// it is never at rest in the clear and never readable with the signing-key seal.
+    pub fn seal_bytes(&self, purpose: &str, plain: &[u8]) -> anyhow::Result<String> {
+        let cipher = ChaCha20Poly1305::new(&Key::from(self.kek.derive(purpose)));
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ct = cipher
+            .encrypt(&Nonce::from(nonce), plain)
+            .map_err(|_| anyhow!("sealing failed"))?;
+        Ok(format!("{}.{}", STANDARD.encode(nonce), STANDARD.encode(ct)))
+    }
+
+    /// Opens what [`KeyManager::seal_bytes`] sealed for the same `purpose`.
+    pub fn open_bytes(&self, purpose: &str, sealed: &str) -> anyhow::Result<Vec<u8>> {
+        let (n, c) = sealed
+            .split_once('.')
+            .ok_or_else(|| anyhow!("sealed value is malformed"))?;
+        let nonce: [u8; 12] = STANDARD
+            .decode(n)?
+            .try_into()
+            .map_err(|_| anyhow!("sealed value is malformed"))?;
+        let cipher = ChaCha20Poly1305::new(&Key::from(self.kek.derive(purpose)));
+        cipher
+            .decrypt(&Nonce::from(nonce), STANDARD.decode(c)?.as_slice())
+            .map_err(|_| anyhow!("cannot open the sealed value"))
+    }
+
     pub fn current(&self) -> Arc<LoadedKeys> {
         self.loaded.load_full()
     }
@@ -361,7 +446,11 @@ impl KeyManager {
         let mut header = Header::new(keys.current.alg);
         header.typ = Some(ACCESS_TOKEN_TYP.to_string());
         header.kid = Some(keys.current.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &keys.current.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &header,
+            claims,
+            &keys.current.encoding,
+        )?)
     }
 
     /// Verifies one of our own access tokens (signature by a published key with
@@ -385,7 +474,9 @@ impl KeyManager {
         v.validate_aud = false;
         v.required_spec_claims.clear();
         v.set_issuer(&[self.issuer.as_str()]);
-        jsonwebtoken::decode::<AccessClaims>(token, &key.key, &v).ok().map(|d| d.claims)
+        jsonwebtoken::decode::<AccessClaims>(token, &key.key, &v)
+            .ok()
+            .map(|d| d.claims)
     }
 
     /// Re-reads the set (another instance may have rotated).
@@ -401,13 +492,21 @@ impl KeyManager {
 
     /// Makes a fresh key current; the old one stays published as `previous`.
     pub async fn rotate(&self) -> anyhow::Result<String> {
-        let raw = self.store.get(KEYS_RECORD).await?.ok_or_else(|| anyhow!("no key set in the store"))?;
+        let raw = self
+            .store
+            .get(KEYS_RECORD)
+            .await?
+            .ok_or_else(|| anyhow!("no key set in the store"))?;
         let set = self.kek.open(&raw)?;
         let next = StoredKeySet {
             previous: Some(set.current),
             current: make_stored(self.alg, generate_pem(self.alg)?, self.clock.now_secs())?,
         };
-        if !self.store.compare_and_swap(KEYS_RECORD, &raw, Some(&self.kek.seal(&next)?), None).await? {
+        if !self
+            .store
+            .compare_and_swap(KEYS_RECORD, &raw, Some(&self.kek.seal(&next)?), None)
+            .await?
+        {
             // Someone else rotated at the same moment; adopt theirs.
             self.reload().await?;
             return Ok(self.loaded.load().current.kid.clone());
@@ -439,6 +538,9 @@ impl KeyManager {
             tick.tick().await;
             loop {
                 tick.tick().await;
+                if let Err(e) = self.reload().await {
+                    tracing::warn!(error = %e, "reloading signing keys failed");
+                }
                 if let Err(e) = self.rotate_if_due().await {
                     tracing::warn!(error = %e, "signing key upkeep failed");
                 }
@@ -455,14 +557,22 @@ fn build(set: &StoredKeySet) -> anyhow::Result<LoadedKeys> {
         encoding: encoding_key(alg, &set.current.pem)?,
         created: set.current.created,
     };
-    let mut keys = vec![with_kid(public_jwk(alg, &set.current.pem)?, &set.current.kid, alg)];
+    let mut keys = vec![with_kid(
+        public_jwk(alg, &set.current.pem)?,
+        &set.current.kid,
+        alg,
+    )];
     if let Some(prev) = &set.previous {
         let palg = alg_of(&prev.alg)?;
         keys.push(with_kid(public_jwk(palg, &prev.pem)?, &prev.kid, palg));
     }
     let jwks = JwkSet { keys };
     let table = KeyTable::from_jwks(&jwks);
-    Ok(LoadedKeys { current, jwks, table })
+    Ok(LoadedKeys {
+        current,
+        jwks,
+        table,
+    })
 }
 
 fn with_kid(mut jwk: Jwk, kid: &str, alg: Algorithm) -> Jwk {
@@ -480,19 +590,30 @@ mod tests {
         for alg in [SigningAlg::Es256, SigningAlg::EdDsa, SigningAlg::Rs256] {
             let pem = generate_pem(alg).unwrap();
             let stored = make_stored(alg, pem, 1).unwrap();
-            let set = StoredKeySet { current: stored, previous: None };
+            let set = StoredKeySet {
+                current: stored,
+                previous: None,
+            };
             let loaded = build(&set).unwrap();
             assert_eq!(loaded.jwks.keys.len(), 1);
             assert!(loaded.table.get(&loaded.current.kid).is_some(), "{alg:?}");
             let json = serde_json::to_string(&loaded.jwks).unwrap();
-            assert!(!json.contains("\"d\""), "private part published for {alg:?}");
+            assert!(
+                !json.contains("\"d\""),
+                "private part published for {alg:?}"
+            );
         }
     }
 
     #[test]
     fn sealed_set_opens_only_with_the_same_kek() {
         let set = StoredKeySet {
-            current: make_stored(SigningAlg::Es256, generate_pem(SigningAlg::Es256).unwrap(), 1).unwrap(),
+            current: make_stored(
+                SigningAlg::Es256,
+                generate_pem(SigningAlg::Es256).unwrap(),
+                1,
+            )
+            .unwrap(),
             previous: None,
         };
         let a = Kek::from_secret(&SecretString::from("a".repeat(32)));
@@ -500,7 +621,12 @@ mod tests {
         let sealed = a.seal(&set).unwrap();
         assert!(!String::from_utf8_lossy(&sealed).contains("PRIVATE KEY"));
         assert_eq!(a.open(&sealed).unwrap().current.kid, set.current.kid);
-        assert!(b.open(&sealed).err().unwrap().to_string().contains("GATEWAY_JWT_SECRET"));
+        assert!(b
+            .open(&sealed)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("GATEWAY_JWT_SECRET"));
     }
 
     #[test]
@@ -513,7 +639,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
             assert!(Kek::from_file(&path).is_err());
         }
@@ -527,6 +656,8 @@ mod tests {
         let pkcs8 = validate_rsa_pem(&pkcs1).unwrap();
         assert!(pkcs8.contains("BEGIN PRIVATE KEY"));
         let small = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 1024).unwrap();
-        assert!(validate_rsa_pem(&small.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap()).is_err());
+        assert!(
+            validate_rsa_pem(&small.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap()).is_err()
+        );
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod cimd;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod html;
 pub mod http;
@@ -46,9 +47,32 @@ pub const KEY_UPKEEP_EVERY: Duration = Duration::from_secs(60);
 /// Builds the shared state: loads (or creates) the signing keys, the identity
 /// providers, and subscribes to the revocation channel. Spawns the background
 /// tasks on the current runtime.
-pub async fn build_state(config: Config, store: Arc<dyn Store>, clock: SharedClock) -> anyhow::Result<AppState> {
+pub async fn build_state(
+    config: Config,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+) -> anyhow::Result<AppState> {
     let keys = Arc::new(keys::KeyManager::init(store.clone(), &config, clock.clone()).await?);
     let mut providers: Vec<Arc<dyn signin::IdentityProvider>> = Vec::new();
+    // GitHub first: it is the default, as in the Python gateway.
+    if let Some(gh) = &config.github {
+        providers.push(Arc::new(signin::github::GitHub::new(
+            gh.clone(),
+            store.clone(),
+            keys.clone(),
+            clock.clone(),
+            &config.issuer,
+            config.session_timeout,
+        )?));
+    }
+    if let Some(oidc) = &config.oidc {
+        providers.push(Arc::new(signin::oidc::Oidc::new(
+            oidc.clone(),
+            store.clone(),
+            &config.issuer,
+            config.session_timeout,
+        )?));
+    }
     if let Some(path) = &config.local_users_file {
         providers.push(Arc::new(signin::local::LocalUsers::new(path)));
     }
@@ -108,15 +132,20 @@ fn spawn_revocation_relay(
     });
 }
 
-/// Binds `addr` (port 0 allowed) and serves the authorization server; returns
-/// the bound address and the server handle (await it to run until stopped).
+/// Binds `config.listen` (port 0 allowed) and serves the authorization
+/// server; returns the bound address and the server (await it, or spawn it).
 pub async fn serve_with(
     config: Config,
     store: Arc<dyn Store>,
     clock: SharedClock,
 ) -> anyhow::Result<(SocketAddr, actix_web::dev::Server)> {
-    let listen = config.listen;
     let state = build_state(config, store, clock).await?;
+    serve_state(state)
+}
+
+/// Serves an already built state on its configured listen address.
+pub fn serve_state(state: AppState) -> anyhow::Result<(SocketAddr, actix_web::dev::Server)> {
+    let listen = state.config.listen;
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
@@ -126,7 +155,11 @@ pub async fn serve_with(
     })
     .workers(2)
     .bind(listen)?;
-    let addr = server.addrs().first().copied().ok_or_else(|| anyhow::anyhow!("no address bound"))?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("no address bound"))?;
     let server = server.run();
     tracing::info!(%addr, "authorization server listening");
     Ok((addr, server))

@@ -21,7 +21,8 @@ fn parse() -> Config {
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let config = parse();
-    if std::env::args().any(|a| a == "--check-config") {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--check-config") {
         println!("configuration ok: issuer {}", config.issuer);
         return Ok(());
     }
@@ -39,6 +40,16 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(2);
         }
     };
+    if args.first().map(String::as_str) == Some("rotate-keys") {
+        // Rotation on command: running instances pick the new key up within a minute,
+        // and keep publishing the previous one for verification.
+        let keys =
+            mcp_authz::keys::KeyManager::init(store, &config, gateway_common::clock::system())
+                .await?;
+        let kid = keys.rotate().await?;
+        println!("rotated: new signing key {kid}");
+        return Ok(());
+    }
     let (_, server) = mcp_authz::serve_with(config, store, gateway_common::clock::system()).await?;
     server.await?;
     Ok(())

@@ -41,21 +41,53 @@ impl Metrics {
         let revocations = Counter::default();
         let sign_ins = Counter::default();
         let failed_sign_ins = Counter::default();
-        registry.register("tokens_issued", "Access tokens issued, by grant type", tokens_issued.clone());
-        registry.register("token_errors", "Token endpoint errors, by OAuth error code", token_errors.clone());
-        registry.register("registrations", "Clients registered (RFC 7591)", registrations.clone());
+        registry.register(
+            "tokens_issued",
+            "Access tokens issued, by grant type",
+            tokens_issued.clone(),
+        );
+        registry.register(
+            "token_errors",
+            "Token endpoint errors, by OAuth error code",
+            token_errors.clone(),
+        );
+        registry.register(
+            "registrations",
+            "Clients registered (RFC 7591)",
+            registrations.clone(),
+        );
         registry.register("revocations", "Access tokens revoked", revocations.clone());
         registry.register("sign_ins", "Successful sign-ins", sign_ins.clone());
-        registry.register("failed_sign_ins", "Failed sign-in attempts", failed_sign_ins.clone());
-        Self { registry, tokens_issued, token_errors, registrations, revocations, sign_ins, failed_sign_ins }
+        registry.register(
+            "failed_sign_ins",
+            "Failed sign-in attempts",
+            failed_sign_ins.clone(),
+        );
+        Self {
+            registry,
+            tokens_issued,
+            token_errors,
+            registrations,
+            revocations,
+            sign_ins,
+            failed_sign_ins,
+        }
     }
 
     pub fn token_issued(&self, grant: &str) {
-        self.tokens_issued.get_or_create(&GrantLabel { grant: grant.to_string() }).inc();
+        self.tokens_issued
+            .get_or_create(&GrantLabel {
+                grant: grant.to_string(),
+            })
+            .inc();
     }
 
     pub fn token_error(&self, error: &str) {
-        self.token_errors.get_or_create(&ErrorLabel { error: error.to_string() }).inc();
+        self.token_errors
+            .get_or_create(&ErrorLabel {
+                error: error.to_string(),
+            })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

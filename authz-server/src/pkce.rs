@@ -13,7 +13,9 @@ pub fn valid_verifier(v: &str) -> bool {
 
 /// An S256 challenge is the base64url (no padding) SHA-256: exactly 43 characters.
 pub fn valid_challenge(c: &str) -> bool {
-    c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    c.len() == 43
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn is_unreserved(b: u8) -> bool {
@@ -26,7 +28,8 @@ pub fn s256(verifier: &str) -> String {
 
 /// RFC 7636 §4.6, compared in constant time.
 pub fn verify_s256(verifier: &str, challenge: &str) -> bool {
-    valid_verifier(verifier) && gateway_common::crypto::ct_eq(s256(verifier).as_bytes(), challenge.as_bytes())
+    valid_verifier(verifier)
+        && gateway_common::crypto::ct_eq(s256(verifier).as_bytes(), challenge.as_bytes())
 }
 
 #[cfg(test)]
@@ -40,7 +43,10 @@ mod tests {
         assert_eq!(s256(verifier), challenge);
         assert!(valid_challenge(challenge));
         assert!(verify_s256(verifier, challenge));
-        assert!(!verify_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXx", challenge));
+        assert!(!verify_s256(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXx",
+            challenge
+        ));
     }
 
     #[test]

@@ -106,7 +106,10 @@ pub struct ClientRecord {
 
 impl ClientRecord {
     pub fn display_name(&self) -> &str {
-        self.metadata.client_name.as_deref().unwrap_or(&self.client_id)
+        self.metadata
+            .client_name
+            .as_deref()
+            .unwrap_or(&self.client_id)
     }
     pub fn allows_grant(&self, grant: &str) -> bool {
         self.metadata.grant_types.iter().any(|g| g == grant)
@@ -181,6 +184,10 @@ pub struct AuthRequest {
     /// Binds the request to the browser that started it (cookie value hash).
     pub browser_hash: String,
     pub exp: u64,
+    /// Set when this request approves a device (RFC 8628): the device code's
+    /// hash. Consent then answers the device instead of redirecting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// A single-use form token, bound to one request and one browser.
@@ -200,7 +207,9 @@ pub struct ConsentRecord {
 
 impl ConsentRecord {
     pub fn covers(&self, scope: &str, resources: &[String]) -> bool {
-        scope.split_ascii_whitespace().all(|s| self.scopes.iter().any(|g| g == s))
+        scope
+            .split_ascii_whitespace()
+            .all(|s| self.scopes.iter().any(|g| g == s))
             && resources.iter().all(|r| self.resources.contains(r))
     }
 }

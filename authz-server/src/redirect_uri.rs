@@ -10,7 +10,15 @@ use url::Url;
 pub const MAX_LEN: usize = 2000;
 
 /// Schemes that run code or embed content in the browser; never a redirect target.
-const DANGEROUS_SCHEMES: &[&str] = &["javascript", "data", "vbscript", "file", "about", "blob", "filesystem"];
+const DANGEROUS_SCHEMES: &[&str] = &[
+    "javascript",
+    "data",
+    "vbscript",
+    "file",
+    "about",
+    "blob",
+    "filesystem",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedirectUriError {
@@ -24,7 +32,9 @@ pub enum RedirectUriError {
     DangerousScheme(String),
     #[error("http redirect URIs are allowed only on 127.0.0.1, [::1] or localhost (RFC 8252 §7.3); use https")]
     PlainHttp,
-    #[error("a private-use URI scheme must be a reverse domain name containing a dot (RFC 8252 §7.1)")]
+    #[error(
+        "a private-use URI scheme must be a reverse domain name containing a dot (RFC 8252 §7.1)"
+    )]
     PrivateSchemeWithoutDot,
     #[error("redirect URI must not carry user information")]
     UserInfo,
@@ -126,24 +136,60 @@ mod tests {
     #[test]
     fn registration_accepts_https_loopback_and_reverse_domain_schemes() {
         assert_eq!(validate("https://app.example.com/cb"), Ok(Kind::Https));
-        assert_eq!(validate("http://127.0.0.1:33418/callback"), Ok(Kind::Loopback));
+        assert_eq!(
+            validate("http://127.0.0.1:33418/callback"),
+            Ok(Kind::Loopback)
+        );
         assert_eq!(validate("http://[::1]:8080/cb"), Ok(Kind::Loopback));
-        assert_eq!(validate("http://localhost:6274/oauth/callback"), Ok(Kind::Loopback));
-        assert_eq!(validate("com.example.app:/oauth2redirect"), Ok(Kind::PrivateUse));
+        assert_eq!(
+            validate("http://localhost:6274/oauth/callback"),
+            Ok(Kind::Loopback)
+        );
+        assert_eq!(
+            validate("com.example.app:/oauth2redirect"),
+            Ok(Kind::PrivateUse)
+        );
     }
 
     #[test]
     fn registration_refuses_what_the_python_gateway_accepted() {
-        assert_eq!(validate("javascript:alert(1)"), Err(RedirectUriError::DangerousScheme("javascript".into())));
-        assert!(matches!(validate("data:text/html,<script>x</script>"), Err(RedirectUriError::DangerousScheme(_))));
-        assert_eq!(validate("http://localhost.evil.com/cb"), Err(RedirectUriError::PlainHttp));
-        assert_eq!(validate("http://127.0.0.1.nip.io/cb"), Err(RedirectUriError::PlainHttp));
-        assert_eq!(validate("http://example.com/cb"), Err(RedirectUriError::PlainHttp));
-        assert_eq!(validate("https://app.example.com/cb#frag"), Err(RedirectUriError::Fragment));
-        assert_eq!(validate("myapp:/cb"), Err(RedirectUriError::PrivateSchemeWithoutDot));
+        assert_eq!(
+            validate("javascript:alert(1)"),
+            Err(RedirectUriError::DangerousScheme("javascript".into()))
+        );
+        assert!(matches!(
+            validate("data:text/html,<script>x</script>"),
+            Err(RedirectUriError::DangerousScheme(_))
+        ));
+        assert_eq!(
+            validate("http://localhost.evil.com/cb"),
+            Err(RedirectUriError::PlainHttp)
+        );
+        assert_eq!(
+            validate("http://127.0.0.1.nip.io/cb"),
+            Err(RedirectUriError::PlainHttp)
+        );
+        assert_eq!(
+            validate("http://example.com/cb"),
+            Err(RedirectUriError::PlainHttp)
+        );
+        assert_eq!(
+            validate("https://app.example.com/cb#frag"),
+            Err(RedirectUriError::Fragment)
+        );
+        assert_eq!(
+            validate("myapp:/cb"),
+            Err(RedirectUriError::PrivateSchemeWithoutDot)
+        );
         assert_eq!(validate("/relative"), Err(RedirectUriError::NotAbsolute));
-        assert_eq!(validate("https://user:pw@app.example.com/cb"), Err(RedirectUriError::UserInfo));
-        assert_eq!(validate("http://localhost@evil.com/cb"), Err(RedirectUriError::UserInfo));
+        assert_eq!(
+            validate("https://user:pw@app.example.com/cb"),
+            Err(RedirectUriError::UserInfo)
+        );
+        assert_eq!(
+            validate("http://localhost@evil.com/cb"),
+            Err(RedirectUriError::UserInfo)
+        );
     }
 
     #[test]
@@ -153,15 +199,30 @@ mod tests {
             "https://app.example.com/cb".to_string(),
             "http://localhost/cb".to_string(),
         ];
-        assert_eq!(find_match(&reg, "https://app.example.com/cb"), Some("https://app.example.com/cb"));
-        assert_eq!(find_match(&reg, "http://127.0.0.1:9999/callback"), Some("http://127.0.0.1:1234/callback"));
-        assert_eq!(find_match(&reg, "http://127.0.0.1/callback"), Some("http://127.0.0.1:1234/callback"));
-        assert_eq!(find_match(&reg, "http://localhost:5555/cb"), Some("http://localhost/cb"));
+        assert_eq!(
+            find_match(&reg, "https://app.example.com/cb"),
+            Some("https://app.example.com/cb")
+        );
+        assert_eq!(
+            find_match(&reg, "http://127.0.0.1:9999/callback"),
+            Some("http://127.0.0.1:1234/callback")
+        );
+        assert_eq!(
+            find_match(&reg, "http://127.0.0.1/callback"),
+            Some("http://127.0.0.1:1234/callback")
+        );
+        assert_eq!(
+            find_match(&reg, "http://localhost:5555/cb"),
+            Some("http://localhost/cb")
+        );
         // One character off, a prefix, another path or host: refused.
         assert_eq!(find_match(&reg, "https://app.example.com/cb2"), None);
         assert_eq!(find_match(&reg, "https://app.example.com/c"), None);
         assert_eq!(find_match(&reg, "https://app.example.com:444/cb"), None);
-        assert_eq!(find_match(&reg, "http://127.0.0.1:9999/callback/../callback"), None);
+        assert_eq!(
+            find_match(&reg, "http://127.0.0.1:9999/callback/../callback"),
+            None
+        );
         assert_eq!(find_match(&reg, "http://127.0.0.1:9999/callback?x=1"), None);
         assert_eq!(find_match(&reg, "http://localhost.evil.com/cb"), None);
         assert_eq!(find_match(&reg, "http://[::1]:1234/callback"), None);

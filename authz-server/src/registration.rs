@@ -17,7 +17,11 @@ use crate::redirect_uri;
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 /// Grant types this server implements, in the metadata it advertises.
-pub const SUPPORTED_GRANTS: &[&str] = &[GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN];
+pub const SUPPORTED_GRANTS: &[&str] = &[
+    GRANT_AUTHORIZATION_CODE,
+    GRANT_REFRESH_TOKEN,
+    crate::device::GRANT_DEVICE_CODE,
+];
 pub const MAX_BODY: usize = 16 * 1024;
 
 /// Fields the server owns; a client cannot set them.
@@ -31,22 +35,39 @@ const SERVER_FIELDS: &[&str] = &[
 ];
 
 /// Metadata fields holding URLs shown or linked to people: http(s) only.
-const URL_FIELDS: &[&str] = &["client_uri", "logo_uri", "tos_uri", "policy_uri", "jwks_uri"];
+const URL_FIELDS: &[&str] = &[
+    "client_uri",
+    "logo_uri",
+    "tos_uri",
+    "policy_uri",
+    "jwks_uri",
+];
 
 fn bad(msg: impl Into<String>) -> OAuthError {
     OAuthError::InvalidClientMetadata(msg.into())
 }
 
 fn string_list(v: &Value, field: &str) -> Result<Vec<String>, OAuthError> {
-    let arr = v.as_array().ok_or_else(|| bad(format!("{field} must be an array of strings")))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| bad(format!("{field} must be an array of strings")))?;
     arr.iter()
-        .map(|x| x.as_str().map(str::to_string).ok_or_else(|| bad(format!("{field} must be an array of strings"))))
+        .map(|x| {
+            x.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| bad(format!("{field} must be an array of strings")))
+        })
         .collect()
 }
 
 /// Validates a registration (or RFC 7592 update) body.
-pub fn validate_metadata(body: &Value, scopes_supported: &[String]) -> Result<ClientMetadata, OAuthError> {
-    let obj = body.as_object().ok_or_else(|| bad("the body must be a JSON object"))?;
+pub fn validate_metadata(
+    body: &Value,
+    scopes_supported: &[String],
+) -> Result<ClientMetadata, OAuthError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| bad("the body must be a JSON object"))?;
     let mut extra: Map<String, Value> = Map::new();
     let mut redirect_uris = None;
     let mut method = None;
@@ -58,7 +79,9 @@ pub fn validate_metadata(body: &Value, scopes_supported: &[String]) -> Result<Cl
         match k.as_str() {
             "redirect_uris" => redirect_uris = Some(string_list(v, k)?),
             "token_endpoint_auth_method" => {
-                let s = v.as_str().ok_or_else(|| bad("token_endpoint_auth_method must be a string"))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| bad("token_endpoint_auth_method must be a string"))?;
                 method = Some(AuthMethod::parse(s).ok_or_else(|| {
                     bad(format!(
                         "token_endpoint_auth_method {s:?} is not supported (none, client_secret_basic, client_secret_post)"
@@ -68,7 +91,9 @@ pub fn validate_metadata(body: &Value, scopes_supported: &[String]) -> Result<Cl
             "grant_types" => grant_types = Some(string_list(v, k)?),
             "response_types" => response_types = Some(string_list(v, k)?),
             "client_name" => {
-                let s = v.as_str().ok_or_else(|| bad("client_name must be a string"))?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| bad("client_name must be a string"))?;
                 if s.chars().count() > 200 || s.chars().any(char::is_control) {
                     return Err(bad("client_name must be at most 200 printable characters"));
                 }
@@ -77,16 +102,22 @@ pub fn validate_metadata(body: &Value, scopes_supported: &[String]) -> Result<Cl
             "scope" => {
                 if !v.is_null() {
                     let s = v.as_str().ok_or_else(|| bad("scope must be a string"))?;
-                    let kept: Vec<&str> =
-                        s.split_ascii_whitespace().filter(|t| scopes_supported.iter().any(|x| x == t)).collect();
+                    let kept: Vec<&str> = s
+                        .split_ascii_whitespace()
+                        .filter(|t| scopes_supported.iter().any(|x| x == t))
+                        .collect();
                     scope = (!kept.is_empty()).then(|| kept.join(" "));
                 }
             }
             f if SERVER_FIELDS.contains(&f) => {}
             f if URL_FIELDS.contains(&f) => {
                 if !v.is_null() {
-                    let s = v.as_str().ok_or_else(|| bad(format!("{f} must be a string")))?;
-                    let ok = url::Url::parse(s).map(|u| matches!(u.scheme(), "https" | "http")).unwrap_or(false);
+                    let s = v
+                        .as_str()
+                        .ok_or_else(|| bad(format!("{f} must be a string")))?;
+                    let ok = url::Url::parse(s)
+                        .map(|u| matches!(u.scheme(), "https" | "http"))
+                        .unwrap_or(false);
                     if !ok {
                         return Err(bad(format!("{f} must be an http(s) URL")));
                     }
@@ -101,27 +132,48 @@ pub fn validate_metadata(body: &Value, scopes_supported: &[String]) -> Result<Cl
     let grant_types = grant_types.unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.to_string()]);
     for g in &grant_types {
         if !SUPPORTED_GRANTS.contains(&g.as_str()) {
-            return Err(bad(format!("grant type {g:?} is not supported (authorization_code, refresh_token)")));
+            return Err(bad(format!(
+                "grant type {g:?} is not supported (authorization_code, refresh_token, {})",
+                crate::device::GRANT_DEVICE_CODE
+            )));
         }
     }
-    if !grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE) {
-        return Err(bad("grant_types must include authorization_code"));
+    let code_grant = grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE);
+    let device_grant = grant_types
+        .iter()
+        .any(|g| g == crate::device::GRANT_DEVICE_CODE);
+    if !code_grant && !device_grant {
+        return Err(bad(
+            "grant_types must include authorization_code or the device_code grant",
+        ));
     }
     let response_types = response_types.unwrap_or_else(|| vec!["code".to_string()]);
     if response_types.iter().any(|r| r != "code") || response_types.is_empty() {
         // OAuth 2.1 removed the implicit grant: only `code`.
         return Err(bad("response_types must be [\"code\"]"));
     }
-    let redirect_uris = redirect_uris.ok_or_else(|| {
-        OAuthError::InvalidRedirectUri("redirect_uris is required for the authorization_code grant".into())
-    })?;
-    if redirect_uris.is_empty() || redirect_uris.len() > 20 {
-        return Err(OAuthError::InvalidRedirectUri("redirect_uris must list 1 to 20 URIs".into()));
+    // A device-only client (RFC 8628) never receives a redirect.
+    let redirect_uris = match redirect_uris {
+        None if !code_grant => Vec::new(),
+        r => r.ok_or_else(|| {
+            OAuthError::InvalidRedirectUri(
+                "redirect_uris is required for the authorization_code grant".into(),
+            )
+        })?,
+    };
+    if (code_grant && redirect_uris.is_empty()) || redirect_uris.len() > 20 {
+        return Err(OAuthError::InvalidRedirectUri(
+            "redirect_uris must list 1 to 20 URIs".into(),
+        ));
     }
     for uri in &redirect_uris {
         redirect_uri::validate(uri).map_err(|e| OAuthError::InvalidRedirectUri(e.to_string()))?;
     }
-    if serde_json::to_vec(&extra).map(|v| v.len()).unwrap_or(usize::MAX) > MAX_BODY {
+    if serde_json::to_vec(&extra)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX)
+        > MAX_BODY
+    {
         return Err(bad("metadata too large"));
     }
     Ok(ClientMetadata {
@@ -155,12 +207,18 @@ pub fn information_response(
     }
     if client.metadata.token_endpoint_auth_method.is_confidential() {
         // RFC 7591 §3.2.1: REQUIRED when a secret was issued; 0 = does not expire.
-        out.insert("client_secret_expires_at".into(), Value::from(client.expires_at.unwrap_or(0)));
+        out.insert(
+            "client_secret_expires_at".into(),
+            Value::from(client.expires_at.unwrap_or(0)),
+        );
     }
     if let Some(t) = registration_token {
         out.insert("registration_access_token".into(), Value::from(t));
     }
-    out.insert("registration_client_uri".into(), Value::from(registration_client_uri));
+    out.insert(
+        "registration_client_uri".into(),
+        Value::from(registration_client_uri),
+    );
     Value::Object(out)
 }
 
@@ -197,7 +255,11 @@ mod tests {
 
     #[test]
     fn defaults_follow_rfc7591() {
-        let m = validate_metadata(&json!({"redirect_uris": ["https://a.example/cb"]}), &scopes()).unwrap();
+        let m = validate_metadata(
+            &json!({"redirect_uris": ["https://a.example/cb"]}),
+            &scopes(),
+        )
+        .unwrap();
         assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
         assert_eq!(m.grant_types, vec!["authorization_code"]);
         assert_eq!(m.response_types, vec!["code"]);
@@ -206,18 +268,38 @@ mod tests {
     #[test]
     fn invalid_metadata_is_refused_with_the_right_code() {
         let code = |v: Value| validate_metadata(&v, &scopes()).unwrap_err().code();
-        assert_eq!(code(json!({"redirect_uris": ["javascript:alert(1)"]})), "invalid_redirect_uri");
-        assert_eq!(code(json!({"redirect_uris": ["http://localhost.evil.com/cb"]})), "invalid_redirect_uri");
+        assert_eq!(
+            code(json!({"redirect_uris": ["javascript:alert(1)"]})),
+            "invalid_redirect_uri"
+        );
+        assert_eq!(
+            code(json!({"redirect_uris": ["http://localhost.evil.com/cb"]})),
+            "invalid_redirect_uri"
+        );
         assert_eq!(code(json!({})), "invalid_redirect_uri");
         assert_eq!(code(json!({"redirect_uris": []})), "invalid_redirect_uri");
-        assert_eq!(code(json!({"redirect_uris": ["https://a/cb"], "grant_types": ["implicit"]})), "invalid_client_metadata");
-        assert_eq!(code(json!({"redirect_uris": ["https://a/cb"], "grant_types": ["password"]})), "invalid_client_metadata");
-        assert_eq!(code(json!({"redirect_uris": ["https://a/cb"], "response_types": ["token"]})), "invalid_client_metadata");
         assert_eq!(
-            code(json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "private_key_jwt"})),
+            code(json!({"redirect_uris": ["https://a/cb"], "grant_types": ["implicit"]})),
             "invalid_client_metadata"
         );
-        assert_eq!(code(json!({"redirect_uris": ["https://a/cb"], "client_uri": "javascript:x"})), "invalid_client_metadata");
+        assert_eq!(
+            code(json!({"redirect_uris": ["https://a/cb"], "grant_types": ["password"]})),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(json!({"redirect_uris": ["https://a/cb"], "response_types": ["token"]})),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(
+                json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "private_key_jwt"})
+            ),
+            "invalid_client_metadata"
+        );
+        assert_eq!(
+            code(json!({"redirect_uris": ["https://a/cb"], "client_uri": "javascript:x"})),
+            "invalid_client_metadata"
+        );
         assert_eq!(code(json!(["x"])), "invalid_client_metadata");
     }
 

@@ -54,8 +54,8 @@ impl Inner {
         let Some(raw) = self.store.get(&client_key(client_id)).await? else {
             return Ok(None);
         };
-        let rec: ClientRecord =
-            serde_json::from_slice(&raw).map_err(|e| OAuthError::Internal(format!("client record: {e}")))?;
+        let rec: ClientRecord = serde_json::from_slice(&raw)
+            .map_err(|e| OAuthError::Internal(format!("client record: {e}")))?;
         if rec.expires_at.is_some_and(|exp| exp <= self.now()) {
             return Ok(None);
         }

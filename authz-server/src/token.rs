@@ -21,7 +21,9 @@ pub fn check_code_grant(
 ) -> Result<Vec<String>, OAuthError> {
     if code.client_id != client_id {
         // Bound to the client that asked for it (the Python gateway was not).
-        return Err(OAuthError::InvalidGrant("the code was issued to another client".into()));
+        return Err(OAuthError::InvalidGrant(
+            "the code was issued to another client".into(),
+        ));
     }
     if now >= code.exp {
         return Err(OAuthError::InvalidGrant("the code has expired".into()));
@@ -29,27 +31,44 @@ pub fn check_code_grant(
     // RFC 6749 §4.1.3: required, and identical, when it was in the authorization request.
     match redirect_uri {
         Some(r) if r == code.redirect_uri => {}
-        Some(_) => return Err(OAuthError::InvalidGrant("redirect_uri differs from the authorization request".into())),
-        None => return Err(OAuthError::InvalidRequest("redirect_uri is required".into())),
+        Some(_) => {
+            return Err(OAuthError::InvalidGrant(
+                "redirect_uri differs from the authorization request".into(),
+            ))
+        }
+        None => {
+            return Err(OAuthError::InvalidRequest(
+                "redirect_uri is required".into(),
+            ))
+        }
     }
     let Some(verifier) = code_verifier else {
-        return Err(OAuthError::InvalidRequest("code_verifier is required (PKCE)".into()));
+        return Err(OAuthError::InvalidRequest(
+            "code_verifier is required (PKCE)".into(),
+        ));
     };
     if !pkce::verify_s256(verifier, &code.code_challenge) {
-        return Err(OAuthError::InvalidGrant("code_verifier does not match the code_challenge".into()));
+        return Err(OAuthError::InvalidGrant(
+            "code_verifier does not match the code_challenge".into(),
+        ));
     }
     narrow_resources(&code.resources, requested_resources)
 }
 
 /// RFC 8707 §2.2: the token request may name a subset of what was authorized;
 /// anything else is `invalid_target`. No request names all that was authorized.
-pub fn narrow_resources(granted: &[String], requested: &[String]) -> Result<Vec<String>, OAuthError> {
+pub fn narrow_resources(
+    granted: &[String],
+    requested: &[String],
+) -> Result<Vec<String>, OAuthError> {
     if requested.is_empty() {
         return Ok(granted.to_vec());
     }
     for r in requested {
         if !granted.contains(r) {
-            return Err(OAuthError::InvalidTarget(format!("resource {r} was not authorized for this grant")));
+            return Err(OAuthError::InvalidTarget(format!(
+                "resource {r} was not authorized for this grant"
+            )));
         }
     }
     let mut out: Vec<String> = Vec::new();
@@ -71,7 +90,9 @@ pub fn narrow_scope(granted: &str, requested: Option<&str>) -> Result<String, OA
     let mut out: Vec<&str> = Vec::new();
     for s in requested.split_ascii_whitespace() {
         if !granted_set.contains(&s) {
-            return Err(OAuthError::InvalidScope(format!("scope {s} exceeds the original grant")));
+            return Err(OAuthError::InvalidScope(format!(
+                "scope {s} exceeds the original grant"
+            )));
         }
         if !out.contains(&s) {
             out.push(s);
@@ -92,8 +113,14 @@ pub enum RefreshDecision {
     Refuse(&'static str),
 }
 
-pub fn check_refresh(family: &RefreshFamily, client_id: &str, presented_hash: &str, now: u64) -> RefreshDecision {
-    let is_current = gateway_common::crypto::ct_eq(family.current_hash.as_bytes(), presented_hash.as_bytes());
+pub fn check_refresh(
+    family: &RefreshFamily,
+    client_id: &str,
+    presented_hash: &str,
+    now: u64,
+) -> RefreshDecision {
+    let is_current =
+        gateway_common::crypto::ct_eq(family.current_hash.as_bytes(), presented_hash.as_bytes());
     let was_rotated = family
         .previous_hashes
         .iter()
@@ -118,23 +145,39 @@ pub fn check_refresh(family: &RefreshFamily, client_id: &str, presented_hash: &s
 }
 
 /// The family after rotating to `new_hash`.
-pub fn rotated(family: &RefreshFamily, new_hash: String, new_exp: u64, jti: &str, access_exp: u64, now: u64) -> RefreshFamily {
+pub fn rotated(
+    family: &RefreshFamily,
+    new_hash: String,
+    new_exp: u64,
+    jti: &str,
+    access_exp: u64,
+    now: u64,
+) -> RefreshFamily {
     let mut next = family.clone();
-    next.previous_hashes.push(std::mem::replace(&mut next.current_hash, new_hash));
+    next.previous_hashes
+        .push(std::mem::replace(&mut next.current_hash, new_hash));
     if next.previous_hashes.len() > MAX_PREVIOUS_HASHES {
         let excess = next.previous_hashes.len() - MAX_PREVIOUS_HASHES;
         next.previous_hashes.drain(..excess);
     }
     next.exp = new_exp;
     next.live_tokens.retain(|t| t.exp > now);
-    next.live_tokens.push(crate::records::LiveToken { jti: jti.to_string(), exp: access_exp });
+    next.live_tokens.push(crate::records::LiveToken {
+        jti: jti.to_string(),
+        exp: access_exp,
+    });
     next
 }
 
 /// Parses `refresh_token = <family id>.<secret>`.
 pub fn split_refresh_token(token: &str) -> Option<(&str, &str)> {
     let (family, secret) = token.split_once('.')?;
-    let ok = |s: &str| !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
     (ok(family) && ok(secret)).then_some((family, secret))
 }
 
@@ -144,7 +187,14 @@ mod tests {
     use crate::signin::Identity;
 
     fn user() -> Identity {
-        Identity { sub: "local:alice".into(), name: "alice".into(), email: None, groups: vec![], idp: "local".into() }
+        Identity {
+            sub: "local:alice".into(),
+            name: "alice".into(),
+            email: None,
+            groups: vec![],
+            idp: "local".into(),
+            ..Identity::default()
+        }
     }
 
     fn code() -> CodeRecord {
@@ -162,18 +212,89 @@ mod tests {
     #[test]
     fn code_is_bound_to_client_redirect_verifier_and_time() {
         let v = "v".repeat(43);
-        let ok = check_code_grant(&code(), "c1", Some("http://127.0.0.1:5000/cb"), Some(&v), &[], 999).unwrap();
+        let ok = check_code_grant(
+            &code(),
+            "c1",
+            Some("http://127.0.0.1:5000/cb"),
+            Some(&v),
+            &[],
+            999,
+        )
+        .unwrap();
         assert_eq!(ok, vec!["https://echo.example.com/mcp"]);
         let e = |r: Result<Vec<String>, OAuthError>| r.unwrap_err().code();
-        assert_eq!(e(check_code_grant(&code(), "c2", Some("http://127.0.0.1:5000/cb"), Some(&v), &[], 999)), "invalid_grant");
-        assert_eq!(e(check_code_grant(&code(), "c1", Some("http://127.0.0.1:5000/cb"), Some(&v), &[], 1000)), "invalid_grant");
-        assert_eq!(e(check_code_grant(&code(), "c1", Some("http://127.0.0.1:5001/cb"), Some(&v), &[], 999)), "invalid_grant");
-        assert_eq!(e(check_code_grant(&code(), "c1", None, Some(&v), &[], 999)), "invalid_request");
-        assert_eq!(e(check_code_grant(&code(), "c1", Some("http://127.0.0.1:5000/cb"), None, &[], 999)), "invalid_request");
+        assert_eq!(
+            e(check_code_grant(
+                &code(),
+                "c2",
+                Some("http://127.0.0.1:5000/cb"),
+                Some(&v),
+                &[],
+                999
+            )),
+            "invalid_grant"
+        );
+        assert_eq!(
+            e(check_code_grant(
+                &code(),
+                "c1",
+                Some("http://127.0.0.1:5000/cb"),
+                Some(&v),
+                &[],
+                1000
+            )),
+            "invalid_grant"
+        );
+        assert_eq!(
+            e(check_code_grant(
+                &code(),
+                "c1",
+                Some("http://127.0.0.1:5001/cb"),
+                Some(&v),
+                &[],
+                999
+            )),
+            "invalid_grant"
+        );
+        assert_eq!(
+            e(check_code_grant(&code(), "c1", None, Some(&v), &[], 999)),
+            "invalid_request"
+        );
+        assert_eq!(
+            e(check_code_grant(
+                &code(),
+                "c1",
+                Some("http://127.0.0.1:5000/cb"),
+                None,
+                &[],
+                999
+            )),
+            "invalid_request"
+        );
         let wrong = "w".repeat(43);
-        assert_eq!(e(check_code_grant(&code(), "c1", Some("http://127.0.0.1:5000/cb"), Some(&wrong), &[], 999)), "invalid_grant");
+        assert_eq!(
+            e(check_code_grant(
+                &code(),
+                "c1",
+                Some("http://127.0.0.1:5000/cb"),
+                Some(&wrong),
+                &[],
+                999
+            )),
+            "invalid_grant"
+        );
         let other = vec!["https://other.example.com/mcp".to_string()];
-        assert_eq!(e(check_code_grant(&code(), "c1", Some("http://127.0.0.1:5000/cb"), Some(&v), &other, 999)), "invalid_target");
+        assert_eq!(
+            e(check_code_grant(
+                &code(),
+                "c1",
+                Some("http://127.0.0.1:5000/cb"),
+                Some(&v),
+                &other,
+                999
+            )),
+            "invalid_target"
+        );
     }
 
     #[test]
@@ -181,10 +302,16 @@ mod tests {
         assert_eq!(narrow_scope("mcp admin", None).unwrap(), "mcp admin");
         assert_eq!(narrow_scope("mcp admin", Some("")).unwrap(), "mcp admin");
         assert_eq!(narrow_scope("mcp admin", Some("mcp")).unwrap(), "mcp");
-        assert_eq!(narrow_scope("mcp", Some("mcp admin")).unwrap_err().code(), "invalid_scope");
+        assert_eq!(
+            narrow_scope("mcp", Some("mcp admin")).unwrap_err().code(),
+            "invalid_scope"
+        );
         let g = vec!["a".to_string(), "b".to_string()];
         assert_eq!(narrow_resources(&g, &["b".to_string()]).unwrap(), vec!["b"]);
-        assert_eq!(narrow_resources(&g, &["c".to_string()]).unwrap_err().code(), "invalid_target");
+        assert_eq!(
+            narrow_resources(&g, &["c".to_string()]).unwrap_err().code(),
+            "invalid_target"
+        );
     }
 
     fn family() -> RefreshFamily {
@@ -204,20 +331,41 @@ mod tests {
 
     #[test]
     fn refresh_decisions() {
-        assert_eq!(check_refresh(&family(), "c1", "h2", 50), RefreshDecision::Rotate);
-        assert_eq!(check_refresh(&family(), "c1", "h1", 50), RefreshDecision::RevokeFamily);
-        assert!(matches!(check_refresh(&family(), "c2", "h2", 50), RefreshDecision::Refuse(_)));
-        assert!(matches!(check_refresh(&family(), "c1", "zz", 50), RefreshDecision::Refuse(_)));
-        assert!(matches!(check_refresh(&family(), "c1", "h2", 100), RefreshDecision::Refuse(_)));
+        assert_eq!(
+            check_refresh(&family(), "c1", "h2", 50),
+            RefreshDecision::Rotate
+        );
+        assert_eq!(
+            check_refresh(&family(), "c1", "h1", 50),
+            RefreshDecision::RevokeFamily
+        );
+        assert!(matches!(
+            check_refresh(&family(), "c2", "h2", 50),
+            RefreshDecision::Refuse(_)
+        ));
+        assert!(matches!(
+            check_refresh(&family(), "c1", "zz", 50),
+            RefreshDecision::Refuse(_)
+        ));
+        assert!(matches!(
+            check_refresh(&family(), "c1", "h2", 100),
+            RefreshDecision::Refuse(_)
+        ));
         let mut revoked = family();
         revoked.revoked = true;
-        assert!(matches!(check_refresh(&revoked, "c1", "h2", 50), RefreshDecision::Refuse(_)));
+        assert!(matches!(
+            check_refresh(&revoked, "c1", "h2", 50),
+            RefreshDecision::Refuse(_)
+        ));
     }
 
     #[test]
     fn rotation_keeps_a_bounded_history_and_prunes_dead_tokens() {
         let mut f = family();
-        f.live_tokens.push(crate::records::LiveToken { jti: "old".into(), exp: 10 });
+        f.live_tokens.push(crate::records::LiveToken {
+            jti: "old".into(),
+            exp: 10,
+        });
         for i in 0..40 {
             f = rotated(&f, format!("n{i}"), 200, &format!("j{i}"), 60 + i, 50);
         }

@@ -39,18 +39,16 @@ pub async fn guard<B: MessageBody + 'static>(
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
-        let uri = head
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/");
+        let uri = head.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let wants_html = head
             .headers
             .get(header::ACCEPT)
             .and_then(|h| h.to_str().ok())
             .is_some_and(|a| a.starts_with("text/html"));
         let cors_preflight = head.method == actix_web::http::Method::OPTIONS
-            && head.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+            && head
+                .headers
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
         let fwd = ForwardedRequest {
             method: head.method.as_str(),
             proto: "http",
@@ -87,10 +85,7 @@ pub async fn guard<B: MessageBody + 'static>(
             let ours: Vec<String> = pairs.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
             let doomed: Vec<HeaderName> = headers
                 .keys()
-                .filter(|k| {
-                    let k = k.as_str().replace('_', "-");
-                    ours.iter().any(|o| *o == k)
-                })
+                .filter(|k| ours.contains(&k.as_str().replace(['_', '.'], "-")))
                 .cloned()
                 .collect();
             for name in doomed {
@@ -104,7 +99,9 @@ pub async fn guard<B: MessageBody + 'static>(
                     headers.insert(n, v);
                 }
             }
-            next.call(req).await.map(ServiceResponse::map_into_left_body)
+            next.call(req)
+                .await
+                .map(ServiceResponse::map_into_left_body)
         }
         Err(deny) => {
             let status = actix_web::http::StatusCode::from_u16(deny.status)

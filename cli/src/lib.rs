@@ -1,5 +1,20 @@
 //! `mcp-gateway`: the one-machine launcher (`up`) and operator commands.
+//!
+//! Each operator command is a plain function over `&dyn Store` and the current
+//! time, returning what it did; [`commands`] wires them to the command line.
 
+pub mod backup;
+pub mod clients;
+pub mod commands;
+pub mod error;
+pub mod flows;
+pub mod glob;
 pub mod guard;
+pub mod health;
+pub mod records;
+pub mod revoke;
+pub mod secrets;
+pub mod tls;
+pub mod tokens;
 pub mod up;
 pub mod users;

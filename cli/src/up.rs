@@ -48,7 +48,10 @@ pub struct Running {
     pub mcp_url: String,
     /// Set on the first run only: the user created and its password.
     pub created_user: Option<(String, String)>,
-    pub server: actix_web::dev::Server,
+    /// Stops the server (`handle.stop(true).await`).
+    pub handle: actix_web::dev::ServerHandle,
+    /// Resolves when the server stops.
+    pub stopped: tokio::task::JoinHandle<std::io::Result<()>>,
     _verifier_tasks: mcp_verifier::BackgroundTasks,
 }
 
@@ -63,7 +66,13 @@ impl std::fmt::Debug for Running {
 
 /// The launcher's variables layered over the user's: the service layout is the
 /// launcher's, everything else (lifetimes, algorithm, …) stays configurable.
-pub fn source_for(env: &Source, issuer: &str, mcp_url: &str, data_dir: &std::path::Path, mcp_command: &str) -> Source {
+pub fn source_for(
+    env: &Source,
+    issuer: &str,
+    mcp_url: &str,
+    data_dir: &std::path::Path,
+    mcp_command: &str,
+) -> Source {
     let pairs = env.iter().filter(|(k, _)| {
         // Services are the launcher's: one, bridged here.
         !(k.starts_with("MCP_") && (k.ends_with("_ENABLED") || k.ends_with("_URL")))
@@ -81,7 +90,10 @@ pub fn source_for(env: &Source, issuer: &str, mcp_url: &str, data_dir: &std::pat
         src = src.with("STORE_PATH", &format!("{data}/gateway.redb"));
     }
     if env.get("KEY_ENCRYPTION_KEY_FILE").is_none() {
-        src = src.with("KEY_ENCRYPTION_KEY_FILE", &format!("{data}/key-encryption.key"));
+        src = src.with(
+            "KEY_ENCRYPTION_KEY_FILE",
+            &format!("{data}/key-encryption.key"),
+        );
     }
     src
 }
@@ -114,7 +126,8 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
     let authz_config = mcp_authz::Config::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
     let verifier_config =
         mcp_verifier::VerifierConfig::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut bridge_config = mcp_bridge::Config::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut bridge_config =
+        mcp_bridge::Config::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Mounted inside the guarded `/mcp` scope below.
     bridge_config.path = String::new();
     bridge_config.legacy_sse = false;
@@ -125,6 +138,7 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let authz_state = mcp_authz::build_state(authz_config, store, clock.clone()).await?;
     let (verifier, verifier_tasks) = mcp_verifier::start(verifier_config, clock);
+    let verifier_for_wait = Arc::clone(&verifier);
     let bridge = mcp_bridge::Bridge::new(bridge_config);
     bridge.start_reaper();
 
@@ -139,16 +153,47 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
                     .configure(mcp_bridge::configure(Arc::clone(&bridge))),
             )
     })
+    // SSE responses stream event by event; without TCP_NODELAY, Nagle holds each
+    // later write until the client's delayed ACK (~40 ms per call).
+    .on_connect(|conn, _ext| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .workers(2)
+    // Open SSE streams (the verifier's own revocation feed among them) would
+    // otherwise hold a graceful stop for the default 30 s.
+    .shutdown_timeout(3)
     .listen(listener)?
     .run();
+    let handle = server.handle();
+    let stopped = actix_web::rt::spawn(server);
+
+    // Ready means the guard can vouch for tokens: keys loaded from our own
+    // /jwks and the revocation feed connected. Until then it fails closed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let readiness = verifier_for_wait.readiness();
+        if readiness.ready {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            handle.stop(false).await;
+            anyhow::bail!(
+                "the gateway did not become ready within 30 s: {}",
+                readiness.reason.unwrap_or("unknown")
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     Ok(Running {
         addr,
         issuer,
         mcp_url,
         created_user,
-        server,
+        handle,
+        stopped,
         _verifier_tasks: verifier_tasks,
     })
 }
@@ -166,14 +211,23 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         match &running.created_user {
             Some((user, password)) => {
                 println!("  Sign in as:                           {user} / {password}");
-                println!("  (shown once; more users: mcp-gateway add-user NAME --file {}/users)", args.data_dir.display());
+                println!(
+                    "  (shown once; more users: mcp-gateway add-user NAME --file {}/users)",
+                    args.data_dir.display()
+                );
             }
-            None => println!("  Sign in with a user from {}/users", args.data_dir.display()),
+            None => println!(
+                "  Sign in with a user from {}/users",
+                args.data_dir.display()
+            ),
         }
-        println!("  State:                                {}", args.data_dir.display());
+        println!(
+            "  State:                                {}",
+            args.data_dir.display()
+        );
         println!();
         println!("Press Ctrl-C to stop.");
-        running.server.await?;
+        running.stopped.await??;
         Ok(())
     })
 }

@@ -9,5 +9,6 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod flow;
 pub mod keys;
 pub mod revocation;

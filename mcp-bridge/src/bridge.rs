@@ -198,6 +198,11 @@ impl Bridge {
         }
     }
 
+    /// Children started so far.
+    pub fn children_spawned(&self) -> u64 {
+        self.metrics.children_spawned.get()
+    }
+
     pub fn session_count(&self) -> usize {
         lock(&self.sessions).len()
     }
@@ -241,7 +246,10 @@ impl Bridge {
 
     /// The internal session that serves 2026-07-28 stateless requests for this identity,
     /// initialized by the bridge itself.
-    pub async fn stateless_session(&self, identity: &Identity) -> Result<Arc<Session>, BridgeError> {
+    pub async fn stateless_session(
+        &self,
+        identity: &Identity,
+    ) -> Result<Arc<Session>, BridgeError> {
         let key = match self.cfg.process_model {
             ProcessModel::User => identity.user_id.clone(),
             ProcessModel::Session | ProcessModel::Shared => String::new(),
@@ -257,7 +265,10 @@ impl Bridge {
             ProcessModel::Shared | ProcessModel::User => self.upstream_for(identity)?,
         };
         let session = Session::new(
-            format!("stateless-{}", self.next_seq.fetch_add(1, Ordering::Relaxed)),
+            format!(
+                "stateless-{}",
+                self.next_seq.fetch_add(1, Ordering::Relaxed)
+            ),
             self.next_seq.fetch_add(1, Ordering::Relaxed),
             SessionKind::Stateless,
             identity.clone(),
@@ -279,7 +290,11 @@ impl Bridge {
     }
 
     /// Runs the MCP initialization handshake on behalf of a client.
-    async fn initialize_internal(&self, session: &Arc<Session>, timeout: Duration) -> Result<Value, BridgeError> {
+    async fn initialize_internal(
+        &self,
+        session: &Arc<Session>,
+        timeout: Duration,
+    ) -> Result<Value, BridgeError> {
         let (tx, rx) = oneshot::channel();
         let init = json!({
             "jsonrpc": "2.0",
@@ -304,7 +319,10 @@ impl Bridge {
         }
         session
             .upstream
-            .forward_notification(session, jsonrpc::notification("notifications/initialized", json!({})))
+            .forward_notification(
+                session,
+                jsonrpc::notification("notifications/initialized", json!({})),
+            )
             .map_err(|_| BridgeError::UpstreamInitFailed)?;
         Ok(resp)
     }
@@ -337,7 +355,9 @@ impl Bridge {
             Instant::now(),
         );
         up.attach(&session);
-        let r = self.initialize_internal(&session, Duration::from_secs(10)).await;
+        let r = self
+            .initialize_internal(&session, Duration::from_secs(10))
+            .await;
         up.detach(session.seq);
         up.shutdown();
         r.map(|_| ())
@@ -375,7 +395,10 @@ impl Bridge {
             let mut victims = Vec::new();
             {
                 let mut shared = lock(&self.shared);
-                if shared.as_ref().is_some_and(|u| u.label == label && u.session_count() == 0) {
+                if shared
+                    .as_ref()
+                    .is_some_and(|u| u.label == label && u.session_count() == 0)
+                {
                     victims.extend(shared.take());
                 }
             }
@@ -425,6 +448,12 @@ impl Bridge {
         }
         for (_, u) in lock(&self.per_user).drain() {
             u.shutdown();
+        }
+        if let Ok(mut stateless) = self.stateless.try_lock() {
+            for (_, s) in stateless.drain() {
+                s.close();
+                s.upstream.shutdown();
+            }
         }
     }
 }

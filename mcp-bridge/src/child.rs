@@ -62,12 +62,10 @@ impl ChildHandle {
     pub fn send(&self, message: &Value) -> Result<(), SendError> {
         let mut line = serde_json::to_vec(message).map_err(|_| SendError::Gone)?;
         line.push(b'\n');
-        self.stdin
-            .try_send(Bytes::from(line))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => SendError::Full,
-                mpsc::error::TrySendError::Closed(_) => SendError::Gone,
-            })
+        self.stdin.try_send(Bytes::from(line)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Full,
+            mpsc::error::TrySendError::Closed(_) => SendError::Gone,
+        })
     }
 
     /// Terminates the process group (SIGTERM, then SIGKILL after a grace period).
@@ -107,11 +105,11 @@ pub fn spawn(spec: &ChildSpec, events: Weak<dyn ChildEvents>) -> std::io::Result
     let mut child = cmd.spawn()?;
     let pid = child.id();
     let label = spec.label.clone();
-    let (stdin, stdout, stderr) = match (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    {
-        (Some(i), Some(o), Some(e)) => (i, o, e),
-        _ => return Err(std::io::Error::other("child pipes missing")),
-    };
+    let (stdin, stdout, stderr) =
+        match (child.stdin.take(), child.stdout.take(), child.stderr.take()) {
+            (Some(i), Some(o), Some(e)) => (i, o, e),
+            _ => return Err(std::io::Error::other("child pipes missing")),
+        };
 
     let (stdin_tx, mut stdin_rx) = mpsc::channel::<Bytes>(spec.max_queued);
     tokio::spawn(async move {
@@ -228,7 +226,10 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
     let end = b
         .iter()
         .rposition(|c| !c.is_ascii_whitespace())
@@ -292,12 +293,21 @@ mod tests {
         let data: &[u8] = b"{\"a\":1}\nxxxxxxxxxxxxxxxxxxxx\nlast";
         let mut r = BufReader::with_capacity(4, data);
         let mut buf = Vec::new();
-        assert_eq!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Some(false));
+        assert_eq!(
+            read_line_limited(&mut r, &mut buf, 10).await.unwrap(),
+            Some(false)
+        );
         assert_eq!(buf, b"{\"a\":1}");
         buf.clear();
-        assert_eq!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Some(true));
+        assert_eq!(
+            read_line_limited(&mut r, &mut buf, 10).await.unwrap(),
+            Some(true)
+        );
         assert!(buf.is_empty());
-        assert_eq!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), Some(false));
+        assert_eq!(
+            read_line_limited(&mut r, &mut buf, 10).await.unwrap(),
+            Some(false)
+        );
         assert_eq!(buf, b"last");
         buf.clear();
         assert_eq!(read_line_limited(&mut r, &mut buf, 10).await.unwrap(), None);
@@ -341,10 +351,19 @@ mod tests {
         let script = "echo not-json; echo '{\"home\":\"'$HOME'\"}'; \
             i=0; while [ $i -lt 2000 ]; do echo noise >&2; i=$((i+1)); done; echo '{\"done\":true}'; exit 3";
         let _h = spawn(&sh(script), weak_events(&c)).unwrap();
-        let how = tokio::time::timeout(Duration::from_secs(10), rx).await.unwrap().unwrap();
+        let how = tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(how, "exit code 3");
         let msgs = c.messages.lock().unwrap().clone();
-        assert_eq!(msgs, vec![serde_json::json!({"home":""}), serde_json::json!({"done":true})]);
+        assert_eq!(
+            msgs,
+            vec![
+                serde_json::json!({"home":""}),
+                serde_json::json!({"done":true})
+            ]
+        );
     }
 
     #[tokio::test]
@@ -364,7 +383,10 @@ mod tests {
             tokio::task::yield_now().await;
         }
         drop(h);
-        let how = tokio::time::timeout(Duration::from_secs(10), rx).await.unwrap().unwrap();
+        let how = tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(how.contains("signal 9"), "{how}");
     }
 
@@ -375,10 +397,17 @@ mod tests {
             messages: Mutex::new(Vec::new()),
             exited: Mutex::new(Some(tx)),
         });
-        let h = spawn(&sh("read a; echo \"$a\"; read b; echo \"$b\""), weak_events(&c)).unwrap();
+        let h = spawn(
+            &sh("read a; echo \"$a\"; read b; echo \"$b\""),
+            weak_events(&c),
+        )
+        .unwrap();
         h.send(&serde_json::json!({"n":1})).unwrap();
         h.send(&serde_json::json!({"n":2})).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), rx).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             c.messages.lock().unwrap().clone(),
             vec![serde_json::json!({"n":1}), serde_json::json!({"n":2})]

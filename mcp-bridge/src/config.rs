@@ -201,10 +201,7 @@ impl Config {
             path: "/mcp".into(),
             command,
             cwd: None,
-            child_env: vec![(
-                "PATH".into(),
-                "/usr/local/bin:/usr/bin:/bin".into(),
-            )],
+            child_env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
             process_model: ProcessModel::Session,
             allowed_origins: Vec::new(),
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
@@ -226,7 +223,11 @@ impl Config {
 fn positive(src: &Source, key: &str, default: u64) -> Result<usize, ConfigError> {
     let v = src.u64(key, default)?;
     if v == 0 {
-        return Err(ConfigError::new(key, "must be at least 1", &default.to_string()));
+        return Err(ConfigError::new(
+            key,
+            "must be at least 1",
+            &default.to_string(),
+        ));
     }
     usize::try_from(v).map_err(|_| ConfigError::new(key, "is too large", &default.to_string()))
 }
@@ -258,9 +259,9 @@ pub fn parse_command(raw: Option<&str>, search_path: &str) -> Result<Command, Co
         )
     })?;
     let mut words = words.into_iter();
-    let program = words.next().ok_or_else(|| {
-        ConfigError::new("BRIDGE_COMMAND", "is empty", COMMAND_EXAMPLE)
-    })?;
+    let program = words
+        .next()
+        .ok_or_else(|| ConfigError::new("BRIDGE_COMMAND", "is empty", COMMAND_EXAMPLE))?;
     let resolved = resolve_program(&program, search_path).ok_or_else(|| {
         ConfigError::new(
             "BRIDGE_COMMAND",
@@ -319,7 +320,10 @@ mod tests {
         assert_eq!(c.process_model, ProcessModel::Session);
         assert_eq!(c.request_timeout, None);
         assert_eq!(c.path, "/mcp");
-        assert!(c.allowed_hosts.is_empty(), "0.0.0.0 accepts any Host unless configured");
+        assert!(
+            c.allowed_hosts.is_empty(),
+            "0.0.0.0 accepts any Host unless configured"
+        );
         let local = Config::from_source(&base().with("BRIDGE_LISTEN", "127.0.0.1:9")).unwrap();
         assert!(local.allowed_hosts.contains(&"localhost".to_string()));
     }
@@ -358,7 +362,10 @@ mod tests {
             let err = Config::from_source(&base().with(k, v)).unwrap_err();
             assert_eq!(err.var, k);
             let line = err.to_string();
-            assert!(!line.contains('\n') && line.contains(&format!("{k}=")), "{line}");
+            assert!(
+                !line.contains('\n') && line.contains(&format!("{k}=")),
+                "{line}"
+            );
         }
     }
 
@@ -389,9 +396,14 @@ mod tests {
         );
         assert_eq!(normalize_origin("https://a.example/path"), None);
         assert_eq!(normalize_origin("null"), None);
-        let c = Config::from_source(&base().with("BRIDGE_ALLOWED_ORIGINS", "https://A.example, http://b:8080"))
-            .unwrap();
-        assert_eq!(c.allowed_origins, vec!["https://a.example", "http://b:8080"]);
+        let c = Config::from_source(
+            &base().with("BRIDGE_ALLOWED_ORIGINS", "https://A.example, http://b:8080"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.allowed_origins,
+            vec!["https://a.example", "http://b:8080"]
+        );
         let z = Config::from_source(&base().with("BRIDGE_IDLE_TIMEOUT", "0")).unwrap();
         assert_eq!(z.idle_timeout, None);
     }

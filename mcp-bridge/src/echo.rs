@@ -28,9 +28,16 @@ pub fn is_secret_header(name: &str) -> bool {
     matches!(
         n.as_str(),
         "authorization" | "proxy-authorization" | "cookie" | "set-cookie" | "x-api-key"
-    ) || ["token", "secret", "password", "api-key", "apikey", "credential"]
-        .iter()
-        .any(|w| n.contains(w))
+    ) || [
+        "token",
+        "secret",
+        "password",
+        "api-key",
+        "apikey",
+        "credential",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
 }
 
 const SERVER_VERSIONS: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
@@ -100,8 +107,14 @@ pub fn handle(message: &Value, ctx: Option<&RequestContext>) -> Option<Value> {
         "ping" => jsonrpc::result(id, json!({})),
         "tools/list" => jsonrpc::result(id, json!({ "tools": tools() })),
         "tools/call" => {
-            let name = params.get("name").and_then(Value::as_str).unwrap_or_default();
-            let args = params.get("arguments").cloned().unwrap_or_else(|| json!({}));
+            let name = params
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let args = params
+                .get("arguments")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
             match name {
                 "echo" => {
                     let text = match args.get("message").and_then(Value::as_str) {
@@ -158,7 +171,11 @@ mod tests {
 
     #[test]
     fn echo_returns_its_input() {
-        let r = call("echo", json!({"message":"hi","n":1}), &RequestContext::default());
+        let r = call(
+            "echo",
+            json!({"message":"hi","n":1}),
+            &RequestContext::default(),
+        );
         assert_eq!(r["id"], json!(5));
         assert_eq!(r["result"]["content"][0]["text"], json!("hi"));
         assert_eq!(r["result"]["structuredContent"]["n"], json!(1));
@@ -184,8 +201,14 @@ mod tests {
         let r = call("request_context", json!({}), &ctx);
         let text = r["result"]["content"][0]["text"].as_str().unwrap();
         assert!(!text.contains("Bearer") && !text.contains("s=1") && !text.contains("refresh"));
-        assert_eq!(r["result"]["structuredContent"]["headers"]["x-user-id"], json!("u1"));
-        assert_eq!(call("whoami", json!({}), &ctx)["result"]["structuredContent"]["user_id"], json!("u1"));
+        assert_eq!(
+            r["result"]["structuredContent"]["headers"]["x-user-id"],
+            json!("u1")
+        );
+        assert_eq!(
+            call("whoami", json!({}), &ctx)["result"]["structuredContent"]["user_id"],
+            json!("u1")
+        );
     }
 
     #[test]
@@ -196,8 +219,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(init["result"]["protocolVersion"], json!("2025-11-25"));
-        let unknown = handle(&json!({"jsonrpc":"2.0","id":2,"method":"server/discover"}), None).unwrap();
+        let unknown = handle(
+            &json!({"jsonrpc":"2.0","id":2,"method":"server/discover"}),
+            None,
+        )
+        .unwrap();
         assert_eq!(jsonrpc::error_code(&unknown), Some(code::METHOD_NOT_FOUND));
-        assert!(handle(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}), None).is_none());
+        assert!(handle(
+            &json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+            None
+        )
+        .is_none());
     }
 }

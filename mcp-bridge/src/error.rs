@@ -50,34 +50,70 @@ impl BridgeError {
     fn parts(&self) -> (StatusCode, i64, String) {
         match self {
             // MCP transports, security warning: invalid Origin → 403.
-            BridgeError::Forbidden(why) => (StatusCode::FORBIDDEN, code::INVALID_REQUEST, format!("Forbidden: {why}")),
-            BridgeError::NotAcceptable => (StatusCode::NOT_ACCEPTABLE, code::INVALID_REQUEST, self.to_string()),
-            BridgeError::UnsupportedMediaType => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, code::INVALID_REQUEST, self.to_string())
-            }
-            BridgeError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, code::INVALID_REQUEST, self.to_string()),
+            BridgeError::Forbidden(why) => (
+                StatusCode::FORBIDDEN,
+                code::INVALID_REQUEST,
+                format!("Forbidden: {why}"),
+            ),
+            BridgeError::NotAcceptable => (
+                StatusCode::NOT_ACCEPTABLE,
+                code::INVALID_REQUEST,
+                self.to_string(),
+            ),
+            BridgeError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code::INVALID_REQUEST,
+                self.to_string(),
+            ),
+            BridgeError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                code::INVALID_REQUEST,
+                self.to_string(),
+            ),
             BridgeError::Frame(e) => (StatusCode::BAD_REQUEST, e.code(), e.to_string()),
             BridgeError::BatchNotAllowed
             | BridgeError::InitializeInBatch
             | BridgeError::ResponseNotAllowed
-            | BridgeError::MissingSession => (StatusCode::BAD_REQUEST, code::INVALID_REQUEST, self.to_string()),
-            BridgeError::UnknownSession => (StatusCode::NOT_FOUND, code::SESSION_NOT_FOUND, self.to_string()),
+            | BridgeError::MissingSession => (
+                StatusCode::BAD_REQUEST,
+                code::INVALID_REQUEST,
+                self.to_string(),
+            ),
+            BridgeError::UnknownSession => (
+                StatusCode::NOT_FOUND,
+                code::SESSION_NOT_FOUND,
+                self.to_string(),
+            ),
             BridgeError::UnsupportedVersion(v) => (
                 StatusCode::BAD_REQUEST,
                 code::INVALID_REQUEST,
                 format!("unsupported MCP-Protocol-Version {v:?}"),
             ),
-            BridgeError::HeaderMismatch { message, .. } => {
-                (StatusCode::BAD_REQUEST, code::HEADER_MISMATCH, format!("Header mismatch: {message}"))
-            }
-            BridgeError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, code::INVALID_REQUEST, self.to_string()),
-            BridgeError::TooManySessions => {
-                (StatusCode::SERVICE_UNAVAILABLE, code::SERVER_UNAVAILABLE, self.to_string())
-            }
-            BridgeError::SpawnFailed | BridgeError::UpstreamInitFailed => {
-                (StatusCode::BAD_GATEWAY, code::SERVER_UNAVAILABLE, self.to_string())
-            }
-            BridgeError::UpstreamBusy => (StatusCode::SERVICE_UNAVAILABLE, code::SERVER_UNAVAILABLE, self.to_string()),
+            BridgeError::HeaderMismatch { message, .. } => (
+                StatusCode::BAD_REQUEST,
+                code::HEADER_MISMATCH,
+                format!("Header mismatch: {message}"),
+            ),
+            BridgeError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                code::INVALID_REQUEST,
+                self.to_string(),
+            ),
+            BridgeError::TooManySessions => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::SERVER_UNAVAILABLE,
+                self.to_string(),
+            ),
+            BridgeError::SpawnFailed | BridgeError::UpstreamInitFailed => (
+                StatusCode::BAD_GATEWAY,
+                code::SERVER_UNAVAILABLE,
+                self.to_string(),
+            ),
+            BridgeError::UpstreamBusy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::SERVER_UNAVAILABLE,
+                self.to_string(),
+            ),
         }
     }
 
@@ -120,7 +156,8 @@ impl ResponseError for BridgeError {
         if matches!(self, BridgeError::MethodNotAllowed) {
             resp.insert_header((header::ALLOW, "GET, POST, DELETE, OPTIONS"));
         }
-        resp.content_type("application/json").body(self.body().to_string())
+        resp.content_type("application/json")
+            .body(self.body().to_string())
     }
 }
 
@@ -130,13 +167,22 @@ mod tests {
 
     #[test]
     fn statuses_follow_the_transport_spec() {
-        assert_eq!(BridgeError::Frame(FrameError::NotJson).status_code(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            BridgeError::Frame(FrameError::NotJson).status_code(),
+            StatusCode::BAD_REQUEST
+        );
         assert_eq!(
             BridgeError::Frame(FrameError::NotJson).body()["error"]["code"],
             json!(code::PARSE_ERROR)
         );
-        assert_eq!(BridgeError::UnknownSession.status_code(), StatusCode::NOT_FOUND);
-        assert_eq!(BridgeError::MissingSession.status_code(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            BridgeError::UnknownSession.status_code(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            BridgeError::MissingSession.status_code(),
+            StatusCode::BAD_REQUEST
+        );
         let m = BridgeError::HeaderMismatch {
             id: Some(json!(4)),
             message: "x".into(),

@@ -30,7 +30,9 @@ fn split_host(raw: &str) -> (String, Option<&str>) {
         }
     }
     match raw_l.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (h.to_ascii_lowercase(), Some(p)),
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            (h.to_ascii_lowercase(), Some(p))
+        }
         _ => (raw_l.to_ascii_lowercase(), None),
     }
 }
@@ -90,7 +92,10 @@ pub async fn security(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let Some(bridge) = req.app_data::<web::Data<Arc<Bridge>>>().cloned() else {
-        return next.call(req).await.map(ServiceResponse::map_into_left_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
     };
     let cfg = &bridge.cfg;
     let host = req
@@ -122,9 +127,12 @@ pub async fn security(
         let mut resp = HttpResponse::NoContent();
         resp.insert_header((header::ALLOW, "GET, POST, DELETE, OPTIONS"));
         if origin.is_some() {
-            resp.insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, DELETE, OPTIONS"))
-                .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOW_HEADERS))
-                .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"));
+            resp.insert_header((
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                "GET, POST, DELETE, OPTIONS",
+            ))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, ALLOW_HEADERS))
+            .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"));
         }
         let mut resp = resp.finish();
         if let Some(o) = &origin {
@@ -153,7 +161,10 @@ mod tests {
 
     #[test]
     fn hosts_match_by_name_and_optional_port() {
-        let c = cfg(&["localhost", "127.0.0.1", "[::1]", "mcp.example.com:443"], &[]);
+        let c = cfg(
+            &["localhost", "127.0.0.1", "[::1]", "mcp.example.com:443"],
+            &[],
+        );
         assert!(host_allowed(&c, Some("localhost:3000")));
         assert!(host_allowed(&c, Some("LOCALHOST")));
         assert!(host_allowed(&c, Some("[::1]:8080")));
@@ -168,8 +179,16 @@ mod tests {
     fn origins_are_listed_or_same_origin() {
         let c = cfg(&[], &["https://app.example.com"]);
         assert!(origin_allowed(&c, "https://app.example.com", Some("x")));
-        assert!(origin_allowed(&c, "http://localhost:3000", Some("localhost:3000")));
-        assert!(!origin_allowed(&c, "http://evil.example", Some("localhost:3000")));
+        assert!(origin_allowed(
+            &c,
+            "http://localhost:3000",
+            Some("localhost:3000")
+        ));
+        assert!(!origin_allowed(
+            &c,
+            "http://evil.example",
+            Some("localhost:3000")
+        ));
         assert!(!origin_allowed(&c, "null", Some("localhost:3000")));
     }
 }

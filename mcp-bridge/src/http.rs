@@ -31,7 +31,13 @@ pub const NAME_HEADER: &str = "mcp-name";
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Identity header names set by the verifier (shared contract).
-pub const IDENTITY_HEADERS: [&str; 5] = ["x-user-id", "x-user-name", "x-user-email", "x-client-id", "x-scopes"];
+pub const IDENTITY_HEADERS: [&str; 5] = [
+    "x-user-id",
+    "x-user-name",
+    "x-user-email",
+    "x-client-id",
+    "x-scopes",
+];
 
 pub type Shared = web::Data<Arc<Bridge>>;
 
@@ -53,12 +59,22 @@ pub fn identity(req: &HttpRequest) -> Identity {
 /// What the built-in server may show about the request: credentials are dropped here, so
 /// they never travel further than this function (the bridge forwards no HTTP header to a
 /// child at all).
-pub fn context(req: &HttpRequest, session: Option<&str>, version: &str, transport: &'static str) -> RequestContext {
+pub fn context(
+    req: &HttpRequest,
+    session: Option<&str>,
+    version: &str,
+    transport: &'static str,
+) -> RequestContext {
     let mut headers: Vec<(String, String)> = req
         .headers()
         .iter()
         .filter(|(k, _)| !is_secret_header(k.as_str()))
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     headers.sort();
     RequestContext {
@@ -80,11 +96,24 @@ pub struct Accepts {
 
 pub fn accepts(req: &HttpRequest) -> Accepts {
     let Some(raw) = header_str(req, "accept") else {
-        return Accepts { json: true, sse: true, sse_named: false };
+        return Accepts {
+            json: true,
+            sse: true,
+            sse_named: false,
+        };
     };
-    let mut a = Accepts { json: false, sse: false, sse_named: false };
+    let mut a = Accepts {
+        json: false,
+        sse: false,
+        sse_named: false,
+    };
     for part in raw.split(',') {
-        let mime = part.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let mime = part
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         match mime.as_str() {
             "application/json" | "application/*" => a.json = true,
             "text/event-stream" => {
@@ -130,13 +159,22 @@ pub struct SseBody {
 }
 
 impl SseBody {
-    pub fn new(rx: mpsc::Receiver<Bytes>, keepalive: bool, on_drop: Option<Box<dyn FnOnce() + Send>>) -> Self {
+    pub fn new(
+        rx: mpsc::Receiver<Bytes>,
+        keepalive: bool,
+        on_drop: Option<Box<dyn FnOnce() + Send>>,
+    ) -> Self {
         let keepalive = keepalive.then(|| {
-            let mut i = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+            let mut i =
+                tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             i
         });
-        Self { rx, keepalive, on_drop }
+        Self {
+            rx,
+            keepalive,
+            on_drop,
+        }
     }
 }
 
@@ -193,7 +231,9 @@ fn requested_version(req: &HttpRequest) -> Result<Option<&str>, BridgeError> {
     match header_str(req, VERSION_HEADER) {
         None => Ok(None),
         Some(v) if version::is_supported(v) => Ok(Some(v)),
-        Some(v) => Err(BridgeError::UnsupportedVersion(v.chars().take(64).collect())),
+        Some(v) => Err(BridgeError::UnsupportedVersion(
+            v.chars().take(64).collect(),
+        )),
     }
 }
 
@@ -235,7 +275,11 @@ pub async fn post(req: HttpRequest, payload: web::Payload, bridge: Shared) -> Ht
     respond(&bridge, r)
 }
 
-async fn post_inner(req: &HttpRequest, payload: web::Payload, bridge: &Arc<Bridge>) -> Result<HttpResponse, BridgeError> {
+async fn post_inner(
+    req: &HttpRequest,
+    payload: web::Payload,
+    bridge: &Arc<Bridge>,
+) -> Result<HttpResponse, BridgeError> {
     if !is_json_content(req) {
         return Err(BridgeError::UnsupportedMediaType);
     }
@@ -268,7 +312,8 @@ async fn post_inner(req: &HttpRequest, payload: web::Payload, bridge: &Arc<Bridg
             }
             r.map(|mut resp| {
                 if let Ok(v) = header::HeaderValue::from_str(&session.id) {
-                    resp.headers_mut().insert(header::HeaderName::from_static(SESSION_HEADER), v);
+                    resp.headers_mut()
+                        .insert(header::HeaderName::from_static(SESSION_HEADER), v);
                 }
                 resp
             })
@@ -339,7 +384,8 @@ async fn dispatch(
         let single = requests.len() == 1;
         for r in requests {
             let client_id = r.get("id").cloned();
-            match upstream.forward_request(session, r, Reply::Stream(stream.clone()), ctx.as_ref()) {
+            match upstream.forward_request(session, r, Reply::Stream(stream.clone()), ctx.as_ref())
+            {
                 Ok(id) => arm_timeout(bridge, &upstream, id),
                 Err((e, _)) if single => {
                     stream.close();
@@ -365,7 +411,11 @@ async fn dispatch(
             Err((e, _)) if !batch => return Err(forward_error(bridge, session, e)),
             Err((e, _)) => {
                 let (tx, rx) = oneshot::channel();
-                let _ = tx.send(jsonrpc::error(client_id.as_ref(), code::SERVER_UNAVAILABLE, &e.to_string()));
+                let _ = tx.send(jsonrpc::error(
+                    client_id.as_ref(),
+                    code::SERVER_UNAVAILABLE,
+                    &e.to_string(),
+                ));
                 waits.push((client_id, Some(rx)));
             }
         }
@@ -374,14 +424,28 @@ async fn dispatch(
     for (client_id, rx) in waits {
         let v = match rx {
             Some(rx) => rx.await.unwrap_or_else(|_| {
-                jsonrpc::error(client_id.as_ref(), code::INTERNAL_ERROR, "the request was dropped")
+                jsonrpc::error(
+                    client_id.as_ref(),
+                    code::INTERNAL_ERROR,
+                    "the request was dropped",
+                )
             }),
-            None => jsonrpc::error(client_id.as_ref(), code::INTERNAL_ERROR, "the request was dropped"),
+            None => jsonrpc::error(
+                client_id.as_ref(),
+                code::INTERNAL_ERROR,
+                "the request was dropped",
+            ),
         };
         out.push(v);
     }
-    let body = if batch { Value::Array(out) } else { out.pop().unwrap_or(Value::Null) };
-    Ok(HttpResponse::Ok().content_type("application/json").body(body.to_string()))
+    let body = if batch {
+        Value::Array(out)
+    } else {
+        out.pop().unwrap_or(Value::Null)
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body.to_string()))
 }
 
 /// GET: the server-to-client stream, or the resumption of any stream of the session.
@@ -420,7 +484,10 @@ fn get_inner(req: &HttpRequest, bridge: &Arc<Bridge>) -> Result<HttpResponse, Br
             rx
         }
     };
-    Ok(sse_response(SseBody::new(rx, true, None), Some(&session.id)))
+    Ok(sse_response(
+        SseBody::new(rx, true, None),
+        Some(&session.id),
+    ))
 }
 
 /// DELETE: the client ends its session (transports, "Session Management" 5).
@@ -442,7 +509,10 @@ pub async fn method_not_allowed(bridge: Shared) -> HttpResponse {
 
 /// Decodes `=?base64?...?=` (2026-07-28 streamable-http, "Value Encoding").
 pub fn decode_header_value(raw: &str) -> Option<String> {
-    match raw.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
+    match raw
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
         Some(b64) => base64::engine::general_purpose::STANDARD
             .decode(b64)
             .ok()
@@ -464,7 +534,9 @@ pub fn check_mirrored_headers(
     match method_header {
         None => return Err("required header Mcp-Method is missing".into()),
         Some(h) if h != method => {
-            return Err(format!("Mcp-Method header value {h:?} does not match body value {method:?}"))
+            return Err(format!(
+                "Mcp-Method header value {h:?} does not match body value {method:?}"
+            ))
         }
         Some(_) => {}
     }
@@ -474,7 +546,10 @@ pub fn check_mirrored_headers(
         _ => None,
     };
     if let Some(field) = field {
-        let body = m.params().and_then(|p| p.get(field)).and_then(Value::as_str);
+        let body = m
+            .params()
+            .and_then(|p| p.get(field))
+            .and_then(Value::as_str);
         let header = name_header.map(decode_header_value);
         match (header, body) {
             (None, _) => return Err("required header Mcp-Name is missing".into()),
@@ -520,8 +595,16 @@ async fn stateless_post(
         Kind::Notification { .. } => None,
         Kind::Response { .. } => return Err(BridgeError::ResponseNotAllowed),
     };
-    check_mirrored_headers(header_str(req, METHOD_HEADER), header_str(req, NAME_HEADER), version, &m)
-        .map_err(|message| BridgeError::HeaderMismatch { id: id.clone(), message })?;
+    check_mirrored_headers(
+        header_str(req, METHOD_HEADER),
+        header_str(req, NAME_HEADER),
+        version,
+        &m,
+    )
+    .map_err(|message| BridgeError::HeaderMismatch {
+        id: id.clone(),
+        message,
+    })?;
     let session = bridge.stateless_session(&identity(req)).await?;
     let upstream = session.upstream.clone();
     if id.is_none() {
@@ -530,27 +613,33 @@ async fn stateless_post(
             .map_err(|e| forward_error(bridge, &session, e))?;
         return Ok(HttpResponse::Accepted().finish());
     }
-    let ctx = upstream.is_builtin().then(|| context(req, None, version, "streamable-http-stateless"));
+    let ctx = upstream
+        .is_builtin()
+        .then(|| context(req, None, version, "streamable-http-stateless"));
     // A stream only pays off when the server will send progress before the result.
     let wants_progress = jsonrpc::progress_token(&m.value).is_some();
     if acc.sse && wants_progress && !bridge.cfg.prefer_json {
         let stream = session.new_request_stream(1);
         let rx = stream.attach(bridge.cfg.max_queued, None);
-        match upstream.forward_request(&session, m.value, Reply::Stream(stream.clone()), ctx.as_ref()) {
-            Ok(n) => arm_timeout(bridge, &upstream, n),
+        let upstream_id = match upstream.forward_request(
+            &session,
+            m.value,
+            Reply::Stream(stream.clone()),
+            ctx.as_ref(),
+        ) {
+            Ok(n) => {
+                arm_timeout(bridge, &upstream, n);
+                n
+            }
             Err((e, _)) => return Err(forward_error(bridge, &session, e)),
-        }
+        };
         // Closing the stream cancels the request (2026-07-28 streamable-http, "Cancellation").
-        let weak = Arc::downgrade(&session);
+        let weak = Arc::downgrade(&upstream);
         let cancel_stream = stream.clone();
-        let client_id = id.clone();
         let on_drop: Box<dyn FnOnce() + Send> = Box::new(move || {
             if !cancel_stream.is_done() {
-                if let (Some(s), Some(cid)) = (weak.upgrade(), client_id) {
-                    let _ = s.upstream.forward_notification(
-                        &s,
-                        jsonrpc::notification("notifications/cancelled", serde_json::json!({"requestId": cid})),
-                    );
+                if let Some(up) = weak.upgrade() {
+                    up.cancel(upstream_id, "the client closed the response stream");
                 }
             }
         });
@@ -561,9 +650,9 @@ async fn stateless_post(
         Ok(n) => arm_timeout(bridge, &upstream, n),
         Err((e, _)) => return Err(forward_error(bridge, &session, e)),
     }
-    let resp = rx
-        .await
-        .unwrap_or_else(|_| jsonrpc::error(id.as_ref(), code::INTERNAL_ERROR, "the request was dropped"));
+    let resp = rx.await.unwrap_or_else(|_| {
+        jsonrpc::error(id.as_ref(), code::INTERNAL_ERROR, "the request was dropped")
+    });
     // 2026-07-28: an unimplemented method is 404 with -32601 (distinguishes us from a
     // legacy server's plain 404).
     let mut r = if jsonrpc::error_code(&resp) == Some(code::METHOD_NOT_FOUND) {
@@ -585,17 +674,45 @@ mod tests {
 
     #[test]
     fn mirrored_headers_must_match_the_body() {
-        let call = msg(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",
-            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}));
-        assert!(check_mirrored_headers(Some("tools/call"), Some("echo"), "2026-07-28", &call).is_ok());
-        assert!(check_mirrored_headers(Some("tools/call"), Some("=?base64?ZWNobw==?="), "2026-07-28", &call).is_ok());
-        assert!(check_mirrored_headers(Some("tools/list"), Some("echo"), "2026-07-28", &call).is_err());
-        assert!(check_mirrored_headers(Some("tools/call"), Some("other"), "2026-07-28", &call).is_err());
+        let call = msg(
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo",
+            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}),
+        );
+        assert!(
+            check_mirrored_headers(Some("tools/call"), Some("echo"), "2026-07-28", &call).is_ok()
+        );
+        assert!(check_mirrored_headers(
+            Some("tools/call"),
+            Some("=?base64?ZWNobw==?="),
+            "2026-07-28",
+            &call
+        )
+        .is_ok());
+        assert!(
+            check_mirrored_headers(Some("tools/list"), Some("echo"), "2026-07-28", &call).is_err()
+        );
+        assert!(
+            check_mirrored_headers(Some("tools/call"), Some("other"), "2026-07-28", &call).is_err()
+        );
         assert!(check_mirrored_headers(Some("tools/call"), None, "2026-07-28", &call).is_err());
         assert!(check_mirrored_headers(None, Some("echo"), "2026-07-28", &call).is_err());
-        assert!(check_mirrored_headers(Some("tools/call"), Some("=?base64?!!?="), "2026-07-28", &call).is_err());
-        let read = msg(json!({"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}));
-        assert!(check_mirrored_headers(Some("resources/read"), Some("file:///a"), "2026-07-28", &read).is_ok());
+        assert!(check_mirrored_headers(
+            Some("tools/call"),
+            Some("=?base64?!!?="),
+            "2026-07-28",
+            &call
+        )
+        .is_err());
+        let read = msg(
+            json!({"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a"}}),
+        );
+        assert!(check_mirrored_headers(
+            Some("resources/read"),
+            Some("file:///a"),
+            "2026-07-28",
+            &read
+        )
+        .is_ok());
         let list = msg(json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}));
         assert!(check_mirrored_headers(Some("tools/list"), None, "2026-07-28", &list).is_ok());
         let stale = msg(json!({"jsonrpc":"2.0","id":1,"method":"tools/list",

@@ -232,11 +232,30 @@ mod tests {
     #[test]
     fn classifies_the_four_shapes() {
         let req = parse_body(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
-        assert!(matches!(req, Body::Single(Message { kind: Kind::Request { .. }, .. })));
-        let note = parse_body(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
-        assert!(matches!(note, Body::Single(Message { kind: Kind::Notification { .. }, .. })));
+        assert!(matches!(
+            req,
+            Body::Single(Message {
+                kind: Kind::Request { .. },
+                ..
+            })
+        ));
+        let note =
+            parse_body(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        assert!(matches!(
+            note,
+            Body::Single(Message {
+                kind: Kind::Notification { .. },
+                ..
+            })
+        ));
         let resp = parse_body(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
-        assert!(matches!(resp, Body::Single(Message { kind: Kind::Response { .. }, .. })));
+        assert!(matches!(
+            resp,
+            Body::Single(Message {
+                kind: Kind::Response { .. },
+                ..
+            })
+        ));
         let batch = parse_body(
             br#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"b"}]"#,
         )

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::bridge::Bridge;
 use crate::error::BridgeError;
-use crate::http::{accepts, context, identity, read_body, sse_response, SseBody, Shared};
+use crate::http::{accepts, context, identity, read_body, sse_response, Shared, SseBody};
 use crate::jsonrpc::{self, Body, Kind};
 use crate::session::SessionKind;
 use crate::upstream::{ForwardError, Reply};
@@ -26,9 +26,10 @@ pub async fn open(req: HttpRequest, bridge: Shared) -> HttpResponse {
         }
         let session = bridge.create_session(SessionKind::Legacy, identity(&req))?;
         let rx = session.standalone.attach(bridge.cfg.max_queued, None);
-        session
-            .standalone
-            .push_raw(Bytes::from(format!("event: endpoint\ndata: {MESSAGES_PATH}?session_id={}\n\n", session.id)));
+        session.standalone.push_raw(Bytes::from(format!(
+            "event: endpoint\ndata: {MESSAGES_PATH}?session_id={}\n\n",
+            session.id
+        )));
         let weak = Arc::downgrade(bridge.get_ref());
         let id = session.id.clone();
         let on_drop: Box<dyn FnOnce() + Send> = Box::new(move || {
@@ -103,7 +104,9 @@ async fn message_inner(
                     .forward_request(&session, m.value, Reply::Standalone, ctx.as_ref())
                     .map_err(|(e, _)| gone(e))?;
             }
-            Kind::Notification { .. } => upstream.forward_notification(&session, m.value).map_err(gone)?,
+            Kind::Notification { .. } => upstream
+                .forward_notification(&session, m.value)
+                .map_err(gone)?,
             Kind::Response { .. } => upstream.forward_response(&session, m.value).map_err(gone)?,
         }
     }

@@ -28,7 +28,17 @@ async fn main() -> anyhow::Result<()> {
     let serving = mcp_bridge::serve(config).await?;
     let handle = serving.handle.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
         handle.stop(true).await;
     });
     serving.wait().await

@@ -34,19 +34,63 @@ impl Metrics {
     pub fn render(&self, sessions_active: usize, children_alive: usize) -> String {
         let mut out = String::new();
         let counters: [(&str, &str, &Counter); 10] = [
-            ("mcp_bridge_sessions_created_total", "Sessions opened", &self.sessions_created),
-            ("mcp_bridge_sessions_ended_total", "Sessions ended", &self.sessions_ended),
-            ("mcp_bridge_children_spawned_total", "MCP server processes started", &self.children_spawned),
-            ("mcp_bridge_children_exited_total", "MCP server processes ended", &self.children_exited),
-            ("mcp_bridge_spawn_failures_total", "MCP server processes that failed to start", &self.spawn_failures),
-            ("mcp_bridge_requests_total", "JSON-RPC requests forwarded", &self.requests),
-            ("mcp_bridge_error_responses_total", "JSON-RPC error responses from servers", &self.error_responses),
-            ("mcp_bridge_request_timeouts_total", "Requests that hit BRIDGE_REQUEST_TIMEOUT", &self.timeouts),
-            ("mcp_bridge_cancellations_total", "Requests cancelled by clients", &self.cancellations),
-            ("mcp_bridge_http_rejections_total", "HTTP requests refused (4xx/5xx before forwarding)", &self.http_rejections),
+            (
+                "mcp_bridge_sessions_created_total",
+                "Sessions opened",
+                &self.sessions_created,
+            ),
+            (
+                "mcp_bridge_sessions_ended_total",
+                "Sessions ended",
+                &self.sessions_ended,
+            ),
+            (
+                "mcp_bridge_children_spawned_total",
+                "MCP server processes started",
+                &self.children_spawned,
+            ),
+            (
+                "mcp_bridge_children_exited_total",
+                "MCP server processes ended",
+                &self.children_exited,
+            ),
+            (
+                "mcp_bridge_spawn_failures_total",
+                "MCP server processes that failed to start",
+                &self.spawn_failures,
+            ),
+            (
+                "mcp_bridge_requests_total",
+                "JSON-RPC requests forwarded",
+                &self.requests,
+            ),
+            (
+                "mcp_bridge_error_responses_total",
+                "JSON-RPC error responses from servers",
+                &self.error_responses,
+            ),
+            (
+                "mcp_bridge_request_timeouts_total",
+                "Requests that hit BRIDGE_REQUEST_TIMEOUT",
+                &self.timeouts,
+            ),
+            (
+                "mcp_bridge_cancellations_total",
+                "Requests cancelled by clients",
+                &self.cancellations,
+            ),
+            (
+                "mcp_bridge_http_rejections_total",
+                "HTTP requests refused (4xx/5xx before forwarding)",
+                &self.http_rejections,
+            ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
         }
         let _ = writeln!(
             out,

@@ -180,7 +180,10 @@ impl SseStream {
     }
 
     pub fn is_connected(&self) -> bool {
-        lock(&self.inner).sink.as_ref().is_some_and(|tx| !tx.is_closed())
+        lock(&self.inner)
+            .sink
+            .as_ref()
+            .is_some_and(|tx| !tx.is_closed())
     }
 
     pub fn is_done(&self) -> bool {
@@ -294,7 +297,11 @@ impl Session {
         if key == 0 {
             return Some(self.standalone.clone());
         }
-        lock(&self.streams).recent.iter().find(|s| s.key == key).cloned()
+        lock(&self.streams)
+            .recent
+            .iter()
+            .find(|s| s.key == key)
+            .cloned()
     }
 
     /// A server message not tied to a known request: on the newest POST stream still open

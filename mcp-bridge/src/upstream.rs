@@ -233,8 +233,7 @@ impl Upstream {
                 obj.insert("id".into(), json!(id));
             }
             let progress_token = jsonrpc::replace_progress_token(&mut message, json!(id));
-            r.by_client
-                .insert((session.seq, IdKey::of(&client_id)), id);
+            r.by_client.insert((session.seq, IdKey::of(&client_id)), id);
             r.last_session = Some(session.seq);
             r.pending.insert(
                 id,
@@ -290,7 +289,11 @@ impl Upstream {
             // The client will ignore any response (cancellation spec); end its wait now.
             complete(
                 pending,
-                jsonrpc::error(None, code::REQUEST_CANCELLED, "request cancelled by the client"),
+                jsonrpc::error(
+                    None,
+                    code::REQUEST_CANCELLED,
+                    "request cancelled by the client",
+                ),
             );
         }
         if lock(&self.router).dead {
@@ -300,7 +303,11 @@ impl Upstream {
     }
 
     /// Forwards a client's response to a server-initiated request.
-    pub fn forward_response(&self, session: &Arc<Session>, message: Value) -> Result<(), ForwardError> {
+    pub fn forward_response(
+        &self,
+        session: &Arc<Session>,
+        message: Value,
+    ) -> Result<(), ForwardError> {
         let Some(id) = message.get("id") else {
             return Ok(());
         };
@@ -313,19 +320,35 @@ impl Upstream {
         self.send(&message, None)
     }
 
+    /// Cancels a request by its upstream id (a 2026-07-28 client closed its stream). Used
+    /// instead of the client's id because stateless clients share one internal session
+    /// and their ids may collide.
+    pub fn cancel(&self, id: u64, reason: &str) {
+        let pending = lock(&self.router).pending.remove(&id);
+        if let Some(p) = pending {
+            self.metrics.cancellations.inc();
+            let _ = self.send(&cancel_notification(id, reason), None);
+            complete(p, jsonrpc::error(None, code::REQUEST_CANCELLED, reason));
+        }
+    }
+
     /// Gives up on a request after `BRIDGE_REQUEST_TIMEOUT`.
     pub fn expire(&self, id: u64) {
         let pending = {
             let mut r = lock(&self.router);
             let p = r.pending.remove(&id);
             if let Some(p) = &p {
-                r.by_client.remove(&(p.session.seq, IdKey::of(&p.client_id)));
+                r.by_client
+                    .remove(&(p.session.seq, IdKey::of(&p.client_id)));
             }
             p
         };
         if let Some(p) = pending {
             self.metrics.timeouts.inc();
-            let _ = self.send(&cancel_notification(id, "request timed out at the bridge"), None);
+            let _ = self.send(
+                &cancel_notification(id, "request timed out at the bridge"),
+                None,
+            );
             let client_id = p.client_id.clone();
             complete(
                 p,
@@ -338,8 +361,7 @@ impl Upstream {
         let server_id = message.get("id").cloned().unwrap_or(Value::Null);
         let target = {
             let mut r = lock(&self.router);
-            let live: Vec<Arc<Session>> =
-                r.sessions.values().filter_map(Weak::upgrade).collect();
+            let live: Vec<Arc<Session>> = r.sessions.values().filter_map(Weak::upgrade).collect();
             let chosen = if live.len() == 1 {
                 live.into_iter().next()
             } else {
@@ -412,7 +434,8 @@ impl Upstream {
                 .pointer("/params/requestId")
                 .map(IdKey::of)
                 .and_then(|k| lock(&self.router).server_requests.remove(&k));
-            let session = owner.and_then(|s| lock(&self.router).sessions.get(&s).and_then(Weak::upgrade));
+            let session =
+                owner.and_then(|s| lock(&self.router).sessions.get(&s).and_then(Weak::upgrade));
             if let Some(s) = session {
                 s.deliver_unrelated(&message);
             }
@@ -435,7 +458,8 @@ impl Upstream {
             let mut r = lock(&self.router);
             let p = r.pending.remove(&id);
             if let Some(p) = &p {
-                r.by_client.remove(&(p.session.seq, IdKey::of(&p.client_id)));
+                r.by_client
+                    .remove(&(p.session.seq, IdKey::of(&p.client_id)));
             }
             p
         });
@@ -444,7 +468,10 @@ impl Upstream {
             return;
         };
         if p.method == "initialize" {
-            if let Some(v) = message.pointer("/result/protocolVersion").and_then(Value::as_str) {
+            if let Some(v) = message
+                .pointer("/result/protocolVersion")
+                .and_then(Value::as_str)
+            {
                 p.session.set_negotiated(v);
             }
         }
@@ -489,7 +516,9 @@ impl ChildEvents for Upstream {
                 Kind::Request { .. } => self.route_server_request(m.value),
                 Kind::Notification { method } => self.route_notification(m.value, &method),
             },
-            Err(e) => tracing::warn!(upstream = %self.label, "ignored an invalid message from the MCP server: {e}"),
+            Err(e) => {
+                tracing::warn!(upstream = %self.label, "ignored an invalid message from the MCP server: {e}")
+            }
         }
     }
 
@@ -502,8 +531,11 @@ impl ChildEvents for Upstream {
             r.by_client.clear();
             r.server_requests.clear();
             let pending: Vec<Pending> = r.pending.drain().map(|(_, p)| p).collect();
-            let sessions: Vec<Arc<Session>> =
-                r.sessions.drain().filter_map(|(_, s)| s.upgrade()).collect();
+            let sessions: Vec<Arc<Session>> = r
+                .sessions
+                .drain()
+                .filter_map(|(_, s)| s.upgrade())
+                .collect();
             (pending, sessions)
         };
         if !pending.is_empty() {

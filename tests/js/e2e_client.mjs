@@ -6,7 +6,16 @@
 //
 // Environment: MCP_URL, SIGNIN_USER, SIGNIN_PASSWORD, TOOL (default echo),
 // TOOL_ARGS (JSON, default {"message":"hello"}), EXPECT (substring of the tool
-// result). Prints one JSON line per step; exits 1 on the first failure.
+// result), CLIENT_METADATA_URL (optional: use this Client ID Metadata Document
+// URL as the client_id instead of registering). Prints one JSON line per step;
+// exits 1 on the first failure.
+//
+// CLIENT_METADATA_URL: an https URL goes through the SDK's own
+// `clientMetadataUrl` provider property (the SDK uses it when the server
+// advertises client_id_metadata_document_supported). The SDK refuses any other
+// scheme, so an http URL (a loopback test server) is given to the SDK as the
+// client's stored information instead, as for a pre-registered client; the
+// authorization server then resolves the document exactly the same way.
 
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -20,6 +29,8 @@ const tool = process.env.TOOL ?? 'echo';
 const toolArgs = JSON.parse(process.env.TOOL_ARGS ?? '{"message":"hello through the gateway"}');
 const expect = process.env.EXPECT ?? 'hello through the gateway';
 const redirectUri = 'http://127.0.0.1:33418/callback';
+const clientMetadataUrl = process.env.CLIENT_METADATA_URL || undefined;
+const metadataViaSdk = clientMetadataUrl?.startsWith('https://') ?? false;
 
 function report(step, extra = {}) {
   console.log(JSON.stringify({ step, ...extra }));
@@ -31,12 +42,13 @@ function fail(step, err) {
 
 class MemoryProvider {
   constructor() {
-    this._client = undefined;
+    this._client = clientMetadataUrl && !metadataViaSdk ? { client_id: clientMetadataUrl } : undefined;
     this._tokens = undefined;
     this._verifier = undefined;
     this.authorizationUrl = undefined;
   }
   get redirectUrl() { return redirectUri; }
+  get clientMetadataUrl() { return metadataViaSdk ? clientMetadataUrl : undefined; }
   get clientMetadata() {
     return {
       client_name: 'gateway e2e client',
@@ -91,7 +103,13 @@ try {
     if (!(e instanceof UnauthorizedError)) throw e;
   }
   if (!provider.authorizationUrl) throw new Error('SDK never asked to open the authorization URL');
-  report('registered', { client_id: provider.clientInformation()?.client_id });
+  const clientId = provider.clientInformation()?.client_id;
+  if (clientMetadataUrl && clientId !== clientMetadataUrl) throw new Error(`client_id ${clientId} is not the metadata document URL`);
+  if (new URL(provider.authorizationUrl).searchParams.get('client_id') !== clientId) throw new Error('authorization URL carries another client_id');
+  report('registered', {
+    client_id: clientId,
+    via: clientMetadataUrl ? (metadataViaSdk ? 'metadata_document_sdk' : 'metadata_document_preset') : 'registration',
+  });
   const back = await signIn(provider.authorizationUrl, redirectUri, { username: user, password, text: user }, { jar: new CookieJar() });
   const code = back.searchParams.get('code');
   if (!code) throw new Error(`no code in ${back}: ${back.searchParams.get('error')} ${back.searchParams.get('error_description')}`);

@@ -19,8 +19,9 @@ pub struct VerifierConfig {
     /// `AUTHZ_URL` (default = issuer): where `/jwks`, `/revocations` and
     /// `/revocations/stream` are fetched. No trailing slash.
     pub authz_url: String,
-    /// `REDIS_URL`: when set, revocations come from Redis pub/sub + SCAN.
-    pub redis_url: Option<String>,
+    /// `REDIS_URL` (+ `REDIS_PASSWORD` when the URL has none): when set,
+    /// revocations come from Redis pub/sub + SCAN. Its Debug hides the password.
+    pub redis_url: Option<gateway_store::redis_store::RedisUrl>,
     pub services: Vec<ServiceConfig>,
     pub trusted_proxies: TrustedProxies,
     /// `REVOCATION_STALENESS_BOUND` (default 30 s): feed silent longer → fail closed.
@@ -173,7 +174,15 @@ impl VerifierConfig {
         };
         check_base_url(src, "AUTHZ_URL", &authz_url, "http://authz:8000")?;
 
-        let redis_url = src.get("REDIS_URL").map(str::to_string);
+        let redis_url = match src.get("REDIS_URL") {
+            None => None,
+            Some(raw) => Some(
+                gateway_store::redis_store::RedisUrl::parse(raw, src.get("REDIS_PASSWORD"))
+                    .map_err(|e| {
+                        ConfigError::new("REDIS_URL", e.to_string(), "redis://redis:6379/0")
+                    })?,
+            ),
+        };
 
         let services = parse_services(src, base_domain)?;
 
@@ -547,6 +556,7 @@ mod tests {
                 "IDENTITY_HEADER_USER_ID",
             ),
             (base().with("FORWARD_TOKEN", "sometimes"), "FORWARD_TOKEN"),
+            (base().with("REDIS_URL", "not a url"), "REDIS_URL"),
             (
                 base().with("MCP_ECHO_ALLOWED_TEAMS", "acme"),
                 "MCP_ECHO_ALLOWED_TEAMS",

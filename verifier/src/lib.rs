@@ -20,12 +20,26 @@
 //!   [`identity::Identity`] to pass on, or `Deny` with a [`decision::Denial`]
 //!   whose [`decision::Denial::render`] gives status, `WWW-Authenticate` and body.
 //!
-//!   ```ignore
+//!   ```no_run
+//!   # async fn demo(config: mcp_verifier::VerifierConfig, authorization: &[u8]) {
+//!   use mcp_verifier::{AuthorizationHeader, Decision, ForwardedRequest};
 //!   let (verifier, _tasks) = mcp_verifier::start(config, gateway_common::clock::system());
-//!   let req = ForwardedRequest { method: "POST", proto: "https", host: "echo.example.com",
-//!       uri: "/mcp", authorization: AuthorizationHeader::One(auth_bytes),
-//!       cors_preflight: false, wants_html: false };
-//!   match verifier.check(&req) { Decision::Allow(a) => .., Decision::Deny(d) => .. }
+//!   let req = ForwardedRequest {
+//!       method: "POST",
+//!       proto: "https",
+//!       host: "echo.example.com",
+//!       uri: "/mcp",
+//!       authorization: AuthorizationHeader::One(authorization),
+//!       cors_preflight: false,
+//!       wants_html: false,
+//!   };
+//!   match verifier.check(&req) {
+//!       // Pass `allowed.who.identity()` on as the identity headers.
+//!       Decision::Allow(allowed) => drop(allowed.who.identity().user_id.clone()),
+//!       // Status, WWW-Authenticate and body for the client.
+//!       Decision::Deny(denial) => drop(denial.render(true)),
+//!   }
+//!   # }
 //!   ```
 //!
 //! # Failure modes (chosen to keep users safe)
@@ -40,6 +54,7 @@ pub mod cache;
 pub mod config;
 pub mod decision;
 pub mod feed;
+pub mod feed_redis;
 pub mod forwarded;
 pub mod http;
 pub mod identity;
@@ -94,13 +109,23 @@ pub fn start(config: VerifierConfig, clock: SharedClock) -> (Arc<Verifier>, Back
             Duration::from_secs(60),
         )),
     ];
-    if verifier.config().redis_url.is_some() {
-        tracing::warn!(
-            "REDIS_URL is set but the Redis revocation feed is not available in this build; \
-             using the authz-server's HTTP feed"
-        );
+    let redis = verifier
+        .config()
+        .redis_url
+        .clone()
+        .map(gateway_store::RedisStore::from_url);
+    match redis {
+        Some(Ok(store)) => tasks.push(tokio::spawn(feed_redis::run(
+            Arc::clone(&verifier),
+            Arc::new(store),
+        ))),
+        Some(Err(e)) => {
+            // The URL was checked with the config; a pool that cannot be built
+            // leaves the feed stale, so the verifier fails closed and says so.
+            tracing::error!(error = %e, "cannot use REDIS_URL; revocation feed down");
+        }
+        None => tasks.push(tokio::spawn(feed::run_http(Arc::clone(&verifier), client))),
     }
-    tasks.push(tokio::spawn(feed::run_http(Arc::clone(&verifier), client)));
     (verifier, BackgroundTasks(tasks))
 }
 

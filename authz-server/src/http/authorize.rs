@@ -15,7 +15,9 @@ use super::Form;
 use crate::config::is_scope_token;
 use crate::error::OAuthError;
 use crate::html;
-use crate::records::{authreq_key, code_key, consent_key, AuthRequest, ClientRecord, CodeRecord, ConsentRecord};
+use crate::records::{
+    authreq_key, code_key, consent_key, AuthRequest, ClientRecord, CodeRecord, ConsentRecord,
+};
 use crate::redirect_uri;
 use crate::state::AppState;
 
@@ -24,9 +26,17 @@ fn internal(e: impl std::fmt::Display) -> OAuthError {
 }
 
 /// The redirect back to the client: `params` appended to the redirect URI's query, plus `iss`.
-pub fn client_redirect(state: &AppState, redirect_uri: &str, params: &[(&str, &str)]) -> HttpResponse {
+pub fn client_redirect(
+    state: &AppState,
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+) -> HttpResponse {
     let Ok(mut url) = url::Url::parse(redirect_uri) else {
-        return html::error_page(StatusCode::BAD_REQUEST, "Invalid redirect", "The redirect URI is malformed.");
+        return html::error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid redirect",
+            "The redirect URI is malformed.",
+        );
     };
     {
         let mut q = url.query_pairs_mut();
@@ -43,7 +53,12 @@ pub fn client_redirect(state: &AppState, redirect_uri: &str, params: &[(&str, &s
 }
 
 /// RFC 6749 §4.1.2.1 error response to the (validated) redirect URI.
-fn error_redirect(state: &AppState, redirect_uri: &str, st: Option<&str>, err: &OAuthError) -> HttpResponse {
+pub(crate) fn error_redirect(
+    state: &AppState,
+    redirect_uri: &str,
+    st: Option<&str>,
+    err: &OAuthError,
+) -> HttpResponse {
     let parts = err.parts();
     let mut params = vec![("error", parts.code)];
     if let Some(d) = parts.description {
@@ -65,14 +80,29 @@ pub async fn authorize(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     // 1. The client, then the exact redirect URI. Nothing here redirects.
     let client_id = match q.one("client_id") {
         Ok(Some(c)) => c.to_string(),
-        Ok(None) => return page_error(StatusCode::BAD_REQUEST, "The request names no client (client_id is missing)."),
+        Ok(None) => {
+            return page_error(
+                StatusCode::BAD_REQUEST,
+                "The request names no client (client_id is missing).",
+            )
+        }
         Err(_) => return page_error(StatusCode::BAD_REQUEST, "client_id appears more than once."),
     };
     let client = match state.find_client(&client_id).await {
         Ok(Some(c)) => c,
-        Ok(None) => return page_error(StatusCode::BAD_REQUEST, "The application is not registered with this server."),
+        Ok(None) => {
+            return page_error(
+                StatusCode::BAD_REQUEST,
+                "The application is not registered with this server.",
+            )
+        }
         Err(OAuthError::InvalidClient(m)) => return page_error(StatusCode::BAD_REQUEST, &m),
-        Err(e) => return page_error(e.parts().status, "The server cannot check the application right now."),
+        Err(e) => {
+            return page_error(
+                e.parts().status,
+                "The server cannot check the application right now.",
+            )
+        }
     };
     let redirect = match q.one("redirect_uri") {
         Ok(Some(r)) => match redirect_uri::find_match(&client.metadata.redirect_uris, r) {
@@ -86,9 +116,19 @@ pub async fn authorize(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         },
         Ok(None) => match client.metadata.redirect_uris.as_slice() {
             [only] => only.clone(),
-            _ => return page_error(StatusCode::BAD_REQUEST, "redirect_uri is required for this application."),
+            _ => {
+                return page_error(
+                    StatusCode::BAD_REQUEST,
+                    "redirect_uri is required for this application.",
+                )
+            }
         },
-        Err(_) => return page_error(StatusCode::BAD_REQUEST, "redirect_uri appears more than once."),
+        Err(_) => {
+            return page_error(
+                StatusCode::BAD_REQUEST,
+                "redirect_uri appears more than once.",
+            )
+        }
     };
     let st = match q.one("state") {
         Ok(s) if s.is_none_or(|s| s.len() <= 2048) => s.map(str::to_string),
@@ -110,9 +150,19 @@ pub async fn authorize(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
                 code_challenge: challenge,
                 browser_hash: hash_secret(&browser),
                 exp: state.now() + state.config.session_timeout.as_secs(),
+                device: None,
             };
             let saved = match serde_json::to_vec(&ar) {
-                Ok(raw) => state.store.put(&authreq_key(&request_id), &raw, Some(state.config.session_timeout)).await,
+                Ok(raw) => {
+                    state
+                        .store
+                        .put(
+                            &authreq_key(&request_id),
+                            &raw,
+                            Some(state.config.session_timeout),
+                        )
+                        .await
+                }
                 Err(e) => return error_redirect(&state, &redirect, st.as_deref(), &internal(e)),
             };
             if let Err(e) = saved {
@@ -123,7 +173,8 @@ pub async fn authorize(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
                 _ => format!("/signin?req={request_id}"),
             };
             let mut resp = HttpResponse::Found();
-            resp.insert_header((header::LOCATION, next)).insert_header((header::CACHE_CONTROL, "no-store"));
+            resp.insert_header((header::LOCATION, next))
+                .insert_header((header::CACHE_CONTROL, "no-store"));
             if set_cookie {
                 set_browser_cookie(&mut resp, &state, &browser);
             }
@@ -134,21 +185,37 @@ pub async fn authorize(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
 }
 
 /// Everything after client and redirect URI: returns (scope, resources, code_challenge).
-fn validate_rest(state: &AppState, q: &Form, client: &ClientRecord) -> Result<(String, Vec<String>, String), OAuthError> {
+fn validate_rest(
+    state: &AppState,
+    q: &Form,
+    client: &ClientRecord,
+) -> Result<(String, Vec<String>, String), OAuthError> {
     match q.one("response_type")? {
         Some("code") => {}
-        Some(_) => return Err(OAuthError::UnsupportedResponseType("only response_type=code is supported".into())),
-        None => return Err(OAuthError::InvalidRequest("response_type is required".into())),
+        Some(_) => {
+            return Err(OAuthError::UnsupportedResponseType(
+                "only response_type=code is supported".into(),
+            ))
+        }
+        None => {
+            return Err(OAuthError::InvalidRequest(
+                "response_type is required".into(),
+            ))
+        }
     }
-    let challenge = q
-        .one("code_challenge")?
-        .ok_or_else(|| OAuthError::InvalidRequest("code_challenge is required (PKCE S256)".into()))?;
+    let challenge = q.one("code_challenge")?.ok_or_else(|| {
+        OAuthError::InvalidRequest("code_challenge is required (PKCE S256)".into())
+    })?;
     // RFC 7636 §4.3: an absent method means `plain`, which we do not accept.
     if q.one("code_challenge_method")? != Some("S256") {
-        return Err(OAuthError::InvalidRequest("code_challenge_method must be S256".into()));
+        return Err(OAuthError::InvalidRequest(
+            "code_challenge_method must be S256".into(),
+        ));
     }
     if !crate::pkce::valid_challenge(challenge) {
-        return Err(OAuthError::InvalidRequest("code_challenge is malformed".into()));
+        return Err(OAuthError::InvalidRequest(
+            "code_challenge is malformed".into(),
+        ));
     }
     let scope = resolve_scope(state, q.one("scope")?, client)?;
     let resources = resolve_resources(state, &q.all("resource"))?;
@@ -156,15 +223,25 @@ fn validate_rest(state: &AppState, q: &Form, client: &ClientRecord) -> Result<(S
 }
 
 /// Requested scopes, all supported; none or empty means the default (`mcp`).
-pub fn resolve_scope(state: &AppState, requested: Option<&str>, client: &ClientRecord) -> Result<String, OAuthError> {
+pub fn resolve_scope(
+    state: &AppState,
+    requested: Option<&str>,
+    client: &ClientRecord,
+) -> Result<String, OAuthError> {
     let requested = requested.map(str::trim).filter(|s| !s.is_empty());
     let Some(requested) = requested else {
-        return Ok(client.metadata.scope.clone().unwrap_or_else(|| state.config.default_scope.clone()));
+        return Ok(client
+            .metadata
+            .scope
+            .clone()
+            .unwrap_or_else(|| state.config.default_scope.clone()));
     };
     let mut out: Vec<&str> = Vec::new();
     for s in requested.split_ascii_whitespace() {
         if !is_scope_token(s) || !state.config.scopes_supported.iter().any(|x| x == s) {
-            return Err(OAuthError::InvalidScope(format!("scope {s} is not supported")));
+            return Err(OAuthError::InvalidScope(format!(
+                "scope {s} is not supported"
+            )));
         }
         if !out.contains(&s) {
             out.push(s);
@@ -176,18 +253,27 @@ pub fn resolve_scope(state: &AppState, requested: Option<&str>, client: &ClientR
 /// RFC 8707 §2: every `resource` must be a configured MCP service, byte for
 /// byte. Without one, the single configured service is meant; with several
 /// services the client must say which (a token for all would be too broad).
-pub fn resolve_resources(state: &AppState, requested: &[String]) -> Result<Vec<String>, OAuthError> {
+pub fn resolve_resources(
+    state: &AppState,
+    requested: &[String],
+) -> Result<Vec<String>, OAuthError> {
     if requested.is_empty() {
         return match state.config.services.as_slice() {
             [only] => Ok(vec![only.resource.clone()]),
-            [] => Err(OAuthError::InvalidTarget("no protected resource is configured".into())),
-            _ => Err(OAuthError::InvalidTarget("resource is required: this server protects several services".into())),
+            [] => Err(OAuthError::InvalidTarget(
+                "no protected resource is configured".into(),
+            )),
+            _ => Err(OAuthError::InvalidTarget(
+                "resource is required: this server protects several services".into(),
+            )),
         };
     }
     let mut out: Vec<String> = Vec::new();
     for r in requested {
         if state.config.service_by_resource(r).is_none() {
-            return Err(OAuthError::InvalidTarget(format!("{r} is not a resource this server issues tokens for")));
+            return Err(OAuthError::InvalidTarget(format!(
+                "{r} is not a resource this server issues tokens for"
+            )));
         }
         if !out.contains(r) {
             out.push(r.clone());
@@ -197,7 +283,11 @@ pub fn resolve_resources(state: &AppState, requested: &[String]) -> Result<Vec<S
 }
 
 /// A pending request that belongs to this browser.
-pub async fn load_request(req: &HttpRequest, state: &AppState, request_id: &str) -> Result<Option<(AuthRequest, Vec<u8>)>, OAuthError> {
+pub async fn load_request(
+    req: &HttpRequest,
+    state: &AppState,
+    request_id: &str,
+) -> Result<Option<(AuthRequest, Vec<u8>)>, OAuthError> {
     if request_id.is_empty() || request_id.len() > 64 {
         return Ok(None);
     }
@@ -206,7 +296,9 @@ pub async fn load_request(req: &HttpRequest, state: &AppState, request_id: &str)
     };
     let ar: AuthRequest = serde_json::from_slice(&raw).map_err(internal)?;
     let browser = browser_id(req).map(|b| hash_secret(&b)).unwrap_or_default();
-    if !gateway_common::crypto::ct_eq(browser.as_bytes(), ar.browser_hash.as_bytes()) || ar.exp <= state.now() {
+    if !gateway_common::crypto::ct_eq(browser.as_bytes(), ar.browser_hash.as_bytes())
+        || ar.exp <= state.now()
+    {
         return Ok(None);
     }
     Ok(Some((ar, raw)))
@@ -222,11 +314,19 @@ fn expired_page() -> HttpResponse {
 
 fn server_error_page(e: &OAuthError) -> HttpResponse {
     tracing::error!(error = %e, "authorization step failed");
-    html::error_page(e.parts().status, "Something went wrong", "The server could not complete this step. Try again.")
+    html::error_page(
+        e.parts().status,
+        "Something went wrong",
+        "The server could not complete this step. Try again.",
+    )
 }
 
 /// Issues the code for an approved request and redirects to the client (RFC 6749 §4.1.2).
-async fn issue_code(state: &AppState, ar: &AuthRequest, user: &crate::signin::Identity) -> HttpResponse {
+async fn issue_code(
+    state: &AppState,
+    ar: &AuthRequest,
+    user: &crate::signin::Identity,
+) -> HttpResponse {
     let code = random_token(32);
     let now = state.now();
     let rec = CodeRecord {
@@ -239,7 +339,15 @@ async fn issue_code(state: &AppState, ar: &AuthRequest, user: &crate::signin::Id
         exp: now + state.config.code_lifetime.as_secs(),
     };
     let saved = match serde_json::to_vec(&rec) {
-        Ok(raw) => state.store.put(&code_key(&hash_secret(&code)), &raw, Some(state.config.code_lifetime)).await.map_err(OAuthError::from),
+        Ok(raw) => state
+            .store
+            .put(
+                &code_key(&hash_secret(&code)),
+                &raw,
+                Some(state.config.code_lifetime),
+            )
+            .await
+            .map_err(OAuthError::from),
         Err(e) => Err(internal(e)),
     };
     if let Err(e) = saved {
@@ -255,7 +363,12 @@ async fn issue_code(state: &AppState, ar: &AuthRequest, user: &crate::signin::Id
 /// `GET /consent?req=…`: the consent page, or straight back to the client when
 /// this user already allowed this client these scopes and resources.
 pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let request_id = Form::from_bytes(req.query_string().as_bytes()).one("req").ok().flatten().unwrap_or("").to_string();
+    let request_id = Form::from_bytes(req.query_string().as_bytes())
+        .one("req")
+        .ok()
+        .flatten()
+        .unwrap_or("")
+        .to_string();
     let (ar, raw) = match load_request(&req, &state, &request_id).await {
         Ok(Some(x)) => x,
         Ok(None) => return expired_page(),
@@ -264,7 +377,9 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
     let session = match current_session(&req, &state).await {
         Ok(Some(s)) => s,
         Ok(None) => {
-            return HttpResponse::SeeOther().insert_header((header::LOCATION, format!("/signin?req={request_id}"))).finish()
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, format!("/signin?req={request_id}")))
+                .finish()
         }
         Err(e) => return server_error_page(&e),
     };
@@ -272,15 +387,26 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
         Ok(Some(c)) => c,
         Ok(None) | Err(_) => return expired_page(),
     };
-    let remembered = match state.store.get(&consent_key(&session.user.sub, &ar.client_id)).await {
+    let remembered = match state
+        .store
+        .get(&consent_key(&session.user.sub, &ar.client_id))
+        .await
+    {
         Ok(Some(raw)) => serde_json::from_slice::<ConsentRecord>(&raw).unwrap_or_default(),
         Ok(None) => ConsentRecord::default(),
         Err(e) => return server_error_page(&e.into()),
     };
     if remembered.covers(&ar.scope, &ar.resources) {
         // Single use: only the caller that takes the request issues its code.
-        return match state.store.compare_and_swap(&authreq_key(&request_id), &raw, None, None).await {
-            Ok(true) => issue_code(&state, &ar, &session.user).await,
+        return match state
+            .store
+            .compare_and_swap(&authreq_key(&request_id), &raw, None, None)
+            .await
+        {
+            Ok(true) => match &ar.device {
+                Some(device) => super::device::answer_device(&state, device, Some(&session.user)).await,
+                None => issue_code(&state, &ar, &session.user).await,
+            },
             Ok(false) => expired_page(),
             Err(e) => server_error_page(&e.into()),
         };
@@ -289,14 +415,18 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
         Ok(c) => c,
         Err(e) => return server_error_page(&e),
     };
-    let host = url::Url::parse(&ar.redirect_uri)
+    let host = if ar.device.is_some() {
+        "your device (no redirect)".to_string()
+    } else {
+        url::Url::parse(&ar.redirect_uri)
         .ok()
         .map(|u| match (u.host_str(), u.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
             (None, _) => format!("{}:", u.scheme()),
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+    };
     let scopes: Vec<&str> = ar.scope.split_ascii_whitespace().collect();
     let page = html::consent_page(&html::ConsentForm {
         request_id: &request_id,
@@ -308,12 +438,18 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
         resources: &ar.resources,
         user: &session.user.name,
     });
-    let targets: Vec<String> = html::redirect_target_source(&ar.redirect_uri).into_iter().collect();
+    let targets: Vec<String> = html::redirect_target_source(&ar.redirect_uri)
+        .into_iter()
+        .collect();
     html::respond(StatusCode::OK, page, &targets)
 }
 
 /// `POST /consent`: allow or deny.
-pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+pub async fn consent_submit(
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let form = Form::from_bytes(&body);
     let request_id = form.one("req").ok().flatten().unwrap_or("").to_string();
     let csrf = form.one("csrf").ok().flatten().unwrap_or("");
@@ -324,7 +460,13 @@ pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppS
     };
     match csrf_take(&state, csrf, &request_id, &ar.browser_hash, "consent").await {
         Ok(true) => {}
-        Ok(false) => return html::error_page(StatusCode::FORBIDDEN, "Form expired", "This form was already used or has expired. Start again from the application."),
+        Ok(false) => {
+            return html::error_page(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "This form was already used or has expired. Start again from the application.",
+            )
+        }
         Err(e) => return server_error_page(&e),
     }
     let session = match current_session(&req, &state).await {
@@ -333,13 +475,26 @@ pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppS
         Err(e) => return server_error_page(&e),
     };
     // Take the request atomically: one decision, one code.
-    match state.store.compare_and_swap(&authreq_key(&request_id), &raw, None, None).await {
+    match state
+        .store
+        .compare_and_swap(&authreq_key(&request_id), &raw, None, None)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => return expired_page(),
         Err(e) => return server_error_page(&e.into()),
     }
-    if form.one("decision").ok().flatten() != Some("allow") {
-        return error_redirect(&state, &ar.redirect_uri, ar.state.as_deref(), &OAuthError::AccessDenied("the user denied the request".into()));
+    let allowed = form.one("decision").ok().flatten() == Some("allow");
+    if let (Some(device), false) = (&ar.device, allowed) {
+        return super::device::answer_device(&state, device, None).await;
+    }
+    if !allowed {
+        return error_redirect(
+            &state,
+            &ar.redirect_uri,
+            ar.state.as_deref(),
+            &OAuthError::AccessDenied("the user denied the request".into()),
+        );
     }
     let key = consent_key(&session.user.sub, &ar.client_id);
     let mut consent = match state.store.get(&key).await {
@@ -362,5 +517,101 @@ pub async fn consent_submit(req: HttpRequest, body: Bytes, state: web::Data<AppS
             return server_error_page(&e.into());
         }
     }
-    issue_code(&state, &ar, &session.user).await
+    match &ar.device {
+        Some(device) => super::device::answer_device(&state, device, Some(&session.user)).await,
+        None => issue_code(&state, &ar, &session.user).await,
+    }
+}
+
+/// `GET /consent/revoke?client_id=…`: the signed-in user withdraws the consent
+/// remembered for one application (it is remembered until revoked).
+pub async fn consent_revoke_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let client_id = Form::from_bytes(req.query_string().as_bytes())
+        .one("client_id")
+        .ok()
+        .flatten()
+        .unwrap_or("")
+        .to_string();
+    let session = match current_session(&req, &state).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return html::error_page(
+                StatusCode::UNAUTHORIZED,
+                "Not signed in",
+                "Sign in through an application first, then come back to this page.",
+            )
+        }
+        Err(e) => return server_error_page(&e),
+    };
+    let Some(browser) = browser_id(&req) else {
+        return expired_page();
+    };
+    let name = match state.find_client(&client_id).await {
+        Ok(Some(c)) => c.display_name().to_string(),
+        _ => client_id.clone(),
+    };
+    let csrf = match csrf_issue(
+        &state,
+        &format!("revoke:{client_id}"),
+        &hash_secret(&browser),
+        "revoke-consent",
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return server_error_page(&e),
+    };
+    html::respond(
+        StatusCode::OK,
+        html::revoke_consent_page(&csrf, &client_id, &name, &session.user.name),
+        &[],
+    )
+}
+
+/// `POST /consent/revoke`: forgets the consent; the next authorization asks again.
+pub async fn consent_revoke(
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let form = Form::from_bytes(&body);
+    let client_id = form.one("client_id").ok().flatten().unwrap_or("").to_string();
+    let csrf = form.one("csrf").ok().flatten().unwrap_or("");
+    let browser = browser_id(&req).map(|b| hash_secret(&b)).unwrap_or_default();
+    match csrf_take(
+        &state,
+        csrf,
+        &format!("revoke:{client_id}"),
+        &browser,
+        "revoke-consent",
+    )
+    .await
+    {
+        Ok(true) => {}
+        Ok(false) => {
+            return html::error_page(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "This form was already used or has expired.",
+            )
+        }
+        Err(e) => return server_error_page(&e),
+    }
+    let session = match current_session(&req, &state).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return expired_page(),
+        Err(e) => return server_error_page(&e),
+    };
+    match state
+        .store
+        .delete(&consent_key(&session.user.sub, &client_id))
+        .await
+    {
+        Ok(_) => html::message_page(
+            StatusCode::OK,
+            "Access withdrawn",
+            "The application will ask for your permission again next time.",
+        ),
+        Err(e) => server_error_page(&e.into()),
+    }
 }

@@ -36,7 +36,9 @@ impl std::fmt::Debug for Presented {
 impl Presented {
     pub fn client_id(&self) -> &str {
         match self {
-            Presented::Basic { id, .. } | Presented::Post { id, .. } | Presented::IdOnly { id } => id,
+            Presented::Basic { id, .. } | Presented::Post { id, .. } | Presented::IdOnly { id } => {
+                id
+            }
         }
     }
 }
@@ -66,31 +68,45 @@ pub fn presented(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError
     let body_id = form.one("client_id")?;
     let body_secret = form.one("client_secret")?;
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
-        let auth = auth.to_str().map_err(|_| OAuthError::InvalidClient("malformed Authorization header".into()))?;
+        let auth = auth
+            .to_str()
+            .map_err(|_| OAuthError::InvalidClient("malformed Authorization header".into()))?;
         let (scheme, rest) = auth.split_once(' ').unwrap_or((auth, ""));
         if scheme.eq_ignore_ascii_case("basic") {
             if body_secret.is_some() {
-                return Err(OAuthError::InvalidRequest("use one client authentication method, not two".into()));
+                return Err(OAuthError::InvalidRequest(
+                    "use one client authentication method, not two".into(),
+                ));
             }
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(rest.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
                 .ok_or_else(|| OAuthError::InvalidClient("malformed Basic credentials".into()))?;
-            let (id, secret) =
-                decoded.split_once(':').ok_or_else(|| OAuthError::InvalidClient("malformed Basic credentials".into()))?;
-            let id = pct_decode(id).ok_or_else(|| OAuthError::InvalidClient("malformed Basic credentials".into()))?;
-            let secret = pct_decode(secret).ok_or_else(|| OAuthError::InvalidClient("malformed Basic credentials".into()))?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| OAuthError::InvalidClient("malformed Basic credentials".into()))?;
+            let id = pct_decode(id)
+                .ok_or_else(|| OAuthError::InvalidClient("malformed Basic credentials".into()))?;
+            let secret = pct_decode(secret)
+                .ok_or_else(|| OAuthError::InvalidClient("malformed Basic credentials".into()))?;
             if body_id.is_some_and(|b| b != id) {
-                return Err(OAuthError::InvalidClient("client_id differs from the authenticated client".into()));
+                return Err(OAuthError::InvalidClient(
+                    "client_id differs from the authenticated client".into(),
+                ));
             }
             return Ok(Presented::Basic { id, secret });
         }
     }
     match (body_id, body_secret) {
-        (Some(id), Some(secret)) => Ok(Presented::Post { id: id.to_string(), secret: secret.to_string() }),
+        (Some(id), Some(secret)) => Ok(Presented::Post {
+            id: id.to_string(),
+            secret: secret.to_string(),
+        }),
         (Some(id), None) => Ok(Presented::IdOnly { id: id.to_string() }),
-        (None, _) => Err(OAuthError::InvalidClient("client authentication is required".into())),
+        (None, _) => Err(OAuthError::InvalidClient(
+            "client authentication is required".into(),
+        )),
     }
 }
 
@@ -103,7 +119,12 @@ pub enum Public {
     Refuse,
 }
 
-pub async fn authenticate(s: &Inner, req: &HttpRequest, form: &Form, public: Public) -> Result<ClientRecord, OAuthError> {
+pub async fn authenticate(
+    s: &Inner,
+    req: &HttpRequest,
+    form: &Form,
+    public: Public,
+) -> Result<ClientRecord, OAuthError> {
     let creds = presented(req, form)?;
     let client = s
         .find_client(creds.client_id())
@@ -116,11 +137,15 @@ pub async fn authenticate(s: &Inner, req: &HttpRequest, form: &Form, public: Pub
         (AuthMethod::None, Presented::IdOnly { .. }) => {
             return match public {
                 Public::Identify => Ok(client),
-                Public::Refuse => Err(OAuthError::InvalidClient("public clients cannot authenticate here".into())),
+                Public::Refuse => Err(OAuthError::InvalidClient(
+                    "public clients cannot authenticate here".into(),
+                )),
             }
         }
         (AuthMethod::None, Presented::Basic { .. } | Presented::Post { .. }) => {
-            return Err(OAuthError::InvalidClient("this client has no secret (token_endpoint_auth_method none)".into()))
+            return Err(OAuthError::InvalidClient(
+                "this client has no secret (token_endpoint_auth_method none)".into(),
+            ))
         }
         (AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost, _) => {
             return Err(OAuthError::InvalidClient(format!(
@@ -134,7 +159,9 @@ pub async fn authenticate(s: &Inner, req: &HttpRequest, form: &Form, public: Pub
         .as_deref()
         .is_some_and(|h| gateway_common::crypto::verify_secret(secret, h));
     if !ok {
-        return Err(OAuthError::InvalidClient("client authentication failed".into()));
+        return Err(OAuthError::InvalidClient(
+            "client authentication failed".into(),
+        ));
     }
     Ok(client)
 }
@@ -145,26 +172,55 @@ mod tests {
     use actix_web::test::TestRequest;
 
     fn basic(id: &str, secret: &str) -> String {
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+        )
     }
 
     #[test]
     fn basic_header_alone_is_enough() {
-        let req = TestRequest::default().insert_header((header::AUTHORIZATION, basic("c1", "s%2B1"))).to_http_request();
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, basic("c1", "s%2B1")))
+            .to_http_request();
         let p = presented(&req, &Form::from_bytes(b"grant_type=x")).unwrap();
-        assert_eq!(p, Presented::Basic { id: "c1".into(), secret: "s+1".into() });
+        assert_eq!(
+            p,
+            Presented::Basic {
+                id: "c1".into(),
+                secret: "s+1".into()
+            }
+        );
     }
 
     #[test]
     fn two_methods_or_a_mismatched_id_are_refused() {
-        let req = TestRequest::default().insert_header((header::AUTHORIZATION, basic("c1", "s"))).to_http_request();
-        assert_eq!(presented(&req, &Form::from_bytes(b"client_secret=s")).unwrap_err().code(), "invalid_request");
-        assert_eq!(presented(&req, &Form::from_bytes(b"client_id=c2")).unwrap_err().code(), "invalid_client");
+        let req = TestRequest::default()
+            .insert_header((header::AUTHORIZATION, basic("c1", "s")))
+            .to_http_request();
+        assert_eq!(
+            presented(&req, &Form::from_bytes(b"client_secret=s"))
+                .unwrap_err()
+                .code(),
+            "invalid_request"
+        );
+        assert_eq!(
+            presented(&req, &Form::from_bytes(b"client_id=c2"))
+                .unwrap_err()
+                .code(),
+            "invalid_client"
+        );
         let bare = TestRequest::default().to_http_request();
-        assert_eq!(presented(&bare, &Form::from_bytes(b"")).unwrap_err().code(), "invalid_client");
+        assert_eq!(
+            presented(&bare, &Form::from_bytes(b"")).unwrap_err().code(),
+            "invalid_client"
+        );
         assert_eq!(
             presented(&bare, &Form::from_bytes(b"client_id=c&client_secret=s")).unwrap(),
-            Presented::Post { id: "c".into(), secret: "s".into() }
+            Presented::Post {
+                id: "c".into(),
+                secret: "s".into()
+            }
         );
     }
 }

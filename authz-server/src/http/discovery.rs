@@ -21,6 +21,8 @@ pub fn metadata(state: &AppState) -> serde_json::Value {
         "revocation_endpoint": format!("{iss}/revoke"),
         "introspection_endpoint": format!("{iss}/introspect"),
         "jwks_uri": format!("{iss}/jwks"),
+        // RFC 8628 §4.
+        "device_authorization_endpoint": format!("{iss}/device_authorization"),
         "scopes_supported": state.config.scopes_supported,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
@@ -44,7 +46,10 @@ fn issuer_path(state: &AppState) -> String {
 /// `/.well-known/oauth-authorization-server[/<issuer path>]` and the OpenID
 /// forms. RFC 8414 §3.3: the metadata `issuer` must equal the issuer the URL
 /// was built from, so a suffix that is not our issuer's path is 404.
-pub async fn authorization_server_metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn authorization_server_metadata(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let tail = req.match_info().get("tail").unwrap_or("").trim_matches('/');
     if tail != issuer_path(&state) {
         return super::not_found().await;
@@ -57,10 +62,16 @@ pub async fn authorization_server_metadata(req: HttpRequest, state: web::Data<Ap
 /// Picks the service a PRM request is about: by the resource's host (as the
 /// request was addressed, RFC 9728 §3.1) and the path after the well-known
 /// prefix; a single configured service answers the bare well-known URL on any host.
-pub fn select_service<'a>(services: &'a [Service], host: Option<&str>, tail: &str) -> Option<&'a Service> {
+pub fn select_service<'a>(
+    services: &'a [Service],
+    host: Option<&str>,
+    tail: &str,
+) -> Option<&'a Service> {
     let tail = tail.trim_start_matches('/');
-    let parsed: Vec<(&Service, url::Url)> =
-        services.iter().filter_map(|s| url::Url::parse(&s.resource).ok().map(|u| (s, u))).collect();
+    let parsed: Vec<(&Service, url::Url)> = services
+        .iter()
+        .filter_map(|s| url::Url::parse(&s.resource).ok().map(|u| (s, u)))
+        .collect();
     let authority = |u: &url::Url| match u.port() {
         Some(p) => format!("{}:{p}", u.host_str().unwrap_or("")),
         None => u.host_str().unwrap_or("").to_string(),
@@ -68,12 +79,18 @@ pub fn select_service<'a>(services: &'a [Service], host: Option<&str>, tail: &st
     let path_of = |u: &url::Url| u.path().trim_start_matches('/').to_string();
     // Host and path both match.
     if let Some(host) = host {
-        if let Some((s, _)) = parsed.iter().find(|(_, u)| authority(u).eq_ignore_ascii_case(host) && path_of(u) == tail) {
+        if let Some((s, _)) = parsed
+            .iter()
+            .find(|(_, u)| authority(u).eq_ignore_ascii_case(host) && path_of(u) == tail)
+        {
             return Some(s);
         }
         // The bare form on a service host with a single service there.
         if tail.is_empty() {
-            let on_host: Vec<_> = parsed.iter().filter(|(_, u)| authority(u).eq_ignore_ascii_case(host)).collect();
+            let on_host: Vec<_> = parsed
+                .iter()
+                .filter(|(_, u)| authority(u).eq_ignore_ascii_case(host))
+                .collect();
             if let [(s, _)] = on_host.as_slice() {
                 return Some(s);
             }
@@ -91,19 +108,24 @@ pub fn select_service<'a>(services: &'a [Service], host: Option<&str>, tail: &st
 }
 
 /// RFC 9728 §3.2 protected resource metadata.
-pub async fn protected_resource_metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn protected_resource_metadata(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let tail = req.match_info().get("tail").unwrap_or("");
     let host = request_host(&req, &state);
     let Some(service) = select_service(&state.config.services, host.as_deref(), tail) else {
         return super::not_found().await;
     };
-    HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "public, max-age=300")).json(json!({
-        "resource": service.resource,
-        "authorization_servers": [state.config.issuer],
-        "scopes_supported": state.config.scopes_supported,
-        "bearer_methods_supported": ["header"],
-        "resource_name": service.name,
-    }))
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(json!({
+            "resource": service.resource,
+            "authorization_servers": [state.config.issuer],
+            "scopes_supported": state.config.scopes_supported,
+            "bearer_methods_supported": ["header"],
+            "resource_name": service.name,
+        }))
 }
 
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {
@@ -117,22 +139,61 @@ mod tests {
     use super::*;
 
     fn svc(name: &str, resource: &str) -> Service {
-        Service { name: name.into(), resource: resource.into() }
+        Service {
+            name: name.into(),
+            resource: resource.into(),
+        }
     }
 
     #[test]
     fn service_is_chosen_by_host_and_path() {
-        let services = vec![svc("echo", "https://echo.example.com/mcp"), svc("time", "https://time.example.com/mcp")];
-        assert_eq!(select_service(&services, Some("echo.example.com"), "mcp").unwrap().name, "echo");
-        assert_eq!(select_service(&services, Some("time.example.com"), "/mcp").unwrap().name, "time");
-        assert_eq!(select_service(&services, Some("time.example.com"), "").unwrap().name, "time");
+        let services = vec![
+            svc("echo", "https://echo.example.com/mcp"),
+            svc("time", "https://time.example.com/mcp"),
+        ];
+        assert_eq!(
+            select_service(&services, Some("echo.example.com"), "mcp")
+                .unwrap()
+                .name,
+            "echo"
+        );
+        assert_eq!(
+            select_service(&services, Some("time.example.com"), "/mcp")
+                .unwrap()
+                .name,
+            "time"
+        );
+        assert_eq!(
+            select_service(&services, Some("time.example.com"), "")
+                .unwrap()
+                .name,
+            "time"
+        );
         assert!(select_service(&services, Some("auth.example.com"), "mcp").is_none());
         let one = vec![svc("echo", "https://echo.example.com/mcp")];
-        assert_eq!(select_service(&one, Some("auth.example.com"), "").unwrap().name, "echo");
-        assert_eq!(select_service(&one, Some("127.0.0.1:8000"), "mcp").unwrap().name, "echo");
+        assert_eq!(
+            select_service(&one, Some("auth.example.com"), "")
+                .unwrap()
+                .name,
+            "echo"
+        );
+        assert_eq!(
+            select_service(&one, Some("127.0.0.1:8000"), "mcp")
+                .unwrap()
+                .name,
+            "echo"
+        );
         assert!(select_service(&one, Some("auth.example.com"), "other").is_none());
-        let paths = vec![svc("a", "https://h.example.com/a/mcp"), svc("b", "https://h.example.com/b/mcp")];
-        assert_eq!(select_service(&paths, Some("h.example.com"), "b/mcp").unwrap().name, "b");
+        let paths = vec![
+            svc("a", "https://h.example.com/a/mcp"),
+            svc("b", "https://h.example.com/b/mcp"),
+        ];
+        assert_eq!(
+            select_service(&paths, Some("h.example.com"), "b/mcp")
+                .unwrap()
+                .name,
+            "b"
+        );
         assert!(select_service(&paths, Some("h.example.com"), "").is_none());
     }
 }

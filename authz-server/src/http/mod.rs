@@ -3,11 +3,13 @@
 
 pub mod authorize;
 pub mod client_auth;
+pub mod device;
 pub mod discovery;
 pub mod health;
 pub mod register;
 pub mod revoke;
 pub mod signin;
+pub mod signin_upstream;
 pub mod token;
 
 use actix_cors::Cors;
@@ -23,22 +25,39 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .app_data(web::PayloadConfig::new(64 * 1024))
         // Discovery (RFC 8414, OpenID Connect Discovery, RFC 9728); browsers read these cross-origin.
         .service(
-            web::resource(["/.well-known/oauth-authorization-server", "/.well-known/oauth-authorization-server/{tail:.*}"])
-                .wrap(cors())
-                .route(web::get().to(discovery::authorization_server_metadata)),
+            web::resource([
+                "/.well-known/oauth-authorization-server",
+                "/.well-known/oauth-authorization-server/{tail:.*}",
+            ])
+            .wrap(cors())
+            .route(web::get().to(discovery::authorization_server_metadata)),
         )
         .service(
-            web::resource(["/.well-known/openid-configuration", "/.well-known/openid-configuration/{tail:.*}"])
-                .wrap(cors())
-                .route(web::get().to(discovery::authorization_server_metadata)),
+            web::resource([
+                "/.well-known/openid-configuration",
+                "/.well-known/openid-configuration/{tail:.*}",
+            ])
+            .wrap(cors())
+            .route(web::get().to(discovery::authorization_server_metadata)),
         )
         .service(
-            web::resource(["/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/{tail:.*}"])
-                .wrap(cors())
-                .route(web::get().to(discovery::protected_resource_metadata)),
+            web::resource([
+                "/.well-known/oauth-protected-resource",
+                "/.well-known/oauth-protected-resource/{tail:.*}",
+            ])
+            .wrap(cors())
+            .route(web::get().to(discovery::protected_resource_metadata)),
         )
-        .service(web::resource(["/jwks", "/.well-known/jwks.json"]).wrap(cors()).route(web::get().to(discovery::jwks)))
-        .service(web::resource("/register").wrap(cors()).route(web::post().to(register::register)))
+        .service(
+            web::resource(["/jwks", "/.well-known/jwks.json"])
+                .wrap(cors())
+                .route(web::get().to(discovery::jwks)),
+        )
+        .service(
+            web::resource("/register")
+                .wrap(cors())
+                .route(web::post().to(register::register)),
+        )
         .service(
             web::resource("/register/{client_id}")
                 .wrap(cors())
@@ -53,12 +72,39 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .route(web::post().to(signin::signin_submit)),
         )
         .service(
+            web::resource("/callback/{idp}").route(web::get().to(signin_upstream::callback)),
+        )
+        // RFC 8628: device authorization and the user-code page.
+        .service(
+            web::resource("/device_authorization")
+                .wrap(cors())
+                .route(web::post().to(device::device_authorization)),
+        )
+        .service(
+            web::resource("/device")
+                .route(web::get().to(device::device_form))
+                .route(web::post().to(device::device_submit)),
+        )
+        .service(
+            web::resource("/consent/revoke")
+                .route(web::get().to(authorize::consent_revoke_form))
+                .route(web::post().to(authorize::consent_revoke)),
+        )
+        .service(
             web::resource("/consent")
                 .route(web::get().to(authorize::consent_form))
                 .route(web::post().to(authorize::consent_submit)),
         )
-        .service(web::resource("/token").wrap(cors()).route(web::post().to(token::token)))
-        .service(web::resource("/revoke").wrap(cors()).route(web::post().to(revoke::revoke)))
+        .service(
+            web::resource("/token")
+                .wrap(cors())
+                .route(web::post().to(token::token)),
+        )
+        .service(
+            web::resource("/revoke")
+                .wrap(cors())
+                .route(web::post().to(revoke::revoke)),
+        )
         .service(web::resource("/introspect").route(web::post().to(revoke::introspect)))
         .service(web::resource("/revocations").route(web::get().to(revoke::snapshot)))
         .service(web::resource("/revocations/stream").route(web::get().to(revoke::stream)))
@@ -92,7 +138,11 @@ pub struct Form {
 
 impl Form {
     pub fn parse(req: &HttpRequest, body: &[u8]) -> Result<Self, OAuthError> {
-        let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let mime = ct.split(';').next().unwrap_or("").trim();
         if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
             return Err(OAuthError::InvalidRequest(
@@ -103,15 +153,23 @@ impl Form {
     }
 
     pub fn from_bytes(body: &[u8]) -> Self {
-        Self { pairs: url::form_urlencoded::parse(body).into_owned().collect() }
+        Self {
+            pairs: url::form_urlencoded::parse(body).into_owned().collect(),
+        }
     }
 
     /// A parameter that may appear at most once (RFC 6749 §3.1, §3.2); empty counts as absent.
     pub fn one(&self, name: &str) -> Result<Option<&str>, OAuthError> {
-        let mut found = self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let mut found = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
         let first = found.next();
         if found.next().is_some() {
-            return Err(OAuthError::InvalidRequest(format!("{name} appears more than once")));
+            return Err(OAuthError::InvalidRequest(format!(
+                "{name} appears more than once"
+            )));
         }
         Ok(first.filter(|v| !v.is_empty()))
     }
@@ -122,11 +180,16 @@ impl Form {
     }
 
     pub fn all(&self, name: &str) -> Vec<String> {
-        self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     pub fn required(&self, name: &str) -> Result<&str, OAuthError> {
-        self.one(name)?.ok_or_else(|| OAuthError::InvalidRequest(format!("{name} is required")))
+        self.one(name)?
+            .ok_or_else(|| OAuthError::InvalidRequest(format!("{name} is required")))
     }
 }
 
@@ -134,15 +197,25 @@ impl Form {
 pub fn request_host(req: &HttpRequest, state: &AppState) -> Option<String> {
     let peer = req.peer_addr().map(|a| a.ip());
     if state.config.trusted_proxies.trusts(peer) {
-        if let Some(h) = req.headers().get("x-forwarded-host").and_then(|v| v.to_str().ok()) {
+        if let Some(h) = req
+            .headers()
+            .get("x-forwarded-host")
+            .and_then(|v| v.to_str().ok())
+        {
             return h.split(',').next().map(|h| h.trim().to_ascii_lowercase());
         }
     }
-    req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).map(|h| h.trim().to_ascii_lowercase())
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(|h| h.trim().to_ascii_lowercase())
 }
 
 /// JSON with `Cache-Control: no-store` (RFC 6749 §5.1).
-pub fn no_store_json(status: actix_web::http::StatusCode, body: &impl serde::Serialize) -> HttpResponse {
+pub fn no_store_json(
+    status: actix_web::http::StatusCode,
+    body: &impl serde::Serialize,
+) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))

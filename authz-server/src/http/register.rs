@@ -26,14 +26,29 @@ fn internal(e: impl std::fmt::Display) -> OAuthError {
 }
 
 fn parse_json(req: &HttpRequest, body: &Bytes) -> Result<serde_json::Value, OAuthError> {
-    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
-        return Err(OAuthError::InvalidClientMetadata("the body must be application/json".into()));
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(OAuthError::InvalidClientMetadata(
+            "the body must be application/json".into(),
+        ));
     }
     if body.len() > MAX_BODY {
-        return Err(OAuthError::InvalidClientMetadata("the body is too large".into()));
+        return Err(OAuthError::InvalidClientMetadata(
+            "the body is too large".into(),
+        ));
     }
-    serde_json::from_slice(body).map_err(|_| OAuthError::InvalidClientMetadata("the body is not valid JSON".into()))
+    serde_json::from_slice(body)
+        .map_err(|_| OAuthError::InvalidClientMetadata("the body is not valid JSON".into()))
 }
 
 fn client_uri(state: &AppState, client_id: &str) -> String {
@@ -41,16 +56,24 @@ fn client_uri(state: &AppState, client_id: &str) -> String {
 }
 
 fn ttl(state: &AppState, rec: &ClientRecord) -> Option<Duration> {
-    rec.expires_at.map(|e| Duration::from_secs(e.saturating_sub(state.now()).max(1)))
+    rec.expires_at
+        .map(|e| Duration::from_secs(e.saturating_sub(state.now()).max(1)))
 }
 
 /// `POST /register` (RFC 7591 §3.1): 201 with the client information response.
-pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+pub async fn register(
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
     let value = parse_json(&req, &body)?;
     let metadata = validate_metadata(&value, &state.config.scopes_supported)?;
     let now = state.now();
     let client_id = uuid::Uuid::new_v4().to_string();
-    let secret = metadata.token_endpoint_auth_method.is_confidential().then(|| random_token(32));
+    let secret = metadata
+        .token_endpoint_auth_method
+        .is_confidential()
+        .then(|| random_token(32));
     let registration_token = random_token(32);
     let rec = ClientRecord {
         client_id: client_id.clone(),
@@ -62,28 +85,55 @@ pub async fn register(req: HttpRequest, body: Bytes, state: web::Data<AppState>)
         metadata,
     };
     let raw = serde_json::to_vec(&rec).map_err(internal)?;
-    state.store.put(&client_key(&client_id), &raw, ttl(&state, &rec)).await?;
+    state
+        .store
+        .put(&client_key(&client_id), &raw, ttl(&state, &rec))
+        .await?;
     state.metrics.registrations.inc();
     tracing::info!(client_id = %client_id, method = rec.metadata.token_endpoint_auth_method.as_str(), "client registered");
-    let body = information_response(&rec, secret.as_deref(), Some(&registration_token), &client_uri(&state, &client_id));
+    let body = information_response(
+        &rec,
+        secret.as_deref(),
+        Some(&registration_token),
+        &client_uri(&state, &client_id),
+    );
     Ok(no_store_json(StatusCode::CREATED, &body))
 }
 
 /// The client a registration access token manages (RFC 7592 §2), with its stored bytes.
-async fn authorized(req: &HttpRequest, state: &AppState) -> Result<(ClientRecord, Vec<u8>), OAuthError> {
+async fn authorized(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<(ClientRecord, Vec<u8>), OAuthError> {
     let client_id = req.match_info().get("client_id").unwrap_or("");
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
-        .ok_or_else(|| OAuthError::InvalidToken("a registration access token is required".into()))?;
+        .ok_or_else(|| {
+            OAuthError::InvalidToken("a registration access token is required".into())
+        })?;
     // RFC 7592 §2: an unknown client and a wrong token look the same (401), so ids cannot be probed.
-    let denied = || OAuthError::InvalidToken("the registration access token is not valid for this client".into());
-    let raw = state.store.get(&client_key(client_id)).await?.ok_or_else(denied)?;
+    let denied = || {
+        OAuthError::InvalidToken(
+            "the registration access token is not valid for this client".into(),
+        )
+    };
+    let raw = state
+        .store
+        .get(&client_key(client_id))
+        .await?
+        .ok_or_else(denied)?;
     let rec: ClientRecord = serde_json::from_slice(&raw).map_err(internal)?;
-    let ok = rec.registration_token_hash.as_deref().is_some_and(|h| verify_secret(token, h));
+    let ok = rec
+        .registration_token_hash
+        .as_deref()
+        .is_some_and(|h| verify_secret(token, h));
     if !ok || rec.expires_at.is_some_and(|e| e <= state.now()) {
         return Err(denied());
     }
@@ -91,35 +141,70 @@ async fn authorized(req: &HttpRequest, state: &AppState) -> Result<(ClientRecord
 }
 
 /// Stores `rec` with a fresh registration access token, if the stored record is still `old_raw`.
-async fn save_rotated(state: &AppState, mut rec: ClientRecord, old_raw: &[u8]) -> Result<(ClientRecord, String), OAuthError> {
+async fn save_rotated(
+    state: &AppState,
+    mut rec: ClientRecord,
+    old_raw: &[u8],
+) -> Result<(ClientRecord, String), OAuthError> {
     let token = random_token(32);
     rec.registration_token_hash = Some(hash_secret(&token));
     let raw = serde_json::to_vec(&rec).map_err(internal)?;
-    if !state.store.compare_and_swap(&client_key(&rec.client_id), old_raw, Some(&raw), ttl(state, &rec)).await? {
-        return Err(OAuthError::InvalidToken("the registration changed concurrently; use the newest token".into()));
+    if !state
+        .store
+        .compare_and_swap(
+            &client_key(&rec.client_id),
+            old_raw,
+            Some(&raw),
+            ttl(state, &rec),
+        )
+        .await?
+    {
+        return Err(OAuthError::InvalidToken(
+            "the registration changed concurrently; use the newest token".into(),
+        ));
     }
     Ok((rec, token))
 }
 
 /// `GET /register/{client_id}` (RFC 7592 §2.1).
-pub async fn read(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+pub async fn read(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
     let (rec, raw) = authorized(&req, &state).await?;
     let (rec, token) = save_rotated(&state, rec, &raw).await?;
-    let body = information_response(&rec, None, Some(&token), &client_uri(&state, &rec.client_id));
+    let body = information_response(
+        &rec,
+        None,
+        Some(&token),
+        &client_uri(&state, &rec.client_id),
+    );
     Ok(no_store_json(StatusCode::OK, &body))
 }
 
 /// `PUT /register/{client_id}` (RFC 7592 §2.2): replaces the metadata.
-pub async fn update(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+pub async fn update(
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
     let (rec, raw) = authorized(&req, &state).await?;
     let value = parse_json(&req, &body)?;
     if value.get("client_id").and_then(|v| v.as_str()) != Some(rec.client_id.as_str()) {
-        return Err(OAuthError::InvalidRequest("client_id in the body must equal the client being updated".into()));
+        return Err(OAuthError::InvalidRequest(
+            "client_id in the body must equal the client being updated".into(),
+        ));
     }
     if let Some(sent) = value.get("client_secret").and_then(|v| v.as_str()) {
         // RFC 7592 §2.2: a secret in the body must be the current one.
-        if !rec.secret_hash.as_deref().is_some_and(|h| verify_secret(sent, h)) {
-            return Err(OAuthError::InvalidRequest("client_secret does not match".into()));
+        if !rec
+            .secret_hash
+            .as_deref()
+            .is_some_and(|h| verify_secret(sent, h))
+        {
+            return Err(OAuthError::InvalidRequest(
+                "client_secret does not match".into(),
+            ));
         }
     }
     let metadata = validate_metadata(&value, &state.config.scopes_supported)?;
@@ -135,14 +220,27 @@ pub async fn update(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -
         (None, false) => None,
     };
     let (next, token) = save_rotated(&state, next, &raw).await?;
-    let body = information_response(&next, new_secret.as_deref(), Some(&token), &client_uri(&state, &next.client_id));
+    let body = information_response(
+        &next,
+        new_secret.as_deref(),
+        Some(&token),
+        &client_uri(&state, &next.client_id),
+    );
     Ok(no_store_json(StatusCode::OK, &body))
 }
 
 /// `DELETE /register/{client_id}` (RFC 7592 §2.3): 204; its tokens can no longer be refreshed.
-pub async fn delete(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+pub async fn delete(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
     let (rec, raw) = authorized(&req, &state).await?;
-    state.store.compare_and_swap(&client_key(&rec.client_id), &raw, None, None).await?;
+    state
+        .store
+        .compare_and_swap(&client_key(&rec.client_id), &raw, None, None)
+        .await?;
     tracing::info!(client_id = %rec.client_id, "client deleted");
-    Ok(HttpResponse::NoContent().insert_header((header::CACHE_CONTROL, "no-store")).finish())
+    Ok(HttpResponse::NoContent()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
 }

@@ -21,7 +21,10 @@ use crate::state::AppState;
 use crate::token::split_refresh_token;
 
 /// A refresh family, if `token` is one of its tokens (current or rotated).
-async fn find_family(state: &AppState, token: &str) -> Result<Option<(RefreshFamily, bool)>, OAuthError> {
+async fn find_family(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<(RefreshFamily, bool)>, OAuthError> {
     let Some((family_id, _)) = split_refresh_token(token) else {
         return Ok(None);
     };
@@ -37,12 +40,17 @@ async fn find_family(state: &AppState, token: &str) -> Result<Option<(RefreshFam
 
 /// `POST /revoke`. 200 for unknown or expired tokens (RFC 7009 §2.2); a token
 /// issued to another client is refused (§2.1) and stays valid.
-pub async fn revoke(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+pub async fn revoke(
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
     let form = Form::parse(&req, &body)?;
     let client = authenticate(&state, &req, &form, Public::Identify).await?;
     let token = form.required("token")?;
     let _hint = form.one("token_type_hint")?;
-    let foreign = || OAuthError::UnauthorizedClient("the token was not issued to this client".into());
+    let foreign =
+        || OAuthError::UnauthorizedClient("the token was not issued to this client".into());
     if let Some(claims) = state.keys.verify(token) {
         if claims.client_id != client.client_id {
             return Err(foreign());
@@ -55,16 +63,26 @@ pub async fn revoke(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -
         // RFC 7009 §2.1: revoking a refresh token also revokes the access tokens of its grant.
         issue::revoke_family(&state, &family.family_id).await?;
     }
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).finish())
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
 }
 
 /// `POST /introspect`. Callers authenticate; they see their own tokens, or any
 /// token when listed in `INTROSPECTION_CLIENTS` (resource servers).
-pub async fn introspect(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+pub async fn introspect(
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
     let form = Form::parse(&req, &body)?;
     let caller = authenticate(&state, &req, &form, Public::Refuse).await?;
     let token = form.required("token")?;
-    let privileged = state.config.introspection_clients.iter().any(|c| c == &caller.client_id);
+    let privileged = state
+        .config
+        .introspection_clients
+        .iter()
+        .any(|c| c == &caller.client_id);
     let inactive = || no_store_json(StatusCode::OK, &json!({"active": false}));
     let now = state.now();
     if let Some(claims) = state.keys.verify(token) {
@@ -125,7 +143,10 @@ pub async fn snapshot(state: web::Data<AppState>) -> Result<HttpResponse, OAuthE
             }
         }
     }
-    Ok(no_store_json(StatusCode::OK, &RevocationSnapshot { revoked }))
+    Ok(no_store_json(
+        StatusCode::OK,
+        &RevocationSnapshot { revoked },
+    ))
 }
 
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -138,7 +159,9 @@ pub async fn stream(state: web::Data<AppState>) -> HttpResponse {
         // A lagging consumer misses events; it re-reads the snapshot on reconnect.
         let ev = ev.ok()?;
         let json = serde_json::to_string(&ev).ok()?;
-        Some(Ok::<_, actix_web::Error>(Bytes::from(format!("data: {json}\n\n"))))
+        Some(Ok::<_, actix_web::Error>(Bytes::from(format!(
+            "data: {json}\n\n"
+        ))))
     });
     let mut tick = tokio::time::interval(KEEPALIVE);
     tick.reset();

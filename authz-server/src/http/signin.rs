@@ -42,12 +42,19 @@ fn build_cookie(state: &AppState, base: &str, value: &str) -> Cookie<'static> {
 }
 
 fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
-    req.cookie(name).map(|c| c.value().to_string()).filter(|v| !v.is_empty() && v.len() <= 128)
+    req.cookie(name)
+        .map(|c| c.value().to_string())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
 }
 
 /// The random id of this browser (binds pending requests and CSRF tokens to it).
 pub fn browser_id(req: &HttpRequest) -> Option<String> {
-    cookie_value(req, BROWSER_COOKIE).or_else(|| cookie_value(req, &format!("__Host-{BROWSER_COOKIE}")))
+    cookie_value(req, BROWSER_COOKIE)
+        .or_else(|| cookie_value(req, &format!("__Host-{BROWSER_COOKIE}")))
+}
+
+pub fn browser_cookie(state: &AppState, value: &str) -> Cookie<'static> {
+    build_cookie(state, BROWSER_COOKIE, value)
 }
 
 pub fn set_browser_cookie(resp: &mut HttpResponseBuilder, state: &AppState, value: &str) {
@@ -55,28 +62,54 @@ pub fn set_browser_cookie(resp: &mut HttpResponseBuilder, state: &AppState, valu
 }
 
 /// The signed-in user of this browser, if the session is live.
-pub async fn current_session(req: &HttpRequest, state: &AppState) -> Result<Option<SessionRecord>, OAuthError> {
+pub async fn current_session(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<SessionRecord>, OAuthError> {
     let Some(sid) = cookie_value(req, &cookie_name(state, SESSION_COOKIE)) else {
         return Ok(None);
     };
     let Some(raw) = state.store.get(&session_key(&hash_secret(&sid))).await? else {
         return Ok(None);
     };
-    let rec: SessionRecord = serde_json::from_slice(&raw).map_err(|e| OAuthError::Internal(e.to_string()))?;
+    let rec: SessionRecord =
+        serde_json::from_slice(&raw).map_err(|e| OAuthError::Internal(e.to_string()))?;
     Ok((rec.exp > state.now()).then_some(rec))
 }
 
 /// A fresh single-use form token for `purpose` on request `request_id`.
-pub async fn csrf_issue(state: &AppState, request_id: &str, browser_hash: &str, purpose: &str) -> Result<String, OAuthError> {
+pub async fn csrf_issue(
+    state: &AppState,
+    request_id: &str,
+    browser_hash: &str,
+    purpose: &str,
+) -> Result<String, OAuthError> {
     let token = random_token(24);
-    let rec = CsrfRecord { request_id: request_id.to_string(), browser_hash: browser_hash.to_string(), purpose: purpose.to_string() };
+    let rec = CsrfRecord {
+        request_id: request_id.to_string(),
+        browser_hash: browser_hash.to_string(),
+        purpose: purpose.to_string(),
+    };
     let raw = serde_json::to_vec(&rec).map_err(|e| OAuthError::Internal(e.to_string()))?;
-    state.store.put(&csrf_key(&hash_secret(&token)), &raw, Some(state.config.session_timeout)).await?;
+    state
+        .store
+        .put(
+            &csrf_key(&hash_secret(&token)),
+            &raw,
+            Some(state.config.session_timeout),
+        )
+        .await?;
     Ok(token)
 }
 
 /// Consumes a form token; true only once, and only for the same request, browser and purpose.
-pub async fn csrf_take(state: &AppState, token: &str, request_id: &str, browser_hash: &str, purpose: &str) -> Result<bool, OAuthError> {
+pub async fn csrf_take(
+    state: &AppState,
+    token: &str,
+    request_id: &str,
+    browser_hash: &str,
+    purpose: &str,
+) -> Result<bool, OAuthError> {
     if token.is_empty() || token.len() > 128 {
         return Ok(false);
     }
@@ -99,7 +132,11 @@ fn expired_page() -> HttpResponse {
 
 fn server_error_page(e: &OAuthError) -> HttpResponse {
     tracing::error!(error = %e, "sign-in step failed");
-    html::error_page(e.parts().status, "Something went wrong", "The server could not complete this step. Try again.")
+    html::error_page(
+        e.parts().status,
+        "Something went wrong",
+        "The server could not complete this step. Try again.",
+    )
 }
 
 async fn render_form(
@@ -115,7 +152,13 @@ async fn render_form(
         Ok(c) => c,
         Err(e) => return server_error_page(&e),
     };
-    let page = html::signin_page(&html::SignInForm { request_id, csrf: &csrf, client_name, error, username });
+    let page = html::signin_page(&html::SignInForm {
+        request_id,
+        csrf: &csrf,
+        client_name,
+        error,
+        username,
+    });
     html::respond(status, page, &[])
 }
 
@@ -139,12 +182,26 @@ pub async fn signin_form(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
     let wanted = q.one("idp").ok().flatten();
     let provider = match (wanted, state.providers.as_slice()) {
         (_, []) => {
-            return html::error_page(StatusCode::SERVICE_UNAVAILABLE, "Sign-in unavailable", "No sign-in method is configured on this server.")
+            return html::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in unavailable",
+                "No sign-in method is configured on this server.",
+            )
         }
         (None, [only]) => only.clone(),
         (None, many) => {
-            let choices: Vec<html::Choice<'_>> = many.iter().map(|p| html::Choice { id: p.id(), label: p.label() }).collect();
-            return html::respond(StatusCode::OK, html::chooser_page(&request_id, &name, &choices), &[]);
+            let choices: Vec<html::Choice<'_>> = many
+                .iter()
+                .map(|p| html::Choice {
+                    id: p.id(),
+                    label: p.label(),
+                })
+                .collect();
+            return html::respond(
+                StatusCode::OK,
+                html::chooser_page(&request_id, &name, &choices),
+                &[],
+            );
         }
         (Some(id), all) => match all.iter().find(|p| p.id() == id) {
             Some(p) => p.clone(),
@@ -152,14 +209,31 @@ pub async fn signin_form(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
         },
     };
     match provider.start(&request_id).await {
-        Ok(SignInStart::Form) => render_form(&state, &request_id, &ar.browser_hash, &name, None, "", StatusCode::OK).await,
-        Ok(SignInStart::Redirect(url)) => HttpResponse::Found().insert_header((header::LOCATION, url)).finish(),
+        Ok(SignInStart::Form) => {
+            render_form(
+                &state,
+                &request_id,
+                &ar.browser_hash,
+                &name,
+                None,
+                "",
+                StatusCode::OK,
+            )
+            .await
+        }
+        Ok(SignInStart::Redirect(url)) => HttpResponse::Found()
+            .insert_header((header::LOCATION, url))
+            .finish(),
         Err(e) => server_error_page(&OAuthError::Unavailable(e.to_string())),
     }
 }
 
 /// `POST /signin`: checks the form credentials with the chosen form provider.
-pub async fn signin_submit(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+pub async fn signin_submit(
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let form = Form::from_bytes(&body);
     let field = |n: &str| form.one(n).ok().flatten().unwrap_or("").to_string();
     let request_id = field("req");
@@ -168,10 +242,22 @@ pub async fn signin_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSt
         Ok(None) => return expired_page(),
         Err(e) => return server_error_page(&e),
     };
-    match csrf_take(&state, &field("csrf"), &request_id, &ar.browser_hash, "signin").await {
+    match csrf_take(
+        &state,
+        &field("csrf"),
+        &request_id,
+        &ar.browser_hash,
+        "signin",
+    )
+    .await
+    {
         Ok(true) => {}
         Ok(false) => {
-            return html::error_page(StatusCode::FORBIDDEN, "Form expired", "This form was already used or has expired. Start again from the application.")
+            return html::error_page(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "This form was already used or has expired. Start again from the application.",
+            )
         }
         Err(e) => return server_error_page(&e),
     }
@@ -183,7 +269,10 @@ pub async fn signin_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSt
         return expired_page();
     };
     let username = field("username");
-    match provider.verify_password(&username, &field("password")).await {
+    match provider
+        .verify_password(&username, &field("password"))
+        .await
+    {
         Ok(Some(identity)) => {
             state.metrics.sign_ins.inc();
             finish_sign_in(&state, &request_id, identity).await
@@ -192,18 +281,42 @@ pub async fn signin_submit(req: HttpRequest, body: Bytes, state: web::Data<AppSt
             state.metrics.failed_sign_ins.inc();
             tracing::info!(idp = %idp, "sign-in refused");
             let name = client_name(&state, &ar.client_id).await;
-            render_form(&state, &request_id, &ar.browser_hash, &name, Some("Wrong username or password."), &username, StatusCode::UNAUTHORIZED).await
+            render_form(
+                &state,
+                &request_id,
+                &ar.browser_hash,
+                &name,
+                Some("Wrong username or password."),
+                &username,
+                StatusCode::UNAUTHORIZED,
+            )
+            .await
         }
         Err(e) => server_error_page(&OAuthError::Unavailable(e.to_string())),
     }
 }
 
 /// Every provider ends here: open the session, set its cookie, go to consent.
-pub async fn finish_sign_in(state: &AppState, request_id: &str, identity: Identity) -> HttpResponse {
+pub async fn finish_sign_in(
+    state: &AppState,
+    request_id: &str,
+    identity: Identity,
+) -> HttpResponse {
     let sid = random_token(32);
-    let rec = SessionRecord { user: identity, exp: state.now() + state.config.session_timeout.as_secs() };
+    let rec = SessionRecord {
+        user: identity,
+        exp: state.now() + state.config.session_timeout.as_secs(),
+    };
     let saved = match serde_json::to_vec(&rec) {
-        Ok(raw) => state.store.put(&session_key(&hash_secret(&sid)), &raw, Some(state.config.session_timeout)).await.map_err(OAuthError::from),
+        Ok(raw) => state
+            .store
+            .put(
+                &session_key(&hash_secret(&sid)),
+                &raw,
+                Some(state.config.session_timeout),
+            )
+            .await
+            .map_err(OAuthError::from),
         Err(e) => Err(OAuthError::Internal(e.to_string())),
     };
     if let Err(e) = saved {

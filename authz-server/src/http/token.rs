@@ -20,7 +20,11 @@ fn internal(e: impl std::fmt::Display) -> OAuthError {
     OAuthError::Internal(e.to_string())
 }
 
-pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+pub async fn token(
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
     let result = handle(&req, &body, &state).await;
     match &result {
         Ok(_) => {}
@@ -29,22 +33,37 @@ pub async fn token(req: HttpRequest, body: Bytes, state: web::Data<AppState>) ->
     result
 }
 
-async fn handle(req: &HttpRequest, body: &[u8], state: &AppState) -> Result<HttpResponse, OAuthError> {
+async fn handle(
+    req: &HttpRequest,
+    body: &[u8],
+    state: &AppState,
+) -> Result<HttpResponse, OAuthError> {
     let form = Form::parse(req, body)?;
     let grant = form.required("grant_type")?.to_string();
     let client = authenticate(state, req, &form, Public::Identify).await?;
     let resp = match grant.as_str() {
         GRANT_AUTHORIZATION_CODE => code_grant(state, &client, &form).await?,
         GRANT_REFRESH_TOKEN => refresh_grant(state, &client, &form).await?,
-        other => return Err(OAuthError::UnsupportedGrantType(format!("grant_type {other} is not supported"))),
+        crate::device::GRANT_DEVICE_CODE => super::device::device_grant(state, &client, &form).await?,
+        other => {
+            return Err(OAuthError::UnsupportedGrantType(format!(
+                "grant_type {other} is not supported"
+            )))
+        }
     };
     state.metrics.token_issued(&grant);
     Ok(no_store_json(StatusCode::OK, &resp))
 }
 
-async fn code_grant(state: &AppState, client: &ClientRecord, form: &Form) -> Result<TokenResponse, OAuthError> {
+async fn code_grant(
+    state: &AppState,
+    client: &ClientRecord,
+    form: &Form,
+) -> Result<TokenResponse, OAuthError> {
     if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
-        return Err(OAuthError::UnauthorizedClient("this client may not use authorization_code".into()));
+        return Err(OAuthError::UnauthorizedClient(
+            "this client may not use authorization_code".into(),
+        ));
     }
     let code = form.required("code")?;
     let code_hash = hash_secret(code);
@@ -58,7 +77,9 @@ async fn code_grant(state: &AppState, client: &ClientRecord, form: &Form) -> Res
                 issue::revoke_family(state, &used.family_id).await?;
             }
         }
-        return Err(OAuthError::InvalidGrant("the code is invalid, expired or already used".into()));
+        return Err(OAuthError::InvalidGrant(
+            "the code is invalid, expired or already used".into(),
+        ));
     };
     let rec: CodeRecord = serde_json::from_slice(&raw).map_err(internal)?;
     let aud = logic::check_code_grant(
@@ -73,13 +94,40 @@ async fn code_grant(state: &AppState, client: &ClientRecord, form: &Form) -> Res
     let family_id = random_token(16);
     let access_exp = state.now() + state.config.access_token_lifetime.as_secs();
     // Written before the tokens exist, so a replay racing this request still finds what to revoke.
-    let marker = CodeUse { jti: jti.clone(), access_exp, family_id: family_id.clone() };
-    let keep = state.config.access_token_lifetime.max(state.config.code_lifetime) + Duration::from_secs(60);
-    state.store.put(&code_used_key(&code_hash), &serde_json::to_vec(&marker).map_err(internal)?, Some(keep)).await?;
+    let marker = CodeUse {
+        jti: jti.clone(),
+        access_exp,
+        family_id: family_id.clone(),
+    };
+    let keep = state
+        .config
+        .access_token_lifetime
+        .max(state.config.code_lifetime)
+        + Duration::from_secs(60);
+    state
+        .store
+        .put(
+            &code_used_key(&code_hash),
+            &serde_json::to_vec(&marker).map_err(internal)?,
+            Some(keep),
+        )
+        .await?;
 
-    let minted = issue::mint_access_token(state, &jti, &client.client_id, &rec.user, &rec.scope, &aud)?;
+    let minted =
+        issue::mint_access_token(state, &jti, &client.client_id, &rec.user, &rec.scope, &aud)?;
     let refresh_token = if client.allows_grant(GRANT_REFRESH_TOKEN) {
-        Some(issue::new_family(state, &family_id, &client.client_id, &rec.user, &rec.scope, &rec.resources, &minted).await?)
+        Some(
+            issue::new_family(
+                state,
+                &family_id,
+                &client.client_id,
+                &rec.user,
+                &rec.scope,
+                &rec.resources,
+                &minted,
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -92,12 +140,19 @@ async fn code_grant(state: &AppState, client: &ClientRecord, form: &Form) -> Res
     })
 }
 
-async fn refresh_grant(state: &AppState, client: &ClientRecord, form: &Form) -> Result<TokenResponse, OAuthError> {
+async fn refresh_grant(
+    state: &AppState,
+    client: &ClientRecord,
+    form: &Form,
+) -> Result<TokenResponse, OAuthError> {
     if !client.allows_grant(GRANT_REFRESH_TOKEN) {
-        return Err(OAuthError::UnauthorizedClient("this client may not use refresh_token".into()));
+        return Err(OAuthError::UnauthorizedClient(
+            "this client may not use refresh_token".into(),
+        ));
     }
     let presented = form.required("refresh_token")?;
-    let invalid = || OAuthError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
+    let invalid =
+        || OAuthError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
     let (family_id, _) = logic::split_refresh_token(presented).ok_or_else(invalid)?;
     let presented_hash = hash_secret(presented);
     let key = family_key(family_id);
@@ -117,6 +172,7 @@ async fn refresh_grant(state: &AppState, client: &ClientRecord, form: &Form) -> 
     }
     let scope = logic::narrow_scope(&family.scope, form.one("scope")?)?;
     let aud = logic::narrow_resources(&family.resources, &form.all("resource"))?;
+    let user = recheck_user(state, &family, family_id).await?;
     let jti = issue::new_jti();
     let access_exp = now + state.config.access_token_lifetime.as_secs();
     let new_token = format!("{family_id}.{}", random_token(32));
@@ -128,15 +184,27 @@ async fn refresh_grant(state: &AppState, client: &ClientRecord, form: &Form) -> 
         access_exp,
         now,
     );
+    let mut next = next;
+    next.user = user;
     let next_raw = serde_json::to_vec(&next).map_err(internal)?;
     // Rotation is a compare-and-swap: of two requests with the same token, one wins;
     // the loser presented a token that is now rotated — reuse — and the family goes.
-    if !state.store.compare_and_swap(&key, &raw, Some(&next_raw), Some(issue::family_ttl(state, &next))).await? {
+    if !state
+        .store
+        .compare_and_swap(
+            &key,
+            &raw,
+            Some(&next_raw),
+            Some(issue::family_ttl(state, &next)),
+        )
+        .await?
+    {
         tracing::warn!(client_id = %client.client_id, "concurrent refresh with one token; revoking its family");
         issue::revoke_family(state, family_id).await?;
         return Err(invalid());
     }
-    let minted = issue::mint_access_token(state, &jti, &client.client_id, &family.user, &scope, &aud)?;
+    let minted =
+        issue::mint_access_token(state, &jti, &client.client_id, &next.user, &scope, &aud)?;
     Ok(TokenResponse {
         access_token: minted.token,
         token_type: "Bearer",
@@ -144,4 +212,30 @@ async fn refresh_grant(state: &AppState, client: &ClientRecord, form: &Form) -> 
         refresh_token: Some(new_token),
         scope,
     })
+}
+
+/// Asks the user's identity provider again, when it wants to (GitHub: every
+/// `GITHUB_RECHECK_INTERVAL`). Someone taken off the allowlists loses the
+/// whole grant: the family is revoked and the client gets `invalid_grant`.
+async fn recheck_user(
+    state: &AppState,
+    family: &crate::records::RefreshFamily,
+    family_id: &str,
+) -> Result<crate::signin::Identity, OAuthError> {
+    use crate::signin::SignInError;
+    let Some(provider) = state.providers.iter().find(|p| p.id() == family.user.idp) else {
+        return Ok(family.user.clone());
+    };
+    match provider.recheck(&family.user, state.now()).await {
+        Ok(None) => Ok(family.user.clone()),
+        Ok(Some(fresh)) => Ok(fresh),
+        Err(SignInError::Refused(why)) | Err(SignInError::Upstream(why)) => {
+            tracing::info!(sub = %family.user.sub, reason = %why, "user no longer allowed; revoking the grant");
+            issue::revoke_family(state, family_id).await?;
+            Err(OAuthError::InvalidGrant(
+                "the user is no longer allowed to sign in".into(),
+            ))
+        }
+        Err(SignInError::Unavailable(why)) => Err(OAuthError::Unavailable(why)),
+    }
 }

@@ -31,7 +31,9 @@ pub struct LocalUser {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'@'))
 }
 
 /// Parses the users file; malformed lines are skipped with a warning naming the line number only.
@@ -51,8 +53,19 @@ pub fn parse_users(text: &str) -> HashMap<String, LocalUser> {
             tracing::warn!(line = n + 1, "local users file: malformed line skipped");
             continue;
         }
-        let email = parts.next().map(str::trim).filter(|e| !e.is_empty()).map(str::to_string);
-        users.insert(name.to_string(), LocalUser { name: name.to_string(), hash: hash.to_string(), email });
+        let email = parts
+            .next()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_string);
+        users.insert(
+            name.to_string(),
+            LocalUser {
+                name: name.to_string(),
+                hash: hash.to_string(),
+                email,
+            },
+        );
     }
     users
 }
@@ -60,23 +73,32 @@ pub fn parse_users(text: &str) -> HashMap<String, LocalUser> {
 /// An argon2id PHC hash of a password (for the add-user command and tests).
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
-    Ok(Argon2::default().hash_password(password.as_bytes(), &salt)?.to_string())
+    Ok(Argon2::default()
+        .hash_password(password.as_bytes(), &salt)?
+        .to_string())
 }
 
 fn verify(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
 impl LocalUsers {
     pub fn new(path: impl AsRef<Path>) -> Self {
-        Self { path: path.as_ref().to_path_buf() }
+        Self {
+            path: path.as_ref().to_path_buf(),
+        }
     }
 
     fn load(&self) -> Result<HashMap<String, LocalUser>, SignInError> {
-        let text = std::fs::read_to_string(&self.path)
-            .map_err(|e| SignInError::Unavailable(format!("reading {}: {e}", self.path.display())))?;
+        let text = std::fs::read_to_string(&self.path).map_err(|e| {
+            SignInError::Unavailable(format!("reading {}: {e}", self.path.display()))
+        })?;
         Ok(parse_users(&text))
     }
 }
@@ -98,14 +120,21 @@ impl IdentityProvider for LocalUsers {
         Ok(SignInStart::Form)
     }
 
-    async fn verify_password(&self, username: &str, password: &str) -> Result<Option<Identity>, SignInError> {
+    async fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Identity>, SignInError> {
         if password.len() > 1024 || username.len() > 64 {
             return Ok(None);
         }
         let users = self.load()?;
         let user = users.get(username).cloned();
         let password = password.to_string();
-        let hash = user.as_ref().map(|u| u.hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_string());
+        let hash = user
+            .as_ref()
+            .map(|u| u.hash.clone())
+            .unwrap_or_else(|| DUMMY_HASH.to_string());
         // argon2 is deliberately slow: keep it off the async workers.
         let ok = tokio::task::spawn_blocking(move || verify(&password, &hash))
             .await
@@ -117,6 +146,7 @@ impl IdentityProvider for LocalUsers {
                 email: u.email,
                 groups: Vec::new(),
                 idp: "local".to_string(),
+                ..Identity::default()
             }),
             _ => None,
         })
@@ -132,13 +162,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("users");
         let hash = hash_password("correct horse").unwrap();
-        std::fs::write(&path, format!("# users\nalice:{hash}:alice@example.com\nbad line\n")).unwrap();
+        std::fs::write(
+            &path,
+            format!("# users\nalice:{hash}:alice@example.com\nbad line\n"),
+        )
+        .unwrap();
         let p = LocalUsers::new(&path);
-        let id = p.verify_password("alice", "correct horse").await.unwrap().unwrap();
+        let id = p
+            .verify_password("alice", "correct horse")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(id.sub, "local:alice");
         assert_eq!(id.email.as_deref(), Some("alice@example.com"));
         assert!(p.verify_password("alice", "wrong").await.unwrap().is_none());
-        assert!(p.verify_password("bob", "correct horse").await.unwrap().is_none());
+        assert!(p
+            .verify_password("bob", "correct horse")
+            .await
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -9,13 +9,16 @@
 //! the session and continues to consent. Nothing after that point knows which
 //! provider was used, except through `Identity::idp`.
 
+pub mod github;
 pub mod local;
+pub mod oidc;
+pub mod upstream;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 /// A signed-in user, as carried into codes, refresh families and tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
     /// Stable id: `local:<name>`, `github:<id>`, `oidc:<sub>`.
     pub sub: String,
@@ -27,6 +30,13 @@ pub struct Identity {
     pub groups: Vec<String>,
     /// `local`, `github`, `oidc`.
     pub idp: String,
+    /// The upstream provider's access token, sealed (`KeyManager::seal_bytes`),
+    /// kept so a refresh can re-check the allowlists (GitHub). Never in a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_token: Option<String>,
+    /// Unix time the allowlists were last checked with the upstream provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<u64>,
 }
 
 /// How a provider's sign-in begins for a pending authorization request.
@@ -42,6 +52,12 @@ pub enum SignInStart {
 pub enum SignInError {
     #[error("sign-in backend unavailable: {0}")]
     Unavailable(String),
+    /// The user is known upstream but not on an allowlist (or no longer is).
+    #[error("not allowed: {0}")]
+    Refused(String),
+    /// The upstream answer was unusable: a bad or used code, a bad id_token.
+    #[error("upstream sign-in failed: {0}")]
+    Upstream(String),
 }
 
 #[async_trait]
@@ -53,7 +69,26 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
     /// How sign-in starts for the pending request `request_id`.
     async fn start(&self, request_id: &str) -> Result<SignInStart, SignInError>;
     /// Checks form credentials; providers that redirect keep the default.
-    async fn verify_password(&self, _username: &str, _password: &str) -> Result<Option<Identity>, SignInError> {
+    async fn verify_password(
+        &self,
+        _username: &str,
+        _password: &str,
+    ) -> Result<Option<Identity>, SignInError> {
+        Ok(None)
+    }
+    /// Finishes an upstream sign-in from the provider's callback (`/callback/<id>`).
+    async fn complete(
+        &self,
+        _code: &str,
+        _pending: &upstream::PendingUpstream,
+    ) -> Result<Identity, SignInError> {
+        Err(SignInError::Upstream(
+            "this provider has no upstream callback".into(),
+        ))
+    }
+    /// At a refresh: `Ok(None)` keeps the identity, `Ok(Some(_))` replaces it
+    /// (fresh groups, new check time), `Err(Refused)` ends the grant.
+    async fn recheck(&self, _user: &Identity, _now: u64) -> Result<Option<Identity>, SignInError> {
         Ok(None)
     }
 }

@@ -3,7 +3,7 @@
 //! contracts"): `GET /jwks`, `GET /revocations`, `GET /revocations/stream`.
 //! It is the contract the real authz-server implements, served in-process so
 //! the verifier's tests do not depend on another crate being finished.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // test support: a failed unwrap is a failed test
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -238,19 +238,14 @@ async fn get_stream(s: web::Data<State>) -> HttpResponse {
         Ok::<_, actix_web::Error>(Bytes::from_static(b": connected\n\n"))
     });
     let rest = futures_util::stream::unfold((rx, tick), |(mut rx, mut tick)| async move {
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    return Some((Ok::<_, actix_web::Error>(Bytes::from_static(b": keepalive\n\n")), (rx, tick)));
-                }
-                msg = rx.recv() => match msg {
-                    Ok(Push::Event(json)) => {
-                        return Some((Ok(Bytes::from(format!("data: {json}\n\n"))), (rx, tick)));
-                    }
-                    Ok(Push::Cut) | Err(_) => return None,
-                }
-            }
-        }
+        let chunk = tokio::select! {
+            _ = tick.tick() => Bytes::from_static(b": keepalive\n\n"),
+            msg = rx.recv() => match msg {
+                Ok(Push::Event(json)) => Bytes::from(format!("data: {json}\n\n")),
+                Ok(Push::Cut) | Err(_) => return None,
+            },
+        };
+        Some((Ok::<_, actix_web::Error>(chunk), (rx, tick)))
     });
     use futures_util::StreamExt;
     HttpResponse::Ok()

@@ -1,0 +1,410 @@
+//! Device authorization grant (RFC 8628) over HTTP: `POST /device_authorization`
+//! (§3.1–3.2), the user-code page `GET/POST /device` (§3.3), and the
+//! `urn:ietf:params:oauth:grant-type:device_code` grant at `/token` (§3.4–3.5).
+//!
+//! The user-code page reuses sign-in and consent: a valid code becomes a
+//! pending request (bound to this browser) whose consent answers the device
+//! instead of redirecting anywhere.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use gateway_common::crypto::{hash_secret, random_token};
+use serde::Serialize;
+
+use super::authorize::{resolve_resources, resolve_scope};
+use super::client_auth::{authenticate, Public};
+use super::signin::{browser_cookie, browser_id, csrf_issue, csrf_take, current_session};
+use super::{no_store_json, Form};
+use crate::device::{
+    self as logic, device_key, display_user_code, normalize_user_code, user_code_key,
+    DeviceRecord, DeviceStatus, Poll, GRANT_DEVICE_CODE,
+};
+use crate::error::OAuthError;
+use crate::html;
+use crate::issue::{self, TokenResponse};
+use crate::records::{authreq_key, AuthRequest, ClientRecord};
+use crate::registration::GRANT_REFRESH_TOKEN;
+use crate::signin::Identity;
+use crate::state::AppState;
+
+fn internal(e: impl std::fmt::Display) -> OAuthError {
+    OAuthError::Internal(e.to_string())
+}
+
+/// RFC 8628 §3.2 device authorization response.
+#[derive(Debug, Serialize)]
+struct DeviceAuthorization {
+    device_code: String,
+    user_code: String,
+    verification_uri: String,
+    verification_uri_complete: String,
+    expires_in: u64,
+    interval: u64,
+}
+
+/// `POST /device_authorization`.
+pub async fn device_authorization(
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    let form = Form::parse(&req, &body)?;
+    let client = authenticate(&state, &req, &form, Public::Identify).await?;
+    if !client.allows_grant(GRANT_DEVICE_CODE) {
+        return Err(OAuthError::UnauthorizedClient(
+            "this client may not use the device_code grant".into(),
+        ));
+    }
+    let scope = resolve_scope(&state, form.one("scope")?, &client)?;
+    let resources = resolve_resources(&state, &form.all("resource"))?;
+    let device_code = random_token(32);
+    let lifetime = state.config.device_code_lifetime;
+    let now = state.now();
+    let mut user_code = logic::new_user_code();
+    let device_hash = hash_secret(&device_code);
+    // A user-code collision is astronomically rare; put_if_absent makes it harmless.
+    let mut placed = false;
+    for _ in 0..4 {
+        if state
+            .store
+            .put_if_absent(&user_code_key(&user_code), device_hash.as_bytes(), Some(lifetime))
+            .await?
+        {
+            placed = true;
+            break;
+        }
+        user_code = logic::new_user_code();
+    }
+    if !placed {
+        return Err(OAuthError::Unavailable("no free user code".into()));
+    }
+    let rec = DeviceRecord {
+        client_id: client.client_id.clone(),
+        scope,
+        resources,
+        user_code: user_code.clone(),
+        status: DeviceStatus::Pending,
+        interval: state.config.device_poll_interval.as_secs(),
+        last_poll: None,
+        exp: now + lifetime.as_secs(),
+    };
+    state
+        .store
+        .put(
+            &device_key(&device_hash),
+            &serde_json::to_vec(&rec).map_err(internal)?,
+            Some(logic::record_ttl(rec.exp, now)),
+        )
+        .await?;
+    let iss = &state.config.issuer;
+    let shown = display_user_code(&user_code);
+    Ok(no_store_json(
+        StatusCode::OK,
+        &DeviceAuthorization {
+            device_code,
+            verification_uri: format!("{iss}/device"),
+            verification_uri_complete: format!("{iss}/device?user_code={shown}"),
+            user_code: shown,
+            expires_in: lifetime.as_secs(),
+            interval: rec.interval,
+        },
+    ))
+}
+
+async fn render_entry(
+    state: &AppState,
+    req: &HttpRequest,
+    code: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> HttpResponse {
+    let (browser, set_cookie) = match browser_id(req) {
+        Some(b) => (b, false),
+        None => (random_token(32), true),
+    };
+    let csrf = match csrf_issue(state, "device", &hash_secret(&browser), "device").await {
+        Ok(c) => c,
+        Err(e) => return server_error_page(&e),
+    };
+    let page = html::device_page(&csrf, code, error);
+    let mut resp = html::respond(status, page, &[]);
+    if set_cookie {
+        let _ = resp.add_cookie(&browser_cookie(state, &browser));
+    }
+    resp
+}
+
+fn server_error_page(e: &OAuthError) -> HttpResponse {
+    tracing::error!(error = %e, "device step failed");
+    html::error_page(
+        e.parts().status,
+        "Something went wrong",
+        "The server could not complete this step. Try again.",
+    )
+}
+
+/// `GET /device[?user_code=…]`: the page where the user types the code.
+pub async fn device_form(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let q = Form::from_bytes(req.query_string().as_bytes());
+    let code = q.one("user_code").ok().flatten().unwrap_or("");
+    let code: String = code.chars().take(32).collect();
+    render_entry(&state, &req, &code, None, StatusCode::OK).await
+}
+
+/// `POST /device`: a valid code becomes a pending request → sign-in → consent.
+pub async fn device_submit(
+    req: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let form = Form::from_bytes(&body);
+    let field = |n: &str| form.one(n).ok().flatten().unwrap_or("").to_string();
+    let typed: String = field("user_code").chars().take(32).collect();
+    let Some(browser) = browser_id(&req) else {
+        return render_entry(
+            &state,
+            &req,
+            &typed,
+            Some("Your session expired. Enter the code again."),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    };
+    let browser_hash = hash_secret(&browser);
+    match csrf_take(&state, &field("csrf"), "device", &browser_hash, "device").await {
+        Ok(true) => {}
+        Ok(false) => {
+            return html::error_page(
+                StatusCode::FORBIDDEN,
+                "Form expired",
+                "This form was already used or has expired. Open the device page again.",
+            )
+        }
+        Err(e) => return server_error_page(&e),
+    }
+    let bad = || async {
+        render_entry(
+            &state,
+            &req,
+            &typed,
+            Some("That code is not valid or has expired. Check the code shown on your device."),
+            StatusCode::BAD_REQUEST,
+        )
+        .await
+    };
+    let Some(code) = normalize_user_code(&typed) else {
+        return bad().await;
+    };
+    let device_hash = match state.store.get(&user_code_key(&code)).await {
+        Ok(Some(h)) => String::from_utf8_lossy(&h).into_owned(),
+        Ok(None) => return bad().await,
+        Err(e) => return server_error_page(&e.into()),
+    };
+    let rec: DeviceRecord = match state.store.get(&device_key(&device_hash)).await {
+        Ok(Some(raw)) => match serde_json::from_slice(&raw) {
+            Ok(r) => r,
+            Err(e) => return server_error_page(&internal(e)),
+        },
+        Ok(None) => return bad().await,
+        Err(e) => return server_error_page(&e.into()),
+    };
+    if rec.status != DeviceStatus::Pending || rec.exp <= state.now() {
+        return bad().await;
+    }
+    let request_id = random_token(24);
+    let ar = AuthRequest {
+        client_id: rec.client_id.clone(),
+        redirect_uri: String::new(),
+        state: None,
+        scope: rec.scope.clone(),
+        resources: rec.resources.clone(),
+        code_challenge: String::new(),
+        browser_hash,
+        exp: state.now() + state.config.session_timeout.as_secs(),
+        device: Some(device_hash),
+    };
+    let saved = match serde_json::to_vec(&ar) {
+        Ok(raw) => state
+            .store
+            .put(
+                &authreq_key(&request_id),
+                &raw,
+                Some(state.config.session_timeout),
+            )
+            .await
+            .map_err(OAuthError::from),
+        Err(e) => Err(internal(e)),
+    };
+    if let Err(e) = saved {
+        return server_error_page(&e);
+    }
+    let next = match current_session(&req, &state).await {
+        Ok(Some(_)) => format!("/consent?req={request_id}"),
+        _ => format!("/signin?req={request_id}"),
+    };
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, next))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// The consent decision for a device: approve with `user`, or deny (`None`).
+/// The user code stops working either way.
+pub async fn answer_device(
+    state: &AppState,
+    device_hash: &str,
+    user: Option<&Identity>,
+) -> HttpResponse {
+    let key = device_key(device_hash);
+    let raw = match state.store.get(&key).await {
+        Ok(Some(raw)) => raw,
+        Ok(None) => return device_gone(),
+        Err(e) => return server_error_page(&e.into()),
+    };
+    let Ok(mut rec) = serde_json::from_slice::<DeviceRecord>(&raw) else {
+        return device_gone();
+    };
+    let now = state.now();
+    if rec.status != DeviceStatus::Pending || rec.exp <= now {
+        return device_gone();
+    }
+    rec.status = match user {
+        Some(u) => DeviceStatus::Approved(u.clone()),
+        None => DeviceStatus::Denied,
+    };
+    let ttl = logic::record_ttl(rec.exp, now);
+    let next = match serde_json::to_vec(&rec) {
+        Ok(n) => n,
+        Err(e) => return server_error_page(&internal(e)),
+    };
+    match state.store.compare_and_swap(&key, &raw, Some(&next), Some(ttl)).await {
+        Ok(true) => {}
+        Ok(false) => return device_gone(),
+        Err(e) => return server_error_page(&e.into()),
+    }
+    let _ = state.store.delete(&user_code_key(&rec.user_code)).await;
+    match user {
+        Some(_) => html::message_page(
+            StatusCode::OK,
+            "Device connected",
+            "You can close this window and go back to your device.",
+        ),
+        None => html::message_page(
+            StatusCode::OK,
+            "Device not connected",
+            "You denied the request. The device gets no access.",
+        ),
+    }
+}
+
+fn device_gone() -> HttpResponse {
+    html::error_page(
+        StatusCode::BAD_REQUEST,
+        "Code expired",
+        "This device code was already used or has expired. Start again on your device.",
+    )
+}
+
+/// `/token` with `grant_type=urn:ietf:params:oauth:grant-type:device_code` (RFC 8628 §3.4).
+pub async fn device_grant(
+    state: &AppState,
+    client: &ClientRecord,
+    form: &Form,
+) -> Result<TokenResponse, OAuthError> {
+    if !client.allows_grant(GRANT_DEVICE_CODE) {
+        return Err(OAuthError::UnauthorizedClient(
+            "this client may not use the device_code grant".into(),
+        ));
+    }
+    let device_code = form.required("device_code")?;
+    if device_code.len() > 128 {
+        return Err(OAuthError::InvalidGrant("unknown device code".into()));
+    }
+    let key = device_key(&hash_secret(device_code));
+    let Some(raw) = state.store.get(&key).await? else {
+        return Err(OAuthError::InvalidGrant(
+            "the device code is invalid or was already used".into(),
+        ));
+    };
+    let rec: DeviceRecord = serde_json::from_slice(&raw).map_err(internal)?;
+    let now = state.now();
+    let ttl = logic::record_ttl(rec.exp, now);
+    match logic::poll(&rec, &client.client_id, now) {
+        Poll::WrongClient => Err(OAuthError::InvalidGrant(
+            "the device code was issued to another client".into(),
+        )),
+        Poll::Expired => {
+            let _ = state.store.delete(&key).await;
+            Err(OAuthError::ExpiredToken(
+                "the device code has expired; start again".into(),
+            ))
+        }
+        Poll::Pending(next) => {
+            let next_raw = serde_json::to_vec(&*next).map_err(internal)?;
+            // Lost race: another poll changed it; either way the answer is "not yet".
+            let _ = state
+                .store
+                .compare_and_swap(&key, &raw, Some(&next_raw), Some(ttl))
+                .await?;
+            Err(OAuthError::AuthorizationPending(
+                "the user has not approved the device yet".into(),
+            ))
+        }
+        Poll::SlowDown(next) => {
+            let next_raw = serde_json::to_vec(&*next).map_err(internal)?;
+            let _ = state
+                .store
+                .compare_and_swap(&key, &raw, Some(&next_raw), Some(ttl))
+                .await?;
+            Err(OAuthError::SlowDown(format!(
+                "polling too fast; wait {} seconds between requests",
+                next.interval
+            )))
+        }
+        Poll::Denied => {
+            let _ = state.store.compare_and_swap(&key, &raw, None, None).await?;
+            Err(OAuthError::DeviceDenied("the user denied the device".into()))
+        }
+        Poll::Approved(user) => {
+            // Single use: only the poll that removes the record gets tokens.
+            if !state.store.compare_and_swap(&key, &raw, None, None).await? {
+                return Err(OAuthError::InvalidGrant(
+                    "the device code was already used".into(),
+                ));
+            }
+            let jti = issue::new_jti();
+            let minted = issue::mint_access_token(
+                state,
+                &jti,
+                &client.client_id,
+                &user,
+                &rec.scope,
+                &rec.resources,
+            )?;
+            let refresh_token = if client.allows_grant(GRANT_REFRESH_TOKEN) {
+                Some(
+                    issue::new_family(
+                        state,
+                        &random_token(16),
+                        &client.client_id,
+                        &user,
+                        &rec.scope,
+                        &rec.resources,
+                        &minted,
+                    )
+                    .await?,
+                )
+            } else {
+                None
+            };
+            Ok(TokenResponse {
+                access_token: minted.token,
+                token_type: "Bearer",
+                expires_in: state.config.access_token_lifetime.as_secs(),
+                refresh_token,
+                scope: rec.scope,
+            })
+        }
+    }
+}

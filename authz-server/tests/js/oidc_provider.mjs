@@ -1,0 +1,52 @@
+// A real OpenID Provider for the tests: the `oidc-provider` npm package
+// (pinned in tests/js), with one confidential client and a few test users.
+// Its development interaction pages (devInteractions) take any password for
+// a known login; the test drives them over HTTP like a browser.
+//
+// env: PORT, CALLBACK (our /callback/oidc), CLIENT_ID, CLIENT_SECRET,
+//      OIDC_PROVIDER_MODULE (absolute path of oidc-provider/lib/index.js)
+import { pathToFileURL } from 'node:url';
+
+const { default: Provider } = await import(pathToFileURL(process.env.OIDC_PROVIDER_MODULE).href);
+
+const port = Number(process.env.PORT);
+const issuer = `http://127.0.0.1:${port}`;
+
+// Test users: login → claims.
+const users = {
+  alice: { email: 'alice@corp.example', email_verified: true, groups: ['engineering'], preferred_username: 'alice' },
+  mallory: { email: 'mallory@evil.example', email_verified: true, groups: ['outsiders'], preferred_username: 'mallory' },
+  unverified: { email: 'eve@corp.example', email_verified: false, groups: [], preferred_username: 'eve' },
+};
+
+const provider = new Provider(issuer, {
+  clients: [{
+    client_id: process.env.CLIENT_ID,
+    client_secret: process.env.CLIENT_SECRET,
+    redirect_uris: [process.env.CALLBACK],
+    grant_types: ['authorization_code'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  }],
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['preferred_username', 'name'],
+    groups: ['groups'],
+  },
+  scopes: ['openid', 'email', 'profile', 'groups'],
+  // Put the scope's claims into the id_token itself (the gateway reads only the id_token).
+  conformIdTokenClaims: false,
+  features: { devInteractions: { enabled: true } },
+  pkce: { required: () => true },
+  async findAccount(ctx, sub) {
+    const claims = users[sub];
+    if (!claims) return undefined;
+    return { accountId: sub, async claims() { return { sub, ...claims }; } };
+  },
+});
+provider.proxy = false;
+
+provider.listen(port, '127.0.0.1', () => {
+  console.log(JSON.stringify({ ready: true, issuer }));
+});

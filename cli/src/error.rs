@@ -1,0 +1,28 @@
+//! The operator commands' one error type. Printed once by `main` as
+//! `mcp-gateway: <message>` with exit status 2.
+
+use gateway_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("record {key} is not readable ({detail}); was it written by another version?")]
+    Corrupt { key: String, detail: String },
+    #[error("{0}")]
+    NotFound(String),
+    /// Restore without `--force` found live records it would replace.
+    #[error("refusing to overwrite {count} existing record(s) (first: {first}); run restore with --force to replace them")]
+    WouldOverwrite { count: usize, first: String },
+    #[error("backup file: {0}")]
+    BadBackup(String),
+}
+
+pub type AdminResult<T> = Result<T, AdminError>;
+
+pub(crate) fn corrupt(key: &str, e: impl std::fmt::Display) -> AdminError {
+    AdminError::Corrupt {
+        key: key.to_string(),
+        detail: e.to_string(),
+    }
+}

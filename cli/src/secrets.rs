@@ -1,0 +1,191 @@
+//! `mcp-gateway generate-secrets` and `rotate-keys`.
+//!
+//! `generate-secrets` writes `GATEWAY_JWT_SECRET` (seals the signing keys at
+//! rest) and `REDIS_PASSWORD` into `.env`, editing only those lines; with
+//! `--rsa-key` it also writes `JWT_PRIVATE_KEY_B64` (an RS256 key, the Python
+//! gateway's variable — by default the authorization server generates an ES256
+//! key in the store instead). Values already set are kept unless `--force`.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use gateway_common::config::Source;
+use gateway_common::crypto::random_token;
+
+/// What happened to one variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Added,
+    Replaced,
+    /// Already had a value; kept (no `--force`).
+    Kept,
+}
+
+/// Sets `vars` in the `.env` text: a line `NAME=…` (or `export NAME=…`) with a
+/// value is replaced only when `force`; an empty one is filled; a missing one
+/// is appended. Every other line — comments, blank lines, order — is kept.
+pub fn update_env_text(
+    text: &str,
+    vars: &[(&str, String)],
+    force: bool,
+) -> (String, Vec<(String, Outcome)>) {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut outcomes = Vec::new();
+    for (name, value) in vars {
+        let found = lines.iter().position(|l| {
+            let l = l.trim_start();
+            let l = l.strip_prefix("export ").unwrap_or(l).trim_start();
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        });
+        let outcome = match found {
+            Some(i) => {
+                let current = lines[i].split_once('=').map_or("", |(_, v)| v.trim());
+                let current = current.trim_matches(|c| c == '"' || c == '\'');
+                if !current.is_empty() && !force {
+                    Outcome::Kept
+                } else {
+                    let replaced = !current.is_empty();
+                    lines[i] = format!("{name}={value}");
+                    if replaced {
+                        Outcome::Replaced
+                    } else {
+                        Outcome::Added
+                    }
+                }
+            }
+            None => {
+                lines.push(format!("{name}={value}"));
+                Outcome::Added
+            }
+        };
+        outcomes.push((name.to_string(), outcome));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    (out, outcomes)
+}
+
+/// Fresh values: 32 random bytes for the key-encryption secret, 24 for the
+/// Redis password (URL-safe base64, so it can sit in a `redis://` URL).
+pub fn fresh_secrets(rsa_key: bool) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut vars = vec![
+        ("GATEWAY_JWT_SECRET", random_token(32)),
+        ("REDIS_PASSWORD", random_token(24)),
+    ];
+    if rsa_key {
+        let pem = mcp_authz::keys::generate_pem(mcp_authz::config::SigningAlg::Rs256)?;
+        vars.push(("JWT_PRIVATE_KEY_B64", STANDARD.encode(pem)));
+    }
+    Ok(vars)
+}
+
+/// Updates the file (created with mode 0600 when new; it holds secrets).
+pub fn generate_into(
+    file: &Path,
+    rsa_key: bool,
+    force: bool,
+) -> anyhow::Result<Vec<(String, Outcome)>> {
+    let text = match fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    let (new_text, outcomes) = update_env_text(&text, &fresh_secrets(rsa_key)?, force);
+    if outcomes.iter().all(|(_, o)| *o == Outcome::Kept) {
+        return Ok(outcomes);
+    }
+    let tmp = file.with_extension("tmp-mcp-gateway");
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(new_text.as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, file).with_context(|| format!("replacing {}", file.display()))?;
+    Ok(outcomes)
+}
+
+/// `rotate-keys`: the authorization server's own rotation (compare-and-swap,
+/// the old key stays published as `previous`). Loads the key set with the
+/// configured key-encryption key; creates one if the store has none.
+pub async fn rotate_keys(src: &Source) -> anyhow::Result<String> {
+    let config = mcp_authz::Config::from_source(src)?;
+    let store = gateway_store::config::open_from_config(src).await?;
+    let keys =
+        mcp_authz::keys::KeyManager::init(store, &config, gateway_common::clock::system()).await?;
+    keys.rotate().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_lines_change_and_existing_values_are_kept_without_force() {
+        let text = "# my gateway\nBASE_DOMAIN=example.com\nREDIS_PASSWORD=\n\nexport GATEWAY_JWT_SECRET=\"old\"\n";
+        let vars = vec![
+            ("GATEWAY_JWT_SECRET", "new-secret".to_string()),
+            ("REDIS_PASSWORD", "new-pw".to_string()),
+            ("JWT_PRIVATE_KEY_B64", "pem".to_string()),
+        ];
+        let (out, outcomes) = update_env_text(text, &vars, false);
+        assert_eq!(
+            out,
+            "# my gateway\nBASE_DOMAIN=example.com\nREDIS_PASSWORD=new-pw\n\nexport GATEWAY_JWT_SECRET=\"old\"\nJWT_PRIVATE_KEY_B64=pem\n"
+        );
+        assert_eq!(
+            outcomes.iter().map(|(_, o)| o.clone()).collect::<Vec<_>>(),
+            vec![Outcome::Kept, Outcome::Added, Outcome::Added]
+        );
+        let (out, outcomes) = update_env_text(text, &vars, true);
+        assert!(out.contains("\nGATEWAY_JWT_SECRET=new-secret\n"), "{out}");
+        assert!(!out.contains("old"));
+        assert_eq!(outcomes[0].1, Outcome::Replaced);
+        // A longer name sharing the prefix is a different variable.
+        let (out, _) = update_env_text("REDIS_PASSWORD_FILE=/x\n", &vars[1..2], false);
+        assert_eq!(out, "REDIS_PASSWORD_FILE=/x\nREDIS_PASSWORD=new-pw\n");
+    }
+
+    #[test]
+    fn generated_file_is_private_and_secrets_are_strong() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".env");
+        fs::write(&file, "BASE_DOMAIN=example.com\n").unwrap();
+        let first = generate_into(&file, true, false).unwrap();
+        assert!(first.iter().all(|(_, o)| *o == Outcome::Added));
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with("BASE_DOMAIN=example.com\n"));
+        let secret = text
+            .lines()
+            .find_map(|l| l.strip_prefix("GATEWAY_JWT_SECRET="))
+            .unwrap();
+        assert!(secret.len() >= 32, "{secret}");
+        let pem = text
+            .lines()
+            .find_map(|l| l.strip_prefix("JWT_PRIVATE_KEY_B64="))
+            .unwrap();
+        let pem = String::from_utf8(STANDARD.decode(pem).unwrap()).unwrap();
+        assert!(mcp_authz::keys::validate_rsa_pem(&pem).is_ok());
+        // Run again: nothing changes without --force.
+        let again = generate_into(&file, true, false).unwrap();
+        assert!(again.iter().all(|(_, o)| *o == Outcome::Kept));
+        assert_eq!(fs::read_to_string(&file).unwrap(), text);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+}

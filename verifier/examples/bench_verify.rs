@@ -1,0 +1,650 @@
+//! Verifier benchmark. Run: `cargo run --release -p mcp-verifier --example bench_verify`
+//! (optional: `-- --seconds 3 --connections 32`).
+//!
+//! Side by side with the Python gateway's `/verify` (PyPI
+//! `mcp-oauth-dynamicclient==0.2.0`, issue 5 target ≥ 50×): `bench/run.sh
+//! verify` starts it against a private Redis, obtains a valid token from it and
+//! passes `--python-url URL --python-creds FILE [--python-pid PID]
+//! [--redis-url URL] [--rounds N]`. The same client, connections and duration
+//! then load both; the rounds alternate the two sides; a verifier fed by that
+//! same Redis (pub/sub revocations) is the one compared when `--redis-url` is given.
+//!
+//! One run prints:
+//! * requests/s, p50 and p99 for `/verify` with a cached valid token, a valid
+//!   token never seen before, a bad token (forged signature), and a no-op 200
+//!   endpoint served by the same binary, all over keep-alive HTTP/1.1 against
+//!   127.0.0.1 with fixed concurrency and a bounded duration;
+//! * an in-process microbenchmark: one ES256 signature check vs. a full
+//!   first-seen decision vs. a cached decision;
+//! * resident memory of a verifier process idle and with one million revoked ids;
+//! * revocation propagation (p50/p99/max) across three verifier processes.
+//!
+//! The verifier runs as a child process (this same example binary with
+//! `--serve`, one actix worker) so its memory can be read from /proc and the
+//! load generator (one tokio thread, hand-written HTTP/1.1 client so the client
+//! costs as little as possible) does not share its heap. Keys and revocations
+//! come from the in-process authz contract server used by the tests.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gateway_common::clock::{Clock, SystemClock};
+use gateway_common::config::Source;
+use gateway_common::revocation::RevocationEvent;
+use mcp_verifier::forwarded::{AuthorizationHeader, ForwardedRequest};
+use mcp_verifier::{Decision, VerifierConfig};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const RESOURCE: &str = "https://echo.example.test/mcp";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--serve") {
+        return serve_child();
+    }
+    let arg = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = arg("--seconds", 3);
+    let connections = arg("--connections", 32) as usize;
+    let text = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let compare = Compare {
+        rounds: arg("--rounds", 1).max(1) as usize,
+        redis_url: text("--redis-url"),
+        python: match (text("--python-url"), text("--python-creds")) {
+            (Some(url), Some(creds)) => Some(Python {
+                addr: url
+                    .strip_prefix("http://")
+                    .ok_or_else(|| anyhow::anyhow!("--python-url must be http://host:port"))?
+                    .trim_end_matches('/')
+                    .parse()?,
+                token: serde_json::from_slice::<serde_json::Value>(&std::fs::read(creds)?)?
+                    ["access_token"]
+                    .as_str()
+                    .ok_or_else(|| anyhow::anyhow!("no access_token in --python-creds"))?
+                    .to_string(),
+                pid: text("--python-pid").and_then(|p| p.parse().ok()),
+            }),
+            _ => None,
+        },
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    rt.block_on(local.run_until(bench(Duration::from_secs(seconds), connections, compare)))
+}
+
+/// The Python gateway's `/verify`, already running (see `bench/run.sh`).
+struct Python {
+    addr: SocketAddr,
+    /// A valid access token it issued itself.
+    token: String,
+    pid: Option<u32>,
+}
+
+struct Compare {
+    rounds: usize,
+    redis_url: Option<String>,
+    python: Option<Python>,
+}
+
+fn rss_kib_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Child mode: a verifier process (config from the environment) that also
+/// serves `/noop`, the baseline.
+fn serve_child() -> anyhow::Result<()> {
+    let config = VerifierConfig::from_source(&Source::from_process()?)?;
+    actix_web::rt::System::new().block_on(async move {
+        let (verifier, _tasks) =
+            mcp_verifier::start(config.clone(), gateway_common::clock::system());
+        let v = Arc::clone(&verifier);
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new()
+                .configure(mcp_verifier::configure(Arc::clone(&v)))
+                .route(
+                    "/noop",
+                    actix_web::web::get().to(|| async { actix_web::HttpResponse::Ok().finish() }),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(config.listen)?;
+        println!("LISTEN {}", server.addrs()[0]);
+        server.run().await?;
+        Ok(())
+    })
+}
+
+struct Proc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn rss_kib(&self) -> u64 {
+        rss_kib_of(self.child.id())
+    }
+}
+
+async fn spawn_verifier(authz: &Authz) -> anyhow::Result<Proc> {
+    spawn_verifier_with(authz, None).await
+}
+
+/// A verifier process; with `redis_url`, revocations come from Redis pub/sub.
+async fn spawn_verifier_with(authz: &Authz, redis_url: Option<&str>) -> anyhow::Result<Proc> {
+    use std::io::BufRead;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("--serve")
+        .env("AUTH_ISSUER", ISSUER)
+        .env("AUTHZ_URL", &authz.url)
+        .env("VERIFIER_LISTEN", "127.0.0.1:0")
+        .env("MCP_ECHO_ENABLED", "true")
+        .env("MCP_ECHO_URL", RESOURCE)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(url) = redis_url {
+        cmd.env("REDIS_URL", url);
+    }
+    let mut child = cmd.spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    })
+    .await??;
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("LISTEN ")
+        .ok_or_else(|| anyhow::anyhow!("child said {line:?}"))?
+        .parse()?;
+    let p = Proc { child, addr };
+    gateway_testkit::wait_for_http(&format!("http://{addr}/ready"), Duration::from_secs(120))
+        .await?;
+    Ok(p)
+}
+
+fn verify_request(token: &str) -> Vec<u8> {
+    format!(
+        "GET /verify HTTP/1.1\r\nHost: verifier\r\nX-Forwarded-Method: POST\r\nX-Forwarded-Proto: https\r\n\
+         X-Forwarded-Host: echo.example.test\r\nX-Forwarded-Uri: /mcp\r\nX-Forwarded-For: 203.0.113.5\r\n\
+         Authorization: Bearer {token}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Reads one HTTP/1.1 response; returns the status.
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<u16> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = std::str::from_utf8(&buf[..end])?;
+            let status: u16 = head.get(9..12).unwrap_or("0").parse()?;
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            let total = end + 4 + len;
+            while buf.len() < total {
+                let mut chunk = [0u8; 8192];
+                let n = stream.read(&mut chunk).await?;
+                anyhow::ensure!(n > 0, "connection closed");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf.drain(..total);
+            return Ok(status);
+        }
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+struct LoadResult {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    statuses: std::collections::BTreeMap<u16, u64>,
+}
+
+/// `connections` keep-alive connections for `duration`; request `i` of the run
+/// is `make(i)`.
+async fn load(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    make: Arc<dyn Fn(usize) -> Vec<u8>>,
+) -> anyhow::Result<LoadResult> {
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let make = Arc::clone(&make);
+        let counter = Arc::clone(&counter);
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let mut buf = Vec::with_capacity(16 * 1024);
+            let mut lat = Vec::with_capacity(100_000);
+            let mut statuses = std::collections::BTreeMap::new();
+            while Instant::now() < deadline {
+                let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let req = make(i);
+                let t = Instant::now();
+                stream.write_all(&req).await?;
+                let status = read_response(&mut stream, &mut buf).await?;
+                lat.push(t.elapsed().as_nanos() as u64);
+                *statuses.entry(status).or_insert(0u64) += 1;
+            }
+            anyhow::Ok((lat, statuses))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut statuses = std::collections::BTreeMap::new();
+    for t in tasks {
+        let (lat, st) = t.await??;
+        all.extend(lat);
+        for (k, v) in st {
+            *statuses.entry(k).or_insert(0) += v;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    Ok(LoadResult {
+        rps: all.len() as f64 / elapsed,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        statuses,
+    })
+}
+
+fn print_row(name: &str, r: &LoadResult) {
+    println!(
+        "  {name:<28} {:>10.0} req/s   p50 {:>8.1} µs   p99 {:>8.1} µs   statuses {:?}",
+        r.rps, r.p50_us, r.p99_us, r.statuses
+    );
+}
+
+async fn bench(duration: Duration, connections: usize, compare: Compare) -> anyhow::Result<()> {
+    let key = TestKey::generate("bench");
+    let stranger = TestKey::generate("bench");
+    let authz = Authz::start(jwks(&[&key])).await;
+    let now = SystemClock.now_secs();
+
+    println!("== verifier benchmark: {connections} connections, {}s per scenario, 1 server worker, 1 client thread", duration.as_secs());
+    let a = spawn_verifier(&authz).await?;
+    println!(
+        "  RSS idle (keys loaded, feed connected, no requests yet): {:.1} MiB",
+        a.rss_kib() as f64 / 1024.0
+    );
+
+    // --- HTTP load ---
+    let noop: Arc<dyn Fn(usize) -> Vec<u8>> =
+        Arc::new(|_| b"GET /noop HTTP/1.1\r\nHost: verifier\r\n\r\n".to_vec());
+    let cached_token = key.sign(&claims(RESOURCE, now));
+    let cached_req = verify_request(&cached_token);
+    let cached: Arc<dyn Fn(usize) -> Vec<u8>> = Arc::new(move |_| cached_req.clone());
+    let fresh_count = 15_000;
+    let t = Instant::now();
+    let fresh_reqs: Vec<Vec<u8>> = (0..fresh_count)
+        .map(|_| verify_request(&key.sign(&claims(RESOURCE, now))))
+        .collect();
+    println!(
+        "  (minted {fresh_count} distinct tokens in {:.1}s)",
+        t.elapsed().as_secs_f64()
+    );
+    let fresh_reqs = Arc::new(fresh_reqs);
+    let fr = Arc::clone(&fresh_reqs);
+    let fresh: Arc<dyn Fn(usize) -> Vec<u8>> = Arc::new(move |i| fr[i % fr.len()].clone());
+    let bad_req = verify_request(&stranger.sign(&claims(RESOURCE, now)));
+    let bad: Arc<dyn Fn(usize) -> Vec<u8>> = Arc::new(move |_| bad_req.clone());
+
+    // warm-up
+    let _ = load(
+        a.addr,
+        connections,
+        Duration::from_millis(500),
+        Arc::clone(&cached),
+    )
+    .await?;
+
+    let r_noop = load(a.addr, connections, duration, noop).await?;
+    let r_cached = load(a.addr, connections, duration, cached).await?;
+    let r_fresh = load(a.addr, connections, duration, fresh).await?;
+    let r_bad = load(a.addr, connections, duration, bad).await?;
+    println!("\n-- HTTP /verify over keep-alive --");
+    print_row("no-op 200 (/noop)", &r_noop);
+    print_row("cached valid token", &r_cached);
+    print_row("never-seen valid token", &r_fresh);
+    print_row("bad token (forged sig)", &r_bad);
+    let fresh_served = r_fresh.rps * duration.as_secs_f64();
+    if fresh_served > fresh_count as f64 {
+        println!("  note: the never-seen run served more requests than distinct tokens; some were cache hits");
+    }
+    println!(
+        "  ratios: cached/no-op = {:.2}   never-seen/no-op = {:.2}   bad/no-op = {:.2}",
+        r_cached.rps / r_noop.rps,
+        r_fresh.rps / r_noop.rps,
+        r_bad.rps / r_noop.rps
+    );
+
+    if let Some(py) = &compare.python {
+        side_by_side(
+            &authz,
+            &compare,
+            py,
+            &cached_token,
+            &r_fresh,
+            duration,
+            connections,
+        )
+        .await?;
+    }
+
+    // --- in-process microbenchmark ---
+    println!("\n-- in-process (no HTTP) --");
+    let config = VerifierConfig::from_source(&source(&authz, RESOURCE))?;
+    let (verifier, _tasks) = mcp_verifier::start(config, gateway_common::clock::system());
+    gateway_testkit::wait_for_http(
+        &format!("http://{}/jwks", authz.addr),
+        Duration::from_secs(5),
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while verifier.readiness().keys == 0 || !verifier.readiness().ready {
+        anyhow::ensure!(Instant::now() < deadline, "in-process verifier not ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let keys = gateway_common::keys::KeyTable::from_jwks(&jwks(&[&key]));
+    let vk = keys.get("bench").ok_or_else(|| anyhow::anyhow!("key"))?;
+    let (msg, sig) = cached_token
+        .rsplit_once('.')
+        .ok_or_else(|| anyhow::anyhow!("jwt"))?;
+    // Interleaved blocks, median per block: the machine is shared, so a
+    // burst of someone else's work must not land on one side only.
+    let block = 200;
+    let rounds = 15;
+    let fresh_tokens: Vec<String> = (0..block * rounds)
+        .map(|_| key.sign(&claims(RESOURCE, now)))
+        .collect();
+    let check = |token: &str| {
+        let auth = format!("Bearer {token}");
+        let req = ForwardedRequest {
+            method: "POST",
+            proto: "https",
+            host: "echo.example.test",
+            uri: "/mcp",
+            authorization: AuthorizationHeader::One(auth.as_bytes()),
+            cors_preflight: false,
+            wants_html: false,
+        };
+        matches!(verifier.check(&req), Decision::Allow(_))
+    };
+    let (mut sig_runs, mut first_runs, mut cached_runs) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..block {
+            assert!(jsonwebtoken::crypto::verify(
+                sig,
+                msg.as_bytes(),
+                &vk.key,
+                vk.alg
+            )?);
+        }
+        sig_runs.push(t.elapsed().as_secs_f64() * 1e6 / block as f64);
+        let t = Instant::now();
+        for tok in &fresh_tokens[r * block..(r + 1) * block] {
+            assert!(check(tok));
+        }
+        first_runs.push(t.elapsed().as_secs_f64() * 1e6 / block as f64);
+        let t = Instant::now();
+        for _ in 0..block * 50 {
+            assert!(check(&cached_token));
+        }
+        cached_runs.push(t.elapsed().as_secs_f64() * 1e6 / (block * 50) as f64);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let sig_us = median(&mut sig_runs);
+    let first_us = median(&mut first_runs);
+    let cached_us = median(&mut cached_runs);
+    println!("  one ES256 signature check:      {sig_us:>8.2} µs");
+    println!(
+        "  first-seen token, full decision: {first_us:>8.2} µs  ({:.3}× the signature check; {:+.1}%)",
+        first_us / sig_us,
+        (first_us / sig_us - 1.0) * 100.0
+    );
+    println!(
+        "  cached token, full decision:     {cached_us:>8.2} µs  ({:.1}× faster than first-seen)",
+        first_us / cached_us
+    );
+
+    // --- revocation propagation across three verifier processes ---
+    let b = spawn_verifier(&authz).await?;
+    let c = spawn_verifier(&authz).await?;
+    let procs = [&a, &b, &c];
+    let mut conns = Vec::new();
+    for p in procs {
+        let s = TcpStream::connect(p.addr).await?;
+        s.set_nodelay(true)?;
+        conns.push(s);
+    }
+    let mut lat_ms = Vec::new();
+    let rounds = 100;
+    let mut buf = Vec::new();
+    for _ in 0..rounds {
+        let cl = claims(RESOURCE, now);
+        let req = verify_request(&key.sign(&cl));
+        for s in conns.iter_mut() {
+            s.write_all(&req).await?;
+            anyhow::ensure!(read_response(s, &mut buf).await? == 200, "warm-up refused");
+        }
+        let revoked_at = Instant::now();
+        authz.revoke(&cl.jti, cl.exp);
+        for s in conns.iter_mut() {
+            loop {
+                s.write_all(&req).await?;
+                if read_response(s, &mut buf).await? == 401 {
+                    break;
+                }
+                anyhow::ensure!(
+                    revoked_at.elapsed() < Duration::from_secs(5),
+                    "revocation never arrived"
+                );
+            }
+            lat_ms.push(revoked_at.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    lat_ms.sort_by(|x, y| x.total_cmp(y));
+    let pct = |p: f64| lat_ms[((lat_ms.len() as f64 * p) as usize).min(lat_ms.len() - 1)];
+    println!("\n-- revocation propagation, 3 verifier processes, {rounds} revocations --");
+    println!(
+        "  revoke → refused:  p50 {:.2} ms   p99 {:.2} ms   max {:.2} ms",
+        pct(0.5),
+        pct(0.99),
+        lat_ms[lat_ms.len() - 1]
+    );
+    drop((b, c));
+
+    // --- memory with one million revoked ids ---
+    let million: Vec<RevocationEvent> = (0..1_000_000u32)
+        .map(|_| RevocationEvent {
+            jti: uuid::Uuid::new_v4().to_string(),
+            exp: now + 3600,
+        })
+        .collect();
+    let big = Authz::start_with(jwks(&[&key]), million, Duration::from_secs(15)).await;
+    let t = Instant::now();
+    let d = spawn_verifier(&big).await?;
+    let loaded = t.elapsed();
+    let ready: serde_json::Value = reqwest::get(format!("http://{}/ready", d.addr))
+        .await?
+        .json()
+        .await?;
+    println!("\n-- memory (VmRSS of a verifier process) --");
+    println!(
+        "  idle:                       {:>7.1} MiB",
+        a.rss_kib() as f64 / 1024.0
+    );
+    println!(
+        "  with {} revoked ids:  {:>7.1} MiB   (snapshot loaded and ready in {:.1}s)",
+        ready["revoked_ids"],
+        d.rss_kib() as f64 / 1024.0,
+        loaded.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Ours (cached valid token) and the Python gateway's `/verify` (a valid token
+/// it issued), same request bytes but the token, same client, connections and
+/// duration; rounds alternate who goes first; medians are compared.
+async fn side_by_side(
+    authz: &Authz,
+    compare: &Compare,
+    py: &Python,
+    cached_token: &str,
+    r_fresh: &LoadResult,
+    duration: Duration,
+    connections: usize,
+) -> anyhow::Result<()> {
+    let ours = spawn_verifier_with(authz, compare.redis_url.as_deref()).await?;
+    let ours_req = verify_request(cached_token);
+    let ours_load: Arc<dyn Fn(usize) -> Vec<u8>> = Arc::new(move |_| ours_req.clone());
+    let py_req = verify_request(&py.token);
+    let py_load: Arc<dyn Fn(usize) -> Vec<u8>> = Arc::new(move |_| py_req.clone());
+    let py_rss_before = py.pid.map(rss_kib_of);
+    // Warm both (the Python side builds its validator on first use).
+    let _ = load(
+        ours.addr,
+        connections,
+        Duration::from_millis(500),
+        Arc::clone(&ours_load),
+    )
+    .await?;
+    let _ = load(
+        py.addr,
+        connections,
+        Duration::from_millis(500),
+        Arc::clone(&py_load),
+    )
+    .await?;
+    let (mut o, mut p) = (Vec::new(), Vec::new());
+    for round in 0..compare.rounds {
+        if round % 2 == 1 {
+            p.push(load(py.addr, connections, duration, Arc::clone(&py_load)).await?);
+        }
+        o.push(load(ours.addr, connections, duration, Arc::clone(&ours_load)).await?);
+        if round % 2 == 0 {
+            p.push(load(py.addr, connections, duration, Arc::clone(&py_load)).await?);
+        }
+    }
+    let feed = if compare.redis_url.is_some() {
+        "revocations by pub/sub from the same Redis"
+    } else {
+        "revocations by the authz stream"
+    };
+    println!(
+        "\n-- side by side with the Python gateway's /verify (mcp-oauth-dynamicclient 0.2.0), {} round(s) --",
+        compare.rounds
+    );
+    println!("  ours: one verifier process, 1 worker, {feed}");
+    println!("  python: mcp-oauth-server (one uvicorn process), RS256, one Redis GET per request");
+    for (i, (a, b)) in o.iter().zip(&p).enumerate() {
+        print_row(&format!("round {} ours (cached)", i + 1), a);
+        print_row(&format!("round {} python", i + 1), b);
+    }
+    let all_ok = |v: &[LoadResult]| v.iter().all(|r| r.statuses.keys().all(|s| *s == 200));
+    anyhow::ensure!(
+        all_ok(&o) && all_ok(&p),
+        "a valid token was refused; the comparison is void"
+    );
+    let med = |mut v: Vec<LoadResult>| {
+        v.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        v.swap_remove(v.len() / 2)
+    };
+    let (o, p) = (med(o), med(p));
+    println!(
+        "\n  {:<30} {:>12} {:>10} {:>10}",
+        "median, valid token", "req/s", "p50 ms", "p99 ms"
+    );
+    for (name, r) in [
+        ("ours, cached", &o),
+        ("ours, never-seen (above)", r_fresh),
+        ("python 0.2.0", &p),
+    ] {
+        println!(
+            "  {name:<30} {:>12.0} {:>10.3} {:>10.3}",
+            r.rps,
+            r.p50_us / 1000.0,
+            r.p99_us / 1000.0
+        );
+    }
+    let verdict = |x: f64| if x >= 50.0 { "MET" } else { "NOT MET" };
+    let cached_ratio = o.rps / p.rps;
+    let fresh_ratio = r_fresh.rps / p.rps;
+    println!(
+        "  ratio ours/python req/s:  cached {cached_ratio:.1}×  never-seen {fresh_ratio:.1}×   target ≥ 50×: cached {}, never-seen {}",
+        verdict(cached_ratio),
+        verdict(fresh_ratio)
+    );
+    println!("  p99 python/ours:  {:.1}× (cached)", p.p99_us / o.p99_us);
+    if let Some(pid) = py.pid {
+        println!(
+            "  RSS: ours {:.1} MiB   python {:.1} MiB before this load, {:.1} MiB after",
+            ours.rss_kib() as f64 / 1024.0,
+            py_rss_before.unwrap_or(0) as f64 / 1024.0,
+            rss_kib_of(pid) as f64 / 1024.0
+        );
+    }
+    Ok(())
+}

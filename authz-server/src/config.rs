@@ -389,8 +389,10 @@ impl GitHubConfig {
         let Some(client_id) = src.get("GITHUB_CLIENT_ID") else {
             return Ok(None);
         };
-        let client_secret = src
-            .required("GITHUB_CLIENT_SECRET", "0123456789abcdef0123456789abcdef01234567")?;
+        let client_secret = src.required(
+            "GITHUB_CLIENT_SECRET",
+            "0123456789abcdef0123456789abcdef01234567",
+        )?;
         let lower = |v: Vec<String>| -> Vec<String> {
             v.into_iter().map(|s| s.to_ascii_lowercase()).collect()
         };
@@ -422,7 +424,9 @@ impl GitHubConfig {
             allowed_teams,
             recheck_interval: src.seconds("GITHUB_RECHECK_INTERVAL", 3600)?,
         };
-        if cfg.allowed_users.is_empty() && cfg.allowed_orgs.is_empty() && cfg.allowed_teams.is_empty()
+        if cfg.allowed_users.is_empty()
+            && cfg.allowed_orgs.is_empty()
+            && cfg.allowed_teams.is_empty()
         {
             // Safe default: GitHub has millions of users; say explicitly who may sign in.
             return Err(ConfigError::new(
@@ -780,5 +784,70 @@ mod tests {
                 .var,
             "TRUSTED_PROXIES"
         );
+    }
+
+    #[test]
+    fn github_provider_config() {
+        let gh = [
+            ("GITHUB_CLIENT_ID", "Iv1.x"),
+            ("GITHUB_CLIENT_SECRET", "s"),
+            ("ALLOWED_GITHUB_USERS", " OctoCat ,hubot"),
+            ("ALLOWED_GITHUB_TEAMS", "Acme/SRE"),
+            ("GITHUB_BASE_URL", "https://ghe.example.com/"),
+            ("GITHUB_API_URL", "https://ghe.example.com/api/v3"),
+        ];
+        let c = parse(&gh).unwrap().github.unwrap();
+        assert_eq!(c.allowed_users, vec!["octocat", "hubot"]);
+        assert_eq!(
+            c.allowed_teams,
+            vec![("acme".to_string(), "sre".to_string())]
+        );
+        assert_eq!(c.base_url, "https://ghe.example.com");
+        assert_eq!(c.api_url, "https://ghe.example.com/api/v3");
+        assert!(
+            !format!("{c:?}").contains("\"s\""),
+            "the secret stays out of Debug"
+        );
+        let defaults = parse(&gh[..3]).unwrap().github.unwrap();
+        assert_eq!(defaults.api_url, "https://api.github.com");
+        assert_eq!(
+            parse(&[("GITHUB_CLIENT_ID", "x")]).unwrap_err().var,
+            "GITHUB_CLIENT_SECRET"
+        );
+        assert_eq!(
+            parse(&[("GITHUB_CLIENT_ID", "x"), ("GITHUB_CLIENT_SECRET", "s")])
+                .unwrap_err()
+                .var,
+            "ALLOWED_GITHUB_USERS",
+            "no allowlist at all is refused"
+        );
+        assert_eq!(
+            parse(&[
+                ("GITHUB_CLIENT_ID", "x"),
+                ("GITHUB_CLIENT_SECRET", "s"),
+                ("ALLOWED_GITHUB_TEAMS", "no-slash")
+            ])
+            .unwrap_err()
+            .var,
+            "ALLOWED_GITHUB_TEAMS"
+        );
+    }
+
+    #[test]
+    fn oidc_provider_config() {
+        let ok = [
+            ("OIDC_ISSUER", "https://idp.example.com"),
+            ("OIDC_CLIENT_ID", "c"),
+            ("OIDC_CLIENT_SECRET", "s"),
+            ("OIDC_ALLOWED_DOMAINS", "Example.com"),
+        ];
+        let c = parse(&ok).unwrap().oidc.unwrap();
+        assert_eq!(c.allowed_domains, vec!["example.com"]);
+        assert_eq!(c.scopes, "openid email profile");
+        assert_eq!(c.groups_claim, "groups");
+        assert_eq!(parse(&ok[..3]).unwrap_err().var, "OIDC_ALLOWED_EMAILS");
+        let mut no_openid = ok.to_vec();
+        no_openid.push(("OIDC_SCOPES", "email"));
+        assert_eq!(parse(&no_openid).unwrap_err().var, "OIDC_SCOPES");
     }
 }

@@ -39,7 +39,12 @@ input[type=text],input[type=password]{width:100%;box-sizing:border-box;padding:.
 button{margin-top:1.25rem;padding:.7rem 1.2rem;font-size:1rem;margin-right:.5rem;cursor:pointer}\
 button:focus,input:focus{outline:3px solid #2563eb;outline-offset:2px}\
 .err{color:#b00020;font-weight:600}dt{font-weight:600;margin-top:.5rem}dd{margin:0;word-break:break-all}\
-code{background:#f1f1f1;padding:0 .2rem}";
+code{background:#f1f1f1;padding:0 .2rem}\
+button{border-radius:6px;border:1px solid #767676;background:#f4f4f4;color:#1a1a1a}\
+button.primary{background:#1d4ed8;border-color:#1d4ed8;color:#fff}\
+ul.choices{list-style:none;padding:0}ul.choices a{display:block;padding:.8rem 1rem;margin:.6rem 0;border:1px solid #767676;border-radius:6px;color:#1a1a1a;text-decoration:none;font-weight:600}\
+ul.choices a:focus{outline:3px solid #2563eb;outline-offset:2px}\
+#user_code{font-family:ui-monospace,monospace;letter-spacing:.2em;text-transform:uppercase;font-size:1.3rem}";
 
 fn style_hash() -> &'static str {
     static HASH: OnceLock<String> = OnceLock::new();
@@ -128,7 +133,7 @@ pub fn device_page(csrf: &str, code: &str, error: Option<&str>) -> String {
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
 <label for=\"user_code\">Code</label>\
 <input type=\"text\" id=\"user_code\" name=\"user_code\" value=\"{code}\" autocomplete=\"one-time-code\" autocapitalize=\"characters\" spellcheck=\"false\" required autofocus>\
-<button type=\"submit\">Continue</button></form></main>",
+<button type=\"submit\" class=\"primary\">Continue</button></form></main>",
         csrf = Esc(csrf),
         code = Esc(code),
     );
@@ -173,7 +178,7 @@ pub fn signin_page(f: &SignInForm<'_>) -> String {
 <input type=\"text\" id=\"username\" name=\"username\" value=\"{user}\" autocomplete=\"username\" autocapitalize=\"none\" required autofocus>\
 <label for=\"password\">Password</label>\
 <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
-<button type=\"submit\">Sign in</button></form></main>",
+<button type=\"submit\" class=\"primary\">Sign in</button></form></main>",
         client = Esc(f.client_name),
         req = Esc(f.request_id),
         csrf = Esc(f.csrf),
@@ -198,7 +203,7 @@ pub fn chooser_page(request_id: &str, client_name: &str, choices: &[Choice<'_>])
         ));
     }
     let body = format!(
-        "<main><h1>Sign in</h1><p>to continue to <strong>{}</strong></p><ul>{items}</ul></main>",
+        "<main><h1>Sign in</h1><p>to continue to <strong>{}</strong></p><ul class=\"choices\">{items}</ul></main>",
         Esc(client_name)
     );
     page("Sign in", &body)
@@ -236,7 +241,7 @@ pub fn consent_page(f: &ConsentForm<'_>) -> String {
 <dt>Signed in as</dt><dd>{user}</dd></dl>\
 <form method=\"post\" action=\"/consent\">\
 <input type=\"hidden\" name=\"req\" value=\"{req}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<button type=\"submit\" name=\"decision\" value=\"allow\" autofocus>Allow</button>\
+<button type=\"submit\" name=\"decision\" value=\"allow\" class=\"primary\" autofocus>Allow</button>\
 <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form></main>",
         client = Esc(f.client_name),
         client_id = Esc(f.client_id),

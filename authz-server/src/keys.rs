@@ -414,7 +414,11 @@ impl KeyManager {
         let ct = cipher
             .encrypt(&Nonce::from(nonce), plain)
             .map_err(|_| anyhow!("sealing failed"))?;
-        Ok(format!("{}.{}", STANDARD.encode(nonce), STANDARD.encode(ct)))
+        Ok(format!(
+            "{}.{}",
+            STANDARD.encode(nonce),
+            STANDARD.encode(ct)
+        ))
     }
 
     /// Opens what [`KeyManager::seal_bytes`] sealed for the same `purpose`.

@@ -77,6 +77,10 @@ pub async fn build_state(
         providers.push(Arc::new(signin::local::LocalUsers::new(path)));
     }
     let cimd = cimd::CimdResolver::new(config.cimd_allow_private, clock.clone())?;
+    let rate_limits = http::rate_limit::RateLimiter::new(
+        http::rate_limit::Limits::from_source(&config.source)?,
+        clock.clone(),
+    );
     let (tx, _) = broadcast::channel(1024);
     // Subscribe before serving, so no revocation made after start-up is missed by the SSE feed.
     let first = store.subscribe(REVOCATION_CHANNEL).await?;
@@ -91,6 +95,7 @@ pub async fn build_state(
         cimd,
         metrics: metrics::Metrics::new(),
         revocations: tx,
+        rate_limits,
     })))
 }
 

@@ -26,6 +26,8 @@ pub struct Inner {
     pub metrics: Metrics,
     /// Revocations seen on the store channel, fanned out to `/revocations/stream`.
     pub revocations: broadcast::Sender<RevocationEvent>,
+    /// One per process (not per worker): `http::rate_limit`.
+    pub rate_limits: crate::http::rate_limit::RateLimiter,
 }
 
 #[derive(Debug, Clone)]

@@ -62,7 +62,10 @@ async fn poll(s: &TestServer, client_id: &str, device_code: &str) -> (u16, Value
 async fn enter_code(s: &TestServer, browser: &reqwest::Client, typed: &str) -> reqwest::Response {
     let page = get(browser, &s.url("/device")).await;
     assert_eq!(page.status(), 200);
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert!(csp.contains("frame-ancestors 'none'"));
     let html = page.text().await.unwrap();
     browser
@@ -92,12 +95,20 @@ async fn local_sign_in(s: &TestServer, browser: &reqwest::Client, signin: &str) 
     next_url(&s.base, &r)
 }
 
-async fn decide(s: &TestServer, browser: &reqwest::Client, consent: &str, decision: &str) -> String {
+async fn decide(
+    s: &TestServer,
+    browser: &reqwest::Client,
+    consent: &str,
+    decision: &str,
+) -> String {
     let page = get(browser, consent).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("your device"), "{html}");
-    assert!(html.contains("Command-line &lt;b&gt;tool&lt;&#x2F;b&gt;"), "escaped client name");
+    assert!(
+        html.contains("Command-line &lt;b&gt;tool&lt;&#x2F;b&gt;"),
+        "escaped client name"
+    );
     let r = browser
         .post(s.url("/consent"))
         .form(&[
@@ -143,7 +154,10 @@ async fn approve_flow_with_slow_down_and_single_use(b: Backend) {
 
     // Polling: pending, then too fast → slow_down with a longer interval.
     let (st, e) = poll(&s, &client_id, &device_code).await;
-    assert_eq!((st, e["error"].as_str()), (400, Some("authorization_pending")));
+    assert_eq!(
+        (st, e["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
     let (st, e) = poll(&s, &client_id, &device_code).await;
     assert_eq!((st, e["error"].as_str()), (400, Some("slow_down")));
     s.clock.advance(Duration::from_secs(6));
@@ -180,6 +194,21 @@ async fn approve_flow_with_slow_down_and_single_use(b: Backend) {
     let r = enter_code(&s, &browser, &user_code).await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("not valid"));
+
+    // Signed in, consent remembered: a second device is connected without questions.
+    let d = start_device(&s, &client_id).await;
+    let r = enter_code(&s, &browser, d["user_code"].as_str().unwrap()).await;
+    assert_eq!(r.status(), 303);
+    let consent = next_url(&s.base, &r);
+    assert!(
+        consent.contains("/consent?req="),
+        "signed in: straight to consent"
+    );
+    let page = get(&browser, &consent).await;
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("Device connected"));
+    let (st, _) = poll(&s, &client_id, d["device_code"].as_str().unwrap()).await;
+    assert_eq!(st, 200);
 }
 
 async fn denied_expired_and_foreign_device_codes(b: Backend) {
@@ -229,7 +258,11 @@ async fn device_page_csrf_is_single_use_and_input_is_escaped(b: Backend) {
     let s = start(b).await;
     let browser = s.browser();
     let evil = "<script>alert(1)</script>\"";
-    let page = get(&browser, &format!("{}?user_code={}", s.url("/device"), urlencode(evil))).await;
+    let page = get(
+        &browser,
+        &format!("{}?user_code={}", s.url("/device"), urlencode(evil)),
+    )
+    .await;
     let html = page.text().await.unwrap();
     assert!(!html.contains("<script>"), "{html}");
     let csrf = hidden(&html, "csrf");

@@ -39,7 +39,15 @@ async fn discovery_documents_advertise_what_is_implemented(b: Backend) {
         assert_eq!(m["response_types_supported"], json!(["code"]));
         assert_eq!(
             m["grant_types_supported"],
-            json!(["authorization_code", "refresh_token"])
+            json!([
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code"
+            ])
+        );
+        assert_eq!(
+            m["device_authorization_endpoint"],
+            format!("{}/device_authorization", s.base)
         );
         assert_eq!(m["token_endpoint"], format!("{}/token", s.base));
         assert_eq!(m["revocation_endpoint"], format!("{}/revoke", s.base));

@@ -92,6 +92,43 @@ async fn code_flow_with_local_sign_in_then_refresh(b: Backend) {
         "remembered consent redirects straight back"
     );
     assert!(query_param(&location(&consent), "code").is_some());
+
+    // Consent lasts until revoked: withdraw it, and the next authorization asks again.
+    let page = browser
+        .get(s.url("/consent/revoke"))
+        .query(&[("client_id", client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let form = [
+        ("client_id", client_id.clone()),
+        ("csrf", hidden(&html, "csrf")),
+    ];
+    let r = browser
+        .post(s.url("/consent/revoke"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Access withdrawn"));
+    let r = browser
+        .post(s.url("/consent/revoke"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "the form token works once");
+    let again = browser
+        .get(s.url("/authorize"))
+        .query(&q)
+        .send()
+        .await
+        .unwrap();
+    let consent = browser.get(s.url(&location(&again))).send().await.unwrap();
+    assert_eq!(consent.status(), 200, "the consent page is shown again");
 }
 
 async fn forms_are_single_use_and_pages_escape_what_they_reflect(b: Backend) {

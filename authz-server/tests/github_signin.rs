@@ -71,12 +71,18 @@ async fn through_github(
     let chooser = get(browser, &signin).await;
     assert_eq!(chooser.status(), 200);
     let html = chooser.text().await.unwrap();
-    assert!(html.contains(">GitHub<") && html.contains(">Local account<"), "{html}");
+    assert!(
+        html.contains(">GitHub<") && html.contains(">Local account<"),
+        "{html}"
+    );
     let r = get(browser, &format!("{signin}&idp=github")).await;
     assert_eq!(r.status(), 302);
     let to_github = next_url(&s.base, &r);
     assert!(to_github.starts_with(&format!("{}/login/oauth/authorize?", st.gh.base)));
-    assert_eq!(query_param(&to_github, "client_id").as_deref(), Some(CLIENT_ID));
+    assert_eq!(
+        query_param(&to_github, "client_id").as_deref(),
+        Some(CLIENT_ID)
+    );
     assert_eq!(
         query_param(&to_github, "code_challenge_method").as_deref(),
         Some("S256")
@@ -156,7 +162,10 @@ async fn allowlisted_user_signs_in_with_verified_primary_email() {
     let (_, c) = jwt_parts(tok["access_token"].as_str().unwrap());
     assert_eq!(c["sub"], "github:583231");
     assert_eq!(c["name"], "octocat");
-    assert_eq!(c["email"], "octocat@github.example", "the verified primary one");
+    assert_eq!(
+        c["email"], "octocat@github.example",
+        "the verified primary one"
+    );
     assert_eq!(c["idp"], "github");
     assert!(
         !tok.to_string().contains("gho_"),
@@ -296,7 +305,11 @@ async fn bad_verification_code_and_replayed_state_are_refused() {
     // The state was used up by that attempt: the genuine callback now fails too.
     let r = get(&browser, &back).await;
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("already completed or has expired"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("already completed or has expired"));
     // An invented state never reaches GitHub's token endpoint.
     let r = get(
         &browser,
@@ -336,4 +349,109 @@ async fn callback_from_another_browser_is_refused() {
     let r = get(&victim, &back).await;
     assert_eq!(r.status(), 400);
     assert!(r.headers().get("set-cookie").is_none(), "no session opened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_reaches_github_for_a_bad_client_or_redirect() {
+    let st = setup().await;
+    let s = &st.s;
+    let (id, _, redirect) = s.confidential_client("client_secret_basic").await;
+    assert_eq!(redirect, "https://app.example.com/cb");
+    let ch = challenge(&verifier());
+    // One character off (last, first-of-path, scheme), and an unknown client.
+    for (client, presented) in [
+        (id.as_str(), "https://app.example.com/cc"),
+        (id.as_str(), "https://app.example.com/cb/"),
+        (id.as_str(), "http://app.example.com/cb"),
+        (id.as_str(), "https://app.example.co/cb"),
+        ("unknown-client", "https://app.example.com/cb"),
+    ] {
+        let r = s
+            .http
+            .get(s.url("/authorize"))
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", client),
+                ("redirect_uri", presented),
+                ("code_challenge", ch.as_str()),
+                ("code_challenge_method", "S256"),
+                ("state", "<script>alert(1)</script>"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{client} {presented}");
+        assert!(r.headers().get("location").is_none(), "never a redirect");
+        let html = r.text().await.unwrap();
+        assert!(!html.contains("<script>"));
+    }
+}
+
+/// The stand-in itself answers as GitHub documents: token errors are HTTP 200
+/// with an `error` field, in JSON or form encoding per `Accept`; codes are single-use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standin_answers_like_github() {
+    let gh = GitHubStandIn::start().await;
+    gh.set_callback("http://127.0.0.1:1/callback/github");
+    gh.add_user("octocat", 1, "o@example.com");
+    let http = reqwest::Client::new();
+    let v = verifier();
+    let code = gh.mint_code("octocat", "http://127.0.0.1:1/callback/github", &v);
+    let form = |code: &str, verifier: &str| {
+        vec![
+            ("client_id", CLIENT_ID.to_string()),
+            ("client_secret", CLIENT_SECRET.to_string()),
+            ("code", code.to_string()),
+            ("code_verifier", verifier.to_string()),
+        ]
+    };
+    // Default (no Accept: JSON): form-encoded.
+    let r = http
+        .post(format!("{}/login/oauth/access_token", gh.base))
+        .form(&form(&code, &v))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.starts_with("access_token=gho_") && body.contains("token_type=bearer"),
+        "{body}"
+    );
+    // The same code again: bad_verification_code, HTTP 200, JSON on request.
+    let r = http
+        .post(format!("{}/login/oauth/access_token", gh.base))
+        .header("accept", "application/json")
+        .form(&form(&code, &v))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"], "bad_verification_code");
+    // A PKCE mismatch is refused too.
+    let code = gh.mint_code("octocat", "http://127.0.0.1:1/callback/github", &v);
+    let r = http
+        .post(format!("{}/login/oauth/access_token", gh.base))
+        .header("accept", "application/json")
+        .form(&form(&code, &verifier()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "bad_verification_code"
+    );
+    // The REST API without a valid token: 401 Bad credentials.
+    let r = http
+        .get(format!("{}/user", gh.base))
+        .bearer_auth("gho_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["message"],
+        "Bad credentials"
+    );
 }

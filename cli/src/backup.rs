@@ -136,33 +136,18 @@ impl std::fmt::Display for RestoreReport {
     }
 }
 
-/// Writes the backup's records. Without `force`, nothing is written when any
-/// record would replace a live one; each write is also `put_if_absent`, so a
-/// record created meanwhile is not clobbered either.
+/// Writes the backup's records that are still alive at `now` (the rest
+/// lapsed on disk and are skipped). Without `force`, nothing is written when
+/// any of them would replace a live record; each write is also
+/// `put_if_absent`, so a record created meanwhile is not clobbered either.
 pub async fn restore(
     store: &dyn Store,
     backup: &Backup,
     now: u64,
     force: bool,
 ) -> AdminResult<RestoreReport> {
-    let mut existing = Vec::new();
-    for r in &backup.records {
-        if store.get(&r.key).await?.is_some() {
-            existing.push(r.key.clone());
-        }
-    }
-    if !force {
-        if let Some(first) = existing.first() {
-            return Err(AdminError::WouldOverwrite {
-                count: existing.len(),
-                first: first.clone(),
-            });
-        }
-    }
-    let mut report = RestoreReport {
-        replaced: existing.len(),
-        ..RestoreReport::default()
-    };
+    let mut report = RestoreReport::default();
+    let mut live = Vec::with_capacity(backup.records.len());
     for r in &backup.records {
         let ttl = match r.expires_at {
             None => None,
@@ -172,6 +157,21 @@ pub async fn restore(
             }
             Some(exp) => Some(Duration::from_secs(exp - now)),
         };
+        let exists = store.get(&r.key).await?.is_some();
+        live.push((r, ttl, exists));
+    }
+    let existing: Vec<&str> = live
+        .iter()
+        .filter(|(_, _, exists)| *exists)
+        .map(|(r, _, _)| r.key.as_str())
+        .collect();
+    if let (false, Some(first)) = (force, existing.first()) {
+        return Err(AdminError::WouldOverwrite {
+            count: existing.len(),
+            first: first.to_string(),
+        });
+    }
+    for (r, ttl, exists) in live {
         let raw = r.value.to_bytes()?;
         if force {
             store.put(&r.key, &raw, ttl).await?;
@@ -182,18 +182,7 @@ pub async fn restore(
             });
         }
         report.restored += 1;
-    }
-    if report.replaced > 0 && report.expired > 0 {
-        // A replaced record whose backup copy had expired was not written; say so honestly.
-        report.replaced = existing
-            .iter()
-            .filter(|k| {
-                backup
-                    .records
-                    .iter()
-                    .any(|r| &r.key == *k && r.expires_at.is_none_or(|e| e > now))
-            })
-            .count();
+        report.replaced += usize::from(exists);
     }
     Ok(report)
 }

@@ -72,8 +72,7 @@ pub enum Revoked {
 /// `tokens revoke JTI_OR_REFRESH`: a refresh token (`<family>.<secret>`), a
 /// family id, or an access token's `jti`.
 pub async fn revoke(store: &dyn Store, now: u64, what: &str) -> AdminResult<Revoked> {
-    // A refresh token is `<family>.<secret>`; only the family part is needed
-    // (the operator has the token, so they may revoke it: RFC 7009 §2.1 spirit).
+    // A refresh token is `<family>.<secret>`; the family part names the authorization.
     let family_id = mcp_authz::token::split_refresh_token(what)
         .map(|(f, _)| f)
         .unwrap_or(what);
@@ -157,16 +156,16 @@ impl std::fmt::Display for PurgeReport {
     }
 }
 
-/// The expiry each record kind carries, so records whose store TTL outlives
-/// their meaning (e.g. written with a long TTL by an older version, or whose
-/// clock moved) can be removed.
+/// The expiry a record carries in its own body.
 fn logical_expiry<T: DeserializeOwned>(raw: &[u8], exp: impl Fn(T) -> Option<u64>) -> Option<u64> {
     serde_json::from_slice::<T>(raw).ok().and_then(exp)
 }
 
-/// `tokens purge-expired`: deletes records whose own expiry has passed.
-/// Listing uses SCAN (`keys_with_prefix`), never KEYS. A record without a TTL
-/// is never "expired": it is counted and kept.
+/// `tokens purge-expired`: deletes records whose own expiry has passed but
+/// which are still stored (a store TTL that outlives the record's meaning:
+/// written by an older version, or a clock that moved). Listing uses SCAN
+/// (`keys_with_prefix`), never KEYS. A record without a TTL is never
+/// "expired": it is counted and kept.
 pub async fn purge_expired(store: &dyn Store, now: u64) -> AdminResult<PurgeReport> {
     type ExpFn = fn(&[u8]) -> Option<u64>;
     let kinds: [(&str, ExpFn); 6] = [
@@ -206,11 +205,10 @@ pub async fn purge_expired(store: &dyn Store, now: u64) -> AdminResult<PurgeRepo
                 Some(None) => report.kept_without_ttl += 1,
                 // Delete only the bytes we judged, so a record rewritten
                 // meanwhile (a refresh rotating the family) survives.
-                Some(Some(_)) => {
-                    if store.compare_and_swap(&key, &raw, None, None).await? {
-                        report.deleted += 1;
-                    }
+                Some(Some(_)) if store.compare_and_swap(&key, &raw, None, None).await? => {
+                    report.deleted += 1;
                 }
+                Some(Some(_)) => {}
             }
         }
     }

@@ -2,6 +2,8 @@
 //! (as an operator runs it), against both stores: rotate-keys, check-health,
 //! backup/restore, clients, tokens and flows.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::path::Path;

@@ -1,6 +1,8 @@
 //! Every operator command against both stores (embedded in a temp dir, a real
 //! private redis-server), through the library functions the CLI calls.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::time::Duration;

@@ -109,7 +109,10 @@ mod tests {
         }
         assert_eq!(parse_flow_key("flow:abc:unknown"), None);
         assert_eq!(parse_flow_key("authz:client:abc"), None);
-        assert_eq!(parse_flow_value(&flow_value(1_700_000_000)), Some(1_700_000_000));
+        assert_eq!(
+            parse_flow_value(&flow_value(1_700_000_000)),
+            Some(1_700_000_000)
+        );
         assert_eq!(parse_flow_value(b"x"), None);
     }
 }

@@ -12,3 +12,4 @@ pub mod crypto;
 pub mod flow;
 pub mod keys;
 pub mod revocation;
+pub mod tool_policy;

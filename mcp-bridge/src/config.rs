@@ -73,6 +73,9 @@ pub struct Config {
     /// Pass the identity headers to per-user children as `MCP_USER_ID`, `MCP_USER_NAME`,
     /// `MCP_USER_EMAIL`, `MCP_CLIENT_ID`, `MCP_SCOPES`.
     pub user_env: bool,
+    /// `TOOL_POLICY_FILE` / `TOOL_POLICY_SERVICE` / `AUDIT_LOG_FILE`
+    /// (see [`crate::tool_gate`]); `None` when neither file is set.
+    pub tool_gate: Option<std::sync::Arc<crate::tool_gate::ToolGate>>,
 }
 
 pub const LISTEN_EXAMPLE: &str = "127.0.0.1:3000";
@@ -191,6 +194,7 @@ impl Config {
             prefer_json: src.bool("BRIDGE_JSON_RESPONSE", false)?,
             legacy_sse: src.bool("BRIDGE_LEGACY_SSE", true)?,
             user_env: src.bool("BRIDGE_USER_ENV", false)?,
+            tool_gate: crate::tool_gate::ToolGate::from_source(src)?,
         })
     }
 
@@ -216,6 +220,7 @@ impl Config {
             prefer_json: false,
             legacy_sse: true,
             user_env: false,
+            tool_gate: None,
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::echo::{is_secret_header, RequestContext};
 use crate::error::BridgeError;
 use crate::jsonrpc::{self, code, Body, Kind, Message};
 use crate::session::{parse_event_id, Identity, Session, SessionKind, SseStream};
+use crate::tool_gate::{check_present_headers, Admission, Followup};
 use crate::upstream::{ForwardError, Reply, Upstream};
 use crate::version;
 
@@ -290,6 +291,9 @@ async fn post_inner(
     let body = read_body(payload, bridge.cfg.max_message_bytes).await?;
     let parsed = jsonrpc::parse_body(&body).map_err(BridgeError::Frame)?;
     let requested = requested_version(req)?;
+    if let Some(gate) = &bridge.cfg.tool_gate {
+        gate.watch();
+    }
     if header_str(req, "authorization").is_some() {
         tracing::debug!("request carried an Authorization header; it stays at the bridge");
     }
@@ -297,6 +301,19 @@ async fn post_inner(
         return stateless_post(req, bridge, parsed, v, acc).await;
     }
     let use_sse = acc.sse && (!acc.json || (acc.sse_named && !bridge.cfg.prefer_json));
+    if let Body::Single(m) = &parsed {
+        // Mirrored headers are optional before 2026-07-28, but when a client
+        // sends them they must name what the body does: the verifier decided on them.
+        check_present_headers(
+            header_str(req, METHOD_HEADER),
+            header_str(req, NAME_HEADER),
+            &m.value,
+        )
+        .map_err(|message| BridgeError::HeaderMismatch {
+            id: m.value.get("id").cloned(),
+            message,
+        })?;
+    }
     match parsed {
         Body::Single(m) if m.is_request() && m.method() == Some("initialize") => {
             let session = bridge.create_session(SessionKind::Streamable, identity(req))?;
@@ -375,6 +392,7 @@ async fn dispatch(
     let ctx = upstream
         .is_builtin()
         .then(|| context(req, Some(&session.id), version, "streamable-http"));
+    let who = bridge.cfg.tool_gate.as_ref().map(|_| identity(req));
     if use_sse {
         let stream = session.new_request_stream(requests.len());
         let rx = stream.attach(bridge.cfg.max_queued, None);
@@ -384,9 +402,28 @@ async fn dispatch(
         let single = requests.len() == 1;
         for r in requests {
             let client_id = r.get("id").cloned();
-            match upstream.forward_request(session, r, Reply::Stream(stream.clone()), ctx.as_ref())
-            {
-                Ok(id) => arm_timeout(bridge, &upstream, id),
+            let followup = match admit(bridge, who.as_ref(), &r) {
+                Admission::Refuse(e) => {
+                    stream.push(&e, true);
+                    continue;
+                }
+                Admission::Forward(f) => f,
+            };
+            // A list to filter or a call to audit: take the answer here, then stream it.
+            let (reply, pending) = match followup {
+                None => (Reply::Stream(stream.clone()), None),
+                Some(f) => {
+                    let (tx, rx) = oneshot::channel();
+                    (Reply::Json(tx), Some((f, rx)))
+                }
+            };
+            match upstream.forward_request(session, r, reply, ctx.as_ref()) {
+                Ok(id) => {
+                    arm_timeout(bridge, &upstream, id);
+                    if let Some((f, rx)) = pending {
+                        finish_on_stream(bridge, stream.clone(), f, rx, client_id);
+                    }
+                }
                 Err((e, _)) if single => {
                     stream.close();
                     return Err(forward_error(bridge, session, e));
@@ -402,11 +439,20 @@ async fn dispatch(
     let mut waits = Vec::new();
     for r in requests {
         let client_id = r.get("id").cloned();
+        let followup = match admit(bridge, who.as_ref(), &r) {
+            Admission::Refuse(e) => {
+                let (tx, rx) = oneshot::channel();
+                let _ = tx.send(e);
+                waits.push((client_id, Some(rx), None));
+                continue;
+            }
+            Admission::Forward(f) => f,
+        };
         let (tx, rx) = oneshot::channel();
         match upstream.forward_request(session, r, Reply::Json(tx), ctx.as_ref()) {
             Ok(id) => {
                 arm_timeout(bridge, &upstream, id);
-                waits.push((client_id, Some(rx)));
+                waits.push((client_id, Some(rx), followup));
             }
             Err((e, _)) if !batch => return Err(forward_error(bridge, session, e)),
             Err((e, _)) => {
@@ -416,13 +462,13 @@ async fn dispatch(
                     code::SERVER_UNAVAILABLE,
                     &e.to_string(),
                 ));
-                waits.push((client_id, Some(rx)));
+                waits.push((client_id, Some(rx), None));
             }
         }
     }
     let mut out = Vec::with_capacity(waits.len());
-    for (client_id, rx) in waits {
-        let v = match rx {
+    for (client_id, rx, followup) in waits {
+        let mut v = match rx {
             Some(rx) => rx.await.unwrap_or_else(|_| {
                 jsonrpc::error(
                     client_id.as_ref(),
@@ -436,6 +482,9 @@ async fn dispatch(
                 "the request was dropped",
             ),
         };
+        if let (Some(f), Some(gate)) = (followup, &bridge.cfg.tool_gate) {
+            gate.finish(f, &mut v);
+        }
         out.push(v);
     }
     let body = if batch {
@@ -446,6 +495,38 @@ async fn dispatch(
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body.to_string()))
+}
+
+/// The tool gate's answer for one request (relay unchanged when no gate is configured).
+pub fn admit(bridge: &Bridge, who: Option<&Identity>, request: &Value) -> Admission {
+    match (&bridge.cfg.tool_gate, who) {
+        (Some(gate), Some(who)) => gate.admit(&bridge.metrics, who, request),
+        _ => Admission::Forward(None),
+    }
+}
+
+/// Awaits a gated request's answer, filters / audits it, and streams it.
+fn finish_on_stream(
+    bridge: &Bridge,
+    stream: Arc<SseStream>,
+    followup: Followup,
+    rx: oneshot::Receiver<Value>,
+    client_id: Option<Value>,
+) {
+    let gate = bridge.cfg.tool_gate.clone();
+    tokio::spawn(async move {
+        let mut v = rx.await.unwrap_or_else(|_| {
+            jsonrpc::error(
+                client_id.as_ref(),
+                code::INTERNAL_ERROR,
+                "the request was dropped",
+            )
+        });
+        if let Some(gate) = gate {
+            gate.finish(followup, &mut v);
+        }
+        stream.push(&v, true);
+    });
 }
 
 /// GET: the server-to-client stream, or the resumption of any stream of the session.
@@ -605,7 +686,23 @@ async fn stateless_post(
         id: id.clone(),
         message,
     })?;
-    let session = bridge.stateless_session(&identity(req)).await?;
+    let who = identity(req);
+    if let Some(gate) = &bridge.cfg.tool_gate {
+        gate.watch();
+    }
+    let followup = match id {
+        Some(_) => match admit(bridge, bridge.cfg.tool_gate.as_ref().map(|_| &who), &m.value) {
+            // The normal response path: HTTP 200 with the JSON-RPC error.
+            Admission::Refuse(e) => {
+                return Ok(HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(e.to_string()))
+            }
+            Admission::Forward(f) => f,
+        },
+        None => None,
+    };
+    let session = bridge.stateless_session(&who).await?;
     let upstream = session.upstream.clone();
     if id.is_none() {
         upstream
@@ -618,7 +715,13 @@ async fn stateless_post(
         .then(|| context(req, None, version, "streamable-http-stateless"));
     // A stream only pays off when the server will send progress before the result.
     let wants_progress = jsonrpc::progress_token(&m.value).is_some();
-    if acc.sse && wants_progress && !bridge.cfg.prefer_json {
+    // A list to filter is answered as JSON (its result must pass the gate first).
+    let filtered = followup.as_ref().is_some_and(Followup::is_list);
+    if acc.sse && wants_progress && !bridge.cfg.prefer_json && !filtered {
+        if let (Some(f), Some(gate)) = (followup, &bridge.cfg.tool_gate) {
+            // Streamed straight to the client: audited when relayed (latency unknown here).
+            gate.finish(f, &mut Value::Null);
+        }
         let stream = session.new_request_stream(1);
         let rx = stream.attach(bridge.cfg.max_queued, None);
         let upstream_id = match upstream.forward_request(
@@ -650,9 +753,12 @@ async fn stateless_post(
         Ok(n) => arm_timeout(bridge, &upstream, n),
         Err((e, _)) => return Err(forward_error(bridge, &session, e)),
     }
-    let resp = rx.await.unwrap_or_else(|_| {
+    let mut resp = rx.await.unwrap_or_else(|_| {
         jsonrpc::error(id.as_ref(), code::INTERNAL_ERROR, "the request was dropped")
     });
+    if let (Some(f), Some(gate)) = (followup, &bridge.cfg.tool_gate) {
+        gate.finish(f, &mut resp);
+    }
     // 2026-07-28: an unimplemented method is 404 with -32601 (distinguishes us from a
     // legacy server's plain 404).
     let mut r = if jsonrpc::error_code(&resp) == Some(code::METHOD_NOT_FOUND) {

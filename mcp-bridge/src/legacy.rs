@@ -97,12 +97,43 @@ async fn message_inner(
             BridgeError::UnknownSession
         }
     };
+    let who = bridge.cfg.tool_gate.as_ref().map(|g| {
+        g.watch();
+        crate::http::identity(req)
+    });
     for m in messages {
         match m.kind {
             Kind::Request { .. } => {
-                upstream
-                    .forward_request(&session, m.value, Reply::Standalone, ctx.as_ref())
-                    .map_err(|(e, _)| gone(e))?;
+                // Tool policy (crate::tool_gate): refusals and gated answers go
+                // to the session's stream like every legacy response.
+                let followup = match crate::http::admit(bridge, who.as_ref(), &m.value) {
+                    crate::tool_gate::Admission::Refuse(e) => {
+                        session.standalone.push(&e, false);
+                        continue;
+                    }
+                    crate::tool_gate::Admission::Forward(f) => f,
+                };
+                match followup {
+                    None => {
+                        upstream
+                            .forward_request(&session, m.value, Reply::Standalone, ctx.as_ref())
+                            .map_err(|(e, _)| gone(e))?;
+                    }
+                    Some(f) => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        upstream
+                            .forward_request(&session, m.value, Reply::Json(tx), ctx.as_ref())
+                            .map_err(|(e, _)| gone(e))?;
+                        let gate = bridge.cfg.tool_gate.clone();
+                        let session = session.clone();
+                        tokio::spawn(async move {
+                            if let (Ok(mut v), Some(gate)) = (rx.await, gate) {
+                                gate.finish(f, &mut v);
+                                session.standalone.push(&v, false);
+                            }
+                        });
+                    }
+                };
             }
             Kind::Notification { .. } => upstream
                 .forward_notification(&session, m.value)

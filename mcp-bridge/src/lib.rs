@@ -11,6 +11,7 @@
 pub mod bridge;
 pub mod child;
 pub mod config;
+pub mod connect;
 pub mod echo;
 pub mod error;
 pub mod guard;
@@ -19,6 +20,7 @@ pub mod jsonrpc;
 pub mod legacy;
 pub mod metrics;
 pub mod session;
+pub mod tool_gate;
 pub mod upstream;
 pub mod version;
 

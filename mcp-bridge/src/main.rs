@@ -1,11 +1,23 @@
 //! `mcp-bridge`: serves a stdio MCP server over Streamable HTTP. Configuration: see
-//! `mcp-bridge/README.md`.
+//! `mcp-bridge/README.md`. `mcp-bridge connect <url>`: the reverse, see `connect`.
 
 use gateway_common::config::Source;
 use mcp_bridge::Config;
 
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("connect") {
+        // `connect`: the stdio side of a remote MCP server; only the process env counts
+        // (no .env from wherever the MCP client started us).
+        let env = Source::from_pairs(std::env::vars());
+        let code = mcp_bridge::connect::main(&args[1..], &env, gateway_common::clock::system());
+        std::process::exit(code);
+    }
+    serve_main()
+}
+
 #[actix_web::main]
-async fn main() -> anyhow::Result<()> {
+async fn serve_main() -> anyhow::Result<()> {
     let check_only = std::env::args().any(|a| a == "--check-config");
     let config = match Source::from_process().and_then(|src| Config::from_source(&src)) {
         Ok(c) => c,

@@ -27,13 +27,16 @@ pub struct Metrics {
     pub timeouts: Counter,
     pub cancellations: Counter,
     pub http_rejections: Counter,
+    /// Tool-policy decisions on the body path (calls allowed / requests refused).
+    pub tool_allowed: Counter,
+    pub tool_denied: Counter,
 }
 
 impl Metrics {
     /// Renders every counter plus the given gauges.
     pub fn render(&self, sessions_active: usize, children_alive: usize) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &Counter); 10] = [
+        let counters: [(&str, &str, &Counter); 12] = [
             (
                 "mcp_bridge_sessions_created_total",
                 "Sessions opened",
@@ -83,6 +86,16 @@ impl Metrics {
                 "mcp_bridge_http_rejections_total",
                 "HTTP requests refused (4xx/5xx before forwarding)",
                 &self.http_rejections,
+            ),
+            (
+                "mcp_bridge_tool_policy_allowed_total",
+                "Tool, prompt and resource calls the tool policy allowed",
+                &self.tool_allowed,
+            ),
+            (
+                "mcp_bridge_tool_policy_denied_total",
+                "Requests the tool policy refused",
+                &self.tool_denied,
             ),
         ];
         for (name, help, c) in counters {

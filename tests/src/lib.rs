@@ -1,6 +1,8 @@
 //! Cross-service tests live in `tests/tests/`; this library holds what they share.
 
 pub mod client_document;
+pub mod connect_support;
+pub mod faults_support;
 pub mod proxy;
 pub mod stack;
 

@@ -19,9 +19,12 @@
 //! | each    | 1 authz, 1 verifier, embedded store        | metadata document       | builtin:echo      |
 //! | Caddy   | 2 authz, 3 verifiers, one Redis, round robin | registration          | builtin:echo      |
 //! | Caddy   | 2 authz, 3 verifiers, one Redis, round robin | metadata document     | builtin:echo      |
+//! | Traefik | 2 authz (round robin), 1 verifier, one Redis | registration          | builtin:echo      |
 //!
 //! Round robin over several verifiers needs Caddy here: Traefik's forwardAuth
-//! and the shipped nginx config name one verifier address each.
+//! and the shipped nginx config name one verifier address each. With several
+//! verifiers the revoked token must be refused by every one of them (twice as
+//! many refusals in a row as there are verifiers).
 //!
 //! The SDK's own `clientMetadataUrl` property insists on https; the
 //! authorization server checks certificates against public roots only and has
@@ -124,6 +127,14 @@ fn matrix() -> Vec<Cell> {
             client,
         });
     }
+    cells.push(Cell {
+        proxy: ProxyKind::Traefik,
+        spec: StackSpec {
+            verifiers: 1,
+            ..SHARED_REDIS
+        },
+        client: Client::Registration,
+    });
     cells
 }
 
@@ -175,7 +186,8 @@ async fn run(cell: Cell) -> anyhow::Result<Timing> {
     }
 
     let t1 = Instant::now();
-    let mut env: Vec<(&str, &str)> = Vec::new();
+    let revoked_checks = (2 * cell.spec.verifiers).to_string();
+    let mut env: Vec<(&str, &str)> = vec![("REVOKED_CHECKS", revoked_checks.as_str())];
     if let Some(doc) = &document {
         env.push(("CLIENT_METADATA_URL", doc.url.as_str()));
     }
@@ -260,6 +272,10 @@ async fn run(cell: Cell) -> anyhow::Result<Timing> {
         revoked["refused_after_ms"]
             .as_u64()
             .is_some_and(|ms| ms < 3000),
+        "{revoked}"
+    );
+    ensure!(
+        revoked["consecutive_refusals"].as_u64() == Some(2 * cell.spec.verifiers as u64),
         "{revoked}"
     );
 

@@ -39,6 +39,11 @@ pub struct VerifierConfig {
     pub jwks_min_refetch: Duration,
     /// `TOKEN_CACHE_SIZE` (default 10000) verified tokens kept.
     pub cache_capacity: usize,
+    /// `TOOL_POLICY_FILE`: per-tool authorization from `Mcp-Method`/`Mcp-Name`
+    /// (see [`crate::tool_policy`]); validated here, reloaded when it changes.
+    pub tool_policy: Option<crate::tool_policy::ToolPolicyConfig>,
+    /// `AUDIT_LOG_FILE`: audit lines are also appended here (JSON lines).
+    pub audit_log_file: Option<std::path::PathBuf>,
 }
 
 /// One protected MCP service.
@@ -241,6 +246,29 @@ impl VerifierConfig {
         }
         let jwks_min_refetch = src.seconds("JWKS_MIN_REFETCH", 5)?;
         let cache_capacity = usize_var(src, "TOKEN_CACHE_SIZE", 10_000)?;
+        let tool_policy = match src.get("TOOL_POLICY_FILE") {
+            None => None,
+            Some(path) => {
+                let path = std::path::PathBuf::from(path);
+                let policy = crate::tool_policy::load_checked(&path, &services).map_err(|e| {
+                    ConfigError::new("TOOL_POLICY_FILE", e.to_string(), "/etc/mcp/tool-policy.toml")
+                })?;
+                Some(crate::tool_policy::ToolPolicyConfig {
+                    path,
+                    initial: std::sync::Arc::new(policy),
+                })
+            }
+        };
+        let audit_log_file = src.get("AUDIT_LOG_FILE").map(std::path::PathBuf::from);
+        if let Some(path) = &audit_log_file {
+            gateway_common::tool_policy::AuditFile::open(path).map_err(|e| {
+                ConfigError::new(
+                    "AUDIT_LOG_FILE",
+                    format!("cannot be opened for appending ({e})"),
+                    "/var/log/mcp/audit.jsonl",
+                )
+            })?;
+        }
 
         Ok(Self {
             listen,
@@ -258,6 +286,8 @@ impl VerifierConfig {
             jwks_refresh,
             jwks_min_refetch,
             cache_capacity,
+            tool_policy,
+            audit_log_file,
         })
     }
 

@@ -76,6 +76,10 @@ pub enum Deny {
     NotAllowed,
     #[error("the token lacks a required scope")]
     InsufficientScope,
+    /// `TOOL_POLICY_FILE` denies this method or tool to this caller (see
+    /// [`crate::tool_policy`]); answered with a JSON-RPC error body.
+    #[error("the tool policy denies this call")]
+    ToolNotAllowed,
     #[error("signing keys are not loaded yet")]
     KeysUnavailable,
     #[error("the revocation feed has been lost for longer than REVOCATION_STALENESS_BOUND")]
@@ -99,10 +103,11 @@ pub enum Reason {
     NotAllowed,
     InsufficientScope,
     Unavailable,
+    ToolDenied,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 15] = [
         Reason::Allowed,
         Reason::Preflight,
         Reason::NoToken,
@@ -117,6 +122,7 @@ impl Reason {
         Reason::NotAllowed,
         Reason::InsufficientScope,
         Reason::Unavailable,
+        Reason::ToolDenied,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -135,6 +141,7 @@ impl Reason {
             Reason::NotAllowed => "not_allowed",
             Reason::InsufficientScope => "insufficient_scope",
             Reason::Unavailable => "unavailable",
+            Reason::ToolDenied => "tool_denied",
         }
     }
 
@@ -192,6 +199,7 @@ impl Deny {
             Deny::Forwarded(_) => Reason::BadForwardedHeaders,
             Deny::NotAllowed => Reason::NotAllowed,
             Deny::InsufficientScope => Reason::InsufficientScope,
+            Deny::ToolNotAllowed => Reason::ToolDenied,
             Deny::KeysUnavailable | Deny::FeedStale => Reason::Unavailable,
         }
     }
@@ -288,6 +296,14 @@ impl Deny {
                 Challenge::InsufficientScope,
                 "insufficient_scope",
                 "The access token lacks a required scope",
+            ),
+            // Like NotAllowed: a new token would not help. The body is a
+            // JSON-RPC error (crate::tool_policy::denial_body), built by the adapter.
+            Deny::ToolNotAllowed => (
+                403,
+                Challenge::None,
+                "access_denied",
+                "The tool policy does not allow this account this call",
             ),
             Deny::KeysUnavailable => (
                 503,
@@ -442,6 +458,7 @@ mod tests {
             Deny::Forwarded(ForwardedError::Invalid("x")),
             Deny::NotAllowed,
             Deny::InsufficientScope,
+            Deny::ToolNotAllowed,
             Deny::KeysUnavailable,
             Deny::FeedStale,
         ];

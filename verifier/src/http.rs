@@ -9,7 +9,8 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 
-use crate::decision::{Decision, DenyResponse, Reason};
+use crate::decision::{Decision, Deny, DenyResponse, Reason};
+use crate::tool_policy::{denial_body, McpCall};
 use crate::forwarded::{self, AuthorizationHeader, ForwardedRequest, HeaderView, VerifyRequest};
 use crate::verifier::Verifier;
 
@@ -88,7 +89,20 @@ async fn verify(req: HttpRequest, v: web::Data<Verifier>, names: web::Data<Names
     };
     let (response, reason) = match forwarded::reconstruct(&raw, &v.config().trusted_proxies) {
         Ok(fwd) => {
-            let decision = v.check(&fwd);
+            // Tool policy on the header path (MCP 2026-07-28 mirrors the
+            // method and name; no body needed).
+            let call = McpCall::from_headers(headers.first("mcp-method"), headers.first("mcp-name"));
+            let decision = v.check_call(&fwd, call.as_ref());
+            if let (Decision::Deny(d), Some(call)) = (&decision, &call) {
+                if d.deny == Deny::ToolNotAllowed {
+                    let r = HttpResponse::Forbidden()
+                        .insert_header((header::CACHE_CONTROL, "no-store"))
+                        .content_type("application/json")
+                        .body(denial_body(call));
+                    v.metrics().record(Reason::ToolDenied, started.elapsed());
+                    return r;
+                }
+            }
             respond(&fwd, decision, &names)
         }
         Err(e) => {

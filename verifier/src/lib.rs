@@ -66,6 +66,7 @@ pub mod revoked;
 pub mod service;
 pub mod sse;
 pub mod token;
+pub mod tool_policy;
 pub mod verifier;
 
 use std::net::SocketAddr;
@@ -109,6 +110,12 @@ pub fn start(config: VerifierConfig, clock: SharedClock) -> (Arc<Verifier>, Back
             Duration::from_secs(60),
         )),
     ];
+    if let Some(tp) = &verifier.config().tool_policy {
+        tasks.push(tokio::spawn(tool_policy::run_reload(
+            Arc::clone(&verifier),
+            tp.path.clone(),
+        )));
+    }
     let redis = verifier
         .config()
         .redis_url

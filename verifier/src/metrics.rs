@@ -23,6 +23,11 @@ struct ResultLabel {
     result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabel {
+    decision: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -37,6 +42,10 @@ pub struct Metrics {
     pub feed_lag_seconds: Gauge<f64, AtomicU64>,
     pub revoked_ids: Gauge,
     pub keys_loaded: Gauge,
+    /// Tool-policy decisions on the header path: [allow, deny].
+    tool_decisions: [Counter; 2],
+    /// `TOOL_POLICY_FILE` reloads: [ok, error].
+    tool_reloads: [Counter; 2],
 }
 
 impl Default for Metrics {
@@ -98,8 +107,30 @@ impl Metrics {
         );
         let keys_loaded = Gauge::default();
         registry.register("keys", "Verification keys loaded", keys_loaded.clone());
+        let tools = Family::<DecisionLabel, Counter>::default();
+        let tool_decisions = [
+            tools.get_or_create(&DecisionLabel { decision: "allow" }).clone(),
+            tools.get_or_create(&DecisionLabel { decision: "deny" }).clone(),
+        ];
+        registry.register(
+            "tool_policy_decisions",
+            "Tool-policy decisions from Mcp-Method/Mcp-Name headers",
+            tools,
+        );
+        let reloads = Family::<ResultLabel, Counter>::default();
+        let tool_reloads = [
+            reloads.get_or_create(&ResultLabel { result: "ok" }).clone(),
+            reloads.get_or_create(&ResultLabel { result: "error" }).clone(),
+        ];
+        registry.register(
+            "tool_policy_reloads",
+            "TOOL_POLICY_FILE changes seen (error: the previous policy stayed)",
+            reloads,
+        );
         Self {
             registry,
+            tool_decisions,
+            tool_reloads,
             decisions,
             latency,
             cache_hits,
@@ -118,6 +149,14 @@ impl Metrics {
             c.inc();
         }
         self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn record_tool_reload(&self, ok: bool) {
+        self.tool_reloads[usize::from(!ok)].inc();
+    }
+
+    pub fn record_tool(&self, allowed: bool) {
+        self.tool_decisions[usize::from(!allowed)].inc();
     }
 
     /// Prometheus text exposition.

@@ -5,9 +5,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use gateway_common::clock::SharedClock;
 use gateway_common::keys::KeyTable;
+use gateway_common::tool_policy::{AuditFile, AuditRecord, Call, Caller, ToolPolicy};
 use tokio::sync::Notify;
 
 use crate::cache::{TokenCache, TokenKey};
@@ -21,6 +22,7 @@ use crate::policy::{self, PolicyDenial};
 use crate::revoked::RevokedSet;
 use crate::service::match_service;
 use crate::token::{self, Extracted};
+use crate::tool_policy::McpCall;
 
 /// How fresh the revocation feed is.
 #[derive(Debug, Default)]
@@ -78,6 +80,9 @@ pub struct Verifier {
     pub(crate) metrics: Metrics,
     /// Woken on an unknown `kid`; the JWKS task refetches, rate-limited.
     pub(crate) key_refresh_wanted: Notify,
+    /// `TOOL_POLICY_FILE`, swapped in by [`crate::tool_policy::run_reload`].
+    tool_policy: ArcSwapOption<ToolPolicy>,
+    pub(crate) audit_file: Option<AuditFile>,
 }
 
 impl Verifier {
@@ -88,6 +93,13 @@ impl Verifier {
             issuer: config.issuer.clone(),
             leeway_secs: config.clock_leeway.as_secs(),
         };
+        let tool_policy =
+            ArcSwapOption::new(config.tool_policy.as_ref().map(|t| Arc::clone(&t.initial)));
+        let audit_file = config.audit_log_file.as_deref().and_then(|p| {
+            AuditFile::open(p)
+                .map_err(|e| tracing::error!(error = %e, "AUDIT_LOG_FILE cannot be opened"))
+                .ok()
+        });
         Self {
             cache: TokenCache::new(config.cache_capacity),
             config,
@@ -98,6 +110,8 @@ impl Verifier {
             clock,
             metrics: Metrics::new(),
             key_refresh_wanted: Notify::new(),
+            tool_policy,
+            audit_file,
         }
     }
 
@@ -109,9 +123,30 @@ impl Verifier {
         &self.metrics
     }
 
+    /// Replaces the tool policy (the reload task calls this).
+    pub fn set_tool_policy(&self, policy: Arc<ToolPolicy>) {
+        self.tool_policy.store(Some(policy));
+    }
+
+    /// The tool policy in force, if `TOOL_POLICY_FILE` is set.
+    pub fn tool_policy(&self) -> Option<Arc<ToolPolicy>> {
+        self.tool_policy.load_full()
+    }
+
     /// Decides one request. `req` is the client's original request (see
     /// [`crate::forwarded::reconstruct`] for building it from proxy headers).
     pub fn check<'a>(&self, req: &ForwardedRequest<'a>) -> Decision<'a> {
+        self.check_call(req, None)
+    }
+
+    /// [`Verifier::check`], then, when the request names its MCP method
+    /// (`Mcp-Method`/`Mcp-Name`, MCP 2026-07-28) and a tool policy is loaded,
+    /// the tool policy for the service and the verified caller.
+    pub fn check_call<'a>(
+        &self,
+        req: &ForwardedRequest<'a>,
+        call: Option<&McpCall<'_>>,
+    ) -> Decision<'a> {
         let path = req.path();
         let service = match_service(&self.config.services, req.proto, req.host, path);
         let Some(service) = service else {
@@ -171,11 +206,61 @@ impl Verifier {
                 return Decision::Deny(d);
             }
         }
+        if let Some(call) = call {
+            if !self.tool_policy_allows(&service.name, &verified, call) {
+                return deny(Deny::ToolNotAllowed);
+            }
+        }
         Decision::Allow(Allowed {
             who: Who::Token(verified),
             forward_token: self.config.forward_token.then_some(token),
             reason: Reason::Allowed,
         })
+    }
+
+    /// The header-path decision; audited for tool/prompt/resource calls and denials.
+    fn tool_policy_allows(&self, service: &str, verified: &Verified, call: &McpCall<'_>) -> bool {
+        let guard = self.tool_policy.load();
+        let Some(policy) = guard.as_ref().and_then(|p| p.service(service)) else {
+            return true;
+        };
+        let started = std::time::Instant::now();
+        let id = &verified.identity;
+        let caller = Caller {
+            user_id: &id.user_id,
+            user_name: &id.user_name,
+            email: &id.user_email,
+            client_id: &id.client_id,
+            scopes: &id.scopes,
+            groups: Some(&verified.groups),
+        };
+        let c = Call {
+            method: call.method,
+            name: call.name.as_deref(),
+        };
+        let verdict = policy.decide(&caller, &c);
+        let allowed = verdict.allowed();
+        self.metrics.record_tool(allowed);
+        if c.is_audited() || !allowed {
+            crate::tool_policy::audit(
+                self,
+                &AuditRecord {
+                    ts: self.clock.now_secs(),
+                    source: "verifier",
+                    service,
+                    user_id: &id.user_id,
+                    user_name: &id.user_name,
+                    client_id: &id.client_id,
+                    method: c.method,
+                    tool: c.name.unwrap_or_default(),
+                    decision: verdict.effect.as_str(),
+                    rule: verdict.by(),
+                    latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    error: None,
+                },
+            );
+        }
+        allowed
     }
 
     /// The cached verification, or a full one (signature included) on a miss.

@@ -404,7 +404,9 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
             .await
         {
             Ok(true) => match &ar.device {
-                Some(device) => super::device::answer_device(&state, device, Some(&session.user)).await,
+                Some(device) => {
+                    super::device::answer_device(&state, device, Some(&session.user)).await
+                }
                 None => issue_code(&state, &ar, &session.user).await,
             },
             Ok(false) => expired_page(),
@@ -419,13 +421,13 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
         "your device (no redirect)".to_string()
     } else {
         url::Url::parse(&ar.redirect_uri)
-        .ok()
-        .map(|u| match (u.host_str(), u.port()) {
-            (Some(h), Some(p)) => format!("{h}:{p}"),
-            (Some(h), None) => h.to_string(),
-            (None, _) => format!("{}:", u.scheme()),
-        })
-        .unwrap_or_default()
+            .ok()
+            .map(|u| match (u.host_str(), u.port()) {
+                (Some(h), Some(p)) => format!("{h}:{p}"),
+                (Some(h), None) => h.to_string(),
+                (None, _) => format!("{}:", u.scheme()),
+            })
+            .unwrap_or_default()
     };
     let scopes: Vec<&str> = ar.scope.split_ascii_whitespace().collect();
     let page = html::consent_page(&html::ConsentForm {
@@ -575,9 +577,16 @@ pub async fn consent_revoke(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let form = Form::from_bytes(&body);
-    let client_id = form.one("client_id").ok().flatten().unwrap_or("").to_string();
+    let client_id = form
+        .one("client_id")
+        .ok()
+        .flatten()
+        .unwrap_or("")
+        .to_string();
     let csrf = form.one("csrf").ok().flatten().unwrap_or("");
-    let browser = browser_id(&req).map(|b| hash_secret(&b)).unwrap_or_default();
+    let browser = browser_id(&req)
+        .map(|b| hash_secret(&b))
+        .unwrap_or_default();
     match csrf_take(
         &state,
         csrf,

@@ -17,8 +17,8 @@ use super::client_auth::{authenticate, Public};
 use super::signin::{browser_cookie, browser_id, csrf_issue, csrf_take, current_session};
 use super::{no_store_json, Form};
 use crate::device::{
-    self as logic, device_key, display_user_code, normalize_user_code, user_code_key,
-    DeviceRecord, DeviceStatus, Poll, GRANT_DEVICE_CODE,
+    self as logic, device_key, display_user_code, normalize_user_code, user_code_key, DeviceRecord,
+    DeviceStatus, Poll, GRANT_DEVICE_CODE,
 };
 use crate::error::OAuthError;
 use crate::html;
@@ -68,7 +68,11 @@ pub async fn device_authorization(
     for _ in 0..4 {
         if state
             .store
-            .put_if_absent(&user_code_key(&user_code), device_hash.as_bytes(), Some(lifetime))
+            .put_if_absent(
+                &user_code_key(&user_code),
+                device_hash.as_bytes(),
+                Some(lifetime),
+            )
             .await?
         {
             placed = true;
@@ -278,7 +282,11 @@ pub async fn answer_device(
         Ok(n) => n,
         Err(e) => return server_error_page(&internal(e)),
     };
-    match state.store.compare_and_swap(&key, &raw, Some(&next), Some(ttl)).await {
+    match state
+        .store
+        .compare_and_swap(&key, &raw, Some(&next), Some(ttl))
+        .await
+    {
         Ok(true) => {}
         Ok(false) => return device_gone(),
         Err(e) => return server_error_page(&e.into()),
@@ -364,7 +372,9 @@ pub async fn device_grant(
         }
         Poll::Denied => {
             let _ = state.store.compare_and_swap(&key, &raw, None, None).await?;
-            Err(OAuthError::DeviceDenied("the user denied the device".into()))
+            Err(OAuthError::DeviceDenied(
+                "the user denied the device".into(),
+            ))
         }
         Poll::Approved(user) => {
             // Single use: only the poll that removes the record gets tokens.

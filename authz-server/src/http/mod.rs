@@ -6,6 +6,7 @@ pub mod client_auth;
 pub mod device;
 pub mod discovery;
 pub mod health;
+pub mod rate_limit;
 pub mod register;
 pub mod revoke;
 pub mod signin;
@@ -14,6 +15,7 @@ pub mod token;
 
 use actix_cors::Cors;
 use actix_web::http::header;
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::error::OAuthError;
@@ -55,25 +57,29 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(
             web::resource("/register")
+                .wrap(from_fn(rate_limit::register))
                 .wrap(cors())
                 .route(web::post().to(register::register)),
         )
         .service(
             web::resource("/register/{client_id}")
+                .wrap(from_fn(rate_limit::sizes))
                 .wrap(cors())
                 .route(web::get().to(register::read))
                 .route(web::put().to(register::update))
                 .route(web::delete().to(register::delete)),
         )
-        .service(web::resource("/authorize").route(web::get().to(authorize::authorize)))
+        .service(
+            web::resource("/authorize")
+                .wrap(from_fn(rate_limit::authorize))
+                .route(web::get().to(authorize::authorize)),
+        )
         .service(
             web::resource("/signin")
                 .route(web::get().to(signin::signin_form))
                 .route(web::post().to(signin::signin_submit)),
         )
-        .service(
-            web::resource("/callback/{idp}").route(web::get().to(signin_upstream::callback)),
-        )
+        .service(web::resource("/callback/{idp}").route(web::get().to(signin_upstream::callback)))
         // RFC 8628: device authorization and the user-code page.
         .service(
             web::resource("/device_authorization")
@@ -97,15 +103,21 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(
             web::resource("/token")
+                .wrap(from_fn(rate_limit::token))
                 .wrap(cors())
                 .route(web::post().to(token::token)),
         )
         .service(
             web::resource("/revoke")
+                .wrap(from_fn(rate_limit::sizes))
                 .wrap(cors())
                 .route(web::post().to(revoke::revoke)),
         )
-        .service(web::resource("/introspect").route(web::post().to(revoke::introspect)))
+        .service(
+            web::resource("/introspect")
+                .wrap(from_fn(rate_limit::sizes))
+                .route(web::post().to(revoke::introspect)),
+        )
         .service(web::resource("/revocations").route(web::get().to(revoke::snapshot)))
         .service(web::resource("/revocations/stream").route(web::get().to(revoke::stream)))
         .service(web::resource("/health").route(web::get().to(health::health)))

@@ -69,6 +69,17 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
             Ok(false) | Err(_) => expired_page(),
         };
     }
+    // RFC 9207 §2.4: an `iss` that is not the provider's means a mix-up; stop.
+    let iss = field("iss");
+    if !iss.is_empty() && provider.expected_iss().is_some_and(|want| want != iss) {
+        tracing::warn!(idp = %idp, "authorization response from an unexpected issuer");
+        state.metrics.failed_sign_ins.inc();
+        return html::error_page(
+            StatusCode::BAD_REQUEST,
+            "Sign-in failed",
+            "The answer came from an unexpected identity provider. Go back to the application and start again.",
+        );
+    }
     let code = field("code");
     if code.is_empty() || code.len() > 2048 {
         return expired_page();

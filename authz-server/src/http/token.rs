@@ -44,7 +44,9 @@ async fn handle(
     let resp = match grant.as_str() {
         GRANT_AUTHORIZATION_CODE => code_grant(state, &client, &form).await?,
         GRANT_REFRESH_TOKEN => refresh_grant(state, &client, &form).await?,
-        crate::device::GRANT_DEVICE_CODE => super::device::device_grant(state, &client, &form).await?,
+        crate::device::GRANT_DEVICE_CODE => {
+            super::device::device_grant(state, &client, &form).await?
+        }
         other => {
             return Err(OAuthError::UnsupportedGrantType(format!(
                 "grant_type {other} is not supported"

@@ -167,7 +167,11 @@ impl GitHub {
         match r.status().as_u16() {
             200 => {}
             401 => return Err(SignInError::Refused("the GitHub token was revoked".into())),
-            s => return Err(SignInError::Unavailable(format!("GitHub /user answered {s}"))),
+            s => {
+                return Err(SignInError::Unavailable(format!(
+                    "GitHub /user answered {s}"
+                )))
+            }
         }
         let user: User = r.json().await.map_err(unavailable)?;
         let email = match self.api("/user/emails", token).send().await {
@@ -311,7 +315,9 @@ impl IdentityProvider for GitHub {
         let token = String::from_utf8(token).map_err(unavailable)?;
         let fresh = self.identify(&token).await?;
         if fresh.sub != user.sub {
-            return Err(SignInError::Refused("the GitHub token changed hands".into()));
+            return Err(SignInError::Refused(
+                "the GitHub token changed hands".into(),
+            ));
         }
         Ok(Some(fresh))
     }

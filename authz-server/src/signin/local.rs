@@ -151,6 +151,20 @@ impl IdentityProvider for LocalUsers {
             _ => None,
         })
     }
+
+    /// A user removed from the file loses their grants at the next refresh.
+    async fn recheck(&self, user: &Identity, _now: u64) -> Result<Option<Identity>, SignInError> {
+        if user.idp != "local" {
+            return Ok(None);
+        }
+        let users = self.load()?;
+        match users.get(&user.name) {
+            Some(_) => Ok(None),
+            None => Err(SignInError::Refused(
+                "the local user was removed".to_string(),
+            )),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +195,12 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+        assert!(p.recheck(&id, 0).await.unwrap().is_none());
+        std::fs::write(&path, "# nobody\n").unwrap();
+        assert!(matches!(
+            p.recheck(&id, 0).await,
+            Err(SignInError::Refused(_))
+        ));
     }
 
     #[test]

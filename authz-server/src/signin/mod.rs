@@ -76,6 +76,11 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<Identity>, SignInError> {
         Ok(None)
     }
+    /// The `iss` an upstream authorization response must carry when it has one
+    /// (RFC 9207 mix-up defence toward the upstream).
+    fn expected_iss(&self) -> Option<&str> {
+        None
+    }
     /// Finishes an upstream sign-in from the provider's callback (`/callback/<id>`).
     async fn complete(
         &self,

@@ -168,24 +168,6 @@ impl Oidc {
         if id_token.len() > 16 * 1024 {
             return Err(upstream_err("id_token too large"));
         }
-        let header = jsonwebtoken::decode_header(id_token).map_err(upstream_err)?;
-        let alg = header.alg;
-        if !matches!(
-            alg,
-            Algorithm::RS256
-                | Algorithm::RS384
-                | Algorithm::RS512
-                | Algorithm::PS256
-                | Algorithm::PS384
-                | Algorithm::PS512
-                | Algorithm::ES256
-                | Algorithm::ES384
-                | Algorithm::EdDSA
-        ) {
-            return Err(upstream_err(format!(
-                "id_token algorithm {alg:?} refused"
-            )));
-        }
         let jwks: JwkSet = self
             .http
             .get(&d.jwks_uri)
@@ -196,27 +178,54 @@ impl Oidc {
             .json()
             .await
             .map_err(unavailable)?;
-        let jwk = match &header.kid {
-            Some(kid) => jwks.find(kid),
-            None if jwks.keys.len() == 1 => jwks.keys.first(),
-            None => None,
-        }
-        .ok_or_else(|| upstream_err("no provider key matches the id_token kid"))?;
-        let key = DecodingKey::from_jwk(jwk).map_err(upstream_err)?;
-        let mut v = Validation::new(alg);
-        v.set_issuer(&[&self.cfg.issuer]);
-        v.set_audience(&[&self.cfg.client_id]);
-        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        v.leeway = 60;
-        let data = jsonwebtoken::decode::<serde_json::Value>(id_token, &key, &v)
-            .map_err(upstream_err)?;
-        let claims = data.claims;
-        let sent = claims.get("nonce").and_then(|n| n.as_str()).unwrap_or("");
-        if !gateway_common::crypto::ct_eq(sent.as_bytes(), nonce.as_bytes()) {
-            return Err(upstream_err("id_token nonce mismatch"));
-        }
-        Ok(claims)
+        check_id_token(&self.cfg, &jwks, id_token, nonce)
     }
+}
+
+/// OIDC Core §3.1.3.7 on an id_token, given the provider's keys: asymmetric
+/// algorithm, key by `kid`, signature, `iss`, `aud`, `exp`, then `nonce`.
+pub fn check_id_token(
+    cfg: &OidcConfig,
+    jwks: &JwkSet,
+    id_token: &str,
+    nonce: &str,
+) -> Result<serde_json::Value, SignInError> {
+    let header = jsonwebtoken::decode_header(id_token).map_err(upstream_err)?;
+    let alg = header.alg;
+    if !matches!(
+        alg,
+        Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512
+            | Algorithm::ES256
+            | Algorithm::ES384
+            | Algorithm::EdDSA
+    ) {
+        return Err(upstream_err(format!("id_token algorithm {alg:?} refused")));
+    }
+    let jwk = match &header.kid {
+        Some(kid) => jwks.find(kid),
+        None if jwks.keys.len() == 1 => jwks.keys.first(),
+        None => None,
+    }
+    .ok_or_else(|| upstream_err("no provider key matches the id_token kid"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(upstream_err)?;
+    let mut v = Validation::new(alg);
+    v.set_issuer(&[&cfg.issuer]);
+    v.set_audience(&[&cfg.client_id]);
+    v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    v.leeway = 60;
+    let data =
+        jsonwebtoken::decode::<serde_json::Value>(id_token, &key, &v).map_err(upstream_err)?;
+    let claims = data.claims;
+    let sent = claims.get("nonce").and_then(|n| n.as_str()).unwrap_or("");
+    if !gateway_common::crypto::ct_eq(sent.as_bytes(), nonce.as_bytes()) {
+        return Err(upstream_err("id_token nonce mismatch"));
+    }
+    Ok(claims)
 }
 
 #[async_trait]
@@ -229,6 +238,10 @@ impl IdentityProvider for Oidc {
         &self.cfg.label
     }
 
+    fn expected_iss(&self) -> Option<&str> {
+        Some(&self.cfg.issuer)
+    }
+
     async fn start(&self, request_id: &str) -> Result<SignInStart, SignInError> {
         let d = self.discovery().await?;
         let s = upstream::begin(&self.store, "oidc", request_id, self.pending_ttl).await?;
@@ -236,7 +249,10 @@ impl IdentityProvider for Oidc {
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", &self.cfg.client_id)
-            .append_pair("redirect_uri", &upstream::callback_url(&self.issuer, "oidc"))
+            .append_pair(
+                "redirect_uri",
+                &upstream::callback_url(&self.issuer, "oidc"),
+            )
             .append_pair("scope", &self.cfg.scopes)
             .append_pair("state", &s.state)
             .append_pair("nonce", &s.nonce)
@@ -268,7 +284,10 @@ impl IdentityProvider for Oidc {
             .form(&[
                 ("grant_type", "authorization_code"),
                 ("code", code),
-                ("redirect_uri", &upstream::callback_url(&self.issuer, "oidc")),
+                (
+                    "redirect_uri",
+                    &upstream::callback_url(&self.issuer, "oidc"),
+                ),
                 ("code_verifier", &pending.verifier),
             ])
             .send()
@@ -304,6 +323,54 @@ mod tests {
             groups_claim: "groups".into(),
             label: "SSO".into(),
         }
+    }
+
+    fn signed(claims: serde_json::Value, kid: &str) -> (String, JwkSet) {
+        use jsonwebtoken::{EncodingKey, Header};
+        let pem = crate::keys::generate_pem(crate::config::SigningAlg::Es256).unwrap();
+        let key = EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+        let mut jwk = jsonwebtoken::jwk::Jwk::from_encoding_key(&key, Algorithm::ES256).unwrap();
+        jwk.common.key_id = Some(kid.to_string());
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(kid.to_string());
+        let t = jsonwebtoken::encode(&h, &claims, &key).unwrap();
+        (t, JwkSet { keys: vec![jwk] })
+    }
+
+    #[test]
+    fn id_tokens_are_checked_for_signature_issuer_audience_expiry_and_nonce() {
+        let c = cfg(&["*"], &[], &[]);
+        let exp = jsonwebtoken::get_current_timestamp() + 300;
+        let good = json!({"iss": "https://idp", "aud": "c", "sub": "1", "exp": exp, "nonce": "n1"});
+        let (t, jwks) = signed(good.clone(), "k1");
+        assert!(check_id_token(&c, &jwks, &t, "n1").is_ok());
+        assert!(check_id_token(&c, &jwks, &t, "n2").is_err(), "nonce");
+        // Signed by another key under the same kid.
+        let (_, other) = signed(good.clone(), "k1");
+        assert!(check_id_token(&c, &other, &t, "n1").is_err(), "signature");
+        for (k, v) in [
+            ("iss", json!("https://idp/")),
+            ("aud", json!("someone-else")),
+            ("exp", json!(exp - 3600)),
+        ] {
+            let mut bad = good.clone();
+            bad[k] = v;
+            let (t, jwks) = signed(bad, "k1");
+            assert!(check_id_token(&c, &jwks, &t, "n1").is_err(), "{k}");
+        }
+        // alg=none and HS256 are refused outright.
+        let none = format!(
+            "{}.{}.",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                r#"{"alg":"none","kid":"k1"}"#
+            ),
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                good.to_string()
+            )
+        );
+        assert!(check_id_token(&c, &jwks, &none, "n1").is_err());
     }
 
     #[test]

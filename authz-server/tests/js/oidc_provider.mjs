@@ -16,6 +16,7 @@ const issuer = `http://127.0.0.1:${port}`;
 const users = {
   alice: { email: 'alice@corp.example', email_verified: true, groups: ['engineering'], preferred_username: 'alice' },
   mallory: { email: 'mallory@evil.example', email_verified: true, groups: ['outsiders'], preferred_username: 'mallory' },
+  hostile: { email: 'h@corp.example', email_verified: true, groups: [], preferred_username: '<img src=x onerror=alert(1)>"\'' },
   unverified: { email: 'eve@corp.example', email_verified: false, groups: [], preferred_username: 'eve' },
 };
 

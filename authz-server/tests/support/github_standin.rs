@@ -101,7 +101,10 @@ impl GitHubStandIn {
                 .route("/login/oauth/access_token", web::post().to(access_token))
                 .route("/user", web::get().to(user))
                 .route("/user/emails", web::get().to(emails))
-                .route("/user/memberships/orgs/{org}", web::get().to(org_membership))
+                .route(
+                    "/user/memberships/orgs/{org}",
+                    web::get().to(org_membership),
+                )
                 .route(
                     "/orgs/{org}/teams/{team}/memberships/{username}",
                     web::get().to(team_membership),

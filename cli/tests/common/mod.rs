@@ -1,6 +1,6 @@
 //! Fixtures shared by the operator-command tests: both stores, and a seeded
 //! gateway state made of the authorization server's real record types.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;

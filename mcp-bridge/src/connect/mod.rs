@@ -1,0 +1,224 @@
+//! `mcp-bridge connect <url>`: a local stdio endpoint for a remote MCP server.
+//!
+//! Speaks line-delimited JSON-RPC on stdin/stdout to the local client and MCP
+//! Streamable HTTP to the remote; when the remote answers 401 it does OAuth itself
+//! (RFC 9728 discovery, RFC 8414, CIMD or RFC 7591 registration, PKCE S256,
+//! RFC 8707 `resource`, RFC 9207 `iss`), with a browser and a loopback redirect
+//! (RFC 8252) or the device flow (RFC 8628). Tokens live in a 0600 file per server.
+//!
+//! Exit codes (sysexits.h): 0 the client closed stdin; 64 bad arguments;
+//! 69 the remote is unreachable; 77 the remote refused us (401 after signing in
+//! again, 403) or sign-in failed; 70 anything else.
+
+pub mod challenge;
+pub mod discovery;
+pub mod oauth;
+pub mod relay;
+pub mod sse;
+pub mod store;
+
+use std::path::PathBuf;
+
+use gateway_common::clock::SharedClock;
+use gateway_common::config::Source;
+use url::Url;
+
+pub const USAGE: &str = "usage: mcp-bridge connect <https://host/mcp> [--device] [--no-browser] \
+[--client-metadata-url URL] [--token-store DIR] [--scope SCOPE]";
+
+/// What `connect` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub server: Url,
+    pub device: bool,
+    pub no_browser: bool,
+    pub client_metadata_url: Option<String>,
+    pub token_store: Option<PathBuf>,
+    /// The opener command (`MCP_CONNECT_BROWSER`, shell words; the URL is appended).
+    pub browser: Option<Vec<String>>,
+}
+
+/// Why `connect` stopped. Each maps to one exit code and one stderr line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{0}\n{USAGE}")]
+    Usage(String),
+    #[error("remote {0} is unreachable ({1})")]
+    Unreachable(String, String),
+    #[error("remote {0} refused access: {1}")]
+    Refused(String, String),
+    #[error("discovery failed: {0}")]
+    Discovery(String),
+    #[error("authorization failed: {0}")]
+    Auth(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ConnectError {
+    /// sysexits.h codes.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ConnectError::Usage(_) => 64,
+            ConnectError::Unreachable(..) => 69,
+            ConnectError::Refused(..) | ConnectError::Auth(_) | ConnectError::Discovery(_) => 77,
+            ConnectError::Internal(_) => 70,
+        }
+    }
+
+    /// A transport error: refused/failed connections mean the remote is down.
+    pub fn from_transport(url: &Url, e: reqwest::Error) -> Self {
+        let origin = url.origin().ascii_serialization();
+        if e.is_connect() || e.is_timeout() {
+            ConnectError::Unreachable(origin, root_cause(&e))
+        } else {
+            ConnectError::Internal(format!("request to {origin} failed ({})", root_cause(&e)))
+        }
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// Parses the arguments after `connect`.
+pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError> {
+    let mut server = None;
+    let mut opts_device = false;
+    let mut no_browser = false;
+    let mut client_metadata_url = None;
+    let mut token_store = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| ConnectError::Usage(format!("{name} needs a value")))
+        };
+        match a.as_str() {
+            "--device" => opts_device = true,
+            "--no-browser" => no_browser = true,
+            "--client-metadata-url" => client_metadata_url = Some(value(a)?),
+            "--token-store" => token_store = Some(PathBuf::from(value(a)?)),
+            s if s.starts_with("--") => {
+                return Err(ConnectError::Usage(format!("unknown option {s}")))
+            }
+            s if server.is_none() => server = Some(s.to_string()),
+            s => return Err(ConnectError::Usage(format!("unexpected argument {s}"))),
+        }
+    }
+    let Some(server) = server else {
+        return Err(ConnectError::Usage("the remote MCP URL is missing".into()));
+    };
+    let server = Url::parse(&server)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
+        .ok_or_else(|| ConnectError::Usage(format!("{server:?} is not an http(s) URL")))?;
+    if let Some(c) = &client_metadata_url {
+        if !c.starts_with("https://") {
+            return Err(ConnectError::Usage(format!(
+                "--client-metadata-url must be an https URL, not {c:?}"
+            )));
+        }
+    }
+    let browser = env
+        .get("MCP_CONNECT_BROWSER")
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            shell_words::split(s).map_err(|_| {
+                ConnectError::Usage("MCP_CONNECT_BROWSER is not a valid command line".into())
+            })
+        })
+        .transpose()?;
+    Ok(Options {
+        server,
+        device: opts_device,
+        no_browser,
+        client_metadata_url,
+        token_store,
+        browser,
+    })
+}
+
+/// Runs `connect` until stdin closes or the remote refuses; returns the exit code.
+pub fn main(args: &[String], env: &Source, clock: SharedClock) -> i32 {
+    let opts = match parse_args(args, env) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("mcp-bridge connect: {e}");
+            return e.exit_code();
+        }
+    };
+    let dir = match opts.token_store.clone().or_else(|| {
+        store::default_dir(env.get("XDG_CONFIG_HOME"), env.get("HOME"))
+    }) {
+        Some(d) => d,
+        None => {
+            let e = ConnectError::Usage("no token store: set HOME, XDG_CONFIG_HOME or --token-store".into());
+            eprintln!("mcp-bridge connect: {e}");
+            return e.exit_code();
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mcp-bridge connect: cannot start ({e})");
+            return 70;
+        }
+    };
+    let result = runtime.block_on(relay::run(opts, dir, clock));
+    // Blocked stdin reads must not hold the exit.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("mcp-bridge connect: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_options() {
+        let env = Source::from_pairs([("MCP_CONNECT_BROWSER", "node 'my opener.mjs'")]);
+        let o = parse_args(
+            &args(&["https://svc.example.com/mcp", "--device", "--token-store", "/tmp/x"]),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(o.server.as_str(), "https://svc.example.com/mcp");
+        assert!(o.device && !o.no_browser);
+        assert_eq!(o.token_store.unwrap(), PathBuf::from("/tmp/x"));
+        assert_eq!(o.browser.unwrap(), ["node", "my opener.mjs"]);
+    }
+
+    #[test]
+    fn bad_arguments_exit_64() {
+        let env = Source::default();
+        for bad in [
+            args(&[]),
+            args(&["ftp://x/mcp"]),
+            args(&["https://x/mcp", "--bogus"]),
+            args(&["https://x/mcp", "--token-store"]),
+            args(&["https://x/mcp", "--client-metadata-url", "http://x/c.json"]),
+        ] {
+            assert_eq!(parse_args(&bad, &env).unwrap_err().exit_code(), 64, "{bad:?}");
+        }
+    }
+}

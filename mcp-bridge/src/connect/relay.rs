@@ -1,0 +1,512 @@
+//! The relay: stdin lines → POSTs; POST answers (JSON or SSE) and the GET stream → stdout.
+//!
+//! Requests are POSTed concurrently (a tool call may wait on a sampling request the
+//! client answers meanwhile); notifications, responses and `initialize` go in order.
+//! Streamable HTTP (MCP 2025-03-26 and later, "Transports").
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use gateway_common::clock::SharedClock;
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+use url::Url;
+
+use super::challenge::bearer_params;
+use super::oauth::Auth;
+use super::sse;
+use super::store::TokenFile;
+use super::{ConnectError, Options};
+use crate::jsonrpc::{code, IdKey};
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+const LAST_EVENT_ID: &str = "last-event-id";
+/// Reconnect delay when the server names none (`retry:`).
+const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+/// Resumption attempts of a POST stream that closed before its response.
+const RESUME_ATTEMPTS: u32 = 5;
+
+#[derive(Debug, Default)]
+struct Session {
+    id: Option<String>,
+    version: Option<String>,
+    /// Bumped when a session begins or ends; a GET stream of an older one stops.
+    generation: u64,
+    /// The id of the `initialize` request in flight, to read the negotiated version.
+    init_id: Option<IdKey>,
+    get_stream_open: bool,
+}
+
+struct Remote {
+    http: reqwest::Client,
+    url: Url,
+    origin: String,
+    auth: Auth,
+    session: Mutex<Session>,
+    stdout: tokio::sync::Mutex<tokio::io::Stdout>,
+    fatal: mpsc::Sender<ConnectError>,
+}
+
+/// How a stream ended.
+struct StreamEnd {
+    last_event_id: Option<String>,
+    answered: bool,
+    retry: Option<Duration>,
+}
+
+/// Runs until stdin closes (Ok) or the remote refuses or is unreachable (Err).
+pub async fn run(opts: Options, dir: PathBuf, clock: SharedClock) -> Result<(), ConnectError> {
+    let http = reqwest::Client::builder()
+        // Never follow redirects: not for the MCP endpoint, not for discovery (MCP spec),
+        // and a bearer token must not travel to another origin.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("mcp-bridge-connect/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ConnectError::Internal(format!("cannot build the HTTP client ({e})")))?;
+    let file = TokenFile::new(&dir, opts.server.as_str());
+    let (fatal, mut fatal_rx) = mpsc::channel(4);
+    let remote = Arc::new(Remote {
+        origin: opts.server.origin().ascii_serialization(),
+        url: opts.server.clone(),
+        auth: Auth::new(http.clone(), opts.server.clone(), opts, file, clock),
+        http,
+        session: Mutex::new(Session::default()),
+        stdout: tokio::sync::Mutex::new(tokio::io::stdout()),
+        fatal,
+    });
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            Some(e) = fatal_rx.recv() => return Err(e),
+            line = lines.next_line() => match line {
+                Ok(Some(line)) => remote.client_line(line).await?,
+                Ok(None) | Err(_) => break,
+            },
+        }
+    }
+    remote.end_session().await;
+    Ok(())
+}
+
+fn is_request(v: &Value) -> bool {
+    v.get("method").is_some() && v.get("id").is_some_and(|id| !id.is_null())
+}
+
+fn error_for(id: &Value, code: i64, message: String) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+impl Remote {
+    fn session(&self) -> std::sync::MutexGuard<'_, Session> {
+        // A poisoned lock only means a panicking task; the data is still usable.
+        self.session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn client_line(self: &Arc<Self>, line: String) -> Result<(), ConnectError> {
+        if line.trim().is_empty() {
+            return Ok(());
+        }
+        let msg: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                self.to_client(&error_for(&Value::Null, code::PARSE_ERROR, format!("parse error: {e}")))
+                    .await;
+                return Ok(());
+            }
+        };
+        let method = msg.get("method").and_then(Value::as_str).unwrap_or("");
+        if is_request(&msg) && method != "initialize" {
+            let me = Arc::clone(self);
+            tokio::spawn(async move {
+                if let Err(e) = me.post(&msg).await {
+                    let _ = me.fatal.send(e).await;
+                }
+            });
+            return Ok(());
+        }
+        self.post(&msg).await?;
+        if method == "notifications/initialized" {
+            self.start_get_stream();
+        }
+        Ok(())
+    }
+
+    async fn to_client(&self, v: &Value) {
+        let mut line = match serde_json::to_vec(v) {
+            Ok(l) => l,
+            Err(_) => return,
+        };
+        line.push(b'\n');
+        let mut out = self.stdout.lock().await;
+        let _ = out.write_all(&line).await;
+        let _ = out.flush().await;
+    }
+
+    /// Forwards one server message, noting the negotiated protocol version.
+    async fn forward(&self, v: &Value) {
+        if let (Some(id), Some(version)) = (
+            v.get("id"),
+            v.pointer("/result/protocolVersion").and_then(Value::as_str),
+        ) {
+            let mut s = self.session();
+            if s.init_id.as_ref() == Some(&IdKey::of(id)) {
+                s.version = Some(version.to_string());
+                s.init_id = None;
+            }
+        }
+        self.to_client(v).await;
+    }
+
+    fn with_session(&self, mut req: reqwest::RequestBuilder, initialize: bool) -> reqwest::RequestBuilder {
+        let s = self.session();
+        if !initialize {
+            if let Some(id) = &s.id {
+                req = req.header(SESSION_HEADER, id);
+            }
+            if let Some(v) = &s.version {
+                req = req.header(VERSION_HEADER, v);
+            }
+        }
+        req
+    }
+
+    /// POSTs one client message and relays what comes back.
+    async fn post(self: &Arc<Self>, msg: &Value) -> Result<(), ConnectError> {
+        let request_id = is_request(msg).then(|| msg["id"].clone());
+        let initialize = request_id.is_some() && msg["method"] == "initialize";
+        if initialize {
+            // A new initialize starts a new session (after a 404, or a client restart).
+            let old = {
+                let mut s = self.session();
+                let old = s.id.take();
+                s.version = None;
+                s.generation += 1;
+                s.get_stream_open = false;
+                s.init_id = request_id.as_ref().map(IdKey::of);
+                old
+            };
+            if let Some(old) = old {
+                self.delete_session(&old).await;
+            }
+        }
+        let body = serde_json::to_vec(msg).map_err(|e| ConnectError::Internal(e.to_string()))?;
+        let mut signed_in_again = false;
+        loop {
+            let token = self.auth.token().await?;
+            let mut req = self
+                .http
+                .post(self.url.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .header(ACCEPT, "application/json, text/event-stream")
+                .body(body.clone());
+            req = self.with_session(req, initialize);
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| ConnectError::from_transport(&self.url, e))?;
+            let status = resp.status();
+            match status {
+                StatusCode::UNAUTHORIZED => {
+                    if signed_in_again {
+                        return Err(ConnectError::Refused(
+                            self.origin.clone(),
+                            "401 Unauthorized even after signing in again".into(),
+                        ));
+                    }
+                    let ch = challenge(resp.headers());
+                    self.auth.unauthorized(token.as_deref(), &ch).await?;
+                    signed_in_again = true;
+                }
+                StatusCode::FORBIDDEN => {
+                    let ch = challenge(resp.headers());
+                    let why = ch
+                        .get("error_description")
+                        .or_else(|| ch.get("error"))
+                        .cloned()
+                        .unwrap_or_else(|| "403 Forbidden".into());
+                    // Step-up (RFC 6750 §3.1 insufficient_scope) concerns one request: answer it.
+                    match (&request_id, ch.get("error").map(String::as_str)) {
+                        (Some(id), Some("insufficient_scope")) if !initialize => {
+                            self.to_client(&error_for(id, code::INVALID_REQUEST, format!("the remote refused: {why}")))
+                                .await;
+                            return Ok(());
+                        }
+                        _ => return Err(ConnectError::Refused(self.origin.clone(), format!("403 Forbidden ({why})"))),
+                    }
+                }
+                StatusCode::NOT_FOUND if !initialize && self.session().id.is_some() => {
+                    // The session is gone: the client must initialize again (Transports §Session Management).
+                    {
+                        let mut s = self.session();
+                        s.id = None;
+                        s.version = None;
+                        s.generation += 1;
+                        s.get_stream_open = false;
+                    }
+                    match &request_id {
+                        Some(id) => {
+                            self.to_client(&error_for(
+                                id,
+                                code::SESSION_NOT_FOUND,
+                                "Session not found: the remote ended the session; initialize again".into(),
+                            ))
+                            .await
+                        }
+                        None => eprintln!("mcp-bridge connect: the remote session ended; a message was dropped"),
+                    }
+                    return Ok(());
+                }
+                s if s.is_success() => return self.relay_answer(resp, request_id.as_ref(), initialize).await,
+                s => {
+                    let answer: Option<Value> = resp.json().await.ok();
+                    match (&request_id, answer) {
+                        (Some(id), Some(v)) if v.get("error").is_some() && v.get("id") == Some(id) => {
+                            self.forward(&v).await
+                        }
+                        (Some(id), answer) => {
+                            let detail = answer
+                                .as_ref()
+                                .and_then(|v| v.pointer("/error/message").and_then(Value::as_str))
+                                .map(|m| format!(": {m}"))
+                                .unwrap_or_default();
+                            self.to_client(&error_for(id, code::SERVER_UNAVAILABLE, format!("the remote answered HTTP {s}{detail}")))
+                                .await
+                        }
+                        (None, _) => eprintln!("mcp-bridge connect: the remote answered HTTP {s} to a notification or response"),
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn relay_answer(
+        self: &Arc<Self>,
+        resp: reqwest::Response,
+        request_id: Option<&Value>,
+        initialize: bool,
+    ) -> Result<(), ConnectError> {
+        if initialize {
+            let id = resp
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            self.session().id = id;
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if content_type.starts_with("text/event-stream") {
+            let generation = self.session().generation;
+            let end = self.read_stream(resp, request_id).await;
+            if let Some(id) = request_id.filter(|_| !end.answered) {
+                self.resume(id, end, generation).await;
+            }
+            return Ok(());
+        }
+        let bytes = resp.bytes().await.unwrap_or_default();
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            if let Some(id) = request_id {
+                self.to_client(&error_for(id, code::SERVER_UNAVAILABLE, "the remote answered without a response".into()))
+                    .await;
+            }
+            return Ok(());
+        }
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Array(items)) => {
+                for v in &items {
+                    self.forward(v).await;
+                }
+            }
+            Ok(v) => self.forward(&v).await,
+            Err(_) => {
+                if let Some(id) = request_id {
+                    self.to_client(&error_for(id, code::SERVER_UNAVAILABLE, "the remote answered with invalid JSON".into()))
+                        .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Relays the events of an SSE response until it ends (or carried `until`'s response).
+    async fn read_stream(&self, resp: reqwest::Response, until: Option<&Value>) -> StreamEnd {
+        let until = until.map(IdKey::of);
+        let mut end = StreamEnd {
+            last_event_id: None,
+            answered: false,
+            retry: None,
+        };
+        let mut parser = sse::Parser::new();
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let Ok(chunk) = chunk else { break };
+            for ev in parser.feed(&chunk) {
+                if let Some(id) = ev.id {
+                    end.last_event_id = Some(id);
+                }
+                if let Some(ms) = ev.retry {
+                    end.retry = Some(Duration::from_millis(ms));
+                }
+                if ev.data.trim().is_empty() {
+                    continue;
+                }
+                let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+                    eprintln!("mcp-bridge connect: skipped an event that is not JSON");
+                    continue;
+                };
+                let answers = v.get("method").is_none()
+                    && until.is_some()
+                    && v.get("id").map(IdKey::of) == until;
+                self.forward(&v).await;
+                if answers {
+                    end.answered = true;
+                    return end;
+                }
+            }
+        }
+        end
+    }
+
+    /// A POST stream closed before its response: resume it with `Last-Event-ID`
+    /// (Transports §Resumability and Redelivery), else answer the client with an error.
+    async fn resume(self: &Arc<Self>, id: &Value, mut end: StreamEnd, generation: u64) {
+        for _ in 0..RESUME_ATTEMPTS {
+            let Some(last) = end.last_event_id.clone() else { break };
+            if self.session().generation != generation {
+                break;
+            }
+            tokio::time::sleep(end.retry.unwrap_or(DEFAULT_RETRY).min(Duration::from_secs(10))).await;
+            let resp = match self.open_get(Some(&last)).await {
+                Ok(Some(r)) => r,
+                _ => break,
+            };
+            let next = self.read_stream(resp, Some(id)).await;
+            if next.answered {
+                return;
+            }
+            end = StreamEnd {
+                last_event_id: next.last_event_id.or(Some(last)),
+                answered: false,
+                retry: next.retry.or(end.retry),
+            };
+        }
+        self.to_client(&error_for(id, code::SERVER_UNAVAILABLE, "the remote closed the stream before answering".into()))
+            .await;
+    }
+
+    /// GET the session's stream. `Ok(None)`: not offered (405), session gone (404) or refused.
+    async fn open_get(&self, last_event_id: Option<&str>) -> Result<Option<reqwest::Response>, ConnectError> {
+        let mut signed_in_again = false;
+        loop {
+            let token = self.auth.token().await?;
+            let mut req = self
+                .http
+                .get(self.url.clone())
+                .header(ACCEPT, "text/event-stream");
+            req = self.with_session(req, false);
+            if let Some(l) = last_event_id {
+                req = req.header(LAST_EVENT_ID, l);
+            }
+            if let Some(t) = &token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| ConnectError::from_transport(&self.url, e))?;
+            match resp.status() {
+                StatusCode::UNAUTHORIZED if !signed_in_again => {
+                    let ch = challenge(resp.headers());
+                    self.auth.unauthorized(token.as_deref(), &ch).await?;
+                    signed_in_again = true;
+                }
+                s if s.is_success() => return Ok(Some(resp)),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Opens the server-to-client stream once per session and keeps it open.
+    fn start_get_stream(self: &Arc<Self>) {
+        let generation = {
+            let mut s = self.session();
+            if s.get_stream_open {
+                return;
+            }
+            s.get_stream_open = true;
+            s.generation
+        };
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut last: Option<String> = None;
+            let mut failures = 0u32;
+            loop {
+                if me.session().generation != generation {
+                    return;
+                }
+                match me.open_get(last.as_deref()).await {
+                    Ok(Some(resp)) => {
+                        failures = 0;
+                        let end = me.read_stream(resp, None).await;
+                        if end.last_event_id.is_some() {
+                            last = end.last_event_id;
+                        }
+                        tokio::time::sleep(end.retry.unwrap_or(DEFAULT_RETRY)).await;
+                    }
+                    // 405: no stream offered; 404: the session ended (the next POST says so).
+                    Ok(None) => return,
+                    Err(ConnectError::Unreachable(..)) if failures < 5 => {
+                        failures += 1;
+                        tokio::time::sleep(DEFAULT_RETRY * failures).await;
+                    }
+                    Err(e) => {
+                        let _ = me.fatal.send(e).await;
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    async fn delete_session(&self, id: &str) {
+        let token = self.auth.token().await.ok().flatten();
+        let mut req = self.http.delete(self.url.clone()).header(SESSION_HEADER, id);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), req.send()).await;
+    }
+
+    /// The client went away: end the remote session (Transports §Session Management).
+    async fn end_session(&self) {
+        let id = self.session().id.take();
+        if let Some(id) = id {
+            self.delete_session(&id).await;
+        }
+    }
+}
+
+fn challenge(headers: &HeaderMap) -> std::collections::HashMap<String, String> {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(bearer_params)
+        .find(|p| !p.is_empty())
+        .unwrap_or_default()
+}

@@ -1,0 +1,383 @@
+//! What the fault tests (`tests/tests/faults.rs`) and the load test share:
+//! a redis-server that can be stopped and restarted on the same port with its
+//! data (AOF, `appendfsync always`), the `mcp-authz` binary as a child process,
+//! in-process services on port 0, and a cookie-keeping "browser" that signs in
+//! and consents over HTTP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use gateway_common::config::Source;
+use gateway_testkit::ChildGuard;
+
+pub const RESOURCE: &str = "https://echo.example.test/mcp";
+pub const USER: &str = "fault-alice";
+
+/// Polls `check` every 50 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A redis-server on a fixed port with its data in `dir` (AOF, fsync on every
+/// write), so it can be stopped and started again on the SAME address.
+#[derive(Debug)]
+pub struct DurableRedis {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<ChildGuard>,
+}
+
+impl DurableRedis {
+    pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        let mut r = Self {
+            port: gateway_testkit::free_port(),
+            dir: dir.to_path_buf(),
+            child: None,
+        };
+        r.restart().await?;
+        Ok(r)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills the server (SIGKILL: no shutdown save).
+    pub fn stop(&mut self) {
+        self.child.take();
+    }
+
+    /// Starts it again on the same port, from the same AOF.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting redis-server (apt-get install redis-server)")?;
+        self.child = Some(ChildGuard(child));
+        gateway_testkit::wait_for_port(
+            &format!("127.0.0.1:{}", self.port),
+            Duration::from_secs(10),
+        )
+        .await
+    }
+}
+
+/// A local users file with [`USER`]; returns (path, password).
+pub fn users_file(dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let path = dir.join("users");
+    let password = mcp_gateway::users::generate_password();
+    if !path.exists() {
+        mcp_gateway::users::add_user(&path, USER, &password)?;
+    }
+    Ok((path, password))
+}
+
+/// The authz-server's settings for these tests: listening on 127.0.0.1:`port`,
+/// which is also the issuer (plain http on loopback, so session cookies flow).
+pub fn authz_source(dir: &Path, users: &Path, port: u16) -> Source {
+    Source::from_pairs([
+        ("AUTH_ISSUER", format!("http://127.0.0.1:{port}")),
+        ("AUTHZ_LISTEN", format!("127.0.0.1:{port}")),
+        ("MCP_ECHO_ENABLED", "true".into()),
+        ("MCP_ECHO_URL", RESOURCE.into()),
+        ("LOCAL_USERS_FILE", users.display().to_string()),
+        (
+            "STORE_PATH",
+            dir.join("gateway.redb").display().to_string(),
+        ),
+        (
+            "KEY_ENCRYPTION_KEY_FILE",
+            dir.join("key-encryption.key").display().to_string(),
+        ),
+        ("GATEWAY_JWT_SECRET", "fault-tests-0123456789abcdef0123456789".into()),
+    ])
+}
+
+/// An authz-server in-process; returns its address, its state (to mint
+/// tokens) and its handle.
+pub async fn start_authz(
+    src: &Source,
+) -> anyhow::Result<(SocketAddr, mcp_authz::AppState, actix_web::dev::ServerHandle)> {
+    let config = mcp_authz::Config::from_source(src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = gateway_store::config::open_from_config(src)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let state = mcp_authz::build_state(config, store, gateway_common::clock::system()).await?;
+    let (addr, server) = mcp_authz::serve_state(state.clone())?;
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    gateway_testkit::wait_for_http(&format!("http://{addr}/health"), Duration::from_secs(20))
+        .await?;
+    Ok((addr, state, handle))
+}
+
+/// A signed access token for [`RESOURCE`] from the server's own key.
+pub fn mint(state: &mcp_authz::AppState) -> anyhow::Result<String> {
+    let user = mcp_authz::signin::Identity {
+        sub: format!("local:{USER}"),
+        name: USER.into(),
+        idp: "local".into(),
+        ..Default::default()
+    };
+    let jti = mcp_authz::issue::new_jti();
+    let m = mcp_authz::issue::mint_access_token(
+        state,
+        &jti,
+        "fault-client",
+        &user,
+        "mcp",
+        &[RESOURCE.to_string()],
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(m.token)
+}
+
+/// `GET /verify` as a proxy sends it for `RESOURCE`; the status.
+pub async fn verify_status(http: &reqwest::Client, verifier: SocketAddr, token: &str) -> u16 {
+    http.get(format!("http://{verifier}/verify"))
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "echo.example.test")
+        .header("X-Forwarded-Uri", "/mcp")
+        .header("X-Forwarded-Method", "POST")
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
+}
+
+/// `target/<profile>/<name>`, next to the test executable's `deps/` folder.
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test executable has no target/<profile> parent")?;
+    let bin = profile_dir.join(name);
+    if !bin.exists() {
+        bail!(
+            "{} is missing: build it first (`cargo build -p mcp-authz`, or `cargo test --workspace`)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// The `mcp-authz` binary as a child process with `env`; killed on drop.
+pub fn spawn_authz_binary(src: &Source) -> anyhow::Result<ChildGuard> {
+    let bin = sibling_binary("mcp-authz")?;
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in src.iter() {
+        cmd.env(k, v);
+    }
+    Ok(ChildGuard(cmd.spawn().context("starting mcp-authz")?))
+}
+
+/// A registered public client with a loopback redirect.
+pub async fn register_public(http: &reqwest::Client, base: &str) -> anyhow::Result<(String, String)> {
+    let r = http
+        .post(format!("{base}/register"))
+        .json(&serde_json::json!({
+            "client_name": "fault test",
+            "redirect_uris": ["http://127.0.0.1:4567/callback"],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+        }))
+        .send()
+        .await?;
+    if r.status() != 201 {
+        bail!("register: {}", r.status());
+    }
+    let v: serde_json::Value = r.json().await?;
+    Ok((
+        v["client_id"].as_str().unwrap_or_default().to_string(),
+        v["registration_access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    ))
+}
+
+fn hidden(html: &str, field: &str) -> String {
+    let needle = format!("name=\"{field}\" value=\"");
+    html.find(&needle)
+        .map(|i| {
+            let rest = &html[i + needle.len()..];
+            rest[..rest.find('"').unwrap_or(0)].to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// What one pass through /authorize gave.
+#[derive(Debug)]
+pub struct Authorized {
+    pub code: String,
+    /// Whether the consent page was skipped because consent was remembered.
+    pub consent_remembered: bool,
+}
+
+/// Signs in (if the browser has no session) and consents, as a person would.
+pub async fn authorize(
+    browser: &reqwest::Client,
+    base: &str,
+    client_id: &str,
+    password: &str,
+    challenge: &str,
+) -> anyhow::Result<Authorized> {
+    let r = browser
+        .get(format!("{base}/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", "http://127.0.0.1:4567/callback"),
+            ("code_challenge", challenge),
+            ("code_challenge_method", "S256"),
+            ("state", "st"),
+            ("scope", "mcp"),
+            ("resource", RESOURCE),
+        ])
+        .send()
+        .await?;
+    if r.status() != 302 {
+        bail!("authorize: {} {}", r.status(), r.text().await?);
+    }
+    let mut next = location(&r);
+    if next.starts_with("/signin") {
+        let html = browser.get(format!("{base}{next}")).send().await?.text().await?;
+        let r = browser
+            .post(format!("{base}/signin"))
+            .form(&[
+                ("req", hidden(&html, "req")),
+                ("csrf", hidden(&html, "csrf")),
+                ("idp", "local".into()),
+                ("username", USER.into()),
+                ("password", password.into()),
+            ])
+            .send()
+            .await?;
+        if r.status() != 303 {
+            bail!("signin: {}", r.status());
+        }
+        next = location(&r);
+    }
+    let page = browser.get(format!("{base}{next}")).send().await?;
+    let (redirect, remembered) = if page.status() == 303 {
+        (location(&page), true)
+    } else {
+        let html = page.text().await?;
+        let r = browser
+            .post(format!("{base}/consent"))
+            .form(&[
+                ("req", hidden(&html, "req")),
+                ("csrf", hidden(&html, "csrf")),
+                ("decision", "allow".into()),
+            ])
+            .send()
+            .await?;
+        (location(&r), false)
+    };
+    let code = query_param(&redirect, "code").with_context(|| format!("no code in {redirect}"))?;
+    Ok(Authorized {
+        code,
+        consent_remembered: remembered,
+    })
+}
+
+/// Exchanges a code; returns the token response.
+pub async fn exchange(
+    http: &reqwest::Client,
+    base: &str,
+    client_id: &str,
+    code: &str,
+    verifier: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let r = http
+        .post(format!("{base}/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", client_id),
+            ("code", code),
+            ("redirect_uri", "http://127.0.0.1:4567/callback"),
+            ("code_verifier", verifier),
+            ("resource", RESOURCE),
+        ])
+        .send()
+        .await?;
+    if r.status() != 200 {
+        bail!("token: {} {}", r.status(), r.text().await?);
+    }
+    Ok(r.json().await?)
+}
+
+/// Rotates a refresh token; the response.
+pub async fn refresh(
+    http: &reqwest::Client,
+    base: &str,
+    client_id: &str,
+    refresh_token: &str,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(http
+        .post(format!("{base}/token"))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", client_id),
+            ("refresh_token", refresh_token),
+        ])
+        .send()
+        .await?)
+}
+
+/// A fresh PKCE pair (verifier, S256 challenge).
+pub fn pkce() -> (String, String) {
+    let v = gateway_common::crypto::random_token(32);
+    let c = mcp_authz::pkce::s256(&v);
+    (v, c)
+}
+
+/// A cookie-keeping, non-redirecting client.
+pub fn browser() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}

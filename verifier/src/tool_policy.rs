@@ -1,0 +1,187 @@
+//! Per-tool authorization at the verifier: the header path.
+//!
+//! MCP 2026-07-28 clients mirror the JSON-RPC method and the tool / prompt
+//! name or resource URI into `Mcp-Method` and `Mcp-Name`; Traefik and Caddy
+//! pass every request header to the verifier, nginx as `deploy/nginx/` sets
+//! them. With `TOOL_POLICY_FILE` set, a request carrying `Mcp-Method` is
+//! decided by [`gateway_common::tool_policy`] after the token checks. A request
+//! without the header (older clients) passes here and is decided by the bridge
+//! from its body.
+//!
+//! A denial is 403 with a JSON-RPC error body ([`denial_body`]), code
+//! [`TOOL_DENIED_CODE`]: MCP clients show a JSON-RPC error's message, not an
+//! HTML page. The verifier never sees the body, so the `id` is `null`
+//! (JSON-RPC 2.0 §5: null when the id cannot be determined).
+//!
+//! The file is re-read every second ([`run_reload`]); a new file that does not
+//! validate is logged and the previous policy stays.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use gateway_common::tool_policy::{AuditRecord, PolicyError, Reload, Reloader, ToolPolicy};
+
+use crate::config::ServiceConfig;
+use crate::verifier::Verifier;
+
+/// JSON-RPC error code of a policy denial, at the verifier and the bridge alike.
+/// JSON-RPC 2.0 §5.1 leaves -32000..-32099 to implementations; MCP defines no
+/// "forbidden" code. The bridge uses -32000..-32002 and -32020 for other things.
+pub const TOOL_DENIED_CODE: i64 = -32003;
+
+/// `Mcp-Method` / `Mcp-Name` as the proxy forwarded them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpCall<'a> {
+    pub method: &'a str,
+    /// Decoded from the `=?base64?…?=` sentinel when used; `None` when absent or undecodable.
+    pub name: Option<Cow<'a, str>>,
+}
+
+impl<'a> McpCall<'a> {
+    /// From the raw header values; `None` without a usable `Mcp-Method`.
+    pub fn from_headers(method: Option<&'a [u8]>, name: Option<&'a [u8]>) -> Option<Self> {
+        let method = std::str::from_utf8(method?).ok()?.trim();
+        if method.is_empty() {
+            return None;
+        }
+        let name = name
+            .and_then(|n| std::str::from_utf8(n).ok())
+            .and_then(decode_header_value);
+        Some(Self { method, name })
+    }
+}
+
+/// MCP 2026-07-28 streamable-http "Value Encoding": `=?base64?<b64>?=`.
+fn decode_header_value(raw: &str) -> Option<Cow<'_, str>> {
+    match raw
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(Cow::Owned),
+        None => Some(Cow::Borrowed(raw)),
+    }
+}
+
+/// `TOOL_POLICY_FILE` and the policy read from it at start-up.
+#[derive(Debug, Clone)]
+pub struct ToolPolicyConfig {
+    pub path: PathBuf,
+    pub initial: Arc<ToolPolicy>,
+}
+
+/// Loads a policy file and checks that it names only configured services (a
+/// misspelt service would silently restrict nothing).
+pub fn load_checked(path: &Path, services: &[ServiceConfig]) -> Result<ToolPolicy, PolicyError> {
+    let policy = ToolPolicy::load(path)?;
+    check_services(&policy, services)?;
+    Ok(policy)
+}
+
+fn check_services(policy: &ToolPolicy, services: &[ServiceConfig]) -> Result<(), PolicyError> {
+    for name in policy.service_names() {
+        if !services.iter().any(|s| s.name.eq_ignore_ascii_case(name)) {
+            return Err(PolicyError {
+                path: format!("services.{name}"),
+                message: format!("no MCP service {name:?} is enabled (MCP_<NAME>_ENABLED)"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The JSON-RPC error body of a denial.
+pub fn denial_body(call: &McpCall<'_>) -> String {
+    let what = match &call.name {
+        Some(name) => format!("{} {name:?}", call.method),
+        None => call.method.to_string(),
+    };
+    serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {
+            "code": TOOL_DENIED_CODE,
+            "message": format!("Forbidden by the gateway's tool policy: {what}"),
+            "data": {
+                "method": call.method,
+                "name": call.name.as_deref(),
+                "note": "decided from the Mcp-Method/Mcp-Name headers; the request id is not known here",
+            }
+        }
+    })
+    .to_string()
+}
+
+/// Writes an audit line: tracing target `audit`, and `AUDIT_LOG_FILE` when set.
+pub(crate) fn audit(v: &Verifier, record: &AuditRecord<'_>) {
+    tracing::info!(target: "audit", "{record}");
+    if let Some(f) = &v.audit_file {
+        f.write(record);
+    }
+}
+
+/// Polls `TOOL_POLICY_FILE` every second and swaps in a changed, valid policy.
+pub async fn run_reload(verifier: Arc<Verifier>, path: PathBuf) {
+    let mut reloader = Reloader::new(path);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        // A small file, read once a second: not worth a blocking-pool hop.
+        let found = reloader.poll();
+        match found {
+            Reload::Unchanged => {}
+            Reload::Changed(policy) => {
+                match check_services(&policy, &verifier.config().services) {
+                    Ok(()) => {
+                        verifier.set_tool_policy(Arc::new(policy));
+                        verifier.metrics().record_tool_reload(true);
+                        tracing::info!(path = %reloader.path().display(), "tool policy reloaded");
+                    }
+                    Err(e) => {
+                        verifier.metrics().record_tool_reload(false);
+                        tracing::error!(error = %e, "tool policy not reloaded; keeping the previous one")
+                    }
+                }
+            }
+            Reload::Invalid(e) => {
+                verifier.metrics().record_tool_reload(false);
+                tracing::error!(error = %e, "tool policy not reloaded; keeping the previous one")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_read_and_decoded() {
+        let c = McpCall::from_headers(Some(b"tools/call"), Some(b"=?base64?ZWNobw==?=")).unwrap();
+        assert_eq!((c.method, c.name.as_deref()), ("tools/call", Some("echo")));
+        let c = McpCall::from_headers(Some(b"tools/call"), Some(b"=?base64?!!?=")).unwrap();
+        assert_eq!(c.name, None);
+        assert!(McpCall::from_headers(None, Some(b"echo")).is_none());
+        assert!(McpCall::from_headers(Some(b" "), None).is_none());
+    }
+
+    #[test]
+    fn the_denial_is_a_json_rpc_error_with_a_null_id() {
+        let c = McpCall::from_headers(Some(b"tools/call"), Some(b"whoami")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&denial_body(&c)).unwrap();
+        assert_eq!(v["jsonrpc"], "2.0");
+        assert!(v["id"].is_null());
+        assert_eq!(v["error"]["code"], TOOL_DENIED_CODE);
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tools/call \"whoami\""));
+    }
+}

@@ -9,7 +9,8 @@
 # scenario and round, default 2000), ROUNDS (default 3), CONNECTIONS (verify,
 # default 32), SECONDS_PER_RUN (verify, default 3), MAX_SECONDS (authz cap per
 # scenario, default 20).
-# All traffic goes to 127.0.0.1; every load loop is bounded in count and time.
+# All traffic goes to 127.0.0.1; every load loop is bounded in count and time,
+# and each load generator is killed if it runs past 15 minutes.
 # See bench/README.md for what is measured and how the Python side gets tokens.
 set -euo pipefail
 
@@ -106,19 +107,25 @@ if ! wait_http "$py_url/.well-known/oauth-authorization-server" 60; then
   tail -20 "$work/python.log" >&2
   exit 1
 fi
-(cd "$work" && "${py_env[@]}" "$venv/bin/python" "$here/python_seed.py" "$py_url" "$work/python-creds.json" "$concurrency")
+if ! (cd "$work" && "${py_env[@]}" "$venv/bin/python" "$here/python_seed.py" "$py_url" \
+  "$work/python-creds.json" "$concurrency" 2>"$work/seed.log"); then
+  cat "$work/seed.log" >&2
+  exit 1
+fi
 
 echo
-echo "== machine: $(nproc) cores; redis $(redis-server --version | grep -o 'v=[0-9.]*'); python gateway pid $py_pid"
+echo "== $(date -u +%FT%TZ)  $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
+echo "   redis-server $(redis-server --version | grep -o 'v=[0-9.]*') on 127.0.0.1:$redis_port (python: db 0, ours: db 1)"
+echo "   python gateway: mcp-oauth-server (mcp-oauth-dynamicclient 0.2.0, RS256), pid $py_pid, $py_url"
 if [[ "$what" == authz || "$what" == all ]]; then
   echo
-  "$root/target/release/examples/bench_tokens" \
+  timeout 900 "$root/target/release/examples/bench_tokens" \
     --requests "$requests" --concurrency "$concurrency" --rounds "$rounds" --max-seconds "$max_seconds" \
     --redis-url "$redis_ours" --python-url "$py_url" --python-creds "$work/python-creds.json"
 fi
 if [[ "$what" == verify || "$what" == all ]]; then
   echo
-  "$root/target/release/examples/bench_verify" \
+  timeout 900 "$root/target/release/examples/bench_verify" \
     --seconds "$seconds" --connections "$connections" --rounds "$rounds" \
     --redis-url "$redis_ours" --python-url "$py_url" --python-creds "$work/python-creds.json" \
     --python-pid "$py_pid"

@@ -158,11 +158,20 @@ impl CimdResolver {
 
     /// The client described by the document at `client_id`.
     pub async fn resolve(&self, client_id: &str) -> Result<ClientRecord, OAuthError> {
+        self.resolve_noting_fetch(client_id).await.map(|(rec, _)| rec)
+    }
+
+    /// [`Self::resolve`], and whether the document was fetched now (not cached):
+    /// flow diagnostics and the audit log note fetches.
+    pub async fn resolve_noting_fetch(
+        &self,
+        client_id: &str,
+    ) -> Result<(ClientRecord, bool), OAuthError> {
         let now = self.clock.now_secs();
         if let Ok(cache) = self.cache.lock() {
             if let Some((rec, until)) = cache.get(client_id) {
                 if *until > now {
-                    return Ok(rec.clone());
+                    return Ok((rec.clone(), false));
                 }
             }
         }
@@ -203,7 +212,7 @@ impl CimdResolver {
                 (record.clone(), now + CACHE_FOR.as_secs()),
             );
         }
-        Ok(record)
+        Ok((record, true))
     }
 }
 

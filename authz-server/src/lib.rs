@@ -86,6 +86,9 @@ pub async fn build_state(
     let first = store.subscribe(REVOCATION_CHANNEL).await?;
     spawn_revocation_relay(store.clone(), tx.clone(), first);
     keys.clone().spawn_upkeep(KEY_UPKEEP_EVERY);
+    let audit_file = config.source.get("AUDIT_LOG_FILE").map(std::path::PathBuf::from);
+    let audit = gateway_common::audit::AuditLog::open("authz", audit_file.as_deref())
+        .map_err(|e| anyhow::anyhow!("AUDIT_LOG_FILE cannot be opened: {e}"))?;
     Ok(AppState(Arc::new(state::Inner {
         config,
         store,
@@ -96,6 +99,7 @@ pub async fn build_state(
         metrics: metrics::Metrics::new(),
         revocations: tx,
         rate_limits,
+        audit,
     })))
 }
 
@@ -154,7 +158,7 @@ pub fn serve_state(state: AppState) -> anyhow::Result<(SocketAddr, actix_web::de
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
-            .wrap(tracing_actix_web::TracingLogger::default())
+            .wrap(gateway_common::logging::request_logger())
             .configure(move |cfg| http::configure(cfg, state))
             .default_service(web::to(http::not_found))
     })

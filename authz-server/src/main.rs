@@ -3,11 +3,12 @@
 use gateway_common::config::Source;
 use mcp_authz::Config;
 
-fn parse() -> Config {
+fn parse() -> (Config, gateway_common::logging::LogConfig) {
     let parsed = Source::from_process().and_then(|src| {
         let config = Config::from_source(&src)?;
         gateway_store::config::StoreConfig::from_source(&src)?;
-        Ok(config)
+        let logging = gateway_common::logging::LogConfig::from_source(&src, "info")?;
+        Ok((config, logging))
     });
     match parsed {
         Ok(c) => c,
@@ -20,19 +21,13 @@ fn parse() -> Config {
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    let config = parse();
+    let (config, logging) = parse();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--check-config") {
         println!("configuration ok: issuer {}", config.issuer);
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    logging.init();
     let store = match gateway_store::config::open_from_config(&config.source).await {
         Ok(s) => s,
         Err(e) => {

@@ -15,9 +15,16 @@ pub struct ErrorLabel {
     pub error: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabel {
+    pub event: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// Audit events written, by kind (`gateway_common::audit`).
+    pub audit_events: Family<EventLabel, Counter>,
     pub tokens_issued: Family<GrantLabel, Counter>,
     pub token_errors: Family<ErrorLabel, Counter>,
     pub registrations: Counter,
@@ -41,6 +48,12 @@ impl Metrics {
         let revocations = Counter::default();
         let sign_ins = Counter::default();
         let failed_sign_ins = Counter::default();
+        let audit_events = Family::<EventLabel, Counter>::default();
+        registry.register(
+            "audit_events",
+            "Security audit events, by kind",
+            audit_events.clone(),
+        );
         registry.register(
             "tokens_issued",
             "Access tokens issued, by grant type",
@@ -65,6 +78,7 @@ impl Metrics {
         );
         Self {
             registry,
+            audit_events,
             tokens_issued,
             token_errors,
             registrations,

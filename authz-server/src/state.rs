@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use gateway_common::audit::AuditEvent;
 use gateway_common::clock::SharedClock;
+use gateway_common::flow::{flow_key, flow_value, FlowStep, FLOW_TTL};
 use gateway_common::revocation::RevocationEvent;
 use gateway_store::Store;
 use tokio::sync::broadcast;
@@ -28,6 +30,8 @@ pub struct Inner {
     pub revocations: broadcast::Sender<RevocationEvent>,
     /// One per process (not per worker): `http::rate_limit`.
     pub rate_limits: crate::http::rate_limit::RateLimiter,
+    /// Security events (`AUDIT_LOG_FILE`).
+    pub audit: gateway_common::audit::AuditLog,
 }
 
 #[derive(Debug, Clone)]
@@ -45,13 +49,50 @@ impl Inner {
         self.clock.now_secs()
     }
 
+    /// Writes an audit line and counts it.
+    pub fn audit(&self, event: AuditEvent) {
+        let kind = event.kind();
+        if self.audit.record(self.now(), event) {
+            self.metrics
+                .audit_events
+                .get_or_create(&crate::metrics::EventLabel { event: kind })
+                .inc();
+        }
+    }
+
+    /// Records that `client_id` reached `step` (first time only, see
+    /// `gateway_common::flow`). Fire-and-forget: spawned, never awaited by the
+    /// request, a failure logged at debug.
+    pub fn flow(&self, client_id: &str, step: FlowStep) {
+        let store = self.store.clone();
+        let key = flow_key(client_id, step);
+        let value = flow_value(self.now());
+        tokio::spawn(async move {
+            if let Err(e) = store.put_if_absent(&key, &value, Some(FLOW_TTL)).await {
+                tracing::debug!(error = %e, step = step.as_str(), "flow step not recorded");
+            }
+        });
+    }
+
     /// A registered client (live, not expired) or the client a metadata document describes.
     pub async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, OAuthError> {
         if client_id.is_empty() || client_id.len() > 2000 {
             return Ok(None);
         }
         if self.cimd.is_document_url(client_id) {
-            return self.cimd.resolve(client_id).await.map(Some);
+            let (rec, fetched) = self.cimd.resolve_noting_fetch(client_id).await?;
+            if fetched {
+                // Per cache period; the store keeps the first time only, and
+                // the audit line is written once per fetch (at most hourly).
+                self.flow(client_id, FlowStep::MetadataFetched);
+                self.flow(client_id, FlowStep::Registered);
+                self.audit(AuditEvent::ClientRegistered {
+                    client_id: client_id.to_string(),
+                    via: "cimd",
+                    client_name: rec.metadata.client_name.clone(),
+                });
+            }
+            return Ok(Some(rec));
         }
         let Some(raw) = self.store.get(&client_key(client_id)).await? else {
             return Ok(None);

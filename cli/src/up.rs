@@ -50,9 +50,47 @@ pub struct Running {
     pub created_user: Option<(String, String)>,
     /// Stops the server (`handle.stop(true).await`).
     pub handle: actix_web::dev::ServerHandle,
+    /// The store the services share (flows, tokens… for the operator commands).
+    pub store: Arc<dyn gateway_store::Store>,
     /// Resolves when the server stops.
     pub stopped: tokio::task::JoinHandle<std::io::Result<()>>,
     _verifier_tasks: mcp_verifier::BackgroundTasks,
+    _first_use_writer: Option<AbortOnDrop>,
+}
+
+/// Stops a spawned task when dropped (with the rest of `Running`).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The authz-server's, the verifier's and the bridge's metrics in one
+/// exposition (their names are prefixed per service, so they do not clash).
+fn combined_metrics(
+    authz: &mcp_authz::AppState,
+    verifier: &mcp_verifier::Verifier,
+    bridge: &mcp_bridge::Bridge,
+) -> actix_web::HttpResponse {
+    let mut text = String::new();
+    for part in [
+        authz.metrics.encode(),
+        verifier.render_metrics(),
+        bridge
+            .metrics
+            .render(bridge.session_count(), bridge.children_alive()),
+    ] {
+        // prometheus-client parts end with the OpenMetrics `# EOF`; the bridge's
+        // is plain Prometheus text. Served as Prometheus text (0.0.4), which
+        // every scraper reads, without the marker.
+        text.push_str(part.trim_end().trim_end_matches("# EOF").trim_end());
+        text.push('\n');
+    }
+    actix_web::HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text)
 }
 
 impl std::fmt::Debug for Running {
@@ -136,15 +174,28 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
     let store = gateway_store::config::open_from_config(&src)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let authz_state = mcp_authz::build_state(authz_config, store, clock.clone()).await?;
+    let authz_state = mcp_authz::build_state(authz_config, store.clone(), clock.clone()).await?;
     let (verifier, verifier_tasks) = mcp_verifier::start(verifier_config, clock);
+    // Flow diagnostics: the guard's first accepted token per client goes to our store.
+    let first_use_writer = verifier.spawn_first_use_writer(store.clone());
     let verifier_for_wait = Arc::clone(&verifier);
     let bridge = mcp_bridge::Bridge::new(bridge_config);
     bridge.start_reaper();
 
     let server = HttpServer::new(move || {
         let authz_state = authz_state.clone();
+        let metrics = (authz_state.clone(), Arc::clone(&verifier), Arc::clone(&bridge));
         App::new()
+            .wrap(gateway_common::logging::request_logger())
+            // One /metrics for the three services (registered first, so it wins
+            // over the authz-server's own).
+            .route(
+                "/metrics",
+                web::get().to(move || {
+                    let (a, v, b) = metrics.clone();
+                    async move { combined_metrics(&a, &v, &b) }
+                }),
+            )
             .configure(move |cfg| mcp_authz::configure(cfg, authz_state.clone()))
             .service(
                 web::scope("/mcp")
@@ -194,14 +245,16 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
         created_user,
         handle,
         stopped,
+        store,
         _verifier_tasks: verifier_tasks,
+        _first_use_writer: first_use_writer.map(AbortOnDrop),
     })
 }
 
 /// `mcp-gateway up`.
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let env = Source::from_process().map_err(|e| anyhow::anyhow!("{e}"))?;
-    init_logging(&env);
+    init_logging(&env)?;
     actix_web::rt::System::new().block_on(async move {
         let running = start(&args, &env, clock::system()).await?;
         println!("MCP OAuth gateway is running (one-machine mode).");
@@ -232,11 +285,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     })
 }
 
-fn init_logging(env: &Source) {
-    let filter = tracing_subscriber::EnvFilter::try_new(env.string("RUST_LOG", "warn"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+fn init_logging(env: &Source) -> anyhow::Result<()> {
+    // Interactive default: text, warnings only (LOG_FORMAT/RUST_LOG override).
+    let env = match env.get("LOG_FORMAT") {
+        Some(_) => env.clone(),
+        None => env.clone().with("LOG_FORMAT", "text"),
+    };
+    gateway_common::logging::init(&env, "warn").map_err(|e| anyhow::anyhow!("{e}"))
 }

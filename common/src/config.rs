@@ -68,7 +68,7 @@ impl Source {
         self.vars.iter()
     }
 
-    /// Pairs for `envy::from_iter`.
+    /// All pairs, owned (for tools that take an iterator of variables).
     pub fn pairs(&self) -> impl Iterator<Item = (String, String)> + '_ {
         self.vars.iter().map(|(k, v)| (k.clone(), v.clone()))
     }
@@ -94,8 +94,9 @@ impl Source {
     pub fn bool(&self, key: &str, default: bool) -> Result<bool, ConfigError> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => parse_bool(v)
-                .ok_or_else(|| ConfigError::new(key, format!("must be true or false, got {v:?}"), "true")),
+            Some(v) => parse_bool(v).ok_or_else(|| {
+                ConfigError::new(key, format!("must be true or false, got {v:?}"), "true")
+            }),
         }
     }
 
@@ -103,15 +104,13 @@ impl Source {
     pub fn seconds(&self, key: &str, default: u64) -> Result<Duration, ConfigError> {
         match self.get(key) {
             None => Ok(Duration::from_secs(default)),
-            Some(v) => parse_seconds(v)
-                .map(Duration::from_secs)
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        key,
-                        format!("must be a whole, non-negative number of seconds, got {v:?}"),
-                        &default.to_string(),
-                    )
-                }),
+            Some(v) => parse_seconds(v).map(Duration::from_secs).ok_or_else(|| {
+                ConfigError::new(
+                    key,
+                    format!("must be a whole, non-negative number of seconds, got {v:?}"),
+                    &default.to_string(),
+                )
+            }),
         }
     }
 

@@ -16,7 +16,9 @@ pub struct VerificationKey {
 
 impl std::fmt::Debug for VerificationKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VerificationKey").field("alg", &self.alg).finish()
+        f.debug_struct("VerificationKey")
+            .field("alg", &self.alg)
+            .finish()
     }
 }
 

@@ -5,11 +5,13 @@
 //! publishes, verifier consumes), store key names, configuration primitives and
 //! the clock seam.
 
+pub mod audit;
 pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod flow;
 pub mod keys;
+pub mod logging;
 pub mod revocation;
 pub mod tool_policy;

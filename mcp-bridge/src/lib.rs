@@ -129,6 +129,7 @@ pub async fn serve(config: Config) -> anyhow::Result<Serving> {
     let b = bridge.clone();
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(gateway_common::logging::request_logger())
             .configure(configure(b.clone()))
             .configure(configure_health(b.clone()))
     })

@@ -19,7 +19,12 @@ fn main() -> anyhow::Result<()> {
 #[actix_web::main]
 async fn serve_main() -> anyhow::Result<()> {
     let check_only = std::env::args().any(|a| a == "--check-config");
-    let config = match Source::from_process().and_then(|src| Config::from_source(&src)) {
+    let parsed = Source::from_process().and_then(|src| {
+        let config = Config::from_source(&src)?;
+        let logging = gateway_common::logging::LogConfig::from_source(&src, "info")?;
+        Ok((config, logging))
+    });
+    let (config, logging) = match parsed {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -30,13 +35,7 @@ async fn serve_main() -> anyhow::Result<()> {
         println!("config ok");
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    logging.init();
     let serving = mcp_bridge::serve(config).await?;
     let handle = serving.handle.clone();
     tokio::spawn(async move {

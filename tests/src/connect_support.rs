@@ -81,8 +81,10 @@ impl StdioPeer {
         method: &str,
         params: serde_json::Value,
     ) -> anyhow::Result<serde_json::Value> {
-        self.send(serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
-            .await?;
+        self.send(
+            serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        )
+        .await?;
         loop {
             let v = self.recv().await?;
             if v.get("id") == Some(&serde_json::json!(id)) && v.get("method").is_none() {
@@ -124,7 +126,10 @@ impl StdioPeer {
             stdout,
         } = self;
         drop(stdin);
-        let peer = ClosedPeer { child, _stdout: stdout };
+        let peer = ClosedPeer {
+            child,
+            _stdout: stdout,
+        };
         peer.exit().await
     }
 }

@@ -68,7 +68,14 @@ impl DurableRedis {
         self.stop();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -76,11 +83,8 @@ impl DurableRedis {
             .spawn()
             .context("starting redis-server (apt-get install redis-server)")?;
         self.child = Some(ChildGuard(child));
-        gateway_testkit::wait_for_port(
-            &format!("127.0.0.1:{}", self.port),
-            Duration::from_secs(10),
-        )
-        .await
+        gateway_testkit::wait_for_port(&format!("127.0.0.1:{}", self.port), Duration::from_secs(10))
+            .await
     }
 }
 
@@ -103,15 +107,15 @@ pub fn authz_source(dir: &Path, users: &Path, port: u16) -> Source {
         ("MCP_ECHO_ENABLED", "true".into()),
         ("MCP_ECHO_URL", RESOURCE.into()),
         ("LOCAL_USERS_FILE", users.display().to_string()),
-        (
-            "STORE_PATH",
-            dir.join("gateway.redb").display().to_string(),
-        ),
+        ("STORE_PATH", dir.join("gateway.redb").display().to_string()),
         (
             "KEY_ENCRYPTION_KEY_FILE",
             dir.join("key-encryption.key").display().to_string(),
         ),
-        ("GATEWAY_JWT_SECRET", "fault-tests-0123456789abcdef0123456789".into()),
+        (
+            "GATEWAY_JWT_SECRET",
+            "fault-tests-0123456789abcdef0123456789".into(),
+        ),
     ])
 }
 
@@ -119,7 +123,11 @@ pub fn authz_source(dir: &Path, users: &Path, port: u16) -> Source {
 /// tokens) and its handle.
 pub async fn start_authz(
     src: &Source,
-) -> anyhow::Result<(SocketAddr, mcp_authz::AppState, actix_web::dev::ServerHandle)> {
+) -> anyhow::Result<(
+    SocketAddr,
+    mcp_authz::AppState,
+    actix_web::dev::ServerHandle,
+)> {
     let config = mcp_authz::Config::from_source(src).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = gateway_store::config::open_from_config(src)
         .await
@@ -199,7 +207,10 @@ pub fn spawn_authz_binary(src: &Source) -> anyhow::Result<ChildGuard> {
 }
 
 /// A registered public client with a loopback redirect.
-pub async fn register_public(http: &reqwest::Client, base: &str) -> anyhow::Result<(String, String)> {
+pub async fn register_public(
+    http: &reqwest::Client,
+    base: &str,
+) -> anyhow::Result<(String, String)> {
     let r = http
         .post(format!("{base}/register"))
         .json(&serde_json::json!({
@@ -257,11 +268,12 @@ pub struct Authorized {
 }
 
 /// Signs in (if the browser has no session) and consents, as a person would.
+/// The redirect URI is the one [`register_public`] registers.
 pub async fn authorize(
     browser: &reqwest::Client,
     base: &str,
     client_id: &str,
-    password: &str,
+    (user, password): (&str, &str),
     challenge: &str,
 ) -> anyhow::Result<Authorized> {
     let r = browser
@@ -283,15 +295,20 @@ pub async fn authorize(
     }
     let mut next = location(&r);
     if next.starts_with("/signin") {
-        let html = browser.get(format!("{base}{next}")).send().await?.text().await?;
+        let html = browser
+            .get(format!("{base}{next}"))
+            .send()
+            .await?
+            .text()
+            .await?;
         let r = browser
             .post(format!("{base}/signin"))
             .form(&[
                 ("req", hidden(&html, "req")),
                 ("csrf", hidden(&html, "csrf")),
                 ("idp", "local".into()),
-                ("username", USER.into()),
-                ("password", password.into()),
+                ("username", user.to_string()),
+                ("password", password.to_string()),
             ])
             .send()
             .await?;

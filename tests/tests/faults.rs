@@ -23,6 +23,7 @@ async fn redis_outage_gives_503_fails_closed_after_the_bound_and_recovers() {
     let src = authz_source(dir.path(), &users, port).with("REDIS_URL", &redis.url());
     let (addr, state, handle) = start_authz(&src).await.unwrap();
     let base = format!("http://{addr}");
+    eprintln!("authz-server up at {base}");
     let http = reqwest::Client::new();
 
     let vsrc = Source::from_pairs([
@@ -42,10 +43,12 @@ async fn redis_outage_gives_503_fails_closed_after_the_bound_and_recovers() {
     gateway_testkit::wait_for_http(&format!("http://{vaddr}/ready"), Duration::from_secs(20))
         .await
         .unwrap();
+    eprintln!("verifier ready");
     let token = mint(&state).unwrap();
     assert_eq!(verify_status(&http, vaddr, &token).await, 200);
     let (client_id, reg_token) = register_public(&http, &base).await.unwrap();
 
+    eprintln!("client registered; stopping Redis");
     redis.stop();
     let stopped = Instant::now();
     // Within the bound the verifier answers from memory.
@@ -188,7 +191,7 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
     let (client_id, _) = register_public(&http, &base).await.unwrap();
     let browser = browser().unwrap();
     let (v, c) = pkce();
-    let a = authorize(&browser, &base, &client_id, &password, &c)
+    let a = authorize(&browser, &base, &client_id, (USER, &password), &c)
         .await
         .unwrap();
     assert!(!a.consent_remembered);
@@ -283,7 +286,7 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     // Session and consent survived: no sign-in page, no consent page.
     let (_, c) = pkce();
-    let again = authorize(&browser, &base, &client_id, &password, &c)
+    let again = authorize(&browser, &base, &client_id, (USER, &password), &c)
         .await
         .unwrap();
     assert!(again.consent_remembered, "consent lost in the crash");

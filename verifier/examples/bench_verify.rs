@@ -183,19 +183,28 @@ async fn spawn_verifier_with(authz: &Authz, redis_url: Option<&str>) -> anyhow::
         .stdout
         .take()
         .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .map(|_| line)
-    })
-    .await??;
-    let addr: SocketAddr = line
+    // From here on, Drop kills the child whatever goes wrong.
+    let mut p = Proc {
+        child,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let line = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .map(|_| line)
+        }),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the verifier child did not bind within 60 s"))???;
+    p.addr = line
         .trim()
         .strip_prefix("LISTEN ")
         .ok_or_else(|| anyhow::anyhow!("child said {line:?}"))?
         .parse()?;
-    let p = Proc { child, addr };
+    let addr = p.addr;
     gateway_testkit::wait_for_http(&format!("http://{addr}/ready"), Duration::from_secs(120))
         .await?;
     Ok(p)

@@ -55,6 +55,7 @@ pub mod config;
 pub mod decision;
 pub mod feed;
 pub mod feed_redis;
+pub mod first_use;
 pub mod forwarded;
 pub mod http;
 pub mod identity;
@@ -122,10 +123,13 @@ pub fn start(config: VerifierConfig, clock: SharedClock) -> (Arc<Verifier>, Back
         .clone()
         .map(gateway_store::RedisStore::from_url);
     match redis {
-        Some(Ok(store)) => tasks.push(tokio::spawn(feed_redis::run(
-            Arc::clone(&verifier),
-            Arc::new(store),
-        ))),
+        Some(Ok(store)) => {
+            let store = Arc::new(store);
+            if let Some(t) = verifier.spawn_first_use_writer(store.clone()) {
+                tasks.push(t);
+            }
+            tasks.push(tokio::spawn(feed_redis::run(Arc::clone(&verifier), store)));
+        }
         Some(Err(e)) => {
             // The URL was checked with the config; a pool that cannot be built
             // leaves the feed stale, so the verifier fails closed and says so.
@@ -178,7 +182,9 @@ pub async fn serve_with_clock(
     let (verifier, tasks) = start(config, clock);
     let app_verifier = Arc::clone(&verifier);
     let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new().configure(configure(Arc::clone(&app_verifier)))
+        actix_web::App::new()
+            .wrap(gateway_common::logging::request_logger())
+            .configure(configure(Arc::clone(&app_verifier)))
     })
     .workers(workers)
     .disable_signals()

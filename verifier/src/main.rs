@@ -6,7 +6,12 @@ use mcp_verifier::VerifierConfig;
 
 fn main() -> std::process::ExitCode {
     let check_only = std::env::args().skip(1).any(|a| a == "--check-config");
-    let config = match Source::from_process().and_then(|src| VerifierConfig::from_source(&src)) {
+    let parsed = Source::from_process().and_then(|src| {
+        let config = VerifierConfig::from_source(&src)?;
+        let logging = gateway_common::logging::LogConfig::from_source(&src, "info")?;
+        Ok((config, logging))
+    });
+    let (config, logging) = match parsed {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -17,12 +22,7 @@ fn main() -> std::process::ExitCode {
         println!("config ok: {} service(s)", config.services.len());
         return std::process::ExitCode::SUCCESS;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    logging.init();
     match actix_web::rt::System::new().block_on(run(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -46,6 +46,8 @@ pub struct Metrics {
     tool_decisions: [Counter; 2],
     /// `TOOL_POLICY_FILE` reloads: [ok, error].
     tool_reloads: [Counter; 2],
+    /// Audit lines for denied verifies: [written, dropped by the rate limit].
+    audit_denials: [Counter; 2],
 }
 
 impl Default for Metrics {
@@ -127,8 +129,19 @@ impl Metrics {
             "TOOL_POLICY_FILE changes seen (error: the previous policy stayed)",
             reloads,
         );
+        let audit = Family::<ResultLabel, Counter>::default();
+        let audit_denials = [
+            audit.get_or_create(&ResultLabel { result: "written" }).clone(),
+            audit.get_or_create(&ResultLabel { result: "suppressed" }).clone(),
+        ];
+        registry.register(
+            "audit_verify_denied",
+            "Audit events for denied verifies (suppressed: over the per-second limit)",
+            audit,
+        );
         Self {
             registry,
+            audit_denials,
             tool_decisions,
             tool_reloads,
             decisions,
@@ -153,6 +166,10 @@ impl Metrics {
 
     pub fn record_tool_reload(&self, ok: bool) {
         self.tool_reloads[usize::from(!ok)].inc();
+    }
+
+    pub fn record_audit_denial(&self, written: bool) {
+        self.audit_denials[usize::from(!written)].inc();
     }
 
     pub fn record_tool(&self, allowed: bool) {

@@ -83,6 +83,10 @@ pub struct Verifier {
     /// `TOOL_POLICY_FILE`, swapped in by [`crate::tool_policy::run_reload`].
     tool_policy: ArcSwapOption<ToolPolicy>,
     pub(crate) audit_file: Option<AuditFile>,
+    /// Flow diagnostics: first accepted token per client (`first_use.rs`).
+    first_use: crate::first_use::FirstUse,
+    /// Security events: denied verifies (rate-limited, see `gateway_common::audit`).
+    audit: gateway_common::audit::AuditLog,
 }
 
 impl Verifier {
@@ -100,7 +104,16 @@ impl Verifier {
                 .map_err(|e| tracing::error!(error = %e, "AUDIT_LOG_FILE cannot be opened"))
                 .ok()
         });
+        // Denials share AUDIT_LOG_FILE with the tool-call lines (separate
+        // append handles; each line is one write, so lines never interleave).
+        let audit = gateway_common::audit::AuditLog::open("verifier", config.audit_log_file.as_deref())
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "AUDIT_LOG_FILE cannot be opened");
+                gateway_common::audit::AuditLog::tracing_only("verifier")
+            });
         Self {
+            first_use: crate::first_use::FirstUse::default(),
+            audit,
             cache: TokenCache::new(config.cache_capacity),
             config,
             expect,
@@ -117,6 +130,20 @@ impl Verifier {
 
     pub fn config(&self) -> &VerifierConfig {
         &self.config
+    }
+
+    /// Starts the task that records each client's first accepted token in
+    /// `store` (once per verifier; `None` if already started).
+    pub fn spawn_first_use_writer(
+        &self,
+        store: Arc<dyn gateway_store::Store>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let rx = self.first_use.take_receiver()?;
+        Some(tokio::spawn(crate::first_use::run_writer(
+            rx,
+            store,
+            self.clock.clone(),
+        )))
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -147,6 +174,50 @@ impl Verifier {
         req: &ForwardedRequest<'a>,
         call: Option<&McpCall<'_>>,
     ) -> Decision<'a> {
+        let decision = self.decide(req, call);
+        match &decision {
+            Decision::Allow(allowed) => {
+                if let Who::Token(v) = &allowed.who {
+                    self.first_use.note(&v.identity.client_id);
+                }
+            }
+            Decision::Deny(denial) => self.audit_denial(req, denial),
+        }
+        decision
+    }
+
+    /// A denied request with a token is a security event; one without is the
+    /// normal first step of discovery (RFC 9728 §5) and is not audited.
+    fn audit_denial(&self, req: &ForwardedRequest<'_>, denial: &Denial) {
+        let reason = denial.deny.reason();
+        if matches!(reason, Reason::NoToken | Reason::Unavailable) {
+            return;
+        }
+        let now = self.clock.now_secs();
+        let service = self
+            .service_for(req)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        // Known when the token verified and was refused afterwards (revoked,
+        // audience, policy): it is in the cache then. No crypto here.
+        let client_id = match token::extract(req.authorization, self.config.max_token_bytes) {
+            Extracted::Token(t) => self
+                .cache
+                .get(&TokenKey::of(t), now)
+                .map(|v| v.identity.client_id.clone()),
+            _ => None,
+        };
+        let event = gateway_common::audit::AuditEvent::VerifyDenied {
+            reason: reason.as_str(),
+            service,
+            client_id,
+            suppressed: 0,
+        };
+        let written = self.audit.record(now, event);
+        self.metrics.record_audit_denial(written);
+    }
+
+    fn decide<'a>(&self, req: &ForwardedRequest<'a>, call: Option<&McpCall<'_>>) -> Decision<'a> {
         let path = req.path();
         let service = match_service(&self.config.services, req.proto, req.host, path);
         let Some(service) = service else {

@@ -353,6 +353,7 @@ async fn issue_code(
     if let Err(e) = saved {
         return error_redirect(state, &ar.redirect_uri, ar.state.as_deref(), &e);
     }
+    state.flow(&ar.client_id, gateway_common::flow::FlowStep::Authorized);
     let mut params = vec![("code", code.as_str())];
     if let Some(s) = ar.state.as_deref() {
         params.push(("state", s));
@@ -519,6 +520,11 @@ pub async fn consent_submit(
             return server_error_page(&e.into());
         }
     }
+    state.audit(gateway_common::audit::AuditEvent::ConsentGranted {
+        user: session.user.sub.clone(),
+        client_id: ar.client_id.clone(),
+        scope: ar.scope.clone(),
+    });
     match &ar.device {
         Some(device) => super::device::answer_device(&state, device, Some(&session.user)).await,
         None => issue_code(&state, &ar, &session.user).await,
@@ -616,11 +622,19 @@ pub async fn consent_revoke(
         .delete(&consent_key(&session.user.sub, &client_id))
         .await
     {
-        Ok(_) => html::message_page(
+        Ok(existed) => {
+            if existed {
+                state.audit(gateway_common::audit::AuditEvent::ConsentRevoked {
+                    user: session.user.sub.clone(),
+                    client_id: client_id.clone(),
+                });
+            }
+            html::message_page(
             StatusCode::OK,
             "Access withdrawn",
-            "The application will ask for your permission again next time.",
-        ),
+                "The application will ask for your permission again next time.",
+            )
+        }
         Err(e) => server_error_page(&e.into()),
     }
 }

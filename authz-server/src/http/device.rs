@@ -292,6 +292,9 @@ pub async fn answer_device(
         Err(e) => return server_error_page(&e.into()),
     }
     let _ = state.store.delete(&user_code_key(&rec.user_code)).await;
+    if user.is_some() {
+        state.flow(&rec.client_id, gateway_common::flow::FlowStep::Authorized);
+    }
     match user {
         Some(_) => html::message_page(
             StatusCode::OK,
@@ -408,6 +411,13 @@ pub async fn device_grant(
             } else {
                 None
             };
+            state.audit(gateway_common::audit::AuditEvent::TokenIssued {
+                client_id: client.client_id.clone(),
+                user: user.sub.clone(),
+                jti: jti.clone(),
+                grant: "urn:ietf:params:oauth:grant-type:device_code",
+            });
+            state.flow(&client.client_id, gateway_common::flow::FlowStep::TokenIssued);
             Ok(TokenResponse {
                 access_token: minted.token,
                 token_type: "Bearer",

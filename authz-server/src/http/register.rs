@@ -91,6 +91,12 @@ pub async fn register(
         .await?;
     state.metrics.registrations.inc();
     tracing::info!(client_id = %client_id, method = rec.metadata.token_endpoint_auth_method.as_str(), "client registered");
+    state.audit(gateway_common::audit::AuditEvent::ClientRegistered {
+        client_id: client_id.clone(),
+        via: "dcr",
+        client_name: rec.metadata.client_name.clone(),
+    });
+    state.flow(&client_id, gateway_common::flow::FlowStep::Registered);
     let body = information_response(
         &rec,
         secret.as_deref(),

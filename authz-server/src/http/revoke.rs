@@ -1,6 +1,7 @@
 //! `/revoke` (RFC 7009), `/introspect` (RFC 7662) and the revocation feed
 //! verifiers follow (`/revocations`, `/revocations/stream`).
 
+use gateway_common::audit::AuditEvent;
 use std::time::Duration;
 
 use actix_web::http::{header, StatusCode};
@@ -56,12 +57,24 @@ pub async fn revoke(
             return Err(foreign());
         }
         issue::revoke_access_token(&state, &claims.jti, claims.exp).await?;
+        state.audit(AuditEvent::TokenRevoked {
+            client_id: claims.client_id.clone(),
+            user: claims.sub.clone(),
+            jti: Some(claims.jti.clone()),
+            kind: "access_token",
+        });
     } else if let Some((family, _)) = find_family(&state, token).await? {
         if family.client_id != client.client_id {
             return Err(foreign());
         }
         // RFC 7009 §2.1: revoking a refresh token also revokes the access tokens of its grant.
         issue::revoke_family(&state, &family.family_id).await?;
+        state.audit(AuditEvent::TokenRevoked {
+            client_id: family.client_id.clone(),
+            user: family.user.sub.clone(),
+            jti: None,
+            kind: "refresh_token",
+        });
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -275,10 +275,14 @@ pub async fn signin_submit(
     {
         Ok(Some(identity)) => {
             state.metrics.sign_ins.inc();
+            state.audit(sign_in_event(&idp, &identity.sub, None));
             finish_sign_in(&state, &request_id, identity).await
         }
         Ok(None) => {
             state.metrics.failed_sign_ins.inc();
+            // The claimed name, bounded: it is outside input.
+            let claimed: String = username.chars().take(64).collect();
+            state.audit(sign_in_event(&idp, &claimed, Some("wrong username or password")));
             tracing::info!(idp = %idp, "sign-in refused");
             let name = client_name(&state, &ar.client_id).await;
             render_form(
@@ -293,6 +297,16 @@ pub async fn signin_submit(
             .await
         }
         Err(e) => server_error_page(&OAuthError::Unavailable(e.to_string())),
+    }
+}
+
+/// The audit line of a sign-in attempt; `failure` is its reason.
+pub fn sign_in_event(idp: &str, user: &str, failure: Option<&str>) -> gateway_common::audit::AuditEvent {
+    gateway_common::audit::AuditEvent::SignIn {
+        provider: idp.to_string(),
+        user: user.to_string(),
+        success: failure.is_none(),
+        reason: failure.map(str::to_string),
     }
 }
 

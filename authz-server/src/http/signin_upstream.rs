@@ -2,6 +2,7 @@
 //! browser back. The `state` is ours, single-use and bound (through our pending
 //! request) to this browser; only then is the code exchanged upstream.
 
+use super::signin::sign_in_event;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -55,6 +56,7 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         // request ends, and the client hears `access_denied` (RFC 6749 §4.1.2.1).
         tracing::info!(idp = %idp, error = %upstream_error.chars().take(64).collect::<String>(), "upstream sign-in refused");
         state.metrics.failed_sign_ins.inc();
+        state.audit(sign_in_event(&idp, "", Some("refused at the identity provider")));
         return match state
             .store
             .compare_and_swap(&authreq_key(&pending.request_id), &raw, None, None)
@@ -74,6 +76,7 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     if !iss.is_empty() && provider.expected_iss().is_some_and(|want| want != iss) {
         tracing::warn!(idp = %idp, "authorization response from an unexpected issuer");
         state.metrics.failed_sign_ins.inc();
+        state.audit(sign_in_event(&idp, "", Some("unexpected issuer (RFC 9207)")));
         return html::error_page(
             StatusCode::BAD_REQUEST,
             "Sign-in failed",
@@ -87,10 +90,12 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     match provider.complete(&code, &pending).await {
         Ok(identity) => {
             state.metrics.sign_ins.inc();
+            state.audit(sign_in_event(&idp, &identity.sub, None));
             finish_sign_in(&state, &pending.request_id, identity).await
         }
         Err(SignInError::Refused(why)) => {
             state.metrics.failed_sign_ins.inc();
+            state.audit(sign_in_event(&idp, "", Some("not on the allowlist")));
             tracing::info!(idp = %idp, reason = %why, "sign-in refused by allowlist");
             html::error_page(
                 StatusCode::FORBIDDEN,
@@ -100,6 +105,7 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         }
         Err(SignInError::Upstream(why)) => {
             state.metrics.failed_sign_ins.inc();
+            state.audit(sign_in_event(&idp, "", Some("identity provider answer unusable")));
             tracing::info!(idp = %idp, reason = %why, "upstream sign-in failed");
             html::error_page(
                 StatusCode::BAD_REQUEST,

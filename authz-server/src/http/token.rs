@@ -1,5 +1,7 @@
 //! `POST /token` (RFC 6749 §3.2): `authorization_code` and `refresh_token`.
 
+use gateway_common::audit::AuditEvent;
+use gateway_common::flow::FlowStep;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
@@ -133,6 +135,13 @@ async fn code_grant(
     } else {
         None
     };
+    state.audit(AuditEvent::TokenIssued {
+        client_id: client.client_id.clone(),
+        user: rec.user.sub.clone(),
+        jti: jti.clone(),
+        grant: GRANT_AUTHORIZATION_CODE,
+    });
+    state.flow(&client.client_id, FlowStep::TokenIssued);
     Ok(TokenResponse {
         access_token: minted.token,
         token_type: "Bearer",
@@ -167,6 +176,10 @@ async fn refresh_grant(
         RefreshDecision::Rotate => {}
         RefreshDecision::RevokeFamily => {
             tracing::warn!(client_id = %client.client_id, "rotated refresh token reused; revoking its family");
+            state.audit(AuditEvent::RefreshReuseDetected {
+                client_id: client.client_id.clone(),
+                user: family.user.sub.clone(),
+            });
             issue::revoke_family(state, family_id).await?;
             return Err(invalid());
         }
@@ -202,11 +215,21 @@ async fn refresh_grant(
         .await?
     {
         tracing::warn!(client_id = %client.client_id, "concurrent refresh with one token; revoking its family");
+        state.audit(AuditEvent::RefreshReuseDetected {
+            client_id: client.client_id.clone(),
+            user: next.user.sub.clone(),
+        });
         issue::revoke_family(state, family_id).await?;
         return Err(invalid());
     }
     let minted =
         issue::mint_access_token(state, &jti, &client.client_id, &next.user, &scope, &aud)?;
+    state.audit(AuditEvent::TokenRefreshed {
+        client_id: client.client_id.clone(),
+        user: next.user.sub.clone(),
+        jti: jti.clone(),
+    });
+    state.flow(&client.client_id, FlowStep::Refreshed);
     Ok(TokenResponse {
         access_token: minted.token,
         token_type: "Bearer",

@@ -64,7 +64,12 @@ pub fn jwt_token(data: &[u8]) {
     }
     use base64::Engine;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let spliced = format!("{}.{}.{}", b64.encode(data), b64.encode(b"{}"), b64.encode(data));
+    let spliced = format!(
+        "{}.{}.{}",
+        b64.encode(data),
+        b64.encode(b"{}"),
+        b64.encode(data)
+    );
     assert!(mcp_verifier::jwt::verify(&spliced, &keys, &expect, 0).is_err());
 }
 
@@ -84,7 +89,8 @@ pub fn jwt_claims(data: &[u8]) {
         }
         // Round trip: what we accept, we can serialise back to the same claims.
         let again = serde_json::to_vec(&claims).unwrap_or_default();
-        let back: Option<gateway_common::claims::AccessClaims> = serde_json::from_slice(&again).ok();
+        let back: Option<gateway_common::claims::AccessClaims> =
+            serde_json::from_slice(&again).ok();
         assert_eq!(back.as_ref(), Some(&claims));
     }
 }
@@ -123,7 +129,10 @@ pub fn token_form(data: &[u8]) {
     if let Ok(Some(v)) = form.one("code_verifier") {
         let c = mcp_authz::pkce::s256(v);
         assert!(mcp_authz::pkce::valid_challenge(&c));
-        assert_eq!(mcp_authz::pkce::verify_s256(v, &c), mcp_authz::pkce::valid_verifier(v));
+        assert_eq!(
+            mcp_authz::pkce::verify_s256(v, &c),
+            mcp_authz::pkce::valid_verifier(v)
+        );
     }
     if let Ok(Some(s)) = form.one("scope") {
         if let Ok(narrowed) = mcp_authz::token::narrow_scope("mcp read", Some(s)) {
@@ -148,7 +157,10 @@ pub fn register_json(data: &[u8]) {
         let v = serde_json::to_value(&meta).unwrap_or_default();
         if let Some(uris) = v.get("redirect_uris").and_then(|u| u.as_array()) {
             for u in uris.iter().filter_map(|u| u.as_str()) {
-                assert!(mcp_authz::redirect_uri::validate(u).is_ok(), "stored invalid {u:?}");
+                assert!(
+                    mcp_authz::redirect_uri::validate(u).is_ok(),
+                    "stored invalid {u:?}"
+                );
             }
         }
     }
@@ -170,7 +182,11 @@ pub fn redirect_uri(data: &[u8]) {
         assert_eq!(m, registered);
         if m != presented {
             // Only a loopback port may differ (RFC 8252 §7.3).
-            assert_eq!(validate(presented), Ok(Kind::Loopback), "{presented:?} for {m:?}");
+            assert_eq!(
+                validate(presented),
+                Ok(Kind::Loopback),
+                "{presented:?} for {m:?}"
+            );
             assert_eq!(validate(m), Ok(Kind::Loopback));
         }
     }

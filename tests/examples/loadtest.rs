@@ -155,10 +155,15 @@ async fn run(secs: u64, rate: u64) -> anyhow::Result<()> {
         gateway_common::clock::system(),
     )
     .await?;
-    let (user, password) = running.created_user.clone().expect("first run creates a user");
+    let (user, password) = running
+        .created_user
+        .clone()
+        .expect("first run creates a user");
     let base = running.issuer.clone();
     let mcp = running.mcp_url.clone();
-    let http = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
 
     let mut families = Vec::new();
     for _ in 0..FAMILIES {
@@ -226,8 +231,15 @@ async fn run(secs: u64, rate: u64) -> anyhow::Result<()> {
                         let f = fam.lock().await;
                         (f.access.clone(), f.session.clone())
                     };
-                    match mcp_post(&http, &mcp, &access, Some(&session),
-                        json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})).await {
+                    match mcp_post(
+                        &http,
+                        &mcp,
+                        &access,
+                        Some(&session),
+                        json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+                    )
+                    .await
+                    {
                         Ok(r) => has_result(r).await,
                         Err(e) => Err(e),
                     }
@@ -237,9 +249,16 @@ async fn run(secs: u64, rate: u64) -> anyhow::Result<()> {
                         let f = fam.lock().await;
                         (f.access.clone(), f.session.clone())
                     };
-                    match mcp_post(&http, &mcp, &access, Some(&session),
+                    match mcp_post(
+                        &http,
+                        &mcp,
+                        &access,
+                        Some(&session),
                         json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                               "params": {"name": "echo", "arguments": {"message": "load"}}})).await {
+                               "params": {"name": "echo", "arguments": {"message": "load"}}}),
+                    )
+                    .await
+                    {
                         Ok(r) => has_result(r).await,
                         Err(e) => Err(e),
                     }

@@ -29,7 +29,10 @@ async fn gateway(dir: &Path, env: &[(&str, &str)]) -> (up::Running, String, Stri
     )
     .await
     .unwrap();
-    let (user, password) = running.created_user.clone().expect("first run creates a user");
+    let (user, password) = running
+        .created_user
+        .clone()
+        .expect("first run creates a user");
     (running, user, password)
 }
 
@@ -45,7 +48,10 @@ impl Run {
             .unwrap_or_else(|| panic!("no step {name} in {:#?}", self.steps))
     }
     fn names(&self) -> Vec<&str> {
-        self.steps.iter().filter_map(|s| s["step"].as_str()).collect()
+        self.steps
+            .iter()
+            .filter_map(|s| s["step"].as_str())
+            .collect()
     }
 }
 
@@ -153,16 +159,34 @@ async fn device_flow_signs_in_without_a_browser() {
     let dir = tempfile::tempdir().unwrap();
     let (running, user, pw) = gateway(dir.path(), &[("DEVICE_POLL_INTERVAL", "1")]).await;
     let work = tempfile::tempdir().unwrap();
-    let run = sdk_client("tools", &running.mcp_url, work.path(), (&user, &pw), &["--device"]).await;
-    assert!(run.names().contains(&"device_approved"), "{:?}", run.names());
-    assert_eq!(run.step("done")["sign_ins"], json!([]), "no browser was opened");
+    let run = sdk_client(
+        "tools",
+        &running.mcp_url,
+        work.path(),
+        (&user, &pw),
+        &["--device"],
+    )
+    .await;
+    assert!(
+        run.names().contains(&"device_approved"),
+        "{:?}",
+        run.names()
+    );
+    assert_eq!(
+        run.step("done")["sign_ins"],
+        json!([]),
+        "no browser was opened"
+    );
     assert!(run.step("tool_call").is_object());
     assert_eq!(token_files(work.path()).len(), 1);
     running.handle.stop(false).await;
 }
 
 async fn plain_bridge(extra: &[(&str, &str)]) -> mcp_bridge::Serving {
-    let mut pairs = vec![("BRIDGE_COMMAND", "builtin:echo"), ("BRIDGE_LISTEN", "127.0.0.1:0")];
+    let mut pairs = vec![
+        ("BRIDGE_COMMAND", "builtin:echo"),
+        ("BRIDGE_LISTEN", "127.0.0.1:0"),
+    ];
     pairs.extend_from_slice(extra);
     let cfg = mcp_bridge::Config::from_source(&Source::from_pairs(pairs)).unwrap();
     mcp_bridge::serve(cfg).await.unwrap()
@@ -227,14 +251,24 @@ async fn a_lost_session_is_reported_and_reinitialized() {
     let init = peer.initialize(1).await.unwrap();
     assert!(init["result"]["protocolVersion"].is_string(), "{init}");
     let ctx = peer
-        .request(2, "tools/call", json!({"name": "request_context", "arguments": {}}))
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "request_context", "arguments": {}}),
+        )
         .await
         .unwrap();
-    let text = ctx["result"]["content"][0]["text"].as_str().unwrap().to_string();
+    let text = ctx["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let ctx: Value = serde_json::from_str(&text).unwrap();
     let session = ctx["session_id"].as_str().unwrap().to_string();
     // connect sent the negotiated version and the session on later requests.
-    assert_eq!(ctx["protocol_version"], init["result"]["protocolVersion"], "{ctx}");
+    assert_eq!(
+        ctx["protocol_version"], init["result"]["protocolVersion"],
+        "{ctx}"
+    );
 
     // The session ends at the server.
     let del = reqwest::Client::new()
@@ -246,7 +280,11 @@ async fn a_lost_session_is_reported_and_reinitialized() {
     assert!(del.status().is_success(), "{}", del.status());
 
     let gone = peer
-        .request(3, "tools/call", json!({"name": "echo", "arguments": {"message": "x"}}))
+        .request(
+            3,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "x"}}),
+        )
         .await
         .unwrap();
     assert_eq!(gone["error"]["code"], -32001, "{gone}");
@@ -254,7 +292,11 @@ async fn a_lost_session_is_reported_and_reinitialized() {
     // The next initialize starts a new session and everything works again.
     peer.initialize(4).await.unwrap();
     let echo = peer
-        .request(5, "tools/call", json!({"name": "echo", "arguments": {"message": "back again"}}))
+        .request(
+            5,
+            "tools/call",
+            json!({"name": "echo", "arguments": {"message": "back again"}}),
+        )
         .await
         .unwrap();
     assert!(echo.to_string().contains("back again"), "{echo}");

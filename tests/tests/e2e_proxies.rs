@@ -11,15 +11,15 @@
 //! ports), timed and printed (`cargo test -p gateway-tests --test e2e_proxies
 //! -- --nocapture` shows it):
 //!
-//! | proxy   | services                                   | client                  | MCP server        |
-//! |---------|--------------------------------------------|-------------------------|-------------------|
-//! | Traefik | 1 authz, 1 verifier, embedded store        | registration (RFC 7591) | builtin:echo      |
-//! | nginx   | 1 authz, 1 verifier, embedded store        | registration            | builtin:echo      |
-//! | Caddy   | 1 authz, 1 verifier, embedded store        | registration            | server-everything |
-//! | each    | 1 authz, 1 verifier, embedded store        | metadata document       | builtin:echo      |
-//! | Caddy   | 2 authz, 3 verifiers, one Redis, round robin | registration          | builtin:echo      |
-//! | Caddy   | 2 authz, 3 verifiers, one Redis, round robin | metadata document     | builtin:echo      |
-//! | Traefik | 2 authz (round robin), 1 verifier, one Redis | registration          | builtin:echo      |
+//! | proxy   | services                                          | client                  | MCP server        |
+//! |---------|---------------------------------------------------|-------------------------|-------------------|
+//! | Traefik | 1 authz, 1 verifier, embedded store               | registration (RFC 7591) | builtin:echo      |
+//! | nginx   | 1 authz, 1 verifier, embedded store               | registration            | builtin:echo      |
+//! | Caddy   | 1 authz, 1 verifier, embedded store               | registration            | server-everything |
+//! | each    | 1 authz, 1 verifier, embedded store               | metadata document       | builtin:echo      |
+//! | Caddy   | 2 authz, 3 verifiers, one Redis (round robin)     | registration            | builtin:echo      |
+//! | Caddy   | 2 authz, 3 verifiers, one Redis (round robin)     | metadata document       | builtin:echo      |
+//! | Traefik | 2 authz (round robin), 1 verifier, one Redis      | registration            | builtin:echo      |
 //!
 //! Round robin over several verifiers needs Caddy here: Traefik's forwardAuth
 //! and the shipped nginx config name one verifier address each. With several
@@ -82,6 +82,9 @@ struct Timing {
     client: Duration,
     total: Duration,
 }
+
+/// A cell normally takes well under 20 s, even with every cell at once on 2 cores.
+const CELL_TIMEOUT: Duration = Duration::from_secs(150);
 
 const SINGLE_ECHO: StackSpec = StackSpec {
     authz: 1,
@@ -343,7 +346,10 @@ async fn sdk_client_walks_the_whole_path_behind_each_proxy() {
         .map(|&cell| {
             actix_web::rt::spawn(async move {
                 let t = Instant::now();
-                run(cell).await.map_err(|e| (e, t.elapsed()))
+                let result = tokio::time::timeout(CELL_TIMEOUT, run(cell))
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("no result within {CELL_TIMEOUT:?}")));
+                result.map_err(|e| (e, t.elapsed()))
             })
         })
         .collect();

@@ -35,10 +35,9 @@ async fn redis_outage_gives_503_fails_closed_after_the_bound_and_recovers() {
         ("MCP_ECHO_ENABLED", "true".into()),
         ("MCP_ECHO_URL", RESOURCE.into()),
     ]);
-    let verifier =
-        mcp_verifier::serve(mcp_verifier::VerifierConfig::from_source(&vsrc).unwrap())
-            .await
-            .unwrap();
+    let verifier = mcp_verifier::serve(mcp_verifier::VerifierConfig::from_source(&vsrc).unwrap())
+        .await
+        .unwrap();
     let vaddr = verifier.addr;
     gateway_testkit::wait_for_http(&format!("http://{vaddr}/ready"), Duration::from_secs(20))
         .await
@@ -95,7 +94,10 @@ async fn redis_outage_gives_503_fails_closed_after_the_bound_and_recovers() {
         .await,
         "the authz-server did not recover when Redis returned"
     );
-    eprintln!("authz-server recovered {:?} after Redis restarted", t.elapsed());
+    eprintln!(
+        "authz-server recovered {:?} after Redis restarted",
+        t.elapsed()
+    );
     // The client registered before the outage is still there (AOF, fsync always).
     let r = http
         .get(format!("{base}/register/{client_id}"))
@@ -133,10 +135,9 @@ async fn a_verifier_started_before_the_authz_server_becomes_ready_when_it_return
         ("MCP_ECHO_ENABLED", "true".into()),
         ("MCP_ECHO_URL", RESOURCE.into()),
     ]);
-    let verifier =
-        mcp_verifier::serve(mcp_verifier::VerifierConfig::from_source(&vsrc).unwrap())
-            .await
-            .unwrap();
+    let verifier = mcp_verifier::serve(mcp_verifier::VerifierConfig::from_source(&vsrc).unwrap())
+        .await
+        .unwrap();
     let vaddr = verifier.addr;
     let http = reqwest::Client::new();
     let ready = format!("http://{vaddr}/ready");
@@ -163,8 +164,14 @@ async fn a_verifier_started_before_the_authz_server_becomes_ready_when_it_return
         .await,
         "the verifier never became ready"
     );
-    eprintln!("verifier ready {:?} after the authz-server started", t.elapsed());
-    assert_eq!(verify_status(&http, vaddr, &mint(&state).unwrap()).await, 200);
+    eprintln!(
+        "verifier ready {:?} after the authz-server started",
+        t.elapsed()
+    );
+    assert_eq!(
+        verify_status(&http, vaddr, &mint(&state).unwrap()).await,
+        200
+    );
     verifier.stop().await;
     handle.stop(false).await;
 }
@@ -179,8 +186,7 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
     let (users, password) = users_file(dir.path()).unwrap();
     let port = gateway_testkit::free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let src = authz_source(dir.path(), &users, port)
-        .with("RATE_LIMIT_ENABLED", "false");
+    let src = authz_source(dir.path(), &users, port).with("RATE_LIMIT_ENABLED", "false");
     let mut child = spawn_authz_binary(&src).unwrap();
     gateway_testkit::wait_for_http(&format!("{base}/ready"), Duration::from_secs(30))
         .await
@@ -195,7 +201,9 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
         .await
         .unwrap();
     assert!(!a.consent_remembered);
-    let tokens = exchange(&http, &base, &client_id, &a.code, &v).await.unwrap();
+    let tokens = exchange(&http, &base, &client_id, &a.code, &v)
+        .await
+        .unwrap();
     let mut refresh_token = tokens["refresh_token"].as_str().unwrap().to_string();
 
     // Load: registrations and refreshes until the kill.
@@ -203,8 +211,12 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
     let acked_count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut registrars = Vec::new();
     for _ in 0..4 {
-        let (http, base, stop, count) =
-            (http.clone(), base.clone(), stop.clone(), acked_count.clone());
+        let (http, base, stop, count) = (
+            http.clone(),
+            base.clone(),
+            stop.clone(),
+            acked_count.clone(),
+        );
         registrars.push(actix_web::rt::spawn(async move {
             let mut acked = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -232,7 +244,9 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
                 if r.status() != 200 {
                     break;
                 }
-                let Ok(v) = r.json::<Value>().await else { break };
+                let Ok(v) = r.json::<Value>().await else {
+                    break;
+                };
                 current = v["refresh_token"].as_str().unwrap_or_default().to_string();
                 rotations += 1;
             }
@@ -257,7 +271,11 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
         acked.extend(r.await.unwrap());
     }
     let (last_refresh, rotations) = refresher.await.unwrap();
-    assert!(acked.len() >= 5, "too little load before the kill: {}", acked.len());
+    assert!(
+        acked.len() >= 5,
+        "too little load before the kill: {}",
+        acked.len()
+    );
     eprintln!(
         "killed with {} registrations and {rotations} refresh rotations acknowledged",
         acked.len()
@@ -277,12 +295,18 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 200, "client {id} acknowledged before the kill is gone");
+        assert_eq!(
+            r.status(),
+            200,
+            "client {id} acknowledged before the kill is gone"
+        );
     }
     // The refresh token last handed out still rotates. (If the kill fell
     // between the store write and the response, the client holds the previous
     // one: that one is then a reuse, which is refused — what RFC 9700 §4.14.2 wants.)
-    let r = refresh(&http, &base, &client_id, &refresh_token).await.unwrap();
+    let r = refresh(&http, &base, &client_id, &refresh_token)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     // Session and consent survived: no sign-in page, no consent page.
     let (_, c) = pkce();
@@ -400,7 +424,10 @@ async fn a_misbehaving_mcp_child_does_not_take_the_bridge_down() {
         .expect("the bridge never answered the hung request")
         .unwrap();
     let body: Value = r.json().await.unwrap();
-    assert!(body["error"]["code"].is_i64(), "expected a JSON-RPC error: {body}");
+    assert!(
+        body["error"]["code"].is_i64(),
+        "expected a JSON-RPC error: {body}"
+    );
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 
     // The same session still works: garbage lines were skipped, not fatal.

@@ -49,7 +49,10 @@ fn capture_logs() -> Captured {
 
 fn hidden(html: &str, field: &str) -> String {
     let needle = format!("name=\"{field}\" value=\"");
-    let i = html.find(&needle).unwrap_or_else(|| panic!("no {field} in {html}")) + needle.len();
+    let i = html
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {field} in {html}"))
+        + needle.len();
     let rest = &html[i..];
     rest[..rest.find('"').unwrap()].to_string()
 }
@@ -80,9 +83,11 @@ async fn mcp_initialize(http: &reqwest::Client, mcp_url: &str, token: &str) -> u
     http.post(mcp_url)
         .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
-        .json(&serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        .json(
+            &serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
             "protocolVersion":"2025-06-18","capabilities":{},
-            "clientInfo":{"name":"flows-test","version":"1"}}}))
+            "clientInfo":{"name":"flows-test","version":"1"}}}),
+        )
         .send()
         .await
         .unwrap()
@@ -131,7 +136,10 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
         .await
         .unwrap();
     let client_id = reg["client_id"].as_str().unwrap().to_string();
-    let registration_token = reg["registration_access_token"].as_str().unwrap().to_string();
+    let registration_token = reg["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Authorization with PKCE, a failed sign-in, then the right password and consent.
     let code_verifier = gateway_common::crypto::random_token(32);
@@ -265,7 +273,10 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
     // Revocation (RFC 7009) of the access token.
     let r = http
         .post(format!("{base}/revoke"))
-        .form(&[("token", access.as_str()), ("client_id", client_id.as_str())])
+        .form(&[
+            ("token", access.as_str()),
+            ("client_id", client_id.as_str()),
+        ])
         .send()
         .await
         .unwrap();
@@ -275,7 +286,9 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
     // background, so polled).
     let deadline = Instant::now() + Duration::from_secs(10);
     let flow = loop {
-        let all = flows(running.store.as_ref(), Some(&client_id)).await.unwrap();
+        let all = flows(running.store.as_ref(), Some(&client_id))
+            .await
+            .unwrap();
         let flow = all.into_iter().find(|f| f.client_id == client_id).unwrap();
         let recorded = |step| {
             flow.steps
@@ -297,9 +310,7 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
     };
     assert_eq!(flow.diagnosis(), "working: a token reached the MCP server");
     // A registered (not CIMD) client: no metadata document was fetched.
-    assert!(flow
-        .steps
-        .contains(&(FlowStep::MetadataFetched, Seen::No)));
+    assert!(flow.steps.contains(&(FlowStep::MetadataFetched, Seen::No)));
 
     // The audit log: one line per event, with the right fields.
     let text = std::fs::read_to_string(&audit_path).unwrap();
@@ -314,7 +325,10 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
             .unwrap_or_else(|| panic!("no {event} line in {text}"))
     };
     let l = find("client_registered");
-    assert_eq!((&l["client_id"], &l["via"]), (&client_id.clone().into(), &"dcr".into()));
+    assert_eq!(
+        (&l["client_id"], &l["via"]),
+        (&client_id.clone().into(), &"dcr".into())
+    );
     let failed = lines
         .iter()
         .find(|l| l["event"] == "sign_in" && l["success"] == false)

@@ -110,30 +110,33 @@ impl Metrics {
         let keys_loaded = Gauge::default();
         registry.register("keys", "Verification keys loaded", keys_loaded.clone());
         let tools = Family::<DecisionLabel, Counter>::default();
-        let tool_decisions = [
-            tools.get_or_create(&DecisionLabel { decision: "allow" }).clone(),
-            tools.get_or_create(&DecisionLabel { decision: "deny" }).clone(),
-        ];
+        // One statement per get_or_create: the guard it returns lives to the
+        // end of its statement, and a second call in the same one deadlocks.
+        let first = tools.get_or_create(&DecisionLabel { decision: "allow" }).clone();
+        let second = tools.get_or_create(&DecisionLabel { decision: "deny" }).clone();
+        let tool_decisions = [first, second];
         registry.register(
             "tool_policy_decisions",
             "Tool-policy decisions from Mcp-Method/Mcp-Name headers",
             tools,
         );
         let reloads = Family::<ResultLabel, Counter>::default();
-        let tool_reloads = [
-            reloads.get_or_create(&ResultLabel { result: "ok" }).clone(),
-            reloads.get_or_create(&ResultLabel { result: "error" }).clone(),
-        ];
+        // One statement per get_or_create: the guard it returns lives to the
+        // end of its statement, and a second call in the same one deadlocks.
+        let first = reloads.get_or_create(&ResultLabel { result: "ok" }).clone();
+        let second = reloads.get_or_create(&ResultLabel { result: "error" }).clone();
+        let tool_reloads = [first, second];
         registry.register(
             "tool_policy_reloads",
             "TOOL_POLICY_FILE changes seen (error: the previous policy stayed)",
             reloads,
         );
         let audit = Family::<ResultLabel, Counter>::default();
-        let audit_denials = [
-            audit.get_or_create(&ResultLabel { result: "written" }).clone(),
-            audit.get_or_create(&ResultLabel { result: "suppressed" }).clone(),
-        ];
+        // One statement per get_or_create: the guard it returns lives to the
+        // end of its statement, and a second call in the same one deadlocks.
+        let first = audit.get_or_create(&ResultLabel { result: "written" }).clone();
+        let second = audit.get_or_create(&ResultLabel { result: "suppressed" }).clone();
+        let audit_denials = [first, second];
         registry.register(
             "audit_verify_denied",
             "Audit events for denied verifies (suppressed: over the per-second limit)",

@@ -42,6 +42,7 @@ impl Env {
     async fn start(policy: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
+        eprintln!("dbg: start");
         let key = TestKey::generate("k1");
         let authz = Authz::start(jwks(&[&key])).await;
         let src = source(&authz, RESOURCE)
@@ -50,6 +51,7 @@ impl Env {
         let verifier = mcp_verifier::serve(VerifierConfig::from_source(&src).unwrap())
             .await
             .unwrap();
+        eprintln!("dbg: serving");
         let http = reqwest::Client::new();
         let ready = format!("http://{}/ready", verifier.addr);
         assert!(

@@ -158,7 +158,9 @@ impl CimdResolver {
 
     /// The client described by the document at `client_id`.
     pub async fn resolve(&self, client_id: &str) -> Result<ClientRecord, OAuthError> {
-        self.resolve_noting_fetch(client_id).await.map(|(rec, _)| rec)
+        self.resolve_noting_fetch(client_id)
+            .await
+            .map(|(rec, _)| rec)
     }
 
     /// [`Self::resolve`], and whether the document was fetched now (not cached):

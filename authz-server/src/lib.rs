@@ -86,7 +86,10 @@ pub async fn build_state(
     let first = store.subscribe(REVOCATION_CHANNEL).await?;
     spawn_revocation_relay(store.clone(), tx.clone(), first);
     keys.clone().spawn_upkeep(KEY_UPKEEP_EVERY);
-    let audit_file = config.source.get("AUDIT_LOG_FILE").map(std::path::PathBuf::from);
+    let audit_file = config
+        .source
+        .get("AUDIT_LOG_FILE")
+        .map(std::path::PathBuf::from);
     let audit = gateway_common::audit::AuditLog::open("authz", audit_file.as_deref())
         .map_err(|e| anyhow::anyhow!("AUDIT_LOG_FILE cannot be opened: {e}"))?;
     Ok(AppState(Arc::new(state::Inner {

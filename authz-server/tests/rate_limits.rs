@@ -32,7 +32,6 @@ async fn registrations_per_address_get_429_with_retry_after_then_recover() {
     // 3 per minute: the next token is due in 20 s.
     assert_eq!(r.headers()["retry-after"], "20");
     assert_eq!(r.headers()["cache-control"], "no-store");
-    // CORS still answers, so a browser client can read the 429.
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
     assert!(body["error_description"]

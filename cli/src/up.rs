@@ -184,7 +184,11 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
 
     let server = HttpServer::new(move || {
         let authz_state = authz_state.clone();
-        let metrics = (authz_state.clone(), Arc::clone(&verifier), Arc::clone(&bridge));
+        let metrics = (
+            authz_state.clone(),
+            Arc::clone(&verifier),
+            Arc::clone(&bridge),
+        );
         App::new()
             .wrap(gateway_common::logging::request_logger())
             // One /metrics for the three services (registered first, so it wins

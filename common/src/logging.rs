@@ -32,7 +32,11 @@ pub struct LogConfig {
 impl LogConfig {
     /// `LOG_FORMAT` and `RUST_LOG`; `default_filter` when `RUST_LOG` is unset.
     pub fn from_source(src: &Source, default_filter: &str) -> Result<Self, ConfigError> {
-        let format = match src.get("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+        let format = match src
+            .get("LOG_FORMAT")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
             Some(_) => {
@@ -153,17 +157,13 @@ mod tests {
             .with_writer(move || writer.clone())
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
-        let app = atest::init_service(
-            App::new()
-                .wrap(request_logger())
-                .route(
-                    "/callback",
-                    web::get().to(|| async {
-                        tracing::info!("handler ran");
-                        HttpResponse::Ok().finish()
-                    }),
-                ),
-        )
+        let app = atest::init_service(App::new().wrap(request_logger()).route(
+            "/callback",
+            web::get().to(|| async {
+                tracing::info!("handler ran");
+                HttpResponse::Ok().finish()
+            }),
+        ))
         .await;
         let req = atest::TestRequest::get()
             .uri("/callback?code=SECRET-CODE&state=x")
@@ -190,7 +190,9 @@ mod tests {
     #[test]
     fn config_is_checked() {
         let src = Source::from_pairs([("LOG_FORMAT", "yaml")]);
-        let e = LogConfig::from_source(&src, "info").unwrap_err().to_string();
+        let e = LogConfig::from_source(&src, "info")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("LOG_FORMAT"), "{e}");
         let src = Source::from_pairs([("LOG_FORMAT", "TEXT")]);
         let c = LogConfig::from_source(&src, "info").unwrap();

@@ -187,8 +187,8 @@ pub struct Call<'a> {
 impl<'a> Call<'a> {
     /// The name from a JSON-RPC request's params, for the methods that have one.
     pub fn from_request(method: &'a str, params: Option<&'a Value>) -> Self {
-        let name = name_field(method)
-            .and_then(|f| params.and_then(|p| p.get(f)).and_then(Value::as_str));
+        let name =
+            name_field(method).and_then(|f| params.and_then(|p| p.get(f)).and_then(Value::as_str));
         Self { method, name }
     }
 
@@ -490,7 +490,8 @@ fn parse_effect(path: &str, v: &Toml) -> Result<Effect, PolicyError> {
     }
 }
 
-const RULE_FIELDS: &str = "name, effect, users, orgs, teams, emails, clients, scopes, methods, tools, prompts, resources";
+const RULE_FIELDS: &str =
+    "name, effect, users, orgs, teams, emails, clients, scopes, methods, tools, prompts, resources";
 
 fn parse_rule(path: &str, index: usize, v: &Toml) -> Result<Rule, PolicyError> {
     let Toml::Table(t) = v else {
@@ -512,9 +513,7 @@ fn parse_rule(path: &str, index: usize, v: &Toml) -> Result<Rule, PolicyError> {
     };
     let mut effect = None;
     for (key, value) in t {
-        let field = |check: fn(&str) -> Result<(), &'static str>| {
-            strings(path, key, value, check)
-        };
+        let field = |check: fn(&str) -> Result<(), &'static str>| strings(path, key, value, check);
         match key.as_str() {
             "name" => {
                 rule.label = value
@@ -567,7 +566,9 @@ fn strings(
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let s = item.as_str().ok_or_else(bad)?;
-        check(s).map_err(|why| PolicyError::new(format!("{path}.{key}[{i}]"), format!("{s:?} {why}")))?;
+        check(s).map_err(|why| {
+            PolicyError::new(format!("{path}.{key}[{i}]"), format!("{s:?} {why}"))
+        })?;
         out.push(s.to_string());
     }
     Ok(out)
@@ -606,8 +607,7 @@ fn email(s: &str) -> Result<(), &'static str> {
 /// RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E.
 fn scope_token(s: &str) -> Result<(), &'static str> {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
     {
         Ok(())
@@ -699,9 +699,22 @@ pub struct AuditRecord<'a> {
     pub error: Option<bool>,
 }
 
+/// The line as written: `{"event":"tool_call", ...}`, the shape of the other
+/// audit events in the same file (`gateway_common::audit`).
+#[derive(serde::Serialize)]
+struct AuditLine<'r, 'a> {
+    event: &'static str,
+    #[serde(flatten)]
+    record: &'r AuditRecord<'a>,
+}
+
 impl fmt::Display for AuditRecord<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match serde_json::to_string(self) {
+        let line = AuditLine {
+            event: "tool_call",
+            record: self,
+        };
+        match serde_json::to_string(&line) {
             Ok(s) => f.write_str(&s),
             Err(_) => Err(fmt::Error),
         }
@@ -807,7 +820,9 @@ resources = ["file:///docs/*"]
         let v = s.decide(&alice, &call("tools/call", "whoami"));
         assert_eq!((v.effect, v.by()), (Effect::Deny, "default"));
         assert!(s.decide(&alice, &call("tools/list", "")).allowed());
-        assert!(s.decide(&alice, &call("notifications/initialized", "")).allowed());
+        assert!(s
+            .decide(&alice, &call("notifications/initialized", ""))
+            .allowed());
         assert!(!s.decide(&alice, &call("completion/complete", "")).allowed());
 
         let groups = ["acme/contractors".to_string()];
@@ -815,15 +830,26 @@ resources = ["file:///docs/*"]
         c.scopes = "mcp mcp:write";
         assert!(s.decide(&c, &call("tools/call", "whoami")).allowed());
         let v = s.decide(&c, &call("tools/call", "secret_keys"));
-        assert_eq!((v.effect, v.by()), (Effect::Deny, "no secrets for contractors"));
+        assert_eq!(
+            (v.effect, v.by()),
+            (Effect::Deny, "no secrets for contractors")
+        );
         c.scopes = "mcp";
         assert!(!s.decide(&c, &call("tools/call", "whoami")).allowed());
 
         let mut e = caller("carol", Some(none));
         e.email = "Carol@EXAMPLE.org";
-        assert!(s.decide(&e, &call("resources/read", "file:///docs/a.md")).allowed());
-        assert!(!s.decide(&e, &call("resources/read", "file:///etc/passwd")).allowed());
-        assert!(p.service("open").unwrap().decide(&e, &call("tools/call", "x")).allowed());
+        assert!(s
+            .decide(&e, &call("resources/read", "file:///docs/a.md"))
+            .allowed());
+        assert!(!s
+            .decide(&e, &call("resources/read", "file:///etc/passwd"))
+            .allowed());
+        assert!(p
+            .service("open")
+            .unwrap()
+            .decide(&e, &call("tools/call", "x"))
+            .allowed());
         assert!(p.service("missing").is_none());
     }
 

@@ -691,7 +691,11 @@ async fn stateless_post(
         gate.watch();
     }
     let followup = match id {
-        Some(_) => match admit(bridge, bridge.cfg.tool_gate.as_ref().map(|_| &who), &m.value) {
+        Some(_) => match admit(
+            bridge,
+            bridge.cfg.tool_gate.as_ref().map(|_| &who),
+            &m.value,
+        ) {
             // The normal response path: HTTP 200 with the JSON-RPC error.
             Admission::Refuse(e) => {
                 return Ok(HttpResponse::Ok()

@@ -101,7 +101,11 @@ impl ToolGate {
         let policy = match &path {
             None => None,
             Some(p) => Some(Arc::new(ToolPolicy::load(p).map_err(|e| {
-                ConfigError::new("TOOL_POLICY_FILE", e.to_string(), "/etc/mcp/tool-policy.toml")
+                ConfigError::new(
+                    "TOOL_POLICY_FILE",
+                    e.to_string(),
+                    "/etc/mcp/tool-policy.toml",
+                )
             })?)),
         };
         let audit_file = match &audit_path {
@@ -221,12 +225,7 @@ impl ToolGate {
             identity: identity.clone(),
             method: method.to_string(),
             list,
-            audit: audited.then(|| {
-                (
-                    call.name.unwrap_or_default().to_string(),
-                    Instant::now(),
-                )
-            }),
+            audit: audited.then(|| (call.name.unwrap_or_default().to_string(), Instant::now())),
         }))
     }
 
@@ -377,7 +376,8 @@ mod tests {
         let Admission::Forward(Some(f)) = g.admit(&m, &alice(), &list) else {
             panic!("list must be filtered")
         };
-        let mut resp = json!({"jsonrpc":"2.0","id":8,"result":{"tools":[{"name":"echo"},{"name":"whoami"}]}});
+        let mut resp =
+            json!({"jsonrpc":"2.0","id":8,"result":{"tools":[{"name":"echo"},{"name":"whoami"}]}});
         g.finish(f, &mut resp);
         assert_eq!(resp["result"]["tools"], json!([{"name":"echo"}]));
         assert_eq!(m.tool_denied.get(), 1);

@@ -54,7 +54,8 @@ impl Env {
         std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
             .unwrap_or_default()
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["event"] == "tool_call")
             .collect()
     }
 }
@@ -172,8 +173,14 @@ async fn sdk_user_allowed_one_tool_sees_and_calls_only_that_tool() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("mcp_bridge_tool_policy_allowed_total 2\n"), "{metrics}");
-    assert!(metrics.contains("mcp_bridge_tool_policy_denied_total 3\n"), "{metrics}");
+    assert!(
+        metrics.contains("mcp_bridge_tool_policy_allowed_total 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mcp_bridge_tool_policy_denied_total 3\n"),
+        "{metrics}"
+    );
     env.serving.stop().await;
 }
 

@@ -159,8 +159,9 @@ async fn run(secs: u64, rate: u64) -> anyhow::Result<()> {
         .created_user
         .clone()
         .expect("first run creates a user");
-    let base = running.issuer.clone();
-    let mcp = running.mcp_url.clone();
+    let base = format!("http://{}", running.addr);
+    let mcp = format!("{base}/mcp");
+    eprintln!("issuer {}, serving on {base}", running.issuer);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()?;
@@ -169,8 +170,16 @@ async fn run(secs: u64, rate: u64) -> anyhow::Result<()> {
     for _ in 0..FAMILIES {
         let (client_id, _) = register_public(&http, &base).await?;
         let (v, c) = pkce();
-        let a = authorize(&browser()?, &base, &client_id, (&user, &password), &c).await?;
-        let t = exchange(&http, &base, &client_id, &a.code, &v).await?;
+        let a = authorize(
+            &browser()?,
+            &base,
+            &client_id,
+            (&user, &password),
+            &c,
+            &running.mcp_url,
+        )
+        .await?;
+        let t = exchange(&http, &base, &client_id, &a.code, &v, &running.mcp_url).await?;
         let access = t["access_token"].as_str().unwrap_or_default().to_string();
         let session = mcp_session(&http, &mcp, &access).await;
         families.push(Arc::new(tokio::sync::Mutex::new(Family {

@@ -4,12 +4,13 @@
 //
 // Environment: CONNECT_BIN (the mcp-bridge binary), MCP_URL, CONNECT_ARGS (JSON
 // array of extra arguments), TOKEN_STORE (connect's --token-store directory),
-// SCENARIO (tools | refresh | revoke | device), SIGNIN_USER, SIGNIN_PASSWORD,
+// SCENARIO (tools | sampling | refresh | revoke), SIGNIN_USER, SIGNIN_PASSWORD,
 // OPENER_LOG. connect runs with MCP_CONNECT_BROWSER="node connect_opener.mjs".
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport, getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { CookieJar, parseForm } from './browser.mjs';
 
 const scenario = process.env.SCENARIO ?? 'tools';
@@ -95,7 +96,18 @@ transport.stderr.on('data', (d) => {
   }
 });
 
-const client = new Client({ name: 'connect-test', version: '1.0.0' });
+const client = new Client(
+  { name: 'connect-test', version: '1.0.0' },
+  { capabilities: scenario === 'sampling' ? { sampling: {} } : {} },
+);
+if (scenario === 'sampling') {
+  // A server-to-client request relayed by connect; the answer goes back as a POST.
+  client.setRequestHandler(CreateMessageRequestSchema, async () => ({
+    model: 'connect-test-model',
+    role: 'assistant',
+    content: { type: 'text', text: 'sampled by the stdio client' },
+  }));
+}
 async function echo(message) {
   const r = await client.callTool({ name: 'echo', arguments: { message } });
   const text = r.content?.map((c) => c.text).join('') ?? '';
@@ -114,6 +126,11 @@ try {
   report('tools', { names: tools.tools.map((t) => t.name) });
   await echo('hello through connect');
   report('tool_call');
+  if (scenario === 'sampling') {
+    const r = await client.callTool({ name: 'trigger-sampling-request', arguments: { prompt: 'hi', maxTokens: 10 } });
+    if (!JSON.stringify(r).includes('sampled by the stdio client')) throw new Error(`sampling result: ${JSON.stringify(r)}`);
+    report('sampled');
+  }
   if (scenario === 'refresh') {
     const before = saved();
     // Let the token reach its refresh point (a fifth of its lifetime before expiry).

@@ -135,7 +135,7 @@ pub async fn start_authz(
     let state = mcp_authz::build_state(config, store, gateway_common::clock::system()).await?;
     let (addr, server) = mcp_authz::serve_state(state.clone())?;
     let handle = server.handle();
-    actix_web::rt::spawn(server);
+    tokio::spawn(server);
     gateway_testkit::wait_for_http(&format!("http://{addr}/health"), Duration::from_secs(20))
         .await?;
     Ok((addr, state, handle))
@@ -244,12 +244,24 @@ fn hidden(html: &str, field: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The `Location` header, as a path (absolute URLs on our origin are cut to their path).
 fn location(r: &reqwest::Response) -> String {
-    r.headers()
+    let raw = r
+        .headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
+        .unwrap_or_default();
+    match url::Url::parse(raw) {
+        Ok(u) if u.scheme() != "http" || u.port() != Some(4567) => {
+            let mut p = u.path().to_string();
+            if let Some(q) = u.query() {
+                p.push('?');
+                p.push_str(q);
+            }
+            p
+        }
+        _ => raw.to_string(),
+    }
 }
 
 fn query_param(url: &str, name: &str) -> Option<String> {
@@ -275,6 +287,7 @@ pub async fn authorize(
     client_id: &str,
     (user, password): (&str, &str),
     challenge: &str,
+    resource: &str,
 ) -> anyhow::Result<Authorized> {
     let r = browser
         .get(format!("{base}/authorize"))
@@ -286,11 +299,11 @@ pub async fn authorize(
             ("code_challenge_method", "S256"),
             ("state", "st"),
             ("scope", "mcp"),
-            ("resource", RESOURCE),
+            ("resource", resource),
         ])
         .send()
         .await?;
-    if r.status() != 302 {
+    if !matches!(r.status().as_u16(), 302 | 303) {
         bail!("authorize: {} {}", r.status(), r.text().await?);
     }
     let mut next = location(&r);
@@ -317,7 +330,11 @@ pub async fn authorize(
         }
         next = location(&r);
     }
-    let page = browser.get(format!("{base}{next}")).send().await?;
+    let page = browser
+        .get(format!("{base}{next}"))
+        .send()
+        .await
+        .with_context(|| format!("GET {base}{next}"))?;
     let (redirect, remembered) = if page.status() == 303 {
         (location(&page), true)
     } else {
@@ -347,6 +364,7 @@ pub async fn exchange(
     client_id: &str,
     code: &str,
     verifier: &str,
+    resource: &str,
 ) -> anyhow::Result<serde_json::Value> {
     let r = http
         .post(format!("{base}/token"))
@@ -356,7 +374,7 @@ pub async fn exchange(
             ("code", code),
             ("redirect_uri", "http://127.0.0.1:4567/callback"),
             ("code_verifier", verifier),
-            ("resource", RESOURCE),
+            ("resource", resource),
         ])
         .send()
         .await?;

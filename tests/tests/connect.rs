@@ -7,6 +7,8 @@
 //! (`target/debug/mcp-bridge`): `cargo test --workspace` builds it; with
 //! `cargo test -p gateway-tests`, run `cargo build -p mcp-bridge` first.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
@@ -16,11 +18,19 @@ use mcp_gateway::up::{self, UpArgs};
 use serde_json::{json, Value};
 
 async fn gateway(dir: &Path, env: &[(&str, &str)]) -> (up::Running, String, String) {
+    gateway_with(dir, env, "builtin:echo").await
+}
+
+async fn gateway_with(
+    dir: &Path,
+    env: &[(&str, &str)],
+    mcp_command: &str,
+) -> (up::Running, String, String) {
     let args = UpArgs {
         host: "127.0.0.1".into(),
         port: 0,
         data_dir: dir.to_path_buf(),
-        mcp_command: "builtin:echo".into(),
+        mcp_command: mcp_command.into(),
     };
     let running = up::start(
         &args,
@@ -89,6 +99,12 @@ async fn sdk_client(
         run.lines,
         run.stderr
     );
+    if let Some(done) = run.lines.last() {
+        eprintln!(
+            "connect's stderr ({scenario}):\n{}",
+            done["stderr"].as_str().unwrap_or("")
+        );
+    }
     Run { steps: run.lines }
 }
 
@@ -127,6 +143,76 @@ async fn sdk_stdio_client_calls_tools_through_connect_and_the_gateway() {
     let again = sdk_client("tools", &running.mcp_url, work.path(), (&user, &pw), &[]).await;
     assert_eq!(again.step("done")["sign_ins"], json!(["signed-in iss"]));
     running.handle.stop(false).await;
+}
+
+/// `node` from PATH, absolute: the bridged child gets a clean environment.
+fn node() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("node"))
+        .find(|p| p.is_file())
+        .expect("node on PATH")
+        .display()
+        .to_string()
+}
+
+#[actix_web::test]
+async fn server_to_client_requests_are_relayed_both_ways() {
+    // server-everything's sampling tool sends `sampling/createMessage` to the client in
+    // the middle of a tools/call; the SDK client answers it through connect.
+    let everything = gateway_testkit::js_dir()
+        .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let command = shell_words_join(&[&node(), everything.to_str().unwrap(), "stdio"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (running, user, pw) = gateway_with(dir.path(), &[], &command).await;
+    let work = tempfile::tempdir().unwrap();
+    let run = sdk_client("sampling", &running.mcp_url, work.path(), (&user, &pw), &[]).await;
+    assert_eq!(
+        run.names(),
+        ["initialized", "tools", "tool_call", "sampled", "done"]
+    );
+    running.handle.stop(false).await;
+}
+
+fn shell_words_join(words: &[&str]) -> String {
+    words
+        .iter()
+        .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[actix_web::test]
+async fn client_id_metadata_document_instead_of_registration() {
+    let doc = gateway_tests::client_document::ClientDocument::start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // CIMD_ALLOW_PRIVATE: the document is served over http from loopback (tests only).
+    let (running, user, pw) = gateway(dir.path(), &[("CIMD_ALLOW_PRIVATE", "true")]).await;
+    let work = tempfile::tempdir().unwrap();
+    let run = sdk_client(
+        "tools",
+        &running.mcp_url,
+        work.path(),
+        (&user, &pw),
+        &["--client-metadata-url", &doc.url],
+    )
+    .await;
+    assert!(run.step("tool_call").is_object());
+    let files = token_files(work.path());
+    let saved: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    assert_eq!(
+        saved["client_id"],
+        doc.url.as_str(),
+        "no dynamic registration"
+    );
+    assert!(
+        doc.fetches() >= 1,
+        "the authorization server read the document"
+    );
+    running.handle.stop(false).await;
+    doc.stop().await;
 }
 
 #[actix_web::test]

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 /// `temporarily_unavailable` (no store detail), the verifier keeps answering
 /// from memory until REVOCATION_STALENESS_BOUND, then fails closed; Redis comes
 /// back on the same port and both recover by themselves, data intact (AOF).
-#[actix_web::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_outage_gives_503_fails_closed_after_the_bound_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let mut redis = DurableRedis::start(dir.path()).await.unwrap();
@@ -122,7 +122,7 @@ async fn redis_outage_gives_503_fails_closed_after_the_bound_and_recovers() {
 
 /// A verifier started while its authz-server is down is not ready (and says
 /// so), then becomes ready by itself once the authz-server answers.
-#[actix_web::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_verifier_started_before_the_authz_server_becomes_ready_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
     let (users, _) = users_file(dir.path()).unwrap();
@@ -180,7 +180,7 @@ async fn a_verifier_started_before_the_authz_server_becomes_ready_when_it_return
 /// clients register and refresh; restarted on the same store, every client it
 /// answered 201 for is there, the consent is remembered, and the refresh token
 /// it last handed out still rotates.
-#[actix_web::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh_token() {
     let dir = tempfile::tempdir().unwrap();
     let (users, password) = users_file(dir.path()).unwrap();
@@ -197,11 +197,11 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
     let (client_id, _) = register_public(&http, &base).await.unwrap();
     let browser = browser().unwrap();
     let (v, c) = pkce();
-    let a = authorize(&browser, &base, &client_id, (USER, &password), &c)
+    let a = authorize(&browser, &base, &client_id, (USER, &password), &c, RESOURCE)
         .await
         .unwrap();
     assert!(!a.consent_remembered);
-    let tokens = exchange(&http, &base, &client_id, &a.code, &v)
+    let tokens = exchange(&http, &base, &client_id, &a.code, &v, RESOURCE)
         .await
         .unwrap();
     let mut refresh_token = tokens["refresh_token"].as_str().unwrap().to_string();
@@ -217,7 +217,7 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
             stop.clone(),
             acked_count.clone(),
         );
-        registrars.push(actix_web::rt::spawn(async move {
+        registrars.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 match register_public(&http, &base).await {
@@ -235,7 +235,7 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
         let (http, base, stop, client_id) =
             (http.clone(), base.clone(), stop.clone(), client_id.clone());
         let mut current = refresh_token.clone();
-        actix_web::rt::spawn(async move {
+        tokio::spawn(async move {
             let mut rotations = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 let Ok(r) = refresh(&http, &base, &client_id, &current).await else {
@@ -310,7 +310,7 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     // Session and consent survived: no sign-in page, no consent page.
     let (_, c) = pkce();
-    let again = authorize(&browser, &base, &client_id, (USER, &password), &c)
+    let again = authorize(&browser, &base, &client_id, (USER, &password), &c, RESOURCE)
         .await
         .unwrap();
     assert!(again.consent_remembered, "consent lost in the crash");

@@ -6,6 +6,8 @@
 //! line per security event; and neither the audit lines nor the logs of the
 //! whole run contain a token, code, verifier or password.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -113,8 +115,13 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
     let (user, password) = running.created_user.clone().unwrap();
     let base = running.issuer.clone();
     let mcp_url = running.mcp_url.clone();
-    let http = reqwest::Client::new();
+    // A hung request fails the test instead of hanging it.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
     let browser = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -355,6 +362,25 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
     assert_eq!(denied["source"], "verifier");
     assert_eq!(denied["service"], "local");
     assert!(lines.iter().all(|l| l["ts"].as_u64().is_some()));
+
+    // One /metrics for the whole one-machine app, audit events counted.
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "authz_audit_events_total{event=\"token_issued\"} 1",
+        "authz_audit_events_total{event=\"sign_in_failed\"} 1",
+        "mcp_verifier_audit_verify_denied_total{result=\"written\"} 1",
+        "mcp_verifier_decisions_total",
+        "mcp_bridge_sessions_created_total",
+    ] {
+        assert!(metrics.contains(family), "{family} missing from {metrics}");
+    }
 
     // No secret anywhere: not in the audit file, not in the logs of the run.
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

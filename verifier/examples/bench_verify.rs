@@ -1,5 +1,6 @@
 //! Verifier benchmark. Run: `cargo run --release -p mcp-verifier --example bench_verify`
-//! (optional: `-- --seconds 3 --connections 32`).
+//! (optional: `-- --seconds 3 --connections 32`; `-- --policy-only` runs only
+//! the tool-policy scenario).
 //!
 //! Side by side with the Python gateway's `/verify` (PyPI
 //! `mcp-oauth-dynamicclient==0.2.0`, issue 5 target ≥ 50×): `bench/run.sh
@@ -89,6 +90,15 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let local = tokio::task::LocalSet::new();
+    if args.iter().any(|a| a == "--policy-only") {
+        // Just the issue-11 scenario (tool policy vs. cached verify).
+        return rt.block_on(local.run_until(async {
+            let key = TestKey::generate("bench");
+            let authz = Authz::start(jwks(&[&key])).await;
+            let token = key.sign(&claims(RESOURCE, SystemClock.now_secs()));
+            policy_overhead(&authz, &token).await
+        }));
+    }
     rt.block_on(local.run_until(bench(Duration::from_secs(seconds), connections, compare)))
 }
 
@@ -478,6 +488,8 @@ async fn bench(duration: Duration, connections: usize, compare: Compare) -> anyh
         first_us / cached_us
     );
 
+    policy_overhead(&authz, &cached_token).await?;
+
     // --- revocation propagation across three verifier processes ---
     let b = spawn_verifier(&authz).await?;
     let c = spawn_verifier(&authz).await?;
@@ -550,6 +562,96 @@ async fn bench(duration: Duration, connections: usize, compare: Compare) -> anyh
         ready["revoked_ids"],
         d.rss_kib() as f64 / 1024.0,
         loaded.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Issue 11: the tool policy's cost on the header path. Two in-process
+/// verifiers, one without `TOOL_POLICY_FILE` and one with a 12-rule policy
+/// (globs, teams, emails, scopes; the deciding rule is the last), the same
+/// cached token; a cached verify vs. the same verify plus `Mcp-Method:
+/// tools/call` / `Mcp-Name: echo` decided by the policy. Interleaved blocks,
+/// medians. No audit sink is set (the policy's cost, not the log's).
+async fn policy_overhead(authz: &Authz, cached_token: &str) -> anyhow::Result<()> {
+    use mcp_verifier::tool_policy::McpCall;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("policy.toml");
+    let mut policy = String::from("[services.echo]\ndefault = \"deny\"\n");
+    for i in 0..11 {
+        policy.push_str(&format!(
+            "[[services.echo.rules]]\neffect = \"deny\"\nteams = [\"acme/team{i}\"]\nemails = [\"@blocked{i}.example\"]\ntools = [\"admin_{i}_*\", \"*_danger{i}\"]\n"
+        ));
+    }
+    policy.push_str("[[services.echo.rules]]\neffect = \"allow\"\nusers = [\"octocat\"]\nscopes = [\"mcp\"]\ntools = [\"ec*\", \"search_*\"]\n");
+    std::fs::write(&path, policy)?;
+    let plain_cfg = VerifierConfig::from_source(&source(authz, RESOURCE))?;
+    let policy_cfg = VerifierConfig::from_source(
+        &source(authz, RESOURCE).with("TOOL_POLICY_FILE", &path.display().to_string()),
+    )?;
+    let (plain, _t1) = mcp_verifier::start(plain_cfg, gateway_common::clock::system());
+    let (gated, _t2) = mcp_verifier::start(policy_cfg, gateway_common::clock::system());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !plain.readiness().ready || !gated.readiness().ready {
+        anyhow::ensure!(Instant::now() < deadline, "in-process verifiers not ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let auth = format!("Bearer {cached_token}");
+    let req = ForwardedRequest {
+        method: "POST",
+        proto: "https",
+        host: "echo.example.test",
+        uri: "/mcp",
+        authorization: AuthorizationHeader::One(auth.as_bytes()),
+        cors_preflight: false,
+        wants_html: false,
+    };
+    let call = McpCall::from_headers(Some(b"tools/call"), Some(b"echo"))
+        .ok_or_else(|| anyhow::anyhow!("call"))?;
+    let denied = McpCall::from_headers(Some(b"tools/call"), Some(b"admin_3_x"))
+        .ok_or_else(|| anyhow::anyhow!("call"))?;
+    anyhow::ensure!(matches!(plain.check(&req), Decision::Allow(_)));
+    anyhow::ensure!(matches!(
+        gated.check_call(&req, Some(&call)),
+        Decision::Allow(_)
+    ));
+    anyhow::ensure!(matches!(
+        gated.check_call(&req, Some(&denied)),
+        Decision::Deny(_)
+    ));
+    let (block, rounds) = (20_000, 15);
+    let (mut base, mut with) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let time = |f: &dyn Fn() -> bool| {
+            let t = Instant::now();
+            for _ in 0..block {
+                assert!(f());
+            }
+            t.elapsed().as_secs_f64() * 1e9 / block as f64
+        };
+        let b = || matches!(plain.check(&req), Decision::Allow(_));
+        let w = || matches!(gated.check_call(&req, Some(&call)), Decision::Allow(_));
+        // Alternate who goes first so drift on the shared machine hits both.
+        if r % 2 == 0 {
+            base.push(time(&b));
+            with.push(time(&w));
+        } else {
+            with.push(time(&w));
+            base.push(time(&b));
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let (b, w) = (median(&mut base), median(&mut with));
+    let extra = (w / b - 1.0) * 100.0;
+    println!("\n-- tool policy (issue 11), in-process, cached token, 12 rules --");
+    println!("  cached verify:                  {b:>8.0} ns");
+    println!("  cached verify + tool policy:    {w:>8.0} ns");
+    println!(
+        "  ratio {:.3}  ({extra:+.1}% extra; target ≤ 5%: {})",
+        w / b,
+        if extra <= 5.0 { "MET" } else { "NOT MET" }
     );
     Ok(())
 }

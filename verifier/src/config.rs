@@ -251,7 +251,11 @@ impl VerifierConfig {
             Some(path) => {
                 let path = std::path::PathBuf::from(path);
                 let policy = crate::tool_policy::load_checked(&path, &services).map_err(|e| {
-                    ConfigError::new("TOOL_POLICY_FILE", e.to_string(), "/etc/mcp/tool-policy.toml")
+                    ConfigError::new(
+                        "TOOL_POLICY_FILE",
+                        e.to_string(),
+                        "/etc/mcp/tool-policy.toml",
+                    )
                 })?;
                 Some(crate::tool_policy::ToolPolicyConfig {
                     path,

@@ -87,11 +87,7 @@ impl FirstUse {
 /// Writes a `FirstUse` record per received client id (first time only,
 /// `put_if_absent`). Failures are logged at debug: diagnostics never matter
 /// more than serving.
-pub async fn run_writer(
-    mut rx: mpsc::Receiver<String>,
-    store: Arc<dyn Store>,
-    clock: SharedClock,
-) {
+pub async fn run_writer(mut rx: mpsc::Receiver<String>, store: Arc<dyn Store>, clock: SharedClock) {
     while let Some(client_id) = rx.recv().await {
         let key = flow_key(&client_id, FlowStep::FirstUse);
         let value = flow_value(clock.now_secs());

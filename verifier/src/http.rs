@@ -10,8 +10,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 
 use crate::decision::{Decision, Deny, DenyResponse, Reason};
-use crate::tool_policy::{denial_body, McpCall};
 use crate::forwarded::{self, AuthorizationHeader, ForwardedRequest, HeaderView, VerifyRequest};
+use crate::tool_policy::{denial_body, McpCall};
 use crate::verifier::Verifier;
 
 struct ActixHeaders<'a>(&'a HeaderMap);
@@ -91,7 +91,8 @@ async fn verify(req: HttpRequest, v: web::Data<Verifier>, names: web::Data<Names
         Ok(fwd) => {
             // Tool policy on the header path (MCP 2026-07-28 mirrors the
             // method and name; no body needed).
-            let call = McpCall::from_headers(headers.first("mcp-method"), headers.first("mcp-name"));
+            let call =
+                McpCall::from_headers(headers.first("mcp-method"), headers.first("mcp-name"));
             let decision = v.check_call(&fwd, call.as_ref());
             if let (Decision::Deny(d), Some(call)) = (&decision, &call) {
                 if d.deny == Deny::ToolNotAllowed {

@@ -112,8 +112,12 @@ impl Metrics {
         let tools = Family::<DecisionLabel, Counter>::default();
         // One statement per get_or_create: the guard it returns lives to the
         // end of its statement, and a second call in the same one deadlocks.
-        let first = tools.get_or_create(&DecisionLabel { decision: "allow" }).clone();
-        let second = tools.get_or_create(&DecisionLabel { decision: "deny" }).clone();
+        let first = tools
+            .get_or_create(&DecisionLabel { decision: "allow" })
+            .clone();
+        let second = tools
+            .get_or_create(&DecisionLabel { decision: "deny" })
+            .clone();
         let tool_decisions = [first, second];
         registry.register(
             "tool_policy_decisions",
@@ -124,7 +128,9 @@ impl Metrics {
         // One statement per get_or_create: the guard it returns lives to the
         // end of its statement, and a second call in the same one deadlocks.
         let first = reloads.get_or_create(&ResultLabel { result: "ok" }).clone();
-        let second = reloads.get_or_create(&ResultLabel { result: "error" }).clone();
+        let second = reloads
+            .get_or_create(&ResultLabel { result: "error" })
+            .clone();
         let tool_reloads = [first, second];
         registry.register(
             "tool_policy_reloads",
@@ -134,8 +140,14 @@ impl Metrics {
         let audit = Family::<ResultLabel, Counter>::default();
         // One statement per get_or_create: the guard it returns lives to the
         // end of its statement, and a second call in the same one deadlocks.
-        let first = audit.get_or_create(&ResultLabel { result: "written" }).clone();
-        let second = audit.get_or_create(&ResultLabel { result: "suppressed" }).clone();
+        let first = audit
+            .get_or_create(&ResultLabel { result: "written" })
+            .clone();
+        let second = audit
+            .get_or_create(&ResultLabel {
+                result: "suppressed",
+            })
+            .clone();
         let audit_denials = [first, second];
         registry.register(
             "audit_verify_denied",

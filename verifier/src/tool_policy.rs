@@ -137,19 +137,17 @@ pub async fn run_reload(verifier: Arc<Verifier>, path: PathBuf) {
         let found = reloader.poll();
         match found {
             Reload::Unchanged => {}
-            Reload::Changed(policy) => {
-                match check_services(&policy, &verifier.config().services) {
-                    Ok(()) => {
-                        verifier.set_tool_policy(Arc::new(policy));
-                        verifier.metrics().record_tool_reload(true);
-                        tracing::info!(path = %reloader.path().display(), "tool policy reloaded");
-                    }
-                    Err(e) => {
-                        verifier.metrics().record_tool_reload(false);
-                        tracing::error!(error = %e, "tool policy not reloaded; keeping the previous one")
-                    }
+            Reload::Changed(policy) => match check_services(&policy, &verifier.config().services) {
+                Ok(()) => {
+                    verifier.set_tool_policy(Arc::new(policy));
+                    verifier.metrics().record_tool_reload(true);
+                    tracing::info!(path = %reloader.path().display(), "tool policy reloaded");
                 }
-            }
+                Err(e) => {
+                    verifier.metrics().record_tool_reload(false);
+                    tracing::error!(error = %e, "tool policy not reloaded; keeping the previous one")
+                }
+            },
             Reload::Invalid(e) => {
                 verifier.metrics().record_tool_reload(false);
                 tracing::error!(error = %e, "tool policy not reloaded; keeping the previous one")

@@ -106,11 +106,12 @@ impl Verifier {
         });
         // Denials share AUDIT_LOG_FILE with the tool-call lines (separate
         // append handles; each line is one write, so lines never interleave).
-        let audit = gateway_common::audit::AuditLog::open("verifier", config.audit_log_file.as_deref())
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "AUDIT_LOG_FILE cannot be opened");
-                gateway_common::audit::AuditLog::tracing_only("verifier")
-            });
+        let audit =
+            gateway_common::audit::AuditLog::open("verifier", config.audit_log_file.as_deref())
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "AUDIT_LOG_FILE cannot be opened");
+                    gateway_common::audit::AuditLog::tracing_only("verifier")
+                });
         Self {
             first_use: crate::first_use::FirstUse::default(),
             audit,
@@ -187,10 +188,15 @@ impl Verifier {
     }
 
     /// A denied request with a token is a security event; one without is the
-    /// normal first step of discovery (RFC 9728 §5) and is not audited.
+    /// normal first step of discovery (RFC 9728 §5) and is not audited, nor is
+    /// our own unavailability; a tool-policy denial has its own, richer line
+    /// (`tool_policy::audit`).
     fn audit_denial(&self, req: &ForwardedRequest<'_>, denial: &Denial) {
         let reason = denial.deny.reason();
-        if matches!(reason, Reason::NoToken | Reason::Unavailable) {
+        if matches!(
+            reason,
+            Reason::NoToken | Reason::Unavailable | Reason::ToolDenied
+        ) {
             return;
         }
         let now = self.clock.now_secs();
@@ -295,7 +301,11 @@ impl Verifier {
         let Some(policy) = guard.as_ref().and_then(|p| p.service(service)) else {
             return true;
         };
-        let started = std::time::Instant::now();
+        // Clock reads only when a line will be written: the bare decision
+        // stays a few comparisons (verifier/examples/bench_verify.rs).
+        let auditing =
+            self.audit_file.is_some() || tracing::enabled!(target: "audit", tracing::Level::INFO);
+        let started = auditing.then(std::time::Instant::now);
         let id = &verified.identity;
         let caller = Caller {
             user_id: &id.user_id,
@@ -312,7 +322,7 @@ impl Verifier {
         let verdict = policy.decide(&caller, &c);
         let allowed = verdict.allowed();
         self.metrics.record_tool(allowed);
-        if c.is_audited() || !allowed {
+        if let Some(started) = started.filter(|_| c.is_audited() || !allowed) {
             crate::tool_policy::audit(
                 self,
                 &AuditRecord {

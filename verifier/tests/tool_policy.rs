@@ -46,7 +46,10 @@ impl Env {
         let key = TestKey::generate("k1");
         let authz = Authz::start(jwks(&[&key])).await;
         let src = source(&authz, RESOURCE)
-            .with("TOOL_POLICY_FILE", path_str(&dir.path().join("policy.toml")))
+            .with(
+                "TOOL_POLICY_FILE",
+                path_str(&dir.path().join("policy.toml")),
+            )
             .with("AUDIT_LOG_FILE", path_str(&dir.path().join("audit.jsonl")));
         let verifier = mcp_verifier::serve(VerifierConfig::from_source(&src).unwrap())
             .await
@@ -101,7 +104,9 @@ impl Env {
         std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
             .unwrap_or_default()
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            // The file also holds the security events (verify_denied, ...).
+            .filter(|v| v["event"] == "tool_call")
             .collect()
     }
 }
@@ -127,7 +132,10 @@ async fn a_denied_call_is_refused_at_the_verifier_with_a_json_rpc_error() {
         let r = env.verify(&token, &call(name)).await;
         assert_eq!(r.status(), 403, "{name}");
         assert_eq!(r.headers()["content-type"], "application/json");
-        assert!(r.headers().get("www-authenticate").is_none(), "a new token would not help");
+        assert!(
+            r.headers().get("www-authenticate").is_none(),
+            "a new token would not help"
+        );
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["jsonrpc"], "2.0");
         assert!(body["id"].is_null(), "the verifier cannot see the id");
@@ -230,7 +238,15 @@ async fn a_policy_change_takes_effect_without_restart() {
     let metrics = format!("http://{}/metrics", env.verifier.addr);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            let m = env.http.get(&metrics).send().await.unwrap().text().await.unwrap();
+            let m = env
+                .http
+                .get(&metrics)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             m.contains("mcp_verifier_tool_policy_reloads_total{result=\"error\"} 1")
         })
         .await,

@@ -630,8 +630,8 @@ pub async fn consent_revoke(
                 });
             }
             html::message_page(
-            StatusCode::OK,
-            "Access withdrawn",
+                StatusCode::OK,
+                "Access withdrawn",
                 "The application will ask for your permission again next time.",
             )
         }

@@ -417,7 +417,10 @@ pub async fn device_grant(
                 jti: jti.clone(),
                 grant: "urn:ietf:params:oauth:grant-type:device_code",
             });
-            state.flow(&client.client_id, gateway_common::flow::FlowStep::TokenIssued);
+            state.flow(
+                &client.client_id,
+                gateway_common::flow::FlowStep::TokenIssued,
+            );
             Ok(TokenResponse {
                 access_token: minted.token,
                 token_type: "Bearer",

@@ -282,7 +282,11 @@ pub async fn signin_submit(
             state.metrics.failed_sign_ins.inc();
             // The claimed name, bounded: it is outside input.
             let claimed: String = username.chars().take(64).collect();
-            state.audit(sign_in_event(&idp, &claimed, Some("wrong username or password")));
+            state.audit(sign_in_event(
+                &idp,
+                &claimed,
+                Some("wrong username or password"),
+            ));
             tracing::info!(idp = %idp, "sign-in refused");
             let name = client_name(&state, &ar.client_id).await;
             render_form(
@@ -301,7 +305,11 @@ pub async fn signin_submit(
 }
 
 /// The audit line of a sign-in attempt; `failure` is its reason.
-pub fn sign_in_event(idp: &str, user: &str, failure: Option<&str>) -> gateway_common::audit::AuditEvent {
+pub fn sign_in_event(
+    idp: &str,
+    user: &str,
+    failure: Option<&str>,
+) -> gateway_common::audit::AuditEvent {
     gateway_common::audit::AuditEvent::SignIn {
         provider: idp.to_string(),
         user: user.to_string(),

@@ -56,7 +56,11 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         // request ends, and the client hears `access_denied` (RFC 6749 §4.1.2.1).
         tracing::info!(idp = %idp, error = %upstream_error.chars().take(64).collect::<String>(), "upstream sign-in refused");
         state.metrics.failed_sign_ins.inc();
-        state.audit(sign_in_event(&idp, "", Some("refused at the identity provider")));
+        state.audit(sign_in_event(
+            &idp,
+            "",
+            Some("refused at the identity provider"),
+        ));
         return match state
             .store
             .compare_and_swap(&authreq_key(&pending.request_id), &raw, None, None)
@@ -76,7 +80,11 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
     if !iss.is_empty() && provider.expected_iss().is_some_and(|want| want != iss) {
         tracing::warn!(idp = %idp, "authorization response from an unexpected issuer");
         state.metrics.failed_sign_ins.inc();
-        state.audit(sign_in_event(&idp, "", Some("unexpected issuer (RFC 9207)")));
+        state.audit(sign_in_event(
+            &idp,
+            "",
+            Some("unexpected issuer (RFC 9207)"),
+        ));
         return html::error_page(
             StatusCode::BAD_REQUEST,
             "Sign-in failed",
@@ -105,7 +113,11 @@ pub async fn callback(req: HttpRequest, state: web::Data<AppState>) -> HttpRespo
         }
         Err(SignInError::Upstream(why)) => {
             state.metrics.failed_sign_ins.inc();
-            state.audit(sign_in_event(&idp, "", Some("identity provider answer unusable")));
+            state.audit(sign_in_event(
+                &idp,
+                "",
+                Some("identity provider answer unusable"),
+            ));
             tracing::info!(idp = %idp, reason = %why, "upstream sign-in failed");
             html::error_page(
                 StatusCode::BAD_REQUEST,

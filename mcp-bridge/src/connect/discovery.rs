@@ -80,7 +80,10 @@ pub fn auth_server_metadata_urls(issuer: &Url) -> Vec<Url> {
     }
 }
 
-async fn get_json(http: &reqwest::Client, url: &Url) -> Result<Option<serde_json::Value>, ConnectError> {
+async fn get_json(
+    http: &reqwest::Client,
+    url: &Url,
+) -> Result<Option<serde_json::Value>, ConnectError> {
     let resp = http
         .get(url.clone())
         .header(reqwest::header::ACCEPT, "application/json")
@@ -104,14 +107,18 @@ pub async fn resource_metadata(
 ) -> Result<ResourceMetadata, ConnectError> {
     let candidates = match from_challenge {
         Some(u) => vec![Url::parse(u).map_err(|_| {
-            ConnectError::Discovery(format!("the 401 names an invalid resource_metadata URL {u:?}"))
+            ConnectError::Discovery(format!(
+                "the 401 names an invalid resource_metadata URL {u:?}"
+            ))
         })?],
         None => resource_metadata_urls(server),
     };
     for url in &candidates {
         if let Some(v) = get_json(http, url).await? {
             let prm: ResourceMetadata = serde_json::from_value(v).map_err(|e| {
-                ConnectError::Discovery(format!("protected resource metadata at {url} is invalid ({e})"))
+                ConnectError::Discovery(format!(
+                    "protected resource metadata at {url} is invalid ({e})"
+                ))
             })?;
             if !same_resource(&prm.resource, server.as_str()) {
                 return Err(ConnectError::Discovery(format!(

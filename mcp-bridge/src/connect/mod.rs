@@ -6,9 +6,38 @@
 //! RFC 8707 `resource`, RFC 9207 `iss`), with a browser and a loopback redirect
 //! (RFC 8252) or the device flow (RFC 8628). Tokens live in a 0600 file per server.
 //!
+//! ```text
+//! mcp-bridge connect https://svc.example.com/mcp [--device] [--no-browser]
+//!     [--client-metadata-url https://app.example/client.json] [--token-store DIR] [--scope S]
+//! ```
+//!
+//! - No 401, no OAuth: any Streamable HTTP server works, protected or not.
+//! - Discovery: `resource_metadata` of the 401 challenge, else the well-known PRM URLs
+//!   (path-suffixed first); the PRM `resource` must be the URL given (RFC 9728 §3.3);
+//!   AS metadata by RFC 8414 then OpenID paths; its `issuer` must equal the PRM's
+//!   authorization server byte for byte, and it must list PKCE `S256`.
+//! - Registration: the `--client-metadata-url` (https only) as `client_id` when the server
+//!   advertises `client_id_metadata_document_supported` (http allowed on loopback only), else RFC 7591 as a public client
+//!   (`token_endpoint_auth_method: none`). The client id is kept in the token file and reused.
+//! - Sign-in: the browser opens the authorization URL (`MCP_CONNECT_BROWSER` overrides the
+//!   `xdg-open`/`open` command; `--no-browser` only prints the URL on stderr) and the
+//!   redirect comes back to `http://127.0.0.1:<random port>/callback` (RFC 8252 §7.3);
+//!   `state` and RFC 9207 `iss` are checked. `--device`: RFC 8628, the verification URI and
+//!   user code are printed on stderr.
+//! - Tokens: `$XDG_CONFIG_HOME/mcp-gateway/connect/<sha256(url)>.json` (else
+//!   `~/.config/…`, or `--token-store DIR`), mode 0600 in a 0700 directory. Refreshed a
+//!   fifth of their lifetime (at most 60 s) before `expires_in` runs out; a 401 refreshes
+//!   too; a refused refresh (`invalid_grant`) starts a new sign-in.
+//! - Relay: stdout carries only JSON-RPC lines; everything human goes to stderr.
+//!   `Mcp-Session-Id` and the negotiated `MCP-Protocol-Version` are sent after initialize;
+//!   the GET stream is opened after `notifications/initialized` and reconnected with
+//!   `Last-Event-ID`; a POST stream that ends before its response is resumed the same way.
+//!   A 404 on a session answers the request with JSON-RPC error -32001 and the next
+//!   `initialize` starts a new session. A 403 `insufficient_scope` answers that one request.
+//!
 //! Exit codes (sysexits.h): 0 the client closed stdin; 64 bad arguments;
 //! 69 the remote is unreachable; 77 the remote refused us (401 after signing in
-//! again, 403) or sign-in failed; 70 anything else.
+//! again, other 403s) or discovery / sign-in failed; 70 anything else.
 
 pub mod challenge;
 pub mod discovery;
@@ -33,6 +62,8 @@ pub struct Options {
     pub device: bool,
     pub no_browser: bool,
     pub client_metadata_url: Option<String>,
+    /// Scope to ask for instead of the one the server suggests.
+    pub scope: Option<String>,
     pub token_store: Option<PathBuf>,
     /// The opener command (`MCP_CONNECT_BROWSER`, shell words; the URL is appended).
     pub browser: Option<Vec<String>>,
@@ -91,6 +122,7 @@ pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError
     let mut opts_device = false;
     let mut no_browser = false;
     let mut client_metadata_url = None;
+    let mut scope = None;
     let mut token_store = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -103,6 +135,7 @@ pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError
             "--device" => opts_device = true,
             "--no-browser" => no_browser = true,
             "--client-metadata-url" => client_metadata_url = Some(value(a)?),
+            "--scope" => scope = Some(value(a)?),
             "--token-store" => token_store = Some(PathBuf::from(value(a)?)),
             s if s.starts_with("--") => {
                 return Err(ConnectError::Usage(format!("unknown option {s}")))
@@ -119,9 +152,15 @@ pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError
         .filter(|u| matches!(u.scheme(), "https" | "http") && u.host().is_some())
         .ok_or_else(|| ConnectError::Usage(format!("{server:?} is not an http(s) URL")))?;
     if let Some(c) = &client_metadata_url {
-        if !c.starts_with("https://") {
+        // The document's URL is the client_id: https, or http on loopback for development.
+        let ok = Url::parse(c).is_ok_and(|u| match u.scheme() {
+            "https" => u.host().is_some(),
+            "http" => matches!(u.host_str(), Some("127.0.0.1" | "[::1]" | "localhost")),
+            _ => false,
+        });
+        if !ok {
             return Err(ConnectError::Usage(format!(
-                "--client-metadata-url must be an https URL, not {c:?}"
+                "--client-metadata-url must be an https URL (http only on loopback), not {c:?}"
             )));
         }
     }
@@ -139,6 +178,7 @@ pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError
         device: opts_device,
         no_browser,
         client_metadata_url,
+        scope,
         token_store,
         browser,
     })
@@ -153,12 +193,16 @@ pub fn main(args: &[String], env: &Source, clock: SharedClock) -> i32 {
             return e.exit_code();
         }
     };
-    let dir = match opts.token_store.clone().or_else(|| {
-        store::default_dir(env.get("XDG_CONFIG_HOME"), env.get("HOME"))
-    }) {
+    let dir = match opts
+        .token_store
+        .clone()
+        .or_else(|| store::default_dir(env.get("XDG_CONFIG_HOME"), env.get("HOME")))
+    {
         Some(d) => d,
         None => {
-            let e = ConnectError::Usage("no token store: set HOME, XDG_CONFIG_HOME or --token-store".into());
+            let e = ConnectError::Usage(
+                "no token store: set HOME, XDG_CONFIG_HOME or --token-store".into(),
+            );
             eprintln!("mcp-bridge connect: {e}");
             return e.exit_code();
         }
@@ -198,12 +242,20 @@ mod tests {
     fn parses_options() {
         let env = Source::from_pairs([("MCP_CONNECT_BROWSER", "node 'my opener.mjs'")]);
         let o = parse_args(
-            &args(&["https://svc.example.com/mcp", "--device", "--token-store", "/tmp/x"]),
+            &args(&[
+                "https://svc.example.com/mcp",
+                "--device",
+                "--token-store",
+                "/tmp/x",
+                "--scope",
+                "mcp",
+            ]),
             &env,
         )
         .unwrap();
         assert_eq!(o.server.as_str(), "https://svc.example.com/mcp");
         assert!(o.device && !o.no_browser);
+        assert_eq!(o.scope.as_deref(), Some("mcp"));
         assert_eq!(o.token_store.unwrap(), PathBuf::from("/tmp/x"));
         assert_eq!(o.browser.unwrap(), ["node", "my opener.mjs"]);
     }
@@ -217,8 +269,17 @@ mod tests {
             args(&["https://x/mcp", "--bogus"]),
             args(&["https://x/mcp", "--token-store"]),
             args(&["https://x/mcp", "--client-metadata-url", "http://x/c.json"]),
+            args(&[
+                "https://x/mcp",
+                "--client-metadata-url",
+                "ftp://127.0.0.1/c.json",
+            ]),
         ] {
-            assert_eq!(parse_args(&bad, &env).unwrap_err().exit_code(), 64, "{bad:?}");
+            assert_eq!(
+                parse_args(&bad, &env).unwrap_err().exit_code(),
+                64,
+                "{bad:?}"
+            );
         }
     }
 }

@@ -61,7 +61,13 @@ pub fn refresh_due(now: u64, expires_at: u64, lifetime: u64) -> bool {
 }
 
 impl Auth {
-    pub fn new(http: reqwest::Client, server: Url, opts: Options, file: TokenFile, clock: SharedClock) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        server: Url,
+        opts: Options,
+        file: TokenFile,
+        clock: SharedClock,
+    ) -> Self {
         let saved = file.load().filter(|s| s.server_url == server.as_str());
         Self {
             http,
@@ -122,7 +128,9 @@ impl Auth {
                         return Ok(());
                     }
                     Err(GrantError::InvalidGrant) => {
-                        eprintln!("mcp-bridge connect: the refresh token was refused; signing in again");
+                        eprintln!(
+                            "mcp-bridge connect: the refresh token was refused; signing in again"
+                        );
                     }
                     Err(GrantError::Other(e)) => return Err(e),
                 }
@@ -181,8 +189,11 @@ impl Auth {
         endpoint: &str,
         form: &[(&str, String)],
     ) -> Result<TokenResponse, GrantError> {
-        let url = Url::parse(endpoint)
-            .map_err(|_| GrantError::Other(ConnectError::Auth(format!("invalid token endpoint {endpoint:?}"))))?;
+        let url = Url::parse(endpoint).map_err(|_| {
+            GrantError::Other(ConnectError::Auth(format!(
+                "invalid token endpoint {endpoint:?}"
+            )))
+        })?;
         let resp = self
             .http
             .post(url.clone())
@@ -227,11 +238,13 @@ impl Auth {
         .await?;
         let issuer = prm.authorization_servers[0].clone();
         let md = discovery::auth_server_metadata(&self.http, &issuer).await?;
-        // Scope: the challenge's, else what the resource supports (MCP 2025-11-25
+        // Scope: --scope, else the challenge's, else what the resource supports (MCP 2025-11-25
         // "Scope Selection Strategy"), else none (the server's default).
-        let scope = challenge
-            .get("scope")
-            .cloned()
+        let scope = self
+            .opts
+            .scope
+            .clone()
+            .or_else(|| challenge.get("scope").cloned())
             .or_else(|| (!prm.scopes_supported.is_empty()).then(|| prm.scopes_supported.join(" ")));
         let resource = prm.resource.clone();
 
@@ -253,7 +266,10 @@ impl Auth {
         };
         let redirect_uri = match &listener {
             Some(l) => {
-                let port = l.local_addr().map_err(|e| ConnectError::Auth(e.to_string()))?.port();
+                let port = l
+                    .local_addr()
+                    .map_err(|e| ConnectError::Auth(e.to_string()))?
+                    .port();
                 format!("http://127.0.0.1:{port}/callback")
             }
             None => "http://127.0.0.1/callback".to_string(),
@@ -282,7 +298,11 @@ impl Auth {
     }
 
     /// Client ID Metadata Document when offered and configured, else RFC 7591.
-    async fn register(&self, md: &AuthServerMetadata, redirect_uri: &str) -> Result<String, ConnectError> {
+    async fn register(
+        &self,
+        md: &AuthServerMetadata,
+        redirect_uri: &str,
+    ) -> Result<String, ConnectError> {
         if let Some(url) = &self.opts.client_metadata_url {
             if md.client_id_metadata_document_supported {
                 return Ok(url.clone());
@@ -321,7 +341,9 @@ impl Auth {
             Some(id) if status.is_success() => Ok(id.to_string()),
             _ => Err(ConnectError::Auth(format!(
                 "registration at {endpoint} answered {status}: {}",
-                v.get("error").and_then(|e| e.as_str()).unwrap_or("no client_id")
+                v.get("error")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or("no client_id")
             ))),
         }
     }
@@ -334,12 +356,16 @@ impl Auth {
         redirect_uri: &str,
     ) -> Result<TokenResponse, ConnectError> {
         let Some(endpoint) = &md.authorization_endpoint else {
-            return Err(ConnectError::Auth(format!("{} has no authorization endpoint", md.issuer)));
+            return Err(ConnectError::Auth(format!(
+                "{} has no authorization endpoint",
+                md.issuer
+            )));
         };
         let verifier = random_token(32);
         let state = random_token(16);
-        let mut url = Url::parse(endpoint)
-            .map_err(|_| ConnectError::Auth(format!("invalid authorization endpoint {endpoint:?}")))?;
+        let mut url = Url::parse(endpoint).map_err(|_| {
+            ConnectError::Auth(format!("invalid authorization endpoint {endpoint:?}"))
+        })?;
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("response_type", "code")
@@ -359,7 +385,9 @@ impl Auth {
             .map_err(|_| ConnectError::Auth("sign-in did not finish within 5 minutes".into()))??;
         check_callback(&params, &state, md)?;
         let Some(code) = params.get("code") else {
-            return Err(ConnectError::Auth("the authorization response carries no code".into()));
+            return Err(ConnectError::Auth(
+                "the authorization response carries no code".into(),
+            ));
         };
         let form = [
             ("grant_type", "authorization_code".to_string()),
@@ -372,7 +400,9 @@ impl Auth {
         self.token_request(&md.token_endpoint, &form)
             .await
             .map_err(|e| match e {
-                GrantError::InvalidGrant => ConnectError::Auth("the authorization code was refused (invalid_grant)".into()),
+                GrantError::InvalidGrant => {
+                    ConnectError::Auth("the authorization code was refused (invalid_grant)".into())
+                }
                 GrantError::Other(e) => e,
             })
     }
@@ -383,7 +413,12 @@ impl Auth {
             return;
         }
         let opener = self.opts.browser.clone().unwrap_or_else(|| {
-            vec![if cfg!(target_os = "macos") { "open" } else { "xdg-open" }.to_string()]
+            vec![if cfg!(target_os = "macos") {
+                "open"
+            } else {
+                "xdg-open"
+            }
+            .to_string()]
         });
         let Some((program, args)) = opener.split_first() else {
             eprintln!("mcp-bridge connect: open this URL to sign in: {url}");
@@ -398,7 +433,9 @@ impl Auth {
             .spawn();
         match spawned {
             Ok(mut child) => {
-                eprintln!("mcp-bridge connect: opened the browser to sign in (if it did not open: {url})");
+                eprintln!(
+                    "mcp-bridge connect: opened the browser to sign in (if it did not open: {url})"
+                );
                 tokio::spawn(async move {
                     let _ = child.wait().await;
                 });
@@ -410,7 +447,11 @@ impl Auth {
     }
 
     /// RFC 8628 §3.1–§3.5.
-    async fn device_flow(&self, md: &AuthServerMetadata, saved: &Saved) -> Result<TokenResponse, ConnectError> {
+    async fn device_flow(
+        &self,
+        md: &AuthServerMetadata,
+        saved: &Saved,
+    ) -> Result<TokenResponse, ConnectError> {
         #[derive(Deserialize)]
         struct DeviceAuthorization {
             device_code: String,
@@ -421,7 +462,9 @@ impl Auth {
             interval: Option<u64>,
         }
         let Some(endpoint) = &md.device_authorization_endpoint else {
-            return Err(ConnectError::Auth("no device authorization endpoint".into()));
+            return Err(ConnectError::Auth(
+                "no device authorization endpoint".into(),
+            ));
         };
         let mut form = vec![
             ("client_id", saved.client_id.clone()),
@@ -436,10 +479,14 @@ impl Auth {
             .form(&form)
             .send()
             .await
-            .map_err(|e| ConnectError::Auth(format!("device authorization at {endpoint} failed ({e})")))?;
+            .map_err(|e| {
+                ConnectError::Auth(format!("device authorization at {endpoint} failed ({e})"))
+            })?;
         let status = resp.status();
         let da: DeviceAuthorization = resp.json().await.map_err(|_| {
-            ConnectError::Auth(format!("device authorization at {endpoint} answered {status}"))
+            ConnectError::Auth(format!(
+                "device authorization at {endpoint} answered {status}"
+            ))
         })?;
         eprintln!(
             "mcp-bridge connect: to sign in, visit {} and enter the code {}",
@@ -459,7 +506,9 @@ impl Auth {
         loop {
             tokio::time::sleep(Duration::from_secs(interval)).await;
             if tokio::time::Instant::now() > deadline {
-                return Err(ConnectError::Auth("the device code expired before sign-in".into()));
+                return Err(ConnectError::Auth(
+                    "the device code expired before sign-in".into(),
+                ));
             }
             let resp = self
                 .http
@@ -468,18 +517,31 @@ impl Auth {
                 .send()
                 .await
                 .map_err(|e| ConnectError::Auth(format!("token endpoint unreachable ({e})")))?;
-            let t: TokenResponse = resp
-                .json()
-                .await
-                .map_err(|_| ConnectError::Auth("the token endpoint answered without JSON".into()))?;
+            let t: TokenResponse = resp.json().await.map_err(|_| {
+                ConnectError::Auth("the token endpoint answered without JSON".into())
+            })?;
             match t.error.as_deref() {
                 None if t.access_token.is_some() => return Ok(t),
                 Some("authorization_pending") => {}
                 Some("slow_down") => interval += 5, // RFC 8628 §3.5
-                Some("access_denied") => return Err(ConnectError::Auth("sign-in was denied".into())),
-                Some("expired_token") => return Err(ConnectError::Auth("the device code expired before sign-in".into())),
-                Some(other) => return Err(ConnectError::Auth(format!("the token endpoint refused: {other}"))),
-                None => return Err(ConnectError::Auth("the token endpoint answered without an access token".into())),
+                Some("access_denied") => {
+                    return Err(ConnectError::Auth("sign-in was denied".into()))
+                }
+                Some("expired_token") => {
+                    return Err(ConnectError::Auth(
+                        "the device code expired before sign-in".into(),
+                    ))
+                }
+                Some(other) => {
+                    return Err(ConnectError::Auth(format!(
+                        "the token endpoint refused: {other}"
+                    )))
+                }
+                None => {
+                    return Err(ConnectError::Auth(
+                        "the token endpoint answered without an access token".into(),
+                    ))
+                }
             }
         }
     }
@@ -493,7 +555,9 @@ pub fn check_callback(
     md: &AuthServerMetadata,
 ) -> Result<(), ConnectError> {
     if params.get("state").map(String::as_str) != Some(state) {
-        return Err(ConnectError::Auth("the authorization response has a wrong state".into()));
+        return Err(ConnectError::Auth(
+            "the authorization response has a wrong state".into(),
+        ));
     }
     match params.get("iss") {
         Some(iss) if iss != &md.issuer => {
@@ -558,7 +622,9 @@ async fn wait_for_callback(
         let parsed = Url::parse(&format!("http://127.0.0.1{target}")).ok();
         let Some(u) = parsed.filter(|u| u.path() == "/callback") else {
             let _ = sock
-                .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
                 .await;
             continue;
         };
@@ -594,7 +660,10 @@ mod tests {
     }
 
     fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -617,11 +686,43 @@ mod tests {
     #[test]
     fn callback_checks_state_and_iss() {
         let m = md(true);
-        assert!(check_callback(&q(&[("code", "c"), ("state", "s"), ("iss", "https://auth.example.com")]), "s", &m).is_ok());
-        assert!(check_callback(&q(&[("code", "c"), ("state", "x"), ("iss", "https://auth.example.com")]), "s", &m).is_err());
+        assert!(check_callback(
+            &q(&[
+                ("code", "c"),
+                ("state", "s"),
+                ("iss", "https://auth.example.com")
+            ]),
+            "s",
+            &m
+        )
+        .is_ok());
+        assert!(check_callback(
+            &q(&[
+                ("code", "c"),
+                ("state", "x"),
+                ("iss", "https://auth.example.com")
+            ]),
+            "s",
+            &m
+        )
+        .is_err());
         assert!(check_callback(&q(&[("code", "c"), ("state", "s")]), "s", &m).is_err());
-        assert!(check_callback(&q(&[("code", "c"), ("state", "s"), ("iss", "https://auth.example.com/")]), "s", &m).is_err());
+        assert!(check_callback(
+            &q(&[
+                ("code", "c"),
+                ("state", "s"),
+                ("iss", "https://auth.example.com/")
+            ]),
+            "s",
+            &m
+        )
+        .is_err());
         assert!(check_callback(&q(&[("code", "c"), ("state", "s")]), "s", &md(false)).is_ok());
-        assert!(check_callback(&q(&[("error", "access_denied"), ("state", "s")]), "s", &md(false)).is_err());
+        assert!(check_callback(
+            &q(&[("error", "access_denied"), ("state", "s")]),
+            "s",
+            &md(false)
+        )
+        .is_err());
     }
 }

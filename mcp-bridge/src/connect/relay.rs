@@ -116,8 +116,12 @@ impl Remote {
         let msg: Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
-                self.to_client(&error_for(&Value::Null, code::PARSE_ERROR, format!("parse error: {e}")))
-                    .await;
+                self.to_client(&error_for(
+                    &Value::Null,
+                    code::PARSE_ERROR,
+                    format!("parse error: {e}"),
+                ))
+                .await;
                 return Ok(());
             }
         };
@@ -164,7 +168,11 @@ impl Remote {
         self.to_client(v).await;
     }
 
-    fn with_session(&self, mut req: reqwest::RequestBuilder, initialize: bool) -> reqwest::RequestBuilder {
+    fn with_session(
+        &self,
+        mut req: reqwest::RequestBuilder,
+        initialize: bool,
+    ) -> reqwest::RequestBuilder {
         let s = self.session();
         if !initialize {
             if let Some(id) = &s.id {
@@ -207,6 +215,9 @@ impl Remote {
                 .header(ACCEPT, "application/json, text/event-stream")
                 .body(body.clone());
             req = self.with_session(req, initialize);
+            for (name, value) in mirrored_headers(msg) {
+                req = req.header(name, value);
+            }
             if let Some(t) = &token {
                 req = req.bearer_auth(t);
             }
@@ -237,11 +248,20 @@ impl Remote {
                     // Step-up (RFC 6750 §3.1 insufficient_scope) concerns one request: answer it.
                     match (&request_id, ch.get("error").map(String::as_str)) {
                         (Some(id), Some("insufficient_scope")) if !initialize => {
-                            self.to_client(&error_for(id, code::INVALID_REQUEST, format!("the remote refused: {why}")))
-                                .await;
+                            self.to_client(&error_for(
+                                id,
+                                code::INVALID_REQUEST,
+                                format!("the remote refused: {why}"),
+                            ))
+                            .await;
                             return Ok(());
                         }
-                        _ => return Err(ConnectError::Refused(self.origin.clone(), format!("403 Forbidden ({why})"))),
+                        _ => {
+                            return Err(ConnectError::Refused(
+                                self.origin.clone(),
+                                format!("403 Forbidden ({why})"),
+                            ))
+                        }
                     }
                 }
                 StatusCode::NOT_FOUND if !initialize && self.session().id.is_some() => {
@@ -258,15 +278,22 @@ impl Remote {
                             self.to_client(&error_for(
                                 id,
                                 code::SESSION_NOT_FOUND,
-                                "Session not found: the remote ended the session; initialize again".into(),
+                                "Session not found: the remote ended the session; initialize again"
+                                    .into(),
                             ))
                             .await
                         }
-                        None => eprintln!("mcp-bridge connect: the remote session ended; a message was dropped"),
+                        None => eprintln!(
+                            "mcp-bridge connect: the remote session ended; a message was dropped"
+                        ),
                     }
                     return Ok(());
                 }
-                s if s.is_success() => return self.relay_answer(resp, request_id.as_ref(), initialize).await,
+                s if s.is_success() => {
+                    return self
+                        .relay_answer(resp, request_id.as_ref(), initialize)
+                        .await
+                }
                 s => {
                     let answer: Option<Value> = resp.json().await.ok();
                     match (&request_id, answer) {
@@ -321,8 +348,12 @@ impl Remote {
         let bytes = resp.bytes().await.unwrap_or_default();
         if bytes.iter().all(u8::is_ascii_whitespace) {
             if let Some(id) = request_id {
-                self.to_client(&error_for(id, code::SERVER_UNAVAILABLE, "the remote answered without a response".into()))
-                    .await;
+                self.to_client(&error_for(
+                    id,
+                    code::SERVER_UNAVAILABLE,
+                    "the remote answered without a response".into(),
+                ))
+                .await;
             }
             return Ok(());
         }
@@ -335,8 +366,12 @@ impl Remote {
             Ok(v) => self.forward(&v).await,
             Err(_) => {
                 if let Some(id) = request_id {
-                    self.to_client(&error_for(id, code::SERVER_UNAVAILABLE, "the remote answered with invalid JSON".into()))
-                        .await;
+                    self.to_client(&error_for(
+                        id,
+                        code::SERVER_UNAVAILABLE,
+                        "the remote answered with invalid JSON".into(),
+                    ))
+                    .await;
                 }
             }
         }
@@ -386,11 +421,18 @@ impl Remote {
     /// (Transports §Resumability and Redelivery), else answer the client with an error.
     async fn resume(self: &Arc<Self>, id: &Value, mut end: StreamEnd, generation: u64) {
         for _ in 0..RESUME_ATTEMPTS {
-            let Some(last) = end.last_event_id.clone() else { break };
+            let Some(last) = end.last_event_id.clone() else {
+                break;
+            };
             if self.session().generation != generation {
                 break;
             }
-            tokio::time::sleep(end.retry.unwrap_or(DEFAULT_RETRY).min(Duration::from_secs(10))).await;
+            tokio::time::sleep(
+                end.retry
+                    .unwrap_or(DEFAULT_RETRY)
+                    .min(Duration::from_secs(10)),
+            )
+            .await;
             let resp = match self.open_get(Some(&last)).await {
                 Ok(Some(r)) => r,
                 _ => break,
@@ -405,12 +447,19 @@ impl Remote {
                 retry: next.retry.or(end.retry),
             };
         }
-        self.to_client(&error_for(id, code::SERVER_UNAVAILABLE, "the remote closed the stream before answering".into()))
-            .await;
+        self.to_client(&error_for(
+            id,
+            code::SERVER_UNAVAILABLE,
+            "the remote closed the stream before answering".into(),
+        ))
+        .await;
     }
 
     /// GET the session's stream. `Ok(None)`: not offered (405), session gone (404) or refused.
-    async fn open_get(&self, last_event_id: Option<&str>) -> Result<Option<reqwest::Response>, ConnectError> {
+    async fn open_get(
+        &self,
+        last_event_id: Option<&str>,
+    ) -> Result<Option<reqwest::Response>, ConnectError> {
         let mut signed_in_again = false;
         loop {
             let token = self.auth.token().await?;
@@ -485,7 +534,10 @@ impl Remote {
 
     async fn delete_session(&self, id: &str) {
         let token = self.auth.token().await.ok().flatten();
-        let mut req = self.http.delete(self.url.clone()).header(SESSION_HEADER, id);
+        let mut req = self
+            .http
+            .delete(self.url.clone())
+            .header(SESSION_HEADER, id);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -501,6 +553,42 @@ impl Remote {
     }
 }
 
+/// MCP 2026-07-28 mirrors the method (and the tool, prompt or resource name) in headers
+/// ("Standard Headers"); servers of earlier revisions ignore them, so they are always sent.
+pub fn mirrored_headers(msg: &Value) -> Vec<(&'static str, String)> {
+    let Some(method) = msg.get("method").and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    let mut out = vec![("mcp-method", header_value(method))];
+    let name = match method {
+        "tools/call" | "prompts/get" => msg.pointer("/params/name"),
+        "resources/read" => msg.pointer("/params/uri"),
+        _ => None,
+    };
+    if let Some(n) = name.and_then(Value::as_str) {
+        out.push(("mcp-name", header_value(n)));
+    }
+    out
+}
+
+/// Visible ASCII as is; anything else as `=?base64?…?=` ("Value Encoding").
+fn header_value(v: &str) -> String {
+    let plain = !v.is_empty()
+        && v.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !v.starts_with(' ')
+        && !v.ends_with(' ')
+        && !v.starts_with("=?");
+    if plain {
+        v.to_string()
+    } else {
+        use base64::Engine;
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(v.as_bytes())
+        )
+    }
+}
+
 fn challenge(headers: &HeaderMap) -> std::collections::HashMap<String, String> {
     headers
         .get_all(WWW_AUTHENTICATE)
@@ -509,4 +597,40 @@ fn challenge(headers: &HeaderMap) -> std::collections::HashMap<String, String> {
         .map(bearer_params)
         .find(|p| !p.is_empty())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_and_name_are_mirrored() {
+        let call =
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo"}});
+        assert_eq!(
+            mirrored_headers(&call),
+            [
+                ("mcp-method", "tools/call".to_string()),
+                ("mcp-name", "echo".to_string())
+            ]
+        );
+        let read = json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": "file:///ä"}});
+        assert_eq!(
+            mirrored_headers(&read)[1],
+            ("mcp-name", "=?base64?ZmlsZTovLy/DpA==?=".to_string())
+        );
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+        assert_eq!(mirrored_headers(&note).len(), 1);
+        assert!(mirrored_headers(&json!({"jsonrpc": "2.0", "id": 1, "result": {}})).is_empty());
+    }
+
+    #[test]
+    fn mirrored_values_round_trip_through_the_bridge_decoder() {
+        for v in ["echo", " padded ", "naïve", "=?base64?x?=", "a\nb"] {
+            assert_eq!(
+                crate::http::decode_header_value(&header_value(v)).as_deref(),
+                Some(v)
+            );
+        }
+    }
 }

@@ -85,10 +85,9 @@ impl TokenFile {
                 .mode(0o700)
                 .create(dir)?;
         }
-        let tmp = self.path.with_extension(format!(
-            "tmp{}",
-            gateway_common::crypto::random_token(6)
-        ));
+        let tmp = self
+            .path
+            .with_extension(format!("tmp{}", gateway_common::crypto::random_token(6)));
         let body = serde_json::to_vec_pretty(saved).map_err(std::io::Error::other)?;
         {
             let mut f = std::fs::OpenOptions::new()
@@ -120,7 +119,10 @@ mod tests {
         f.save(&s).unwrap();
         let mode = std::fs::metadata(&f.path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(f.load().unwrap().access_token.as_deref(), Some("secret-token"));
+        assert_eq!(
+            f.load().unwrap().access_token.as_deref(),
+            Some("secret-token")
+        );
         assert!(!format!("{s:?}").contains("secret-token"));
     }
 

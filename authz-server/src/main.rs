@@ -7,6 +7,7 @@ fn parse() -> (Config, gateway_common::logging::LogConfig) {
     let parsed = Source::from_process().and_then(|src| {
         let config = Config::from_source(&src)?;
         gateway_store::config::StoreConfig::from_source(&src)?;
+        mcp_authz::http::rate_limit::Limits::from_source(&src)?;
         let logging = gateway_common::logging::LogConfig::from_source(&src, "info")?;
         Ok((config, logging))
     });

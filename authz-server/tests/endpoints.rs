@@ -531,6 +531,22 @@ async fn client_id_metadata_documents_work_without_registration(b: Backend) {
         jwt_parts(tok["access_token"].as_str().unwrap()).1["client_id"],
         client_id.as_str()
     );
+    // Flow diagnostics: the fetch counts as metadata fetched and registered
+    // (records written in the background, so polled).
+    let steps = [
+        gateway_common::flow::FlowStep::MetadataFetched,
+        gateway_common::flow::FlowStep::Registered,
+        gateway_common::flow::FlowStep::Authorized,
+        gateway_common::flow::FlowStep::TokenIssued,
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for step in steps {
+        let key = gateway_common::flow::flow_key(&client_id, step);
+        while s.store.get(&key).await.unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "{key} not recorded");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
     // A document naming another client_id is refused, without a redirect.
     let liar = serve_document(|_| {
         json!({"client_id": "https://elsewhere.example/c.json", "redirect_uris": [redirect]})

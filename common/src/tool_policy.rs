@@ -120,44 +120,66 @@ struct Rule {
     resources: Vec<Glob>,
 }
 
-/// A `*`-only glob, split at the stars once at load.
+/// A `*`-only glob, compiled once at load: the common shapes (exact, `p*`,
+/// `*s`, `*`) match without walking pieces.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Glob {
-    /// Literal pieces between stars; one piece means no star at all.
-    parts: Vec<String>,
+pub struct Glob(GlobKind);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum GlobKind {
+    Any,
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    /// Literal pieces between stars (at least three).
+    Pieces(Vec<String>),
 }
 
 impl Glob {
     pub fn new(pattern: &str) -> Self {
-        Self {
-            parts: pattern.split('*').map(str::to_string).collect(),
-        }
+        let parts: Vec<&str> = pattern.split('*').collect();
+        Self(match parts.as_slice() {
+            [exact] => GlobKind::Exact((*exact).to_string()),
+            ["", ""] => GlobKind::Any,
+            [prefix, ""] => GlobKind::Prefix((*prefix).to_string()),
+            ["", suffix] => GlobKind::Suffix((*suffix).to_string()),
+            _ => GlobKind::Pieces(parts.iter().map(|p| p.to_string()).collect()),
+        })
     }
 
     pub fn is_match(&self, text: &str) -> bool {
-        let (first, rest) = match self.parts.split_first() {
-            Some(x) => x,
-            None => return text.is_empty(),
-        };
-        let Some((last, middle)) = rest.split_last() else {
-            return text == first;
-        };
-        if text.len() < first.len() + last.len()
-            || !text.starts_with(first.as_str())
-            || !text.ends_with(last.as_str())
-        {
-            return false;
+        match &self.0 {
+            GlobKind::Any => true,
+            GlobKind::Exact(e) => text == e,
+            GlobKind::Prefix(p) => text.starts_with(p.as_str()),
+            GlobKind::Suffix(s) => text.ends_with(s.as_str()),
+            GlobKind::Pieces(parts) => pieces_match(parts, text),
         }
-        // Leftmost match of each middle piece is optimal for `*`-only globs.
-        let mut hay = &text[first.len()..text.len() - last.len()];
-        for piece in middle {
-            match hay.find(piece.as_str()) {
-                Some(at) => hay = &hay[at + piece.len()..],
-                None => return false,
-            }
-        }
-        true
     }
+}
+
+fn pieces_match(parts: &[String], text: &str) -> bool {
+    let (Some((first, rest)), true) = (parts.split_first(), parts.len() >= 2) else {
+        return false;
+    };
+    let Some((last, middle)) = rest.split_last() else {
+        return false;
+    };
+    if text.len() < first.len() + last.len()
+        || !text.starts_with(first.as_str())
+        || !text.ends_with(last.as_str())
+    {
+        return false;
+    }
+    // Leftmost match of each middle piece is optimal for `*`-only globs.
+    let mut hay = &text[first.len()..text.len() - last.len()];
+    for piece in middle {
+        match hay.find(piece.as_str()) {
+            Some(at) => hay = &hay[at + piece.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Who is calling, as far as the deciding service knows.
@@ -304,7 +326,12 @@ impl ServicePolicy {
     /// lifecycle/list allowance; else the default.
     pub fn decide(&self, caller: &Caller<'_>, call: &Call<'_>) -> Verdict<'_> {
         for rule in &self.rules {
-            let applies = rule.who(caller).and(rule.what(call));
+            // The target first: a glob on the name rules most rules out cheaply.
+            let what = rule.what(call);
+            if what == Tri::No {
+                continue;
+            }
+            let applies = what.and(rule.who(caller));
             let decided = match (rule.effect, applies) {
                 (_, Tri::Yes) => true,
                 // Fail closed: an undecidable allow does not apply, an undecidable deny does.
@@ -367,6 +394,17 @@ fn always_allowed(method: &str) -> bool {
 
 impl Rule {
     fn who(&self, c: &Caller<'_>) -> Tri {
+        if !self.clients.is_empty() && !self.clients.iter().any(|x| x == c.client_id) {
+            return Tri::No;
+        }
+        if !self.scopes.is_empty()
+            && !c
+                .scopes
+                .split(' ')
+                .any(|granted| self.scopes.iter().any(|s| s == granted))
+        {
+            return Tri::No;
+        }
         let principals = !(self.users.is_empty()
             && self.orgs.is_empty()
             && self.teams.is_empty()
@@ -412,17 +450,6 @@ impl Rule {
                     }
                 };
             }
-        }
-        if !self.clients.is_empty() && !self.clients.iter().any(|x| x == c.client_id) {
-            return Tri::No;
-        }
-        if !self.scopes.is_empty()
-            && !c
-                .scopes
-                .split(' ')
-                .any(|granted| self.scopes.iter().any(|s| s == granted))
-        {
-            return Tri::No;
         }
         who
     }
@@ -932,10 +959,12 @@ resources = ["file:///docs/*"]
             ("*", "", "never"),
             ("file:///docs/*", "file:///docs/x/y", "file:///etc"),
             ("ab*ba", "abba", "aba"),
+            ("a**b", "ab", "ba"),
+            ("**", "x", "never"),
         ] {
             let g = Glob::new(p);
             assert!(g.is_match(yes), "{p} {yes}");
-            if p != "*" {
+            if !p.chars().all(|c| c == '*') {
                 assert!(!g.is_match(no), "{p} {no}");
             }
         }

@@ -14,8 +14,11 @@ use mcp_verifier::config::TrustedProxies;
 use mcp_verifier::forwarded::{AuthorizationHeader, VerifyRequest};
 use mcp_verifier::token::Extracted;
 
+/// A target body: panics on a broken property.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (the libFuzzer binary names).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("jwt_token", jwt_token),
     ("jwt_claims", jwt_claims),
     ("token_form", token_form),

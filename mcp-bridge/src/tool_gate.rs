@@ -89,10 +89,12 @@ impl ToolGate {
             Some(s) => s.to_ascii_lowercase(),
             None => match src.enabled_services()?.as_slice() {
                 [only] => only.clone(),
+                // Audit lines only: the service name is a label, not a choice of rules.
+                _ if path.is_none() => String::new(),
                 _ => {
                     return Err(ConfigError::new(
                         "TOOL_POLICY_SERVICE",
-                        "is required with TOOL_POLICY_FILE or AUDIT_LOG_FILE unless exactly one MCP_<NAME>_ENABLED is set",
+                        "is required with TOOL_POLICY_FILE unless exactly one MCP_<NAME>_ENABLED is set",
                         "echo",
                     ))
                 }
@@ -407,5 +409,10 @@ mod tests {
         assert!(ToolGate::from_source(&Source::from_pairs([("X", "1")]))
             .unwrap()
             .is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let audit = dir.path().join("audit.jsonl");
+        let only_audit = Source::from_pairs([("AUDIT_LOG_FILE", audit.to_str().unwrap())]);
+        let g = ToolGate::from_source(&only_audit).unwrap().unwrap();
+        assert_eq!(g.service(), "");
     }
 }

@@ -180,7 +180,7 @@ fn every_fuzz_target_survives_a_bounded_run() {
                 break;
             }
             // Keep a few mutants as new parents, so mutations compound.
-            if execs % 64 == 0 && pool.len() < 512 {
+            if execs.is_multiple_of(64) && pool.len() < 512 {
                 pool.push(input);
             }
         }

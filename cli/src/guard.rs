@@ -12,7 +12,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, HttpResponse};
-use mcp_verifier::{AuthorizationHeader, Decision, ForwardedRequest, Verifier};
+use mcp_verifier::tool_policy::{denial_body, McpCall};
+use mcp_verifier::{AuthorizationHeader, Decision, Deny, ForwardedRequest, Verifier};
 
 /// `actix_web::middleware::from_fn(guard)` with `web::Data<Arc<Verifier>>` in app data.
 pub async fn guard<B: MessageBody + 'static>(
@@ -58,7 +59,14 @@ pub async fn guard<B: MessageBody + 'static>(
             cors_preflight,
             wants_html,
         };
-        match verifier.check(&fwd) {
+        // The 2026-07-28 clients mirror the JSON-RPC method and tool name in
+        // headers: the per-tool policy decides on them here, as at /verify;
+        // the bridge decides again from the body for every client.
+        let call = McpCall::from_headers(
+            head.headers.get("mcp-method").map(HeaderValue::as_bytes),
+            head.headers.get("mcp-name").map(HeaderValue::as_bytes),
+        );
+        match verifier.check_call(&fwd, call.as_ref()) {
             Decision::Allow(allowed) => {
                 let id = allowed.who.identity();
                 let names = &verifier.config().headers;
@@ -72,7 +80,11 @@ pub async fn guard<B: MessageBody + 'static>(
             }
             Decision::Deny(denial) => {
                 let token_sent = !matches!(authorization, AuthorizationHeader::Absent);
-                Err(denial.render(token_sent))
+                let tool_denial = match (&denial.deny, &call) {
+                    (Deny::ToolNotAllowed, Some(call)) => Some(denial_body(call)),
+                    _ => None,
+                };
+                Err((denial.render(token_sent), tool_denial))
             }
         }
     };
@@ -103,7 +115,7 @@ pub async fn guard<B: MessageBody + 'static>(
                 .await
                 .map(ServiceResponse::map_into_left_body)
         }
-        Err(deny) => {
+        Err((deny, tool_denial)) => {
             let status = actix_web::http::StatusCode::from_u16(deny.status)
                 .unwrap_or(actix_web::http::StatusCode::UNAUTHORIZED);
             let mut resp = HttpResponse::build(status);
@@ -114,7 +126,12 @@ pub async fn guard<B: MessageBody + 'static>(
                 resp.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
             resp.insert_header((header::CACHE_CONTROL, "no-store"));
-            let resp = resp.json(serde_error(deny.error, deny.description));
+            // A tool denial is a JSON-RPC error the client can show (its id is
+            // unknown here: the body is not read on this path).
+            let resp = match tool_denial {
+                Some(body) => resp.content_type("application/json").body(body),
+                None => resp.json(serde_error(deny.error, deny.description)),
+            };
             Ok(req.into_response(resp).map_into_right_body())
         }
     }

@@ -3,6 +3,8 @@
 //! starting with only the MCP URL: 401 → discovery → registration → sign-in →
 //! token → tools → refresh (rotation, reuse refused) → revocation refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use gateway_common::config::Source;
 use mcp_gateway::up::{self, UpArgs};
 

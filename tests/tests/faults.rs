@@ -231,9 +231,17 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
             acked
         }));
     }
+    // Its own stop flag: a kill between the store write and the response would
+    // leave the client holding a rotated-away token, whose next use is reuse
+    // (refused by design, RFC 9700 §4.14.2) — so refreshes stop just before the kill.
+    let stop_refresh = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let refresher = {
-        let (http, base, stop, client_id) =
-            (http.clone(), base.clone(), stop.clone(), client_id.clone());
+        let (http, base, stop, client_id) = (
+            http.clone(),
+            base.clone(),
+            stop_refresh.clone(),
+            client_id.clone(),
+        );
         let mut current = refresh_token.clone();
         tokio::spawn(async move {
             let mut rotations = 0;
@@ -262,6 +270,9 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
         .await,
         "the authz-server did not take load"
     );
+    stop_refresh.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (last_refresh, rotations) = refresher.await.unwrap();
+    assert!(rotations > 0, "no refresh went through before the kill");
     let pid = nix::unistd::Pid::from_raw(child.0.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
     let _ = child.0.wait();
@@ -270,7 +281,6 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
     for r in registrars {
         acked.extend(r.await.unwrap());
     }
-    let (last_refresh, rotations) = refresher.await.unwrap();
     assert!(
         acked.len() >= 5,
         "too little load before the kill: {}",
@@ -280,9 +290,7 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
         "killed with {} registrations and {rotations} refresh rotations acknowledged",
         acked.len()
     );
-    if !last_refresh.is_empty() {
-        refresh_token = last_refresh;
-    }
+    refresh_token = last_refresh;
 
     let _child = spawn_authz_binary(&src).unwrap();
     gateway_testkit::wait_for_http(&format!("{base}/ready"), Duration::from_secs(30))
@@ -301,9 +309,7 @@ async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh
             "client {id} acknowledged before the kill is gone"
         );
     }
-    // The refresh token last handed out still rotates. (If the kill fell
-    // between the store write and the response, the client holds the previous
-    // one: that one is then a reuse, which is refused — what RFC 9700 §4.14.2 wants.)
+    // The refresh token last handed out still rotates.
     let r = refresh(&http, &base, &client_id, &refresh_token)
         .await
         .unwrap();

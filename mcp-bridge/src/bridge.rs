@@ -164,6 +164,26 @@ impl Bridge {
         Ok(session)
     }
 
+    /// A live session of the caller: the same user and client that opened it
+    /// (identity headers from the verifier). Another caller presenting the id
+    /// is told the session does not exist (MCP security best practices,
+    /// session hijacking: session ids are not authentication).
+    pub fn lookup_for(&self, id: &str, caller: &Identity) -> Option<Arc<Session>> {
+        let s = self.lookup(id)?;
+        let owner = &s.identity;
+        let same =
+            gateway_common::crypto::ct_eq(owner.user_id.as_bytes(), caller.user_id.as_bytes())
+                && gateway_common::crypto::ct_eq(
+                    owner.client_id.as_bytes(),
+                    caller.client_id.as_bytes(),
+                );
+        if !same {
+            tracing::warn!(session = %s.id, "session id presented by another user or client: refused");
+            return None;
+        }
+        Some(s)
+    }
+
     /// A live session; sessions whose child died are cleaned up and reported unknown.
     pub fn lookup(&self, id: &str) -> Option<Arc<Session>> {
         let s = lock(&self.sessions).get(id).cloned()?;

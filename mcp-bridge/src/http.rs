@@ -240,7 +240,9 @@ fn requested_version(req: &HttpRequest) -> Result<Option<&str>, BridgeError> {
 
 fn session_from(bridge: &Bridge, req: &HttpRequest) -> Result<Arc<Session>, BridgeError> {
     let id = header_str(req, SESSION_HEADER).ok_or(BridgeError::MissingSession)?;
-    let s = bridge.lookup(id).ok_or(BridgeError::UnknownSession)?;
+    let s = bridge
+        .lookup_for(id, &identity(req))
+        .ok_or(BridgeError::UnknownSession)?;
     if s.kind != SessionKind::Streamable {
         return Err(BridgeError::UnknownSession);
     }

@@ -77,7 +77,7 @@ async fn message_inner(
 ) -> Result<HttpResponse, BridgeError> {
     let id = query.session_id.ok_or(BridgeError::MissingSession)?;
     let session = bridge
-        .lookup(&id)
+        .lookup_for(&id, &crate::http::identity(req))
         .filter(|s| s.kind == SessionKind::Legacy)
         .ok_or(BridgeError::UnknownSession)?;
     session.touch(std::time::Instant::now());

@@ -748,7 +748,37 @@ async fn per_user_children_and_stateless_progress_streams() {
     let _b1 = open_as("bob").await;
     assert_eq!(s.bridge.children_spawned(), 2, "one child per user");
     // Ending one of alice's sessions leaves her child to the other.
-    let d = send(&c, Method::DELETE, &url, &[("mcp-session-id", &a1)], None).await;
+    // A session id is no credential: bob (or anonymous) presenting alice's
+    // session id is told it does not exist, and her session lives on.
+    for who in [
+        &[("mcp-session-id", a1.as_str()), ("x-user-id", "bob")][..],
+        &[("mcp-session-id", a1.as_str())][..],
+    ] {
+        let stolen = send(&c, Method::DELETE, &url, who, None).await;
+        assert_eq!(stolen.status, StatusCode::NOT_FOUND);
+        let mut headers = who.to_vec();
+        headers.extend([
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+        ]);
+        let stolen = send(
+            &c,
+            Method::POST,
+            &url,
+            &headers,
+            Some(json!({"jsonrpc":"2.0","id":3,"method":"tools/list"})),
+        )
+        .await;
+        assert_eq!(stolen.status, StatusCode::NOT_FOUND);
+    }
+    let d = send(
+        &c,
+        Method::DELETE,
+        &url,
+        &[("mcp-session-id", &a1), ("x-user-id", "alice")],
+        None,
+    )
+    .await;
     assert_eq!(d.status, StatusCode::OK);
     assert_eq!(s.bridge.children_alive(), 2);
 

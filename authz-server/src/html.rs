@@ -293,6 +293,23 @@ mod tests {
     }
 
     #[test]
+    fn pages_are_not_framed_cached_sniffed_or_referred() {
+        let r = respond(StatusCode::OK, page("t", "b"), &[]);
+        let h = |n: header::HeaderName| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        // RFC 9700 §4.2.4: no Referer may carry what the page's URL holds.
+        assert_eq!(h(header::REFERRER_POLICY).as_deref(), Some("no-referrer"));
+        assert_eq!(h(header::X_FRAME_OPTIONS).as_deref(), Some("DENY"));
+        assert_eq!(h(header::CACHE_CONTROL).as_deref(), Some("no-store"));
+        assert!(h(header::CONTENT_SECURITY_POLICY)
+            .is_some_and(|c| c.contains("frame-ancestors 'none'")));
+    }
+
+    #[test]
     fn csp_forbids_framing_and_allows_the_redirect_origin() {
         let c = csp(&[redirect_target_source("http://127.0.0.1:5000/cb?x=1").unwrap()]);
         assert!(c.contains("frame-ancestors 'none'"));

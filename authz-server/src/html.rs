@@ -107,6 +107,25 @@ pub fn respond(status: StatusCode, html: String, form_targets: &[String]) -> Htt
         .body(html)
 }
 
+/// A sign-in or consent request that is unknown, used, expired or from another browser.
+pub fn expired_page() -> HttpResponse {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "Sign-in expired",
+        "This sign-in request is no longer valid. Go back to the application and start again.",
+    )
+}
+
+/// An internal failure during an interactive step: detail to the log, none to the page.
+pub fn server_error_page(e: &crate::error::OAuthError, step: &str) -> HttpResponse {
+    tracing::error!(error = %e, step, "interactive step failed");
+    error_page(
+        e.parts().status,
+        "Something went wrong",
+        "The server could not complete this step. Try again.",
+    )
+}
+
 /// An error that must not go back to the client (unknown client, bad redirect URI).
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
     let body = format!(

@@ -304,23 +304,6 @@ pub async fn load_request(
     Ok(Some((ar, raw)))
 }
 
-fn expired_page() -> HttpResponse {
-    html::error_page(
-        StatusCode::BAD_REQUEST,
-        "Sign-in expired",
-        "This sign-in request is no longer valid. Go back to the application and start again.",
-    )
-}
-
-fn server_error_page(e: &OAuthError) -> HttpResponse {
-    tracing::error!(error = %e, "authorization step failed");
-    html::error_page(
-        e.parts().status,
-        "Something went wrong",
-        "The server could not complete this step. Try again.",
-    )
-}
-
 /// Issues the code for an approved request and redirects to the client (RFC 6749 §4.1.2).
 async fn issue_code(
     state: &AppState,
@@ -372,8 +355,8 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
         .to_string();
     let (ar, raw) = match load_request(&req, &state, &request_id).await {
         Ok(Some(x)) => x,
-        Ok(None) => return expired_page(),
-        Err(e) => return server_error_page(&e),
+        Ok(None) => return html::expired_page(),
+        Err(e) => return html::server_error_page(&e, "authorization"),
     };
     let session = match current_session(&req, &state).await {
         Ok(Some(s)) => s,
@@ -382,11 +365,11 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
                 .insert_header((header::LOCATION, format!("/signin?req={request_id}")))
                 .finish()
         }
-        Err(e) => return server_error_page(&e),
+        Err(e) => return html::server_error_page(&e, "authorization"),
     };
     let client = match state.find_client(&ar.client_id).await {
         Ok(Some(c)) => c,
-        Ok(None) | Err(_) => return expired_page(),
+        Ok(None) | Err(_) => return html::expired_page(),
     };
     let remembered = match state
         .store
@@ -395,7 +378,7 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
     {
         Ok(Some(raw)) => serde_json::from_slice::<ConsentRecord>(&raw).unwrap_or_default(),
         Ok(None) => ConsentRecord::default(),
-        Err(e) => return server_error_page(&e.into()),
+        Err(e) => return html::server_error_page(&e.into(), "authorization"),
     };
     if remembered.covers(&ar.scope, &ar.resources) {
         // Single use: only the caller that takes the request issues its code.
@@ -410,13 +393,13 @@ pub async fn consent_form(req: HttpRequest, state: web::Data<AppState>) -> HttpR
                 }
                 None => issue_code(&state, &ar, &session.user).await,
             },
-            Ok(false) => expired_page(),
-            Err(e) => server_error_page(&e.into()),
+            Ok(false) => html::expired_page(),
+            Err(e) => html::server_error_page(&e.into(), "authorization"),
         };
     }
     let csrf = match csrf_issue(&state, &request_id, &ar.browser_hash, "consent").await {
         Ok(c) => c,
-        Err(e) => return server_error_page(&e),
+        Err(e) => return html::server_error_page(&e, "authorization"),
     };
     let host = if ar.device.is_some() {
         "your device (no redirect)".to_string()
@@ -458,8 +441,8 @@ pub async fn consent_submit(
     let csrf = form.one("csrf").ok().flatten().unwrap_or("");
     let (ar, raw) = match load_request(&req, &state, &request_id).await {
         Ok(Some(x)) => x,
-        Ok(None) => return expired_page(),
-        Err(e) => return server_error_page(&e),
+        Ok(None) => return html::expired_page(),
+        Err(e) => return html::server_error_page(&e, "authorization"),
     };
     match csrf_take(&state, csrf, &request_id, &ar.browser_hash, "consent").await {
         Ok(true) => {}
@@ -470,12 +453,12 @@ pub async fn consent_submit(
                 "This form was already used or has expired. Start again from the application.",
             )
         }
-        Err(e) => return server_error_page(&e),
+        Err(e) => return html::server_error_page(&e, "authorization"),
     }
     let session = match current_session(&req, &state).await {
         Ok(Some(s)) => s,
-        Ok(None) => return expired_page(),
-        Err(e) => return server_error_page(&e),
+        Ok(None) => return html::expired_page(),
+        Err(e) => return html::server_error_page(&e, "authorization"),
     };
     // Take the request atomically: one decision, one code.
     match state
@@ -484,8 +467,8 @@ pub async fn consent_submit(
         .await
     {
         Ok(true) => {}
-        Ok(false) => return expired_page(),
-        Err(e) => return server_error_page(&e.into()),
+        Ok(false) => return html::expired_page(),
+        Err(e) => return html::server_error_page(&e.into(), "authorization"),
     }
     let allowed = form.one("decision").ok().flatten() == Some("allow");
     if let (Some(device), false) = (&ar.device, allowed) {
@@ -503,7 +486,7 @@ pub async fn consent_submit(
     let mut consent = match state.store.get(&key).await {
         Ok(Some(raw)) => serde_json::from_slice::<ConsentRecord>(&raw).unwrap_or_default(),
         Ok(None) => ConsentRecord::default(),
-        Err(e) => return server_error_page(&e.into()),
+        Err(e) => return html::server_error_page(&e.into(), "authorization"),
     };
     for s in ar.scope.split_ascii_whitespace() {
         if !consent.scopes.iter().any(|x| x == s) {
@@ -517,7 +500,7 @@ pub async fn consent_submit(
     }
     if let Ok(raw) = serde_json::to_vec(&consent) {
         if let Err(e) = state.store.put(&key, &raw, None).await {
-            return server_error_page(&e.into());
+            return html::server_error_page(&e.into(), "authorization");
         }
     }
     state.audit(gateway_common::audit::AuditEvent::ConsentGranted {
@@ -549,10 +532,10 @@ pub async fn consent_revoke_form(req: HttpRequest, state: web::Data<AppState>) -
                 "Sign in through an application first, then come back to this page.",
             )
         }
-        Err(e) => return server_error_page(&e),
+        Err(e) => return html::server_error_page(&e, "authorization"),
     };
     let Some(browser) = browser_id(&req) else {
-        return expired_page();
+        return html::expired_page();
     };
     let name = match state.find_client(&client_id).await {
         Ok(Some(c)) => c.display_name().to_string(),
@@ -567,7 +550,7 @@ pub async fn consent_revoke_form(req: HttpRequest, state: web::Data<AppState>) -
     .await
     {
         Ok(c) => c,
-        Err(e) => return server_error_page(&e),
+        Err(e) => return html::server_error_page(&e, "authorization"),
     };
     html::respond(
         StatusCode::OK,
@@ -610,12 +593,12 @@ pub async fn consent_revoke(
                 "This form was already used or has expired.",
             )
         }
-        Err(e) => return server_error_page(&e),
+        Err(e) => return html::server_error_page(&e, "authorization"),
     }
     let session = match current_session(&req, &state).await {
         Ok(Some(s)) => s,
-        Ok(None) => return expired_page(),
-        Err(e) => return server_error_page(&e),
+        Ok(None) => return html::expired_page(),
+        Err(e) => return html::server_error_page(&e, "authorization"),
     };
     match state
         .store
@@ -635,6 +618,6 @@ pub async fn consent_revoke(
                 "The application will ask for your permission again next time.",
             )
         }
-        Err(e) => server_error_page(&e.into()),
+        Err(e) => html::server_error_page(&e.into(), "authorization"),
     }
 }

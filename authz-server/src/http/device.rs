@@ -129,7 +129,7 @@ async fn render_entry(
     };
     let csrf = match csrf_issue(state, "device", &hash_secret(&browser), "device").await {
         Ok(c) => c,
-        Err(e) => return server_error_page(&e),
+        Err(e) => return html::server_error_page(&e, "device"),
     };
     let page = html::device_page(&csrf, code, error);
     let mut resp = html::respond(status, page, &[]);
@@ -137,15 +137,6 @@ async fn render_entry(
         let _ = resp.add_cookie(&browser_cookie(state, &browser));
     }
     resp
-}
-
-fn server_error_page(e: &OAuthError) -> HttpResponse {
-    tracing::error!(error = %e, "device step failed");
-    html::error_page(
-        e.parts().status,
-        "Something went wrong",
-        "The server could not complete this step. Try again.",
-    )
 }
 
 /// `GET /device[?user_code=…]`: the page where the user types the code.
@@ -185,7 +176,7 @@ pub async fn device_submit(
                 "This form was already used or has expired. Open the device page again.",
             )
         }
-        Err(e) => return server_error_page(&e),
+        Err(e) => return html::server_error_page(&e, "device"),
     }
     let bad = || async {
         render_entry(
@@ -203,15 +194,15 @@ pub async fn device_submit(
     let device_hash = match state.store.get(&user_code_key(&code)).await {
         Ok(Some(h)) => String::from_utf8_lossy(&h).into_owned(),
         Ok(None) => return bad().await,
-        Err(e) => return server_error_page(&e.into()),
+        Err(e) => return html::server_error_page(&e.into(), "device"),
     };
     let rec: DeviceRecord = match state.store.get(&device_key(&device_hash)).await {
         Ok(Some(raw)) => match serde_json::from_slice(&raw) {
             Ok(r) => r,
-            Err(e) => return server_error_page(&internal(e)),
+            Err(e) => return html::server_error_page(&internal(e), "device"),
         },
         Ok(None) => return bad().await,
-        Err(e) => return server_error_page(&e.into()),
+        Err(e) => return html::server_error_page(&e.into(), "device"),
     };
     if rec.status != DeviceStatus::Pending || rec.exp <= state.now() {
         return bad().await;
@@ -241,7 +232,7 @@ pub async fn device_submit(
         Err(e) => Err(internal(e)),
     };
     if let Err(e) = saved {
-        return server_error_page(&e);
+        return html::server_error_page(&e, "device");
     }
     let next = match current_session(&req, &state).await {
         Ok(Some(_)) => format!("/consent?req={request_id}"),
@@ -264,7 +255,7 @@ pub async fn answer_device(
     let raw = match state.store.get(&key).await {
         Ok(Some(raw)) => raw,
         Ok(None) => return device_gone(),
-        Err(e) => return server_error_page(&e.into()),
+        Err(e) => return html::server_error_page(&e.into(), "device"),
     };
     let Ok(mut rec) = serde_json::from_slice::<DeviceRecord>(&raw) else {
         return device_gone();
@@ -280,7 +271,7 @@ pub async fn answer_device(
     let ttl = logic::record_ttl(rec.exp, now);
     let next = match serde_json::to_vec(&rec) {
         Ok(n) => n,
-        Err(e) => return server_error_page(&internal(e)),
+        Err(e) => return html::server_error_page(&internal(e), "device"),
     };
     match state
         .store
@@ -289,7 +280,7 @@ pub async fn answer_device(
     {
         Ok(true) => {}
         Ok(false) => return device_gone(),
-        Err(e) => return server_error_page(&e.into()),
+        Err(e) => return html::server_error_page(&e.into(), "device"),
     }
     let _ = state.store.delete(&user_code_key(&rec.user_code)).await;
     if user.is_some() {

@@ -122,23 +122,6 @@ pub async fn csrf_take(
     Ok(rec.request_id == request_id && rec.browser_hash == browser_hash && rec.purpose == purpose)
 }
 
-fn expired_page() -> HttpResponse {
-    html::error_page(
-        StatusCode::BAD_REQUEST,
-        "Sign-in expired",
-        "This sign-in request is no longer valid. Go back to the application and start again.",
-    )
-}
-
-fn server_error_page(e: &OAuthError) -> HttpResponse {
-    tracing::error!(error = %e, "sign-in step failed");
-    html::error_page(
-        e.parts().status,
-        "Something went wrong",
-        "The server could not complete this step. Try again.",
-    )
-}
-
 async fn render_form(
     state: &AppState,
     request_id: &str,
@@ -150,7 +133,7 @@ async fn render_form(
 ) -> HttpResponse {
     let csrf = match csrf_issue(state, request_id, browser_hash, "signin").await {
         Ok(c) => c,
-        Err(e) => return server_error_page(&e),
+        Err(e) => return html::server_error_page(&e, "sign-in"),
     };
     let page = html::signin_page(&html::SignInForm {
         request_id,
@@ -175,8 +158,8 @@ pub async fn signin_form(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
     let request_id = q.one("req").ok().flatten().unwrap_or("").to_string();
     let (ar, _) = match load_request(&req, &state, &request_id).await {
         Ok(Some(x)) => x,
-        Ok(None) => return expired_page(),
-        Err(e) => return server_error_page(&e),
+        Ok(None) => return html::expired_page(),
+        Err(e) => return html::server_error_page(&e, "sign-in"),
     };
     let name = client_name(&state, &ar.client_id).await;
     let wanted = q.one("idp").ok().flatten();
@@ -205,7 +188,7 @@ pub async fn signin_form(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
         }
         (Some(id), all) => match all.iter().find(|p| p.id() == id) {
             Some(p) => p.clone(),
-            None => return expired_page(),
+            None => return html::expired_page(),
         },
     };
     match provider.start(&request_id).await {
@@ -224,7 +207,7 @@ pub async fn signin_form(req: HttpRequest, state: web::Data<AppState>) -> HttpRe
         Ok(SignInStart::Redirect(url)) => HttpResponse::Found()
             .insert_header((header::LOCATION, url))
             .finish(),
-        Err(e) => server_error_page(&OAuthError::Unavailable(e.to_string())),
+        Err(e) => html::server_error_page(&OAuthError::Unavailable(e.to_string()), "sign-in"),
     }
 }
 
@@ -239,8 +222,8 @@ pub async fn signin_submit(
     let request_id = field("req");
     let (ar, _) = match load_request(&req, &state, &request_id).await {
         Ok(Some(x)) => x,
-        Ok(None) => return expired_page(),
-        Err(e) => return server_error_page(&e),
+        Ok(None) => return html::expired_page(),
+        Err(e) => return html::server_error_page(&e, "sign-in"),
     };
     match csrf_take(
         &state,
@@ -259,14 +242,14 @@ pub async fn signin_submit(
                 "This form was already used or has expired. Start again from the application.",
             )
         }
-        Err(e) => return server_error_page(&e),
+        Err(e) => return html::server_error_page(&e, "sign-in"),
     }
     let idp = match field("idp") {
         s if s.is_empty() => "local".to_string(),
         s => s,
     };
     let Some(provider) = state.providers.iter().find(|p| p.id() == idp).cloned() else {
-        return expired_page();
+        return html::expired_page();
     };
     let username = field("username");
     match provider
@@ -300,7 +283,7 @@ pub async fn signin_submit(
             )
             .await
         }
-        Err(e) => server_error_page(&OAuthError::Unavailable(e.to_string())),
+        Err(e) => html::server_error_page(&OAuthError::Unavailable(e.to_string()), "sign-in"),
     }
 }
 
@@ -342,7 +325,7 @@ pub async fn finish_sign_in(
         Err(e) => Err(OAuthError::Internal(e.to_string())),
     };
     if let Err(e) = saved {
-        return server_error_page(&e);
+        return html::server_error_page(&e, "sign-in");
     }
     tracing::info!(sub = %rec.user.sub, idp = %rec.user.idp, "signed in");
     HttpResponse::SeeOther()

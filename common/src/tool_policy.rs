@@ -147,6 +147,7 @@ impl Glob {
         })
     }
 
+    #[inline]
     pub fn is_match(&self, text: &str) -> bool {
         match &self.0 {
             GlobKind::Any => true,
@@ -229,6 +230,25 @@ pub fn name_field(method: &str) -> Option<&'static str> {
     }
 }
 
+/// The rules of one [`ServicePolicy`] that can apply to one caller (see
+/// [`ServicePolicy::applicable`]): their indices, in order, and whether the
+/// caller's match is only *unknown* (fail-closed, as in [`ServicePolicy::decide`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applicable {
+    rules: Vec<(usize, bool)>,
+}
+
+impl Applicable {
+    /// How many rules are left to match against calls.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
 /// The decision and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict<'p> {
@@ -245,6 +265,26 @@ impl Verdict<'_> {
     /// For audit lines: the rule label or `default`.
     pub fn by(&self) -> &str {
         self.rule.unwrap_or("default")
+    }
+}
+
+/// Which of a rule's target lists a method's name is matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    Tool,
+    Prompt,
+    Resource,
+    Other,
+}
+
+impl Target {
+    fn of(method: &str) -> Self {
+        match method {
+            "tools/call" => Self::Tool,
+            "prompts/get" => Self::Prompt,
+            "resources/read" => Self::Resource,
+            _ => Self::Other,
+        }
     }
 }
 
@@ -316,6 +356,23 @@ impl ToolPolicy {
             .map(|(_, p)| p)
     }
 
+    /// Where one service's policy sits, for [`ToolPolicy::service_at`]: a
+    /// caller that decides many calls for one service looks it up once.
+    pub fn service_index(&self, name: &str) -> Option<usize> {
+        self.services
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+
+    pub fn service_at(&self, index: usize) -> Option<&ServicePolicy> {
+        self.services.get(index).map(|(_, p)| p)
+    }
+
+    /// Every service's name and policy, in [`ToolPolicy::service_index`] order.
+    pub fn services(&self) -> impl Iterator<Item = (&str, &ServicePolicy)> {
+        self.services.iter().map(|(n, p)| (n.as_str(), p))
+    }
+
     pub fn service_names(&self) -> impl Iterator<Item = &str> {
         self.services.iter().map(|(n, _)| n.as_str())
     }
@@ -325,13 +382,60 @@ impl ServicePolicy {
     /// Decides one call. The first rule that applies wins; else the built-in
     /// lifecycle/list allowance; else the default.
     pub fn decide(&self, caller: &Caller<'_>, call: &Call<'_>) -> Verdict<'_> {
-        for rule in &self.rules {
-            // The target first: a glob on the name rules most rules out cheaply.
-            let what = rule.what(call);
-            if what == Tri::No {
-                continue;
-            }
-            let applies = what.and(rule.who(caller));
+        // The target first: a glob on the name rules most rules out cheaply.
+        let target = Target::of(call.method);
+        self.first_applying(
+            call,
+            self.rules.iter().filter_map(|rule| {
+                let what = rule.what(call, target);
+                (what != Tri::No).then(|| (rule, what.and(rule.who(caller))))
+            }),
+        )
+    }
+
+    /// The rules that can apply to `caller`, whatever it calls: everything a
+    /// rule says about *who* is settled once here. A caller makes many calls
+    /// with one token, so the verifier keeps this beside its cached
+    /// verification and [`ServicePolicy::decide_for`] then only matches the
+    /// call against these rules (issue 11: the policy must cost ≤ 5% of a
+    /// cached verify, and most rules of a real policy name someone else).
+    pub fn applicable(&self, caller: &Caller<'_>) -> Applicable {
+        let rules = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, rule)| match rule.who(caller) {
+                Tri::No => None,
+                who => Some((i, who == Tri::Unknown)),
+            })
+            .collect();
+        Applicable { rules }
+    }
+
+    /// [`ServicePolicy::decide`] for the caller `applicable` was computed
+    /// for, from this same policy (the same verdict, by construction: the
+    /// rules left out are exactly those whose *who* is `No`, which never apply).
+    pub fn decide_for(&self, applicable: &Applicable, call: &Call<'_>) -> Verdict<'_> {
+        let target = Target::of(call.method);
+        self.first_applying(
+            call,
+            applicable.rules.iter().filter_map(|&(i, unknown)| {
+                let rule = self.rules.get(i)?;
+                let what = rule.what(call, target);
+                let who = if unknown { Tri::Unknown } else { Tri::Yes };
+                (what != Tri::No).then(|| (rule, what.and(who)))
+            }),
+        )
+    }
+
+    /// The first candidate that decides, in rule order; else the built-in
+    /// allowance; else the default.
+    fn first_applying<'p>(
+        &'p self,
+        call: &Call<'_>,
+        candidates: impl Iterator<Item = (&'p Rule, Tri)>,
+    ) -> Verdict<'p> {
+        for (rule, applies) in candidates {
             let decided = match (rule.effect, applies) {
                 (_, Tri::Yes) => true,
                 // Fail closed: an undecidable allow does not apply, an undecidable deny does.
@@ -368,11 +472,12 @@ impl ServicePolicy {
             return 0;
         };
         let before = items.len();
+        let applicable = self.applicable(caller);
         items.retain(|item| {
             let name = item.get(field).and_then(Value::as_str);
             name.is_some_and(|name| {
-                self.decide(
-                    caller,
+                self.decide_for(
+                    &applicable,
                     &Call {
                         method: call_method,
                         name: Some(name),
@@ -454,18 +559,19 @@ impl Rule {
         who
     }
 
-    fn what(&self, call: &Call<'_>) -> Tri {
+    /// `target` is `Target::of(call.method)`, worked out once per call, not per rule.
+    fn what(&self, call: &Call<'_>, target: Target) -> Tri {
         if !self.methods.is_empty() && !self.methods.iter().any(|g| g.is_match(call.method)) {
             return Tri::No;
         }
         if self.tools.is_empty() && self.prompts.is_empty() && self.resources.is_empty() {
             return Tri::Yes;
         }
-        let globs = match call.method {
-            "tools/call" => &self.tools,
-            "prompts/get" => &self.prompts,
-            "resources/read" => &self.resources,
-            _ => return Tri::No,
+        let globs = match target {
+            Target::Tool => &self.tools,
+            Target::Prompt => &self.prompts,
+            Target::Resource => &self.resources,
+            Target::Other => return Tri::No,
         };
         if globs.is_empty() {
             return Tri::No;
@@ -834,6 +940,107 @@ resources = ["file:///docs/*"]
         Call {
             method,
             name: Some(name),
+        }
+    }
+
+    /// `decide_for(applicable(caller))` is `decide(caller)`, for any policy
+    /// built from these pieces, any caller and any call: the per-token memo
+    /// of the verifier can never change a verdict.
+    mod memo_agrees {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn pick(pool: &[&'static str]) -> impl Strategy<Value = Vec<&'static str>> {
+            proptest::sample::subsequence(pool.to_vec(), 0..=pool.len().min(2))
+        }
+
+        fn rule() -> impl Strategy<Value = String> {
+            (
+                any::<bool>(),
+                pick(&["alice", "github:7", "Bob"]),
+                pick(&["acme", "other"]),
+                pick(&["acme/sre", "acme/dev"]),
+                pick(&["@example.org", "carol@x.test"]),
+                pick(&["c", "d"]),
+                pick(&["mcp", "admin"]),
+                pick(&["tools/*", "prompts/get", "*"]),
+                pick(&["echo", "ec*", "*o", "*", "a*b*c"]),
+                pick(&["p*", "greet"]),
+                pick(&["file:///*"]),
+            )
+                .prop_map(
+                    |(
+                        allow,
+                        users,
+                        orgs,
+                        teams,
+                        emails,
+                        clients,
+                        scopes,
+                        methods,
+                        tools,
+                        prompts,
+                        resources,
+                    )| {
+                        let list = |k: &str, v: Vec<&str>| {
+                            if v.is_empty() {
+                                String::new()
+                            } else {
+                                format!("{k} = {v:?}\n")
+                            }
+                        };
+                        format!(
+                            "[[services.s.rules]]\neffect = \"{}\"\n{}{}{}{}{}{}{}{}{}{}",
+                            if allow { "allow" } else { "deny" },
+                            list("users", users),
+                            list("orgs", orgs),
+                            list("teams", teams),
+                            list("emails", emails),
+                            list("clients", clients),
+                            list("scopes", scopes),
+                            list("methods", methods),
+                            list("tools", tools),
+                            list("prompts", prompts),
+                            list("resources", resources),
+                        )
+                    },
+                )
+        }
+
+        proptest! {
+            #[test]
+            fn decide_for_equals_decide(
+                deny_default in any::<bool>(),
+                rules in proptest::collection::vec(rule(), 0..8),
+                name in proptest::sample::select(vec!["alice", "bob", "", "mallory"]),
+                user_id in proptest::sample::select(vec!["github:7", "github:8"]),
+                email in proptest::sample::select(vec!["", "carol@x.test", "dan@example.org"]),
+                client in proptest::sample::select(vec!["c", "d", "e"]),
+                scopes in proptest::sample::select(vec!["", "mcp", "mcp admin"]),
+                groups in proptest::option::of(pick(&["acme", "acme/sre", "other/x"])),
+                method in proptest::sample::select(vec!["tools/call", "prompts/get", "resources/read", "tools/list", "initialize", "x/y"]),
+                target in proptest::option::of(proptest::sample::select(vec!["echo", "abxc", "greet", "file:///a", "zzz"])),
+            ) {
+                let text = format!(
+                    "[services.s]\ndefault = \"{}\"\n{}",
+                    if deny_default { "deny" } else { "allow" },
+                    rules.concat()
+                );
+                let policy = ToolPolicy::parse(&text).unwrap();
+                let service = policy.service("s").unwrap();
+                let groups: Option<Vec<String>> = groups.map(|g| g.iter().map(|s| s.to_string()).collect());
+                let caller = Caller {
+                    user_id,
+                    user_name: name,
+                    email,
+                    client_id: client,
+                    scopes,
+                    groups: groups.as_deref(),
+                };
+                let call = Call { method, name: target };
+                let applicable = service.applicable(&caller);
+                prop_assert_eq!(service.decide_for(&applicable, &call), service.decide(&caller, &call));
+            }
         }
     }
 

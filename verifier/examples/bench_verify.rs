@@ -573,8 +573,8 @@ async fn bench(duration: Duration, connections: usize, compare: Compare) -> anyh
 /// tools/call` / `Mcp-Name: echo` decided by the policy. Interleaved blocks,
 /// medians. No audit sink is set (the policy's cost, not the log's).
 async fn policy_overhead(authz: &Authz, cached_token: &str) -> anyhow::Result<()> {
-    for deny_rules in [1, 11] {
-        policy_overhead_with(authz, cached_token, deny_rules).await?;
+    for (deny_rules, about_caller) in [(1, false), (11, false), (11, true)] {
+        policy_overhead_with(authz, cached_token, deny_rules, about_caller).await?;
     }
     Ok(())
 }
@@ -583,14 +583,22 @@ async fn policy_overhead_with(
     authz: &Authz,
     cached_token: &str,
     deny_rules: usize,
+    about_caller: bool,
 ) -> anyhow::Result<()> {
     use mcp_verifier::tool_policy::McpCall;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("policy.toml");
     let mut policy = String::from("[services.echo]\ndefault = \"deny\"\n");
     for i in 0..deny_rules {
+        // Rules about other people (teams, domains) are settled once per
+        // token; rules naming this caller are matched on every call (the worst case).
+        let who = if about_caller {
+            "users = [\"octocat\"]".to_string()
+        } else {
+            format!("teams = [\"acme/team{i}\"]\nemails = [\"@blocked{i}.example\"]")
+        };
         policy.push_str(&format!(
-            "[[services.echo.rules]]\neffect = \"deny\"\nteams = [\"acme/team{i}\"]\nemails = [\"@blocked{i}.example\"]\ntools = [\"admin_{i}_*\", \"*_danger{i}\"]\n"
+            "[[services.echo.rules]]\neffect = \"deny\"\n{who}\ntools = [\"admin_{i}_*\", \"*_danger{i}\"]\n"
         ));
     }
     policy.push_str("[[services.echo.rules]]\neffect = \"allow\"\nusers = [\"octocat\"]\nscopes = [\"mcp\"]\ntools = [\"ec*\", \"search_*\"]\n");
@@ -657,8 +665,13 @@ async fn policy_overhead_with(
     let (b, w) = (median(&mut base), median(&mut with));
     let extra = (w / b - 1.0) * 100.0;
     println!(
-        "\n-- tool policy (issue 11), in-process, cached token, {} rules (the last decides) --",
-        deny_rules + 1
+        "\n-- tool policy (issue 11), in-process, cached token, {} rules (the last decides; {}) --",
+        deny_rules + 1,
+        if about_caller {
+            "all name this caller"
+        } else {
+            "the others name other people"
+        }
     );
     println!("  cached verify:                  {b:>8.0} ns");
     println!("  cached verify + tool policy:    {w:>8.0} ns");

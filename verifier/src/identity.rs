@@ -14,6 +14,8 @@ pub struct Verified {
     pub audiences: Vec<String>,
     pub groups: Vec<String>,
     pub identity: Identity,
+    /// The tool policy's view of this caller, filled on its first MCP call.
+    pub tool_memo: crate::tool_policy::ToolMemoSlot,
 }
 
 /// The identity headers' values. Always all present; empty when unknown.
@@ -54,6 +56,7 @@ impl Verified {
                 client_id: header_safe(claims.client_id),
                 scopes: header_safe(scopes),
             },
+            tool_memo: Default::default(),
         }
     }
 
@@ -84,6 +87,7 @@ pub(crate) mod tests {
             audiences: vec!["https://echo.example.com/mcp".into()],
             groups: vec![],
             identity: Identity::default(),
+            tool_memo: Default::default(),
         })
     }
 

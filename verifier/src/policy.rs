@@ -71,6 +71,7 @@ mod tests {
                 scopes: scopes.into(),
                 ..Identity::default()
             },
+            tool_memo: Default::default(),
         }
     }
 

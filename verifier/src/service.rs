@@ -39,10 +39,16 @@ fn path_has_prefix(path: &str, prefix: &str) -> bool {
 }
 
 fn has_dot_segment(path: &str) -> bool {
-    let decoded = percent_decode_lossy(path);
-    decoded
-        .split(['/', '\\'])
-        .any(|seg| seg == "." || seg == "..")
+    // Most paths have no escapes: no copy for them (this runs on every request).
+    if path.contains('%') {
+        is_dot_segmented(&percent_decode_lossy(path))
+    } else {
+        is_dot_segmented(path)
+    }
+}
+
+fn is_dot_segmented(path: &str) -> bool {
+    path.split(['/', '\\']).any(|seg| seg == "." || seg == "..")
 }
 
 fn percent_decode_lossy(s: &str) -> String {

@@ -18,11 +18,13 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
-use gateway_common::tool_policy::{AuditRecord, PolicyError, Reload, Reloader, ToolPolicy};
+use gateway_common::tool_policy::{
+    Applicable, AuditRecord, Caller, PolicyError, Reload, Reloader, ServicePolicy, ToolPolicy,
+};
 
 use crate::config::ServiceConfig;
 use crate::verifier::Verifier;
@@ -68,6 +70,76 @@ fn decode_header_value(raw: &str) -> Option<Cow<'_, str>> {
         None => Some(Cow::Borrowed(raw)),
     }
 }
+
+/// What one token's caller is to the tool policy, settled on its first MCP
+/// call and kept with the cached verification: for each service of the
+/// policy, the rules that can apply to this caller
+/// ([`ServicePolicy::applicable`]). A later call with the same token only
+/// matches the call against those rules.
+///
+/// Issue 11 wants the policy to cost ≤ 5% of a cached verify (a few hundred
+/// ns), so the hot path reads this with plain loads: no reference count and
+/// no lock (`verifier/examples/bench_verify.rs` measures it).
+#[derive(Debug)]
+pub struct ToolMemo {
+    /// The policy generation this was computed for ([`Verifier`] bumps it on
+    /// every reload; a memo of an older generation is recomputed).
+    pub generation: u64,
+    policy: Option<Arc<ToolPolicy>>,
+    /// Indexed like the policy's services.
+    applicable: Vec<Applicable>,
+}
+
+impl ToolMemo {
+    pub fn new(generation: u64, policy: Option<Arc<ToolPolicy>>, caller: &Caller<'_>) -> Self {
+        let applicable = policy
+            .as_deref()
+            .map(|p| p.services().map(|(_, sp)| sp.applicable(caller)).collect())
+            .unwrap_or_default();
+        Self {
+            generation,
+            policy,
+            applicable,
+        }
+    }
+
+    /// `service`'s policy and the caller's applicable rules in it; `None`:
+    /// the service is not restricted.
+    pub fn service(&self, service: &str) -> Option<(&ServicePolicy, &Applicable)> {
+        let policy = self.policy.as_deref()?;
+        let i = policy.service_index(service)?;
+        Some((policy.service_at(i)?, self.applicable.get(i)?))
+    }
+}
+
+/// A cached verification's [`ToolMemo`], set once. Only a cache: cloning a
+/// verification starts it empty, and it never makes two verifications differ.
+#[derive(Debug, Default)]
+pub struct ToolMemoSlot(OnceLock<ToolMemo>);
+
+impl ToolMemoSlot {
+    pub fn get(&self) -> Option<&ToolMemo> {
+        self.0.get()
+    }
+
+    pub fn get_or_init(&self, f: impl FnOnce() -> ToolMemo) -> &ToolMemo {
+        self.0.get_or_init(f)
+    }
+}
+
+impl Clone for ToolMemoSlot {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for ToolMemoSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ToolMemoSlot {}
 
 /// `TOOL_POLICY_FILE` and the policy read from it at start-up.
 #[derive(Debug, Clone)]

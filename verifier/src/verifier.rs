@@ -22,7 +22,7 @@ use crate::policy::{self, PolicyDenial};
 use crate::revoked::RevokedSet;
 use crate::service::match_service;
 use crate::token::{self, Extracted};
-use crate::tool_policy::McpCall;
+use crate::tool_policy::{McpCall, ToolMemo};
 
 /// How fresh the revocation feed is.
 #[derive(Debug, Default)]
@@ -82,6 +82,9 @@ pub struct Verifier {
     pub(crate) key_refresh_wanted: Notify,
     /// `TOOL_POLICY_FILE`, swapped in by [`crate::tool_policy::run_reload`].
     tool_policy: ArcSwapOption<ToolPolicy>,
+    /// Bumped after every [`Verifier::set_tool_policy`]: a token's
+    /// [`ToolMemo`] of another generation is stale.
+    tool_policy_generation: AtomicU64,
     pub(crate) audit_file: Option<AuditFile>,
     /// Flow diagnostics: first accepted token per client (`first_use.rs`).
     first_use: crate::first_use::FirstUse,
@@ -125,6 +128,7 @@ impl Verifier {
             metrics: Metrics::new(),
             key_refresh_wanted: Notify::new(),
             tool_policy,
+            tool_policy_generation: AtomicU64::new(0),
             audit_file,
         }
     }
@@ -154,6 +158,8 @@ impl Verifier {
     /// Replaces the tool policy (the reload task calls this).
     pub fn set_tool_policy(&self, policy: Arc<ToolPolicy>) {
         self.tool_policy.store(Some(policy));
+        // Release: whoever sees the new generation then loads the new policy.
+        self.tool_policy_generation.fetch_add(1, Ordering::Release);
     }
 
     /// The tool policy in force, if `TOOL_POLICY_FILE` is set.
@@ -264,7 +270,7 @@ impl Verifier {
         if !self.is_feed_fresh(now) {
             return deny(Deny::FeedStale);
         }
-        let verified = match self.verified(token, now) {
+        let (key, verified) = match self.verified(token, now) {
             Ok(v) => v,
             Err(e) => return deny(e),
         };
@@ -284,7 +290,7 @@ impl Verifier {
             }
         }
         if let Some(call) = call {
-            if !self.tool_policy_allows(&service.name, &verified, call) {
+            if !self.tool_policy_allows(&service.name, &verified, key, now, call) {
                 return deny(Deny::ToolNotAllowed);
             }
         }
@@ -296,9 +302,58 @@ impl Verifier {
     }
 
     /// The header-path decision; audited for tool/prompt/resource calls and denials.
-    fn tool_policy_allows(&self, service: &str, verified: &Verified, call: &McpCall<'_>) -> bool {
-        let guard = self.tool_policy.load();
-        let Some(policy) = guard.as_ref().and_then(|p| p.service(service)) else {
+    fn tool_policy_allows(
+        &self,
+        service: &str,
+        verified: &Verified,
+        key: TokenKey,
+        now: u64,
+        call: &McpCall<'_>,
+    ) -> bool {
+        if self.config.tool_policy.is_none() {
+            return true;
+        }
+        // Who the caller is to the policy is settled once per token and policy
+        // generation (the memo); a call then matches only the rules that can
+        // apply to it. Acquire: pairs with the bump in `set_tool_policy`.
+        let generation = self.tool_policy_generation.load(Ordering::Acquire);
+        let replaced;
+        let memo = match verified.tool_memo.get() {
+            Some(m) if m.generation == generation => m,
+            found => {
+                let id = &verified.identity;
+                let fresh = || {
+                    ToolMemo::new(
+                        generation,
+                        self.tool_policy.load_full(),
+                        &Caller {
+                            user_id: &id.user_id,
+                            user_name: &id.user_name,
+                            email: &id.user_email,
+                            client_id: &id.client_id,
+                            scopes: &id.scopes,
+                            groups: Some(&verified.groups),
+                        },
+                    )
+                };
+                if found.is_none() {
+                    verified.tool_memo.get_or_init(fresh)
+                } else {
+                    // The policy was reloaded since: the cache gets a copy of
+                    // this verification with a memo for the new policy (the
+                    // revoked set is still checked on every hit).
+                    let copy = Arc::new(verified.clone());
+                    copy.tool_memo.get_or_init(fresh);
+                    self.cache.insert(key, Arc::clone(&copy), now);
+                    replaced = copy;
+                    match replaced.tool_memo.get() {
+                        Some(m) => m,
+                        None => return false,
+                    }
+                }
+            }
+        };
+        let Some((service_policy, applicable)) = memo.service(service) else {
             return true;
         };
         // Clock reads only when a line will be written: the bare decision
@@ -307,19 +362,11 @@ impl Verifier {
             self.audit_file.is_some() || tracing::enabled!(target: "audit", tracing::Level::INFO);
         let started = auditing.then(std::time::Instant::now);
         let id = &verified.identity;
-        let caller = Caller {
-            user_id: &id.user_id,
-            user_name: &id.user_name,
-            email: &id.user_email,
-            client_id: &id.client_id,
-            scopes: &id.scopes,
-            groups: Some(&verified.groups),
-        };
         let c = Call {
             method: call.method,
             name: call.name.as_deref(),
         };
-        let verdict = policy.decide(&caller, &c);
+        let verdict = service_policy.decide_for(applicable, &c);
         let allowed = verdict.allowed();
         self.metrics.record_tool(allowed);
         if let Some(started) = started.filter(|_| c.is_audited() || !allowed) {
@@ -345,11 +392,11 @@ impl Verifier {
     }
 
     /// The cached verification, or a full one (signature included) on a miss.
-    fn verified(&self, token: &str, now: u64) -> Result<Arc<Verified>, Deny> {
+    fn verified(&self, token: &str, now: u64) -> Result<(TokenKey, Arc<Verified>), Deny> {
         let key = TokenKey::of(token);
         if let Some(hit) = self.cache.get(&key, now) {
             self.metrics.cache_hits.inc();
-            return Ok(hit);
+            return Ok((key, hit));
         }
         self.metrics.cache_misses.inc();
         let keys = self.keys.load();
@@ -368,7 +415,7 @@ impl Verifier {
         let id_hash = self.revoked.id_hash(&claims.jti);
         let verified = Arc::new(Verified::from_claims(claims, id_hash));
         self.cache.insert(key, Arc::clone(&verified), now);
-        Ok(verified)
+        Ok((key, verified))
     }
 
     fn is_feed_fresh(&self, now: u64) -> bool {

@@ -254,6 +254,17 @@ async fn a_policy_change_takes_effect_without_restart() {
     );
     assert_eq!(env.verify(&token, &call("whoami")).await.status(), 200);
     assert_eq!(env.verify(&token, &call("other")).await.status(), 403);
+    // And back: the same cached token follows a second change too (its
+    // per-token policy memo is recomputed for every new policy).
+    std::fs::write(env.policy_path(), POLICY).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            env.verify(&token, &call("whoami")).await.status() == 403
+        })
+        .await,
+        "the second change never took effect"
+    );
+    assert_eq!(env.verify(&token, &call("echo")).await.status(), 200);
     env.verifier.stop().await;
 }
 

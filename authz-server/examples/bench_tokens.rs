@@ -22,6 +22,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark driver: failing loudly is right
 
+// As the shipped binaries do (see authz-server/src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -281,6 +285,10 @@ async fn our_families(http: &reqwest::Client, ours: &Ours, n: usize) -> Families
     let resources = vec![RESOURCE.to_string()];
     let mut refresh_tokens = Vec::with_capacity(n);
     for w in 0..n {
+        let family = format!(
+            "bench{w}{}",
+            gateway_common::crypto::random_token(8).replace(['-', '_'], "")
+        );
         let jti = mcp_authz::issue::new_jti();
         let first = mcp_authz::issue::mint_access_token(
             &ours.state,
@@ -289,12 +297,9 @@ async fn our_families(http: &reqwest::Client, ours: &Ours, n: usize) -> Families
             &user,
             "mcp",
             &resources,
+            Some(&family),
         )
         .unwrap();
-        let family = format!(
-            "bench{w}{}",
-            gateway_common::crypto::random_token(8).replace(['-', '_'], "")
-        );
         refresh_tokens.push(
             mcp_authz::issue::new_family(
                 &ours.state,

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use gateway_common::claims::{AccessClaims, Audience};
 use gateway_common::crypto::{hash_secret, random_token};
-use gateway_common::revocation::{revoked_key, RevocationEvent, REVOCATION_CHANNEL};
+use gateway_common::revocation::{
+    grant_revocation_id, revoked_key, RevocationEvent, REVOCATION_CHANNEL,
+};
 use serde::Serialize;
 
 use crate::error::OAuthError;
-use crate::records::{family_key, LiveToken, RefreshFamily};
+use crate::records::{family_key, grant_sid, LiveToken, RefreshFamily};
 use crate::signin::Identity;
 use crate::state::Inner;
 
@@ -39,7 +41,9 @@ pub fn new_jti() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Signs an access token (RFC 9068 profile); `aud` = the authorized resources (RFC 8707).
+/// Signs an access token (RFC 9068 profile); `aud` = the authorized resources
+/// (RFC 8707); `family`: the refresh family (grant) it is issued under, which
+/// becomes its `sid` claim.
 pub fn mint_access_token(
     s: &Inner,
     jti: &str,
@@ -47,6 +51,7 @@ pub fn mint_access_token(
     user: &Identity,
     scope: &str,
     aud: &[String],
+    family: Option<&str>,
 ) -> Result<Minted, OAuthError> {
     let now = s.now();
     let exp = now + s.config.access_token_lifetime.as_secs();
@@ -68,6 +73,7 @@ pub fn mint_access_token(
         email: user.email.clone(),
         groups: user.groups.clone(),
         idp: Some(user.idp.clone()),
+        sid: family.map(grant_sid),
     };
     let token = s.keys.sign(&claims).map_err(internal)?;
     Ok(Minted {
@@ -100,10 +106,10 @@ pub async fn new_family(
         previous_hashes: Vec::new(),
         revoked: false,
         exp: s.now() + lifetime.as_secs(),
-        live_tokens: vec![LiveToken {
+        last_access: Some(LiveToken {
             jti: first.jti.clone(),
             exp: first.exp,
-        }],
+        }),
     };
     let raw = serde_json::to_vec(&family).map_err(internal)?;
     s.store
@@ -115,8 +121,7 @@ pub async fn new_family(
 /// How long a family record is kept: until its refresh token and its last
 /// access token have both lapsed (a revoked family must still say so).
 pub fn family_ttl(s: &Inner, f: &RefreshFamily) -> Duration {
-    let last_access = f.live_tokens.iter().map(|t| t.exp).max().unwrap_or(0);
-    let until = f.exp.max(last_access);
+    let until = f.exp.max(f.last_access_exp());
     Duration::from_secs(until.saturating_sub(s.now()).max(1))
 }
 
@@ -149,21 +154,33 @@ pub async fn revoke_access_token(s: &Inner, jti: &str, exp: u64) -> Result<(), O
     Ok(())
 }
 
-pub async fn is_revoked(s: &Inner, jti: &str) -> Result<bool, OAuthError> {
-    Ok(s.store.get(&revoked_key(jti)).await?.is_some())
+/// Whether an access token was revoked: itself (`jti`) or its grant (`sid`).
+pub async fn is_revoked(s: &Inner, jti: &str, sid: Option<&str>) -> Result<bool, OAuthError> {
+    if s.store.get(&revoked_key(jti)).await?.is_some() {
+        return Ok(true);
+    }
+    match sid {
+        Some(sid) => Ok(s
+            .store
+            .get(&revoked_key(&grant_revocation_id(sid)))
+            .await?
+            .is_some()),
+        None => Ok(false),
+    }
 }
 
 /// Marks a family revoked (so neither its current nor any rotated token works)
-/// and revokes its live access tokens.
+/// and revokes its access tokens: one revocation of the grant's `sid`, kept
+/// until the newest of them lapses.
 pub async fn revoke_family(s: &Inner, family_id: &str) -> Result<(), OAuthError> {
     let key = family_key(family_id);
-    let mut live = Vec::new();
+    let mut last_access_exp = 0;
     for _ in 0..8 {
         let Some(raw) = s.store.get(&key).await? else {
             return Ok(());
         };
         let mut fam = parse_family(&raw)?;
-        live = fam.live_tokens.clone();
+        last_access_exp = fam.last_access_exp();
         if fam.revoked {
             break;
         }
@@ -177,8 +194,10 @@ pub async fn revoke_family(s: &Inner, family_id: &str) -> Result<(), OAuthError>
             break;
         }
     }
-    for t in live {
-        revoke_access_token(s, &t.jti, t.exp).await?;
-    }
-    Ok(())
+    revoke_access_token(
+        s,
+        &grant_revocation_id(&grant_sid(family_id)),
+        last_access_exp,
+    )
+    .await
 }

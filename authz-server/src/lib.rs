@@ -103,6 +103,7 @@ pub async fn build_state(
         revocations: tx,
         rate_limits,
         audit,
+        flow_recorded: Default::default(),
     })))
 }
 

@@ -21,6 +21,15 @@ pub fn code_used_key(code_hash: &str) -> String {
 pub fn family_key(family_id: &str) -> String {
     format!("authz:refresh:{family_id}")
 }
+
+/// The `sid` claim of a grant's access tokens: derived from the family id
+/// (which is the first half of every refresh token of the grant) so that
+/// resource servers, who see the claim, learn nothing they could refresh with.
+pub fn grant_sid(family_id: &str) -> String {
+    let mut h = gateway_common::crypto::hash_secret(&format!("sid:{family_id}"));
+    h.truncate(32);
+    h
+}
 pub fn session_key(session_hash: &str) -> String {
     format!("authz:session:{session_hash}")
 }
@@ -137,7 +146,8 @@ pub struct CodeUse {
     pub family_id: String,
 }
 
-/// An issued access token that is still alive, remembered so its family can revoke it.
+/// An issued access token (the newest of a grant: its expiry bounds how long
+/// a revocation of the grant must be remembered).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveToken {
     pub jti: String,
@@ -161,8 +171,19 @@ pub struct RefreshFamily {
     pub revoked: bool,
     /// When the current refresh token lapses.
     pub exp: u64,
+    /// The newest access token issued under this grant. Every access token
+    /// of the grant carries its `sid` ([`grant_sid`]), so one revocation
+    /// covers them all and the record stays one size however often it is
+    /// refreshed.
     #[serde(default)]
-    pub live_tokens: Vec<LiveToken>,
+    pub last_access: Option<LiveToken>,
+}
+
+impl RefreshFamily {
+    /// When the last access token of the grant lapses (0: none issued).
+    pub fn last_access_exp(&self) -> u64 {
+        self.last_access.as_ref().map_or(0, |t| t.exp)
+    }
 }
 
 /// The signed-in user of a browser.

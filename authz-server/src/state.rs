@@ -32,6 +32,8 @@ pub struct Inner {
     pub rate_limits: crate::http::rate_limit::RateLimiter,
     /// Security events (`AUDIT_LOG_FILE`).
     pub audit: gateway_common::audit::AuditLog,
+    /// Flow records already written by this process (`flow`).
+    pub flow_recorded: gateway_common::flow::Recorded,
 }
 
 #[derive(Debug, Clone)]
@@ -64,8 +66,12 @@ impl Inner {
     /// `gateway_common::flow`). Fire-and-forget: spawned, never awaited by the
     /// request, a failure logged at debug.
     pub fn flow(&self, client_id: &str, step: FlowStep) {
-        let store = self.store.clone();
         let key = flow_key(client_id, step);
+        // A refresh happens again and again; its record is written once.
+        if !self.flow_recorded.first_time(&key, self.now()) {
+            return;
+        }
+        let store = self.store.clone();
         let value = flow_value(self.now());
         tokio::spawn(async move {
             if let Err(e) = store.put_if_absent(&key, &value, Some(FLOW_TTL)).await {

@@ -144,14 +144,13 @@ pub fn check_refresh(
     RefreshDecision::Rotate
 }
 
-/// The family after rotating to `new_hash`.
+/// The family after rotating to `new_hash` and issuing access token `jti`.
 pub fn rotated(
     family: &RefreshFamily,
     new_hash: String,
     new_exp: u64,
     jti: &str,
     access_exp: u64,
-    now: u64,
 ) -> RefreshFamily {
     let mut next = family.clone();
     next.previous_hashes
@@ -161,8 +160,7 @@ pub fn rotated(
         next.previous_hashes.drain(..excess);
     }
     next.exp = new_exp;
-    next.live_tokens.retain(|t| t.exp > now);
-    next.live_tokens.push(crate::records::LiveToken {
+    next.last_access = Some(crate::records::LiveToken {
         jti: jti.to_string(),
         exp: access_exp,
     });
@@ -325,7 +323,7 @@ mod tests {
             previous_hashes: vec!["h1".into()],
             revoked: false,
             exp: 100,
-            live_tokens: vec![],
+            last_access: None,
         }
     }
 
@@ -360,19 +358,22 @@ mod tests {
     }
 
     #[test]
-    fn rotation_keeps_a_bounded_history_and_prunes_dead_tokens() {
+    fn rotation_keeps_a_bounded_history_and_a_constant_size() {
         let mut f = family();
-        f.live_tokens.push(crate::records::LiveToken {
-            jti: "old".into(),
-            exp: 10,
-        });
-        for i in 0..40 {
-            f = rotated(&f, format!("n{i}"), 200, &format!("j{i}"), 60 + i, 50);
+        let size = |f: &RefreshFamily| serde_json::to_vec(f).unwrap().len();
+        let mut sizes = Vec::new();
+        for i in 0..400 {
+            f = rotated(&f, format!("n{i:03}"), 200, &format!("j{i:03}"), 1000 + i);
+            sizes.push(size(&f));
         }
-        assert_eq!(f.current_hash, "n39");
+        assert_eq!(f.current_hash, "n399");
         assert_eq!(f.previous_hashes.len(), MAX_PREVIOUS_HASHES);
-        assert!(f.previous_hashes.contains(&"n38".to_string()));
-        assert!(!f.live_tokens.iter().any(|t| t.jti == "old"));
+        assert!(f.previous_hashes.contains(&"n398".to_string()));
+        assert_eq!(f.last_access_exp(), 1399);
+        assert_eq!(f.last_access.as_ref().unwrap().jti, "j399");
+        // However often a grant is refreshed, its record stops growing once
+        // the reuse history is full.
+        assert_eq!(sizes[MAX_PREVIOUS_HASHES + 10], sizes[399]);
     }
 
     #[test]

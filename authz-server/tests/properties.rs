@@ -33,7 +33,7 @@ fn family(current: &str, exp: u64) -> RefreshFamily {
         previous_hashes: vec![],
         revoked: false,
         exp,
-        live_tokens: vec![],
+        last_access: None,
     }
 }
 
@@ -158,7 +158,7 @@ proptest! {
         let mut f = family("h0", 10_000);
         for i in 1..=steps {
             prop_assert_eq!(check_refresh(&f, "client-a", &format!("h{}", i - 1), 100), RefreshDecision::Rotate);
-            f = rotated(&f, format!("h{i}"), 10_000 + i as u64, &format!("jti{i}"), 200, 100);
+            f = rotated(&f, format!("h{i}"), 10_000 + i as u64, &format!("jti{i}"), 200 + i as u64);
             prop_assert_eq!(&f.current_hash, &format!("h{i}"));
             prop_assert!(f.previous_hashes.len() <= MAX_PREVIOUS_HASHES);
         }
@@ -176,8 +176,8 @@ proptest! {
         revoked.revoked = true;
         let after_revoke = check_refresh(&revoked, "client-a", &newest, 100);
         prop_assert!(matches!(after_revoke, RefreshDecision::Refuse(_)));
-        // Expired access tokens are dropped from the live list as it rotates.
-        prop_assert!(f.live_tokens.iter().all(|t| t.exp > 100));
+        // The grant remembers only its newest access token (all carry its `sid`).
+        prop_assert_eq!(f.last_access_exp(), 200 + steps as u64);
     }
 
     /// `<family>.<secret>` splits only into two non-empty, dot-free, bounded parts.

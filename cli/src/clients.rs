@@ -116,13 +116,13 @@ pub fn render_show(d: &ClientDetail) -> String {
     for f in &d.families {
         let _ = writeln!(
             out,
-            "  {}  user={} scope={:?} refresh_exp={} revoked={} live_access_tokens={}",
+            "  {}  user={} scope={:?} refresh_exp={} revoked={} last_access_exp={}",
             f.family_id,
             f.user.sub,
             f.scope,
             f.exp,
             f.revoked,
-            f.live_tokens.len()
+            f.last_access_exp()
         );
     }
     out

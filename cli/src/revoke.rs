@@ -8,9 +8,11 @@
 
 use std::time::Duration;
 
-use gateway_common::revocation::{revoked_key, RevocationEvent, REVOCATION_CHANNEL};
+use gateway_common::revocation::{
+    grant_revocation_id, revoked_key, RevocationEvent, REVOCATION_CHANNEL,
+};
 use gateway_store::Store;
-use mcp_authz::records::{family_key, RefreshFamily};
+use mcp_authz::records::{family_key, grant_sid, RefreshFamily};
 
 use crate::error::{corrupt, AdminResult};
 
@@ -41,26 +43,27 @@ pub async fn revoke_access_token(
 /// The family record's lifetime, as the server computes it: until its refresh
 /// token and its last access token have both lapsed.
 pub fn family_ttl(now: u64, f: &RefreshFamily) -> Duration {
-    let last_access = f.live_tokens.iter().map(|t| t.exp).max().unwrap_or(0);
-    Duration::from_secs(f.exp.max(last_access).saturating_sub(now).max(1))
+    Duration::from_secs(f.exp.max(f.last_access_exp()).saturating_sub(now).max(1))
 }
 
-/// Marks a family revoked and revokes its live access tokens. Returns the
-/// number of access-token revocations published, or `None` if no such family.
+/// Marks a family revoked and revokes its access tokens (one revocation of
+/// the grant's `sid`, which every access token of the grant carries). Returns
+/// the number of revocations published (0 when its last access token has
+/// already lapsed), or `None` if no such family.
 pub async fn revoke_family(
     store: &dyn Store,
     now: u64,
     family_id: &str,
 ) -> AdminResult<Option<usize>> {
     let key = family_key(family_id);
-    let mut live = Vec::new();
+    let mut last_access_exp = 0;
     // A concurrent refresh may rotate the record between read and swap; retry.
     for _ in 0..8 {
         let Some(raw) = store.get(&key).await? else {
             return Ok(None);
         };
         let mut fam: RefreshFamily = serde_json::from_slice(&raw).map_err(|e| corrupt(&key, e))?;
-        live = fam.live_tokens.clone();
+        last_access_exp = fam.last_access_exp();
         if fam.revoked {
             break;
         }
@@ -73,11 +76,7 @@ pub async fn revoke_family(
             break;
         }
     }
-    let mut published = 0;
-    for t in live {
-        if revoke_access_token(store, now, &t.jti, t.exp).await? {
-            published += 1;
-        }
-    }
-    Ok(Some(published))
+    let id = grant_revocation_id(&grant_sid(family_id));
+    let published = revoke_access_token(store, now, &id, last_access_exp).await?;
+    Ok(Some(usize::from(published)))
 }

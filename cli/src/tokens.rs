@@ -2,7 +2,8 @@
 //!
 //! Access tokens are JWTs the store never holds; what it holds per
 //! authorization is a refresh family (`authz:refresh:<family>`) naming its
-//! live access tokens (jti + exp). Revoking is done on those.
+//! newest access token (jti + exp). Every access token of an authorization
+//! carries the grant's `sid`, so revoking the authorization revokes them all.
 
 use std::fmt::Write as _;
 
@@ -30,10 +31,10 @@ pub async fn list(
 
 pub fn render_list(fams: &[RefreshFamily], now: u64) -> String {
     let mut out =
-        String::from("FAMILY\tCLIENT\tUSER\tSCOPE\tREFRESH_EXPIRES\tREVOKED\tLIVE_ACCESS_TOKENS\n");
+        String::from("FAMILY\tCLIENT\tUSER\tSCOPE\tREFRESH_EXPIRES\tREVOKED\tLAST_ACCESS_TOKEN\n");
     for f in fams {
         let live: Vec<String> = f
-            .live_tokens
+            .last_access
             .iter()
             .filter(|t| t.exp > now)
             .map(|t| format!("{}(exp {})", t.jti, t.exp))
@@ -83,7 +84,7 @@ pub async fn revoke(store: &dyn Store, now: u64, what: &str) -> AdminResult<Revo
         });
     }
     for f in families(store).await? {
-        if let Some(t) = f.live_tokens.iter().find(|t| t.jti == what) {
+        if let Some(t) = f.last_access.as_ref().filter(|t| t.jti == what) {
             if !revoke_access_token(store, now, &t.jti, t.exp).await? {
                 return Err(AdminError::NotFound(format!(
                     "access token {what} has already expired"
@@ -95,7 +96,7 @@ pub async fn revoke(store: &dyn Store, now: u64, what: &str) -> AdminResult<Revo
         }
     }
     Err(AdminError::NotFound(format!(
-        "no refresh token, authorization or live access token {what}"
+        "no refresh token, authorization or newest access token {what} (an older access token goes with its authorization: revoke the family)"
     )))
 }
 
@@ -170,9 +171,7 @@ pub async fn purge_expired(store: &dyn Store, now: u64) -> AdminResult<PurgeRepo
     type ExpFn = fn(&[u8]) -> Option<u64>;
     let kinds: [(&str, ExpFn); 6] = [
         (FAMILY_PREFIX, |raw| {
-            logical_expiry::<RefreshFamily>(raw, |f| {
-                Some(f.live_tokens.iter().map(|t| t.exp).fold(f.exp, u64::max))
-            })
+            logical_expiry::<RefreshFamily>(raw, |f| Some(f.exp.max(f.last_access_exp())))
         }),
         (CLIENT_PREFIX, |raw| {
             logical_expiry::<ClientRecord>(raw, |c| c.expires_at)

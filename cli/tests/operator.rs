@@ -10,7 +10,9 @@ use std::time::Duration;
 use common::*;
 use futures_util::StreamExt;
 use gateway_common::flow::FlowStep;
-use gateway_common::revocation::{revoked_key, RevocationEvent, REVOCATION_CHANNEL};
+use gateway_common::revocation::{
+    grant_revocation_id, revoked_key, RevocationEvent, REVOCATION_CHANNEL,
+};
 use gateway_store::Store;
 use mcp_authz::records::*;
 use mcp_gateway::{backup, clients, flows, tokens};
@@ -44,14 +46,15 @@ async fn clients_list_show_and_delete_revoke_tokens_and_publish() {
             clients::DeleteReport {
                 clients_deleted: 1,
                 families_revoked: 2,
-                access_tokens_revoked: 3,
+                // One revocation per grant: every access token carries its `sid`.
+                access_tokens_revoked: 2,
                 consents_deleted: 2
             },
             "{backend}"
         );
-        // Verifiers hear about every access token, as from the authz-server.
+        // Verifiers hear about every grant, as from the authz-server.
         let mut heard = Vec::new();
-        for _ in 0..3 {
+        for _ in 0..2 {
             let raw = tokio::time::timeout(Duration::from_secs(5), events.next())
                 .await
                 .unwrap()
@@ -59,15 +62,20 @@ async fn clients_list_show_and_delete_revoke_tokens_and_publish() {
             heard.push(serde_json::from_slice::<RevocationEvent>(&raw).unwrap().jti);
         }
         heard.sort();
-        assert_eq!(heard, ["jti-a1", "jti-a2", "jti-b1"], "{backend}");
-        let rev: RevocationEvent = get_json(store, &revoked_key("jti-a1")).await.unwrap();
-        assert_eq!(rev.exp, now + HOUR);
-        let ttl = store
-            .ttl(&revoked_key("jti-a1"))
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let mut want = [
+            grant_revocation_id(&grant_sid("fam-a")),
+            grant_revocation_id(&grant_sid("fam-b")),
+        ];
+        want.sort();
+        assert_eq!(heard, want, "{backend}");
+        let grant_a = revoked_key(&grant_revocation_id(&grant_sid("fam-a")));
+        let rev: RevocationEvent = get_json(store, &grant_a).await.unwrap();
+        assert_eq!(
+            rev.exp,
+            now + HOUR,
+            "kept until the grant's newest access token lapses"
+        );
+        let ttl = store.ttl(&grant_a).await.unwrap().unwrap().unwrap();
         assert!(ttl <= Duration::from_secs(HOUR) && ttl > Duration::from_secs(HOUR - 10));
         let fam: RefreshFamily = get_json(store, &family_key("fam-a")).await.unwrap();
         assert!(fam.revoked);
@@ -143,7 +151,7 @@ async fn tokens_list_revoke_and_revoke_user() {
             .await
             .unwrap();
         assert_eq!(by_sub.len(), 1);
-        assert!(tokens::render_list(&by_sub, now).contains("jti-a1"));
+        assert!(tokens::render_list(&by_sub, now).contains("jti-a2"));
 
         // A refresh token `<family>.<secret>` revokes its family.
         let r = tokens::revoke(
@@ -176,7 +184,8 @@ async fn tokens_list_revoke_and_revoke_user() {
             }
         );
         assert!(store.get(&revoked_key("jti-a2")).await.unwrap().is_some());
-        assert!(store.get(&revoked_key("jti-a1")).await.unwrap().is_none());
+        let grant_a = revoked_key(&grant_revocation_id(&grant_sid("fam-a")));
+        assert!(store.get(&grant_a).await.unwrap().is_none());
         assert!(
             !get_json::<RefreshFamily>(store, &family_key("fam-a"))
                 .await
@@ -190,7 +199,7 @@ async fn tokens_list_revoke_and_revoke_user() {
             report.families_revoked, 1,
             "{backend}: fam-c was already revoked"
         );
-        assert_eq!(report.access_tokens_revoked, 2);
+        assert_eq!(report.access_tokens_revoked, 1, "fam-a's grant");
         assert_eq!(report.sessions_ended, 1);
         assert!(store
             .get(&session_key("sess-alice"))
@@ -212,17 +221,17 @@ async fn purge_expired_deletes_lapsed_records_and_keeps_those_without_ttl() {
     for (backend, store) in stores.both() {
         let now = now();
         seed(store, now).await;
-        let mut lapsed = family("fam-old", "c-test", "alice", now, &[]);
+        let mut lapsed = family("fam-old", "c-test", "alice", now, None);
         lapsed.exp = now - 10;
         put_json(store, &family_key("fam-old"), &lapsed, Some(HOUR)).await;
-        let mut permanent = family("fam-pinned", "c-test", "alice", now, &[]);
+        let mut permanent = family("fam-pinned", "c-test", "alice", now, None);
         permanent.exp = now - 10;
         put_json(store, &family_key("fam-pinned"), &permanent, None).await;
         let mut old_client = client("c-lapsed", Some("old"), now);
         old_client.expires_at = Some(now - 1);
         put_json(store, &client_key("c-lapsed"), &old_client, Some(HOUR)).await;
         // A family whose refresh token lapsed but whose access token lives is kept.
-        let mut still = family("fam-live", "c-test", "alice", now, &["jti-live"]);
+        let mut still = family("fam-live", "c-test", "alice", now, Some("jti-live"));
         still.exp = now - 10;
         put_json(store, &family_key("fam-live"), &still, Some(HOUR)).await;
 

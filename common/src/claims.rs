@@ -33,6 +33,14 @@ pub struct AccessClaims {
     /// Which upstream identity provider signed the user in (`github`, `oidc`, `local`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp: Option<String>,
+    /// The grant (refresh-token family) this token was issued under, as an
+    /// opaque id: revoking the grant publishes one revocation,
+    /// [`crate::revocation::grant_revocation_id`], that covers every access
+    /// token carrying it, so a grant need not remember each token it issued.
+    /// (The name is OpenID Connect's session id claim: a grant is the
+    /// client's session with the user.) Absent for tokens without a grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// `aud` is a string or an array of strings (RFC 7519 §4.1.3).

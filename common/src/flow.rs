@@ -14,12 +14,46 @@
 //! hot path does no I/O — remembers in memory which client ids it has already
 //! reported and spawns the write only the first time it sees one.
 
+use std::collections::HashSet;
+use std::sync::RwLock;
 use std::time::Duration;
 
 pub const FLOW_PREFIX: &str = "flow:";
 
 /// How long a step record is kept.
 pub const FLOW_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Which flow records this process has already written, so a step that
+/// happens on every request (a refresh) costs a lookup instead of a store
+/// write. Bounded: past [`Recorded::CAPACITY`] keys, or a day after it was
+/// last emptied, it starts over (a few redundant `put_if_absent` writes), so a
+/// record that expired meanwhile ([`FLOW_TTL`]) is written again.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// (when emptied, keys written since)
+    seen: RwLock<(u64, HashSet<String>)>,
+}
+
+impl Recorded {
+    pub const CAPACITY: usize = 100_000;
+    const RESET: u64 = 24 * 3600;
+
+    /// True the first time `key` is offered (since the last reset): write it then.
+    pub fn first_time(&self, key: &str, now: u64) -> bool {
+        if let Ok(seen) = self.seen.read() {
+            if seen.1.contains(key) && now < seen.0 + Self::RESET {
+                return false;
+            }
+        }
+        let Ok(mut seen) = self.seen.write() else {
+            return true;
+        };
+        if seen.1.len() >= Self::CAPACITY || now >= seen.0 + Self::RESET {
+            *seen = (now, HashSet::new());
+        }
+        seen.1.insert(key.to_string())
+    }
+}
 
 /// The steps of the MCP authorization flow, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,6 +129,16 @@ pub fn parse_flow_value(raw: &[u8]) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recorded_says_first_time_once_per_key_until_a_day_passes() {
+        let r = super::Recorded::default();
+        assert!(r.first_time("flow:c:refreshed", 1000));
+        assert!(!r.first_time("flow:c:refreshed", 1001));
+        assert!(r.first_time("flow:d:refreshed", 1001));
+        assert!(r.first_time("flow:c:refreshed", 1000 + 24 * 3600));
+        assert!(!r.first_time("flow:c:refreshed", 1000 + 24 * 3600 + 1));
+    }
+
     use super::*;
 
     #[test]

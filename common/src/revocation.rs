@@ -13,7 +13,8 @@ pub const REVOKED_PREFIX: &str = "revoked:";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationEvent {
-    /// The access token's `jti`.
+    /// What is revoked: an access token's `jti`, or a whole grant's
+    /// [`grant_revocation_id`] (every access token whose `sid` names it).
     pub jti: String,
     /// The token's `exp`; after it the id need not be remembered.
     pub exp: u64,
@@ -23,6 +24,12 @@ pub struct RevocationEvent {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevocationSnapshot {
     pub revoked: Vec<RevocationEvent>,
+}
+
+/// The revoked id that stands for every access token of one grant (claim
+/// `sid`). Its own namespace: a `jti` is a UUID and never starts so.
+pub fn grant_revocation_id(sid: &str) -> String {
+    format!("grant:{sid}")
 }
 
 pub fn revoked_key(jti: &str) -> String {

@@ -157,6 +157,7 @@ pub fn mint(state: &mcp_authz::AppState) -> anyhow::Result<String> {
         &user,
         "mcp",
         &[RESOURCE.to_string()],
+        None,
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(m.token)

@@ -116,7 +116,7 @@ impl TokenCache {
     pub fn purge_id(&self, id_hash: u64) {
         for shard in &self.shards {
             if let Ok(mut shard) = shard.lock() {
-                shard.retain(|_, v| v.id_hash != id_hash);
+                shard.retain(|_, v| v.id_hash != id_hash && v.grant_hash != Some(id_hash));
             }
         }
     }

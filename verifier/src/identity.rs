@@ -9,6 +9,10 @@ use gateway_common::claims::AccessClaims;
 pub struct Verified {
     /// Keyed hash of `jti` (see [`crate::revoked::RevokedSet::id_hash`]).
     pub id_hash: u64,
+    /// Keyed hash of the grant's revocation id (claim `sid`, see
+    /// `gateway_common::revocation::grant_revocation_id`): revoking the
+    /// grant revokes this token too.
+    pub grant_hash: Option<u64>,
     pub exp: u64,
     pub nbf: Option<u64>,
     pub audiences: Vec<String>,
@@ -41,10 +45,11 @@ impl Identity {
 }
 
 impl Verified {
-    pub fn from_claims(claims: AccessClaims, id_hash: u64) -> Self {
+    pub fn from_claims(claims: AccessClaims, id_hash: u64, grant_hash: Option<u64>) -> Self {
         let scopes = claims.scopes().collect::<Vec<_>>().join(" ");
         Self {
             id_hash,
+            grant_hash,
             exp: claims.exp,
             nbf: claims.nbf,
             audiences: claims.aud.as_vec(),
@@ -82,6 +87,7 @@ pub(crate) mod tests {
     pub(crate) fn verified(id_hash: u64, exp: u64) -> std::sync::Arc<Verified> {
         std::sync::Arc::new(Verified {
             id_hash,
+            grant_hash: None,
             exp,
             nbf: None,
             audiences: vec!["https://echo.example.com/mcp".into()],

@@ -61,6 +61,7 @@ mod tests {
     fn token(sub: &str, name: &str, groups: &[&str], scopes: &str) -> Verified {
         Verified {
             id_hash: 1,
+            grant_hash: None,
             exp: 10,
             nbf: None,
             audiences: vec![],

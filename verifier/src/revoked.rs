@@ -59,6 +59,14 @@ impl RevokedSet {
         }
     }
 
+    /// A token's own id or its grant's, under one lock (the hot path).
+    pub fn contains_either(&self, id: u64, grant: Option<u64>) -> bool {
+        match self.ids.read() {
+            Ok(ids) => ids.contains_key(&id) || grant.is_some_and(|g| ids.contains_key(&g)),
+            Err(_) => true,
+        }
+    }
+
     pub fn contains(&self, jti: &str) -> bool {
         self.contains_hash(self.id_hash(jti))
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use gateway_common::clock::SharedClock;
 use gateway_common::keys::KeyTable;
+use gateway_common::revocation::grant_revocation_id;
 use gateway_common::tool_policy::{AuditFile, AuditRecord, Call, Caller, ToolPolicy};
 use tokio::sync::Notify;
 
@@ -274,7 +275,10 @@ impl Verifier {
             Ok(v) => v,
             Err(e) => return deny(e),
         };
-        if self.revoked.contains_hash(verified.id_hash) {
+        if self
+            .revoked
+            .contains_either(verified.id_hash, verified.grant_hash)
+        {
             return deny(Deny::Revoked);
         }
         if !verified.has_audience(&service.resource) {
@@ -413,7 +417,11 @@ impl Verifier {
             Err(e) => return Err(Deny::Token(e)),
         };
         let id_hash = self.revoked.id_hash(&claims.jti);
-        let verified = Arc::new(Verified::from_claims(claims, id_hash));
+        let grant_hash = claims
+            .sid
+            .as_deref()
+            .map(|sid| self.revoked.id_hash(&grant_revocation_id(sid)));
+        let verified = Arc::new(Verified::from_claims(claims, id_hash, grant_hash));
         self.cache.insert(key, Arc::clone(&verified), now);
         Ok((key, verified))
     }

@@ -385,6 +385,35 @@ async fn policy_scopes_and_allow_lists() {
 }
 
 #[actix_web::test]
+async fn revoking_a_grant_refuses_every_access_token_that_names_it() {
+    let env = Env::start(&[]).await;
+    let grant = |sid: &str| {
+        let mut c = claims(RESOURCE, env.now());
+        c.sid = Some(sid.to_string());
+        env.key.sign(&c)
+    };
+    let (older, newer, other) = (grant("g1"), grant("g1"), grant("g2"));
+    for t in [&older, &newer, &other] {
+        assert_eq!(env.verify_token(t).await.status(), 200);
+    }
+    let id = gateway_common::revocation::grant_revocation_id("g1");
+    env.authz.revoke(&id, env.now() + 3600);
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            env.verify_token(&older).await.status() == 401
+                && env.verify_token(&newer).await.status() == 401
+        })
+        .await,
+        "tokens of the revoked grant (cached) were still accepted"
+    );
+    assert_eq!(
+        env.verify_token(&other).await.status(),
+        200,
+        "another grant is untouched"
+    );
+}
+
+#[actix_web::test]
 async fn revocation_is_applied_live_and_caught_up_after_a_reconnect() {
     let env = Env::start(&[]).await;
     let c = claims(RESOURCE, env.now());

@@ -378,6 +378,8 @@ pub async fn device_grant(
                 ));
             }
             let jti = issue::new_jti();
+            let family_id = random_token(16);
+            let with_refresh = client.allows_grant(GRANT_REFRESH_TOKEN);
             let minted = issue::mint_access_token(
                 state,
                 &jti,
@@ -385,12 +387,13 @@ pub async fn device_grant(
                 &user,
                 &rec.scope,
                 &rec.resources,
+                with_refresh.then_some(family_id.as_str()),
             )?;
-            let refresh_token = if client.allows_grant(GRANT_REFRESH_TOKEN) {
+            let refresh_token = if with_refresh {
                 Some(
                     issue::new_family(
                         state,
-                        &random_token(16),
+                        &family_id,
                         &client.client_id,
                         &user,
                         &rec.scope,

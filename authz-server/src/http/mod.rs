@@ -25,6 +25,14 @@ use crate::state::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     cfg.app_data(web::Data::new(state))
         .app_data(web::PayloadConfig::new(64 * 1024))
+        // The busiest endpoint first: the router tries resources in order, and
+        // each pattern with a `{…}` segment costs a regex match.
+        .service(
+            web::resource("/token")
+                .wrap(from_fn(rate_limit::token))
+                .wrap(cors())
+                .route(web::post().to(token::token)),
+        )
         // Discovery (RFC 8414, OpenID Connect Discovery, RFC 9728); browsers read these cross-origin.
         .service(
             web::resource([
@@ -100,12 +108,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
             web::resource("/consent")
                 .route(web::get().to(authorize::consent_form))
                 .route(web::post().to(authorize::consent_submit)),
-        )
-        .service(
-            web::resource("/token")
-                .wrap(from_fn(rate_limit::token))
-                .wrap(cors())
-                .route(web::post().to(token::token)),
         )
         .service(
             web::resource("/revoke")

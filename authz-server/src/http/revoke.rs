@@ -99,7 +99,9 @@ pub async fn introspect(
     let inactive = || no_store_json(StatusCode::OK, &json!({"active": false}));
     let now = state.now();
     if let Some(claims) = state.keys.verify(token) {
-        if claims.exp <= now || issue::is_revoked(&state, &claims.jti).await? {
+        if claims.exp <= now
+            || issue::is_revoked(&state, &claims.jti, claims.sid.as_deref()).await?
+        {
             return Ok(inactive());
         }
         if claims.client_id != caller.client_id && !privileged {

@@ -117,9 +117,17 @@ async fn code_grant(
         )
         .await?;
 
-    let minted =
-        issue::mint_access_token(state, &jti, &client.client_id, &rec.user, &rec.scope, &aud)?;
-    let refresh_token = if client.allows_grant(GRANT_REFRESH_TOKEN) {
+    let with_refresh = client.allows_grant(GRANT_REFRESH_TOKEN);
+    let minted = issue::mint_access_token(
+        state,
+        &jti,
+        &client.client_id,
+        &rec.user,
+        &rec.scope,
+        &aud,
+        with_refresh.then_some(family_id.as_str()),
+    )?;
+    let refresh_token = if with_refresh {
         Some(
             issue::new_family(
                 state,
@@ -197,7 +205,6 @@ async fn refresh_grant(
         now + state.config.refresh_token_lifetime.as_secs(),
         &jti,
         access_exp,
-        now,
     );
     let mut next = next;
     next.user = user;
@@ -222,8 +229,15 @@ async fn refresh_grant(
         issue::revoke_family(state, family_id).await?;
         return Err(invalid());
     }
-    let minted =
-        issue::mint_access_token(state, &jti, &client.client_id, &next.user, &scope, &aud)?;
+    let minted = issue::mint_access_token(
+        state,
+        &jti,
+        &client.client_id,
+        &next.user,
+        &scope,
+        &aud,
+        Some(family_id),
+    )?;
     state.audit(AuditEvent::TokenRefreshed {
         client_id: client.client_id.clone(),
         user: next.user.sub.clone(),

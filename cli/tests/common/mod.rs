@@ -99,7 +99,14 @@ pub fn client(id: &str, name: Option<&str>, now: u64) -> ClientRecord {
     }
 }
 
-pub fn family(id: &str, client_id: &str, who: &str, now: u64, jtis: &[&str]) -> RefreshFamily {
+/// A grant whose newest access token is `last_jti` (if any), live for an hour.
+pub fn family(
+    id: &str,
+    client_id: &str,
+    who: &str,
+    now: u64,
+    last_jti: Option<&str>,
+) -> RefreshFamily {
     RefreshFamily {
         family_id: id.to_string(),
         client_id: client_id.to_string(),
@@ -110,13 +117,10 @@ pub fn family(id: &str, client_id: &str, who: &str, now: u64, jtis: &[&str]) -> 
         previous_hashes: Vec::new(),
         revoked: false,
         exp: now + 30 * 24 * HOUR,
-        live_tokens: jtis
-            .iter()
-            .map(|j| LiveToken {
-                jti: j.to_string(),
-                exp: now + HOUR,
-            })
-            .collect(),
+        last_access: last_jti.map(|j| LiveToken {
+            jti: j.to_string(),
+            exp: now + HOUR,
+        }),
     }
 }
 
@@ -160,21 +164,21 @@ pub async fn seed(store: &dyn Store, now: u64) {
     put_json(
         store,
         &family_key("fam-a"),
-        &family("fam-a", "c-test", "alice", now, &["jti-a1", "jti-a2"]),
+        &family("fam-a", "c-test", "alice", now, Some("jti-a2")),
         Some(30 * 24 * HOUR),
     )
     .await;
     put_json(
         store,
         &family_key("fam-b"),
-        &family("fam-b", "c-test", "bob", now, &["jti-b1"]),
+        &family("fam-b", "c-test", "bob", now, Some("jti-b1")),
         Some(30 * 24 * HOUR),
     )
     .await;
     put_json(
         store,
         &family_key("fam-c"),
-        &family("fam-c", "c-claude", "alice", now, &["jti-c1"]),
+        &family("fam-c", "c-claude", "alice", now, Some("jti-c1")),
         Some(30 * 24 * HOUR),
     )
     .await;

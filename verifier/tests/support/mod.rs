@@ -89,6 +89,7 @@ pub fn claims(aud: &str, now: u64) -> AccessClaims {
         email: Some("octo@example.test".into()),
         groups: vec!["acme".into(), "acme/sre".into()],
         idp: Some("github".into()),
+        sid: None,
     }
 }
 

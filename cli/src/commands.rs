@@ -233,7 +233,7 @@ pub async fn run_operator(command: Command, src: &Source) -> anyhow::Result<()> 
                     family_id,
                     access_tokens,
                 } => println!(
-                    "revoked authorization {family_id} and {access_tokens} live access token(s)"
+                    "revoked authorization {family_id} ({access_tokens} grant revocation(s) published for its access tokens)"
                 ),
                 tokens::Revoked::AccessToken { jti } => println!("revoked access token {jti}"),
             }

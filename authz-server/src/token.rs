@@ -113,21 +113,52 @@ pub enum RefreshDecision {
     Refuse(&'static str),
 }
 
+/// Rotated-away tokens are remembered by the first 128 bits of their hash
+/// (hex): as unguessable as the whole for recognising reuse, and the family
+/// record — read and rewritten on every refresh — half the size.
+pub const HISTORY_HEX: usize = 32;
+
+fn history_id(hash: &str) -> &str {
+    hash.get(..HISTORY_HEX).unwrap_or(hash)
+}
+
+/// Whether a presented refresh token (by its hash) is the family's current
+/// one, a rotated-away one, or neither. Compared in constant time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recognised {
+    Current,
+    Rotated,
+    Unknown,
+}
+
+pub fn recognise(family: &RefreshFamily, presented_hash: &str) -> Recognised {
+    use gateway_common::crypto::ct_eq;
+    if ct_eq(family.current_hash.as_bytes(), presented_hash.as_bytes()) {
+        return Recognised::Current;
+    }
+    let id = history_id(presented_hash);
+    if family
+        .previous_hashes
+        .iter()
+        .any(|h| ct_eq(history_id(h).as_bytes(), id.as_bytes()))
+    {
+        Recognised::Rotated
+    } else {
+        Recognised::Unknown
+    }
+}
+
 pub fn check_refresh(
     family: &RefreshFamily,
     client_id: &str,
     presented_hash: &str,
     now: u64,
 ) -> RefreshDecision {
-    let is_current =
-        gateway_common::crypto::ct_eq(family.current_hash.as_bytes(), presented_hash.as_bytes());
-    let was_rotated = family
-        .previous_hashes
-        .iter()
-        .any(|h| gateway_common::crypto::ct_eq(h.as_bytes(), presented_hash.as_bytes()));
-    if !is_current && !was_rotated {
-        return RefreshDecision::Refuse("unknown refresh token");
-    }
+    let was_rotated = match recognise(family, presented_hash) {
+        Recognised::Unknown => return RefreshDecision::Refuse("unknown refresh token"),
+        Recognised::Current => false,
+        Recognised::Rotated => true,
+    };
     if family.client_id != client_id {
         // Bound to its client (OAuth 2.1 §4.3.1); presenting another's token is not reuse by the owner.
         return RefreshDecision::Refuse("the refresh token was issued to another client");
@@ -153,8 +184,8 @@ pub fn rotated(
     access_exp: u64,
 ) -> RefreshFamily {
     let mut next = family.clone();
-    next.previous_hashes
-        .push(std::mem::replace(&mut next.current_hash, new_hash));
+    let old = std::mem::replace(&mut next.current_hash, new_hash);
+    next.previous_hashes.push(history_id(&old).to_string());
     if next.previous_hashes.len() > MAX_PREVIOUS_HASHES {
         let excess = next.previous_hashes.len() - MAX_PREVIOUS_HASHES;
         next.previous_hashes.drain(..excess);
@@ -325,6 +356,26 @@ mod tests {
             exp: 100,
             last_access: None,
         }
+    }
+
+    #[test]
+    fn rotated_tokens_are_recognised_by_a_shortened_hash() {
+        use gateway_common::crypto::hash_secret;
+        let (t0, t1, t2) = ("fam.zero", "fam.one", "fam.two");
+        let mut f = family();
+        f.current_hash = hash_secret(t0);
+        f.previous_hashes.clear();
+        f = rotated(&f, hash_secret(t1), 100, "j1", 60);
+        f = rotated(&f, hash_secret(t2), 100, "j2", 60);
+        assert!(f.previous_hashes.iter().all(|h| h.len() == HISTORY_HEX));
+        assert_eq!(recognise(&f, &hash_secret(t2)), Recognised::Current);
+        assert_eq!(recognise(&f, &hash_secret(t0)), Recognised::Rotated);
+        assert_eq!(recognise(&f, &hash_secret(t1)), Recognised::Rotated);
+        assert_eq!(recognise(&f, &hash_secret("fam.other")), Recognised::Unknown);
+        assert_eq!(
+            check_refresh(&f, "c1", &hash_secret(t0), 50),
+            RefreshDecision::RevokeFamily
+        );
     }
 
     #[test]

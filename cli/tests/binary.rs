@@ -109,9 +109,9 @@ async fn operator_commands_through_the_binary_on_both_stores() {
             out.contains("revoked 1 authorization(s) and 1 access token(s)"),
             "{backend}: {out}"
         );
-        let out = stdout(&run(cwd, &env, &["tokens", "revoke", "jti-a1"]));
+        let out = stdout(&run(cwd, &env, &["tokens", "revoke", "jti-a2"]));
         assert!(
-            out.contains("revoked access token jti-a1"),
+            out.contains("revoked access token jti-a2"),
             "{backend}: {out}"
         );
         let out = stdout(&run(cwd, &env, &["tokens", "purge-expired"]));

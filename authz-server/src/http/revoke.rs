@@ -33,10 +33,11 @@ async fn find_family(
         return Ok(None);
     };
     let family = issue::parse_family(&raw)?;
-    let h = hash_secret(token);
-    let current = gateway_common::crypto::ct_eq(family.current_hash.as_bytes(), h.as_bytes());
-    let known = current || family.previous_hashes.iter().any(|p| p == &h);
-    Ok(known.then_some((family, current)))
+    match crate::token::recognise(&family, &hash_secret(token)) {
+        crate::token::Recognised::Current => Ok(Some((family, true))),
+        crate::token::Recognised::Rotated => Ok(Some((family, false))),
+        crate::token::Recognised::Unknown => Ok(None),
+    }
 }
 
 /// `POST /revoke`. 200 for unknown or expired tokens (RFC 7009 §2.2); a token

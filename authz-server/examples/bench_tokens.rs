@@ -11,8 +11,12 @@
 //! [--python-url URL --python-creds FILE]`
 //!
 //! Load: `concurrency` workers, each sending its requests one after another on
-//! a shared keep-alive pool (reqwest), `requests` per scenario in all, and no
-//! worker starts a request after `max-seconds`. Only to 127.0.0.1.
+//! its own keep-alive connection, `requests` per scenario in all, and no
+//! worker starts a request after `max-seconds`. Only to 127.0.0.1. The workers
+//! share one thread and a minimal HTTP/1.1 client
+//! (`gateway_testkit::raw_http`): on two cores the load generator competes
+//! with the servers it measures, and a full client (reqwest) took about as
+//! much CPU per request as our token endpoint. Both sides get the same client.
 //!
 //! Refresh: every worker owns one refresh-token family. Ours rotates the
 //! refresh token on every use (so each request depends on the previous
@@ -26,6 +30,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +38,7 @@ use std::time::{Duration, Instant};
 use gateway_common::clock::{system, SharedClock};
 use gateway_common::config::Source;
 use gateway_store::{EmbeddedStore, RedisStore, Store};
+use gateway_testkit::raw_http::{self, RawConn};
 use gateway_testkit::{free_port, wait_for_http, RedisServer};
 use mcp_authz::signin::Identity;
 use mcp_authz::Config;
@@ -112,36 +118,34 @@ fn registration_body() -> Value {
     })
 }
 
+/// `http://127.0.0.1:PORT` → the socket address.
+fn addr_of(base: &str) -> SocketAddr {
+    base.trim_start_matches("http://").parse().unwrap()
+}
+
 /// Registrations/s: `requests` POSTs to `{base}/register`, each must be 201.
-async fn registrations(
-    http: &reqwest::Client,
-    base: &str,
-    requests: usize,
-    concurrency: usize,
-    max: Duration,
-) -> Rate {
+async fn registrations(base: &str, requests: usize, concurrency: usize, max: Duration) -> Rate {
     let per_worker = requests / concurrency;
+    let addr = addr_of(base);
+    let body = serde_json::to_vec(&registration_body()).unwrap();
     let started = Instant::now();
     let deadline = started + max;
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let http = http.clone();
-        let url = format!("{base}/register");
-        tasks.push(tokio::spawn(async move {
+        let body = body.clone();
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut conn = RawConn::connect(addr).await.unwrap();
             let mut lat = Vec::with_capacity(per_worker);
             for _ in 0..per_worker {
                 if Instant::now() >= deadline {
                     break;
                 }
                 let t = Instant::now();
-                let r = http
-                    .post(&url)
-                    .json(&registration_body())
-                    .send()
+                let r = conn
+                    .post("/register", "application/json", &body)
                     .await
                     .unwrap();
-                assert_eq!(r.status(), 201, "{url}");
-                r.bytes().await.unwrap();
+                assert_eq!(r.status, 201, "{addr}/register");
                 lat.push(t.elapsed());
             }
             lat
@@ -165,7 +169,6 @@ struct Families {
 /// Refresh grants/s: worker `w` refreshes family `w` in sequence; when the
 /// answer carries a new refresh token (rotation) the next request uses it.
 async fn refreshes(
-    http: &reqwest::Client,
     base: &str,
     families: &Families,
     requests: usize,
@@ -173,35 +176,34 @@ async fn refreshes(
     max: Duration,
 ) -> (Rate, Vec<String>) {
     let per_worker = requests / concurrency;
+    let addr = addr_of(base);
     let started = Instant::now();
     let deadline = started + max;
     let mut tasks = Vec::new();
     for w in 0..concurrency {
-        let http = http.clone();
-        let url = format!("{base}/token");
         let client_id = families.client_id.clone();
         let client_secret = families.client_secret.clone();
         let mut rt = families.refresh_tokens[w % families.refresh_tokens.len()].clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(tokio::task::spawn_local(async move {
+            let mut conn = RawConn::connect(addr).await.unwrap();
             let mut lat = Vec::with_capacity(per_worker);
             for _ in 0..per_worker {
                 if Instant::now() >= deadline {
                     break;
                 }
                 let t = Instant::now();
-                let r = http
-                    .post(&url)
-                    .form(&[
-                        ("grant_type", "refresh_token"),
-                        ("client_id", client_id.as_str()),
-                        ("client_secret", client_secret.as_str()),
-                        ("refresh_token", rt.as_str()),
-                    ])
-                    .send()
+                let body = raw_http::form(&[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", client_id.as_str()),
+                    ("client_secret", client_secret.as_str()),
+                    ("refresh_token", rt.as_str()),
+                ]);
+                let r = conn
+                    .post("/token", "application/x-www-form-urlencoded", &body)
                     .await
                     .unwrap();
-                assert_eq!(r.status(), 200, "{url}");
-                let v: Value = r.json().await.unwrap();
+                assert_eq!(r.status, 200, "{addr}/token");
+                let v: Value = serde_json::from_slice(&r.body).unwrap();
                 assert!(v["access_token"].is_string());
                 if let Some(next) = v["refresh_token"].as_str() {
                     rt = next.to_string();
@@ -340,8 +342,14 @@ fn http_client(concurrency: usize) -> reqwest::Client {
         .unwrap()
 }
 
-#[tokio::main]
+/// One thread for the load generator (see the module docs); the servers run
+/// on their own worker threads.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
+    tokio::task::LocalSet::new().run_until(run()).await;
+}
+
+async fn run() {
     let a = parse_args();
     let max = Duration::from_secs(a.max_seconds);
     println!(
@@ -359,9 +367,9 @@ async fn main() {
             .unwrap(),
     );
     let ours = start_ours(embedded).await;
-    let reg = registrations(&http, &ours.base, a.requests, a.concurrency, max).await;
+    let reg = registrations(&ours.base, a.requests, a.concurrency, max).await;
     let fam = our_families(&http, &ours, a.concurrency).await;
-    let (tok, _) = refreshes(&http, &ours.base, &fam, a.requests, a.concurrency, max).await;
+    let (tok, _) = refreshes(&ours.base, &fam, a.requests, a.concurrency, max).await;
     print_rate("ours, embedded store", "refresh grant", &tok);
     print_rate("ours, embedded store", "registrations", &reg);
     ours.handle.stop(true).await;
@@ -409,15 +417,15 @@ async fn main() {
         for side in [python_first, !python_first] {
             if side {
                 if let Some((url, fam)) = &python {
-                    let r = registrations(&http, url, a.requests, a.concurrency, max).await;
-                    let (t, _) = refreshes(&http, url, fam, a.requests, a.concurrency, max).await;
+                    let r = registrations(url, a.requests, a.concurrency, max).await;
+                    let (t, _) = refreshes(url, fam, a.requests, a.concurrency, max).await;
                     p_reg.push(r);
                     p_tok.push(t);
                 }
             } else {
-                let r = registrations(&http, &ours.base, a.requests, a.concurrency, max).await;
+                let r = registrations(&ours.base, a.requests, a.concurrency, max).await;
                 let (t, next) =
-                    refreshes(&http, &ours.base, &ours_fam, a.requests, a.concurrency, max).await;
+                    refreshes(&ours.base, &ours_fam, a.requests, a.concurrency, max).await;
                 ours_fam.refresh_tokens = next;
                 o_reg.push(r);
                 o_tok.push(t);

@@ -371,7 +371,10 @@ mod tests {
         assert_eq!(recognise(&f, &hash_secret(t2)), Recognised::Current);
         assert_eq!(recognise(&f, &hash_secret(t0)), Recognised::Rotated);
         assert_eq!(recognise(&f, &hash_secret(t1)), Recognised::Rotated);
-        assert_eq!(recognise(&f, &hash_secret("fam.other")), Recognised::Unknown);
+        assert_eq!(
+            recognise(&f, &hash_secret("fam.other")),
+            Recognised::Unknown
+        );
         assert_eq!(
             check_refresh(&f, "c1", &hash_secret(t0), 50),
             RefreshDecision::RevokeFamily

@@ -203,10 +203,15 @@ async fn refresh_tokens_rotate_and_are_bound_to_their_client(b: Backend) {
     // And the access token issued from rt2 is published as revoked: through
     // its grant, which every access token of the family names in `sid`.
     let claims = jwt_parts(t2["access_token"].as_str().unwrap()).1;
-    let sid = claims["sid"].as_str().expect("a refreshed token names its grant");
+    let sid = claims["sid"]
+        .as_str()
+        .expect("a refreshed token names its grant");
     let grant = gateway_common::revocation::grant_revocation_id(sid);
     let first = jwt_parts(tok["access_token"].as_str().unwrap()).1;
-    assert_eq!(first["sid"], sid, "every token of one family names the same grant");
+    assert_eq!(
+        first["sid"], sid,
+        "every token of one family names the same grant"
+    );
     let snap: Value = s
         .http
         .get(s.url("/revocations"))

@@ -1,11 +1,6 @@
 //! `mcp-bridge`: serves a stdio MCP server over Streamable HTTP. Configuration: see
 //! `mcp-bridge/README.md`. `mcp-bridge connect <url>`: the reverse, see `connect`.
 
-// glibc malloc showed up at ~8% of the token endpoint's CPU under load
-// (authz-server/examples/bench_tokens.rs); mimalloc is a drop-in, well-kept allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use gateway_common::config::Source;
 use mcp_bridge::Config;
 

@@ -1,11 +1,6 @@
 //! `mcp-verifier`: parse the config (exit 2 with the one-line error), serve.
 //! `--check-config` validates and exits.
 
-// glibc malloc showed up at ~8% of the token endpoint's CPU under load
-// (authz-server/examples/bench_tokens.rs); mimalloc is a drop-in, well-kept allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use gateway_common::config::Source;
 use mcp_verifier::VerifierConfig;
 

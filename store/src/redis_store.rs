@@ -18,6 +18,7 @@
 //! tags so a record's keys share a slot — none of our operations spans two keys,
 //! so only `SCAN` (per node) would change.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,6 +34,8 @@ const SCAN_COUNT: usize = 1000;
 
 /// Pooled connections per process.
 const POOL_SIZE: usize = 32;
+/// Per-thread shared connections kept at most (see `RedisStore::shared`).
+const MAX_THREAD_CONNECTIONS: usize = 64;
 
 /// How long to wait for a connection before reporting the store unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,15 +70,16 @@ pub struct RedisStore {
     cas: redis::Script,
     /// `host:port/db`, safe to log (no credentials).
     display: String,
-    /// The connection every operation uses, taken from the pool once. A
-    /// multiplexed connection is made to be shared: concurrent commands go
-    /// out pipelined on it. Taking a pool object per operation instead costs
-    /// an extra round trip each time (deadpool-redis checks an idle object
-    /// with `UNWATCH` + `PING` before handing it out), which more than halved
-    /// the refresh grant's throughput (authz-server/examples/bench_tokens.rs).
-    /// Dropped after a connection-level error, so the next operation gets a
-    /// fresh, checked one from the pool.
-    shared: std::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    /// One multiplexed connection per thread, made by the pool's manager on
+    /// that thread, so its I/O task runs where the requests do (an actix
+    /// worker is a one-thread runtime: no cross-thread wake-up per command)
+    /// and concurrent commands of the thread go out pipelined on it. Checking
+    /// a pool object out per operation instead cost an extra round trip each
+    /// time (deadpool-redis checks an idle object with `UNWATCH` + `PING`),
+    /// which more than halved the refresh grant's throughput
+    /// (authz-server/examples/bench_tokens.rs). All are dropped after a
+    /// connection-level error; the next operation on each thread connects anew.
+    shared: std::sync::Mutex<HashMap<std::thread::ThreadId, redis::aio::MultiplexedConnection>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -205,18 +209,27 @@ impl RedisStore {
             client,
             cas: redis::Script::new(CAS_SCRIPT),
             display: url.display(),
-            shared: std::sync::Mutex::new(None),
+            shared: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
     async fn conn(&self) -> StoreResult<redis::aio::MultiplexedConnection> {
-        if let Some(c) = self.shared.lock().ok().and_then(|g| g.clone()) {
+        use deadpool::managed::Manager as _;
+        let me = std::thread::current().id();
+        if let Some(c) = self.shared.lock().ok().and_then(|g| g.get(&me).cloned()) {
             return Ok(c);
         }
-        let pooled = self.pool.get().await.map_err(pool_error)?;
-        let c = (*pooled).clone();
+        let c = tokio::time::timeout(CONNECT_TIMEOUT, self.pool.manager().create())
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out connecting to Redis".into()))?
+            .map_err(|e| pool_error(deadpool_redis::PoolError::Backend(e)))?;
         if let Ok(mut g) = self.shared.lock() {
-            *g = Some(c.clone());
+            // Threads come and go (a runtime's blocking pool): past a bound,
+            // start over rather than keep a connection per thread ever seen.
+            if g.len() >= MAX_THREAD_CONNECTIONS {
+                g.clear();
+            }
+            g.insert(me, c.clone());
         }
         Ok(c)
     }
@@ -230,7 +243,7 @@ impl RedisStore {
             || e.is_unrecoverable_error()
         {
             if let Ok(mut g) = self.shared.lock() {
-                *g = None;
+                g.clear();
             }
         }
         redis_error(e)

@@ -37,11 +37,10 @@ use std::time::{Duration, Instant};
 use gateway_common::clock::{Clock, SystemClock};
 use gateway_common::config::Source;
 use gateway_common::revocation::RevocationEvent;
+use gateway_testkit::raw_http::RawConn;
 use mcp_verifier::forwarded::{AuthorizationHeader, ForwardedRequest};
 use mcp_verifier::{Decision, VerifierConfig};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const RESOURCE: &str = "https://echo.example.test/mcp";
 
@@ -229,37 +228,6 @@ fn verify_request(token: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Reads one HTTP/1.1 response; returns the status.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<u16> {
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = std::str::from_utf8(&buf[..end])?;
-            let status: u16 = head.get(9..12).unwrap_or("0").parse()?;
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length")
-                        .then(|| v.trim().parse().ok())?
-                })
-                .unwrap_or(0);
-            let total = end + 4 + len;
-            while buf.len() < total {
-                let mut chunk = [0u8; 8192];
-                let n = stream.read(&mut chunk).await?;
-                anyhow::ensure!(n > 0, "connection closed");
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            buf.drain(..total);
-            return Ok(status);
-        }
-        let mut chunk = [0u8; 8192];
-        let n = stream.read(&mut chunk).await?;
-        anyhow::ensure!(n > 0, "connection closed");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
 struct LoadResult {
     rps: f64,
     p50_us: f64,
@@ -283,17 +251,14 @@ async fn load(
         let make = Arc::clone(&make);
         let counter = Arc::clone(&counter);
         tasks.push(tokio::task::spawn_local(async move {
-            let mut stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let mut buf = Vec::with_capacity(16 * 1024);
+            let mut conn = RawConn::connect(addr).await?;
             let mut lat = Vec::with_capacity(100_000);
             let mut statuses = std::collections::BTreeMap::new();
             while Instant::now() < deadline {
                 let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let req = make(i);
                 let t = Instant::now();
-                stream.write_all(&req).await?;
-                let status = read_response(&mut stream, &mut buf).await?;
+                let status = conn.send(&req).await?.status;
                 lat.push(t.elapsed().as_nanos() as u64);
                 *statuses.entry(status).or_insert(0u64) += 1;
             }
@@ -496,26 +461,21 @@ async fn bench(duration: Duration, connections: usize, compare: Compare) -> anyh
     let procs = [&a, &b, &c];
     let mut conns = Vec::new();
     for p in procs {
-        let s = TcpStream::connect(p.addr).await?;
-        s.set_nodelay(true)?;
-        conns.push(s);
+        conns.push(RawConn::connect(p.addr).await?);
     }
     let mut lat_ms = Vec::new();
     let rounds = 100;
-    let mut buf = Vec::new();
     for _ in 0..rounds {
         let cl = claims(RESOURCE, now);
         let req = verify_request(&key.sign(&cl));
         for s in conns.iter_mut() {
-            s.write_all(&req).await?;
-            anyhow::ensure!(read_response(s, &mut buf).await? == 200, "warm-up refused");
+            anyhow::ensure!(s.send(&req).await?.status == 200, "warm-up refused");
         }
         let revoked_at = Instant::now();
         authz.revoke(&cl.jti, cl.exp);
         for s in conns.iter_mut() {
             loop {
-                s.write_all(&req).await?;
-                if read_response(s, &mut buf).await? == 401 {
+                if s.send(&req).await?.status == 401 {
                     break;
                 }
                 anyhow::ensure!(

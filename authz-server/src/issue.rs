@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use gateway_common::claims::{AccessClaims, Audience};
-use gateway_common::crypto::{hash_secret, random_token};
+use gateway_common::crypto::hash_secret;
 use gateway_common::revocation::{
     grant_revocation_id, revoked_key, RevocationEvent, REVOCATION_CHANNEL,
 };
@@ -83,7 +83,7 @@ pub fn mint_access_token(
     })
 }
 
-/// Starts a refresh-token family; returns the token `<family>.<secret>` (only its hash is stored).
+/// Starts a refresh-token family; returns its first token, generation 0 (only its hash is stored).
 pub async fn new_family(
     s: &Inner,
     family_id: &str,
@@ -93,8 +93,7 @@ pub async fn new_family(
     resources: &[String],
     first: &Minted,
 ) -> Result<String, OAuthError> {
-    let secret = random_token(32);
-    let token = format!("{family_id}.{secret}");
+    let token = crate::token::mint_refresh_token(family_id, 0);
     let lifetime = s.config.refresh_token_lifetime;
     let family = RefreshFamily {
         family_id: family_id.to_string(),
@@ -104,6 +103,7 @@ pub async fn new_family(
         resources: resources.to_vec(),
         current_hash: hash_secret(&token),
         previous_hashes: Vec::new(),
+        generation: 0,
         revoked: false,
         exp: s.now() + lifetime.as_secs(),
         last_access: Some(LiveToken {

@@ -17,6 +17,7 @@ pub mod html;
 pub mod http;
 pub mod issue;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod pkce;
 pub mod records;
@@ -92,7 +93,7 @@ pub async fn build_state(
         .map(std::path::PathBuf::from);
     let audit = gateway_common::audit::AuditLog::open("authz", audit_file.as_deref())
         .map_err(|e| anyhow::anyhow!("AUDIT_LOG_FILE cannot be opened: {e}"))?;
-    Ok(AppState(Arc::new(state::Inner {
+    let state = AppState(Arc::new(state::Inner {
         config,
         store,
         keys,
@@ -103,8 +104,27 @@ pub async fn build_state(
         revocations: tx,
         rate_limits,
         audit,
+        feed_subscribers: Default::default(),
         flow_recorded: Default::default(),
-    })))
+    }));
+    spawn_limit_upkeep(Arc::downgrade(&state.0));
+    Ok(state)
+}
+
+/// How often limiter tables forget keys whose budgets have refilled.
+pub const LIMIT_UPKEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Prunes the limiter tables until the state is dropped.
+fn spawn_limit_upkeep(state: std::sync::Weak<state::Inner>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(LIMIT_UPKEEP_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { return };
+            state.rate_limits.prune();
+        }
+    });
 }
 
 /// Forwards store revocation events to in-process SSE subscribers; resubscribes
@@ -158,7 +178,10 @@ pub async fn serve_with(
 
 /// Serves an already built state on its configured listen address.
 pub fn serve_state(state: AppState) -> anyhow::Result<(SocketAddr, actix_web::dev::Server)> {
+    const WORKERS: usize = 2;
     let listen = state.config.listen;
+    let budget = http::connections::Budget::new(&state.config, WORKERS);
+    let max_connections = budget.total();
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
@@ -166,7 +189,10 @@ pub fn serve_state(state: AppState) -> anyhow::Result<(SocketAddr, actix_web::de
             .configure(move |cfg| http::configure(cfg, state))
             .default_service(web::to(http::not_found))
     })
-    .workers(2)
+    .workers(WORKERS)
+    // actix counts per worker; the budget is for the process.
+    .max_connections(budget.per_worker())
+    .on_connect(move |conn, ext| budget.on_connect(conn, ext))
     .bind(listen)?;
     let addr = server
         .addrs()
@@ -174,7 +200,7 @@ pub fn serve_state(state: AppState) -> anyhow::Result<(SocketAddr, actix_web::de
         .copied()
         .ok_or_else(|| anyhow::anyhow!("no address bound"))?;
     let server = server.run();
-    tracing::info!(%addr, "authorization server listening");
+    tracing::info!(%addr, max_connections, "authorization server listening");
     Ok((addr, server))
 }
 

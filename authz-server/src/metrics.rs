@@ -20,8 +20,15 @@ pub struct EventLabel {
     pub event: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub limit: &'static str,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
+    /// Requests refused by a budget, by which one (`http::rate_limit`, sign-in throttles, feed caps).
+    pub limited: Family<LimitLabel, Counter>,
     registry: Registry,
     /// Audit events written, by kind (`gateway_common::audit`).
     pub audit_events: Family<EventLabel, Counter>,
@@ -49,6 +56,12 @@ impl Metrics {
         let sign_ins = Counter::default();
         let failed_sign_ins = Counter::default();
         let audit_events = Family::<EventLabel, Counter>::default();
+        let limited = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "limited_requests",
+            "Requests refused by a budget, by limit",
+            limited.clone(),
+        );
         registry.register(
             "audit_events",
             "Security audit events, by kind",
@@ -77,6 +90,7 @@ impl Metrics {
             failed_sign_ins.clone(),
         );
         Self {
+            limited,
             registry,
             audit_events,
             tokens_issued,
@@ -102,6 +116,10 @@ impl Metrics {
                 error: error.to_string(),
             })
             .inc();
+    }
+
+    pub fn limited(&self, limit: &'static str) {
+        self.limited.get_or_create(&LimitLabel { limit }).inc();
     }
 
     pub fn encode(&self) -> String {

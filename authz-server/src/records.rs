@@ -165,9 +165,15 @@ pub struct RefreshFamily {
     pub scope: String,
     pub resources: Vec<String>,
     pub current_hash: String,
-    /// Hashes of rotated-away tokens (bounded), to recognise reuse.
-    #[serde(default)]
+    /// Hash prefixes of tokens rotated away before generations existed
+    /// (emptied by the next rotation; see `token::recognise`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_hashes: Vec<String>,
+    /// How many times the family has rotated; every token carries the
+    /// generation it was issued at, so an older one is recognised as reuse
+    /// for the family's whole life (RFC 9700 §4.14.2).
+    #[serde(default)]
+    pub generation: u64,
     pub revoked: bool,
     /// When the current refresh token lapses.
     pub exp: u64,

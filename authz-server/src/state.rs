@@ -32,6 +32,8 @@ pub struct Inner {
     pub rate_limits: crate::http::rate_limit::RateLimiter,
     /// Security events (`AUDIT_LOG_FILE`).
     pub audit: gateway_common::audit::AuditLog,
+    /// Open `/revocations/stream` subscriptions (capped).
+    pub feed_subscribers: Arc<std::sync::atomic::AtomicUsize>,
     /// Flow records already written by this process (`flow`).
     pub flow_recorded: gateway_common::flow::Recorded,
 }

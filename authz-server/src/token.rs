@@ -6,9 +6,6 @@ use crate::error::OAuthError;
 use crate::pkce;
 use crate::records::{CodeRecord, RefreshFamily};
 
-/// How many rotated-away refresh-token hashes a family remembers to recognise reuse.
-pub const MAX_PREVIOUS_HASHES: usize = 32;
-
 /// RFC 6749 §4.1.3 and RFC 7636 §4.6: checks a taken code against the
 /// redeeming request. Returns the audience for the access token.
 pub fn check_code_grant(
@@ -113,17 +110,8 @@ pub enum RefreshDecision {
     Refuse(&'static str),
 }
 
-/// Rotated-away tokens are remembered by the first 128 bits of their hash
-/// (hex): as unguessable as the whole for recognising reuse, and the family
-/// record — read and rewritten on every refresh — half the size.
-pub const HISTORY_HEX: usize = 32;
-
-fn history_id(hash: &str) -> &str {
-    hash.get(..HISTORY_HEX).unwrap_or(hash)
-}
-
-/// Whether a presented refresh token (by its hash) is the family's current
-/// one, a rotated-away one, or neither. Compared in constant time.
+/// Whether a presented refresh token is the family's current one, a
+/// rotated-away one, or neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recognised {
     Current,
@@ -131,30 +119,62 @@ pub enum Recognised {
     Unknown,
 }
 
-pub fn recognise(family: &RefreshFamily, presented_hash: &str) -> Recognised {
+/// A presented refresh token, split: `<family id>.<generation>.<secret>`
+/// (or `<family id>.<secret>` as issued before generations existed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Presented<'a> {
+    pub family_id: &'a str,
+    /// `None` for a token from before generations.
+    pub generation: Option<u64>,
+    /// SHA-256 hex of the whole token.
+    pub hash: &'a str,
+}
+
+/// Reuse detection for the family's whole life at a constant record size
+/// (RFC 9700 §4.14.2). Every token carries its generation; the family keeps
+/// only the current generation and the hash of the current token. A token
+/// of an older generation is a rotated one — whoever presents it knew the
+/// family id, which exists nowhere but in the family's own tokens (access
+/// tokens carry only a one-way `sid`) — so it is reuse however many
+/// rotations ago it was issued. The current token is compared in constant
+/// time; anything else of the current or a later generation is unknown.
+pub fn recognise(family: &RefreshFamily, presented: &Presented<'_>) -> Recognised {
     use gateway_common::crypto::ct_eq;
-    if ct_eq(family.current_hash.as_bytes(), presented_hash.as_bytes()) {
+    if ct_eq(family.current_hash.as_bytes(), presented.hash.as_bytes()) {
         return Recognised::Current;
     }
-    let id = history_id(presented_hash);
-    if family
-        .previous_hashes
-        .iter()
-        .any(|h| ct_eq(history_id(h).as_bytes(), id.as_bytes()))
-    {
-        Recognised::Rotated
-    } else {
-        Recognised::Unknown
+    match presented.generation {
+        Some(g) if g < family.generation => Recognised::Rotated,
+        Some(_) => Recognised::Unknown,
+        // A token from before generations: older than any generation-tagged one.
+        None if family.generation > 0 => Recognised::Rotated,
+        None => {
+            // Families rotated before generations existed remember a few hashes.
+            let id = presented.hash.get(..LEGACY_HISTORY_HEX).unwrap_or(presented.hash);
+            if family.previous_hashes.iter().any(|h| {
+                ct_eq(
+                    h.get(..LEGACY_HISTORY_HEX).unwrap_or(h).as_bytes(),
+                    id.as_bytes(),
+                )
+            }) {
+                Recognised::Rotated
+            } else {
+                Recognised::Unknown
+            }
+        }
     }
 }
+
+/// Hash prefix length of the legacy history (`previous_hashes`).
+const LEGACY_HISTORY_HEX: usize = 32;
 
 pub fn check_refresh(
     family: &RefreshFamily,
     client_id: &str,
-    presented_hash: &str,
+    presented: &Presented<'_>,
     now: u64,
 ) -> RefreshDecision {
-    let was_rotated = match recognise(family, presented_hash) {
+    let was_rotated = match recognise(family, presented) {
         Recognised::Unknown => return RefreshDecision::Refuse("unknown refresh token"),
         Recognised::Current => false,
         Recognised::Rotated => true,
@@ -175,7 +195,16 @@ pub fn check_refresh(
     RefreshDecision::Rotate
 }
 
-/// The family after rotating to `new_hash` and issuing access token `jti`.
+/// A new refresh token of `family_id` at `generation` (only its hash is stored).
+pub fn mint_refresh_token(family_id: &str, generation: u64) -> String {
+    format!(
+        "{family_id}.{generation}.{}",
+        gateway_common::crypto::random_token(32)
+    )
+}
+
+/// The family after rotating to the token whose hash is `new_hash` (of
+/// generation `family.generation + 1`) and issuing access token `jti`.
 pub fn rotated(
     family: &RefreshFamily,
     new_hash: String,
@@ -184,12 +213,10 @@ pub fn rotated(
     access_exp: u64,
 ) -> RefreshFamily {
     let mut next = family.clone();
-    let old = std::mem::replace(&mut next.current_hash, new_hash);
-    next.previous_hashes.push(history_id(&old).to_string());
-    if next.previous_hashes.len() > MAX_PREVIOUS_HASHES {
-        let excess = next.previous_hashes.len() - MAX_PREVIOUS_HASHES;
-        next.previous_hashes.drain(..excess);
-    }
+    next.current_hash = new_hash;
+    next.generation = family.generation.saturating_add(1);
+    // Every older token is now recognised by its generation.
+    next.previous_hashes.clear();
     next.exp = new_exp;
     next.last_access = Some(crate::records::LiveToken {
         jti: jti.to_string(),
@@ -198,16 +225,38 @@ pub fn rotated(
     next
 }
 
-/// Parses `refresh_token = <family id>.<secret>`.
-pub fn split_refresh_token(token: &str) -> Option<(&str, &str)> {
-    let (family, secret) = token.split_once('.')?;
+/// Parses `refresh_token = <family id>.<generation>.<secret>` or the older
+/// `<family id>.<secret>`; returns the family id and the generation.
+pub fn parse_refresh_token(token: &str) -> Option<(&str, Option<u64>)> {
     let ok = |s: &str| {
         !s.is_empty()
             && s.len() <= 128
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
-    (ok(family) && ok(secret)).then_some((family, secret))
+    let (family, rest) = token.split_once('.')?;
+    if !ok(family) {
+        return None;
+    }
+    match rest.split_once('.') {
+        None => ok(rest).then_some((family, None)),
+        Some((generation, secret)) => {
+            // Canonical decimal only (no sign, no leading zero): one spelling per generation.
+            let canonical = !generation.is_empty()
+                && generation.len() <= 19
+                && generation.bytes().all(|b| b.is_ascii_digit())
+                && !(generation.len() > 1 && generation.starts_with('0'));
+            let g = canonical
+                .then(|| generation.parse::<u64>().ok())
+                .flatten()?;
+            ok(secret).then_some((family, Some(g)))
+        }
+    }
+}
+
+/// The family id of a refresh token.
+pub fn split_refresh_token(token: &str) -> Option<(&str, Option<u64>)> {
+    parse_refresh_token(token)
 }
 
 #[cfg(test)]
@@ -351,68 +400,104 @@ mod tests {
             scope: "mcp".into(),
             resources: vec![],
             current_hash: "h2".into(),
-            previous_hashes: vec!["h1".into()],
+            previous_hashes: vec![],
+            generation: 2,
             revoked: false,
             exp: 100,
             last_access: None,
         }
     }
 
+    fn p(hash: &str, generation: Option<u64>) -> Presented<'_> {
+        Presented {
+            family_id: "f",
+            generation,
+            hash,
+        }
+    }
+
     #[test]
-    fn rotated_tokens_are_recognised_by_a_shortened_hash() {
+    fn reuse_is_detected_for_the_whole_life_of_the_family() {
         use gateway_common::crypto::hash_secret;
-        let (t0, t1, t2) = ("fam.zero", "fam.one", "fam.two");
+        let first = mint_refresh_token("fam", 0);
         let mut f = family();
-        f.current_hash = hash_secret(t0);
-        f.previous_hashes.clear();
-        f = rotated(&f, hash_secret(t1), 100, "j1", 60);
-        f = rotated(&f, hash_secret(t2), 100, "j2", 60);
-        assert!(f.previous_hashes.iter().all(|h| h.len() == HISTORY_HEX));
-        assert_eq!(recognise(&f, &hash_secret(t2)), Recognised::Current);
-        assert_eq!(recognise(&f, &hash_secret(t0)), Recognised::Rotated);
-        assert_eq!(recognise(&f, &hash_secret(t1)), Recognised::Rotated);
+        f.generation = 0;
+        f.current_hash = hash_secret(&first);
+        let mut tokens = vec![first];
+        for i in 0..1000 {
+            let t = mint_refresh_token("fam", f.generation + 1);
+            f = rotated(&f, hash_secret(&t), 100, &format!("j{i}"), 60);
+            tokens.push(t);
+        }
+        assert_eq!(f.generation, 1000);
+        let judge = |t: &str| {
+            let (_, generation) = parse_refresh_token(t).unwrap();
+            recognise(&f, &p(&hash_secret(t), generation))
+        };
+        assert_eq!(judge(&tokens[1000]), Recognised::Current);
+        // The very first token, a thousand rotations ago, is still reuse.
+        assert_eq!(judge(&tokens[0]), Recognised::Rotated);
+        assert_eq!(judge(&tokens[999]), Recognised::Rotated);
+        // A forged token of the current generation is unknown, not reuse.
+        assert_eq!(judge("fam.1000.forged"), Recognised::Unknown);
+        assert_eq!(judge("fam.1001.forged"), Recognised::Unknown);
+        let (_, g) = parse_refresh_token(&tokens[3]).unwrap();
         assert_eq!(
-            recognise(&f, &hash_secret("fam.other")),
-            Recognised::Unknown
-        );
-        assert_eq!(
-            check_refresh(&f, "c1", &hash_secret(t0), 50),
+            check_refresh(&f, "c1", &p(&hash_secret(&tokens[3]), g), 50),
             RefreshDecision::RevokeFamily
         );
+    }
+
+    #[test]
+    fn tokens_from_before_generations_still_work_and_are_caught_when_reused() {
+        use gateway_common::crypto::hash_secret;
+        let (t0, t1) = ("fam.zero", "fam.one");
+        let mut f = family();
+        f.generation = 0;
+        f.current_hash = hash_secret(t1);
+        f.previous_hashes = vec![hash_secret(t0)[..32].to_string()];
+        assert_eq!(recognise(&f, &p(&hash_secret(t1), None)), Recognised::Current);
+        assert_eq!(recognise(&f, &p(&hash_secret(t0), None)), Recognised::Rotated);
+        assert_eq!(recognise(&f, &p(&hash_secret("fam.x"), None)), Recognised::Unknown);
+        let t2 = mint_refresh_token("fam", 1);
+        f = rotated(&f, hash_secret(&t2), 100, "j", 60);
+        assert!(f.previous_hashes.is_empty());
+        assert_eq!(recognise(&f, &p(&hash_secret(t1), None)), Recognised::Rotated);
+        assert_eq!(recognise(&f, &p(&hash_secret("fam.x"), None)), Recognised::Rotated);
     }
 
     #[test]
     fn refresh_decisions() {
         assert_eq!(
-            check_refresh(&family(), "c1", "h2", 50),
+            check_refresh(&family(), "c1", &p("h2", Some(2)), 50),
             RefreshDecision::Rotate
         );
         assert_eq!(
-            check_refresh(&family(), "c1", "h1", 50),
+            check_refresh(&family(), "c1", &p("h1", Some(1)), 50),
             RefreshDecision::RevokeFamily
         );
         assert!(matches!(
-            check_refresh(&family(), "c2", "h2", 50),
+            check_refresh(&family(), "c2", &p("h2", Some(2)), 50),
             RefreshDecision::Refuse(_)
         ));
         assert!(matches!(
-            check_refresh(&family(), "c1", "zz", 50),
+            check_refresh(&family(), "c1", &p("zz", Some(2)), 50),
             RefreshDecision::Refuse(_)
         ));
         assert!(matches!(
-            check_refresh(&family(), "c1", "h2", 100),
+            check_refresh(&family(), "c1", &p("h2", Some(2)), 100),
             RefreshDecision::Refuse(_)
         ));
         let mut revoked = family();
         revoked.revoked = true;
         assert!(matches!(
-            check_refresh(&revoked, "c1", "h2", 50),
+            check_refresh(&revoked, "c1", &p("h2", Some(2)), 50),
             RefreshDecision::Refuse(_)
         ));
     }
 
     #[test]
-    fn rotation_keeps_a_bounded_history_and_a_constant_size() {
+    fn rotation_keeps_a_constant_size() {
         let mut f = family();
         let size = |f: &RefreshFamily| serde_json::to_vec(f).unwrap().len();
         let mut sizes = Vec::new();
@@ -421,20 +506,23 @@ mod tests {
             sizes.push(size(&f));
         }
         assert_eq!(f.current_hash, "n399");
-        assert_eq!(f.previous_hashes.len(), MAX_PREVIOUS_HASHES);
-        assert!(f.previous_hashes.contains(&"n398".to_string()));
+        assert!(f.previous_hashes.is_empty());
         assert_eq!(f.last_access_exp(), 1399);
         assert_eq!(f.last_access.as_ref().unwrap().jti, "j399");
-        // However often a grant is refreshed, its record stops growing once
-        // the reuse history is full.
-        assert_eq!(sizes[MAX_PREVIOUS_HASHES + 10], sizes[399]);
+        // However often a grant is refreshed, its record stays one size
+        // (give or take the digits of the generation).
+        assert!(sizes[399] <= sizes[10] + 2, "{} vs {}", sizes[399], sizes[10]);
     }
 
     #[test]
     fn refresh_token_shape() {
-        assert_eq!(split_refresh_token("fam.sec"), Some(("fam", "sec")));
-        assert_eq!(split_refresh_token("famsec"), None);
-        assert_eq!(split_refresh_token(".sec"), None);
-        assert_eq!(split_refresh_token("fa m.sec"), None);
+        assert_eq!(parse_refresh_token("fam.sec"), Some(("fam", None)));
+        assert_eq!(parse_refresh_token("fam.7.sec"), Some(("fam", Some(7))));
+        assert_eq!(parse_refresh_token("famsec"), None);
+        assert_eq!(parse_refresh_token(".sec"), None);
+        assert_eq!(parse_refresh_token("fa m.sec"), None);
+        assert_eq!(parse_refresh_token("fam.x7.sec"), None);
+        assert_eq!(parse_refresh_token("fam.7.sec.more"), None);
+        assert_eq!(parse_refresh_token("fam.99999999999999999999.sec"), None);
     }
 }

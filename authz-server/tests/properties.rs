@@ -8,8 +8,7 @@ use mcp_authz::records::{CodeRecord, RefreshFamily};
 use mcp_authz::redirect_uri::{find_match, validate, Kind};
 use mcp_authz::signin::Identity;
 use mcp_authz::token::{
-    check_code_grant, check_refresh, rotated, split_refresh_token, RefreshDecision,
-    MAX_PREVIOUS_HASHES,
+    check_code_grant, check_refresh, parse_refresh_token, rotated, Presented, RefreshDecision,
 };
 use proptest::prelude::*;
 
@@ -31,9 +30,19 @@ fn family(current: &str, exp: u64) -> RefreshFamily {
         resources: vec!["https://mcp.example.com/mcp".into()],
         current_hash: current.into(),
         previous_hashes: vec![],
+        generation: 0,
         revoked: false,
         exp,
         last_access: None,
+    }
+}
+
+/// A presented token by its hash and generation.
+fn at(hash: &str, generation: u64) -> Presented<'_> {
+    Presented {
+        family_id: "fam",
+        generation: Some(generation),
+        hash,
     }
 }
 
@@ -139,7 +148,7 @@ proptest! {
     #[test]
     fn expiry_is_half_open_and_saturating(now in any::<u64>(), exp in any::<u64>(), v in verifier()) {
         let f = family("h", exp);
-        let d = check_refresh(&f, "client-a", "h", now);
+        let d = check_refresh(&f, "client-a", &at("h", 0), now);
         if now >= exp {
             prop_assert_eq!(d, RefreshDecision::Refuse("the refresh token has expired"));
         } else {
@@ -151,42 +160,44 @@ proptest! {
     }
 
     /// Rotation: after any number of rotations only the newest token rotates;
-    /// every earlier one (within the remembered window) revokes the family;
-    /// another client's presentation is refused without revoking.
+    /// every earlier one, however old, revokes the family; another client's
+    /// presentation is refused without revoking.
     #[test]
-    fn refresh_rotation_detects_reuse(steps in 1usize..50, pick in any::<prop::sample::Index>()) {
+    fn refresh_rotation_detects_reuse(steps in 1usize..300, pick in any::<prop::sample::Index>()) {
         let mut f = family("h0", 10_000);
         for i in 1..=steps {
-            prop_assert_eq!(check_refresh(&f, "client-a", &format!("h{}", i - 1), 100), RefreshDecision::Rotate);
+            prop_assert_eq!(check_refresh(&f, "client-a", &at(&format!("h{}", i - 1), i as u64 - 1), 100), RefreshDecision::Rotate);
             f = rotated(&f, format!("h{i}"), 10_000 + i as u64, &format!("jti{i}"), 200 + i as u64);
             prop_assert_eq!(&f.current_hash, &format!("h{i}"));
-            prop_assert!(f.previous_hashes.len() <= MAX_PREVIOUS_HASHES);
+            prop_assert_eq!(f.generation, i as u64);
         }
         let old = pick.index(steps);
-        let decision = check_refresh(&f, "client-a", &format!("h{old}"), 100);
-        if steps - old <= MAX_PREVIOUS_HASHES {
-            prop_assert_eq!(decision, RefreshDecision::RevokeFamily);
-        } else {
-            prop_assert_eq!(decision, RefreshDecision::Refuse("unknown refresh token"));
-        }
+        let decision = check_refresh(&f, "client-a", &at(&format!("h{old}"), old as u64), 100);
+        prop_assert_eq!(decision, RefreshDecision::RevokeFamily);
         let newest = format!("h{steps}");
-        let by_other = check_refresh(&f, "client-b", &newest, 100);
+        let by_other = check_refresh(&f, "client-b", &at(&newest, steps as u64), 100);
         prop_assert!(matches!(by_other, RefreshDecision::Refuse(_)));
         let mut revoked = f.clone();
         revoked.revoked = true;
-        let after_revoke = check_refresh(&revoked, "client-a", &newest, 100);
+        let after_revoke = check_refresh(&revoked, "client-a", &at(&newest, steps as u64), 100);
         prop_assert!(matches!(after_revoke, RefreshDecision::Refuse(_)));
         // The grant remembers only its newest access token (all carry its `sid`).
         prop_assert_eq!(f.last_access_exp(), 200 + steps as u64);
     }
 
-    /// `<family>.<secret>` splits only into two non-empty, dot-free, bounded parts.
+    /// `<family>.[<generation>.]<secret>` parses only into non-empty, bounded parts.
     #[test]
-    fn refresh_token_split_is_strict(s in "[ -~]{0,300}") {
-        if let Some((a, b)) = split_refresh_token(&s) {
-            prop_assert_eq!(format!("{a}.{b}"), s.clone());
-            prop_assert!(!a.is_empty() && !b.is_empty() && a.len() <= 128 && b.len() <= 128);
-            prop_assert!(!b.contains('.'));
+    fn refresh_token_parse_is_strict(s in "[ -~]{0,300}") {
+        if let Some((family, generation)) = parse_refresh_token(&s) {
+            prop_assert!(!family.is_empty() && family.len() <= 128 && !family.contains('.'));
+            let rest = &s[family.len() + 1..];
+            match generation {
+                None => prop_assert!(!rest.contains('.') && !rest.is_empty() && rest.len() <= 128),
+                Some(g) => {
+                    let prefix = format!("{}.", g);
+                    prop_assert!(rest.starts_with(&prefix));
+                }
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
-//! Rate and size limits over HTTP (issue 9): 429 + `Retry-After` + an
-//! RFC 6749 §5.2-style body; buckets per address and per client; refill on
-//! (virtual) time; 413 / 431 for oversized bodies and headers.
+//! Rate and size limits over HTTP: 429 + `Retry-After` + an RFC 6749
+//! §5.2-style body; buckets per address and per authenticated client (never
+//! per typed client id); refill on (virtual) time; 413 / 431 for oversized
+//! bodies and headers.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
@@ -44,7 +45,7 @@ async fn registrations_per_address_get_429_with_retry_after_then_recover() {
 }
 
 #[tokio::test]
-async fn token_requests_are_limited_per_client_not_globally() {
+async fn token_requests_are_limited_per_authenticated_client_not_per_typed_id() {
     let s = start_with(
         Backend::Embedded,
         &[
@@ -53,56 +54,72 @@ async fn token_requests_are_limited_per_client_not_globally() {
         ],
     )
     .await;
-    let (a, _) = s.public_client().await;
-    let (b, _) = s.public_client().await;
-    let bad_code = |id: &str| {
-        vec![
+    let (public, _) = s.public_client().await;
+    let (conf, secret, _) = s.confidential_client("client_secret_post").await;
+    let bad_code = |id: &str, secret: Option<&str>| {
+        let mut f = vec![
             ("grant_type", "authorization_code".to_string()),
             ("code", "nope".to_string()),
             ("redirect_uri", "http://127.0.0.1:4567/callback".to_string()),
             ("code_verifier", verifier()),
             ("client_id", id.to_string()),
-        ]
+        ];
+        if let Some(sec) = secret {
+            f.push(("client_secret", sec.to_string()));
+        }
+        f
     };
-    for _ in 0..2 {
-        let r = s
-            .http
-            .post(s.url("/token"))
-            .form(&bad_code(&a))
-            .send()
-            .await
-            .unwrap();
-        // The handler still reads the body the limiter buffered.
+    let post = |form: Vec<(&'static str, String)>| {
+        let s = &s;
+        async move {
+            s.http
+                .post(s.url("/token"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // A public client's id is a string anyone can type: it is never a
+    // limiter key, so naming it ten times costs nobody but the sender's
+    // address (100/min here).
+    for _ in 0..10 {
+        let r = post(bad_code(&public, None)).await;
         assert_eq!(r.status(), 400);
         assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
     }
-    let r = s
-        .http
-        .post(s.url("/token"))
-        .form(&bad_code(&a))
-        .send()
-        .await
-        .unwrap();
+    // Wrong secrets for the confidential client do not spend its budget either.
+    for _ in 0..10 {
+        assert_eq!(post(bad_code(&conf, Some("wrong"))).await.status(), 401);
+    }
+    // The authenticated client has its own budget: two, then 429.
+    for _ in 0..2 {
+        let r = post(bad_code(&conf, Some(&secret))).await;
+        // The handler still reads the body the limiter buffered.
+        assert_eq!(r.status(), 400);
+    }
+    let r = post(bad_code(&conf, Some(&secret))).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "30");
-    // Basic credentials count against the same client.
-    let r = s
-        .http
-        .post(s.url("/token"))
-        .header("authorization", basic(&a, "x"))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", "a.b")])
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "temporarily_unavailable"
+    );
+    s.clock.advance(Duration::from_secs(30));
+    assert_eq!(post(bad_code(&conf, Some(&secret))).await.status(), 400);
+}
+
+#[tokio::test]
+async fn token_requests_are_limited_per_address() {
+    let s = start_with(Backend::Embedded, &[("RATE_LIMIT_TOKEN_PER_ADDRESS", "3")]).await;
+    let form = [("grant_type", "refresh_token"), ("refresh_token", "a.b")];
+    for _ in 0..3 {
+        let r = s.http.post(s.url("/token")).form(&form).send().await.unwrap();
+        assert_ne!(r.status(), 429);
+    }
+    let r = s.http.post(s.url("/token")).form(&form).send().await.unwrap();
     assert_eq!(r.status(), 429);
-    let r = s
-        .http
-        .post(s.url("/token"))
-        .form(&bad_code(&b))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400, "another client has its own bucket");
+    assert_eq!(r.headers()["retry-after"], "20");
 }
 
 #[tokio::test]

@@ -101,7 +101,9 @@ pub async fn flows(store: &dyn Store, only: Option<&str>) -> AdminResult<Vec<Cli
                         Some(Seen::Derived("refresh token family"))
                     }
                     FlowStep::Refreshed
-                        if client_fams.iter().any(|f| !f.previous_hashes.is_empty()) =>
+                        if client_fams
+                            .iter()
+                            .any(|f| f.generation > 0 || !f.previous_hashes.is_empty()) =>
                     {
                         Some(Seen::Derived("rotated refresh token"))
                     }

@@ -175,6 +175,9 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let authz_state = mcp_authz::build_state(authz_config, store.clone(), clock.clone()).await?;
+    // The authz-server's connection budget covers the whole one-machine port.
+    let budget = mcp_authz::http::connections::Budget::new(&authz_state.config, 2);
+    let per_worker = budget.per_worker();
     let (verifier, verifier_tasks) = mcp_verifier::start(verifier_config, clock);
     // Flow diagnostics: the guard's first accepted token per client goes to our store.
     let first_use_writer = verifier.spawn_first_use_writer(store.clone());
@@ -210,12 +213,14 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
     })
     // SSE responses stream event by event; without TCP_NODELAY, Nagle holds each
     // later write until the client's delayed ACK (~40 ms per call).
-    .on_connect(|conn, _ext| {
+    .on_connect(move |conn, ext| {
         if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
             let _ = tcp.set_nodelay(true);
         }
+        budget.on_connect(conn, ext);
     })
     .workers(2)
+    .max_connections(per_worker)
     // Open SSE streams (the verifier's own revocation feed among them) would
     // otherwise hold a graceful stop for the default 30 s.
     .shutdown_timeout(3)

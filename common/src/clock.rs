@@ -8,6 +8,12 @@ use std::time::{Duration, UNIX_EPOCH};
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Seconds since the Unix epoch.
     fn now_secs(&self) -> u64;
+
+    /// Nanoseconds since the Unix epoch, for rate limiters that need more
+    /// than whole seconds. Virtual clocks move in whole seconds.
+    fn now_nanos(&self) -> u64 {
+        self.now_secs().saturating_mul(1_000_000_000)
+    }
 }
 
 pub type SharedClock = Arc<dyn Clock>;
@@ -22,6 +28,14 @@ impl Clock for SystemClock {
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_secs()
+    }
+
+    #[allow(clippy::disallowed_methods)] // the one sanctioned wall-clock read
+    fn now_nanos(&self) -> u64 {
+        let d = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
     }
 }
 

@@ -15,3 +15,4 @@ pub mod keys;
 pub mod logging;
 pub mod revocation;
 pub mod tool_policy;
+pub mod trusted_proxies;

@@ -21,6 +21,21 @@ export class CookieJar {
       else this.jar.get(host).set(name, value);
     }
   }
+  // A browser that keeps its cookies between runs (COOKIE_JAR_FILE in e2e_client.mjs).
+  static async load(file) {
+    const jar = new CookieJar();
+    try {
+      const { readFile } = await import('node:fs/promises');
+      for (const [host, pairs] of JSON.parse(await readFile(file, 'utf8'))) jar.jar.set(host, new Map(pairs));
+    } catch (e) {
+      if (e.code !== 'ENOENT') throw e;
+    }
+    return jar;
+  }
+  async save(file) {
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(file, JSON.stringify([...this.jar.entries()].map(([h, m]) => [h, [...m.entries()]])));
+  }
   header(url) {
     const m = this.jar.get(new URL(url).host);
     if (!m || m.size === 0) return undefined;

@@ -33,6 +33,14 @@ const redirectUri = 'http://127.0.0.1:33418/callback';
 const clientMetadataUrl = process.env.CLIENT_METADATA_URL || undefined;
 const metadataViaSdk = clientMetadataUrl?.startsWith('https://') ?? false;
 const revokedChecks = Number(process.env.REVOKED_CHECKS ?? 1);
+// COOKIE_JAR_FILE: keep the browser's cookies across runs (a returning user's browser).
+const cookieJarFile = process.env.COOKIE_JAR_FILE || undefined;
+async function browserJar() {
+  return cookieJarFile ? CookieJar.load(cookieJarFile) : new CookieJar();
+}
+async function keepJar(jar) {
+  if (cookieJarFile) await jar.save(cookieJarFile);
+}
 
 function report(step, extra = {}) {
   console.log(JSON.stringify({ step, ...extra }));
@@ -112,7 +120,9 @@ try {
     client_id: clientId,
     via: clientMetadataUrl ? (metadataViaSdk ? 'metadata_document_sdk' : 'metadata_document_preset') : 'registration',
   });
-  const back = await signIn(provider.authorizationUrl, redirectUri, { username: user, password, text: user }, { jar: new CookieJar() });
+  const jar = await browserJar();
+  const back = await signIn(provider.authorizationUrl, redirectUri, { username: user, password, text: user }, { jar });
+  await keepJar(jar);
   const code = back.searchParams.get('code');
   if (!code) throw new Error(`no code in ${back}: ${back.searchParams.get('error')} ${back.searchParams.get('error_description')}`);
   if (!back.searchParams.get('iss')) throw new Error('authorization response lacks iss (RFC 9207)');
@@ -175,7 +185,9 @@ try {
   const again = new StreamableHTTPClientTransport(mcpUrl, { authProvider: provider });
   const c2 = new Client({ name: 'gateway-e2e', version: '1.0.0' });
   await c2.connect(again).catch((e) => { if (!(e instanceof UnauthorizedError)) throw e; });
-  const back = await signIn(provider.authorizationUrl, redirectUri, { username: user, password, text: user }, { jar: new CookieJar() });
+  const jar = await browserJar();
+  const back = await signIn(provider.authorizationUrl, redirectUri, { username: user, password, text: user }, { jar });
+  await keepJar(jar);
   await again.finishAuth(back.searchParams.get('code'));
   const token = provider.tokens().access_token;
   const call = () => fetch(mcpUrl, {

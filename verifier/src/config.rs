@@ -5,7 +5,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use gateway_common::config::{ConfigError, Source};
-use ipnet::IpNet;
 
 /// Everything the verifier needs, validated.
 #[derive(Debug, Clone)]
@@ -22,6 +21,10 @@ pub struct VerifierConfig {
     /// `REDIS_URL` (+ `REDIS_PASSWORD` when the URL has none): when set,
     /// revocations come from Redis pub/sub + SCAN. Its Debug hides the password.
     pub redis_url: Option<gateway_store::redis_store::RedisUrl>,
+    /// `REVOCATION_FEED_SECRET(_FILE)`: presented to the authz-server's feed
+    /// (without Redis); it serves the feed only to verifiers that present it,
+    /// or to loopback peers when it has none.
+    pub revocation_feed_secret: Option<gateway_common::revocation::FeedSecret>,
     pub services: Vec<ServiceConfig>,
     pub trusted_proxies: TrustedProxies,
     /// `REVOCATION_STALENESS_BOUND` (default 30 s): feed silent longer → fail closed.
@@ -106,46 +109,9 @@ impl IdentityHeaders {
     }
 }
 
-/// Peers whose forwarded headers are believed (`TRUSTED_PROXIES`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TrustedProxies(Vec<IpNet>);
-
-impl TrustedProxies {
-    /// 127.0.0.0/8 and ::1: a proxy on the same machine.
-    pub fn loopback() -> Self {
-        Self(vec![
-            IpNet::V4(ipnet::Ipv4Net::new_assert(
-                std::net::Ipv4Addr::new(127, 0, 0, 0),
-                8,
-            )),
-            IpNet::from(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
-        ])
-    }
-
-    /// Parses a comma-separated list of CIDRs or single addresses.
-    pub fn parse(list: &[String]) -> Result<Self, String> {
-        let mut nets = Vec::with_capacity(list.len());
-        for item in list {
-            let net = if item.contains('/') {
-                item.parse::<IpNet>()
-                    .map_err(|_| format!("{item:?} is not a CIDR"))?
-                    .trunc()
-            } else {
-                IpNet::from(
-                    item.parse::<IpAddr>()
-                        .map_err(|_| format!("{item:?} is not an IP address or CIDR"))?,
-                )
-            };
-            nets.push(net);
-        }
-        Ok(Self(nets))
-    }
-
-    pub fn contains(&self, peer: IpAddr) -> bool {
-        let peer = peer.to_canonical();
-        self.0.iter().any(|net| net.contains(&peer))
-    }
-}
+/// Peers whose forwarded headers are believed (`TRUSTED_PROXIES`): one type
+/// for every service (`gateway_common::trusted_proxies`).
+pub use gateway_common::trusted_proxies::TrustedProxies;
 
 impl VerifierConfig {
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
@@ -282,6 +248,7 @@ impl VerifierConfig {
             redis_url,
             services,
             trusted_proxies,
+            revocation_feed_secret: gateway_common::revocation::FeedSecret::from_source(src)?,
             staleness_bound,
             clock_leeway,
             max_token_bytes,

@@ -58,15 +58,29 @@ pub async fn run_http(verifier: Arc<Verifier>, client: reqwest::Client) {
 
 enum Never {}
 
+/// Adds the feed secret, when one is configured.
+fn with_secret(
+    req: reqwest::RequestBuilder,
+    cfg: &crate::config::VerifierConfig,
+) -> reqwest::RequestBuilder {
+    match &cfg.revocation_feed_secret {
+        Some(secret) => req.header(reqwest::header::AUTHORIZATION, secret.bearer()),
+        None => req,
+    }
+}
+
 async fn session(verifier: &Verifier, client: &reqwest::Client) -> Result<Never, FeedError> {
     let cfg = verifier.config();
     let idle = cfg.staleness_bound;
     let stream = tokio::time::timeout(
         idle,
-        client
-            .get(cfg.revocation_stream_url())
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .send(),
+        with_secret(
+            client
+                .get(cfg.revocation_stream_url())
+                .header(reqwest::header::ACCEPT, "text/event-stream"),
+            cfg,
+        )
+        .send(),
     )
     .await
     .map_err(|_| FeedError::Silent)??;
@@ -78,7 +92,7 @@ async fn session(verifier: &Verifier, client: &reqwest::Client) -> Result<Never,
     }
     let snapshot = tokio::time::timeout(
         Duration::from_secs(60).max(idle),
-        client.get(cfg.revocations_url()).send(),
+        with_secret(client.get(cfg.revocations_url()), cfg).send(),
     )
     .await
     .map_err(|_| FeedError::Silent)??;

@@ -136,7 +136,7 @@ pub async fn authorize(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
     };
     match validate_rest(&state, &q, &client) {
         Ok((scope, resources, challenge)) => {
-            let (browser, set_cookie) = match browser_id(&req) {
+            let (browser, set_cookie) = match browser_id(&req, &state) {
                 Some(b) => (b, false),
                 None => (random_token(32), true),
             };
@@ -295,7 +295,7 @@ pub async fn load_request(
         return Ok(None);
     };
     let ar: AuthRequest = serde_json::from_slice(&raw).map_err(internal)?;
-    let browser = browser_id(req).map(|b| hash_secret(&b)).unwrap_or_default();
+    let browser = browser_id(req, state).map(|b| hash_secret(&b)).unwrap_or_default();
     if !gateway_common::crypto::ct_eq(browser.as_bytes(), ar.browser_hash.as_bytes())
         || ar.exp <= state.now()
     {
@@ -534,7 +534,7 @@ pub async fn consent_revoke_form(req: HttpRequest, state: web::Data<AppState>) -
         }
         Err(e) => return html::server_error_page(&e, "authorization"),
     };
-    let Some(browser) = browser_id(&req) else {
+    let Some(browser) = browser_id(&req, &state) else {
         return html::expired_page();
     };
     let name = match state.find_client(&client_id).await {
@@ -573,7 +573,7 @@ pub async fn consent_revoke(
         .unwrap_or("")
         .to_string();
     let csrf = form.one("csrf").ok().flatten().unwrap_or("");
-    let browser = browser_id(&req)
+    let browser = browser_id(&req, &state)
         .map(|b| hash_secret(&b))
         .unwrap_or_default();
     match csrf_take(

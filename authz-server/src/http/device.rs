@@ -123,7 +123,7 @@ async fn render_entry(
     error: Option<&str>,
     status: StatusCode,
 ) -> HttpResponse {
-    let (browser, set_cookie) = match browser_id(req) {
+    let (browser, set_cookie) = match browser_id(req, state) {
         Some(b) => (b, false),
         None => (random_token(32), true),
     };
@@ -156,7 +156,7 @@ pub async fn device_submit(
     let form = Form::from_bytes(&body);
     let field = |n: &str| form.one(n).ok().flatten().unwrap_or("").to_string();
     let typed: String = field("user_code").chars().take(32).collect();
-    let Some(browser) = browser_id(&req) else {
+    let Some(browser) = browser_id(&req, &state) else {
         return render_entry(
             &state,
             &req,
@@ -178,7 +178,33 @@ pub async fn device_submit(
         }
         Err(e) => return html::server_error_page(&e, "device"),
     }
+    // RFC 8628 §5.1: user codes are short, so guessing is throttled — per
+    // address, with growing delays after wrong codes (the same throttle as
+    // wrong passwords: one guessing budget per address).
+    let limits = &state.rate_limits;
+    let address = super::rate_limit::peer_key(&req, &state);
+    if limits.guessing_enabled() {
+        if let Err(wait) = limits.guess_address.check(&address) {
+            state.metrics.limited("device_code_throttle");
+            let message = format!("Too many wrong codes. Wait {wait} seconds, then try again.");
+            let mut resp = render_entry(
+                &state,
+                &req,
+                &typed,
+                Some(&message),
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+            .await;
+            if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
+    }
     let bad = || async {
+        if limits.guessing_enabled() {
+            limits.guess_address.failed(&address);
+        }
         render_entry(
             &state,
             &req,
@@ -234,6 +260,7 @@ pub async fn device_submit(
     if let Err(e) = saved {
         return html::server_error_page(&e, "device");
     }
+    limits.guess_address.succeeded(&address);
     let next = match current_session(&req, &state).await {
         Ok(Some(_)) => format!("/consent?req={request_id}"),
         _ => format!("/signin?req={request_id}"),

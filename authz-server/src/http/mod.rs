@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod client_auth;
+pub mod connections;
 pub mod device;
 pub mod discovery;
 pub mod health;
@@ -71,7 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(
             web::resource("/register/{client_id}")
-                .wrap(from_fn(rate_limit::sizes))
+                .wrap(from_fn(rate_limit::public))
                 .wrap(cors())
                 .route(web::get().to(register::read))
                 .route(web::put().to(register::update))
@@ -84,40 +85,49 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(
             web::resource("/signin")
+                .wrap(from_fn(rate_limit::public))
                 .route(web::get().to(signin::signin_form))
                 .route(web::post().to(signin::signin_submit)),
         )
-        .service(web::resource("/callback/{idp}").route(web::get().to(signin_upstream::callback)))
+        .service(
+            web::resource("/callback/{idp}")
+                .wrap(from_fn(rate_limit::public))
+                .route(web::get().to(signin_upstream::callback)),
+        )
         // RFC 8628: device authorization and the user-code page.
         .service(
             web::resource("/device_authorization")
+                .wrap(from_fn(rate_limit::public))
                 .wrap(cors())
                 .route(web::post().to(device::device_authorization)),
         )
         .service(
             web::resource("/device")
+                .wrap(from_fn(rate_limit::public))
                 .route(web::get().to(device::device_form))
                 .route(web::post().to(device::device_submit)),
         )
         .service(
             web::resource("/consent/revoke")
+                .wrap(from_fn(rate_limit::public))
                 .route(web::get().to(authorize::consent_revoke_form))
                 .route(web::post().to(authorize::consent_revoke)),
         )
         .service(
             web::resource("/consent")
+                .wrap(from_fn(rate_limit::public))
                 .route(web::get().to(authorize::consent_form))
                 .route(web::post().to(authorize::consent_submit)),
         )
         .service(
             web::resource("/revoke")
-                .wrap(from_fn(rate_limit::sizes))
+                .wrap(from_fn(rate_limit::public))
                 .wrap(cors())
                 .route(web::post().to(revoke::revoke)),
         )
         .service(
             web::resource("/introspect")
-                .wrap(from_fn(rate_limit::sizes))
+                .wrap(from_fn(rate_limit::public))
                 .route(web::post().to(revoke::introspect)),
         )
         .service(web::resource("/revocations").route(web::get().to(revoke::snapshot)))

@@ -1,58 +1,70 @@
-//! Rate and size limits for the endpoints anyone can call: registrations per
-//! address, token and authorization requests per client and per address, and
-//! the size of request headers and bodies (RFC 9700 §4.x does not fix numbers;
-//! RFC 7591 §5 and RFC 6749 §10.10 ask servers to bound abuse). Over a limit:
-//! `429 Too Many Requests` with `Retry-After` (RFC 6585 §4, RFC 9110 §10.2.3)
-//! and an RFC 6749 §5.2-style JSON body.
+//! The budgets of every endpoint that answers without credentials, as actix
+//! middleware over [`crate::limits`]. Over a limit: `429 Too Many Requests`
+//! with `Retry-After` (RFC 6585 §4, RFC 9110 §10.2.3) and an RFC 6749
+//! §5.2-style JSON body.
 //!
-//! Token buckets, in memory, per instance: with several authz-servers behind a
-//! balancer each enforces its own share. The limiter lives in the shared state
-//! (one per process, not per actix worker). Configured by `RATE_LIMIT_*`:
+//! Every limit keys on something verified: the peer address as seen through
+//! `TRUSTED_PROXIES` ([`client_ip`]), or — at `/token` — the client once it
+//! has authenticated. Never on a `client_id` anyone can type: flooding a
+//! client's id from elsewhere costs the flooder's address its budget and
+//! leaves the client alone. In memory, per instance; with several
+//! authz-servers behind a balancer each enforces its own share.
 //!
 //! | variable | default |
 //! |---|---|
 //! | `RATE_LIMIT_ENABLED` | `true` |
 //! | `RATE_LIMIT_REGISTER_PER_ADDRESS` | 30 per minute |
-//! | `RATE_LIMIT_TOKEN_PER_CLIENT` | 120 per minute |
 //! | `RATE_LIMIT_TOKEN_PER_ADDRESS` | 600 per minute |
-//! | `RATE_LIMIT_AUTHORIZE_PER_CLIENT` | 120 per minute |
+//! | `RATE_LIMIT_TOKEN_PER_CLIENT` | 600 per minute, authenticated clients only |
 //! | `RATE_LIMIT_AUTHORIZE_PER_ADDRESS` | 600 per minute |
+//! | `RATE_LIMIT_PUBLIC_PER_ADDRESS` | 300 per minute (sign-in, device, consent, revoke, introspect, device authorization, registration management) |
+//! | `RATE_LIMIT_STATE_BYTES` | 16 MiB for all limiter tables together |
 //! | `RATE_LIMIT_MAX_BODY_BYTES` | 16384 |
 //! | `RATE_LIMIT_MAX_HEADER_BYTES` | 16384 |
 //!
 //! A per-minute value is also the burst: a bucket holds one minute's allowance.
 //! `0` disables that one limit.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpMessage, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use gateway_common::clock::SharedClock;
 use gateway_common::config::{ConfigError, Source};
 
+use crate::limits::{address_key, name_key, Backoff, FailureThrottle, Key, KeyedLimit};
 use crate::state::AppState;
 
-/// Buckets kept before idle (full) ones are dropped.
-const MAX_TRACKED_KEYS: usize = 100_000;
+/// Limiter tables sharing `RATE_LIMIT_STATE_BYTES` (five rate tables, three throttles).
+const TABLES: usize = 8;
 
 /// The configured limits. A rate of 0 means "no limit".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub enabled: bool,
-    pub register_per_address: u64,
-    pub token_per_client: u64,
-    pub token_per_address: u64,
-    pub authorize_per_client: u64,
-    pub authorize_per_address: u64,
+    pub register_per_address: u32,
+    pub token_per_address: u32,
+    pub token_per_client: u32,
+    pub authorize_per_address: u32,
+    pub public_per_address: u32,
+    pub state_bytes: usize,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
+    /// Wrong passwords or user codes from one address: 5 free, then 1 s doubling to this.
+    pub signin_address_max_delay: Duration,
+    /// Wrong passwords for one account from browsers that never signed in
+    /// as it: 10 free, then 1 s doubling to this. Short, so nobody can keep
+    /// a user out for long; browsers that signed in as the account before
+    /// are exempt (the known-browser cookie), so they are never kept out.
+    pub signin_account_max_delay: Duration,
+    /// Password hashes computed at once (argon2id takes ~19 MiB each).
+    pub password_hash_concurrency: usize,
 }
 
 impl Default for Limits {
@@ -60,112 +72,180 @@ impl Default for Limits {
         Self {
             enabled: true,
             register_per_address: 30,
-            token_per_client: 120,
             token_per_address: 600,
-            authorize_per_client: 120,
+            token_per_client: 600,
             authorize_per_address: 600,
+            public_per_address: 300,
+            state_bytes: 16 << 20,
             max_body_bytes: 16 * 1024,
             max_header_bytes: 16 * 1024,
+            signin_address_max_delay: Duration::from_secs(900),
+            signin_account_max_delay: Duration::from_secs(60),
+            password_hash_concurrency: 4,
         }
     }
 }
 
 impl Limits {
-    /// Reads `RATE_LIMIT_*`; every error names its variable (one line).
+    /// Reads `RATE_LIMIT_*` and `SIGNIN_*`; every error names its variable (one line).
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
         let d = Self::default();
-        let size = |key: &str, default: usize| -> Result<usize, ConfigError> {
+        let size = |key: &str, default: usize, min: u64| -> Result<usize, ConfigError> {
             let v = src.u64(key, default as u64)?;
-            if v < 1024 {
+            if v < min {
                 return Err(ConfigError::new(
                     key,
-                    format!("must be at least 1024 bytes, got {v}"),
+                    format!("must be at least {min} bytes, got {v}"),
                     &default.to_string(),
                 ));
             }
             usize::try_from(v)
                 .map_err(|_| ConfigError::new(key, "is too large", &default.to_string()))
         };
+        let rate = |key: &str, default: u32| -> Result<u32, ConfigError> {
+            let v = src.u64(key, u64::from(default))?;
+            u32::try_from(v).map_err(|_| {
+                ConfigError::new(key, "is too large (per minute)", &default.to_string())
+            })
+        };
+        let secs = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
+            let v = src.u64(key, default.as_secs())?;
+            if v == 0 || v > 86_400 {
+                return Err(ConfigError::new(
+                    key,
+                    format!("must be between 1 and 86400 seconds, got {v}"),
+                    &default.as_secs().to_string(),
+                ));
+            }
+            Ok(Duration::from_secs(v))
+        };
+        if src.get("RATE_LIMIT_AUTHORIZE_PER_CLIENT").is_some() {
+            // Limits no longer key on an unauthenticated client_id (anyone could
+            // spend a client's budget); the per-address limit applies instead.
+            tracing::warn!("RATE_LIMIT_AUTHORIZE_PER_CLIENT is no longer used: /authorize is limited per address (RATE_LIMIT_AUTHORIZE_PER_ADDRESS)");
+        }
+        let concurrency = src.u64("PASSWORD_HASH_CONCURRENCY", d.password_hash_concurrency as u64)?;
+        if !(1..=64).contains(&concurrency) {
+            return Err(ConfigError::new(
+                "PASSWORD_HASH_CONCURRENCY",
+                format!("must be between 1 and 64, got {concurrency}"),
+                "4",
+            ));
+        }
         Ok(Self {
             enabled: src.bool("RATE_LIMIT_ENABLED", d.enabled)?,
-            register_per_address: src
-                .u64("RATE_LIMIT_REGISTER_PER_ADDRESS", d.register_per_address)?,
-            token_per_client: src.u64("RATE_LIMIT_TOKEN_PER_CLIENT", d.token_per_client)?,
-            token_per_address: src.u64("RATE_LIMIT_TOKEN_PER_ADDRESS", d.token_per_address)?,
-            authorize_per_client: src
-                .u64("RATE_LIMIT_AUTHORIZE_PER_CLIENT", d.authorize_per_client)?,
-            authorize_per_address: src
-                .u64("RATE_LIMIT_AUTHORIZE_PER_ADDRESS", d.authorize_per_address)?,
-            max_body_bytes: size("RATE_LIMIT_MAX_BODY_BYTES", d.max_body_bytes)?,
-            max_header_bytes: size("RATE_LIMIT_MAX_HEADER_BYTES", d.max_header_bytes)?,
+            register_per_address: rate(
+                "RATE_LIMIT_REGISTER_PER_ADDRESS",
+                d.register_per_address,
+            )?,
+            token_per_address: rate("RATE_LIMIT_TOKEN_PER_ADDRESS", d.token_per_address)?,
+            token_per_client: rate("RATE_LIMIT_TOKEN_PER_CLIENT", d.token_per_client)?,
+            authorize_per_address: rate(
+                "RATE_LIMIT_AUTHORIZE_PER_ADDRESS",
+                d.authorize_per_address,
+            )?,
+            public_per_address: rate("RATE_LIMIT_PUBLIC_PER_ADDRESS", d.public_per_address)?,
+            state_bytes: size("RATE_LIMIT_STATE_BYTES", d.state_bytes, 64 * 1024)?,
+            max_body_bytes: size("RATE_LIMIT_MAX_BODY_BYTES", d.max_body_bytes, 1024)?,
+            max_header_bytes: size("RATE_LIMIT_MAX_HEADER_BYTES", d.max_header_bytes, 1024)?,
+            signin_address_max_delay: secs(
+                "SIGNIN_ADDRESS_MAX_DELAY_SECS",
+                d.signin_address_max_delay,
+            )?,
+            signin_account_max_delay: secs(
+                "SIGNIN_ACCOUNT_MAX_DELAY_SECS",
+                d.signin_account_max_delay,
+            )?,
+            password_hash_concurrency: concurrency as usize,
         })
     }
 }
 
-/// Which limit a key counts against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
-    RegisterAddress,
-    TokenClient,
-    TokenAddress,
-    AuthorizeClient,
-    AuthorizeAddress,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    /// Unix seconds of the last refill.
-    at: u64,
-}
-
-/// One limiter per process, shared by every worker.
+/// Every budget of one process, shared by all workers.
 #[derive(Debug)]
 pub struct RateLimiter {
     pub limits: Limits,
-    clock: SharedClock,
-    buckets: Mutex<HashMap<(Kind, String), Bucket>>,
+    register: KeyedLimit,
+    token_address: KeyedLimit,
+    token_client: KeyedLimit,
+    authorize: KeyedLimit,
+    public: KeyedLimit,
+    /// Failed sign-ins and user-code entries per address.
+    pub guess_address: FailureThrottle,
+    /// Failed sign-ins per account (hash of the name tried).
+    pub guess_account: FailureThrottle,
+    /// Password hashing slots: a flood of sign-ins waits here instead of
+    /// allocating argon2's memory for every attempt at once.
+    pub hashing: tokio::sync::Semaphore,
 }
 
 impl RateLimiter {
     pub fn new(limits: Limits, clock: SharedClock) -> Self {
+        let keys = (limits.state_bytes / crate::limits::BYTES_PER_ENTRY / TABLES).max(1);
+        let rate = |per_minute: u32| {
+            KeyedLimit::new(
+                if limits.enabled { per_minute } else { 0 },
+                keys,
+                clock.clone(),
+            )
+        };
+        let address_policy = Backoff {
+            free: 5,
+            base: Duration::from_secs(1),
+            cap: limits.signin_address_max_delay,
+        };
+        let account_policy = Backoff {
+            free: 10,
+            base: Duration::from_secs(1),
+            cap: limits.signin_account_max_delay,
+        };
         Self {
+            register: rate(limits.register_per_address),
+            token_address: rate(limits.token_per_address),
+            token_client: rate(limits.token_per_client),
+            authorize: rate(limits.authorize_per_address),
+            public: rate(limits.public_per_address),
+            guess_address: FailureThrottle::new(address_policy, keys, clock.clone()),
+            guess_account: FailureThrottle::new(account_policy, keys, clock),
+            hashing: tokio::sync::Semaphore::new(limits.password_hash_concurrency),
             limits,
-            clock,
-            buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes one token from `key`'s bucket for a limit of `per_minute`;
-    /// `Err(seconds)` until the next token is due.
-    fn take(&self, kind: Kind, key: &str, per_minute: u64) -> Result<(), u64> {
-        if !self.limits.enabled || per_minute == 0 {
-            return Ok(());
+    /// `/token` per authenticated client (RFC 6749 §2.3): called only after
+    /// the client proved itself.
+    pub fn token_client(&self, client_id: &str) -> Result<(), u64> {
+        self.token_client.check(&name_key("client", client_id))
+    }
+
+    /// Forgets idle keys; run periodically.
+    pub fn prune(&self) {
+        for l in [
+            &self.register,
+            &self.token_address,
+            &self.token_client,
+            &self.authorize,
+            &self.public,
+        ] {
+            l.prune();
         }
-        let now = self.clock.now_secs();
-        let capacity = per_minute as f64;
-        let per_sec = capacity / 60.0;
-        let Ok(mut map) = self.buckets.lock() else {
-            // A poisoned lock: a bug elsewhere; do not turn it into an outage.
-            return Ok(());
-        };
-        if map.len() >= MAX_TRACKED_KEYS {
-            // Forget buckets that have refilled: they hold no state worth keeping.
-            map.retain(|_, b| (now.saturating_sub(b.at) as f64) * per_sec < capacity);
-        }
-        let b = map.entry((kind, key.to_string())).or_insert(Bucket {
-            tokens: capacity,
-            at: now,
-        });
-        let elapsed = now.saturating_sub(b.at) as f64;
-        b.tokens = (b.tokens + elapsed * per_sec).min(capacity);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err((((1.0 - b.tokens) / per_sec).ceil() as u64).max(1))
-        }
+        self.guess_address.prune();
+        self.guess_account.prune();
+    }
+
+    /// Keys tracked in every table together (metrics, tests).
+    pub fn tracked(&self) -> usize {
+        self.register.tracked()
+            + self.token_address.tracked()
+            + self.token_client.tracked()
+            + self.authorize.tracked()
+            + self.public.tracked()
+            + self.guess_address.tracked()
+            + self.guess_account.tracked()
+    }
+
+    pub fn guessing_enabled(&self) -> bool {
+        self.limits.enabled
     }
 }
 
@@ -204,14 +284,14 @@ pub fn limit_response(e: LimitError) -> HttpResponse {
     resp.json(serde_json::json!({"error": code, "error_description": e.to_string()}))
 }
 
-/// Which endpoint a middleware guards.
+/// Which budget a middleware spends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
     Register,
     Token,
     Authorize,
-    /// Sizes only.
-    Other,
+    /// Every other endpoint that answers without credentials.
+    Public,
 }
 
 /// `/register`: registrations per address.
@@ -222,7 +302,7 @@ pub async fn register(
     guard(Endpoint::Register, req, next).await
 }
 
-/// `/token`: per client and per address.
+/// `/token`: per address here; per authenticated client in the handler.
 pub async fn token(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -230,7 +310,7 @@ pub async fn token(
     guard(Endpoint::Token, req, next).await
 }
 
-/// `/authorize`: per client and per address.
+/// `/authorize`: per address.
 pub async fn authorize(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -238,12 +318,13 @@ pub async fn authorize(
     guard(Endpoint::Authorize, req, next).await
 }
 
-/// Body and header sizes only (`/revoke`, `/introspect`, `/register/{id}`).
-pub async fn sizes(
+/// Sign-in, device, consent, `/revoke`, `/introspect`, `/device_authorization`,
+/// `/register/{id}`: per address, and sizes.
+pub async fn public(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    guard(Endpoint::Other, req, next).await
+    guard(Endpoint::Public, req, next).await
 }
 
 async fn guard(
@@ -257,6 +338,12 @@ async fn guard(
     let limiter = &state.rate_limits;
     let stop = |req: ServiceRequest, e: LimitError| {
         tracing::info!(error = %e, path = req.path(), "request refused by a limit");
+        state.metrics.limited(match endpoint {
+            Endpoint::Register => "register",
+            Endpoint::Token => "token",
+            Endpoint::Authorize => "authorize",
+            Endpoint::Public => "public",
+        });
         Ok(req.into_response(limit_response(e)).map_into_right_body())
     };
     let header_bytes: usize = req
@@ -267,9 +354,19 @@ async fn guard(
     if header_bytes > limiter.limits.max_header_bytes {
         return stop(req, LimitError::HeadersTooLarge);
     }
-    // Buffer the body (bounded) so the client id can be read and the handler still gets it.
-    let mut body = BytesMut::new();
+    let key = peer_key(req.request(), &state);
+    let budget = match endpoint {
+        Endpoint::Register => &limiter.register,
+        Endpoint::Token => &limiter.token_address,
+        Endpoint::Authorize => &limiter.authorize,
+        Endpoint::Public => &limiter.public,
+    };
+    if let Err(retry) = budget.check(&key) {
+        return stop(req, LimitError::TooMany(retry));
+    }
+    // Bodies are read here, bounded, before any handler buffers them.
     if endpoint != Endpoint::Authorize {
+        let mut body = BytesMut::new();
         let mut payload = req.take_payload();
         while let Some(chunk) = payload.next().await {
             body.extend_from_slice(&chunk?);
@@ -277,147 +374,47 @@ async fn guard(
                 return stop(req, LimitError::BodyTooLarge);
             }
         }
-    }
-    let body = body.freeze();
-    let address = client_address(&req, &state);
-    let l = &limiter.limits;
-    let verdict = match endpoint {
-        Endpoint::Register => limiter.take(Kind::RegisterAddress, &address, l.register_per_address),
-        Endpoint::Token => limiter
-            .take(Kind::TokenAddress, &address, l.token_per_address)
-            .and_then(|()| match token_client_id(&req, &body) {
-                Some(id) => limiter.take(Kind::TokenClient, &id, l.token_per_client),
-                None => Ok(()),
-            }),
-        Endpoint::Authorize => limiter
-            .take(Kind::AuthorizeAddress, &address, l.authorize_per_address)
-            .and_then(|()| {
-                let id = url::form_urlencoded::parse(req.query_string().as_bytes())
-                    .find(|(k, _)| k == "client_id")
-                    .map(|(_, v)| v.into_owned());
-                match id {
-                    Some(id) => limiter.take(Kind::AuthorizeClient, &id, l.authorize_per_client),
-                    None => Ok(()),
-                }
-            }),
-        Endpoint::Other => Ok(()),
-    };
-    if let Err(retry) = verdict {
-        return stop(req, LimitError::TooMany(retry));
-    }
-    if endpoint != Endpoint::Authorize {
-        req.set_payload(Payload::from(body));
+        req.set_payload(Payload::from(body.freeze()));
     }
     Ok(next.call(req).await?.map_into_left_body())
 }
 
-/// The client's address: the peer, or — when the peer is a trusted proxy — the
-/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy (the
-/// left part of the list is whatever the client chose to send).
-fn client_address(req: &ServiceRequest, state: &AppState) -> String {
-    let peer = req.peer_addr().map(|a| a.ip());
-    let trusted = &state.config.trusted_proxies;
-    if trusted.trusts(peer) {
-        let from_header = req
-            .headers()
-            .get_all("x-forwarded-for")
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .filter_map(|s| s.parse::<IpAddr>().ok())
-            .find(|ip| !trusted.trusts(Some(*ip)));
-        if let Some(ip) = from_header {
-            return ip.to_string();
-        }
-    }
-    peer.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+/// The client's address as `TRUSTED_PROXIES` lets us see it.
+pub fn client_ip(req: &HttpRequest, state: &AppState) -> Option<IpAddr> {
+    let xff = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok());
+    state
+        .config
+        .trusted_proxies
+        .client_address(req.peer_addr().map(|a| a.ip()), xff)
 }
 
-/// The client id of a token request: `Authorization: Basic` (RFC 6749 §2.3.1)
-/// or the `client_id` form field. Unverified: only a bucket key.
-fn token_client_id(req: &ServiceRequest, body: &[u8]) -> Option<String> {
-    use base64::Engine;
-    if let Some(v) = req.headers().get(header::AUTHORIZATION) {
-        let v = v.to_str().ok()?;
-        if let Some((scheme, rest)) = v.split_once(' ') {
-            if scheme.eq_ignore_ascii_case("basic") {
-                let raw = base64::engine::general_purpose::STANDARD
-                    .decode(rest.trim())
-                    .ok()?;
-                let text = String::from_utf8(raw).ok()?;
-                return text.split_once(':').map(|(id, _)| id.to_string());
-            }
-        }
-    }
-    url::form_urlencoded::parse(body)
-        .find(|(k, _)| k == "client_id")
-        .map(|(_, v)| v.into_owned())
+/// The limiter key of the client's address (no address: one shared key).
+pub fn peer_key(req: &HttpRequest, state: &AppState) -> Key {
+    client_ip(req, state).map_or([0xff; 16], address_key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gateway_common::clock::ManualClock;
-
-    fn limiter(clock: std::sync::Arc<ManualClock>) -> RateLimiter {
-        RateLimiter::new(Limits::default(), clock)
-    }
-
-    #[test]
-    fn a_bucket_holds_one_minute_and_refills_steadily() {
-        let clock = ManualClock::new(1_000);
-        let l = limiter(clock.clone());
-        for _ in 0..30 {
-            assert_eq!(l.take(Kind::RegisterAddress, "a", 30), Ok(()));
-        }
-        // 30/min: one token every 2 s.
-        assert_eq!(l.take(Kind::RegisterAddress, "a", 30), Err(2));
-        assert_eq!(l.take(Kind::RegisterAddress, "b", 30), Ok(()), "per key");
-        clock.advance(std::time::Duration::from_secs(2));
-        assert_eq!(l.take(Kind::RegisterAddress, "a", 30), Ok(()));
-        assert!(l.take(Kind::RegisterAddress, "a", 30).is_err());
-        clock.advance(std::time::Duration::from_secs(3600));
-        for _ in 0..30 {
-            assert_eq!(
-                l.take(Kind::RegisterAddress, "a", 30),
-                Ok(()),
-                "capped at the burst"
-            );
-        }
-        assert!(l.take(Kind::RegisterAddress, "a", 30).is_err());
-    }
-
-    #[test]
-    fn zero_or_disabled_means_unlimited() {
-        let clock = ManualClock::new(0);
-        let l = limiter(clock.clone());
-        for _ in 0..1000 {
-            assert_eq!(l.take(Kind::TokenClient, "c", 0), Ok(()));
-        }
-        let off = RateLimiter::new(
-            Limits {
-                enabled: false,
-                ..Limits::default()
-            },
-            clock,
-        );
-        for _ in 0..1000 {
-            assert_eq!(off.take(Kind::TokenClient, "c", 1), Ok(()));
-        }
-    }
 
     #[test]
     fn config_errors_name_the_variable() {
-        let src = Source::from_pairs([("RATE_LIMIT_TOKEN_PER_CLIENT", "lots")]);
+        let src = Source::from_pairs([("RATE_LIMIT_TOKEN_PER_ADDRESS", "lots")]);
         let e = Limits::from_source(&src).unwrap_err().to_string();
-        assert!(e.contains("RATE_LIMIT_TOKEN_PER_CLIENT"), "{e}");
+        assert!(e.contains("RATE_LIMIT_TOKEN_PER_ADDRESS"), "{e}");
         assert!(!e.contains('\n'));
         let src = Source::from_pairs([("RATE_LIMIT_MAX_BODY_BYTES", "10")]);
         let e = Limits::from_source(&src).unwrap_err().to_string();
         assert!(e.contains("RATE_LIMIT_MAX_BODY_BYTES"), "{e}");
+        let src = Source::from_pairs([("PASSWORD_HASH_CONCURRENCY", "0")]);
+        let e = Limits::from_source(&src).unwrap_err().to_string();
+        assert!(e.contains("PASSWORD_HASH_CONCURRENCY"), "{e}");
+        let src = Source::from_pairs([("SIGNIN_ACCOUNT_MAX_DELAY_SECS", "0")]);
+        let e = Limits::from_source(&src).unwrap_err().to_string();
+        assert!(e.contains("SIGNIN_ACCOUNT_MAX_DELAY_SECS"), "{e}");
         let src = Source::from_pairs([("RATE_LIMIT_REGISTER_PER_ADDRESS", "5")]);
         assert_eq!(Limits::from_source(&src).unwrap().register_per_address, 5);
     }
@@ -431,5 +428,22 @@ mod tests {
             limit_response(LimitError::BodyTooLarge).status(),
             StatusCode::PAYLOAD_TOO_LARGE
         );
+    }
+
+    #[test]
+    fn the_state_budget_bounds_every_table() {
+        let limits = Limits {
+            state_bytes: 64 * 1024,
+            ..Limits::default()
+        };
+        let l = RateLimiter::new(limits, gateway_common::clock::system());
+        for i in 0..5_000u32 {
+            let ip = IpAddr::from(i.to_be_bytes());
+            let _ = l.public.check(&address_key(ip));
+            let _ = l.token_client(&format!("client-{i}"));
+            l.guess_account.failed(&name_key("account", &i.to_string()));
+        }
+        let per_table = 64 * 1024 / crate::limits::BYTES_PER_ENTRY / TABLES;
+        assert!(l.tracked() <= per_table * 3, "{}", l.tracked());
     }
 }

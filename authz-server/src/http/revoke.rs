@@ -26,14 +26,20 @@ async fn find_family(
     state: &AppState,
     token: &str,
 ) -> Result<Option<(RefreshFamily, bool)>, OAuthError> {
-    let Some((family_id, _)) = split_refresh_token(token) else {
+    let Some((family_id, generation)) = split_refresh_token(token) else {
         return Ok(None);
     };
     let Some(raw) = state.store.get(&family_key(family_id)).await? else {
         return Ok(None);
     };
     let family = issue::parse_family(&raw)?;
-    match crate::token::recognise(&family, &hash_secret(token)) {
+    let hash = hash_secret(token);
+    let presented = crate::token::Presented {
+        family_id,
+        generation,
+        hash: &hash,
+    };
+    match crate::token::recognise(&family, &presented) {
         crate::token::Recognised::Current => Ok(Some((family, true))),
         crate::token::Recognised::Rotated => Ok(Some((family, false))),
         crate::token::Recognised::Unknown => Ok(None),
@@ -149,8 +155,36 @@ pub async fn introspect(
     Ok(inactive())
 }
 
+/// Who may follow the feed: a verifier presenting `REVOCATION_FEED_SECRET`,
+/// or — when none is configured — a loopback peer that no proxy relayed. The
+/// feed lists revoked ids and holds a connection open: it is for verifiers,
+/// not the public.
+fn feed_access(req: &HttpRequest, state: &AppState) -> Result<(), OAuthError> {
+    let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let allowed = match &state.config.revocation_feed_secret {
+        Some(secret) => secret.accepts(authorization),
+        None => {
+            let relayed = req.headers().contains_key("x-forwarded-for")
+                || req.headers().contains_key(header::FORWARDED);
+            !relayed && req.peer_addr().is_some_and(|a| a.ip().to_canonical().is_loopback())
+        }
+    };
+    if allowed {
+        Ok(())
+    } else {
+        state.metrics.limited("revocation_feed_auth");
+        Err(OAuthError::InvalidToken(
+            "the revocation feed is for verifiers: present REVOCATION_FEED_SECRET as a bearer token".into(),
+        ))
+    }
+}
+
 /// `GET /revocations`: every revoked token that has not expired yet.
-pub async fn snapshot(state: web::Data<AppState>) -> Result<HttpResponse, OAuthError> {
+pub async fn snapshot(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    feed_access(&req, &state)?;
     let mut revoked = Vec::new();
     for key in state.store.keys_with_prefix(REVOKED_PREFIX).await? {
         if let Some(raw) = state.store.get(&key).await? {
@@ -167,10 +201,41 @@ pub async fn snapshot(state: web::Data<AppState>) -> Result<HttpResponse, OAuthE
 
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
+/// One open feed stream; dropping it (the connection closed) frees its slot.
+struct Subscription(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Subscription {
+    fn open(counter: &std::sync::Arc<std::sync::atomic::AtomicUsize>, max: usize) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        counter
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Self(counter.clone()))
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// `GET /revocations/stream`: server-sent events, one `data:` line per
 /// revocation, a `: keepalive` comment every 15 s so a consumer can tell a
-/// quiet feed from a dead one.
-pub async fn stream(state: web::Data<AppState>) -> HttpResponse {
+/// quiet feed from a dead one. Verifiers only ([`feed_access`]), and at most
+/// `REVOCATION_FEED_MAX_SUBSCRIBERS` at once.
+pub async fn stream(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, OAuthError> {
+    feed_access(&req, &state)?;
+    let Some(slot) = Subscription::open(
+        &state.feed_subscribers,
+        state.config.revocation_feed_max_subscribers,
+    ) else {
+        state.metrics.limited("revocation_feed_subscribers");
+        return Err(OAuthError::TooManyRequests(KEEPALIVE.as_secs()));
+    };
     let events = BroadcastStream::new(state.revocations.subscribe()).filter_map(|ev| async move {
         // A lagging consumer misses events; it re-reads the snapshot on reconnect.
         let ev = ev.ok()?;
@@ -183,10 +248,16 @@ pub async fn stream(state: web::Data<AppState>) -> HttpResponse {
     tick.reset();
     let keepalive = IntervalStream::new(tick).map(|_| Ok(Bytes::from_static(b": keepalive\n\n")));
     let hello = futures_util::stream::once(async { Ok(Bytes::from_static(b": connected\n\n")) });
-    let body = hello.chain(futures_util::stream::select(events, keepalive));
-    HttpResponse::Ok()
+    let body = hello
+        .chain(futures_util::stream::select(events, keepalive))
+        // The slot lives as long as the body: freed when the connection goes.
+        .map(move |chunk| {
+            let _held = &slot;
+            chunk
+        });
+    Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/event-stream"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body)
+        .streaming(body))
 }

@@ -20,6 +20,12 @@ use crate::state::AppState;
 
 const BROWSER_COOKIE: &str = "authz_browser";
 const SESSION_COOKIE: &str = "authz_session";
+/// Set after a successful password sign-in: this browser has signed in as
+/// the account before, so the per-account throttle does not apply to it
+/// (a flood of wrong passwords from elsewhere cannot keep its user out).
+const KNOWN_COOKIE: &str = "authz_known";
+/// How long a browser stays known.
+const KNOWN_FOR: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
 
 fn cookie_name(state: &AppState, base: &str) -> String {
     if state.config.https() {
@@ -47,10 +53,12 @@ fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty() && v.len() <= 128)
 }
 
-/// The random id of this browser (binds pending requests and CSRF tokens to it).
-pub fn browser_id(req: &HttpRequest) -> Option<String> {
-    cookie_value(req, BROWSER_COOKIE)
-        .or_else(|| cookie_value(req, &format!("__Host-{BROWSER_COOKIE}")))
+/// The random id of this browser (binds pending requests and CSRF tokens to
+/// it). Only the name this server sets is read: under an https issuer that is
+/// the `__Host-` one, which a sibling host or a plain-http page cannot plant
+/// (RFC 6265bis §4.1.3.2); an unprefixed cookie is ignored there.
+pub fn browser_id(req: &HttpRequest, state: &AppState) -> Option<String> {
+    cookie_value(req, &cookie_name(state, BROWSER_COOKIE))
 }
 
 pub fn browser_cookie(state: &AppState, value: &str) -> Cookie<'static> {
@@ -252,16 +260,92 @@ pub async fn signin_submit(
         return html::expired_page();
     };
     let username = field("username");
-    match provider
-        .verify_password(&username, &field("password"))
-        .await
+    let address = super::rate_limit::peer_key(&req, &state);
+    let account = crate::limits::name_key("account", &format!("{idp}:{username}"));
+    let known = match known_browser(&req, &state, &account).await {
+        Ok(k) => k,
+        Err(e) => return html::server_error_page(&e, "sign-in"),
+    };
+    let limits = &state.rate_limits;
+    let blocked = if limits.guessing_enabled() {
+        limits.guess_address.check(&address).and_then(|()| {
+            if known {
+                Ok(())
+            } else {
+                limits.guess_account.check(&account)
+            }
+        })
+    } else {
+        Ok(())
+    };
+    if let Err(wait) = blocked {
+        state.metrics.limited("signin_throttle");
+        let name = client_name(&state, &ar.client_id).await;
+        let message = format!("Too many failed attempts. Wait {wait} seconds, then try again.");
+        let mut resp = render_form(
+            &state,
+            &request_id,
+            &ar.browser_hash,
+            &name,
+            Some(&message),
+            &username,
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+        .await;
+        if let Ok(v) = header::HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return resp;
+    }
+    // argon2id holds ~19 MiB while it runs: a bounded number at once, the
+    // rest wait their turn (and give up with 503 rather than pile up).
+    let permit = match tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        limits.hashing.acquire(),
+    )
+    .await
     {
+        Ok(Ok(p)) => p,
+        _ => {
+            state.metrics.limited("password_hashing");
+            return html::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Busy",
+                "The server is busy checking other sign-ins. Try again in a moment.",
+            );
+        }
+    };
+    let verdict = provider
+        .verify_password(&username, &field("password"))
+        .await;
+    drop(permit);
+    match verdict {
         Ok(Some(identity)) => {
             state.metrics.sign_ins.inc();
             state.audit(sign_in_event(&idp, &identity.sub, None));
-            finish_sign_in(&state, &request_id, identity).await
+            limits.guess_address.succeeded(&address);
+            // The account's counter is left to decay: a success must not
+            // hand an attacker a fresh set of free guesses.
+            let known_cookie = match remember_browser(&state, &account).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "known-browser record not written");
+                    None
+                }
+            };
+            let mut resp = finish_sign_in(&state, &request_id, identity).await;
+            if let Some(c) = known_cookie {
+                let _ = resp.add_cookie(&c);
+            }
+            resp
         }
         Ok(None) => {
+            if limits.guessing_enabled() {
+                limits.guess_address.failed(&address);
+                if !known {
+                    limits.guess_account.failed(&account);
+                }
+            }
             state.metrics.failed_sign_ins.inc();
             // The claimed name, bounded: it is outside input.
             let claimed: String = username.chars().take(64).collect();
@@ -285,6 +369,47 @@ pub async fn signin_submit(
         }
         Err(e) => html::server_error_page(&OAuthError::Unavailable(e.to_string()), "sign-in"),
     }
+}
+
+/// Whether this browser signed in as `account` before (its known-browser
+/// cookie names a live record for that account).
+async fn known_browser(
+    req: &HttpRequest,
+    state: &AppState,
+    account: &crate::limits::Key,
+) -> Result<bool, OAuthError> {
+    let Some(token) = cookie_value(req, &cookie_name(state, KNOWN_COOKIE)) else {
+        return Ok(false);
+    };
+    let Some(raw) = state.store.get(&known_key(&hash_secret(&token))).await? else {
+        return Ok(false);
+    };
+    Ok(gateway_common::crypto::ct_eq(&raw, hex::encode(account).as_bytes()))
+}
+
+/// Records this browser as known for `account`; the cookie to set.
+async fn remember_browser(
+    state: &AppState,
+    account: &crate::limits::Key,
+) -> Result<Cookie<'static>, OAuthError> {
+    let token = random_token(24);
+    state
+        .store
+        .put(
+            &known_key(&hash_secret(&token)),
+            hex::encode(account).as_bytes(),
+            Some(KNOWN_FOR),
+        )
+        .await?;
+    let mut c = build_cookie(state, KNOWN_COOKIE, &token);
+    c.set_max_age(actix_web::cookie::time::Duration::seconds(
+        i64::try_from(KNOWN_FOR.as_secs()).unwrap_or(i64::MAX),
+    ));
+    Ok(c)
+}
+
+fn known_key(token_hash: &str) -> String {
+    format!("authz:known:{token_hash}")
 }
 
 /// The audit line of a sign-in attempt; `failure` is its reason.

@@ -62,6 +62,18 @@ async fn handle(
         family_read
     );
     let client = client?;
+    // The per-client budget counts only clients that proved who they are
+    // (a secret): a public client's id is just a string anyone can send, so
+    // it is never a key (its requests spend their address's budget).
+    if client.metadata.token_endpoint_auth_method.is_confidential() {
+        state
+            .rate_limits
+            .token_client(&client.client_id)
+            .map_err(|wait| {
+                state.metrics.limited("token_client");
+                OAuthError::TooManyRequests(wait)
+            })?;
+    }
     let resp = match grant.as_str() {
         GRANT_AUTHORIZATION_CODE => code_grant(state, &client, &form).await?,
         GRANT_REFRESH_TOKEN => refresh_grant(state, &client, &form, family_raw?.flatten()).await?,
@@ -193,15 +205,20 @@ async fn refresh_grant(
     let presented = form.required("refresh_token")?;
     let invalid =
         || OAuthError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
-    let (family_id, _) = logic::split_refresh_token(presented).ok_or_else(invalid)?;
+    let (family_id, generation) = logic::parse_refresh_token(presented).ok_or_else(invalid)?;
     let presented_hash = hash_secret(presented);
+    let presented_parts = logic::Presented {
+        family_id,
+        generation,
+        hash: &presented_hash,
+    };
     let key = family_key(family_id);
     let Some(raw) = raw else {
         return Err(invalid());
     };
     let family = issue::parse_family(&raw)?;
     let now = state.now();
-    match logic::check_refresh(&family, &client.client_id, &presented_hash, now) {
+    match logic::check_refresh(&family, &client.client_id, &presented_parts, now) {
         RefreshDecision::Rotate => {}
         RefreshDecision::RevokeFamily => {
             tracing::warn!(client_id = %client.client_id, "rotated refresh token reused; revoking its family");
@@ -219,7 +236,7 @@ async fn refresh_grant(
     let user = recheck_user(state, &family, family_id).await?;
     let jti = issue::new_jti();
     let access_exp = now + state.config.access_token_lifetime.as_secs();
-    let new_token = format!("{family_id}.{}", random_token(32));
+    let new_token = logic::mint_refresh_token(family_id, family.generation.saturating_add(1));
     let next = logic::rotated(
         &family,
         hash_secret(&new_token),

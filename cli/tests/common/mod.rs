@@ -115,6 +115,7 @@ pub fn family(
         resources: vec!["https://everything.example.com/mcp".to_string()],
         current_hash: "cd".repeat(32),
         previous_hashes: Vec::new(),
+        generation: 0,
         revoked: false,
         exp: now + 30 * 24 * HOUR,
         last_access: last_jti.map(|j| LiveToken {

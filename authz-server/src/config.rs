@@ -322,7 +322,13 @@ impl Config {
             cimd_allow_private: src.bool("CIMD_ALLOW_PRIVATE", false)?,
             trusted_proxies,
             revocation_feed_secret: gateway_common::revocation::FeedSecret::from_source(src)?,
-            revocation_feed_max_subscribers: bounded(src, "REVOCATION_FEED_MAX_SUBSCRIBERS", 64, 1, 10_000)?,
+            revocation_feed_max_subscribers: bounded(
+                src,
+                "REVOCATION_FEED_MAX_SUBSCRIBERS",
+                64,
+                1,
+                10_000,
+            )?,
             max_connections: bounded(src, "AUTHZ_MAX_CONNECTIONS", 4096, 16, 1_000_000)?,
             max_connections_per_address: bounded(
                 src,
@@ -346,7 +352,13 @@ impl Config {
 }
 
 /// A count between `min` and `max`; errors name the variable.
-fn bounded(src: &Source, key: &str, default: u64, min: u64, max: u64) -> Result<usize, ConfigError> {
+fn bounded(
+    src: &Source,
+    key: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<usize, ConfigError> {
     let v = src.u64(key, default)?;
     if !(min..=max).contains(&v) {
         return Err(ConfigError::new(

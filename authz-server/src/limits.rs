@@ -305,7 +305,9 @@ impl FailureThrottle {
     pub fn prune(&self) {
         let now = self.clock.now_secs();
         if let Ok(mut map) = self.map.lock() {
-            map.retain(|_, f| f.blocked_until > now || now.saturating_sub(f.last) <= self.forget_after);
+            map.retain(|_, f| {
+                f.blocked_until > now || now.saturating_sub(f.last) <= self.forget_after
+            });
             map.shrink_to_fit();
         }
     }

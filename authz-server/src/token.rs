@@ -150,7 +150,10 @@ pub fn recognise(family: &RefreshFamily, presented: &Presented<'_>) -> Recognise
         None if family.generation > 0 => Recognised::Rotated,
         None => {
             // Families rotated before generations existed remember a few hashes.
-            let id = presented.hash.get(..LEGACY_HISTORY_HEX).unwrap_or(presented.hash);
+            let id = presented
+                .hash
+                .get(..LEGACY_HISTORY_HEX)
+                .unwrap_or(presented.hash);
             if family.previous_hashes.iter().any(|h| {
                 ct_eq(
                     h.get(..LEGACY_HISTORY_HEX).unwrap_or(h).as_bytes(),
@@ -456,14 +459,29 @@ mod tests {
         f.generation = 0;
         f.current_hash = hash_secret(t1);
         f.previous_hashes = vec![hash_secret(t0)[..32].to_string()];
-        assert_eq!(recognise(&f, &p(&hash_secret(t1), None)), Recognised::Current);
-        assert_eq!(recognise(&f, &p(&hash_secret(t0), None)), Recognised::Rotated);
-        assert_eq!(recognise(&f, &p(&hash_secret("fam.x"), None)), Recognised::Unknown);
+        assert_eq!(
+            recognise(&f, &p(&hash_secret(t1), None)),
+            Recognised::Current
+        );
+        assert_eq!(
+            recognise(&f, &p(&hash_secret(t0), None)),
+            Recognised::Rotated
+        );
+        assert_eq!(
+            recognise(&f, &p(&hash_secret("fam.x"), None)),
+            Recognised::Unknown
+        );
         let t2 = mint_refresh_token("fam", 1);
         f = rotated(&f, hash_secret(&t2), 100, "j", 60);
         assert!(f.previous_hashes.is_empty());
-        assert_eq!(recognise(&f, &p(&hash_secret(t1), None)), Recognised::Rotated);
-        assert_eq!(recognise(&f, &p(&hash_secret("fam.x"), None)), Recognised::Rotated);
+        assert_eq!(
+            recognise(&f, &p(&hash_secret(t1), None)),
+            Recognised::Rotated
+        );
+        assert_eq!(
+            recognise(&f, &p(&hash_secret("fam.x"), None)),
+            Recognised::Rotated
+        );
     }
 
     #[test]
@@ -511,7 +529,12 @@ mod tests {
         assert_eq!(f.last_access.as_ref().unwrap().jti, "j399");
         // However often a grant is refreshed, its record stays one size
         // (give or take the digits of the generation).
-        assert!(sizes[399] <= sizes[10] + 2, "{} vs {}", sizes[399], sizes[10]);
+        assert!(
+            sizes[399] <= sizes[10] + 2,
+            "{} vs {}",
+            sizes[399],
+            sizes[10]
+        );
     }
 
     #[test]

@@ -83,7 +83,11 @@ async fn the_revocation_feed_is_for_verifiers_only() {
     assert_eq!(get_feed(&s, "/revocations/stream", None, true).await, 401);
 
     // With a secret: only those who present it, relayed or not.
-    let s = start_with(Backend::Embedded, &[("REVOCATION_FEED_SECRET", FEED_SECRET)]).await;
+    let s = start_with(
+        Backend::Embedded,
+        &[("REVOCATION_FEED_SECRET", FEED_SECRET)],
+    )
+    .await;
     let bearer = format!("Bearer {FEED_SECRET}");
     assert_eq!(get_feed(&s, "/revocations", None, false).await, 401);
     assert_eq!(
@@ -196,7 +200,10 @@ async fn connections_per_address_are_capped_while_others_are_served() {
     assert!(other.is_some_and(|a| a.starts_with("HTTP/1.1 200")));
     // ...and so is the trusted proxy, however many it holds.
     for _ in 0..3 {
-        assert_eq!(s.http.get(s.url("/health")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            s.http.get(s.url("/health")).send().await.unwrap().status(),
+            200
+        );
     }
     // Closed connections give their slots back.
     held.clear();
@@ -206,7 +213,10 @@ async fn connections_per_address_are_capped_while_others_are_served() {
         if a.is_some() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "slots never came back");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slots never came back"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -235,7 +245,8 @@ async fn under_an_https_issuer_only_the_host_prefixed_browser_cookie_counts() {
         .map(|v| v.to_str().unwrap().to_string())
         .collect();
     assert!(
-        set.iter().any(|c| c.starts_with("__Host-authz_browser=") && c.contains("Secure")),
+        set.iter()
+            .any(|c| c.starts_with("__Host-authz_browser=") && c.contains("Secure")),
         "{set:?}"
     );
     // The prefixed cookie itself is believed (no new one).
@@ -246,8 +257,9 @@ async fn under_an_https_issuer_only_the_host_prefixed_browser_cookie_counts() {
         .send()
         .await
         .unwrap();
-    assert!(r.headers().get_all("set-cookie").iter().all(|v| !v
-        .to_str()
-        .unwrap()
-        .starts_with("__Host-authz_browser=")));
+    assert!(r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .all(|v| !v.to_str().unwrap().starts_with("__Host-authz_browser=")));
 }

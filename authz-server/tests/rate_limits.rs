@@ -114,10 +114,22 @@ async fn token_requests_are_limited_per_address() {
     let s = start_with(Backend::Embedded, &[("RATE_LIMIT_TOKEN_PER_ADDRESS", "3")]).await;
     let form = [("grant_type", "refresh_token"), ("refresh_token", "a.b")];
     for _ in 0..3 {
-        let r = s.http.post(s.url("/token")).form(&form).send().await.unwrap();
+        let r = s
+            .http
+            .post(s.url("/token"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
         assert_ne!(r.status(), 429);
     }
-    let r = s.http.post(s.url("/token")).form(&form).send().await.unwrap();
+    let r = s
+        .http
+        .post(s.url("/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "20");
 }

@@ -1,7 +1,8 @@
 //! `mcp-gateway generate-secrets` and `rotate-keys`.
 //!
 //! `generate-secrets` writes `GATEWAY_JWT_SECRET` (seals the signing keys at
-//! rest) and `REDIS_PASSWORD` into `.env`, editing only those lines; with
+//! rest), `REDIS_PASSWORD` and `REVOCATION_FEED_SECRET` (what verifiers present
+//! to follow the revocation feed) into `.env`, editing only those lines; with
 //! `--rsa-key` it also writes `JWT_PRIVATE_KEY_B64` (an RS256 key, the Python
 //! gateway's variable — by default the authorization server generates an ES256
 //! key in the store instead). Values already set are kept unless `--force`.
@@ -70,12 +71,14 @@ pub fn update_env_text(
     (out, outcomes)
 }
 
-/// Fresh values: 32 random bytes for the key-encryption secret, 24 for the
-/// Redis password (URL-safe base64, so it can sit in a `redis://` URL).
+/// Fresh values: 32 random bytes for the key-encryption secret and the feed
+/// secret, 24 for the Redis password (URL-safe base64, so it can sit in a
+/// `redis://` URL).
 pub fn fresh_secrets(rsa_key: bool) -> anyhow::Result<Vec<(&'static str, String)>> {
     let mut vars = vec![
         ("GATEWAY_JWT_SECRET", random_token(32)),
         ("REDIS_PASSWORD", random_token(24)),
+        ("REVOCATION_FEED_SECRET", random_token(32)),
     ];
     if rsa_key {
         let pem = mcp_authz::keys::generate_pem(mcp_authz::config::SigningAlg::Rs256)?;

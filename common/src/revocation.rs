@@ -73,7 +73,11 @@ impl FeedSecret {
                 Self::FILE_VAR,
                 std::fs::read_to_string(path)
                     .map_err(|e| {
-                        ConfigError::new(Self::FILE_VAR, format!("cannot read {path}: {e}"), "/run/secrets/revocation-feed")
+                        ConfigError::new(
+                            Self::FILE_VAR,
+                            format!("cannot read {path}: {e}"),
+                            "/run/secrets/revocation-feed",
+                        )
                     })?
                     .trim()
                     .to_string(),

@@ -1,5 +1,6 @@
 //! Cross-service tests live in `tests/tests/`; this library holds what they share.
 
+pub mod abuse_support;
 pub mod client_document;
 pub mod connect_support;
 pub mod faults_support;

@@ -295,7 +295,9 @@ pub async fn load_request(
         return Ok(None);
     };
     let ar: AuthRequest = serde_json::from_slice(&raw).map_err(internal)?;
-    let browser = browser_id(req, state).map(|b| hash_secret(&b)).unwrap_or_default();
+    let browser = browser_id(req, state)
+        .map(|b| hash_secret(&b))
+        .unwrap_or_default();
     if !gateway_common::crypto::ct_eq(browser.as_bytes(), ar.browser_hash.as_bytes())
         || ar.exp <= state.now()
     {

@@ -21,6 +21,17 @@ pub struct PeerConnections {
     open: Mutex<HashMap<Key, usize>>,
 }
 
+/// The answer to a new connection.
+#[derive(Debug)]
+pub enum Admission {
+    /// Counted against its address; hold it for the connection's life.
+    Slot(ConnectionSlot),
+    /// A trusted proxy: not counted.
+    Untracked,
+    /// The address is at its cap: close the connection.
+    Refused,
+}
+
 /// Held for the life of one connection; dropping it gives the slot back.
 #[derive(Debug)]
 pub struct ConnectionSlot {
@@ -50,29 +61,27 @@ impl PeerConnections {
         })
     }
 
-    /// A slot for a new connection from `peer`; `None` when the peer is at
-    /// its cap (the caller closes the connection). Trusted proxies always get
-    /// one, untracked.
-    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Option<ConnectionSlot>, ()> {
+    /// Whether a new connection from `peer` may stay open.
+    pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Admission {
         if self.trusted.contains(peer) {
-            return Ok(None);
+            return Admission::Untracked;
         }
         let key = address_key(peer);
         let Ok(mut open) = self.open.lock() else {
-            return Ok(None);
+            return Admission::Untracked;
         };
         let n = open.entry(key).or_insert(0);
         if *n >= self.per_address {
             if *n == 0 {
                 open.remove(&key);
             }
-            return Err(());
+            return Admission::Refused;
         }
         *n += 1;
-        Ok(Some(ConnectionSlot {
+        Admission::Slot(ConnectionSlot {
             owner: self.clone(),
             key,
-        }))
+        })
     }
 
     /// Peers with at least one open connection.
@@ -106,18 +115,38 @@ mod tests {
 
     #[test]
     fn a_peer_gets_its_share_and_slots_come_back() {
-        let pc = PeerConnections::new(2, TrustedProxies::parse(&["10.0.0.1".into()]).expect("valid"));
+        let pc = PeerConnections::new(
+            2,
+            TrustedProxies::parse(&["10.0.0.1".into()]).expect("valid"),
+        );
         let a: IpAddr = "192.0.2.1".parse().expect("ip");
-        let s1 = pc.admit(a).expect("first");
-        let s2 = pc.admit(a).expect("second");
-        assert!(pc.admit(a).is_err(), "third refused");
-        assert!(pc.admit("192.0.2.2".parse().expect("ip")).is_ok(), "others unaffected");
+        let s1 = pc.admit(a);
+        let s2 = pc.admit(a);
+        assert!(matches!(
+            (&s1, &s2),
+            (Admission::Slot(_), Admission::Slot(_))
+        ));
+        assert!(matches!(pc.admit(a), Admission::Refused), "third refused");
+        assert!(
+            matches!(
+                pc.admit("192.0.2.2".parse().expect("ip")),
+                Admission::Slot(_)
+            ),
+            "others unaffected"
+        );
         drop(s1);
-        assert!(pc.admit(a).is_ok(), "a closed connection frees its slot");
+        assert!(
+            matches!(pc.admit(a), Admission::Slot(_)),
+            "a closed connection frees its slot"
+        );
         drop(s2);
+        assert_eq!(pc.peers(), 0);
         // The proxy is never counted.
         for _ in 0..10 {
-            assert!(matches!(pc.admit("10.0.0.1".parse().expect("ip")), Ok(None)));
+            assert!(matches!(
+                pc.admit("10.0.0.1".parse().expect("ip")),
+                Admission::Untracked
+            ));
         }
     }
 }
@@ -172,11 +201,11 @@ pub fn on_connect(
         return;
     };
     match peers.admit(peer.ip()) {
-        Ok(Some(slot)) => {
+        Admission::Slot(slot) => {
             ext.insert(slot);
         }
-        Ok(None) => {}
-        Err(()) => {
+        Admission::Untracked => {}
+        Admission::Refused => {
             tracing::info!(peer = %peer.ip(), "connection refused: too many open from this address");
             // Shut both directions: the dispatcher reads EOF and drops the
             // connection before reading a request.

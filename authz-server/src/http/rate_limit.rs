@@ -124,7 +124,10 @@ impl Limits {
             // spend a client's budget); the per-address limit applies instead.
             tracing::warn!("RATE_LIMIT_AUTHORIZE_PER_CLIENT is no longer used: /authorize is limited per address (RATE_LIMIT_AUTHORIZE_PER_ADDRESS)");
         }
-        let concurrency = src.u64("PASSWORD_HASH_CONCURRENCY", d.password_hash_concurrency as u64)?;
+        let concurrency = src.u64(
+            "PASSWORD_HASH_CONCURRENCY",
+            d.password_hash_concurrency as u64,
+        )?;
         if !(1..=64).contains(&concurrency) {
             return Err(ConfigError::new(
                 "PASSWORD_HASH_CONCURRENCY",
@@ -134,10 +137,7 @@ impl Limits {
         }
         Ok(Self {
             enabled: src.bool("RATE_LIMIT_ENABLED", d.enabled)?,
-            register_per_address: rate(
-                "RATE_LIMIT_REGISTER_PER_ADDRESS",
-                d.register_per_address,
-            )?,
+            register_per_address: rate("RATE_LIMIT_REGISTER_PER_ADDRESS", d.register_per_address)?,
             token_per_address: rate("RATE_LIMIT_TOKEN_PER_ADDRESS", d.token_per_address)?,
             token_per_client: rate("RATE_LIMIT_TOKEN_PER_CLIENT", d.token_per_client)?,
             authorize_per_address: rate(

@@ -160,13 +160,19 @@ pub async fn introspect(
 /// feed lists revoked ids and holds a connection open: it is for verifiers,
 /// not the public.
 fn feed_access(req: &HttpRequest, state: &AppState) -> Result<(), OAuthError> {
-    let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
     let allowed = match &state.config.revocation_feed_secret {
         Some(secret) => secret.accepts(authorization),
         None => {
             let relayed = req.headers().contains_key("x-forwarded-for")
                 || req.headers().contains_key(header::FORWARDED);
-            !relayed && req.peer_addr().is_some_and(|a| a.ip().to_canonical().is_loopback())
+            !relayed
+                && req
+                    .peer_addr()
+                    .is_some_and(|a| a.ip().to_canonical().is_loopback())
         }
     };
     if allowed {
@@ -208,7 +214,9 @@ impl Subscription {
     fn open(counter: &std::sync::Arc<std::sync::atomic::AtomicUsize>, max: usize) -> Option<Self> {
         use std::sync::atomic::Ordering;
         counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()
             .map(|_| Self(counter.clone()))
     }

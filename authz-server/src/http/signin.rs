@@ -299,22 +299,20 @@ pub async fn signin_submit(
     }
     // argon2id holds ~19 MiB while it runs: a bounded number at once, the
     // rest wait their turn (and give up with 503 rather than pile up).
-    let permit = match tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        limits.hashing.acquire(),
-    )
-    .await
-    {
-        Ok(Ok(p)) => p,
-        _ => {
-            state.metrics.limited("password_hashing");
-            return html::error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Busy",
-                "The server is busy checking other sign-ins. Try again in a moment.",
-            );
-        }
-    };
+    let permit =
+        match tokio::time::timeout(std::time::Duration::from_secs(10), limits.hashing.acquire())
+            .await
+        {
+            Ok(Ok(p)) => p,
+            _ => {
+                state.metrics.limited("password_hashing");
+                return html::error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Busy",
+                    "The server is busy checking other sign-ins. Try again in a moment.",
+                );
+            }
+        };
     let verdict = provider
         .verify_password(&username, &field("password"))
         .await;
@@ -384,7 +382,10 @@ async fn known_browser(
     let Some(raw) = state.store.get(&known_key(&hash_secret(&token))).await? else {
         return Ok(false);
     };
-    Ok(gateway_common::crypto::ct_eq(&raw, hex::encode(account).as_bytes()))
+    Ok(gateway_common::crypto::ct_eq(
+        &raw,
+        hex::encode(account).as_bytes(),
+    ))
 }
 
 /// Records this browser as known for `account`; the cookie to set.

@@ -120,7 +120,9 @@ pub fn established_from(port: u16, peer: [u8; 4]) -> usize {
         .count()
 }
 
-/// Opens a raw connection from `from`, sends `request`, reads the status line.
+/// Opens a raw connection from `from`, sends `request`, reads the status
+/// line: `Some("")` when the server closed the connection without a word,
+/// `None` when nothing came within a minute.
 pub async fn raw(
     from: IpAddr,
     to: SocketAddr,
@@ -131,12 +133,14 @@ pub async fn raw(
     let mut stream = sock.connect(to).await.unwrap();
     let _ = stream.write_all(request.as_bytes()).await;
     let mut buf = vec![0u8; 256];
-    let status = match tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf)).await {
+    let status = match tokio::time::timeout(Duration::from_secs(60), stream.read(&mut buf)).await {
         Ok(Ok(n)) if n > 0 => String::from_utf8_lossy(&buf[..n])
             .lines()
             .next()
             .map(str::to_string),
-        _ => None,
+        // Closed (or reset) by the server.
+        Ok(_) => Some(String::new()),
+        Err(_) => None,
     };
     (stream, status)
 }

@@ -56,6 +56,13 @@ pub enum OAuthError {
     /// RFC 8628 §3.5: the user refused the device (a token-endpoint error, so 400).
     #[error("access_denied (device): {0}")]
     DeviceDenied(String),
+    /// RFC 9449 §5, §7.1: the DPoP proof is missing where required, or invalid.
+    #[error("invalid_dpop_proof: {0}")]
+    InvalidDpopProof(String),
+    /// RFC 9449 §8: the proof needs a server nonce; the value is a fresh one
+    /// (sent as `DPoP-Nonce`).
+    #[error("use_dpop_nonce")]
+    UseDpopNonce(String),
     /// The store is unreachable; detail is logged, never sent.
     #[error("temporarily_unavailable: {0}")]
     Unavailable(String),
@@ -124,6 +131,13 @@ impl OAuthError {
                     d.replace(['"', '\\'], "'")
                 )),
             },
+            E::InvalidDpopProof(d) => p(StatusCode::BAD_REQUEST, "invalid_dpop_proof", d),
+            E::UseDpopNonce(_) => Parts {
+                status: StatusCode::BAD_REQUEST,
+                code: "use_dpop_nonce",
+                description: Some("Authorization server requires nonce in DPoP proof"),
+                challenge: None,
+            },
             E::Unavailable(_) => Parts {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "temporarily_unavailable",
@@ -164,6 +178,11 @@ impl ResponseError for OAuthError {
         }
         let mut resp = HttpResponse::build(parts.status);
         resp.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if let OAuthError::UseDpopNonce(nonce) = self {
+            if let Ok(v) = HeaderValue::from_str(nonce) {
+                resp.insert_header(("DPoP-Nonce", v));
+            }
+        }
         if let Some(ch) = parts
             .challenge
             .as_deref()

@@ -355,6 +355,7 @@ mod tests {
             revoked: false,
             exp: 100,
             last_access: None,
+            jkt: None,
         }
     }
 

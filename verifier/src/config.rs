@@ -44,6 +44,8 @@ pub struct VerifierConfig {
     pub tool_policy: Option<crate::tool_policy::ToolPolicyConfig>,
     /// `AUDIT_LOG_FILE`: audit lines are also appended here (JSON lines).
     pub audit_log_file: Option<std::path::PathBuf>,
+    /// DPoP (`MCP_<NAME>_DPOP`, `DPOP_*`; see [`crate::dpop`]).
+    pub dpop: crate::dpop::DpopConfig,
 }
 
 /// One protected MCP service.
@@ -263,6 +265,8 @@ impl VerifierConfig {
                 })
             }
         };
+        let service_names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        let dpop = crate::dpop::DpopConfig::from_source(src, &service_names)?;
         let audit_log_file = src.get("AUDIT_LOG_FILE").map(std::path::PathBuf::from);
         if let Some(path) = &audit_log_file {
             gateway_common::tool_policy::AuditFile::open(path).map_err(|e| {
@@ -292,6 +296,7 @@ impl VerifierConfig {
             cache_capacity,
             tool_policy,
             audit_log_file,
+            dpop,
         })
     }
 

@@ -121,6 +121,7 @@ pub fn family(
             jti: j.to_string(),
             exp: now + HOUR,
         }),
+        jkt: None,
     }
 }
 

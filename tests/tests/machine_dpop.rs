@@ -60,11 +60,12 @@ async fn token(
             Some(a) => a.to_string(),
             None => auth_key.client_assertion(client_id, origin),
         };
+        let resource = format!("{origin}/mcp");
         let form = [
             ("grant_type", "client_credentials"),
-            ("resource", &format!("{origin}/mcp")),
+            ("resource", resource.as_str()),
             ("client_assertion_type", ASSERTION_TYPE),
-            ("client_assertion", &a),
+            ("client_assertion", a.as_str()),
         ];
         let mut req = http.post(format!("{origin}/token")).form(&form);
         if let Some(k) = dpop {

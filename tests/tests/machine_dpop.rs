@@ -403,10 +403,10 @@ async fn sdk_machine_clients() {
     let run = gateway_tests::run_js(
         "machine_client.mjs",
         &[
-            ("MCP_URL", &url),
-            ("ISSUER", &origin),
-            ("CLIENT_ID", &basic_id),
-            ("CLIENT_SECRET", &secret),
+            ("MCP_URL", url.as_str()),
+            ("ISSUER", origin.as_str()),
+            ("CLIENT_ID", basic_id.as_str()),
+            ("CLIENT_SECRET", secret.as_str()),
         ],
     )
     .await
@@ -419,7 +419,7 @@ async fn sdk_machine_clients() {
         &http,
         &origin,
         json!({"client_name": "sdk-jwt", "redirect_uris": [], "grant_types": ["client_credentials"],
-               "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [key.jwk]}}),
+               "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [key.jwk.clone()]}}),
     )
     .await
     .unwrap();
@@ -427,10 +427,10 @@ async fn sdk_machine_clients() {
     let run = gateway_tests::run_js(
         "machine_client.mjs",
         &[
-            ("MCP_URL", &url),
-            ("ISSUER", &origin),
-            ("CLIENT_ID", &jwt_id),
-            ("CLIENT_KEY_PEM", &key.pkcs8_pem),
+            ("MCP_URL", url.as_str()),
+            ("ISSUER", origin.as_str()),
+            ("CLIENT_ID", jwt_id.as_str()),
+            ("CLIENT_KEY_PEM", key.pkcs8_pem.as_str()),
         ],
     )
     .await

@@ -212,7 +212,11 @@ mod tests {
 
     #[test]
     fn a_registered_machine_client_gets_its_resource_and_scope() {
-        let c = client(AuthMethod::ClientSecretBasic, &[GRANT_CLIENT_CREDENTIALS], None);
+        let c = client(
+            AuthMethod::ClientSecretBasic,
+            &[GRANT_CLIENT_CREDENTIALS],
+            None,
+        );
         let p = policy(ServiceAccess::Any, ServiceAccess::Forbidden);
         let (aud, scope) = check_grant(&c, &p, &[A.into()], None, &scopes(), "mcp").unwrap();
         assert_eq!((aud, scope.as_str()), (vec![A.to_string()], "mcp"));
@@ -220,7 +224,10 @@ mod tests {
             check_grant(&c, &p, &[A.into()], Some("mcp:admin"), &scopes(), "mcp").unwrap();
         assert_eq!(scope, "mcp:admin");
         let id = machine_identity(&c);
-        assert_eq!((id.sub.as_str(), id.name.as_str(), id.idp.as_str()), ("m1", "Nightly job", "client"));
+        assert_eq!(
+            (id.sub.as_str(), id.name.as_str(), id.idp.as_str()),
+            ("m1", "Nightly job", "client")
+        );
     }
 
     #[test]
@@ -228,18 +235,43 @@ mod tests {
         let c = client(AuthMethod::PrivateKeyJwt, &[GRANT_CLIENT_CREDENTIALS], None);
         let p = policy(ServiceAccess::Any, ServiceAccess::Forbidden);
         let code = |r: Result<(Vec<String>, String), OAuthError>| r.unwrap_err().code();
-        assert_eq!(code(check_grant(&c, &p, &[B.into()], None, &scopes(), "mcp")), "invalid_target");
-        let only = policy(ServiceAccess::Only(vec!["other".into()]), ServiceAccess::Only(vec!["m1".into()]));
-        assert_eq!(code(check_grant(&c, &only, &[A.into()], None, &scopes(), "mcp")), "invalid_target");
-        assert!(check_grant(&c, &only, &[B.into()], None, &scopes(), "mcp").is_ok());
-        let off = MachinePolicy { enabled: false, ..p.clone() };
-        assert_eq!(code(check_grant(&c, &off, &[A.into()], None, &scopes(), "mcp")), "unauthorized_client");
         assert_eq!(
-            code(check_grant(&c, &p, &["https://x.example.com/mcp".into()], None, &scopes(), "mcp")),
+            code(check_grant(&c, &p, &[B.into()], None, &scopes(), "mcp")),
+            "invalid_target"
+        );
+        let only = policy(
+            ServiceAccess::Only(vec!["other".into()]),
+            ServiceAccess::Only(vec!["m1".into()]),
+        );
+        assert_eq!(
+            code(check_grant(&c, &only, &[A.into()], None, &scopes(), "mcp")),
+            "invalid_target"
+        );
+        assert!(check_grant(&c, &only, &[B.into()], None, &scopes(), "mcp").is_ok());
+        let off = MachinePolicy {
+            enabled: false,
+            ..p.clone()
+        };
+        assert_eq!(
+            code(check_grant(&c, &off, &[A.into()], None, &scopes(), "mcp")),
+            "unauthorized_client"
+        );
+        assert_eq!(
+            code(check_grant(
+                &c,
+                &p,
+                &["https://x.example.com/mcp".into()],
+                None,
+                &scopes(),
+                "mcp"
+            )),
             "invalid_target"
         );
         // Two services and no resource: ambiguous.
-        assert_eq!(code(check_grant(&c, &p, &[], None, &scopes(), "mcp")), "invalid_target");
+        assert_eq!(
+            code(check_grant(&c, &p, &[], None, &scopes(), "mcp")),
+            "invalid_target"
+        );
     }
 
     #[test]
@@ -247,12 +279,43 @@ mod tests {
         let p = policy(ServiceAccess::Any, ServiceAccess::Any);
         let code = |r: Result<(Vec<String>, String), OAuthError>| r.unwrap_err().code();
         let public = client(AuthMethod::None, &[GRANT_CLIENT_CREDENTIALS], None);
-        assert_eq!(code(check_grant(&public, &p, &[A.into()], None, &scopes(), "mcp")), "unauthorized_client");
-        let code_only = client(AuthMethod::ClientSecretBasic, &["authorization_code"], None);
-        assert_eq!(code(check_grant(&code_only, &p, &[A.into()], None, &scopes(), "mcp")), "unauthorized_client");
-        let narrow = client(AuthMethod::ClientSecretBasic, &[GRANT_CLIENT_CREDENTIALS], Some("mcp"));
         assert_eq!(
-            code(check_grant(&narrow, &p, &[A.into()], Some("mcp:admin"), &scopes(), "mcp")),
+            code(check_grant(
+                &public,
+                &p,
+                &[A.into()],
+                None,
+                &scopes(),
+                "mcp"
+            )),
+            "unauthorized_client"
+        );
+        let code_only = client(AuthMethod::ClientSecretBasic, &["authorization_code"], None);
+        assert_eq!(
+            code(check_grant(
+                &code_only,
+                &p,
+                &[A.into()],
+                None,
+                &scopes(),
+                "mcp"
+            )),
+            "unauthorized_client"
+        );
+        let narrow = client(
+            AuthMethod::ClientSecretBasic,
+            &[GRANT_CLIENT_CREDENTIALS],
+            Some("mcp"),
+        );
+        assert_eq!(
+            code(check_grant(
+                &narrow,
+                &p,
+                &[A.into()],
+                Some("mcp:admin"),
+                &scopes(),
+                "mcp"
+            )),
             "invalid_scope"
         );
     }

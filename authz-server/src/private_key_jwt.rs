@@ -118,9 +118,10 @@ fn fits(jwk: &Jwk, alg: Algorithm, alg_name: &str) -> bool {
         _ => false,
     };
     // A key that names its algorithm is used for that one only.
-    let alg_ok = jwk.common.key_algorithm.is_none_or(|ka| {
-        serde_json::to_value(ka).ok() == Some(serde_json::Value::from(alg_name))
-    });
+    let alg_ok = jwk
+        .common
+        .key_algorithm
+        .is_none_or(|ka| serde_json::to_value(ka).ok() == Some(serde_json::Value::from(alg_name)));
     type_ok && alg_ok
 }
 
@@ -148,14 +149,17 @@ pub fn verify(
         return Err("the client assertion has unsupported crit headers");
     }
     if let Some(typ) = header.typ.as_deref() {
-        if !(typ.eq_ignore_ascii_case("JWT") || typ.eq_ignore_ascii_case("client-authentication+jwt"))
+        if !(typ.eq_ignore_ascii_case("JWT")
+            || typ.eq_ignore_ascii_case("client-authentication+jwt"))
         {
             return Err("the client assertion typ must be JWT or client-authentication+jwt");
         }
     }
     let alg = alg_of(&header.alg).ok_or("the client assertion alg is not supported")?;
     if registered_alg.is_some_and(|r| r != header.alg) {
-        return Err("the client assertion alg is not the registered token_endpoint_auth_signing_alg");
+        return Err(
+            "the client assertion alg is not the registered token_endpoint_auth_signing_alg",
+        );
     }
     let candidates: Vec<&Jwk> = keys
         .keys
@@ -172,9 +176,9 @@ pub fn verify(
     }
     let message = &assertion.as_bytes()[..h64.len() + 1 + p64.len()];
     let verified = candidates.iter().any(|jwk| {
-        DecodingKey::from_jwk(jwk)
-            .ok()
-            .is_some_and(|key| jsonwebtoken::crypto::verify(sig, message, &key, alg).unwrap_or(false))
+        DecodingKey::from_jwk(jwk).ok().is_some_and(|key| {
+            jsonwebtoken::crypto::verify(sig, message, &key, alg).unwrap_or(false)
+        })
     });
     if !verified {
         return Err("the client assertion signature does not verify with the client's keys");

@@ -341,13 +341,17 @@ mod tests {
             "private_key_jwt without keys"
         );
         assert_eq!(
-            code(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})),
+            code(
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})
+            ),
             "invalid_client_metadata",
             "a public machine client"
         );
         assert_eq!(
-            code(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
-                        "jwks_uri": "https://a.example/jwks", "jwks": {"keys": []}})),
+            code(
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+                        "jwks_uri": "https://a.example/jwks", "jwks": {"keys": []}})
+            ),
             "invalid_client_metadata"
         );
         assert_eq!(

@@ -73,13 +73,16 @@ pub async fn guard<B: MessageBody + 'static>(
             Decision::Allow(allowed) => {
                 let id = allowed.who.identity();
                 let names = &verifier.config().headers;
-                Ok((allowed.dpop.clone(), [
-                    (names.user_id.clone(), id.user_id.clone()),
-                    (names.user_name.clone(), id.user_name.clone()),
-                    (names.user_email.clone(), id.user_email.clone()),
-                    (names.client_id.clone(), id.client_id.clone()),
-                    (names.scopes.clone(), id.scopes.clone()),
-                ]))
+                Ok((
+                    allowed.dpop.clone(),
+                    [
+                        (names.user_id.clone(), id.user_id.clone()),
+                        (names.user_name.clone(), id.user_name.clone()),
+                        (names.user_email.clone(), id.user_email.clone()),
+                        (names.client_id.clone(), id.client_id.clone()),
+                        (names.scopes.clone(), id.scopes.clone()),
+                    ],
+                ))
             }
             Decision::Deny(denial) => {
                 let token_sent = !matches!(authorization, AuthorizationHeader::Absent);

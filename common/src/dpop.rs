@@ -333,7 +333,10 @@ pub fn validate(proof: &str, check: &ProofCheck<'_>) -> Result<ValidProof, Proof
         .and_then(|n| n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)))
         .ok_or(ProofError::Malformed)?;
     if iat > check.now.saturating_add(check.leeway)
-        || iat.saturating_add(check.max_age).saturating_add(check.leeway) < check.now
+        || iat
+            .saturating_add(check.max_age)
+            .saturating_add(check.leeway)
+            < check.now
     {
         return Err(ProofError::Stale);
     }
@@ -393,7 +396,9 @@ impl NonceKey {
     /// From a shared secret (any length; hashed to the key). `period` seconds, at least 1.
     pub fn from_secret(secret: &[u8], period: u64) -> Self {
         let mut key = [0u8; 32];
-        key.copy_from_slice(&Sha256::digest([b"dpop-nonce:".as_slice(), secret].concat()));
+        key.copy_from_slice(&Sha256::digest(
+            [b"dpop-nonce:".as_slice(), secret].concat(),
+        ));
         Self {
             key,
             period: period.max(1),
@@ -595,7 +600,11 @@ mod tests {
             ProofError::WrongType
         );
         assert_eq!(
-            validate(&proof_with(&k, "dpop+jwt", "HS256", c.clone()), &check(None)).unwrap_err(),
+            validate(
+                &proof_with(&k, "dpop+jwt", "HS256", c.clone()),
+                &check(None)
+            )
+            .unwrap_err(),
             ProofError::UnsupportedAlg
         );
         assert_eq!(
@@ -604,7 +613,11 @@ mod tests {
         );
         // ES384 header with a P-256 key: the key does not fit.
         assert_eq!(
-            validate(&proof_with(&k, "dpop+jwt", "ES384", c.clone()), &check(None)).unwrap_err(),
+            validate(
+                &proof_with(&k, "dpop+jwt", "ES384", c.clone()),
+                &check(None)
+            )
+            .unwrap_err(),
             ProofError::BadKey
         );
         // A tampered payload.

@@ -247,7 +247,10 @@ async fn dpop_cell(kind: ProxyKind) -> anyhow::Result<()> {
         body["token_type"] == "DPoP" && body.get("refresh_token").is_none(),
         "{name}: {body}"
     );
-    let access = body["access_token"].as_str().unwrap_or_default().to_string();
+    let access = body["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
 
     // The same assertion again is refused: its jti is spent.
     let (status, body, _) = token(
@@ -277,16 +280,24 @@ async fn dpop_cell(kind: ProxyKind) -> anyhow::Result<()> {
         nonce_dances: 0,
     };
     let (status, www, body) = mcp
-        .send(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        .send(
+            &json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
             "protocolVersion":"2025-06-18","capabilities":{},
-            "clientInfo":{"name":"dpop-test","version":"1"}}}))
+            "clientInfo":{"name":"dpop-test","version":"1"}}}),
+        )
         .await?;
     ensure!(status == 200, "{name}: initialize {status} {www} {body:?}");
-    ensure!(mcp.nonce_dances == 1, "{name}: the verifier asked for no nonce");
+    ensure!(
+        mcp.nonce_dances == 1,
+        "{name}: the verifier asked for no nonce"
+    );
     let (status, _, _) = mcp
         .send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
         .await?;
-    ensure!(status == 202 || status == 200, "{name}: initialized {status}");
+    ensure!(
+        status == 202 || status == 200,
+        "{name}: initialized {status}"
+    );
     let (status, www, body) = mcp
         .send(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"whoami","arguments":{}}}))
         .await?;
@@ -469,12 +480,16 @@ fn check_sdk_run(what: &str, run: &gateway_tests::JsRun, client_id: &str, basic:
     );
     let reqs = tools["token_requests"].as_array().unwrap();
     assert!(
-        reqs.iter().any(|r| r["status"] == 200 && r["auth"] == basic),
+        reqs.iter()
+            .any(|r| r["status"] == 200 && r["auth"] == basic),
         "{what}: token requests {reqs:?}"
     );
     let call = run.lines.iter().find(|l| l["step"] == "call").unwrap();
     assert!(
-        call["text"].as_str().unwrap_or_default().contains(client_id),
+        call["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(client_id),
         "{what}: {call}"
     );
 }

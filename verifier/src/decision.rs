@@ -510,18 +510,31 @@ mod tests {
         assert_eq!(r.status, 401);
         assert_eq!(r.dpop_nonce.as_deref(), Some("n1"));
         let h = r.www_authenticate.unwrap();
-        assert!(h.starts_with(&format!("DPoP resource_metadata=\"{PRM}\", algs=\"ES256 ")), "{h}");
+        assert!(
+            h.starts_with(&format!("DPoP resource_metadata=\"{PRM}\", algs=\"ES256 ")),
+            "{h}"
+        );
         assert!(h.ends_with("error=\"use_dpop_nonce\", error_description=\"Resource server requires nonce in DPoP proof\""), "{h}");
         let r = render(
-            Deny::Dpop(DpopDeny::Invalid(gateway_common::dpop::ProofError::WrongAth)),
+            Deny::Dpop(DpopDeny::Invalid(
+                gateway_common::dpop::ProofError::WrongAth,
+            )),
             true,
         );
-        assert!(r.www_authenticate.unwrap().contains("error=\"invalid_dpop_proof\""));
+        assert!(r
+            .www_authenticate
+            .unwrap()
+            .contains("error=\"invalid_dpop_proof\""));
         // A DPoP-only service names both schemes when no token was sent.
         let mut d = Denial::new(Deny::NoToken, Some(PRM.into()));
         d.dpop_required = true;
         let h = d.render(false).www_authenticate.unwrap();
-        assert!(h.starts_with(&format!("Bearer resource_metadata=\"{PRM}\", DPoP resource_metadata=")), "{h}");
+        assert!(
+            h.starts_with(&format!(
+                "Bearer resource_metadata=\"{PRM}\", DPoP resource_metadata="
+            )),
+            "{h}"
+        );
     }
 
     #[test]

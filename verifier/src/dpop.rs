@@ -123,10 +123,16 @@ pub enum Scheme {
 pub fn extract(header: AuthorizationHeader<'_>, max_token_bytes: usize) -> (Extracted<'_>, Scheme) {
     if let AuthorizationHeader::One(raw) = header {
         if raw.len() > 4 && raw[..4].eq_ignore_ascii_case(b"DPoP") && raw[4] == b' ' {
-            return (crate::token::extract_after_scheme(&raw[4..], max_token_bytes), Scheme::Dpop);
+            return (
+                crate::token::extract_after_scheme(&raw[4..], max_token_bytes),
+                Scheme::Dpop,
+            );
         }
     }
-    (crate::token::extract(header, max_token_bytes), Scheme::Bearer)
+    (
+        crate::token::extract(header, max_token_bytes),
+        Scheme::Bearer,
+    )
 }
 
 /// Why DPoP refused a request.
@@ -353,9 +359,18 @@ mod tests {
     #[test]
     fn schemes_are_told_apart() {
         let h = |s: &'static str| AuthorizationHeader::One(s.as_bytes());
-        assert_eq!(extract(h("DPoP abc.def"), 64), (Extracted::Token("abc.def"), Scheme::Dpop));
-        assert_eq!(extract(h("dpop abc"), 64), (Extracted::Token("abc"), Scheme::Dpop));
-        assert_eq!(extract(h("Bearer abc"), 64), (Extracted::Token("abc"), Scheme::Bearer));
+        assert_eq!(
+            extract(h("DPoP abc.def"), 64),
+            (Extracted::Token("abc.def"), Scheme::Dpop)
+        );
+        assert_eq!(
+            extract(h("dpop abc"), 64),
+            (Extracted::Token("abc"), Scheme::Dpop)
+        );
+        assert_eq!(
+            extract(h("Bearer abc"), 64),
+            (Extracted::Token("abc"), Scheme::Bearer)
+        );
         assert_eq!(extract(h("DPoPabc"), 64).0, Extracted::None);
         assert_eq!(extract(h("DPoP a b"), 64).0, Extracted::Malformed);
     }
@@ -372,10 +387,7 @@ mod tests {
 
     #[test]
     fn config() {
-        let src = Source::from_pairs([
-            ("MCP_ECHO_DPOP", "required"),
-            ("MCP_TIME_DPOP", "allowed"),
-        ]);
+        let src = Source::from_pairs([("MCP_ECHO_DPOP", "required"), ("MCP_TIME_DPOP", "allowed")]);
         let c = DpopConfig::from_source(&src, &["echo", "time"]).unwrap();
         assert!(c.requires("echo") && !c.requires("time"));
         let bad = Source::from_pairs([("MCP_ECHO_DPOP", "yes")]);

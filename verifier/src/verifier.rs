@@ -229,7 +229,8 @@ impl Verifier {
             .unwrap_or_default();
         // Known when the token verified and was refused afterwards (revoked,
         // audience, policy): it is in the cache then. No crypto here.
-        let client_id = match crate::dpop::extract(req.authorization, self.config.max_token_bytes).0 {
+        let client_id = match crate::dpop::extract(req.authorization, self.config.max_token_bytes).0
+        {
             Extracted::Token(t) => self
                 .cache
                 .get(&TokenKey::of(t), now)
@@ -260,9 +261,8 @@ impl Verifier {
             Deny::Dpop(crate::dpop::DpopDeny::Invalid(
                 gateway_common::dpop::ProofError::Replayed,
             )),
-            self.service_for(req).map(|s| {
-                resource_metadata_url(req.proto, req.host, &s.path_prefix)
-            }),
+            self.service_for(req)
+                .map(|s| resource_metadata_url(req.proto, req.host, &s.path_prefix)),
         );
         d.dpop_required = true;
         Some(d)

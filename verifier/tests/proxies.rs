@@ -277,7 +277,9 @@ async fn check_dpop(name: &str, key: &TestKey, proxy_port: u16) {
     assert_eq!(r.status(), 401, "{name}: proof without nonce");
     let www = challenge(&r);
     assert!(
-        www.starts_with("DPoP ") && www.contains("error=\"use_dpop_nonce\"") && www.contains("algs=\"ES256"),
+        www.starts_with("DPoP ")
+            && www.contains("error=\"use_dpop_nonce\"")
+            && www.contains("algs=\"ES256"),
         "{name}: {www}"
     );
     let nonce = r
@@ -375,7 +377,9 @@ async fn check_dpop(name: &str, key: &TestKey, proxy_port: u16) {
     );
     refused(
         "bound token without a proof",
-        send(None, reqwest::Method::POST, "DPoP", &token).await.unwrap(),
+        send(None, reqwest::Method::POST, "DPoP", &token)
+            .await
+            .unwrap(),
         "invalid_token",
     );
     refused(

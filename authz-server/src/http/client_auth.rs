@@ -18,11 +18,22 @@ use crate::state::Inner;
 /// The credentials a request presented.
 #[derive(PartialEq, Eq)]
 pub enum Presented {
-    Basic { id: String, secret: String },
-    Post { id: String, secret: String },
-    IdOnly { id: String },
+    Basic {
+        id: String,
+        secret: String,
+    },
+    Post {
+        id: String,
+        secret: String,
+    },
+    IdOnly {
+        id: String,
+    },
     /// RFC 7523 §2.2 `client_assertion` (`private_key_jwt`).
-    Assertion { id: String, assertion: String },
+    Assertion {
+        id: String,
+        assertion: String,
+    },
 }
 
 impl std::fmt::Debug for Presented {

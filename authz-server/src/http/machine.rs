@@ -316,16 +316,8 @@ pub async fn client_credentials_grant(
     let who = cc::machine_identity(client);
     let jti = issue::new_jti();
     let jkt = dpop.map(|p| p.jkt.as_str());
-    let minted = issue::mint_access_token_bound(
-        s,
-        &jti,
-        &client.client_id,
-        &who,
-        &scope,
-        &aud,
-        None,
-        jkt,
-    )?;
+    let minted =
+        issue::mint_access_token_bound(s, &jti, &client.client_id, &who, &scope, &aud, None, jkt)?;
     s.audit(AuditEvent::TokenIssued {
         client_id: client.client_id.clone(),
         user: who.sub.clone(),

@@ -45,10 +45,7 @@ impl DpopKey {
     pub fn generate() -> Self {
         let sk = SigningKey::random(&mut rand::rngs::OsRng);
         let der = sk.to_pkcs8_der().expect("pkcs8");
-        let pkcs8_pem = sk
-            .to_pkcs8_pem(LineEnding::LF)
-            .expect("pem")
-            .to_string();
+        let pkcs8_pem = sk.to_pkcs8_pem(LineEnding::LF).expect("pem").to_string();
         let point = sk.verifying_key().to_encoded_point(false);
         let jwk = serde_json::json!({
             "kty": "EC",
@@ -74,7 +71,13 @@ impl DpopKey {
     }
 
     /// A fresh proof for `method url`, with `ath` for `token` and `nonce` when given.
-    pub fn proof(&self, method: &str, url: &str, token: Option<&str>, nonce: Option<&str>) -> String {
+    pub fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        nonce: Option<&str>,
+    ) -> String {
         let mut claims = serde_json::json!({
             "jti": jti(),
             "htm": method,

@@ -340,13 +340,10 @@ pub fn validate(proof: &str, check: &ProofCheck<'_>) -> Result<ValidProof, Proof
     {
         return Err(ProofError::Stale);
     }
-    match check.access_token {
-        Some(token) => {
-            if claims.ath.as_deref() != Some(ath(token).as_str()) {
-                return Err(ProofError::WrongAth);
-            }
+    if let Some(token) = check.access_token {
+        if claims.ath.as_deref() != Some(ath(token).as_str()) {
+            return Err(ProofError::WrongAth);
         }
-        None => {}
     }
     Ok(ValidProof {
         jkt: b64_sha256(canonical.as_bytes()),

@@ -104,6 +104,10 @@ pub struct Config {
     pub introspection_clients: Vec<String>,
     /// Lets Client ID Metadata Documents live on private or loopback hosts (tests only).
     pub cimd_allow_private: bool,
+    /// DPoP at `/token` (`DPOP_*`, `MCP_<NAME>_DPOP`; see [`crate::dpop`]).
+    pub dpop: crate::dpop::DpopSettings,
+    /// Who may use the client_credentials grant (see [`crate::client_credentials`]).
+    pub machine: crate::client_credentials::MachinePolicy,
     pub trusted_proxies: TrustedProxies,
     /// `REVOCATION_FEED_SECRET(_FILE)`: what verifiers present to follow
     /// `/revocations` and `/revocations/stream`; without it only loopback peers may.
@@ -264,6 +268,11 @@ impl Config {
             services.push(Service { name, resource });
         }
 
+        let service_pairs: Vec<(String, String)> = services
+            .iter()
+            .map(|s| (s.name.clone(), s.resource.clone()))
+            .collect();
+
         let mut scopes_supported = src.list("SCOPES_SUPPORTED");
         if scopes_supported.is_empty() {
             scopes_supported.push("mcp".to_string());
@@ -320,6 +329,8 @@ impl Config {
             mcp_protocol_version: src.string("MCP_PROTOCOL_VERSION", "2025-06-18"),
             introspection_clients: src.list("INTROSPECTION_CLIENTS"),
             cimd_allow_private: src.bool("CIMD_ALLOW_PRIVATE", false)?,
+            dpop: crate::dpop::DpopSettings::from_source(src, &service_pairs)?,
+            machine: crate::client_credentials::MachinePolicy::from_source(src, &service_pairs)?,
             trusted_proxies,
             revocation_feed_secret: gateway_common::revocation::FeedSecret::from_source(src)?,
             revocation_feed_max_subscribers: bounded(

@@ -61,6 +61,13 @@ pub enum OAuthError {
     /// (RFC 6749 §4.1.2.1). The number is the wait in seconds.
     #[error("temporarily_unavailable: too many requests; retry after {0} s")]
     TooManyRequests(u64),
+    /// RFC 9449 §5, §7.1: the DPoP proof is missing where required, or invalid.
+    #[error("invalid_dpop_proof: {0}")]
+    InvalidDpopProof(String),
+    /// RFC 9449 §8: the proof needs a server nonce; the value is a fresh one
+    /// (sent as `DPoP-Nonce`).
+    #[error("use_dpop_nonce")]
+    UseDpopNonce(String),
     /// The store is unreachable; detail is logged, never sent.
     #[error("temporarily_unavailable: {0}")]
     Unavailable(String),
@@ -141,6 +148,14 @@ impl OAuthError {
                 challenge: None,
                 retry_after: Some(*secs),
             },
+            E::InvalidDpopProof(d) => p(StatusCode::BAD_REQUEST, "invalid_dpop_proof", d),
+            E::UseDpopNonce(_) => Parts {
+                status: StatusCode::BAD_REQUEST,
+                code: "use_dpop_nonce",
+                description: Some("Authorization server requires nonce in DPoP proof"),
+                challenge: None,
+                retry_after: None,
+            },
             E::Unavailable(_) => Parts {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "temporarily_unavailable",
@@ -183,6 +198,11 @@ impl ResponseError for OAuthError {
         }
         let mut resp = HttpResponse::build(parts.status);
         resp.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if let OAuthError::UseDpopNonce(nonce) = self {
+            if let Ok(v) = HeaderValue::from_str(nonce) {
+                resp.insert_header(("DPoP-Nonce", v));
+            }
+        }
         if let Some(ch) = parts
             .challenge
             .as_deref()

@@ -53,6 +53,22 @@ pub fn mint_access_token(
     aud: &[String],
     family: Option<&str>,
 ) -> Result<Minted, OAuthError> {
+    mint_access_token_bound(s, jti, client_id, user, scope, aud, family, None)
+}
+
+/// [`mint_access_token`], bound to a DPoP key when `jkt` is given (RFC 9449
+/// §6.1: `cnf.jkt`).
+#[allow(clippy::too_many_arguments)]
+pub fn mint_access_token_bound(
+    s: &Inner,
+    jti: &str,
+    client_id: &str,
+    user: &Identity,
+    scope: &str,
+    aud: &[String],
+    family: Option<&str>,
+    jkt: Option<&str>,
+) -> Result<Minted, OAuthError> {
     let now = s.now();
     let exp = now + s.config.access_token_lifetime.as_secs();
     let aud = match aud {
@@ -74,6 +90,7 @@ pub fn mint_access_token(
         groups: user.groups.clone(),
         idp: Some(user.idp.clone()),
         sid: family.map(grant_sid),
+        cnf: jkt.map(|j| gateway_common::claims::Confirmation { jkt: j.to_string() }),
     };
     let token = s.keys.sign(&claims).map_err(internal)?;
     Ok(Minted {
@@ -93,6 +110,21 @@ pub async fn new_family(
     resources: &[String],
     first: &Minted,
 ) -> Result<String, OAuthError> {
+    new_family_bound(s, family_id, client_id, user, scope, resources, first, None).await
+}
+
+/// [`new_family`], its refresh tokens bound to the DPoP key `jkt` (RFC 9449 §5).
+#[allow(clippy::too_many_arguments)]
+pub async fn new_family_bound(
+    s: &Inner,
+    family_id: &str,
+    client_id: &str,
+    user: &Identity,
+    scope: &str,
+    resources: &[String],
+    first: &Minted,
+    jkt: Option<&str>,
+) -> Result<String, OAuthError> {
     let token = crate::token::mint_refresh_token(family_id, 0);
     let lifetime = s.config.refresh_token_lifetime;
     let family = RefreshFamily {
@@ -110,6 +142,7 @@ pub async fn new_family(
             jti: first.jti.clone(),
             exp: first.exp,
         }),
+        jkt: jkt.map(str::to_string),
     };
     let raw = serde_json::to_vec(&family).map_err(internal)?;
     s.store

@@ -10,8 +10,10 @@
 //! own listener and returns the bound address.
 
 pub mod cimd;
+pub mod client_credentials;
 pub mod config;
 pub mod device;
+pub mod dpop;
 pub mod error;
 pub mod html;
 pub mod http;
@@ -20,6 +22,7 @@ pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod pkce;
+pub mod private_key_jwt;
 pub mod records;
 pub mod redirect_uri;
 pub mod registration;

@@ -108,7 +108,7 @@ impl<K: Hash + Eq + Clone> StateStore for BoundedStore<K> {
 /// The theoretical arrival time a state holds (`None`: never used).
 fn tat(state: &InMemoryState) -> Option<Nanos> {
     // A decision function that refuses to write only reads.
-    match state.measure_and_replace(&NotKeyed::NonKey, |prev| Err::<((), Nanos), _>(prev)) {
+    match state.measure_and_replace(&NotKeyed::NonKey, Err::<((), Nanos), _>) {
         Ok(()) | Err(None) => None,
         Err(Some(n)) => Some(n),
     }

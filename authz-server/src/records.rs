@@ -50,6 +50,9 @@ pub enum AuthMethod {
     None,
     ClientSecretBasic,
     ClientSecretPost,
+    /// RFC 7523 §2.2 / RFC 7591: a JWT signed with a key from the client's
+    /// registered `jwks` or `jwks_uri` (see `crate::private_key_jwt`).
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
@@ -58,6 +61,7 @@ impl AuthMethod {
             AuthMethod::None => "none",
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
     pub fn parse(v: &str) -> Option<Self> {
@@ -65,11 +69,19 @@ impl AuthMethod {
             "none" => Some(AuthMethod::None),
             "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
             "client_secret_post" => Some(AuthMethod::ClientSecretPost),
+            "private_key_jwt" => Some(AuthMethod::PrivateKeyJwt),
             _ => None,
         }
     }
     pub fn is_confidential(self) -> bool {
         !matches!(self, AuthMethod::None)
+    }
+    /// Whether the client authenticates with a secret we issue.
+    pub fn has_secret(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
     }
 }
 
@@ -183,6 +195,10 @@ pub struct RefreshFamily {
     /// refreshed.
     #[serde(default)]
     pub last_access: Option<LiveToken>,
+    /// The DPoP key (RFC 7638 thumbprint) a public client's refresh tokens are
+    /// bound to (RFC 9449 §5): a refresh needs a proof by this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
 }
 
 impl RefreshFamily {

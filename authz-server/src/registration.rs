@@ -21,6 +21,7 @@ pub const SUPPORTED_GRANTS: &[&str] = &[
     GRANT_AUTHORIZATION_CODE,
     GRANT_REFRESH_TOKEN,
     crate::device::GRANT_DEVICE_CODE,
+    crate::client_credentials::GRANT_CLIENT_CREDENTIALS,
 ];
 pub const MAX_BODY: usize = 16 * 1024;
 
@@ -84,7 +85,7 @@ pub fn validate_metadata(
                     .ok_or_else(|| bad("token_endpoint_auth_method must be a string"))?;
                 method = Some(AuthMethod::parse(s).ok_or_else(|| {
                     bad(format!(
-                        "token_endpoint_auth_method {s:?} is not supported (none, client_secret_basic, client_secret_post)"
+                        "token_endpoint_auth_method {s:?} is not supported (none, client_secret_basic, client_secret_post, private_key_jwt)"
                     ))
                 })?);
             }
@@ -108,6 +109,24 @@ pub fn validate_metadata(
                         .collect();
                     scope = (!kept.is_empty()).then(|| kept.join(" "));
                 }
+            }
+            "jwks" => {
+                if !v.is_null() {
+                    crate::private_key_jwt::validate_jwks(v).map_err(bad)?;
+                    extra.insert(k.clone(), v.clone());
+                }
+            }
+            "token_endpoint_auth_signing_alg" => {
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| bad("token_endpoint_auth_signing_alg must be a string"))?;
+                if !crate::private_key_jwt::SIGNING_ALGS.contains(&s) {
+                    return Err(bad(format!(
+                        "token_endpoint_auth_signing_alg {s:?} is not supported ({})",
+                        crate::private_key_jwt::SIGNING_ALGS.join(", ")
+                    )));
+                }
+                extra.insert(k.clone(), v.clone());
             }
             f if SERVER_FIELDS.contains(&f) => {}
             f if URL_FIELDS.contains(&f) => {
@@ -133,7 +152,7 @@ pub fn validate_metadata(
     for g in &grant_types {
         if !SUPPORTED_GRANTS.contains(&g.as_str()) {
             return Err(bad(format!(
-                "grant type {g:?} is not supported (authorization_code, refresh_token, {})",
+                "grant type {g:?} is not supported (authorization_code, refresh_token, {}, client_credentials)",
                 crate::device::GRANT_DEVICE_CODE
             )));
         }
@@ -142,13 +161,37 @@ pub fn validate_metadata(
     let device_grant = grant_types
         .iter()
         .any(|g| g == crate::device::GRANT_DEVICE_CODE);
-    if !code_grant && !device_grant {
+    let machine_grant = grant_types
+        .iter()
+        .any(|g| g == crate::client_credentials::GRANT_CLIENT_CREDENTIALS);
+    if !code_grant && !device_grant && !machine_grant {
         return Err(bad(
-            "grant_types must include authorization_code or the device_code grant",
+            "grant_types must include authorization_code, the device_code grant or client_credentials",
         ));
     }
-    let response_types = response_types.unwrap_or_else(|| vec!["code".to_string()]);
-    if response_types.iter().any(|r| r != "code") || response_types.is_empty() {
+    let method = method.unwrap_or(AuthMethod::ClientSecretBasic);
+    if machine_grant && !method.is_confidential() {
+        return Err(bad(
+            "client_credentials needs a confidential client (client_secret_basic, client_secret_post or private_key_jwt)",
+        ));
+    }
+    // RFC 7523 §2.2: the client's keys, inline or by URL (one, not both).
+    let has_jwks = extra.get("jwks").is_some_and(|v| !v.is_null());
+    let has_jwks_uri = extra.get("jwks_uri").is_some_and(|v| !v.is_null());
+    if method == AuthMethod::PrivateKeyJwt && has_jwks == has_jwks_uri {
+        return Err(bad(
+            "private_key_jwt needs the client's public keys in exactly one of jwks or jwks_uri",
+        ));
+    }
+    if has_jwks && has_jwks_uri {
+        return Err(bad("send jwks or jwks_uri, not both (RFC 7591 §2)"));
+    }
+    // A client without the code grant gets no authorization response at all.
+    let response_types = match response_types {
+        Some(r) if r.is_empty() && !code_grant => r,
+        r => r.unwrap_or_else(|| vec!["code".to_string()]),
+    };
+    if response_types.iter().any(|r| r != "code") || (code_grant && response_types.is_empty()) {
         // OAuth 2.1 removed the implicit grant: only `code`.
         return Err(bad("response_types must be [\"code\"]"));
     }
@@ -179,7 +222,7 @@ pub fn validate_metadata(
     Ok(ClientMetadata {
         redirect_uris,
         // RFC 7591 §2: the default is client_secret_basic.
-        token_endpoint_auth_method: method.unwrap_or(AuthMethod::ClientSecretBasic),
+        token_endpoint_auth_method: method,
         grant_types,
         response_types,
         client_name,
@@ -205,7 +248,7 @@ pub fn information_response(
     if let Some(s) = secret {
         out.insert("client_secret".into(), Value::from(s));
     }
-    if client.metadata.token_endpoint_auth_method.is_confidential() {
+    if client.metadata.token_endpoint_auth_method.has_secret() {
         // RFC 7591 §3.2.1: REQUIRED when a secret was issued; 0 = does not expire.
         out.insert(
             "client_secret_expires_at".into(),
@@ -294,6 +337,21 @@ mod tests {
             code(
                 json!({"redirect_uris": ["https://a/cb"], "token_endpoint_auth_method": "private_key_jwt"})
             ),
+            "invalid_client_metadata",
+            "private_key_jwt without keys"
+        );
+        assert_eq!(
+            code(
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})
+            ),
+            "invalid_client_metadata",
+            "a public machine client"
+        );
+        assert_eq!(
+            code(
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+                        "jwks_uri": "https://a.example/jwks", "jwks": {"keys": []}})
+            ),
             "invalid_client_metadata"
         );
         assert_eq!(
@@ -301,6 +359,28 @@ mod tests {
             "invalid_client_metadata"
         );
         assert_eq!(code(json!(["x"])), "invalid_client_metadata");
+    }
+
+    #[test]
+    fn machine_clients_register_without_redirects() {
+        // What the TypeScript SDK's ClientCredentialsProvider describes.
+        let m = validate_metadata(
+            &json!({"client_name": "job", "redirect_uris": [], "grant_types": ["client_credentials"],
+                    "token_endpoint_auth_method": "client_secret_basic"}),
+            &scopes(),
+        )
+        .unwrap();
+        assert!(m.redirect_uris.is_empty());
+        assert_eq!(m.grant_types, vec!["client_credentials"]);
+        let m = validate_metadata(
+            &json!({"grant_types": ["client_credentials"], "response_types": [],
+                    "token_endpoint_auth_method": "private_key_jwt",
+                    "jwks_uri": "https://app.example.com/jwks.json"}),
+            &scopes(),
+        )
+        .unwrap();
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::PrivateKeyJwt);
+        assert!(m.response_types.is_empty());
     }
 
     #[test]

@@ -408,6 +408,7 @@ mod tests {
             revoked: false,
             exp: 100,
             last_access: None,
+            jkt: None,
         }
     }
 

@@ -34,6 +34,7 @@ fn family(current: &str, exp: u64) -> RefreshFamily {
         revoked: false,
         exp,
         last_access: None,
+        jkt: None,
     }
 }
 

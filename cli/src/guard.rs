@@ -66,17 +66,23 @@ pub async fn guard<B: MessageBody + 'static>(
             head.headers.get("mcp-method").map(HeaderValue::as_bytes),
             head.headers.get("mcp-name").map(HeaderValue::as_bytes),
         );
-        match verifier.check_call(&fwd, call.as_ref()) {
+        let proof = mcp_verifier::ProofHeader::from_values(
+            head.headers.get_all("dpop").map(HeaderValue::as_bytes),
+        );
+        match verifier.check_with_proof(&fwd, call.as_ref(), proof) {
             Decision::Allow(allowed) => {
                 let id = allowed.who.identity();
                 let names = &verifier.config().headers;
-                Ok([
-                    (names.user_id.clone(), id.user_id.clone()),
-                    (names.user_name.clone(), id.user_name.clone()),
-                    (names.user_email.clone(), id.user_email.clone()),
-                    (names.client_id.clone(), id.client_id.clone()),
-                    (names.scopes.clone(), id.scopes.clone()),
-                ])
+                Ok((
+                    allowed.dpop.clone(),
+                    [
+                        (names.user_id.clone(), id.user_id.clone()),
+                        (names.user_name.clone(), id.user_name.clone()),
+                        (names.user_email.clone(), id.user_email.clone()),
+                        (names.client_id.clone(), id.client_id.clone()),
+                        (names.scopes.clone(), id.scopes.clone()),
+                    ],
+                ))
             }
             Decision::Deny(denial) => {
                 let token_sent = !matches!(authorization, AuthorizationHeader::Absent);
@@ -88,10 +94,39 @@ pub async fn guard<B: MessageBody + 'static>(
             }
         }
     };
+    // A DPoP proof's jti, claimed in Redis too when replicas share one.
+    let headers_to_set = match headers_to_set {
+        Ok((Some(seen), pairs)) => {
+            let head = req.head();
+            let host = head
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            let uri = head.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            let fwd = ForwardedRequest {
+                method: head.method.as_str(),
+                proto: "http",
+                host,
+                uri,
+                authorization: AuthorizationHeader::Absent,
+                cors_preflight: false,
+                wants_html: false,
+            };
+            match verifier.claim_proof(&fwd, &seen).await {
+                Some(denial) => Err((denial.render(true), None)),
+                None => Ok(pairs),
+            }
+        }
+        Ok((None, pairs)) => Ok(pairs),
+        Err(e) => Err(e),
+    };
     match headers_to_set {
         Ok(pairs) => {
             let headers = req.headers_mut();
             headers.remove(header::AUTHORIZATION);
+            // The MCP server never sees the DPoP proof either.
+            headers.remove("dpop");
             // Every spelling a client could use for an identity header goes,
             // underscores included (some servers fold `_` into `-`).
             let ours: Vec<String> = pairs.iter().map(|(n, _)| n.to_ascii_lowercase()).collect();
@@ -124,6 +159,9 @@ pub async fn guard<B: MessageBody + 'static>(
             }
             if let Some(secs) = deny.retry_after {
                 resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            if let Some(nonce) = &deny.dpop_nonce {
+                resp.insert_header(("dpop-nonce", nonce.as_str()));
             }
             resp.insert_header((header::CACHE_CONTROL, "no-store"));
             // A tool denial is a JSON-RPC error the client can show (its id is

@@ -41,6 +41,17 @@ pub struct AccessClaims {
     /// client's session with the user.) Absent for tokens without a grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// RFC 7800 confirmation: the key the token is bound to (RFC 9449 §6.1
+    /// `jkt`, DPoP). A bound token is accepted only with a proof by that key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+}
+
+/// The `cnf` claim (RFC 7800 §3.1) as DPoP uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// RFC 7638 SHA-256 thumbprint of the proof key, base64url (RFC 9449 §6.1).
+    pub jkt: String,
 }
 
 /// `aud` is a string or an array of strings (RFC 7519 §4.1.3).

@@ -10,6 +10,7 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod dpop;
 pub mod flow;
 pub mod keys;
 pub mod logging;

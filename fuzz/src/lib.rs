@@ -125,8 +125,12 @@ pub fn token_form(data: &[u8]) {
         let _ = form.has(name);
     }
     if let Ok(Some(rt)) = form.one("refresh_token") {
-        if let Some((family, secret)) = mcp_authz::token::split_refresh_token(rt) {
-            assert!(!family.is_empty() && !secret.is_empty() && !family.contains('.'));
+        if let Some((family, generation)) = mcp_authz::token::parse_refresh_token(rt) {
+            assert!(!family.is_empty() && !family.contains('.'));
+            if let Some(g) = generation {
+                // One spelling per generation: the token names it canonically.
+                assert!(rt[family.len() + 1..].starts_with(&format!("{g}.")));
+            }
         }
     }
     if let Ok(Some(v)) = form.one("code_verifier") {

@@ -16,8 +16,8 @@ use crate::bridge::Bridge;
 use crate::config::{normalize_origin, Config};
 use crate::error::BridgeError;
 
-const ALLOW_HEADERS: &str = "content-type, accept, authorization, mcp-session-id, mcp-protocol-version, last-event-id, mcp-method, mcp-name";
-const EXPOSE_HEADERS: &str = "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate";
+const ALLOW_HEADERS: &str = "content-type, accept, authorization, dpop, mcp-session-id, mcp-protocol-version, last-event-id, mcp-method, mcp-name";
+const EXPOSE_HEADERS: &str = "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, DPoP-Nonce";
 
 /// Host name (and port) of a `Host` header value, lower-cased.
 fn split_host(raw: &str) -> (String, Option<&str>) {

@@ -107,6 +107,15 @@ pub const TEST_USER: &str = "e2e-alice";
 impl Stack {
     /// Starts the services for a proxy that will listen on `proxy_port`.
     pub async fn start(spec: StackSpec, proxy_port: u16) -> anyhow::Result<Self> {
+        Self::start_with(spec, proxy_port, &[]).await
+    }
+
+    /// [`Stack::start`] with `extra` settings for every authz-server and verifier.
+    pub async fn start_with(
+        spec: StackSpec,
+        proxy_port: u16,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             spec.authz >= 1 && spec.verifiers >= 1,
             "at least one of each"
@@ -133,6 +142,7 @@ impl Stack {
                 .with("AUTH_ISSUER", &origin)
                 .with(&format!("MCP_{service}_ENABLED"), "true")
                 .with(&format!("MCP_{service}_URL"), &resource);
+            let src = extra.iter().fold(src, |src, (k, v)| src.with(k, v));
             match &redis {
                 Some(r) => src.with("REDIS_URL", &r.url(0)),
                 None => src,

@@ -1,7 +1,7 @@
 //! The verifier's configuration, parsed whole from a [`Source`] before any port
 //! is bound. Every error is one line naming its variable.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use gateway_common::config::{ConfigError, Source};
@@ -47,6 +47,8 @@ pub struct VerifierConfig {
     pub tool_policy: Option<crate::tool_policy::ToolPolicyConfig>,
     /// `AUDIT_LOG_FILE`: audit lines are also appended here (JSON lines).
     pub audit_log_file: Option<std::path::PathBuf>,
+    /// DPoP (`MCP_<NAME>_DPOP`, `DPOP_*`; see [`crate::dpop`]).
+    pub dpop: crate::dpop::DpopConfig,
 }
 
 /// One protected MCP service.
@@ -229,6 +231,8 @@ impl VerifierConfig {
                 })
             }
         };
+        let service_names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        let dpop = crate::dpop::DpopConfig::from_source(src, &service_names)?;
         let audit_log_file = src.get("AUDIT_LOG_FILE").map(std::path::PathBuf::from);
         if let Some(path) = &audit_log_file {
             gateway_common::tool_policy::AuditFile::open(path).map_err(|e| {
@@ -259,6 +263,7 @@ impl VerifierConfig {
             cache_capacity,
             tool_policy,
             audit_log_file,
+            dpop,
         })
     }
 

@@ -20,6 +20,9 @@ pub struct Allowed<'a> {
     /// The raw token, present only when `FORWARD_TOKEN=true`.
     pub forward_token: Option<&'a str>,
     pub reason: Reason,
+    /// A DPoP proof accepted by this replica whose `jti` the shared replay
+    /// memory must still claim ([`crate::Verifier::claim_proof`]).
+    pub dpop: Option<crate::dpop::ProofSeen>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +52,10 @@ pub struct Denial {
     pub resource_metadata: Option<String>,
     /// Scopes the service requires, hinted on 401 (RFC 6750 §3 `scope`).
     pub scope_hint: Option<String>,
+    /// The service takes DPoP tokens only: challenges name `DPoP` too.
+    pub dpop_required: bool,
+    /// `DPoP-Nonce` to send with the challenge (RFC 9449 §9).
+    pub dpop_nonce: Option<String>,
 }
 
 /// Every reason to refuse.
@@ -80,6 +87,9 @@ pub enum Deny {
     /// [`crate::tool_policy`]); answered with a JSON-RPC error body.
     #[error("the tool policy denies this call")]
     ToolNotAllowed,
+    /// RFC 9449: the proof, or its absence (see [`crate::dpop`]).
+    #[error("{0}")]
+    Dpop(crate::dpop::DpopDeny),
     #[error("signing keys are not loaded yet")]
     KeysUnavailable,
     #[error("the revocation feed has been lost for longer than REVOCATION_STALENESS_BOUND")]
@@ -159,6 +169,8 @@ pub struct DenyResponse {
     pub www_authenticate: Option<String>,
     /// Seconds, for 503.
     pub retry_after: Option<u32>,
+    /// `DPoP-Nonce` response header (RFC 9449 §9).
+    pub dpop_nonce: Option<String>,
     /// RFC 6749 §5.2-style `error` for the JSON body.
     pub error: &'static str,
     /// Human text for the body and the challenge (no quotes or backslashes).
@@ -174,6 +186,8 @@ enum Challenge {
     InvalidRequest,
     InvalidToken,
     InsufficientScope,
+    /// `DPoP` scheme with its own `error` (RFC 9449 §7.1).
+    Dpop,
 }
 
 impl Deny {
@@ -194,6 +208,7 @@ impl Deny {
                 | TokenError::NotYetValid,
             ) => Reason::InvalidToken,
             Deny::WrongAudience => Reason::WrongAudience,
+            Deny::Dpop(_) => Reason::InvalidToken,
             Deny::Revoked => Reason::Revoked,
             Deny::UnknownService => Reason::UnknownService,
             Deny::Forwarded(_) => Reason::BadForwardedHeaders,
@@ -267,6 +282,11 @@ impl Deny {
                 "invalid_token",
                 "The access token was issued for another resource",
             ),
+            // Rendered as a `DPoP` challenge by `Denial::render`.
+            Deny::Dpop(d) => {
+                let (error, description) = d.challenge();
+                (401, Challenge::Dpop, error, description)
+            }
             Deny::Revoked => (
                 401,
                 Challenge::InvalidToken,
@@ -327,6 +347,8 @@ impl Denial {
             deny,
             resource_metadata,
             scope_hint: None,
+            dpop_required: false,
+            dpop_nonce: None,
         }
     }
 
@@ -338,7 +360,11 @@ impl Denial {
         if let Some(url) = &self.resource_metadata {
             parts.push(format!("resource_metadata=\"{url}\""));
         }
+        if let Challenge::Dpop = challenge {
+            return self.render_dpop(status, error, description, parts);
+        }
         let code = match challenge {
+            Challenge::Dpop => None,
             Challenge::None => None,
             Challenge::Plain => Some(None),
             Challenge::InvalidRequest => Some(Some("invalid_request")),
@@ -353,16 +379,57 @@ impl Denial {
                 parts.push(format!("error=\"{code}\""));
                 parts.push(format!("error_description=\"{description}\""));
             }
-            if parts.is_empty() {
+            let bearer = if parts.is_empty() {
                 "Bearer".to_string()
             } else {
                 format!("Bearer {}", parts.join(", "))
+            };
+            if self.dpop_required {
+                // RFC 9449 §7.1: the scheme and algorithms this service wants.
+                format!("{bearer}, {}", self.dpop_params(None, None))
+            } else {
+                bearer
             }
         });
         DenyResponse {
             status,
             www_authenticate,
             retry_after: (status == 503).then_some(5),
+            dpop_nonce: self.dpop_nonce.clone(),
+            error,
+            description,
+        }
+    }
+
+    /// `DPoP resource_metadata="…", algs="…"[, error="…", error_description="…"]`.
+    fn dpop_params(&self, error: Option<&str>, description: Option<&str>) -> String {
+        let mut out = String::from("DPoP ");
+        if let Some(url) = &self.resource_metadata {
+            out.push_str(&format!("resource_metadata=\"{url}\", "));
+        }
+        out.push_str(&format!("algs=\"{}\"", gateway_common::dpop::algs_param()));
+        if let (Some(e), Some(d)) = (error, description) {
+            out.push_str(&format!(", error=\"{e}\", error_description=\"{d}\""));
+        }
+        out
+    }
+
+    fn render_dpop(
+        &self,
+        status: u16,
+        error: &'static str,
+        description: &'static str,
+        _parts: Vec<String>,
+    ) -> DenyResponse {
+        let nonce = match &self.deny {
+            Deny::Dpop(crate::dpop::DpopDeny::UseNonce(n)) => Some(n.clone()),
+            _ => self.dpop_nonce.clone(),
+        };
+        DenyResponse {
+            status,
+            www_authenticate: Some(self.dpop_params(Some(error), Some(description))),
+            retry_after: None,
+            dpop_nonce: nonce,
             error,
             description,
         }
@@ -437,6 +504,40 @@ mod tests {
     }
 
     #[test]
+    fn dpop_refusals_get_a_dpop_challenge() {
+        use crate::dpop::DpopDeny;
+        let r = render(Deny::Dpop(DpopDeny::UseNonce("n1".into())), true);
+        assert_eq!(r.status, 401);
+        assert_eq!(r.dpop_nonce.as_deref(), Some("n1"));
+        let h = r.www_authenticate.unwrap();
+        assert!(
+            h.starts_with(&format!("DPoP resource_metadata=\"{PRM}\", algs=\"ES256 ")),
+            "{h}"
+        );
+        assert!(h.ends_with("error=\"use_dpop_nonce\", error_description=\"Resource server requires nonce in DPoP proof\""), "{h}");
+        let r = render(
+            Deny::Dpop(DpopDeny::Invalid(
+                gateway_common::dpop::ProofError::WrongAth,
+            )),
+            true,
+        );
+        assert!(r
+            .www_authenticate
+            .unwrap()
+            .contains("error=\"invalid_dpop_proof\""));
+        // A DPoP-only service names both schemes when no token was sent.
+        let mut d = Denial::new(Deny::NoToken, Some(PRM.into()));
+        d.dpop_required = true;
+        let h = d.render(false).www_authenticate.unwrap();
+        assert!(
+            h.starts_with(&format!(
+                "Bearer resource_metadata=\"{PRM}\", DPoP resource_metadata="
+            )),
+            "{h}"
+        );
+    }
+
+    #[test]
     fn descriptions_need_no_escaping() {
         let all = [
             Deny::NoToken,
@@ -461,6 +562,12 @@ mod tests {
             Deny::ToolNotAllowed,
             Deny::KeysUnavailable,
             Deny::FeedStale,
+            Deny::Dpop(crate::dpop::DpopDeny::ProofRequired),
+            Deny::Dpop(crate::dpop::DpopDeny::NotBound),
+            Deny::Dpop(crate::dpop::DpopDeny::UseNonce("n".into())),
+            Deny::Dpop(crate::dpop::DpopDeny::Invalid(
+                gateway_common::dpop::ProofError::Replayed,
+            )),
         ];
         for d in all {
             let (_, _, _, text) = d.response();

@@ -93,7 +93,24 @@ async fn verify(req: HttpRequest, v: web::Data<Verifier>, names: web::Data<Names
             // method and name; no body needed).
             let call =
                 McpCall::from_headers(headers.first("mcp-method"), headers.first("mcp-name"));
-            let decision = v.check_call(&fwd, call.as_ref());
+            let proof = crate::dpop::ProofHeader::from_values(
+                req.headers().get_all("dpop").map(HeaderValue::as_bytes),
+            );
+            let decision = v.check_with_proof(&fwd, call.as_ref(), proof);
+            // DPoP with shared replay memory: the proof's jti must be new in Redis too.
+            let decision = match decision {
+                Decision::Allow(a) => {
+                    let replayed = match &a.dpop {
+                        Some(seen) => v.claim_proof(&fwd, seen).await,
+                        None => None,
+                    };
+                    match replayed {
+                        Some(denial) => Decision::Deny(denial),
+                        None => Decision::Allow(a),
+                    }
+                }
+                d => d,
+            };
             if let (Decision::Deny(d), Some(call)) = (&decision, &call) {
                 if d.deny == Deny::ToolNotAllowed {
                     let r = HttpResponse::Forbidden()
@@ -172,6 +189,11 @@ fn deny_response(d: &DenyResponse, html: bool) -> HttpResponse {
     }
     if let Some(secs) = d.retry_after {
         r.insert_header((header::RETRY_AFTER, secs.to_string()));
+    }
+    if let Some(nonce) = d.dpop_nonce.as_deref() {
+        if let Ok(v) = HeaderValue::from_str(nonce) {
+            r.insert_header(("dpop-nonce", v));
+        }
     }
     r.insert_header((header::CACHE_CONTROL, "no-store"));
     if html {

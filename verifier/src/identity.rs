@@ -20,6 +20,8 @@ pub struct Verified {
     pub identity: Identity,
     /// The tool policy's view of this caller, filled on its first MCP call.
     pub tool_memo: crate::tool_policy::ToolMemoSlot,
+    /// `cnf.jkt`: the DPoP key the token is bound to (RFC 9449 §6.1).
+    pub jkt: Option<String>,
 }
 
 /// The identity headers' values. Always all present; empty when unknown.
@@ -62,6 +64,7 @@ impl Verified {
                 scopes: header_safe(scopes),
             },
             tool_memo: Default::default(),
+            jkt: claims.cnf.map(|c| c.jkt),
         }
     }
 
@@ -94,6 +97,7 @@ pub(crate) mod tests {
             groups: vec![],
             identity: Identity::default(),
             tool_memo: Default::default(),
+            jkt: None,
         })
     }
 

@@ -53,6 +53,7 @@
 pub mod cache;
 pub mod config;
 pub mod decision;
+pub mod dpop;
 pub mod feed;
 pub mod feed_redis;
 pub mod first_use;
@@ -79,6 +80,7 @@ use gateway_common::clock::SharedClock;
 
 pub use config::VerifierConfig;
 pub use decision::{Decision, Denial, Deny};
+pub use dpop::ProofHeader;
 pub use forwarded::{AuthorizationHeader, ForwardedRequest};
 pub use http::configure;
 pub use verifier::Verifier;
@@ -125,6 +127,8 @@ pub fn start(config: VerifierConfig, clock: SharedClock) -> (Arc<Verifier>, Back
     match redis {
         Some(Ok(store)) => {
             let store = Arc::new(store);
+            // Proof jtis are claimed in Redis too: a replay to another replica fails.
+            verifier.dpop().set_shared(store.clone());
             if let Some(t) = verifier.spawn_first_use_writer(store.clone()) {
                 tasks.push(t);
             }

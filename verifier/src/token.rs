@@ -39,7 +39,12 @@ pub fn extract(header: AuthorizationHeader<'_>, max_token_bytes: usize) -> Extra
     if !scheme.eq_ignore_ascii_case(b"Bearer") {
         return Extracted::None;
     }
-    let rest = &raw[SCHEME..];
+    extract_after_scheme(&raw[SCHEME..], max_token_bytes)
+}
+
+/// The token part of `<scheme> 1*SP b64token`, given what follows the scheme
+/// name (also used for `DPoP`, `crate::dpop::extract`).
+pub(crate) fn extract_after_scheme(rest: &[u8], max_token_bytes: usize) -> Extracted<'_> {
     let token_start = rest.iter().take_while(|&&b| b == b' ').count();
     if token_start == 0 {
         // "Bearerxyz" is another scheme; bare "Bearer" is a bearer request without a token.

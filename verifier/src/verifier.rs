@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 use crate::cache::{TokenCache, TokenKey};
 use crate::config::{ServiceConfig, VerifierConfig};
 use crate::decision::{resource_metadata_url, Allowed, Decision, Denial, Deny, Reason, Who};
+use crate::dpop::ProofHeader;
 use crate::forwarded::ForwardedRequest;
 use crate::identity::Verified;
 use crate::jwt::{self, Expectations, TokenError};
@@ -22,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::policy::{self, PolicyDenial};
 use crate::revoked::RevokedSet;
 use crate::service::match_service;
-use crate::token::{self, Extracted};
+use crate::token::Extracted;
 use crate::tool_policy::{McpCall, ToolMemo};
 
 /// How fresh the revocation feed is.
@@ -91,6 +92,8 @@ pub struct Verifier {
     first_use: crate::first_use::FirstUse,
     /// Security events: denied verifies (rate-limited, see `gateway_common::audit`).
     audit: gateway_common::audit::AuditLog,
+    /// DPoP settings and proof replay memory (`crate::dpop`).
+    pub(crate) dpop: crate::dpop::DpopState,
 }
 
 impl Verifier {
@@ -117,6 +120,7 @@ impl Verifier {
                     gateway_common::audit::AuditLog::tracing_only("verifier")
                 });
         Self {
+            dpop: crate::dpop::DpopState::new(config.dpop.clone()),
             first_use: crate::first_use::FirstUse::default(),
             audit,
             cache: TokenCache::new(config.cache_capacity),
@@ -182,7 +186,19 @@ impl Verifier {
         req: &ForwardedRequest<'a>,
         call: Option<&McpCall<'_>>,
     ) -> Decision<'a> {
-        let decision = self.decide(req, call);
+        self.check_with_proof(req, call, ProofHeader::Absent)
+    }
+
+    /// [`Verifier::check_call`] with the request's `DPoP` header (RFC 9449):
+    /// what `/verify` and the one-machine guard call. An allow whose
+    /// [`Allowed::dpop`] is set must still pass [`Verifier::claim_proof`].
+    pub fn check_with_proof<'a>(
+        &self,
+        req: &ForwardedRequest<'a>,
+        call: Option<&McpCall<'_>>,
+        proof: ProofHeader<'_>,
+    ) -> Decision<'a> {
+        let decision = self.decide(req, call, proof);
         match &decision {
             Decision::Allow(allowed) => {
                 if let Who::Token(v) = &allowed.who {
@@ -213,7 +229,8 @@ impl Verifier {
             .unwrap_or_default();
         // Known when the token verified and was refused afterwards (revoked,
         // audience, policy): it is in the cache then. No crypto here.
-        let client_id = match token::extract(req.authorization, self.config.max_token_bytes) {
+        let client_id = match crate::dpop::extract(req.authorization, self.config.max_token_bytes).0
+        {
             Extracted::Token(t) => self
                 .cache
                 .get(&TokenKey::of(t), now)
@@ -230,7 +247,38 @@ impl Verifier {
         self.metrics.record_audit_denial(written);
     }
 
-    fn decide<'a>(&self, req: &ForwardedRequest<'a>, call: Option<&McpCall<'_>>) -> Decision<'a> {
+    /// The shared (Redis) half of proof replay, after an allow: `None` when
+    /// the proof's `jti` is new everywhere, else the refusal to send instead.
+    pub async fn claim_proof(
+        &self,
+        req: &ForwardedRequest<'_>,
+        seen: &crate::dpop::ProofSeen,
+    ) -> Option<Denial> {
+        if self.dpop.claim_shared(seen).await {
+            return None;
+        }
+        let mut d = Denial::new(
+            Deny::Dpop(crate::dpop::DpopDeny::Invalid(
+                gateway_common::dpop::ProofError::Replayed,
+            )),
+            self.service_for(req)
+                .map(|s| resource_metadata_url(req.proto, req.host, &s.path_prefix)),
+        );
+        d.dpop_required = true;
+        Some(d)
+    }
+
+    /// DPoP settings and replay memory.
+    pub fn dpop(&self) -> &crate::dpop::DpopState {
+        &self.dpop
+    }
+
+    fn decide<'a>(
+        &self,
+        req: &ForwardedRequest<'a>,
+        call: Option<&McpCall<'_>>,
+        proof: ProofHeader<'_>,
+    ) -> Decision<'a> {
         let path = req.path();
         let service = match_service(&self.config.services, req.proto, req.host, path);
         let Some(service) = service else {
@@ -250,6 +298,10 @@ impl Verifier {
             if !service.policy.required_scopes.is_empty() {
                 d.scope_hint = Some(service.policy.required_scopes.join(" "));
             }
+            if self.dpop.config.requires(&service.name) {
+                d.dpop_required = true;
+                d.dpop_nonce = self.dpop.challenge_nonce(self.clock.now_secs());
+            }
             d
         };
         let deny = |deny: Deny| Decision::Deny(denial(deny));
@@ -258,9 +310,11 @@ impl Verifier {
                 who: Who::Anonymous,
                 forward_token: None,
                 reason: Reason::Preflight,
+                dpop: None,
             });
         }
-        let token = match token::extract(req.authorization, self.config.max_token_bytes) {
+        let (token, scheme) = crate::dpop::extract(req.authorization, self.config.max_token_bytes);
+        let token = match token {
             Extracted::Token(t) => t,
             Extracted::None => return deny(Deny::NoToken),
             Extracted::TooLong => return deny(Deny::TokenTooLong),
@@ -284,6 +338,18 @@ impl Verifier {
         if !verified.has_audience(&service.resource) {
             return deny(Deny::WrongAudience);
         }
+        let dpop = match self.dpop.check(
+            req,
+            &service.name,
+            verified.jkt.as_deref(),
+            token,
+            scheme,
+            proof,
+            now,
+        ) {
+            Ok(seen) => seen,
+            Err(e) => return deny(Deny::Dpop(e)),
+        };
         match policy::evaluate(&service.policy, &verified) {
             Ok(()) => {}
             Err(PolicyDenial::NotAllowed) => return deny(Deny::NotAllowed),
@@ -302,6 +368,7 @@ impl Verifier {
             who: Who::Token(verified),
             forward_token: self.config.forward_token.then_some(token),
             reason: Reason::Allowed,
+            dpop,
         })
     }
 

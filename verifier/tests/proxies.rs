@@ -64,7 +64,9 @@ async fn stack() -> (Authz, TestKey, Running, String, u16) {
     let src: Source = source(&authz, &resource)
         .with("MCP_TIME_ENABLED", "true")
         .with("MCP_TIME_URL", TIME)
-        .with("MCP_ECHO_REQUIRED_SCOPES", "mcp");
+        .with("MCP_ECHO_REQUIRED_SCOPES", "mcp")
+        // DPoP proofs must carry a server nonce: the dance goes through the proxy.
+        .with("DPOP_NONCE_REQUIRED", "true");
     let verifier = mcp_verifier::serve(VerifierConfig::from_source(&src).unwrap())
         .await
         .unwrap();
@@ -228,6 +230,175 @@ async fn check_proxy(name: &str, authz: &Authz, key: &TestKey, proxy_port: u16) 
     })
     .await;
     assert!(refused, "{name}: revoked token still accepted after 1 s");
+
+    check_dpop(name, key, proxy_port).await;
+}
+
+/// DPoP (RFC 9449) through the proxy: a client with its own key calls with
+/// proofs for the URL it addresses; the verifier checks them against the
+/// forwarded request, the proxy relays the challenges and nonces, and the
+/// upstream never sees a proof.
+async fn check_dpop(name: &str, key: &TestKey, proxy_port: u16) {
+    use gateway_testkit::dpop::DpopKey;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{proxy_port}");
+    let url = format!("{base}/mcp");
+    let client_key = DpopKey::generate();
+    let mut c = claims(&url, now());
+    c.cnf = Some(gateway_common::claims::Confirmation {
+        jkt: client_key.thumbprint(),
+    });
+    let token = key.sign(&c);
+    let send = |proof: Option<String>, method: reqwest::Method, scheme: &str, token: &str| {
+        let mut r = http
+            .request(method, &url)
+            .header("Authorization", format!("{scheme} {token}"));
+        if let Some(p) = proof {
+            r = r.header("DPoP", p);
+        }
+        r.body("{}").send()
+    };
+    let challenge = |r: &reqwest::Response| {
+        r.headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+
+    // 1. The nonce dance: without a nonce, 401 use_dpop_nonce and a DPoP-Nonce.
+    let r = send(
+        Some(client_key.proof("POST", &url, Some(&token), None)),
+        reqwest::Method::POST,
+        "DPoP",
+        &token,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 401, "{name}: proof without nonce");
+    let www = challenge(&r);
+    assert!(
+        www.starts_with("DPoP ")
+            && www.contains("error=\"use_dpop_nonce\"")
+            && www.contains("algs=\"ES256"),
+        "{name}: {www}"
+    );
+    let nonce = r
+        .headers()
+        .get("dpop-nonce")
+        .unwrap_or_else(|| panic!("{name}: no DPoP-Nonce through the proxy: {:?}", r.headers()))
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    // 2. With the nonce: allowed; the upstream sees the identity, not the proof.
+    let proof = client_key.proof("POST", &url, Some(&token), Some(&nonce));
+    let r = send(Some(proof.clone()), reqwest::Method::POST, "DPoP", &token)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{name}: DPoP request");
+    let body: serde_json::Value = r.json().await.unwrap();
+    let headers: Vec<(String, String)> = serde_json::from_value(body["headers"].clone()).unwrap();
+    assert!(
+        !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("dpop")),
+        "{name}: the proof reached the upstream: {headers:?}"
+    );
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("x-user-id") && v == "github:4242"),
+        "{name}: {headers:?}"
+    );
+
+    // 3. Each refusal with its challenge.
+    let refused = |what: &'static str, r: reqwest::Response, error: &'static str| {
+        assert_eq!(r.status(), 401, "{name}: {what}");
+        let www = challenge(&r);
+        assert!(
+            www.starts_with("DPoP ") && www.contains(&format!("error=\"{error}\"")),
+            "{name}: {what}: {www}"
+        );
+    };
+    refused(
+        "replayed proof",
+        send(Some(proof), reqwest::Method::POST, "DPoP", &token)
+            .await
+            .unwrap(),
+        "invalid_dpop_proof",
+    );
+    refused(
+        "wrong method",
+        send(
+            Some(client_key.proof("GET", &url, Some(&token), Some(&nonce))),
+            reqwest::Method::POST,
+            "DPoP",
+            &token,
+        )
+        .await
+        .unwrap(),
+        "invalid_dpop_proof",
+    );
+    refused(
+        "wrong URL",
+        send(
+            Some(client_key.proof("POST", &format!("{base}/other"), Some(&token), Some(&nonce))),
+            reqwest::Method::POST,
+            "DPoP",
+            &token,
+        )
+        .await
+        .unwrap(),
+        "invalid_dpop_proof",
+    );
+    let other = key.sign(&claims(&url, now()));
+    refused(
+        "proof for another token",
+        send(
+            Some(client_key.proof("POST", &url, Some(&other), Some(&nonce))),
+            reqwest::Method::POST,
+            "DPoP",
+            &token,
+        )
+        .await
+        .unwrap(),
+        "invalid_dpop_proof",
+    );
+    let thief = DpopKey::generate();
+    refused(
+        "proof by another key",
+        send(
+            Some(thief.proof("POST", &url, Some(&token), Some(&nonce))),
+            reqwest::Method::POST,
+            "DPoP",
+            &token,
+        )
+        .await
+        .unwrap(),
+        "invalid_dpop_proof",
+    );
+    refused(
+        "bound token without a proof",
+        send(None, reqwest::Method::POST, "DPoP", &token)
+            .await
+            .unwrap(),
+        "invalid_token",
+    );
+    refused(
+        "bound token as a bearer token",
+        send(None, reqwest::Method::POST, "Bearer", &token)
+            .await
+            .unwrap(),
+        "invalid_token",
+    );
+    // GET with a GET proof works (the method is the forwarded one).
+    let r = send(
+        Some(client_key.proof("GET", &url, Some(&token), Some(&nonce))),
+        reqwest::Method::GET,
+        "DPoP",
+        &token,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200, "{name}: GET with a GET proof");
 }
 
 fn tmpdir() -> tempfile::TempDir {

@@ -18,9 +18,22 @@ use crate::state::Inner;
 /// The credentials a request presented.
 #[derive(PartialEq, Eq)]
 pub enum Presented {
-    Basic { id: String, secret: String },
-    Post { id: String, secret: String },
-    IdOnly { id: String },
+    Basic {
+        id: String,
+        secret: String,
+    },
+    Post {
+        id: String,
+        secret: String,
+    },
+    IdOnly {
+        id: String,
+    },
+    /// RFC 7523 §2.2 `client_assertion` (`private_key_jwt`).
+    Assertion {
+        id: String,
+        assertion: String,
+    },
 }
 
 impl std::fmt::Debug for Presented {
@@ -29,6 +42,7 @@ impl std::fmt::Debug for Presented {
             Presented::Basic { id, .. } => write!(f, "Basic({id})"),
             Presented::Post { id, .. } => write!(f, "Post({id})"),
             Presented::IdOnly { id } => write!(f, "IdOnly({id})"),
+            Presented::Assertion { id, .. } => write!(f, "Assertion({id})"),
         }
     }
 }
@@ -36,9 +50,10 @@ impl std::fmt::Debug for Presented {
 impl Presented {
     pub fn client_id(&self) -> &str {
         match self {
-            Presented::Basic { id, .. } | Presented::Post { id, .. } | Presented::IdOnly { id } => {
-                id
-            }
+            Presented::Basic { id, .. }
+            | Presented::Post { id, .. }
+            | Presented::IdOnly { id }
+            | Presented::Assertion { id, .. } => id,
         }
     }
 }
@@ -67,6 +82,9 @@ fn pct_decode(s: &str) -> Option<String> {
 pub fn presented(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError> {
     let body_id = form.one("client_id")?;
     let body_secret = form.one("client_secret")?;
+    if let Some(found) = assertion(req, form, body_id, body_secret)? {
+        return Ok(found);
+    }
     if let Some(auth) = req.headers().get(header::AUTHORIZATION) {
         let auth = auth
             .to_str()
@@ -110,6 +128,48 @@ pub fn presented(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError
     }
 }
 
+/// `client_assertion_type` + `client_assertion` (RFC 7523 §2.2), alone.
+fn assertion(
+    req: &HttpRequest,
+    form: &Form,
+    body_id: Option<&str>,
+    body_secret: Option<&str>,
+) -> Result<Option<Presented>, OAuthError> {
+    let kind = form.one("client_assertion_type")?;
+    let jwt = form.one("client_assertion")?;
+    let (kind, jwt) = match (kind, jwt) {
+        (None, None) => return Ok(None),
+        (Some(k), Some(j)) => (k, j),
+        _ => {
+            return Err(OAuthError::InvalidRequest(
+                "client_assertion and client_assertion_type go together".into(),
+            ))
+        }
+    };
+    if kind != crate::private_key_jwt::ASSERTION_TYPE {
+        return Err(OAuthError::InvalidClient(format!(
+            "client_assertion_type must be {}",
+            crate::private_key_jwt::ASSERTION_TYPE
+        )));
+    }
+    if body_secret.is_some() || req.headers().contains_key(header::AUTHORIZATION) {
+        return Err(OAuthError::InvalidRequest(
+            "use one client authentication method, not two".into(),
+        ));
+    }
+    let claimed = crate::private_key_jwt::claimed_client(jwt)
+        .ok_or_else(|| OAuthError::InvalidClient("the client assertion names no client".into()))?;
+    if body_id.is_some_and(|b| b != claimed) {
+        return Err(OAuthError::InvalidClient(
+            "client_id differs from the client assertion's subject".into(),
+        ));
+    }
+    Ok(Some(Presented::Assertion {
+        id: claimed,
+        assertion: jwt.to_string(),
+    }))
+}
+
 /// Whether a public client naming itself is enough.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Public {
@@ -145,6 +205,20 @@ pub async fn authenticate(
         (AuthMethod::None, Presented::Basic { .. } | Presented::Post { .. }) => {
             return Err(OAuthError::InvalidClient(
                 "this client has no secret (token_endpoint_auth_method none)".into(),
+            ))
+        }
+        (AuthMethod::PrivateKeyJwt, Presented::Assertion { assertion, .. }) => {
+            super::machine::verify_client_assertion(s, &client, assertion).await?;
+            return Ok(client);
+        }
+        (AuthMethod::PrivateKeyJwt, _) => {
+            return Err(OAuthError::InvalidClient(
+                "this client must authenticate with private_key_jwt".into(),
+            ))
+        }
+        (AuthMethod::None, Presented::Assertion { .. }) => {
+            return Err(OAuthError::InvalidClient(
+                "this client has no keys (token_endpoint_auth_method none)".into(),
             ))
         }
         (AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost, _) => {

@@ -27,9 +27,15 @@ pub fn metadata(state: &AppState) -> serde_json::Value {
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": crate::registration::SUPPORTED_GRANTS,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        // RFC 7523 / RFC 8414 §2: what private_key_jwt assertions may be signed with.
+        "token_endpoint_auth_signing_alg_values_supported": crate::private_key_jwt::SIGNING_ALGS,
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": crate::private_key_jwt::SIGNING_ALGS,
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": crate::private_key_jwt::SIGNING_ALGS,
+        // RFC 9449 §5.1.
+        "dpop_signing_alg_values_supported": gateway_common::dpop::SUPPORTED_ALGS,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": true,
@@ -117,15 +123,21 @@ pub async fn protected_resource_metadata(
     let Some(service) = select_service(&state.config.services, host.as_deref(), tail) else {
         return super::not_found().await;
     };
+    let mut prm = json!({
+        "resource": service.resource,
+        "authorization_servers": [state.config.issuer],
+        "scopes_supported": state.config.scopes_supported,
+        "bearer_methods_supported": ["header"],
+        "resource_name": service.name,
+        // RFC 9728 §2 (RFC 9449): the verifier checks DPoP proofs.
+        "dpop_signing_alg_values_supported": gateway_common::dpop::SUPPORTED_ALGS,
+    });
+    if state.config.dpop.requires(&service.resource) {
+        prm["dpop_bound_access_tokens_required"] = json!(true);
+    }
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(json!({
-            "resource": service.resource,
-            "authorization_servers": [state.config.issuer],
-            "scopes_supported": state.config.scopes_supported,
-            "bearer_methods_supported": ["header"],
-            "resource_name": service.name,
-        }))
+        .json(prm)
 }
 
 pub async fn jwks(state: web::Data<AppState>) -> HttpResponse {

@@ -7,6 +7,7 @@ pub mod connections;
 pub mod device;
 pub mod discovery;
 pub mod health;
+pub mod machine;
 pub mod rate_limit;
 pub mod register;
 pub mod revoke;
@@ -145,7 +146,9 @@ fn cors() -> Cors {
         .allowed_methods(["GET", "POST", "PUT", "DELETE", "OPTIONS"])
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
         .allowed_header("mcp-protocol-version")
+        .allowed_header("dpop")
         .expose_headers([header::WWW_AUTHENTICATE])
+        .expose_headers(["dpop-nonce"])
         .max_age(3600)
 }
 

@@ -51,6 +51,23 @@ fn parse_json(req: &HttpRequest, body: &Bytes) -> Result<serde_json::Value, OAut
         .map_err(|_| OAuthError::InvalidClientMetadata("the body is not valid JSON".into()))
 }
 
+/// `CLIENT_CREDENTIALS_ENABLED=false`: no client registers for the grant.
+fn machine_grant_allowed(
+    state: &AppState,
+    metadata: &crate::records::ClientMetadata,
+) -> Result<(), OAuthError> {
+    let wants = metadata
+        .grant_types
+        .iter()
+        .any(|g| g == crate::client_credentials::GRANT_CLIENT_CREDENTIALS);
+    if wants && !state.config.machine.enabled {
+        return Err(OAuthError::InvalidClientMetadata(
+            "the client_credentials grant is disabled on this server".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn client_uri(state: &AppState, client_id: &str) -> String {
     format!("{}/register/{client_id}", state.config.issuer)
 }
@@ -68,11 +85,12 @@ pub async fn register(
 ) -> Result<HttpResponse, OAuthError> {
     let value = parse_json(&req, &body)?;
     let metadata = validate_metadata(&value, &state.config.scopes_supported)?;
+    machine_grant_allowed(&state, &metadata)?;
     let now = state.now();
     let client_id = uuid::Uuid::new_v4().to_string();
     let secret = metadata
         .token_endpoint_auth_method
-        .is_confidential()
+        .has_secret()
         .then(|| random_token(32));
     let registration_token = random_token(32);
     let rec = ClientRecord {
@@ -214,8 +232,9 @@ pub async fn update(
         }
     }
     let metadata = validate_metadata(&value, &state.config.scopes_supported)?;
-    let was_confidential = rec.metadata.token_endpoint_auth_method.is_confidential();
-    let confidential = metadata.token_endpoint_auth_method.is_confidential();
+    machine_grant_allowed(&state, &metadata)?;
+    let was_confidential = rec.metadata.token_endpoint_auth_method.has_secret();
+    let confidential = metadata.token_endpoint_auth_method.has_secret();
     // A client that becomes confidential gets a secret (shown now, once); one that becomes public loses it.
     let new_secret = (confidential && !was_confidential).then(|| random_token(32));
     let mut next = rec.clone();

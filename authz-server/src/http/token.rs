@@ -1,4 +1,6 @@
-//! `POST /token` (RFC 6749 §3.2): `authorization_code` and `refresh_token`.
+//! `POST /token` (RFC 6749 §3.2): `authorization_code`, `refresh_token`, the
+//! device code and `client_credentials`; DPoP-bound when a proof comes along
+//! (RFC 9449, `http::machine`).
 
 use gateway_common::audit::AuditEvent;
 use gateway_common::flow::FlowStep;
@@ -17,6 +19,7 @@ use crate::records::{code_key, code_used_key, family_key, ClientRecord, CodeReco
 use crate::registration::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
 use crate::state::AppState;
 use crate::token::{self as logic, RefreshDecision};
+use gateway_common::dpop::ValidProof;
 
 fn internal(e: impl std::fmt::Display) -> OAuthError {
     OAuthError::Internal(e.to_string())
@@ -74,9 +77,17 @@ async fn handle(
                 OAuthError::TooManyRequests(wait)
             })?;
     }
+    // RFC 9449: a DPoP proof binds what this request issues to its key.
+    let dpop = super::machine::token_proof(state, req).await?;
+    let dpop = dpop.as_ref();
     let resp = match grant.as_str() {
-        GRANT_AUTHORIZATION_CODE => code_grant(state, &client, &form).await?,
-        GRANT_REFRESH_TOKEN => refresh_grant(state, &client, &form, family_raw?.flatten()).await?,
+        GRANT_AUTHORIZATION_CODE => code_grant(state, &client, &form, dpop).await?,
+        GRANT_REFRESH_TOKEN => {
+            refresh_grant(state, &client, &form, family_raw?.flatten(), dpop).await?
+        }
+        crate::client_credentials::GRANT_CLIENT_CREDENTIALS => {
+            super::machine::client_credentials_grant(state, &client, &form, dpop).await?
+        }
         crate::device::GRANT_DEVICE_CODE => {
             super::device::device_grant(state, &client, &form).await?
         }
@@ -94,6 +105,7 @@ async fn code_grant(
     state: &AppState,
     client: &ClientRecord,
     form: &Form,
+    dpop: Option<&ValidProof>,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
         return Err(OAuthError::UnauthorizedClient(
@@ -125,6 +137,8 @@ async fn code_grant(
         &form.all("resource"),
         state.now(),
     )?;
+    state.config.dpop.check_audience(&aud, dpop.is_some())?;
+    let jkt = dpop.map(|p| p.jkt.as_str());
     let jti = issue::new_jti();
     let family_id = random_token(16);
     let access_exp = state.now() + state.config.access_token_lifetime.as_secs();
@@ -149,7 +163,7 @@ async fn code_grant(
         .await?;
 
     let with_refresh = client.allows_grant(GRANT_REFRESH_TOKEN);
-    let minted = issue::mint_access_token(
+    let minted = issue::mint_access_token_bound(
         state,
         &jti,
         &client.client_id,
@@ -157,10 +171,13 @@ async fn code_grant(
         &rec.scope,
         &aud,
         with_refresh.then_some(family_id.as_str()),
+        jkt,
     )?;
     let refresh_token = if with_refresh {
+        // RFC 9449 §5: a public client's refresh tokens are bound to its key.
+        let public = !client.metadata.token_endpoint_auth_method.is_confidential();
         Some(
-            issue::new_family(
+            issue::new_family_bound(
                 state,
                 &family_id,
                 &client.client_id,
@@ -168,6 +185,7 @@ async fn code_grant(
                 &rec.scope,
                 &rec.resources,
                 &minted,
+                jkt.filter(|_| public),
             )
             .await?,
         )
@@ -183,7 +201,7 @@ async fn code_grant(
     state.flow(&client.client_id, FlowStep::TokenIssued);
     Ok(TokenResponse {
         access_token: minted.token,
-        token_type: "Bearer",
+        token_type: super::machine::token_type(jkt.is_some()),
         expires_in: state.config.access_token_lifetime.as_secs(),
         refresh_token,
         scope: rec.scope,
@@ -196,6 +214,7 @@ async fn refresh_grant(
     client: &ClientRecord,
     form: &Form,
     raw: Option<Vec<u8>>,
+    dpop: Option<&ValidProof>,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.allows_grant(GRANT_REFRESH_TOKEN) {
         return Err(OAuthError::UnauthorizedClient(
@@ -231,8 +250,11 @@ async fn refresh_grant(
         }
         RefreshDecision::Refuse(why) => return Err(OAuthError::InvalidGrant(why.into())),
     }
+    crate::dpop::check_refresh_binding(family.jkt.as_deref(), dpop)?;
     let scope = logic::narrow_scope(&family.scope, form.one("scope")?)?;
     let aud = logic::narrow_resources(&family.resources, &form.all("resource"))?;
+    state.config.dpop.check_audience(&aud, dpop.is_some())?;
+    let jkt = dpop.map(|p| p.jkt.as_str());
     let user = recheck_user(state, &family, family_id).await?;
     let jti = issue::new_jti();
     let access_exp = now + state.config.access_token_lifetime.as_secs();
@@ -267,7 +289,7 @@ async fn refresh_grant(
         issue::revoke_family(state, family_id).await?;
         return Err(invalid());
     }
-    let minted = issue::mint_access_token(
+    let minted = issue::mint_access_token_bound(
         state,
         &jti,
         &client.client_id,
@@ -275,6 +297,7 @@ async fn refresh_grant(
         &scope,
         &aud,
         Some(family_id),
+        jkt,
     )?;
     state.audit(AuditEvent::TokenRefreshed {
         client_id: client.client_id.clone(),
@@ -284,7 +307,7 @@ async fn refresh_grant(
     state.flow(&client.client_id, FlowStep::Refreshed);
     Ok(TokenResponse {
         access_token: minted.token,
-        token_type: "Bearer",
+        token_type: super::machine::token_type(jkt.is_some()),
         expires_in: state.config.access_token_lifetime.as_secs(),
         refresh_token: Some(new_token),
         scope,

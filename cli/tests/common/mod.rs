@@ -122,6 +122,7 @@ pub fn family(
             jti: j.to_string(),
             exp: now + HOUR,
         }),
+        jkt: None,
     }
 }
 

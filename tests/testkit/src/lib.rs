@@ -2,6 +2,7 @@
 //! `redis-server` on a free port, readiness waits (never sleeps as a guess),
 //! and the paths of the pinned test tools installed by `scripts/test.sh`.
 
+pub mod dpop;
 pub mod raw_http;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

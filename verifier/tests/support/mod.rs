@@ -90,6 +90,7 @@ pub fn claims(aud: &str, now: u64) -> AccessClaims {
         groups: vec!["acme".into(), "acme/sre".into()],
         idp: Some("github".into()),
         sid: None,
+        cnf: None,
     }
 }
 

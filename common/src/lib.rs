@@ -13,5 +13,6 @@ pub mod crypto;
 pub mod flow;
 pub mod keys;
 pub mod logging;
+pub mod net_filter;
 pub mod revocation;
 pub mod tool_policy;

@@ -83,7 +83,7 @@ impl Resolve for PublicOnlyResolver {
 /// The outcome of one fetch, as cached.
 #[derive(Debug)]
 enum Outcome {
-    Good(ClientRecord),
+    Good(Box<ClientRecord>),
     /// The `invalid_client` description.
     Refused(String),
 }
@@ -205,7 +205,7 @@ impl CimdResolver {
     pub async fn cached(&self, client_id: &str) -> Option<ClientRecord> {
         let entry = self.cache.get(client_id).await?;
         match &entry.outcome {
-            Outcome::Good(rec) if entry.until > self.clock.now_secs() => Some(rec.clone()),
+            Outcome::Good(rec) if entry.until > self.clock.now_secs() => Some((**rec).clone()),
             _ => None,
         }
     }
@@ -224,7 +224,7 @@ impl CimdResolver {
             .await
             .into_value();
         match &entry.outcome {
-            Outcome::Good(rec) => Ok(rec.clone()),
+            Outcome::Good(rec) => Ok((**rec).clone()),
             Outcome::Refused(why) => Err(OAuthError::InvalidClient(why.clone())),
         }
     }
@@ -239,7 +239,7 @@ impl CimdResolver {
     async fn fetch(&self, client_id: &str, url: url::Url) -> Arc<Cached> {
         let now = self.clock.now_secs();
         let (outcome, keep, size) = match self.fetch_document(client_id, url, now).await {
-            Ok((record, keep, size)) => (Outcome::Good(record), keep, size),
+            Ok((record, keep, size)) => (Outcome::Good(Box::new(record)), keep, size),
             Err(why) => {
                 tracing::debug!(client_id, why = %why, "client metadata document refused");
                 let size = why.len();
@@ -427,7 +427,10 @@ mod tests {
     fn cache_lifetime_follows_cache_control_within_bounds() {
         assert_eq!(keep_for(None), CACHE_FOR);
         assert_eq!(keep_for(Some("max-age=3600")), Duration::from_secs(3600));
-        assert_eq!(keep_for(Some("public, MAX-AGE=\"7200\"")), Duration::from_secs(7200));
+        assert_eq!(
+            keep_for(Some("public, MAX-AGE=\"7200\"")),
+            Duration::from_secs(7200)
+        );
         assert_eq!(keep_for(Some("max-age=1")), CACHE_MIN);
         assert_eq!(keep_for(Some("max-age=99999999")), CACHE_MAX);
         assert_eq!(keep_for(Some("max-age=soon")), CACHE_MIN);

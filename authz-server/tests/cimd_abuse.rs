@@ -91,7 +91,13 @@ impl DocumentServer {
 
     /// The largest number of fetches any one path got.
     fn most_hits(&self) -> usize {
-        self.hits.lock().unwrap().values().copied().max().unwrap_or(0)
+        self.hits
+            .lock()
+            .unwrap()
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -104,7 +110,10 @@ impl Drop for DocumentServer {
 async fn serve() -> (TestServer, DocumentServer) {
     let s = start_with(
         Backend::Embedded,
-        &[("CIMD_ALLOW_PRIVATE", "true"), ("RATE_LIMIT_ENABLED", "false")],
+        &[
+            ("CIMD_ALLOW_PRIVATE", "true"),
+            ("RATE_LIMIT_ENABLED", "false"),
+        ],
     )
     .await;
     (s, DocumentServer::start().await)
@@ -200,14 +209,21 @@ async fn a_flood_of_document_urls_fetches_nothing_where_no_client_is_authorized(
             unauthenticated_round(&s, url).await;
         }
     }
-    assert_eq!(docs.total_hits(), 0, "no fetch from /revoke, /introspect, /device_authorization");
-    assert_eq!(all_keys(&s).await, keys_before, "no store record for a typed URL");
+    assert_eq!(
+        docs.total_hits(),
+        0,
+        "no fetch from /revoke, /introspect, /device_authorization"
+    );
+    assert_eq!(
+        all_keys(&s).await,
+        keys_before,
+        "no store record for a typed URL"
+    );
     assert_eq!(s.state.cimd.cache_usage().await.0, 0);
 }
 
 #[tokio::test]
-async fn a_flood_of_document_urls_costs_one_fetch_per_url_per_cache_period_and_no_store_record()
-{
+async fn a_flood_of_document_urls_costs_one_fetch_per_url_per_cache_period_and_no_store_record() {
     let (s, docs) = serve().await;
     let good: Vec<String> = (0..GOOD_URLS)
         .map(|i| docs.url(&format!("/good/{i}.json")))
@@ -274,9 +290,21 @@ async fn a_flood_of_document_urls_costs_one_fetch_per_url_per_cache_period_and_n
     assert_eq!(r.status(), 200, "refresh during the flood");
     let statuses = flood.await.unwrap();
     let rounds = 3 * (GOOD_URLS + BAD_URLS);
-    assert_eq!(statuses[&("authorize".to_string(), 400)], rounds, "{statuses:?}");
-    assert_eq!(statuses[&("/revoke".to_string(), 200)], rounds, "{statuses:?}");
-    assert_eq!(statuses[&("/introspect".to_string(), 401)], rounds, "{statuses:?}");
+    assert_eq!(
+        statuses[&("authorize".to_string(), 400)],
+        rounds,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses[&("/revoke".to_string(), 200)],
+        rounds,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses[&("/introspect".to_string(), 401)],
+        rounds,
+        "{statuses:?}"
+    );
     assert_eq!(
         statuses[&("/device_authorization".to_string(), 400)],
         rounds,
@@ -316,7 +344,8 @@ async fn a_flood_of_document_urls_costs_one_fetch_per_url_per_cache_period_and_n
         );
     }
     // Its first completed step made it "registered", once.
-    let registered = gateway_common::flow::flow_key(&legit, gateway_common::flow::FlowStep::Registered);
+    let registered =
+        gateway_common::flow::flow_key(&legit, gateway_common::flow::FlowStep::Registered);
     assert!(s.store.get(&registered).await.unwrap().is_some());
     for url in good.iter().chain(&bad) {
         let key = gateway_common::flow::flow_key(url, gateway_common::flow::FlowStep::Registered);
@@ -385,7 +414,11 @@ async fn redirects_are_not_followed() {
     let moved = docs.url("/moved/doc.json");
     assert_eq!(authorize_round(&s, &moved).await, 400);
     assert_eq!(docs.hits("/moved/doc.json"), 1);
-    assert_eq!(docs.hits("/target/doc.json"), 0, "the redirect was followed");
+    assert_eq!(
+        docs.hits("/target/doc.json"),
+        0,
+        "the redirect was followed"
+    );
 }
 
 #[tokio::test]
@@ -410,7 +443,10 @@ async fn revoke_compares_the_client_id_without_fetching() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized_client");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "unauthorized_client"
+    );
     // …nor with a secret (a document client has none)…
     let r = s
         .http

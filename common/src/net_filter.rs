@@ -69,24 +69,56 @@ const fn v6(a: u16, b: u16, c: u16, d: u16, e: u16, f: u16, g: u16, h: u16, len:
 /// IPv4 ranges never dialled, most specific first (the first match names the refusal).
 /// IANA IPv4 Special-Purpose Address Registry, RFC 6890 §2.2.2 as updated.
 const V4_REFUSED: &[V4Range] = &[
-    V4Range(v4(255, 255, 255, 255, 32), "limited broadcast", "RFC 919 §7, RFC 8190"),
-    V4Range(v4(192, 0, 0, 0, 29), "IPv4 service continuity prefix", "RFC 7335"),
+    V4Range(
+        v4(255, 255, 255, 255, 32),
+        "limited broadcast",
+        "RFC 919 §7, RFC 8190",
+    ),
+    V4Range(
+        v4(192, 0, 0, 0, 29),
+        "IPv4 service continuity prefix",
+        "RFC 7335",
+    ),
     V4Range(v4(192, 0, 0, 8, 32), "IPv4 dummy address", "RFC 7600"),
     V4Range(v4(192, 0, 0, 170, 31), "NAT64/DNS64 discovery", "RFC 8880"),
     V4Range(v4(192, 88, 99, 2, 32), "6a44 relay anycast", "RFC 6751"),
     V4Range(v4(0, 0, 0, 0, 8), "\"this network\"", "RFC 791 §3.2"),
     V4Range(v4(10, 0, 0, 0, 8), "private use", "RFC 1918"),
-    V4Range(v4(100, 64, 0, 0, 10), "shared address space (CGNAT)", "RFC 6598"),
+    V4Range(
+        v4(100, 64, 0, 0, 10),
+        "shared address space (CGNAT)",
+        "RFC 6598",
+    ),
     V4Range(v4(127, 0, 0, 0, 8), "loopback", "RFC 1122 §3.2.1.3"),
     V4Range(v4(169, 254, 0, 0, 16), "link local", "RFC 3927"),
     V4Range(v4(172, 16, 0, 0, 12), "private use", "RFC 1918"),
-    V4Range(v4(192, 0, 0, 0, 24), "IETF protocol assignments", "RFC 6890 §2.1"),
-    V4Range(v4(192, 0, 2, 0, 24), "documentation (TEST-NET-1)", "RFC 5737"),
-    V4Range(v4(192, 88, 99, 0, 24), "6to4 relay anycast (deprecated)", "RFC 7526"),
+    V4Range(
+        v4(192, 0, 0, 0, 24),
+        "IETF protocol assignments",
+        "RFC 6890 §2.1",
+    ),
+    V4Range(
+        v4(192, 0, 2, 0, 24),
+        "documentation (TEST-NET-1)",
+        "RFC 5737",
+    ),
+    V4Range(
+        v4(192, 88, 99, 0, 24),
+        "6to4 relay anycast (deprecated)",
+        "RFC 7526",
+    ),
     V4Range(v4(192, 168, 0, 0, 16), "private use", "RFC 1918"),
     V4Range(v4(198, 18, 0, 0, 15), "benchmarking", "RFC 2544"),
-    V4Range(v4(198, 51, 100, 0, 24), "documentation (TEST-NET-2)", "RFC 5737"),
-    V4Range(v4(203, 0, 113, 0, 24), "documentation (TEST-NET-3)", "RFC 5737"),
+    V4Range(
+        v4(198, 51, 100, 0, 24),
+        "documentation (TEST-NET-2)",
+        "RFC 5737",
+    ),
+    V4Range(
+        v4(203, 0, 113, 0, 24),
+        "documentation (TEST-NET-3)",
+        "RFC 5737",
+    ),
     V4Range(v4(224, 0, 0, 0, 4), "multicast", "RFC 5771"),
     V4Range(v4(240, 0, 0, 0, 4), "reserved", "RFC 1112 §4"),
 ];
@@ -95,25 +127,101 @@ const V4_REFUSED: &[V4Range] = &[
 /// Address Registry, RFC 6890 §2.2.3 as updated; the IPv4-embedding forms
 /// (mapped, compatible, NAT64 well-known prefix) are handled before this table.
 const V6_REFUSED: &[V6Range] = &[
-    V6Range(v6(0, 0, 0, 0, 0, 0, 0, 0, 128), "unspecified", "RFC 4291 §2.5.2"),
-    V6Range(v6(0, 0, 0, 0, 0, 0, 0, 1, 128), "loopback", "RFC 4291 §2.5.3"),
-    V6Range(v6(0x64, 0xff9b, 1, 0, 0, 0, 0, 0, 48), "local-use IPv4/IPv6 translation", "RFC 8215"),
-    V6Range(v6(0x100, 0, 0, 0, 0, 0, 0, 0, 64), "discard-only", "RFC 6666"),
-    V6Range(v6(0x100, 0, 0, 1, 0, 0, 0, 0, 64), "dummy IPv6 prefix", "RFC 9780"),
-    V6Range(v6(0x2001, 0, 0, 0, 0, 0, 0, 0, 32), "Teredo", "RFC 4380, RFC 8190"),
-    V6Range(v6(0x2001, 2, 0, 0, 0, 0, 0, 0, 48), "benchmarking", "RFC 5180"),
-    V6Range(v6(0x2001, 0x10, 0, 0, 0, 0, 0, 0, 28), "ORCHID (deprecated)", "RFC 4843"),
-    V6Range(v6(0x2001, 0x20, 0, 0, 0, 0, 0, 0, 28), "ORCHIDv2", "RFC 7343"),
-    V6Range(v6(0x2001, 0x30, 0, 0, 0, 0, 0, 0, 28), "drone remote ID (DET)", "RFC 9374"),
-    V6Range(v6(0x2001, 0, 0, 0, 0, 0, 0, 0, 23), "IETF protocol assignments", "RFC 2928"),
-    V6Range(v6(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0, 32), "documentation", "RFC 3849"),
-    V6Range(v6(0x2002, 0, 0, 0, 0, 0, 0, 0, 16), "6to4", "RFC 3056, RFC 7526"),
-    V6Range(v6(0x3fff, 0, 0, 0, 0, 0, 0, 0, 20), "documentation", "RFC 9637"),
-    V6Range(v6(0x5f00, 0, 0, 0, 0, 0, 0, 0, 16), "segment routing SIDs", "RFC 9602"),
-    V6Range(v6(0xfc00, 0, 0, 0, 0, 0, 0, 0, 7), "unique local", "RFC 4193"),
-    V6Range(v6(0xfe80, 0, 0, 0, 0, 0, 0, 0, 10), "link local", "RFC 4291 §2.5.6"),
-    V6Range(v6(0xfec0, 0, 0, 0, 0, 0, 0, 0, 10), "site local (deprecated)", "RFC 3879"),
-    V6Range(v6(0xff00, 0, 0, 0, 0, 0, 0, 0, 8), "multicast", "RFC 4291 §2.7"),
+    V6Range(
+        v6(0, 0, 0, 0, 0, 0, 0, 0, 128),
+        "unspecified",
+        "RFC 4291 §2.5.2",
+    ),
+    V6Range(
+        v6(0, 0, 0, 0, 0, 0, 0, 1, 128),
+        "loopback",
+        "RFC 4291 §2.5.3",
+    ),
+    V6Range(
+        v6(0x64, 0xff9b, 1, 0, 0, 0, 0, 0, 48),
+        "local-use IPv4/IPv6 translation",
+        "RFC 8215",
+    ),
+    V6Range(
+        v6(0x100, 0, 0, 0, 0, 0, 0, 0, 64),
+        "discard-only",
+        "RFC 6666",
+    ),
+    V6Range(
+        v6(0x100, 0, 0, 1, 0, 0, 0, 0, 64),
+        "dummy IPv6 prefix",
+        "RFC 9780",
+    ),
+    V6Range(
+        v6(0x2001, 0, 0, 0, 0, 0, 0, 0, 32),
+        "Teredo",
+        "RFC 4380, RFC 8190",
+    ),
+    V6Range(
+        v6(0x2001, 2, 0, 0, 0, 0, 0, 0, 48),
+        "benchmarking",
+        "RFC 5180",
+    ),
+    V6Range(
+        v6(0x2001, 0x10, 0, 0, 0, 0, 0, 0, 28),
+        "ORCHID (deprecated)",
+        "RFC 4843",
+    ),
+    V6Range(
+        v6(0x2001, 0x20, 0, 0, 0, 0, 0, 0, 28),
+        "ORCHIDv2",
+        "RFC 7343",
+    ),
+    V6Range(
+        v6(0x2001, 0x30, 0, 0, 0, 0, 0, 0, 28),
+        "drone remote ID (DET)",
+        "RFC 9374",
+    ),
+    V6Range(
+        v6(0x2001, 0, 0, 0, 0, 0, 0, 0, 23),
+        "IETF protocol assignments",
+        "RFC 2928",
+    ),
+    V6Range(
+        v6(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0, 32),
+        "documentation",
+        "RFC 3849",
+    ),
+    V6Range(
+        v6(0x2002, 0, 0, 0, 0, 0, 0, 0, 16),
+        "6to4",
+        "RFC 3056, RFC 7526",
+    ),
+    V6Range(
+        v6(0x3fff, 0, 0, 0, 0, 0, 0, 0, 20),
+        "documentation",
+        "RFC 9637",
+    ),
+    V6Range(
+        v6(0x5f00, 0, 0, 0, 0, 0, 0, 0, 16),
+        "segment routing SIDs",
+        "RFC 9602",
+    ),
+    V6Range(
+        v6(0xfc00, 0, 0, 0, 0, 0, 0, 0, 7),
+        "unique local",
+        "RFC 4193",
+    ),
+    V6Range(
+        v6(0xfe80, 0, 0, 0, 0, 0, 0, 0, 10),
+        "link local",
+        "RFC 4291 §2.5.6",
+    ),
+    V6Range(
+        v6(0xfec0, 0, 0, 0, 0, 0, 0, 0, 10),
+        "site local (deprecated)",
+        "RFC 3879",
+    ),
+    V6Range(
+        v6(0xff00, 0, 0, 0, 0, 0, 0, 0, 8),
+        "multicast",
+        "RFC 4291 §2.7",
+    ),
 ];
 
 const GLOBAL_UNICAST: Ipv6Net = v6(0x2000, 0, 0, 0, 0, 0, 0, 0, 3);

@@ -276,11 +276,22 @@ pub fn net_filter(data: &[u8]) {
         match ip {
             IpAddr::V4(v4) => {
                 // The IPv4-mapped form of an address is judged exactly as the address.
-                assert_eq!(is_safe_to_dial(IpAddr::V6(v4.to_ipv6_mapped())), safe, "{ip}");
+                assert_eq!(
+                    is_safe_to_dial(IpAddr::V6(v4.to_ipv6_mapped())),
+                    safe,
+                    "{ip}"
+                );
                 if safe {
-                    assert!(!(v4.is_private() || v4.is_loopback() || v4.is_link_local()
-                        || v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()
-                        || v4.is_documentation()), "{ip}");
+                    assert!(
+                        !(v4.is_private()
+                            || v4.is_loopback()
+                            || v4.is_link_local()
+                            || v4.is_unspecified()
+                            || v4.is_broadcast()
+                            || v4.is_multicast()
+                            || v4.is_documentation()),
+                        "{ip}"
+                    );
                 }
             }
             IpAddr::V6(v6) => {
@@ -288,8 +299,14 @@ pub fn net_filter(data: &[u8]) {
                     assert_eq!(is_safe_to_dial(IpAddr::V4(v4)), safe, "{ip}");
                 }
                 if safe {
-                    assert!(!(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast()
-                        || v6.is_unique_local() || v6.is_unicast_link_local()), "{ip}");
+                    assert!(
+                        !(v6.is_loopback()
+                            || v6.is_unspecified()
+                            || v6.is_multicast()
+                            || v6.is_unique_local()
+                            || v6.is_unicast_link_local()),
+                        "{ip}"
+                    );
                 }
             }
         }

@@ -52,7 +52,9 @@ pub async fn device_authorization(
     let form = Form::parse(&req, &body)?;
     // A metadata document can never allow this grant (`cimd::DOCUMENT_GRANTS`):
     // refused before any fetch, so this unauthenticated route never dials out.
-    if state.cimd.is_document_url(presented(&req, &form)?.client_id())
+    if state
+        .cimd
+        .is_document_url(presented(&req, &form)?.client_id())
         && !crate::cimd::DOCUMENT_GRANTS.contains(&GRANT_DEVICE_CODE)
     {
         return Err(OAuthError::UnauthorizedClient(

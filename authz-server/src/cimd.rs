@@ -3,20 +3,32 @@
 //! names a JSON document describing the client; we fetch, validate and use it
 //! without registration.
 //!
-//! Fetching a URL chosen by a stranger is an SSRF risk, so: https only; no
-//! redirects, no proxies; at most [`MAX_DOCUMENT`] bytes within [`FETCH_TIMEOUT`];
-//! every resolved address must be public (no loopback, private, link-local,
-//! CGNAT, multicast or unspecified address) unless `CIMD_ALLOW_PRIVATE=true`
-//! (tests; it also allows plain http on loopback). Good documents are cached
-//! for [`CACHE_FOR`].
+//! Fetching a URL chosen by a stranger is an SSRF risk and a lever for
+//! amplification, so:
+//! - https only; redirects never followed (a 3xx is a failure: draft §5
+//!   accepts only a successful response, and a redirect could lead to another
+//!   host), no proxies; at most [`MAX_DOCUMENT`] bytes within [`FETCH_TIMEOUT`];
+//! - every address actually dialled passes `gateway_common::net_filter`: names
+//!   through [`PublicOnlyResolver`], literal addresses in [`CimdResolver::check_url`]
+//!   (reqwest never consults a resolver for them). `CIMD_ALLOW_PRIVATE=true`
+//!   (tests) lifts the filter and allows plain http;
+//! - only routes where a client is being authorized or authenticated fetch
+//!   (`state::Inner::find_client`); `/revoke` and `/introspect` never do;
+//! - every outcome is cached in a [`moka`] cache bounded by bytes: a good
+//!   document for its HTTP `max-age` clamped to [`CACHE_MIN`]..[`CACHE_MAX`]
+//!   (draft §5.2 "Metadata Caching" lets the server bound it), a failure for
+//!   [`FAILURE_CACHE_FOR`]; concurrent requests for one URL share one fetch.
+//!   So a flood of one URL costs one fetch per period, and a flood of distinct
+//!   URLs at most [`CACHE_BYTES`] of memory (plus whatever rate the per-address
+//!   limits let through).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use gateway_common::clock::SharedClock;
+use gateway_common::net_filter;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::error::OAuthError;
@@ -26,44 +38,30 @@ use crate::registration::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
 
 pub const MAX_DOCUMENT: usize = 5 * 1024;
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a good document is used when its response says nothing about caching.
 pub const CACHE_FOR: Duration = Duration::from_secs(300);
+/// Floor for a good document (also for `no-store`/`no-cache`): without it
+/// every request by the client would fetch.
+pub const CACHE_MIN: Duration = Duration::from_secs(60);
+/// Ceiling for a good document: a changed document is seen within a day.
+pub const CACHE_MAX: Duration = Duration::from_secs(24 * 3600);
+/// How long a failed fetch or a refused document is remembered.
+pub const FAILURE_CACHE_FOR: Duration = Duration::from_secs(60);
+/// Memory the cache may hold, keys and values counted in bytes.
+pub const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// What an entry costs beyond its strings (record fields, moka's bookkeeping).
+const ENTRY_OVERHEAD: usize = 256;
 
-/// True for addresses a metadata fetch may reach.
-pub fn is_public_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1])) // CGNAT, RFC 6598
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0) // IETF protocol assignments
-                || o[0] >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public_ip(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00 // unique local
-                || (s[0] & 0xffc0) == 0xfe80 // link local
-                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
-        }
-    }
-}
+/// The grants a metadata-document client may use ([`parse_document`]): routes
+/// for other grants refuse a document URL without fetching it.
+pub const DOCUMENT_GRANTS: [&str; 2] = [GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN];
 
-/// Resolves names and drops non-public addresses (unless allowed).
+/// Resolves names and keeps only addresses `net_filter` allows (unless
+/// allowed): every outbound fetch of a client-supplied URL (metadata
+/// documents, `jwks_uri`) dials through it.
 #[derive(Debug, Clone)]
-struct PublicOnlyResolver {
-    allow_private: bool,
+pub(crate) struct PublicOnlyResolver {
+    pub(crate) allow_private: bool,
 }
 
 impl Resolve for PublicOnlyResolver {
@@ -73,7 +71,7 @@ impl Resolve for PublicOnlyResolver {
             let host = name.as_str().to_string();
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await?
-                .filter(|a| allow_private || is_public_ip(a.ip()))
+                .filter(|a| allow_private || net_filter::is_safe_to_dial(a.ip()))
                 .collect();
             if addrs.is_empty() {
                 return Err(format!("{host} resolves to no public address").into());
@@ -84,12 +82,56 @@ impl Resolve for PublicOnlyResolver {
     }
 }
 
+/// The outcome of one fetch, as cached.
+#[derive(Debug)]
+enum Outcome {
+    Good(Box<ClientRecord>),
+    /// The `invalid_client` description.
+    Refused(String),
+}
+
+#[derive(Debug)]
+struct Cached {
+    outcome: Outcome,
+    /// Until when (clock seconds) the outcome is used; the clock seam, so tests can move time.
+    until: u64,
+    /// How long moka keeps it in real time (an upper bound for memory).
+    keep: Duration,
+    /// Bytes it costs, for the weigher.
+    weight: u32,
+}
+
+/// Real-time eviction per entry: memory is freed even if nobody asks again.
+struct KeepFor;
+
+impl moka::Expiry<String, Arc<Cached>> for KeepFor {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<Cached>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.keep)
+    }
+
+    /// A refetched outcome replaces an expired one: its own period, not the rest of the old one.
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Arc<Cached>,
+        _updated_at: std::time::Instant,
+        _duration_until_expiry: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.keep)
+    }
+}
+
 #[derive(Debug)]
 pub struct CimdResolver {
     http: reqwest::Client,
     allow_private: bool,
     clock: SharedClock,
-    cache: Mutex<HashMap<String, (ClientRecord, u64)>>,
+    cache: moka::future::Cache<String, Arc<Cached>>,
 }
 
 impl CimdResolver {
@@ -102,11 +144,16 @@ impl CimdResolver {
             .dns_resolver(Arc::new(PublicOnlyResolver { allow_private }))
             .user_agent("mcp-authz (client-id-metadata-document)")
             .build()?;
+        let cache = moka::future::Cache::builder()
+            .max_capacity(CACHE_BYTES)
+            .weigher(|_key: &String, value: &Arc<Cached>| value.weight)
+            .expire_after(KeepFor)
+            .build();
         Ok(Self {
             http,
             allow_private,
             clock,
-            cache: Mutex::new(HashMap::new()),
+            cache,
         })
     }
 
@@ -118,7 +165,7 @@ impl CimdResolver {
 
     /// Checks the URL shape (draft §3: https, a path, no fragment, no
     /// credentials, no dot segments) and that it may be fetched.
-    fn check_url(&self, client_id: &str) -> Result<url::Url, OAuthError> {
+    pub fn check_url(&self, client_id: &str) -> Result<url::Url, OAuthError> {
         let bad =
             |m: &str| OAuthError::InvalidClient(format!("client_id metadata document URL {m}"));
         if client_id.len() > 2000 {
@@ -149,36 +196,76 @@ impl CimdResolver {
             _ => None,
         };
         if let Some(ip) = literal {
-            if !self.allow_private && !is_public_ip(ip) {
-                return Err(bad("points to a private address"));
+            if !self.allow_private && !net_filter::is_safe_to_dial(ip) {
+                return Err(bad("points to a private or special-purpose address"));
             }
         }
         Ok(url)
     }
 
-    /// The client described by the document at `client_id`.
-    pub async fn resolve(&self, client_id: &str) -> Result<ClientRecord, OAuthError> {
-        self.resolve_noting_fetch(client_id)
-            .await
-            .map(|(rec, _)| rec)
+    /// The client a cached, still fresh, good document describes; never fetches.
+    pub async fn cached(&self, client_id: &str) -> Option<ClientRecord> {
+        let entry = self.cache.get(client_id).await?;
+        match &entry.outcome {
+            Outcome::Good(rec) if entry.until > self.clock.now_secs() => Some((**rec).clone()),
+            _ => None,
+        }
     }
 
-    /// [`Self::resolve`], and whether the document was fetched now (not cached):
-    /// flow diagnostics and the audit log note fetches.
-    pub async fn resolve_noting_fetch(
+    /// The client described by the document at `client_id`: from the cache,
+    /// or fetched once (concurrent callers share the fetch) and cached,
+    /// failures included.
+    pub async fn resolve(&self, client_id: &str) -> Result<ClientRecord, OAuthError> {
+        // Shape errors cost no I/O: refused without filling the cache.
+        let url = self.check_url(client_id)?;
+        let now = self.clock.now_secs();
+        let entry = self
+            .cache
+            .entry(client_id.to_string())
+            .or_insert_with_if(self.fetch(client_id, url), |cached| cached.until <= now)
+            .await
+            .into_value();
+        match &entry.outcome {
+            Outcome::Good(rec) => Ok((**rec).clone()),
+            Outcome::Refused(why) => Err(OAuthError::InvalidClient(why.clone())),
+        }
+    }
+
+    /// How many outcomes are cached and their weight in bytes (tests, metrics).
+    pub async fn cache_usage(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks().await;
+        (self.cache.entry_count(), self.cache.weighted_size())
+    }
+
+    /// One fetch and its outcome, ready to cache.
+    async fn fetch(&self, client_id: &str, url: url::Url) -> Arc<Cached> {
+        let now = self.clock.now_secs();
+        let (outcome, keep, size) = match self.fetch_document(client_id, url, now).await {
+            Ok((record, keep, size)) => (Outcome::Good(Box::new(record)), keep, size),
+            Err(why) => {
+                tracing::debug!(client_id, why = %why, "client metadata document refused");
+                let size = why.len();
+                (Outcome::Refused(why), FAILURE_CACHE_FOR, size)
+            }
+        };
+        let weight = client_id.len() + size + ENTRY_OVERHEAD;
+        Arc::new(Cached {
+            outcome,
+            until: now + keep.as_secs(),
+            keep,
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// The validated record, how long to keep it, and its size in bytes; or
+    /// the `invalid_client` description.
+    async fn fetch_document(
         &self,
         client_id: &str,
-    ) -> Result<(ClientRecord, bool), OAuthError> {
-        let now = self.clock.now_secs();
-        if let Ok(cache) = self.cache.lock() {
-            if let Some((rec, until)) = cache.get(client_id) {
-                if *until > now {
-                    return Ok((rec.clone(), false));
-                }
-            }
-        }
-        let url = self.check_url(client_id)?;
-        let fail = |m: String| OAuthError::InvalidClient(format!("client metadata document: {m}"));
+        url: url::Url,
+        now: u64,
+    ) -> Result<(ClientRecord, Duration, usize), String> {
+        let fail = |m: String| format!("client metadata document: {m}");
         let resp = self
             .http
             .get(url)
@@ -186,6 +273,7 @@ impl CimdResolver {
             .send()
             .await
             .map_err(|e| fail(format!("fetch failed ({})", without_url(&e))))?;
+        // A 3xx is not followed (the client has no redirect policy): it lands here.
         if !resp.status().is_success() {
             return Err(fail(format!("fetch answered {}", resp.status().as_u16())));
         }
@@ -195,6 +283,11 @@ impl CimdResolver {
         {
             return Err(fail("document too large".into()));
         }
+        let keep = keep_for(
+            resp.headers()
+                .get(reqwest::header::CACHE_CONTROL)
+                .and_then(|v| v.to_str().ok()),
+        );
         let mut body = Vec::new();
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
@@ -204,18 +297,35 @@ impl CimdResolver {
             }
             body.extend_from_slice(&chunk);
         }
-        let record = parse_document(client_id, &body, now)?;
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() > 1000 {
-                cache.retain(|_, (_, until)| *until > now);
-            }
-            cache.insert(
-                client_id.to_string(),
-                (record.clone(), now + CACHE_FOR.as_secs()),
-            );
-        }
-        Ok((record, true))
+        let record = parse_document(client_id, &body, now).map_err(|e| match e {
+            OAuthError::InvalidClient(why) => why,
+            other => other.to_string(),
+        })?;
+        Ok((record, keep, body.len()))
     }
+}
+
+/// How long to use a good document, from its `Cache-Control` (RFC 9111
+/// §5.2.2): `max-age` clamped to [`CACHE_MIN`]..[`CACHE_MAX`]; `no-store` and
+/// `no-cache` get the floor; nothing, [`CACHE_FOR`].
+pub fn keep_for(cache_control: Option<&str>) -> Duration {
+    let Some(value) = cache_control else {
+        return CACHE_FOR;
+    };
+    let mut max_age = None;
+    for directive in value.split(',').map(str::trim) {
+        let (name, arg) = directive.split_once('=').unwrap_or((directive, ""));
+        if name.eq_ignore_ascii_case("no-store") || name.eq_ignore_ascii_case("no-cache") {
+            return CACHE_MIN;
+        }
+        if name.eq_ignore_ascii_case("max-age") {
+            // RFC 9111 §1.2.2: delta-seconds; an invalid one means stale.
+            max_age = Some(arg.trim_matches('"').parse::<u64>().unwrap_or(0));
+        }
+    }
+    max_age.map_or(CACHE_FOR, |secs| {
+        Duration::from_secs(secs).clamp(CACHE_MIN, CACHE_MAX)
+    })
 }
 
 fn without_url(e: &reqwest::Error) -> String {
@@ -273,7 +383,7 @@ pub fn parse_document(client_id: &str, body: &[u8], now: u64) -> Result<ClientRe
         metadata: ClientMetadata {
             redirect_uris,
             token_endpoint_auth_method: AuthMethod::None,
-            grant_types: vec![GRANT_AUTHORIZATION_CODE.into(), GRANT_REFRESH_TOKEN.into()],
+            grant_types: DOCUMENT_GRANTS.iter().map(|g| g.to_string()).collect(),
             response_types: vec!["code".into()],
             client_name,
             scope: None,
@@ -287,34 +397,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn private_and_special_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fc00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public_ip(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["93.184.216.34", "2606:4700::1111"] {
-            assert!(is_public_ip(ip.parse().unwrap()), "{ip}");
-        }
-    }
-
-    #[test]
     fn urls_are_checked_before_any_fetch() {
         let r = CimdResolver::new(false, gateway_common::clock::system()).unwrap();
         assert!(r.check_url("https://app.example.com/client.json").is_ok());
         assert!(r.check_url("http://app.example.com/client.json").is_err());
         assert!(r.check_url("https://127.0.0.1/client.json").is_err());
         assert!(r.check_url("https://[::1]/client.json").is_err());
+        // Literal addresses are judged by net_filter, IPv4-embedding forms included.
+        for literal in [
+            "https://[::ffff:7f00:1]/c.json",
+            "https://[::7f00:1]/c.json",
+            "https://[64:ff9b::a9fe:a9fe]/c.json",
+            "https://[2002:7f00:1::1]/c.json",
+            "https://[fec0::1]/c.json",
+            "https://198.18.0.1/c.json",
+            "https://0x7f.1/c.json",
+        ] {
+            assert!(r.check_url(literal).is_err(), "{literal}");
+        }
+        assert!(r.check_url("https://93.184.216.34/client.json").is_ok());
         assert!(r.check_url("https://app.example.com/").is_err());
         assert!(r.check_url("https://app.example.com/a#b").is_err());
         assert!(r.check_url("https://u:p@app.example.com/a").is_err());
@@ -322,6 +423,22 @@ mod tests {
         assert!(lenient
             .check_url("http://127.0.0.1:8080/client.json")
             .is_ok());
+    }
+
+    #[test]
+    fn cache_lifetime_follows_cache_control_within_bounds() {
+        assert_eq!(keep_for(None), CACHE_FOR);
+        assert_eq!(keep_for(Some("max-age=3600")), Duration::from_secs(3600));
+        assert_eq!(
+            keep_for(Some("public, MAX-AGE=\"7200\"")),
+            Duration::from_secs(7200)
+        );
+        assert_eq!(keep_for(Some("max-age=1")), CACHE_MIN);
+        assert_eq!(keep_for(Some("max-age=99999999")), CACHE_MAX);
+        assert_eq!(keep_for(Some("max-age=soon")), CACHE_MIN);
+        assert_eq!(keep_for(Some("no-store")), CACHE_MIN);
+        assert_eq!(keep_for(Some("max-age=600, no-cache")), CACHE_MIN);
+        assert_eq!(keep_for(Some("private")), CACHE_FOR);
     }
 
     #[test]

@@ -82,26 +82,44 @@ impl Inner {
         });
     }
 
-    /// A registered client (live, not expired) or the client a metadata document describes.
+    /// A registered client (live, not expired) or the client a metadata
+    /// document describes, fetching the document if it is not cached. Only for
+    /// routes where the client is being authorized or authenticated
+    /// (`/authorize`, consent, `/token`): a route that answers strangers
+    /// without that purpose uses [`Self::find_known_client`].
+    ///
+    /// Nothing is written for a document here: a stranger can name any URL.
+    /// The client's flow records and audit line wait for its first completed
+    /// step ([`Self::document_client_completed_step`]).
     pub async fn find_client(&self, client_id: &str) -> Result<Option<ClientRecord>, OAuthError> {
         if client_id.is_empty() || client_id.len() > 2000 {
             return Ok(None);
         }
         if self.cimd.is_document_url(client_id) {
-            let (rec, fetched) = self.cimd.resolve_noting_fetch(client_id).await?;
-            if fetched {
-                // Per cache period; the store keeps the first time only, and
-                // the audit line is written once per fetch (at most hourly).
-                self.flow(client_id, FlowStep::MetadataFetched);
-                self.flow(client_id, FlowStep::Registered);
-                self.audit(AuditEvent::ClientRegistered {
-                    client_id: client_id.to_string(),
-                    via: "cimd",
-                    client_name: rec.metadata.client_name.clone(),
-                });
-            }
-            return Ok(Some(rec));
+            return self.cimd.resolve(client_id).await.map(Some);
         }
+        self.find_registered_client(client_id).await
+    }
+
+    /// [`Self::find_client`] without any fetch: a metadata-document client
+    /// only if its document is cached (else `None`).
+    pub async fn find_known_client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<ClientRecord>, OAuthError> {
+        if client_id.is_empty() || client_id.len() > 2000 {
+            return Ok(None);
+        }
+        if self.cimd.is_document_url(client_id) {
+            return Ok(self.cimd.cached(client_id).await);
+        }
+        self.find_registered_client(client_id).await
+    }
+
+    async fn find_registered_client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<ClientRecord>, OAuthError> {
         let Some(raw) = self.store.get(&client_key(client_id)).await? else {
             return Ok(None);
         };
@@ -111,5 +129,41 @@ impl Inner {
             return Ok(None);
         }
         Ok(Some(rec))
+    }
+
+    /// A metadata-document client completed a step (a code or a token was
+    /// issued to it): now, and once, its document counts as fetched and the
+    /// client as registered (flow records, the `ClientRegistered` audit line).
+    /// Before this, a URL anyone typed leaves no trace in the store. A no-op
+    /// for registered clients, and after the first time (per process, then
+    /// `put_if_absent` across processes and restarts).
+    pub async fn document_client_completed_step(&self, client_id: &str) {
+        if !self.cimd.is_document_url(client_id) {
+            return;
+        }
+        let registered = flow_key(client_id, FlowStep::Registered);
+        if !self.flow_recorded.first_time(&registered, self.now()) {
+            return;
+        }
+        self.flow(client_id, FlowStep::MetadataFetched);
+        // Awaited (once per client per process) so the audit line follows the
+        // record that is new in the store, not every process's first sight.
+        match self
+            .store
+            .put_if_absent(&registered, &flow_value(self.now()), Some(FLOW_TTL))
+            .await
+        {
+            Ok(true) => self.audit(AuditEvent::ClientRegistered {
+                client_id: client_id.to_string(),
+                via: "cimd",
+                client_name: self
+                    .cimd
+                    .cached(client_id)
+                    .await
+                    .and_then(|c| c.metadata.client_name),
+            }),
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "flow step not recorded"),
+        }
     }
 }

@@ -24,7 +24,7 @@ pub const DENIALS_PER_SECOND: u32 = 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AuditEvent {
-    /// RFC 7591 registration (`via: "dcr"`) or first CIMD resolution (`via: "cimd"`).
+    /// RFC 7591 registration (`via: "dcr"`) or a metadata-document client's first code or token (`via: "cimd"`).
     ClientRegistered {
         client_id: String,
         via: &'static str,

@@ -58,11 +58,13 @@ impl Recorded {
 /// The steps of the MCP authorization flow, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FlowStep {
-    /// We fetched the client's Client ID Metadata Document. Metadata fetches by
+    /// We fetched the client's Client ID Metadata Document (recorded when the
+    /// client first gets a code or token: a URL anyone can type leaves no
+    /// record before that). Metadata fetches by
     /// the client (RFC 8414 / RFC 9728) carry no client id, so they cannot be
     /// attributed and are not recorded.
     MetadataFetched,
-    /// RFC 7591 registration (or first CIMD resolution).
+    /// RFC 7591 registration (or a metadata-document client's first code or token).
     Registered,
     /// The user approved (an authorization code was issued).
     Authorized,

@@ -14,6 +14,7 @@ pub mod dpop;
 pub mod flow;
 pub mod keys;
 pub mod logging;
+pub mod net_filter;
 pub mod revocation;
 pub mod tool_policy;
 pub mod trusted_proxies;

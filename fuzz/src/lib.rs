@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("forwarded", forwarded),
     ("jsonrpc", jsonrpc),
     ("cimd", cimd),
+    ("net_filter", net_filter),
 ];
 
 /// RFC 7515 Appendix A.3's P-256 public key, under kid `k1`: a real key, so
@@ -255,10 +256,80 @@ pub fn cimd(data: &[u8]) {
             assert!(mcp_authz::redirect_uri::validate(u).is_ok(), "{u:?}");
         }
     }
-    let _ = mcp_authz::cimd::is_public_ip(IpAddr::from([
-        data.first().copied().unwrap_or(0),
-        data.get(1).copied().unwrap_or(0),
-        0,
-        1,
-    ]));
+}
+
+/// The SSRF address filter (`gateway_common::net_filter`) and the metadata
+/// document URL check in front of it. Input: address text (or a URL), or raw
+/// bytes read as an address.
+pub fn net_filter(data: &[u8]) {
+    use gateway_common::net_filter::{is_safe_to_dial, refusal};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    if let Ok(ip) = text(data).trim().parse::<IpAddr>() {
+        addrs.push(ip);
+    }
+    if let Ok(b) = <[u8; 16]>::try_from(data.get(..16).unwrap_or_default()) {
+        addrs.push(IpAddr::V6(Ipv6Addr::from(b)));
+    }
+    if let Ok(b) = <[u8; 4]>::try_from(data.get(..4).unwrap_or_default()) {
+        addrs.push(IpAddr::V4(Ipv4Addr::from(b)));
+    }
+    for ip in addrs {
+        let safe = is_safe_to_dial(ip);
+        assert_eq!(safe, refusal(ip).is_none(), "{ip}");
+        match ip {
+            IpAddr::V4(v4) => {
+                // The IPv4-mapped form of an address is judged exactly as the address.
+                assert_eq!(
+                    is_safe_to_dial(IpAddr::V6(v4.to_ipv6_mapped())),
+                    safe,
+                    "{ip}"
+                );
+                if safe {
+                    assert!(
+                        !(v4.is_private()
+                            || v4.is_loopback()
+                            || v4.is_link_local()
+                            || v4.is_unspecified()
+                            || v4.is_broadcast()
+                            || v4.is_multicast()
+                            || v4.is_documentation()),
+                        "{ip}"
+                    );
+                }
+            }
+            IpAddr::V6(v6) => {
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    assert_eq!(is_safe_to_dial(IpAddr::V4(v4)), safe, "{ip}");
+                }
+                if safe {
+                    assert!(
+                        !(v6.is_loopback()
+                            || v6.is_unspecified()
+                            || v6.is_multicast()
+                            || v6.is_unique_local()
+                            || v6.is_unicast_link_local()),
+                        "{ip}"
+                    );
+                }
+            }
+        }
+    }
+    // A URL the metadata-document check lets through names no refused literal address.
+    static STRICT: std::sync::OnceLock<mcp_authz::cimd::CimdResolver> = std::sync::OnceLock::new();
+    let strict = STRICT.get_or_init(|| {
+        match mcp_authz::cimd::CimdResolver::new(false, gateway_common::clock::system()) {
+            Ok(r) => r,
+            Err(e) => panic!("resolver does not build: {e}"),
+        }
+    });
+    let candidate = text(data);
+    if let Ok(url) = strict.check_url(&candidate) {
+        assert_eq!(url.scheme(), "https", "{candidate}");
+        match url.host() {
+            Some(url::Host::Ipv4(ip)) => assert!(is_safe_to_dial(IpAddr::V4(ip)), "{candidate}"),
+            Some(url::Host::Ipv6(ip)) => assert!(is_safe_to_dial(IpAddr::V6(ip)), "{candidate}"),
+            _ => {}
+        }
+    }
 }

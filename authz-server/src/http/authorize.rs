@@ -339,6 +339,7 @@ async fn issue_code(
         return error_redirect(state, &ar.redirect_uri, ar.state.as_deref(), &e);
     }
     state.flow(&ar.client_id, gateway_common::flow::FlowStep::Authorized);
+    state.document_client_completed_step(&ar.client_id).await;
     let mut params = vec![("code", code.as_str())];
     if let Some(s) = ar.state.as_deref() {
         params.push(("state", s));
@@ -539,7 +540,8 @@ pub async fn consent_revoke_form(req: HttpRequest, state: web::Data<AppState>) -
     let Some(browser) = browser_id(&req, &state) else {
         return html::expired_page();
     };
-    let name = match state.find_client(&client_id).await {
+    // Only a name to show: never a reason to fetch a metadata document.
+    let name = match state.find_known_client(&client_id).await {
         Ok(Some(c)) => c.display_name().to_string(),
         _ => client_id.clone(),
     };

@@ -186,6 +186,13 @@ pub async fn authenticate(
     public: Public,
 ) -> Result<ClientRecord, OAuthError> {
     let creds = presented(req, form)?;
+    // A metadata-document client is public (`parse_document`): it cannot
+    // authenticate, so refusing it here needs no fetch (RFC 7662 §2.1).
+    if public == Public::Refuse && s.cimd.is_document_url(creds.client_id()) {
+        return Err(OAuthError::InvalidClient(
+            "public clients cannot authenticate here".into(),
+        ));
+    }
     let client = s
         .find_client(creds.client_id())
         .await?
@@ -238,6 +245,28 @@ pub async fn authenticate(
         ));
     }
     Ok(client)
+}
+
+/// `/revoke`: the client id the caller acts as (RFC 7009 §2.1). A public
+/// client identifies itself with `client_id` alone, and the token's recorded
+/// client id is then compared with it; a metadata-document client is always
+/// public, so its document is not needed for that and is never fetched here
+/// (an unauthenticated endpoint must not make us dial a URL anyone can type).
+/// Other clients authenticate as at `/token`.
+pub async fn revoking_client(
+    s: &Inner,
+    req: &HttpRequest,
+    form: &Form,
+) -> Result<String, OAuthError> {
+    match presented(req, form)? {
+        Presented::IdOnly { id } if s.cimd.is_document_url(&id) => Ok(id),
+        creds if s.cimd.is_document_url(creds.client_id()) => Err(OAuthError::InvalidClient(
+            "this client has no secret (token_endpoint_auth_method none)".into(),
+        )),
+        _ => Ok(authenticate(s, req, form, Public::Identify)
+            .await?
+            .client_id),
+    }
 }
 
 #[cfg(test)]

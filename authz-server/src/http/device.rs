@@ -13,7 +13,7 @@ use gateway_common::crypto::{hash_secret, random_token};
 use serde::Serialize;
 
 use super::authorize::{resolve_resources, resolve_scope};
-use super::client_auth::{authenticate, Public};
+use super::client_auth::{authenticate, presented, Public};
 use super::signin::{browser_cookie, browser_id, csrf_issue, csrf_take, current_session};
 use super::{no_store_json, Form};
 use crate::device::{
@@ -50,6 +50,17 @@ pub async fn device_authorization(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = Form::parse(&req, &body)?;
+    // A metadata document can never allow this grant (`cimd::DOCUMENT_GRANTS`):
+    // refused before any fetch, so this unauthenticated route never dials out.
+    if state
+        .cimd
+        .is_document_url(presented(&req, &form)?.client_id())
+        && !crate::cimd::DOCUMENT_GRANTS.contains(&GRANT_DEVICE_CODE)
+    {
+        return Err(OAuthError::UnauthorizedClient(
+            "a metadata-document client may not use the device_code grant".into(),
+        ));
+    }
     let client = authenticate(&state, &req, &form, Public::Identify).await?;
     if !client.allows_grant(GRANT_DEVICE_CODE) {
         return Err(OAuthError::UnauthorizedClient(

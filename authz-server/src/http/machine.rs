@@ -5,7 +5,7 @@
 //! [`crate::dpop`].
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -15,7 +15,6 @@ use gateway_common::audit::AuditEvent;
 use gateway_common::crypto::hash_secret;
 use gateway_common::dpop::{self as proof, ProofCheck, ValidProof};
 use gateway_common::keys::JwkSet;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use super::Form;
 use crate::client_credentials::{self as cc, GRANT_CLIENT_CREDENTIALS};
@@ -137,31 +136,6 @@ async fn client_keys(
     Ok((set, true))
 }
 
-/// Resolves names and drops every address a Client ID Metadata Document
-/// fetch may not reach either ([`crate::cimd::is_public_ip`]).
-#[derive(Debug, Clone)]
-struct PublicOnly {
-    allow_private: bool,
-}
-
-impl Resolve for PublicOnly {
-    fn resolve(&self, name: Name) -> Resolving {
-        let allow_private = self.allow_private;
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| allow_private || crate::cimd::is_public_ip(a.ip()))
-                .collect();
-            if addrs.is_empty() {
-                return Err(format!("{host} resolves to no public address").into());
-            }
-            let addrs: Addrs = Box::new(addrs.into_iter());
-            Ok(addrs)
-        })
-    }
-}
-
 struct Fetcher {
     http: reqwest::Client,
     allow_private: bool,
@@ -180,7 +154,7 @@ fn fetcher(allow_private: bool) -> &'static Fetcher {
             .no_proxy()
             .timeout(crate::cimd::FETCH_TIMEOUT)
             .connect_timeout(crate::cimd::FETCH_TIMEOUT)
-            .dns_resolver(Arc::new(PublicOnly { allow_private }))
+            .dns_resolver(Arc::new(crate::cimd::PublicOnlyResolver { allow_private }))
             .user_agent("mcp-authz (jwks_uri)")
             .build()
             .unwrap_or_default();
@@ -209,7 +183,9 @@ impl Fetcher {
             Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
             _ => None,
         };
-        if literal.is_some_and(|ip| !self.allow_private && !crate::cimd::is_public_ip(ip)) {
+        if literal.is_some_and(|ip| {
+            !self.allow_private && !gateway_common::net_filter::is_safe_to_dial(ip)
+        }) {
             return Err("jwks_uri points to a private address".into());
         }
         let resp = self

@@ -13,7 +13,7 @@ use gateway_common::revocation::{RevocationEvent, RevocationSnapshot, REVOKED_PR
 use serde_json::json;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
 
-use super::client_auth::{authenticate, Public};
+use super::client_auth::{authenticate, revoking_client, Public};
 use super::{no_store_json, Form};
 use crate::error::OAuthError;
 use crate::issue;
@@ -54,13 +54,13 @@ pub async fn revoke(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let form = Form::parse(&req, &body)?;
-    let client = authenticate(&state, &req, &form, Public::Identify).await?;
+    let client_id = revoking_client(&state, &req, &form).await?;
     let token = form.required("token")?;
     let _hint = form.one("token_type_hint")?;
     let foreign =
         || OAuthError::UnauthorizedClient("the token was not issued to this client".into());
     if let Some(claims) = state.keys.verify(token) {
-        if claims.client_id != client.client_id {
+        if claims.client_id != client_id {
             return Err(foreign());
         }
         issue::revoke_access_token(&state, &claims.jti, claims.exp).await?;
@@ -71,7 +71,7 @@ pub async fn revoke(
             kind: "access_token",
         });
     } else if let Some((family, _)) = find_family(&state, token).await? {
-        if family.client_id != client.client_id {
+        if family.client_id != client_id {
             return Err(foreign());
         }
         // RFC 7009 §2.1: revoking a refresh token also revokes the access tokens of its grant.

@@ -199,6 +199,9 @@ async fn code_grant(
         grant: GRANT_AUTHORIZATION_CODE,
     });
     state.flow(&client.client_id, FlowStep::TokenIssued);
+    state
+        .document_client_completed_step(&client.client_id)
+        .await;
     Ok(TokenResponse {
         access_token: minted.token,
         token_type: super::machine::token_type(jkt.is_some()),

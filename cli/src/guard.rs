@@ -35,6 +35,8 @@ pub async fn guard<B: MessageBody + 'static>(
             [one] => AuthorizationHeader::One(one.as_bytes()),
             _ => AuthorizationHeader::Several,
         };
+        // `up` mounts this behind `exposure::gate`, which refused any Host that is not
+        // this gateway's, so the `resource_metadata` URL built from it is ours.
         let host = head
             .headers
             .get(header::HOST)

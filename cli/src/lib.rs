@@ -7,6 +7,7 @@ pub mod backup;
 pub mod clients;
 pub mod commands;
 pub mod error;
+pub mod exposure;
 pub mod flows;
 pub mod glob;
 pub mod guard;

@@ -17,6 +17,7 @@ use anyhow::Context;
 use gateway_common::clock::{self, SharedClock};
 use gateway_common::config::Source;
 
+use crate::exposure::{self, Exposure};
 use crate::guard::guard;
 use crate::users;
 
@@ -166,6 +167,9 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
         mcp_verifier::VerifierConfig::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut bridge_config =
         mcp_bridge::Config::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Which Host values are ours, and who may read /metrics and the revocation feed.
+    let exposure =
+        web::Data::new(Exposure::from_source(&src, addr).map_err(|e| anyhow::anyhow!("{e}"))?);
     // Mounted inside the guarded `/mcp` scope below.
     bridge_config.path = String::new();
     bridge_config.legacy_sse = false;
@@ -193,6 +197,10 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
             Arc::clone(&bridge),
         );
         App::new()
+            .app_data(exposure.clone())
+            // Before any route: a foreign Host is refused before a URL is built from it,
+            // and the operator surfaces are checked (logged by the outer request logger).
+            .wrap(from_fn(exposure::gate))
             .wrap(gateway_common::logging::request_logger())
             // One /metrics for the three services (registered first, so it wins
             // over the authz-server's own).

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::child::{self, ChildSpec};
 use crate::config::{Command, Config, ProcessModel};
-use crate::error::BridgeError;
+use crate::error::{BridgeError, LimitScope};
 use crate::jsonrpc;
 use crate::metrics::Metrics;
 use crate::session::{lock, Identity, Session, SessionKind};
@@ -128,15 +128,22 @@ impl Bridge {
     }
 
     /// Opens a session (Streamable HTTP initialize, or a legacy `/sse` connection).
+    /// `request_id`: the `initialize` being answered, so a refusal carries its id.
     pub fn create_session(
         &self,
         kind: SessionKind,
         identity: Identity,
+        request_id: Option<&Value>,
     ) -> Result<Arc<Session>, BridgeError> {
-        if lock(&self.sessions).len() >= self.cfg.max_sessions {
-            self.reap(Instant::now());
-            if lock(&self.sessions).len() >= self.cfg.max_sessions {
-                return Err(BridgeError::TooManySessions);
+        let now = Instant::now();
+        // Checked before a child starts, so a refused caller costs no process; idle
+        // sessions are reaped first so an expired one never holds a slot.
+        let early = self.check_caps(&lock(&self.sessions), &identity, request_id, now);
+        if early.is_err() {
+            self.reap(now);
+            if let Err(e) = self.check_caps(&lock(&self.sessions), &identity, request_id, now) {
+                self.refused(&e, &identity);
+                return Err(e);
             }
         }
         let upstream = self.upstream_for(&identity)?;
@@ -151,10 +158,22 @@ impl Bridge {
             upstream.clone(),
             self.cfg.replay_events,
             self.cfg.max_queued,
-            Instant::now(),
+            now,
         );
         upstream.attach(&session);
-        lock(&self.sessions).insert(id, session.clone());
+        {
+            // Checked again where the session is counted: concurrent opens by one user
+            // cannot both take the last slot.
+            let mut sessions = lock(&self.sessions);
+            if let Err(e) = self.check_caps(&sessions, &session.identity, request_id, now) {
+                drop(sessions);
+                session.close();
+                self.release_upstream(&session);
+                self.refused(&e, &session.identity);
+                return Err(e);
+            }
+            sessions.insert(id, session.clone());
+        }
         self.metrics.sessions_created.inc();
         tracing::info!(
             session = %session.id, user = %session.identity.user_id,
@@ -162,6 +181,78 @@ impl Bridge {
             "session opened"
         );
         Ok(session)
+    }
+
+    /// Whether one more session fits: the global cap, then the user's and the client's
+    /// shares of it, counted over open sessions of every transport. The keys are the
+    /// identity headers the verifier sets from the verified token (`sub`, `client_id`);
+    /// an empty one (no verifier in front) has no share and only the global cap applies.
+    fn check_caps(
+        &self,
+        sessions: &HashMap<String, Arc<Session>>,
+        identity: &Identity,
+        request_id: Option<&Value>,
+        now: Instant,
+    ) -> Result<(), BridgeError> {
+        if sessions.len() >= self.cfg.max_sessions {
+            return Err(BridgeError::TooManySessions);
+        }
+        let shares = [
+            (
+                LimitScope::User,
+                identity.user_id.as_str(),
+                self.cfg.max_sessions_per_user,
+            ),
+            (
+                LimitScope::Client,
+                identity.client_id.as_str(),
+                self.cfg.max_sessions_per_client,
+            ),
+        ];
+        for (scope, key, limit) in shares {
+            if key.is_empty() {
+                continue;
+            }
+            let held: Vec<&Arc<Session>> = sessions
+                .values()
+                .filter(|s| s.held_by(scope, key))
+                .collect();
+            if held.len() >= limit {
+                return Err(BridgeError::SessionLimit {
+                    scope,
+                    limit,
+                    retry_after_secs: self.retry_after(&held, now),
+                    id: request_id.cloned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Seconds until the first of these sessions would end if left idle (at least 1); the
+    /// idle timeout when all are busy, a minute when sessions never expire.
+    fn retry_after(&self, held: &[&Arc<Session>], now: Instant) -> u64 {
+        let Some(idle) = self.cfg.idle_timeout else {
+            return 60;
+        };
+        let wait = held
+            .iter()
+            .filter(|s| !s.is_busy())
+            .map(|s| idle.saturating_sub(now.saturating_duration_since(s.last_active())))
+            .min()
+            .unwrap_or(idle);
+        // Rounded up: a client that waits this long finds the slot free.
+        (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+    }
+
+    fn refused(&self, e: &BridgeError, identity: &Identity) {
+        if let BridgeError::SessionLimit { scope, limit, .. } = e {
+            self.metrics.session_limit_refusals.inc();
+            tracing::warn!(
+                user = %identity.user_id, client = %identity.client_id, %scope, limit,
+                "new session refused: the {scope} holds its share of the sessions"
+            );
+        }
     }
 
     /// A live session of the caller: the same user and client that opened it
@@ -205,9 +296,15 @@ impl Bridge {
 
     fn finish(&self, s: &Arc<Session>) {
         s.close();
-        s.upstream.detach(s.seq);
+        self.release_upstream(s);
         self.metrics.sessions_ended.inc();
         tracing::info!(session = %s.id, "session ended");
+    }
+
+    /// Lets go of the session's upstream: a per-session child stops; a shared or
+    /// per-user child left without sessions starts its idle clock.
+    fn release_upstream(&self, s: &Arc<Session>) {
+        s.upstream.detach(s.seq);
         match self.cfg.process_model {
             ProcessModel::Session => s.upstream.shutdown(),
             ProcessModel::Shared | ProcessModel::User => {
@@ -225,6 +322,14 @@ impl Bridge {
 
     pub fn session_count(&self) -> usize {
         lock(&self.sessions).len()
+    }
+
+    /// Open sessions counted against this user's (or client's) share.
+    pub fn session_count_of(&self, scope: LimitScope, key: &str) -> usize {
+        lock(&self.sessions)
+            .values()
+            .filter(|s| s.held_by(scope, key))
+            .count()
     }
 
     /// Running children (distinct upstreams that are alive).

@@ -54,6 +54,11 @@ pub struct Config {
     /// Sessions idle this long end (and their children with them). `None`: never.
     pub idle_timeout: Option<Duration>,
     pub max_sessions: usize,
+    /// Sessions one `X-User-Id` may hold at once (≤ `max_sessions`), so one signed-in
+    /// user cannot take every slot.
+    pub max_sessions_per_user: usize,
+    /// Sessions one `X-Client-Id` may hold at once (≤ `max_sessions`), across its users.
+    pub max_sessions_per_client: usize,
     pub max_message_bytes: usize,
     /// Messages queued per child stdin and per SSE stream before the peer counts as stuck.
     pub max_queued: usize,
@@ -160,6 +165,10 @@ impl Config {
         let idle = src.seconds("BRIDGE_IDLE_TIMEOUT", 600)?;
         let request_timeout = src.seconds("BRIDGE_REQUEST_TIMEOUT", 0)?;
         let max_sessions = positive(src, "BRIDGE_MAX_SESSIONS", 256)?;
+        let max_sessions_per_user =
+            share_of(src, "BRIDGE_MAX_SESSIONS_PER_USER", 16, max_sessions)?;
+        let max_sessions_per_client =
+            share_of(src, "BRIDGE_MAX_SESSIONS_PER_CLIENT", 64, max_sessions)?;
         let max_message_bytes = positive(src, "BRIDGE_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)?;
         let max_queued = positive(src, "BRIDGE_MAX_QUEUED", 256)?;
         let replay_events = positive(src, "BRIDGE_REPLAY_EVENTS", 128)?;
@@ -185,6 +194,8 @@ impl Config {
             allowed_hosts,
             idle_timeout: (!idle.is_zero()).then_some(idle),
             max_sessions,
+            max_sessions_per_user,
+            max_sessions_per_client,
             max_message_bytes,
             max_queued,
             replay_events,
@@ -211,6 +222,8 @@ impl Config {
             allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()],
             idle_timeout: Some(Duration::from_secs(600)),
             max_sessions: 256,
+            max_sessions_per_user: 16,
+            max_sessions_per_client: 64,
             max_message_bytes: 4 * 1024 * 1024,
             max_queued: 256,
             replay_events: 128,
@@ -235,6 +248,25 @@ fn positive(src: &Source, key: &str, default: u64) -> Result<usize, ConfigError>
         ));
     }
     usize::try_from(v).map_err(|_| ConfigError::new(key, "is too large", &default.to_string()))
+}
+
+/// A per-identity share of the global session cap: at least 1 and at most `global`.
+/// Unset, the default shrinks to `global` (a small `BRIDGE_MAX_SESSIONS` alone stays
+/// valid); set above it, start-up fails, since the share could never be reached.
+fn share_of(src: &Source, key: &str, default: u64, global: usize) -> Result<usize, ConfigError> {
+    let example = default.to_string();
+    if src.get(key).is_none() {
+        return Ok(usize::try_from(default).unwrap_or(global).min(global));
+    }
+    let v = positive(src, key, default)?;
+    if v > global {
+        return Err(ConfigError::new(
+            key,
+            format!("must be at most BRIDGE_MAX_SESSIONS ({global}), got {v}"),
+            &example,
+        ));
+    }
+    Ok(v)
 }
 
 /// `builtin:echo`, or a shell-words command line whose program is found on `search_path`.
@@ -358,6 +390,10 @@ mod tests {
             ("BRIDGE_ALLOWED_ORIGINS", "not a url"),
             ("BRIDGE_IDLE_TIMEOUT", "-1"),
             ("BRIDGE_MAX_SESSIONS", "0"),
+            ("BRIDGE_MAX_SESSIONS_PER_USER", "0"),
+            ("BRIDGE_MAX_SESSIONS_PER_USER", "257"),
+            ("BRIDGE_MAX_SESSIONS_PER_CLIENT", "many"),
+            ("BRIDGE_MAX_SESSIONS_PER_CLIENT", "300"),
             ("BRIDGE_MAX_MESSAGE_BYTES", "lots"),
             ("BRIDGE_REQUEST_TIMEOUT", "1.5"),
             ("MCP_PROTOCOL_VERSION", "2099-01-01"),
@@ -372,6 +408,46 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn per_identity_session_caps_stay_below_the_global_cap() {
+        let c = Config::from_source(&base()).unwrap();
+        assert_eq!(
+            (
+                c.max_sessions,
+                c.max_sessions_per_user,
+                c.max_sessions_per_client
+            ),
+            (256, 16, 64)
+        );
+        let small = Config::from_source(&base().with("BRIDGE_MAX_SESSIONS", "8")).unwrap();
+        assert_eq!(
+            (small.max_sessions_per_user, small.max_sessions_per_client),
+            (8, 8)
+        );
+        let set = Config::from_source(
+            &base()
+                .with("BRIDGE_MAX_SESSIONS", "8")
+                .with("BRIDGE_MAX_SESSIONS_PER_USER", "2")
+                .with("BRIDGE_MAX_SESSIONS_PER_CLIENT", "8"),
+        )
+        .unwrap();
+        assert_eq!(
+            (set.max_sessions_per_user, set.max_sessions_per_client),
+            (2, 8)
+        );
+        let err = Config::from_source(
+            &base()
+                .with("BRIDGE_MAX_SESSIONS", "8")
+                .with("BRIDGE_MAX_SESSIONS_PER_CLIENT", "9"),
+        )
+        .unwrap_err();
+        assert_eq!(err.var, "BRIDGE_MAX_SESSIONS_PER_CLIENT");
+        assert!(
+            err.to_string().contains("at most BRIDGE_MAX_SESSIONS (8)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -36,12 +36,37 @@ pub enum BridgeError {
     MethodNotAllowed,
     #[error("too many sessions")]
     TooManySessions,
+    /// The caller's user or client holds its share of the sessions; other callers
+    /// still get theirs. `id`: the refused `initialize`, when there is one.
+    #[error("too many open sessions for this {scope}")]
+    SessionLimit {
+        scope: LimitScope,
+        limit: usize,
+        retry_after_secs: u64,
+        id: Option<Value>,
+    },
     #[error("the MCP server could not be started")]
     SpawnFailed,
     #[error("the MCP server is busy")]
     UpstreamBusy,
     #[error("the MCP server did not answer initialization")]
     UpstreamInitFailed,
+}
+
+/// Whose share of the session cap ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitScope {
+    User,
+    Client,
+}
+
+impl std::fmt::Display for LimitScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LimitScope::User => "user",
+            LimitScope::Client => "client",
+        })
+    }
 }
 
 impl BridgeError {
@@ -104,6 +129,16 @@ impl BridgeError {
                 code::SERVER_UNAVAILABLE,
                 self.to_string(),
             ),
+            // RFC 6585 §4: the caller, not the server, is over a limit; Retry-After says
+            // when an idle session of theirs would expire.
+            BridgeError::SessionLimit { scope, limit, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                code::SESSION_LIMIT,
+                format!(
+                    "Too many open sessions for this {scope} (limit {limit}): close one \
+                     (DELETE, or end its SSE stream) or wait for an idle one to expire"
+                ),
+            ),
             BridgeError::SpawnFailed | BridgeError::UpstreamInitFailed => (
                 StatusCode::BAD_GATEWAY,
                 code::SERVER_UNAVAILABLE,
@@ -127,6 +162,17 @@ impl BridgeError {
                 json!({ "supported": crate::version::SUPPORTED, "requested": v }),
             ),
             BridgeError::HeaderMismatch { id, .. } => jsonrpc::error(id.as_ref(), c, &message),
+            BridgeError::SessionLimit {
+                scope,
+                limit,
+                retry_after_secs,
+                id,
+            } => jsonrpc::error_with_data(
+                id.as_ref(),
+                c,
+                &message,
+                json!({ "scope": scope.to_string(), "limit": limit, "retryAfter": retry_after_secs }),
+            ),
             BridgeError::Forbidden(_)
             | BridgeError::NotAcceptable
             | BridgeError::UnsupportedMediaType
@@ -155,6 +201,12 @@ impl ResponseError for BridgeError {
         let mut resp = HttpResponse::build(self.status_code());
         if matches!(self, BridgeError::MethodNotAllowed) {
             resp.insert_header((header::ALLOW, "GET, POST, DELETE, OPTIONS"));
+        }
+        if let BridgeError::SessionLimit {
+            retry_after_secs, ..
+        } = self
+        {
+            resp.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
         resp.content_type("application/json")
             .body(self.body().to_string())
@@ -191,5 +243,18 @@ mod tests {
         assert_eq!(m.body()["error"]["code"], json!(-32020));
         let r = BridgeError::MethodNotAllowed.error_response();
         assert!(r.headers().contains_key(header::ALLOW));
+        let limit = BridgeError::SessionLimit {
+            scope: LimitScope::User,
+            limit: 16,
+            retry_after_secs: 42,
+            id: Some(json!(1)),
+        };
+        assert_eq!(limit.status_code(), StatusCode::TOO_MANY_REQUESTS);
+        let body = limit.body();
+        assert_eq!(body["id"], json!(1));
+        assert_eq!(body["error"]["code"], json!(code::SESSION_LIMIT));
+        assert_eq!(body["error"]["data"]["scope"], json!("user"));
+        let r = limit.error_response();
+        assert_eq!(r.headers().get(header::RETRY_AFTER).unwrap(), "42");
     }
 }

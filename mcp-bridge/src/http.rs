@@ -318,7 +318,8 @@ async fn post_inner(
     }
     match parsed {
         Body::Single(m) if m.is_request() && m.method() == Some("initialize") => {
-            let session = bridge.create_session(SessionKind::Streamable, identity(req))?;
+            let session =
+                bridge.create_session(SessionKind::Streamable, identity(req), m.value.get("id"))?;
             let offered = m
                 .params()
                 .and_then(|p| p.get("protocolVersion"))

@@ -20,6 +20,9 @@ pub mod code {
     pub const SESSION_NOT_FOUND: i64 = -32001;
     /// The request outlived `BRIDGE_REQUEST_TIMEOUT`.
     pub const REQUEST_TIMEOUT: i64 = -32002;
+    /// The caller's user or client already holds its share of the bridge's sessions
+    /// (-32003 is the tool policy's refusal).
+    pub const SESSION_LIMIT: i64 = -32004;
     /// The client cancelled the request (`notifications/cancelled`); the code LSP uses,
     /// since MCP defines none (the client ignores the response anyway).
     pub const REQUEST_CANCELLED: i64 = -32800;

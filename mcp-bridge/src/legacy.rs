@@ -24,7 +24,7 @@ pub async fn open(req: HttpRequest, bridge: Shared) -> HttpResponse {
         if !accepts(&req).sse {
             return Err(BridgeError::NotAcceptable);
         }
-        let session = bridge.create_session(SessionKind::Legacy, identity(&req))?;
+        let session = bridge.create_session(SessionKind::Legacy, identity(&req), None)?;
         let rx = session.standalone.attach(bridge.cfg.max_queued, None);
         session.standalone.push_raw(Bytes::from(format!(
             "event: endpoint\ndata: {MESSAGES_PATH}?session_id={}\n\n",

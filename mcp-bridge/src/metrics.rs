@@ -30,13 +30,15 @@ pub struct Metrics {
     /// Tool-policy decisions on the body path (calls allowed / requests refused).
     pub tool_allowed: Counter,
     pub tool_denied: Counter,
+    /// New sessions refused because the user or client held its share of the cap.
+    pub session_limit_refusals: Counter,
 }
 
 impl Metrics {
     /// Renders every counter plus the given gauges.
     pub fn render(&self, sessions_active: usize, children_alive: usize) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &Counter); 12] = [
+        let counters: [(&str, &str, &Counter); 13] = [
             (
                 "mcp_bridge_sessions_created_total",
                 "Sessions opened",
@@ -96,6 +98,11 @@ impl Metrics {
                 "mcp_bridge_tool_policy_denied_total",
                 "Requests the tool policy refused",
                 &self.tool_denied,
+            ),
+            (
+                "mcp_bridge_session_limit_refusals_total",
+                "New sessions refused: the user or client held BRIDGE_MAX_SESSIONS_PER_USER / _PER_CLIENT",
+                &self.session_limit_refusals,
             ),
         ];
         for (name, help, c) in counters {

@@ -257,6 +257,14 @@ impl Session {
         })
     }
 
+    /// Whether this session counts against the share of `key` (a user or client id).
+    pub fn held_by(&self, scope: crate::error::LimitScope, key: &str) -> bool {
+        match scope {
+            crate::error::LimitScope::User => self.identity.user_id == key,
+            crate::error::LimitScope::Client => self.identity.client_id == key,
+        }
+    }
+
     pub fn negotiated(&self) -> Option<String> {
         lock(&self.negotiated).clone()
     }

@@ -151,9 +151,10 @@ impl State {
                 "{}/.well-known/oauth-protected-resource/mcp",
                 self.origin
             )),
-            Prm::RootNamingOrigin => {
-                Some(format!("{}/.well-known/oauth-protected-resource", self.origin))
-            }
+            Prm::RootNamingOrigin => Some(format!(
+                "{}/.well-known/oauth-protected-resource",
+                self.origin
+            )),
             Prm::Absent => None,
         }
     }
@@ -205,8 +206,14 @@ impl VariantServer {
             App::new()
                 .app_data(data.clone())
                 .route("/mcp", web::post().to(mcp_post))
-                .route("/mcp", web::get().to(|| async { HttpResponse::MethodNotAllowed().finish() }))
-                .route("/mcp", web::delete().to(|| async { HttpResponse::Ok().finish() }))
+                .route(
+                    "/mcp",
+                    web::get().to(|| async { HttpResponse::MethodNotAllowed().finish() }),
+                )
+                .route(
+                    "/mcp",
+                    web::delete().to(|| async { HttpResponse::Ok().finish() }),
+                )
                 .route(
                     "/.well-known/oauth-protected-resource",
                     web::get().to(prm_root),
@@ -472,11 +479,15 @@ fn verify_assertion(st: &State, jwt: &str) -> Result<String, String> {
     v.set_audience(&[st.origin.as_str(), &format!("{}/token", st.origin)]);
     v.set_issuer(&[client_id.as_str()]);
     v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    let data = jsonwebtoken::decode::<Value>(jwt, &key, &v).map_err(|e| format!("assertion ({e})"))?;
+    let data =
+        jsonwebtoken::decode::<Value>(jwt, &key, &v).map_err(|e| format!("assertion ({e})"))?;
     if data.claims["sub"] != client_id.as_str() {
         return Err("sub must be the client id".into());
     }
-    let jti = data.claims["jti"].as_str().ok_or("jti missing")?.to_string();
+    let jti = data.claims["jti"]
+        .as_str()
+        .ok_or("jti missing")?
+        .to_string();
     if !st.inner().jtis.insert(jti) {
         return Err("assertion replayed (jti)".into());
     }
@@ -537,7 +548,11 @@ async fn token(
                 || form.get("redirect_uri") != Some(&code.redirect_uri)
                 || challenge != code.challenge
             {
-                return oauth_error(400, "invalid_grant", "code, client, redirect or PKCE mismatch");
+                return oauth_error(
+                    400,
+                    "invalid_grant",
+                    "code, client, redirect or PKCE mismatch",
+                );
             }
             let resource = form.get("resource").cloned().or(code.resource);
             issue(
@@ -551,7 +566,9 @@ async fn token(
             )
         }
         "refresh_token" => {
-            let old = form.get("refresh_token").and_then(|r| st.inner().refresh.remove(r));
+            let old = form
+                .get("refresh_token")
+                .and_then(|r| st.inner().refresh.remove(r));
             match old {
                 Some(g) if g.client_id == client_id => issue(&st, g, true),
                 _ => oauth_error(400, "invalid_grant", "unknown refresh token"),
@@ -564,7 +581,11 @@ async fn token(
                 .get(&client_id)
                 .is_some_and(|c| c.client_credentials && c.method != "none");
             if !allowed {
-                return oauth_error(400, "unauthorized_client", "not a client credentials client");
+                return oauth_error(
+                    400,
+                    "unauthorized_client",
+                    "not a client credentials client",
+                );
             }
             let scope = granted_scope(&st, form.get("scope").map(String::as_str));
             issue(
@@ -594,7 +615,10 @@ async fn register(st: web::Data<State>, body: web::Json<Value>) -> HttpResponse 
     }
     let allowed = match &st.cfg.auth_methods {
         Some(list) => list.contains(&method.as_str()),
-        None => matches!(method.as_str(), "none" | "client_secret_basic" | "client_secret_post"),
+        None => matches!(
+            method.as_str(),
+            "none" | "client_secret_basic" | "client_secret_post"
+        ),
     };
     if !allowed {
         return HttpResponse::BadRequest().json(json!({
@@ -674,8 +698,11 @@ async fn mcp_post(st: web::Data<State>, req: HttpRequest, body: web::Bytes) -> H
     // Authorization first, as a real resource server does.
     let mut scopes: Vec<String> = Vec::new();
     if st.cfg.auth {
-        let bearer = hdr("authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::to_string));
-        let grant = bearer.as_ref().and_then(|t| st.inner().access.get(t).cloned());
+        let bearer =
+            hdr("authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::to_string));
+        let grant = bearer
+            .as_ref()
+            .and_then(|t| st.inner().access.get(t).cloned());
         let resource_ok = |g: &Grant| match (&g.resource, st.cfg.prm) {
             (Some(r), _) => *r == st.resource(),
             // A 2025-03-26 server predates RFC 8707 in MCP: no resource is fine.
@@ -695,7 +722,11 @@ async fn mcp_post(st: web::Data<State>, req: HttpRequest, body: web::Bytes) -> H
                     None => "no token",
                 });
                 st.log(entry);
-                let extra = if bearer.is_some() { "error=\"invalid_token\"" } else { "" };
+                let extra = if bearer.is_some() {
+                    "error=\"invalid_token\""
+                } else {
+                    ""
+                };
                 return HttpResponse::Unauthorized()
                     .insert_header((header::WWW_AUTHENTICATE, challenge(&st, extra)))
                     .json(json!({"error": "invalid_token"}));
@@ -768,7 +799,10 @@ async fn mcp_post(st: web::Data<State>, req: HttpRequest, body: web::Bytes) -> H
             rpc_result(&id, json!({"tools": tools}))
         }
         "tools/call" => {
-            let name = msg.pointer("/params/name").and_then(Value::as_str).unwrap_or("");
+            let name = msg
+                .pointer("/params/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let needs = st
                 .cfg
                 .tool_scopes
@@ -836,7 +870,10 @@ fn flood(sent: Arc<AtomicU64>) -> HttpResponse {
             sent.fetch_add(bytes.len() as u64, Ordering::SeqCst);
             // Let the server notice a closed connection between chunks.
             tokio::task::yield_now().await;
-            Some((Ok::<_, std::io::Error>(bytes.clone()), n + bytes.len() as u64))
+            Some((
+                Ok::<_, std::io::Error>(bytes.clone()),
+                n + bytes.len() as u64,
+            ))
         }
     });
     HttpResponse::Ok()

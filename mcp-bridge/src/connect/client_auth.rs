@@ -36,7 +36,10 @@ impl SigningKey {
     /// A PEM private key (PKCS#8 EC P-256/P-384 or Ed25519; PKCS#1 or PKCS#8 RSA). The `kid`
     /// is the RFC 7638 SHA-256 thumbprint of its public JWK unless `key_id` names one.
     pub fn from_pem(pem: &[u8], key_id: Option<String>) -> Result<Self, String> {
-        let candidates: [(Algorithm, fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>); 4] = [
+        let candidates: [(
+            Algorithm,
+            fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>,
+        ); 4] = [
             (Algorithm::ES256, EncodingKey::from_ec_pem),
             (Algorithm::ES384, EncodingKey::from_ec_pem),
             (Algorithm::EdDSA, EncodingKey::from_ed_pem),
@@ -65,7 +68,8 @@ impl SigningKey {
     }
 
     pub fn from_file(path: &Path, key_id: Option<String>) -> Result<Self, String> {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read {} ({e})", path.display()))?;
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {} ({e})", path.display()))?;
         Self::from_pem(&pem, key_id).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -188,7 +192,10 @@ mod tests {
     #[test]
     fn secret_methods_follow_the_server() {
         let s = || Some(ClientSecret::new("s".into()));
-        assert_eq!(choose(None, None, s(), None).method(), "client_secret_basic");
+        assert_eq!(
+            choose(None, None, s(), None).method(),
+            "client_secret_basic"
+        );
         assert_eq!(
             choose(Some(&list(&["client_secret_post"])), None, s(), None).method(),
             "client_secret_post"

@@ -112,7 +112,10 @@ async fn legacy_2025_03_26(
         }
     }
     let (md, how) = match found {
-        Some(md) => (md, "authorization server metadata at the MCP origin (2025-03-26)"),
+        Some(md) => (
+            md,
+            "authorization server metadata at the MCP origin (2025-03-26)",
+        ),
         None => (
             AuthServerMetadata {
                 issuer: origin.clone(),
@@ -250,7 +253,9 @@ pub async fn resource_metadata(
 /// segment taken out again (RFC 9728 §3.1), e.g. `https://h/.well-known/oauth-protected-resource`
 /// → `https://h`, `…/oauth-protected-resource/mcp` → `https://h/mcp`.
 pub fn identifier_of_prm_url(url: &Url) -> Option<String> {
-    let rest = url.path().strip_prefix("/.well-known/oauth-protected-resource")?;
+    let rest = url
+        .path()
+        .strip_prefix("/.well-known/oauth-protected-resource")?;
     if !(rest.is_empty() || rest.starts_with('/')) {
         return None;
     }
@@ -269,9 +274,7 @@ pub fn identifier_of_prm_url(url: &Url) -> Option<String> {
 pub fn check_resource(resource: &str, prm_url: &Url, server: &Url) -> Result<(), String> {
     let expected = identifier_of_prm_url(prm_url).unwrap_or_else(|| server.to_string());
     if !(same_resource(resource, &expected) || same_resource(resource, server.as_str())) {
-        return Err(format!(
-            "expected {expected:?} (RFC 9728 §3.3)"
-        ));
+        return Err(format!("expected {expected:?} (RFC 9728 §3.3)"));
     }
     let r = Url::parse(resource).map_err(|_| "not a URL".to_string())?;
     let prefix = r.path().trim_end_matches('/');
@@ -355,11 +358,18 @@ mod tests {
     #[test]
     fn prm_resource_is_the_identifier_the_well_known_path_went_into() {
         let server = Url::parse("https://svc.example.com/mcp").unwrap();
-        let root = Url::parse("https://svc.example.com/.well-known/oauth-protected-resource").unwrap();
+        let root =
+            Url::parse("https://svc.example.com/.well-known/oauth-protected-resource").unwrap();
         let suffixed =
             Url::parse("https://svc.example.com/.well-known/oauth-protected-resource/mcp").unwrap();
-        assert_eq!(identifier_of_prm_url(&root).unwrap(), "https://svc.example.com");
-        assert_eq!(identifier_of_prm_url(&suffixed).unwrap(), "https://svc.example.com/mcp");
+        assert_eq!(
+            identifier_of_prm_url(&root).unwrap(),
+            "https://svc.example.com"
+        );
+        assert_eq!(
+            identifier_of_prm_url(&suffixed).unwrap(),
+            "https://svc.example.com/mcp"
+        );
         // Root document naming the origin (RFC 9728 §3.3), with or without the slash.
         assert!(check_resource("https://svc.example.com", &root, &server).is_ok());
         assert!(check_resource("https://svc.example.com/", &root, &server).is_ok());
@@ -368,10 +378,13 @@ mod tests {
         assert!(check_resource("https://svc.example.com", &suffixed, &server).is_err());
         // Another origin, or a sibling path, is never accepted.
         assert!(check_resource("https://evil.example.com", &root, &server).is_err());
-        let other = Url::parse("https://svc.example.com/.well-known/oauth-protected-resource/other").unwrap();
+        let other =
+            Url::parse("https://svc.example.com/.well-known/oauth-protected-resource/other")
+                .unwrap();
         assert!(check_resource("https://svc.example.com/other", &other, &server).is_err());
         let mcpx = Url::parse("https://svc.example.com/mcpx").unwrap();
-        let m = Url::parse("https://svc.example.com/.well-known/oauth-protected-resource/mcp").unwrap();
+        let m =
+            Url::parse("https://svc.example.com/.well-known/oauth-protected-resource/mcp").unwrap();
         assert!(check_resource("https://svc.example.com/mcp", &m, &mcpx).is_err());
         // A URL of another form (named by a 401): the MCP URL itself.
         let named = Url::parse("https://svc.example.com/prm.json").unwrap();

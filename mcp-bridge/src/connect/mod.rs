@@ -218,14 +218,22 @@ pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError
     let client_secret = match &secret_file {
         Some(f) => {
             let raw = std::fs::read_to_string(f).map_err(|e| {
-                ConnectError::Usage(format!("cannot read --client-secret-file {} ({e})", f.display()))
+                ConnectError::Usage(format!(
+                    "cannot read --client-secret-file {} ({e})",
+                    f.display()
+                ))
             })?;
             Some(raw.trim_end_matches(['\r', '\n']).to_string())
         }
-        None => env.get(SECRET_ENV).filter(|s| !s.is_empty()).map(str::to_string),
+        None => env
+            .get(SECRET_ENV)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
     };
     if client_secret.as_deref() == Some("") {
-        return Err(ConnectError::Usage("the client secret file is empty".into()));
+        return Err(ConnectError::Usage(
+            "the client secret file is empty".into(),
+        ));
     }
     if client_secret.is_some() && client_id.is_none() {
         return Err(ConnectError::Usage(format!(
@@ -233,7 +241,9 @@ pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError
         )));
     }
     if key_id.is_some() && key_file.is_none() {
-        return Err(ConnectError::Usage("--key-id needs --private-key-file".into()));
+        return Err(ConnectError::Usage(
+            "--key-id needs --private-key-file".into(),
+        ));
     }
     let signing_key = match &key_file {
         Some(f) => Some(
@@ -243,7 +253,9 @@ pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError
         None => None,
     };
     if signing_key.is_some() && client_id.is_none() {
-        return Err(ConnectError::Usage("--private-key-file needs --client-id".into()));
+        return Err(ConnectError::Usage(
+            "--private-key-file needs --client-id".into(),
+        ));
     }
     if client_credentials {
         if client_id.is_none() || (client_secret.is_none() && signing_key.is_none()) {
@@ -391,7 +403,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(o.client_secret.unwrap().secret(), "s3cret");
-        assert!(!format!("{:?}", parse_args(&args(&["https://x/mcp", "--client-id", "c1"]), &env).unwrap()).contains("from-env"));
+        assert!(!format!(
+            "{:?}",
+            parse_args(&args(&["https://x/mcp", "--client-id", "c1"]), &env).unwrap()
+        )
+        .contains("from-env"));
     }
 
     #[test]
@@ -411,11 +427,21 @@ mod tests {
             // Never a secret in argv.
             args(&["https://x/mcp", "--client-id", "c", "--client-secret", "s"]),
             args(&["https://x/mcp", "--client-secret=s"]),
-            args(&["https://x/mcp", "--client-secret-file", "/nonexistent/secret"]),
+            args(&[
+                "https://x/mcp",
+                "--client-secret-file",
+                "/nonexistent/secret",
+            ]),
             args(&["https://x/mcp", "--client-credentials"]),
             args(&["https://x/mcp", "--client-credentials", "--client-id", "c"]),
             args(&["https://x/mcp", "--key-id", "k"]),
-            args(&["https://x/mcp", "--client-id", "c", "--private-key-file", "/nonexistent/key.pem"]),
+            args(&[
+                "https://x/mcp",
+                "--client-id",
+                "c",
+                "--private-key-file",
+                "/nonexistent/key.pem",
+            ]),
         ] {
             assert_eq!(
                 parse_args(&bad, &env).unwrap_err().exit_code(),

@@ -60,7 +60,8 @@ enum Grant {
     ClientCredentials,
 }
 
-type TokenClient = BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+type TokenClient =
+    BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
 /// Owns the tokens of one server.
 pub struct Auth {
@@ -287,24 +288,40 @@ impl Auth {
             saved.client_secret.clone().map(ClientSecret::new)
         };
         let key = ours.then(|| self.opts.signing_key.clone()).flatten();
-        client_auth::choose(None, saved.token_endpoint_auth_method.as_deref(), secret, key)
+        client_auth::choose(
+            None,
+            saved.token_endpoint_auth_method.as_deref(),
+            secret,
+            key,
+        )
     }
 
     /// An `oauth2` client for `saved`'s token endpoint, authenticating as `client_auth`
     /// says, and the extra parameters that authentication adds (RFC 7523 §2.2).
-    fn token_client(&self, saved: &Saved) -> Result<(TokenClient, Vec<(&'static str, String)>), ConnectError> {
+    fn token_client(
+        &self,
+        saved: &Saved,
+    ) -> Result<(TokenClient, Vec<(&'static str, String)>), ConnectError> {
         let token_url = TokenUrl::from_url(endpoint_url("token", &saved.token_endpoint)?);
-        let client = BasicClient::new(ClientId::new(saved.client_id.clone())).set_token_uri(token_url);
+        let client =
+            BasicClient::new(ClientId::new(saved.client_id.clone())).set_token_uri(token_url);
         let mut extra = Vec::new();
         let client = match self.client_auth(saved) {
             ClientAuth::None => client,
-            ClientAuth::Basic(secret) => client.set_client_secret(secret).set_auth_type(AuthType::BasicAuth),
-            ClientAuth::Post(secret) => client.set_client_secret(secret).set_auth_type(AuthType::RequestBody),
+            ClientAuth::Basic(secret) => client
+                .set_client_secret(secret)
+                .set_auth_type(AuthType::BasicAuth),
+            ClientAuth::Post(secret) => client
+                .set_client_secret(secret)
+                .set_auth_type(AuthType::RequestBody),
             ClientAuth::PrivateKeyJwt(key) => {
                 let jwt = key
                     .assertion(&saved.client_id, &saved.issuer, self.clock.now_secs())
                     .map_err(ConnectError::Auth)?;
-                extra.push(("client_assertion_type", client_auth::ASSERTION_TYPE.to_string()));
+                extra.push((
+                    "client_assertion_type",
+                    client_auth::ASSERTION_TYPE.to_string(),
+                ));
                 extra.push(("client_assertion", jwt));
                 client.set_auth_type(AuthType::RequestBody)
             }
@@ -366,7 +383,9 @@ impl Auth {
             {
                 Err(GrantError::InvalidGrant)
             }
-            Err(e) => Err(GrantError::Other(self.token_error(&saved.token_endpoint, e))),
+            Err(e) => Err(GrantError::Other(
+                self.token_error(&saved.token_endpoint, e),
+            )),
         }
     }
 
@@ -552,8 +571,9 @@ impl Auth {
                 md.issuer
             )));
         };
-        let method = client_auth::registration_method(md.token_endpoint_auth_methods_supported.as_deref())
-            .map_err(ConnectError::Auth)?;
+        let method =
+            client_auth::registration_method(md.token_endpoint_auth_methods_supported.as_deref())
+                .map_err(ConnectError::Auth)?;
         let mut grants = vec!["authorization_code", "refresh_token"];
         if md.device_authorization_endpoint.is_some() {
             grants.push(GRANT_DEVICE_CODE);
@@ -720,7 +740,8 @@ impl Auth {
                 "no device authorization endpoint".into(),
             ));
         };
-        let device_url = DeviceAuthorizationUrl::from_url(endpoint_url("device authorization", endpoint)?);
+        let device_url =
+            DeviceAuthorizationUrl::from_url(endpoint_url("device authorization", endpoint)?);
         let (client, extra) = self.token_client(saved)?;
         let client = client.set_device_authorization_url(device_url);
         let scopes = saved
@@ -936,7 +957,10 @@ mod tests {
 
     #[test]
     fn step_up_asks_for_the_union() {
-        assert_eq!(scope_union(Some("mcp read"), "write read"), "mcp read write");
+        assert_eq!(
+            scope_union(Some("mcp read"), "write read"),
+            "mcp read write"
+        );
         assert_eq!(scope_union(None, "write"), "write");
         assert!(covers(Some("a b"), "b"));
         assert!(!covers(Some("a b"), "b c"));

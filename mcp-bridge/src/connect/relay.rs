@@ -296,7 +296,8 @@ impl Remote {
                     // Step-up (RFC 6750 §3.1 insufficient_scope; MCP 2025-11-25 "Step-Up
                     // Authorization Flow"): authorize again for the union of scopes and retry,
                     // a bounded number of times; then answer this one request with the refusal.
-                    let insufficient = ch.get("error").map(String::as_str) == Some("insufficient_scope");
+                    let insufficient =
+                        ch.get("error").map(String::as_str) == Some("insufficient_scope");
                     if insufficient
                         && step_ups < STEP_UP_ATTEMPTS
                         && self.auth.step_up(token.as_deref(), &ch).await?
@@ -754,9 +755,18 @@ mod tests {
     #[test]
     fn discover_settles_the_version() {
         let listed = ["2025-11-25", "2026-07-28"];
-        assert_eq!(choose_version(Some("2026-07-28"), &listed).as_deref(), Some("2026-07-28"));
-        assert_eq!(choose_version(Some("2025-11-25"), &listed).as_deref(), Some("2025-11-25"));
-        assert_eq!(choose_version(Some("2030-01-01"), &listed).as_deref(), Some("2026-07-28"));
+        assert_eq!(
+            choose_version(Some("2026-07-28"), &listed).as_deref(),
+            Some("2026-07-28")
+        );
+        assert_eq!(
+            choose_version(Some("2025-11-25"), &listed).as_deref(),
+            Some("2025-11-25")
+        );
+        assert_eq!(
+            choose_version(Some("2030-01-01"), &listed).as_deref(),
+            Some("2026-07-28")
+        );
         assert_eq!(choose_version(None, &listed).as_deref(), Some("2026-07-28"));
         assert_eq!(choose_version(None, &[]), None);
     }

@@ -124,7 +124,9 @@ impl Parser {
             None => (line, ""),
         };
         match field {
-            "data" if self.data.as_ref().map_or(0, |d| d.len() + 1) + value.len() > self.max_event => {
+            "data"
+                if self.data.as_ref().map_or(0, |d| d.len() + 1) + value.len() > self.max_event =>
+            {
                 self.data = None;
                 return Err(Overflow::Event(self.max_event));
             }
@@ -195,7 +197,10 @@ mod tests {
         assert!(p.buf.capacity() == 0);
         // Exactly at the limit is still fine.
         let mut p = Parser::with_limits(16, 64);
-        assert_eq!(p.feed(b"data: 0123456789\n\n").unwrap()[0].data, "0123456789");
+        assert_eq!(
+            p.feed(b"data: 0123456789\n\n").unwrap()[0].data,
+            "0123456789"
+        );
     }
 
     #[test]

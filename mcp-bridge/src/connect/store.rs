@@ -132,7 +132,10 @@ mod tests {
             f.load().unwrap().access_token.as_deref(),
             Some("secret-token")
         );
-        assert_eq!(f.load().unwrap().client_secret.as_deref(), Some("client-secret"));
+        assert_eq!(
+            f.load().unwrap().client_secret.as_deref(),
+            Some("client-secret")
+        );
         assert!(!format!("{s:?}").contains("secret-token"));
         assert!(!format!("{s:?}").contains("client-secret"));
     }

@@ -4,8 +4,13 @@
 //
 // Environment: CONNECT_BIN (the mcp-bridge binary), MCP_URL, CONNECT_ARGS (JSON
 // array of extra arguments), TOKEN_STORE (connect's --token-store directory),
-// SCENARIO (tools | sampling | refresh | revoke), SIGNIN_USER, SIGNIN_PASSWORD,
-// OPENER_LOG. connect runs with MCP_CONNECT_BROWSER="node connect_opener.mjs".
+// SCENARIO (tools | sampling | refresh | revoke | stepup | stateless), SIGNIN_USER,
+// SIGNIN_PASSWORD, OPENER_LOG, CONNECT_ENV (JSON object of extra environment for
+// connect). connect runs with MCP_CONNECT_BROWSER="node connect_opener.mjs".
+//
+// `stateless` speaks the 2026-07-28 wire (no initialize; `_meta` on every request,
+// `server/discover` first) through the SDK's stdio transport itself: the SDK's Client
+// class (1.32) only knows the initialize handshake.
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -80,6 +85,7 @@ const transport = new StdioClientTransport({
     SIGNIN_USER: process.env.SIGNIN_USER ?? '',
     SIGNIN_PASSWORD: process.env.SIGNIN_PASSWORD ?? '',
     OPENER_LOG: openerLog ?? '',
+    ...JSON.parse(process.env.CONNECT_ENV ?? '{}'),
   },
   stderr: 'pipe',
 });
@@ -95,6 +101,60 @@ transport.stderr.on('data', (d) => {
     );
   }
 });
+
+if (scenario === 'stateless') {
+  await stateless();
+  process.exit(0);
+}
+
+// 2026-07-28: every request carries its version and capabilities in `_meta`; the
+// transport (connect) must put the version in MCP-Protocol-Version itself.
+async function stateless() {
+  const META = {
+    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+    'io.modelcontextprotocol/clientCapabilities': {},
+    'io.modelcontextprotocol/clientInfo': { name: 'connect-test', version: '1.0.0' },
+  };
+  const pending = new Map();
+  let nextId = 1;
+  transport.onmessage = (m) => {
+    const p = pending.get(m.id);
+    if (p && !('method' in m)) {
+      pending.delete(m.id);
+      p(m);
+    }
+  };
+  transport.onerror = (e) => fail('transport', e);
+  const request = (method, params) =>
+    new Promise((resolve, reject) => {
+      const id = nextId++;
+      const timer = setTimeout(() => reject(new Error(`no answer to ${method}\nstderr:\n${stderr}`)), 60000);
+      pending.set(id, (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      transport.send({ jsonrpc: '2.0', id, method, params }).catch(reject);
+    });
+  try {
+    await transport.start();
+    // A server may answer -32601 (the real bridge relays it to an MCP server that lacks it).
+    const discover = await request('server/discover', { _meta: META });
+    report('discovered', { versions: discover.result?.supportedVersions ?? null, error: discover.error ?? null });
+    const list = await request('tools/list', { _meta: META });
+    if (!list.result) throw new Error(`tools/list: ${JSON.stringify(list)}`);
+    report('tools', { names: list.result.tools.map((t) => t.name) });
+    const call = await request('tools/call', { name: 'echo', arguments: { message: 'stateless hello' }, _meta: META });
+    if (!JSON.stringify(call.result ?? call).includes('stateless hello')) throw new Error(`tools/call: ${JSON.stringify(call)}`);
+    report('tool_call');
+    // No `_meta` version on this one: connect sends the version server/discover settled on.
+    const bare = await request('tools/list', {});
+    report('bare_request', { ok: Boolean(bare.result), error: bare.error ?? null });
+    await transport.close();
+    report('done', { sign_ins: signIns(), stderr });
+  } catch (e) {
+    fail('error', `${e?.stack ?? e}\nstderr:\n${stderr}`);
+  }
+}
 
 const client = new Client(
   { name: 'connect-test', version: '1.0.0' },
@@ -169,6 +229,23 @@ try {
     await echo('after revocation');
     const after = saved();
     report('reauthorized', { sign_ins: signIns().length, new_token: after.access_token !== before.access_token, refresh_refused: stderr.includes('refresh token was refused') });
+  }
+  if (scenario === 'stepup') {
+    // 403 insufficient_scope: connect signs in again for the union of scopes and retries.
+    const r = await client.callTool({ name: 'admin_echo', arguments: { message: 'with more scope' } });
+    const text = r.content?.map((c) => c.text).join('') ?? '';
+    if (!text.includes('with more scope')) throw new Error(`admin_echo returned ${JSON.stringify(r)}`);
+    report('stepped_up', { sign_ins: signIns().length, scope: saved().scope });
+    // A scope the server never grants: bounded, then the request is answered with the refusal.
+    let refused = null;
+    try {
+      const r2 = await client.callTool({ name: 'never_echo', arguments: { message: 'x' } });
+      refused = { unexpected: r2 };
+    } catch (e) {
+      refused = { code: e.code, message: String(e.message) };
+    }
+    report('refused', { ...refused, sign_ins: signIns().length });
+    await echo('still fine after the refusal');
   }
   if (device) await device;
   await client.close();

@@ -1,6 +1,6 @@
 //! Helpers for `tests/tests/connect.rs`: the `mcp-bridge` binary and a raw stdio peer.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -24,6 +24,97 @@ pub fn connect_bin() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(bin)
+}
+
+/// The JSON step lines `tests/js/connect_client.mjs` printed.
+pub struct Run {
+    pub steps: Vec<serde_json::Value>,
+}
+
+impl Run {
+    pub fn step(&self, name: &str) -> &serde_json::Value {
+        self.steps
+            .iter()
+            .find(|s| s["step"] == name)
+            .unwrap_or_else(|| panic!("no step {name} in {:#?}", self.steps))
+    }
+    pub fn names(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter_map(|s| s["step"].as_str())
+            .collect()
+    }
+}
+
+/// Runs tests/js/connect_client.mjs (the MCP TypeScript SDK's stdio client spawning
+/// `mcp-bridge connect`); panics with its output when it fails.
+pub async fn sdk_client(
+    scenario: &str,
+    mcp_url: &str,
+    work: &Path,
+    creds: (&str, &str),
+    extra_args: &[&str],
+) -> Run {
+    sdk_client_env(scenario, mcp_url, work, creds, extra_args, &[]).await
+}
+
+/// [`sdk_client`] with extra environment for connect (`MCP_CONNECT_CLIENT_SECRET`, …).
+#[allow(clippy::unwrap_used, clippy::expect_used)] // a test helper: failing is the point
+pub async fn sdk_client_env(
+    scenario: &str,
+    mcp_url: &str,
+    work: &Path,
+    creds: (&str, &str),
+    extra_args: &[&str],
+    connect_env: &[(&str, &str)],
+) -> Run {
+    crate::require_js_deps().unwrap();
+    let bin = connect_bin().unwrap();
+    let store = work.join("tokens");
+    let log = work.join("sign-ins.log");
+    let extra = serde_json::to_string(extra_args).unwrap();
+    let env: serde_json::Map<String, serde_json::Value> = connect_env
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    let env = serde_json::Value::Object(env).to_string();
+    let run = crate::run_js(
+        "connect_client.mjs",
+        &[
+            ("CONNECT_BIN", bin.to_str().unwrap()),
+            ("MCP_URL", mcp_url),
+            ("SCENARIO", scenario),
+            ("TOKEN_STORE", store.to_str().unwrap()),
+            ("OPENER_LOG", log.to_str().unwrap()),
+            ("CONNECT_ARGS", &extra),
+            ("CONNECT_ENV", &env),
+            ("SIGNIN_USER", creds.0),
+            ("SIGNIN_PASSWORD", creds.1),
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(
+        run.success && run.lines.last().is_some_and(|l| l["step"] == "done"),
+        "connect_client.mjs ({scenario}) failed:\n{:#?}\nstderr:\n{}",
+        run.lines,
+        run.stderr
+    );
+    if let Some(done) = run.lines.last() {
+        eprintln!(
+            "connect's stderr ({scenario}):\n{}",
+            done["stderr"].as_str().unwrap_or("")
+        );
+    }
+    Run { steps: run.lines }
+}
+
+/// The token files connect wrote under `work/tokens`.
+pub fn token_files(work: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(work.join("tokens")) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// `mcp-bridge connect` driven line by line, as a bare stdio MCP client would.
@@ -55,6 +146,11 @@ impl StdioPeer {
             stdin,
             stdout,
         })
+    }
+
+    /// The connect process's id (for /proc measurements).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     pub async fn send(&mut self, v: serde_json::Value) -> anyhow::Result<()> {

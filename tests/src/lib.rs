@@ -6,6 +6,7 @@ pub mod connect_support;
 pub mod faults_support;
 pub mod proxy;
 pub mod stack;
+pub mod variant_server;
 
 use std::path::Path;
 use std::process::Stdio;

@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use gateway_common::config::Source;
-use gateway_tests::connect_support::{connect_bin, StdioPeer};
+use gateway_tests::connect_support::{sdk_client, token_files, StdioPeer};
 use mcp_gateway::up::{self, UpArgs};
 use serde_json::{json, Value};
 
@@ -44,75 +44,6 @@ async fn gateway_with(
         .clone()
         .expect("first run creates a user");
     (running, user, password)
-}
-
-struct Run {
-    steps: Vec<Value>,
-}
-
-impl Run {
-    fn step(&self, name: &str) -> &Value {
-        self.steps
-            .iter()
-            .find(|s| s["step"] == name)
-            .unwrap_or_else(|| panic!("no step {name} in {:#?}", self.steps))
-    }
-    fn names(&self) -> Vec<&str> {
-        self.steps
-            .iter()
-            .filter_map(|s| s["step"].as_str())
-            .collect()
-    }
-}
-
-/// Runs tests/js/connect_client.mjs; panics with its output when it fails.
-async fn sdk_client(
-    scenario: &str,
-    mcp_url: &str,
-    work: &Path,
-    creds: (&str, &str),
-    extra_args: &[&str],
-) -> Run {
-    gateway_tests::require_js_deps().unwrap();
-    let bin = connect_bin().unwrap();
-    let store = work.join("tokens");
-    let log = work.join("sign-ins.log");
-    let extra = serde_json::to_string(extra_args).unwrap();
-    let run = gateway_tests::run_js(
-        "connect_client.mjs",
-        &[
-            ("CONNECT_BIN", bin.to_str().unwrap()),
-            ("MCP_URL", mcp_url),
-            ("SCENARIO", scenario),
-            ("TOKEN_STORE", store.to_str().unwrap()),
-            ("OPENER_LOG", log.to_str().unwrap()),
-            ("CONNECT_ARGS", &extra),
-            ("SIGNIN_USER", creds.0),
-            ("SIGNIN_PASSWORD", creds.1),
-        ],
-    )
-    .await
-    .unwrap();
-    assert!(
-        run.success && run.lines.last().is_some_and(|l| l["step"] == "done"),
-        "connect_client.mjs ({scenario}) failed:\n{:#?}\nstderr:\n{}",
-        run.lines,
-        run.stderr
-    );
-    if let Some(done) = run.lines.last() {
-        eprintln!(
-            "connect's stderr ({scenario}):\n{}",
-            done["stderr"].as_str().unwrap_or("")
-        );
-    }
-    Run { steps: run.lines }
-}
-
-fn token_files(work: &Path) -> Vec<std::path::PathBuf> {
-    match std::fs::read_dir(work.join("tokens")) {
-        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
-        Err(_) => Vec::new(),
-    }
 }
 
 #[actix_web::test]

@@ -9,37 +9,56 @@
 //! ```text
 //! mcp-bridge connect https://svc.example.com/mcp [--device] [--no-browser]
 //!     [--client-metadata-url https://app.example/client.json] [--token-store DIR] [--scope S]
+//!     [--client-id ID [--client-secret-file FILE]]
+//!     [--client-credentials [--private-key-file PEM [--key-id KID]]]
 //! ```
 //!
 //! - No 401, no OAuth: any Streamable HTTP server works, protected or not.
 //! - Discovery: `resource_metadata` of the 401 challenge, else the well-known PRM URLs
-//!   (path-suffixed first); the PRM `resource` must be the URL given (RFC 9728 §3.3);
+//!   (path-suffixed first); the PRM `resource` must be the identifier the well-known path
+//!   was inserted into (RFC 9728 §3.3: the origin for the root URL) or the URL given, and
+//!   must cover the URL given; that `resource` is what connect asks for (RFC 8707).
 //!   AS metadata by RFC 8414 then OpenID paths; its `issuer` must equal the PRM's
-//!   authorization server byte for byte, and it must list PKCE `S256`.
-//! - Registration: the `--client-metadata-url` (https only) as `client_id` when the server
-//!   advertises `client_id_metadata_document_supported` (http allowed on loopback only), else RFC 7591 as a public client
-//!   (`token_endpoint_auth_method: none`). The client id is kept in the token file and reused.
+//!   authorization server byte for byte, and it must list PKCE `S256`. No PRM at all
+//!   (a 2025-03-26 server): AS metadata at the MCP origin, else `/authorize`, `/token`,
+//!   `/register` there.
+//! - Registration: `--client-id` (a pre-registered client; its secret from
+//!   `--client-secret-file` or `MCP_CONNECT_CLIENT_SECRET`, never argv), else the
+//!   `--client-metadata-url` (https only) as `client_id` when the server advertises
+//!   `client_id_metadata_document_supported` (http allowed on loopback only), else RFC 7591:
+//!   as a public client (`none`) unless the server's `token_endpoint_auth_methods_supported`
+//!   leaves it out, then with `client_secret_basic` or `client_secret_post`; the client id
+//!   (and an issued secret) are kept in the token file and reused.
 //! - Sign-in: the browser opens the authorization URL (`MCP_CONNECT_BROWSER` overrides the
 //!   `xdg-open`/`open` command; `--no-browser` only prints the URL on stderr) and the
 //!   redirect comes back to `http://127.0.0.1:<random port>/callback` (RFC 8252 §7.3);
 //!   `state` and RFC 9207 `iss` are checked. `--device`: RFC 8628, the verification URI and
-//!   user code are printed on stderr.
+//!   user code are printed on stderr. `--client-credentials` (SEP-1046): no user, no browser;
+//!   the client authenticates with its secret or, with `--private-key-file`, `private_key_jwt`
+//!   (RFC 7523; `kid` the RFC 7638 thumbprint unless `--key-id`).
 //! - Tokens: `$XDG_CONFIG_HOME/mcp-gateway/connect/<sha256(url)>.json` (else
 //!   `~/.config/…`, or `--token-store DIR`), mode 0600 in a 0700 directory. Refreshed a
 //!   fifth of their lifetime (at most 60 s) before `expires_in` runs out; a 401 refreshes
 //!   too; a refused refresh (`invalid_grant`) starts a new sign-in.
 //! - Relay: stdout carries only JSON-RPC lines; everything human goes to stderr.
 //!   `Mcp-Session-Id` and the negotiated `MCP-Protocol-Version` are sent after initialize;
-//!   the GET stream is opened after `notifications/initialized` and reconnected with
+//!   a request whose `_meta` names a protocol version (2026-07-28, stateless) is sent with
+//!   that version and no session; without either, the version `server/discover` settled on.
+//!   The GET stream is opened after `notifications/initialized` and reconnected with
 //!   `Last-Event-ID`; a POST stream that ends before its response is resumed the same way.
 //!   A 404 on a session answers the request with JSON-RPC error -32001 and the next
-//!   `initialize` starts a new session. A 403 `insufficient_scope` answers that one request.
+//!   `initialize` starts a new session. A 403 `insufficient_scope` with `scope=` signs in
+//!   again for the union of the held and demanded scopes and retries (at most twice per
+//!   request, never twice for the same scopes); otherwise it answers that one request.
+//!   SSE lines over 8 MiB, events over 16 MiB and JSON bodies over 16 MiB are dropped and
+//!   the request answered with an error.
 //!
 //! Exit codes (sysexits.h): 0 the client closed stdin; 64 bad arguments;
 //! 69 the remote is unreachable; 77 the remote refused us (401 after signing in
 //! again, other 403s) or discovery / sign-in failed; 70 anything else.
 
 pub mod challenge;
+pub mod client_auth;
 pub mod discovery;
 pub mod oauth;
 pub mod relay;
@@ -53,7 +72,12 @@ use gateway_common::config::Source;
 use url::Url;
 
 pub const USAGE: &str = "usage: mcp-bridge connect <https://host/mcp> [--device] [--no-browser] \
-[--client-metadata-url URL] [--token-store DIR] [--scope SCOPE]";
+[--client-metadata-url URL] [--token-store DIR] [--scope SCOPE] \
+[--client-id ID [--client-secret-file FILE]] \
+[--client-credentials [--private-key-file PEM [--key-id KID]]]";
+
+/// The environment variable that may carry a pre-registered client's secret.
+pub const SECRET_ENV: &str = "MCP_CONNECT_CLIENT_SECRET";
 
 /// What `connect` was asked to do.
 #[derive(Debug, Clone)]
@@ -67,6 +91,14 @@ pub struct Options {
     pub token_store: Option<PathBuf>,
     /// The opener command (`MCP_CONNECT_BROWSER`, shell words; the URL is appended).
     pub browser: Option<Vec<String>>,
+    /// A pre-registered client (`--client-id`): no registration.
+    pub client_id: Option<String>,
+    /// Its secret, from `--client-secret-file` or `MCP_CONNECT_CLIENT_SECRET`, never argv.
+    pub client_secret: Option<oauth2::ClientSecret>,
+    /// `--client-credentials`: the client itself is the principal (SEP-1046), no browser.
+    pub client_credentials: bool,
+    /// `--private-key-file`: authenticate with `private_key_jwt` (RFC 7523).
+    pub signing_key: Option<client_auth::SigningKey>,
 }
 
 /// Why `connect` stopped. Each maps to one exit code and one stderr line.
@@ -124,6 +156,11 @@ pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError
     let mut client_metadata_url = None;
     let mut scope = None;
     let mut token_store = None;
+    let mut client_id = None;
+    let mut secret_file = None;
+    let mut client_credentials = false;
+    let mut key_file = None;
+    let mut key_id = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |name: &str| {
@@ -137,6 +174,17 @@ pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError
             "--client-metadata-url" => client_metadata_url = Some(value(a)?),
             "--scope" => scope = Some(value(a)?),
             "--token-store" => token_store = Some(PathBuf::from(value(a)?)),
+            "--client-id" => client_id = Some(value(a)?),
+            "--client-secret-file" => secret_file = Some(PathBuf::from(value(a)?)),
+            "--client-credentials" => client_credentials = true,
+            "--private-key-file" => key_file = Some(PathBuf::from(value(a)?)),
+            "--key-id" => key_id = Some(value(a)?),
+            s if s == "--client-secret" || s.starts_with("--client-secret=") => {
+                // A secret in argv is readable by every user of the machine (ps, /proc).
+                return Err(ConnectError::Usage(format!(
+                    "a client secret is never taken on the command line: use --client-secret-file FILE or {SECRET_ENV}"
+                )));
+            }
             s if s.starts_with("--") => {
                 return Err(ConnectError::Usage(format!("unknown option {s}")))
             }
@@ -164,6 +212,63 @@ pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError
             )));
         }
     }
+    if client_id.as_deref().is_some_and(|c| c.trim().is_empty()) {
+        return Err(ConnectError::Usage("--client-id is empty".into()));
+    }
+    let client_secret = match &secret_file {
+        Some(f) => {
+            let raw = std::fs::read_to_string(f).map_err(|e| {
+                ConnectError::Usage(format!(
+                    "cannot read --client-secret-file {} ({e})",
+                    f.display()
+                ))
+            })?;
+            Some(raw.trim_end_matches(['\r', '\n']).to_string())
+        }
+        None => env
+            .get(SECRET_ENV)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+    };
+    if client_secret.as_deref() == Some("") {
+        return Err(ConnectError::Usage(
+            "the client secret file is empty".into(),
+        ));
+    }
+    if client_secret.is_some() && client_id.is_none() {
+        return Err(ConnectError::Usage(format!(
+            "a client secret (--client-secret-file or {SECRET_ENV}) needs --client-id"
+        )));
+    }
+    if key_id.is_some() && key_file.is_none() {
+        return Err(ConnectError::Usage(
+            "--key-id needs --private-key-file".into(),
+        ));
+    }
+    let signing_key = match &key_file {
+        Some(f) => Some(
+            client_auth::SigningKey::from_file(f, key_id)
+                .map_err(|e| ConnectError::Usage(format!("--private-key-file: {e}")))?,
+        ),
+        None => None,
+    };
+    if signing_key.is_some() && client_id.is_none() {
+        return Err(ConnectError::Usage(
+            "--private-key-file needs --client-id".into(),
+        ));
+    }
+    if client_credentials {
+        if client_id.is_none() || (client_secret.is_none() && signing_key.is_none()) {
+            return Err(ConnectError::Usage(format!(
+                "--client-credentials needs --client-id and a secret (--client-secret-file or {SECRET_ENV}) or --private-key-file"
+            )));
+        }
+        if opts_device {
+            return Err(ConnectError::Usage(
+                "--client-credentials and --device exclude each other".into(),
+            ));
+        }
+    }
     let browser = env
         .get("MCP_CONNECT_BROWSER")
         .filter(|s| !s.trim().is_empty())
@@ -181,6 +286,10 @@ pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError
         scope,
         token_store,
         browser,
+        client_id,
+        client_secret: client_secret.map(oauth2::ClientSecret::new),
+        client_credentials,
+        signing_key,
     })
 }
 
@@ -261,6 +370,47 @@ mod tests {
     }
 
     #[test]
+    fn pre_registered_client_secret_from_file_or_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        let o = parse_args(
+            &args(&[
+                "https://x/mcp",
+                "--client-id",
+                "c1",
+                "--client-secret-file",
+                f.to_str().unwrap(),
+            ]),
+            &Source::default(),
+        )
+        .unwrap();
+        assert_eq!(o.client_id.as_deref(), Some("c1"));
+        assert_eq!(o.client_secret.unwrap().secret(), "s3cret");
+        let env = Source::from_pairs([(SECRET_ENV, "from-env")]);
+        let o = parse_args(&args(&["https://x/mcp", "--client-id", "c1"]), &env).unwrap();
+        assert_eq!(o.client_secret.unwrap().secret(), "from-env");
+        // The file wins over the environment.
+        let o = parse_args(
+            &args(&[
+                "https://x/mcp",
+                "--client-id",
+                "c1",
+                "--client-secret-file",
+                f.to_str().unwrap(),
+            ]),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(o.client_secret.unwrap().secret(), "s3cret");
+        assert!(!format!(
+            "{:?}",
+            parse_args(&args(&["https://x/mcp", "--client-id", "c1"]), &env).unwrap()
+        )
+        .contains("from-env"));
+    }
+
+    #[test]
     fn bad_arguments_exit_64() {
         let env = Source::default();
         for bad in [
@@ -273,6 +423,24 @@ mod tests {
                 "https://x/mcp",
                 "--client-metadata-url",
                 "ftp://127.0.0.1/c.json",
+            ]),
+            // Never a secret in argv.
+            args(&["https://x/mcp", "--client-id", "c", "--client-secret", "s"]),
+            args(&["https://x/mcp", "--client-secret=s"]),
+            args(&[
+                "https://x/mcp",
+                "--client-secret-file",
+                "/nonexistent/secret",
+            ]),
+            args(&["https://x/mcp", "--client-credentials"]),
+            args(&["https://x/mcp", "--client-credentials", "--client-id", "c"]),
+            args(&["https://x/mcp", "--key-id", "k"]),
+            args(&[
+                "https://x/mcp",
+                "--client-id",
+                "c",
+                "--private-key-file",
+                "/nonexistent/key.pem",
             ]),
         ] {
             assert_eq!(

@@ -1,5 +1,11 @@
 //! The OAuth client: registration, PKCE authorization code flow with a loopback
-//! redirect (RFC 8252 §7.3) or the device flow (RFC 8628), refresh, and the token file.
+//! redirect (RFC 8252 §7.3), the device flow (RFC 8628), client credentials (MCP
+//! SEP-1046), refresh, scope step-up, and the token file.
+//!
+//! Token endpoint requests, the authorization URL and the device flow go through the
+//! `oauth2` crate (client authentication `none`, `client_secret_basic`,
+//! `client_secret_post`; `private_key_jwt` as its RFC 7523 extra parameters). Discovery
+//! and registration are not part of that crate and are done here.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -8,12 +14,19 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use gateway_common::clock::SharedClock;
 use gateway_common::crypto::random_token;
-use serde::Deserialize;
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    DeviceAuthorizationUrl, EndpointNotSet, EndpointSet, PkceCodeChallenge, RedirectUrl,
+    RefreshToken, RequestTokenError, Scope, StandardDeviceAuthorizationResponse, TokenResponse,
+    TokenUrl,
+};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 
-use super::discovery::{self, AuthServerMetadata};
+use super::client_auth::{self, ClientAuth};
+use super::discovery::{self, AuthServerMetadata, Discovered};
 use super::store::{Saved, TokenFile};
 use super::{ConnectError, Options};
 
@@ -21,15 +34,12 @@ const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// How long the user has to finish signing in.
 const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Token endpoint answer (RFC 6749 §5.1 / §5.2).
-#[derive(Deserialize)]
-struct TokenResponse {
-    access_token: Option<String>,
+/// What a token endpoint granted (RFC 6749 §5.1).
+struct Granted {
+    access_token: String,
     refresh_token: Option<String>,
     expires_in: Option<u64>,
     scope: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
 }
 
 /// How a token request failed.
@@ -39,6 +49,23 @@ enum GrantError {
     Other(ConnectError),
 }
 
+/// One token request.
+enum Grant {
+    Code {
+        code: String,
+        verifier: oauth2::PkceCodeVerifier,
+        redirect_uri: String,
+    },
+    Refresh(String),
+    ClientCredentials,
+}
+
+type TokenClient =
+    BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
+/// Extra token-request parameters a client authentication adds (RFC 7523 §2.2).
+type ExtraParams = Vec<(&'static str, String)>;
+
 /// Owns the tokens of one server.
 pub struct Auth {
     http: reqwest::Client,
@@ -47,6 +74,8 @@ pub struct Auth {
     file: TokenFile,
     clock: SharedClock,
     saved: tokio::sync::Mutex<Option<Saved>>,
+    /// The scope the last step-up asked for: asking again for no more is a loop.
+    stepped_up_for: std::sync::Mutex<Option<String>>,
 }
 
 /// PKCE S256 challenge of a verifier (RFC 7636 §4.2).
@@ -60,6 +89,27 @@ pub fn refresh_due(now: u64, expires_at: u64, lifetime: u64) -> bool {
     now + margin >= expires_at
 }
 
+/// Scope strings as sets: the held ones, then the demanded ones not yet held
+/// (RFC 6750 §3.1 `insufficient_scope`; MCP 2025-11-25 "Step-Up Authorization Flow").
+pub fn scope_union(held: Option<&str>, demanded: &str) -> String {
+    let mut out: Vec<&str> = held.unwrap_or("").split_whitespace().collect();
+    for s in demanded.split_whitespace() {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out.join(" ")
+}
+
+fn covers(held: Option<&str>, demanded: &str) -> bool {
+    let held: Vec<&str> = held.unwrap_or("").split_whitespace().collect();
+    demanded.split_whitespace().all(|s| held.contains(&s))
+}
+
+fn endpoint_url(what: &str, url: &str) -> Result<Url, ConnectError> {
+    Url::parse(url).map_err(|_| ConnectError::Auth(format!("invalid {what} endpoint {url:?}")))
+}
+
 impl Auth {
     pub fn new(
         http: reqwest::Client,
@@ -68,7 +118,11 @@ impl Auth {
         file: TokenFile,
         clock: SharedClock,
     ) -> Self {
-        let saved = file.load().filter(|s| s.server_url == server.as_str());
+        // A stored registration of another client than the one named now is not used.
+        let saved = file.load().filter(|s| {
+            s.server_url == server.as_str()
+                && opts.client_id.as_ref().is_none_or(|id| *id == s.client_id)
+        });
         Self {
             http,
             server,
@@ -76,6 +130,7 @@ impl Auth {
             file,
             clock,
             saved: tokio::sync::Mutex::new(saved),
+            stepped_up_for: std::sync::Mutex::new(None),
         }
     }
 
@@ -91,8 +146,18 @@ impl Auth {
             (Some(exp), None) => now + 30 >= exp,
             _ => false,
         };
-        if due && saved.refresh_token.is_some() {
-            match self.refresh(saved).await {
+        if due && saved.access_token.is_some() {
+            let renewed = if saved.refresh_token.is_some() {
+                self.refresh(saved).await
+            } else if self.opts.client_credentials {
+                // SEP-1046: no refresh token; the client simply asks again.
+                self.grant(saved, Grant::ClientCredentials)
+                    .await
+                    .map(|t| self.apply(saved, t))
+            } else {
+                Ok(())
+            };
+            match renewed {
                 Ok(()) => {
                     eprintln!("mcp-bridge connect: refreshed the access token ahead of expiry");
                     self.persist(saved);
@@ -137,10 +202,51 @@ impl Auth {
             }
         }
         let previous = guard.take();
-        let fresh = self.authorize(previous, challenge).await?;
+        let fresh = self.authorize(previous, challenge, None).await?;
         self.persist(&fresh);
         *guard = Some(fresh);
         Ok(())
+    }
+
+    /// A request with `failed` was refused with 403 `insufficient_scope`: authorize again
+    /// with the union of the held scopes and the demanded ones. `Ok(false)`: nothing to ask
+    /// for that was not asked already (the caller answers the request with the refusal).
+    pub async fn step_up(
+        &self,
+        failed: Option<&str>,
+        challenge: &HashMap<String, String>,
+    ) -> Result<bool, ConnectError> {
+        let Some(demanded) = challenge.get("scope").filter(|s| !s.trim().is_empty()) else {
+            return Ok(false);
+        };
+        let mut guard = self.saved.lock().await;
+        let held = guard.as_ref().and_then(|s| s.scope.clone());
+        let current = guard.as_ref().and_then(|s| s.access_token.clone());
+        if current.is_some() && current.as_deref() != failed && covers(held.as_deref(), demanded) {
+            return Ok(true); // another request already stepped up
+        }
+        let wanted = scope_union(held.as_deref(), demanded);
+        {
+            let mut asked = self
+                .stepped_up_for
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // Held every demanded scope and still refused, or asked for all of them before and
+            // was not given them: asking again cannot help.
+            let futile = (covers(held.as_deref(), &wanted) && current.as_deref() == failed)
+                || covers(asked.as_deref(), &wanted);
+            if futile {
+                return Ok(false);
+            }
+            *asked = Some(wanted.clone());
+        }
+        eprintln!("mcp-bridge connect: the remote needs scope {demanded:?}; authorizing again for {wanted:?}");
+        let fresh = self
+            .authorize(guard.clone(), challenge, Some(wanted))
+            .await?;
+        self.persist(&fresh);
+        *guard = Some(fresh);
+        Ok(true)
     }
 
     fn persist(&self, saved: &Saved) {
@@ -157,23 +263,14 @@ impl Auth {
         let Some(rt) = saved.refresh_token.clone() else {
             return Err(GrantError::InvalidGrant);
         };
-        let mut form = vec![
-            ("grant_type", "refresh_token".to_string()),
-            ("refresh_token", rt),
-            ("client_id", saved.client_id.clone()),
-            ("resource", saved.resource.clone()),
-        ];
-        if let Some(s) = &saved.scope {
-            form.push(("scope", s.clone()));
-        }
-        let t = self.token_request(&saved.token_endpoint, &form).await?;
+        let t = self.grant(saved, Grant::Refresh(rt)).await?;
         self.apply(saved, t);
         Ok(())
     }
 
-    fn apply(&self, saved: &mut Saved, t: TokenResponse) {
+    fn apply(&self, saved: &mut Saved, t: Granted) {
         let now = self.clock.now_secs();
-        saved.access_token = t.access_token;
+        saved.access_token = Some(t.access_token);
         if t.refresh_token.is_some() {
             saved.refresh_token = t.refresh_token;
         }
@@ -184,69 +281,204 @@ impl Auth {
         saved.lifetime = t.expires_in;
     }
 
-    async fn token_request(
-        &self,
-        endpoint: &str,
-        form: &[(&str, String)],
-    ) -> Result<TokenResponse, GrantError> {
-        let url = Url::parse(endpoint).map_err(|_| {
-            GrantError::Other(ConnectError::Auth(format!(
-                "invalid token endpoint {endpoint:?}"
-            )))
-        })?;
-        let resp = self
-            .http
-            .post(url.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(form)
-            .send()
-            .await
-            .map_err(|e| GrantError::Other(ConnectError::from_transport(&url, e)))?;
-        let status = resp.status();
-        let t: TokenResponse = resp.json().await.map_err(|_| {
-            GrantError::Other(ConnectError::Auth(format!(
-                "the token endpoint answered {status} without a JSON body"
-            )))
-        })?;
-        match (&t.error, &t.access_token) {
-            (None, Some(_)) if status.is_success() => Ok(t),
-            (Some(e), _) if e == "invalid_grant" => Err(GrantError::InvalidGrant),
-            (Some(e), _) => Err(GrantError::Other(ConnectError::Auth(format!(
-                "the token endpoint refused: {e}{}",
-                t.error_description
-                    .as_deref()
-                    .map(|d| format!(" ({d})"))
-                    .unwrap_or_default()
-            )))),
-            (None, _) => Err(GrantError::Other(ConnectError::Auth(format!(
-                "the token endpoint answered {status} without an access token"
-            )))),
+    /// The client authentication for `saved`'s client: the secret or key given on start
+    /// for a pre-registered client, else the registered secret.
+    fn client_auth(&self, saved: &Saved) -> ClientAuth {
+        let ours = self.opts.client_id.as_deref() == Some(saved.client_id.as_str());
+        let secret = if ours {
+            self.opts.client_secret.clone()
+        } else {
+            saved.client_secret.clone().map(ClientSecret::new)
+        };
+        let key = ours.then(|| self.opts.signing_key.clone()).flatten();
+        client_auth::choose(
+            None,
+            saved.token_endpoint_auth_method.as_deref(),
+            secret,
+            key,
+        )
+    }
+
+    /// An `oauth2` client for `saved`'s token endpoint, authenticating as `client_auth`
+    /// says, and the extra parameters that authentication adds (RFC 7523 §2.2).
+    fn token_client(&self, saved: &Saved) -> Result<(TokenClient, ExtraParams), ConnectError> {
+        let token_url = TokenUrl::from_url(endpoint_url("token", &saved.token_endpoint)?);
+        let client =
+            BasicClient::new(ClientId::new(saved.client_id.clone())).set_token_uri(token_url);
+        let mut extra = Vec::new();
+        let client = match self.client_auth(saved) {
+            ClientAuth::None => client,
+            ClientAuth::Basic(secret) => client
+                .set_client_secret(secret)
+                .set_auth_type(AuthType::BasicAuth),
+            ClientAuth::Post(secret) => client
+                .set_client_secret(secret)
+                .set_auth_type(AuthType::RequestBody),
+            ClientAuth::PrivateKeyJwt(key) => {
+                let jwt = key
+                    .assertion(&saved.client_id, &saved.issuer, self.clock.now_secs())
+                    .map_err(ConnectError::Auth)?;
+                extra.push((
+                    "client_assertion_type",
+                    client_auth::ASSERTION_TYPE.to_string(),
+                ));
+                extra.push(("client_assertion", jwt));
+                client.set_auth_type(AuthType::RequestBody)
+            }
+        };
+        Ok((client, extra))
+    }
+
+    /// One token request; `resource` on every grant (RFC 8707 §2.2), `scope` where the
+    /// grant takes one.
+    async fn grant(&self, saved: &Saved, grant: Grant) -> Result<Granted, GrantError> {
+        let (client, extra) = self.token_client(saved).map_err(GrantError::Other)?;
+        let scopes: Vec<Scope> = saved
+            .scope
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|s| Scope::new(s.to_string()))
+            .collect();
+        let mut extra = extra;
+        extra.push(("resource", saved.resource.clone()));
+        let result = match grant {
+            Grant::Code {
+                code,
+                verifier,
+                redirect_uri,
+            } => {
+                let redirect = RedirectUrl::new(redirect_uri).map_err(|e| {
+                    GrantError::Other(ConnectError::Internal(format!("redirect URI ({e})")))
+                })?;
+                let mut req = client
+                    .exchange_code(AuthorizationCode::new(code))
+                    .set_pkce_verifier(verifier)
+                    .set_redirect_uri(std::borrow::Cow::Owned(redirect));
+                for (k, v) in extra {
+                    req = req.add_extra_param(k, v);
+                }
+                req.request_async(&self.http).await
+            }
+            Grant::Refresh(rt) => {
+                let rt = RefreshToken::new(rt);
+                let mut req = client.exchange_refresh_token(&rt).add_scopes(scopes);
+                for (k, v) in extra {
+                    req = req.add_extra_param(k, v);
+                }
+                req.request_async(&self.http).await
+            }
+            Grant::ClientCredentials => {
+                let mut req = client.exchange_client_credentials().add_scopes(scopes);
+                for (k, v) in extra {
+                    req = req.add_extra_param(k, v);
+                }
+                req.request_async(&self.http).await
+            }
+        };
+        match result {
+            Ok(t) => Ok(granted(&t)),
+            Err(RequestTokenError::ServerResponse(r))
+                if *r.error() == BasicErrorResponseType::InvalidGrant =>
+            {
+                Err(GrantError::InvalidGrant)
+            }
+            Err(e) => Err(GrantError::Other(
+                self.token_error(&saved.token_endpoint, e),
+            )),
         }
     }
 
-    /// The whole flow: discovery, registration, sign-in, code → tokens.
+    fn token_error<T: oauth2::ErrorResponse + std::fmt::Display>(
+        &self,
+        endpoint: &str,
+        e: RequestTokenError<oauth2::HttpClientError<reqwest::Error>, T>,
+    ) -> ConnectError {
+        match e {
+            RequestTokenError::ServerResponse(r) => {
+                ConnectError::Auth(format!("the token endpoint refused: {r}"))
+            }
+            RequestTokenError::Request(oauth2::HttpClientError::Reqwest(e)) => {
+                match Url::parse(endpoint) {
+                    Ok(u) => ConnectError::from_transport(&u, *e),
+                    Err(_) => ConnectError::Auth(format!("token request failed ({e})")),
+                }
+            }
+            RequestTokenError::Request(e) => {
+                ConnectError::Auth(format!("token request to {endpoint} failed ({e})"))
+            }
+            RequestTokenError::Parse(e, _) => ConnectError::Auth(format!(
+                "the token endpoint answered without a usable token response ({e})"
+            )),
+            RequestTokenError::Other(e) => {
+                ConnectError::Auth(format!("the token endpoint answered: {e}"))
+            }
+        }
+    }
+
+    /// The whole flow: discovery, registration, sign-in (or client credentials) → tokens.
+    /// `scope`: the scope to ask for (a step-up), else chosen as below.
     async fn authorize(
         &self,
         previous: Option<Saved>,
         challenge: &HashMap<String, String>,
+        scope: Option<String>,
     ) -> Result<Saved, ConnectError> {
-        let prm = discovery::resource_metadata(
+        let cc = self.opts.client_credentials;
+        let Discovered {
+            resource,
+            issuer,
+            md,
+            scopes_supported,
+            how,
+        } = discovery::discover(
             &self.http,
             &self.server,
             challenge.get("resource_metadata").map(String::as_str),
+            !cc,
         )
         .await?;
-        let issuer = prm.authorization_servers[0].clone();
-        let md = discovery::auth_server_metadata(&self.http, &issuer).await?;
-        // Scope: --scope, else the challenge's, else what the resource supports (MCP 2025-11-25
-        // "Scope Selection Strategy"), else none (the server's default).
-        let scope = self
-            .opts
-            .scope
-            .clone()
+        eprintln!("mcp-bridge connect: authorization server {issuer} (found by {how})");
+        // Scope: a step-up's union, else --scope, else the challenge's, else what the resource
+        // supports (MCP 2025-11-25 "Scope Selection Strategy"), else none (the server's default).
+        let scope = scope
+            .or_else(|| self.opts.scope.clone())
             .or_else(|| challenge.get("scope").cloned())
-            .or_else(|| (!prm.scopes_supported.is_empty()).then(|| prm.scopes_supported.join(" ")));
-        let resource = prm.resource.clone();
+            .or_else(|| (!scopes_supported.is_empty()).then(|| scopes_supported.join(" ")));
+        let advertised = md.token_endpoint_auth_methods_supported.as_deref();
+
+        if cc {
+            let client_id = self.opts.client_id.clone().unwrap_or_default();
+            let method = client_auth::choose(
+                advertised,
+                None,
+                self.opts.client_secret.clone(),
+                self.opts.signing_key.clone(),
+            )
+            .method();
+            let mut saved = Saved {
+                server_url: self.server.to_string(),
+                issuer: issuer.clone(),
+                token_endpoint: md.token_endpoint.clone(),
+                client_id,
+                token_endpoint_auth_method: Some(method.to_string()),
+                resource,
+                scope,
+                ..Saved::default()
+            };
+            let t = self
+                .grant(&saved, Grant::ClientCredentials)
+                .await
+                .map_err(|e| match e {
+                    GrantError::InvalidGrant => ConnectError::Auth(
+                        "the client credentials grant was refused (invalid_grant)".into(),
+                    ),
+                    GrantError::Other(e) => e,
+                })?;
+            self.apply(&mut saved, t);
+            eprintln!("mcp-bridge connect: obtained a token from {issuer} with client credentials ({method})");
+            return Ok(saved);
+        }
 
         let device = self.opts.device;
         if device && md.device_authorization_endpoint.is_none() {
@@ -274,16 +506,36 @@ impl Auth {
             }
             None => "http://127.0.0.1/callback".to_string(),
         };
-        let client_id = match previous.filter(|p| p.issuer == issuer && !p.client_id.is_empty()) {
-            Some(p) => p.client_id,
-            None => self.register(&md, &redirect_uri).await?,
+        let registered = match (&self.opts.client_id, previous) {
+            (Some(id), _) => Registered {
+                client_id: id.clone(),
+                client_secret: None,
+                method: client_auth::choose(
+                    advertised,
+                    None,
+                    self.opts.client_secret.clone(),
+                    self.opts.signing_key.clone(),
+                )
+                .method()
+                .to_string(),
+            },
+            (None, Some(p)) if p.issuer == issuer && !p.client_id.is_empty() => Registered {
+                client_id: p.client_id,
+                client_secret: p.client_secret,
+                method: p
+                    .token_endpoint_auth_method
+                    .unwrap_or_else(|| "none".to_string()),
+            },
+            (None, _) => self.register(&md, &redirect_uri).await?,
         };
         let mut saved = Saved {
             server_url: self.server.to_string(),
             issuer: issuer.clone(),
             token_endpoint: md.token_endpoint.clone(),
             revocation_endpoint: None,
-            client_id,
+            client_id: registered.client_id,
+            client_secret: registered.client_secret,
+            token_endpoint_auth_method: Some(registered.method),
             resource,
             scope,
             ..Saved::default()
@@ -297,23 +549,31 @@ impl Auth {
         Ok(saved)
     }
 
-    /// Client ID Metadata Document when offered and configured, else RFC 7591.
+    /// Client ID Metadata Document when offered and configured, else RFC 7591: as a
+    /// public client when the server takes one, else with a secret method it advertises.
     async fn register(
         &self,
         md: &AuthServerMetadata,
         redirect_uri: &str,
-    ) -> Result<String, ConnectError> {
+    ) -> Result<Registered, ConnectError> {
         if let Some(url) = &self.opts.client_metadata_url {
             if md.client_id_metadata_document_supported {
-                return Ok(url.clone());
+                return Ok(Registered {
+                    client_id: url.clone(),
+                    client_secret: None,
+                    method: "none".into(),
+                });
             }
         }
         let Some(endpoint) = &md.registration_endpoint else {
             return Err(ConnectError::Auth(format!(
-                "authorization server {} offers neither client ID metadata documents (with --client-metadata-url) nor dynamic registration",
+                "authorization server {} offers neither client ID metadata documents (with --client-metadata-url) nor dynamic registration; pass a pre-registered client with --client-id",
                 md.issuer
             )));
         };
+        let method =
+            client_auth::registration_method(md.token_endpoint_auth_methods_supported.as_deref())
+                .map_err(ConnectError::Auth)?;
         let mut grants = vec!["authorization_code", "refresh_token"];
         if md.device_authorization_endpoint.is_some() {
             grants.push(GRANT_DEVICE_CODE);
@@ -323,7 +583,7 @@ impl Auth {
             "redirect_uris": [redirect_uri],
             "grant_types": grants,
             "response_types": ["code"],
-            "token_endpoint_auth_method": "none",
+            "token_endpoint_auth_method": method,
             "application_type": "native",
             "software_id": "mcp-bridge-connect",
             "software_version": env!("CARGO_PKG_VERSION"),
@@ -337,15 +597,38 @@ impl Auth {
             .map_err(|e| ConnectError::Auth(format!("registration at {endpoint} failed ({e})")))?;
         let status = resp.status();
         let v: serde_json::Value = resp.json().await.unwrap_or_default();
-        match v.get("client_id").and_then(|c| c.as_str()) {
-            Some(id) if status.is_success() => Ok(id.to_string()),
-            _ => Err(ConnectError::Auth(format!(
+        let Some(id) = v
+            .get("client_id")
+            .and_then(|c| c.as_str())
+            .filter(|_| status.is_success())
+        else {
+            return Err(ConnectError::Auth(format!(
                 "registration at {endpoint} answered {status}: {}",
                 v.get("error")
                     .and_then(|e| e.as_str())
                     .unwrap_or("no client_id")
-            ))),
+            )));
+        };
+        // RFC 7591 §3.2.1: the response states what was registered; it wins over what we asked.
+        let method = v
+            .get("token_endpoint_auth_method")
+            .and_then(|m| m.as_str())
+            .unwrap_or(method)
+            .to_string();
+        let secret = v
+            .get("client_secret")
+            .and_then(|s| s.as_str())
+            .map(str::to_string);
+        if method != "none" && secret.is_none() {
+            return Err(ConnectError::Auth(format!(
+                "registration at {endpoint} made a {method} client but issued no client_secret"
+            )));
         }
+        Ok(Registered {
+            client_id: id.to_string(),
+            client_secret: secret,
+            method,
+        })
     }
 
     async fn code_flow(
@@ -354,57 +637,57 @@ impl Auth {
         saved: &Saved,
         listener: tokio::net::TcpListener,
         redirect_uri: &str,
-    ) -> Result<TokenResponse, ConnectError> {
+    ) -> Result<Granted, ConnectError> {
         let Some(endpoint) = &md.authorization_endpoint else {
             return Err(ConnectError::Auth(format!(
                 "{} has no authorization endpoint",
                 md.issuer
             )));
         };
-        let verifier = random_token(32);
-        let state = random_token(16);
-        let mut url = Url::parse(endpoint).map_err(|_| {
-            ConnectError::Auth(format!("invalid authorization endpoint {endpoint:?}"))
-        })?;
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("response_type", "code")
-                .append_pair("client_id", &saved.client_id)
-                .append_pair("redirect_uri", redirect_uri)
-                .append_pair("code_challenge", &s256(&verifier))
-                .append_pair("code_challenge_method", "S256")
-                .append_pair("state", &state)
-                .append_pair("resource", &saved.resource);
-            if let Some(s) = &saved.scope {
-                q.append_pair("scope", s);
-            }
-        }
+        let auth_url = AuthUrl::from_url(endpoint_url("authorization", endpoint)?);
+        let redirect = RedirectUrl::new(redirect_uri.to_string())
+            .map_err(|e| ConnectError::Internal(format!("redirect URI ({e})")))?;
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let client = BasicClient::new(ClientId::new(saved.client_id.clone()))
+            .set_auth_uri(auth_url)
+            .set_redirect_uri(redirect);
+        let scopes = saved
+            .scope
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|s| Scope::new(s.to_string()));
+        let (url, state) = client
+            .authorize_url(|| CsrfToken::new(random_token(16)))
+            .set_pkce_challenge(challenge)
+            .add_scopes(scopes)
+            .add_extra_param("resource", saved.resource.clone())
+            .url();
         self.open_browser(url.as_str()).await;
         let params = tokio::time::timeout(SIGN_IN_TIMEOUT, wait_for_callback(&listener))
             .await
             .map_err(|_| ConnectError::Auth("sign-in did not finish within 5 minutes".into()))??;
-        check_callback(&params, &state, md)?;
+        check_callback(&params, state.secret(), md)?;
         let Some(code) = params.get("code") else {
             return Err(ConnectError::Auth(
                 "the authorization response carries no code".into(),
             ));
         };
-        let form = [
-            ("grant_type", "authorization_code".to_string()),
-            ("code", code.clone()),
-            ("redirect_uri", redirect_uri.to_string()),
-            ("client_id", saved.client_id.clone()),
-            ("code_verifier", verifier),
-            ("resource", saved.resource.clone()),
-        ];
-        self.token_request(&md.token_endpoint, &form)
-            .await
-            .map_err(|e| match e {
-                GrantError::InvalidGrant => {
-                    ConnectError::Auth("the authorization code was refused (invalid_grant)".into())
-                }
-                GrantError::Other(e) => e,
-            })
+        self.grant(
+            saved,
+            Grant::Code {
+                code: code.clone(),
+                verifier,
+                redirect_uri: redirect_uri.to_string(),
+            },
+        )
+        .await
+        .map_err(|e| match e {
+            GrantError::InvalidGrant => {
+                ConnectError::Auth("the authorization code was refused (invalid_grant)".into())
+            }
+            GrantError::Other(e) => e,
+        })
     }
 
     async fn open_browser(&self, url: &str) {
@@ -446,104 +729,93 @@ impl Auth {
         }
     }
 
-    /// RFC 8628 §3.1–§3.5.
+    /// RFC 8628 §3.1–§3.5, polling as §3.5 says (`slow_down` adds 5 s).
     async fn device_flow(
         &self,
         md: &AuthServerMetadata,
         saved: &Saved,
-    ) -> Result<TokenResponse, ConnectError> {
-        #[derive(Deserialize)]
-        struct DeviceAuthorization {
-            device_code: String,
-            user_code: String,
-            verification_uri: String,
-            verification_uri_complete: Option<String>,
-            expires_in: u64,
-            interval: Option<u64>,
-        }
+    ) -> Result<Granted, ConnectError> {
         let Some(endpoint) = &md.device_authorization_endpoint else {
             return Err(ConnectError::Auth(
                 "no device authorization endpoint".into(),
             ));
         };
-        let mut form = vec![
-            ("client_id", saved.client_id.clone()),
-            ("resource", saved.resource.clone()),
-        ];
-        if let Some(s) = &saved.scope {
-            form.push(("scope", s.clone()));
+        let device_url =
+            DeviceAuthorizationUrl::from_url(endpoint_url("device authorization", endpoint)?);
+        let (client, extra) = self.token_client(saved)?;
+        let client = client.set_device_authorization_url(device_url);
+        let scopes = saved
+            .scope
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(|s| Scope::new(s.to_string()));
+        let mut req = client
+            .exchange_device_code()
+            .add_scopes(scopes)
+            .add_extra_param("resource", saved.resource.clone());
+        for (k, v) in &extra {
+            req = req.add_extra_param(*k, v.clone());
         }
-        let resp = self
-            .http
-            .post(endpoint)
-            .form(&form)
-            .send()
+        let details: StandardDeviceAuthorizationResponse = req
+            .request_async(&self.http)
             .await
-            .map_err(|e| {
-                ConnectError::Auth(format!("device authorization at {endpoint} failed ({e})"))
-            })?;
-        let status = resp.status();
-        let da: DeviceAuthorization = resp.json().await.map_err(|_| {
-            ConnectError::Auth(format!(
-                "device authorization at {endpoint} answered {status}"
-            ))
-        })?;
+            .map_err(|e| self.token_error(endpoint, e))?;
         eprintln!(
             "mcp-bridge connect: to sign in, visit {} and enter the code {}",
-            da.verification_uri, da.user_code
+            details.verification_uri().as_str(),
+            details.user_code().secret()
         );
-        if let Some(c) = &da.verification_uri_complete {
-            eprintln!("mcp-bridge connect: or open {c}");
+        if let Some(c) = details.verification_uri_complete() {
+            eprintln!("mcp-bridge connect: or open {}", c.secret());
         }
-        let mut interval = da.interval.unwrap_or(5).max(1);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(da.expires_in);
-        let poll = [
-            ("grant_type", GRANT_DEVICE_CODE.to_string()),
-            ("device_code", da.device_code),
-            ("client_id", saved.client_id.clone()),
-            ("resource", saved.resource.clone()),
-        ];
-        loop {
-            tokio::time::sleep(Duration::from_secs(interval)).await;
-            if tokio::time::Instant::now() > deadline {
-                return Err(ConnectError::Auth(
-                    "the device code expired before sign-in".into(),
-                ));
-            }
-            let resp = self
-                .http
-                .post(&md.token_endpoint)
-                .form(&poll)
-                .send()
-                .await
-                .map_err(|e| ConnectError::Auth(format!("token endpoint unreachable ({e})")))?;
-            let t: TokenResponse = resp.json().await.map_err(|_| {
-                ConnectError::Auth("the token endpoint answered without JSON".into())
-            })?;
-            match t.error.as_deref() {
-                None if t.access_token.is_some() => return Ok(t),
-                Some("authorization_pending") => {}
-                Some("slow_down") => interval += 5, // RFC 8628 §3.5
-                Some("access_denied") => {
-                    return Err(ConnectError::Auth("sign-in was denied".into()))
-                }
-                Some("expired_token") => {
-                    return Err(ConnectError::Auth(
-                        "the device code expired before sign-in".into(),
-                    ))
-                }
-                Some(other) => {
-                    return Err(ConnectError::Auth(format!(
-                        "the token endpoint refused: {other}"
-                    )))
-                }
-                None => {
-                    return Err(ConnectError::Auth(
-                        "the token endpoint answered without an access token".into(),
-                    ))
-                }
-            }
+        let mut poll = client
+            .exchange_device_access_token(&details)
+            .add_extra_param("resource", saved.resource.clone());
+        for (k, v) in extra {
+            poll = poll.add_extra_param(k, v);
         }
+        match poll
+            .request_async(&self.http, tokio::time::sleep, None)
+            .await
+        {
+            Ok(t) => Ok(granted(&t)),
+            Err(RequestTokenError::ServerResponse(r)) => Err(ConnectError::Auth(match r.error() {
+                oauth2::DeviceCodeErrorResponseType::AccessDenied => "sign-in was denied".into(),
+                oauth2::DeviceCodeErrorResponseType::ExpiredToken => {
+                    "the device code expired before sign-in".into()
+                }
+                _ => format!("the token endpoint refused: {r}"),
+            })),
+            Err(e) => Err(self.token_error(&md.token_endpoint, e)),
+        }
+    }
+}
+
+/// A client registration: dynamic, by metadata document, or pre-registered.
+struct Registered {
+    client_id: String,
+    client_secret: Option<String>,
+    method: String,
+}
+
+fn granted(t: &oauth2::basic::BasicTokenResponse) -> Granted {
+    // An empty `scope` means the default scope: keep what was asked for.
+    let scope = t
+        .scopes()
+        .map(|v| {
+            v.iter()
+                .map(|s| s.as_str())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|s| !s.is_empty());
+    Granted {
+        access_token: t.access_token().secret().clone(),
+        refresh_token: t.refresh_token().map(|r| r.secret().clone()),
+        expires_in: t.expires_in().map(|d| d.as_secs()),
+        scope,
     }
 }
 
@@ -681,6 +953,18 @@ mod tests {
         assert!(!refresh_due(1000, 1005, 5) || refresh_due(1004, 1005, 5));
         assert!(refresh_due(1004, 1005, 5));
         assert!(!refresh_due(1003, 1005, 5));
+    }
+
+    #[test]
+    fn step_up_asks_for_the_union() {
+        assert_eq!(
+            scope_union(Some("mcp read"), "write read"),
+            "mcp read write"
+        );
+        assert_eq!(scope_union(None, "write"), "write");
+        assert!(covers(Some("a b"), "b"));
+        assert!(!covers(Some("a b"), "b c"));
+        assert!(covers(None, ""));
     }
 
     #[test]

@@ -31,6 +31,12 @@ const LAST_EVENT_ID: &str = "last-event-id";
 const DEFAULT_RETRY: Duration = Duration::from_secs(1);
 /// Resumption attempts of a POST stream that closed before its response.
 const RESUME_ATTEMPTS: u32 = 5;
+/// Re-authorizations one request may cause by 403 `insufficient_scope` (no loop).
+const STEP_UP_ATTEMPTS: u32 = 2;
+/// The largest JSON body read from the remote (an SSE stream is bounded by `sse`).
+const MAX_BODY_BYTES: usize = sse::MAX_EVENT_BYTES;
+/// `_meta` key carrying a 2026-07-28 request's protocol version ("Protocol Version").
+const META_VERSION: &str = "/params/_meta/io.modelcontextprotocol~1protocolVersion";
 
 #[derive(Debug, Default)]
 struct Session {
@@ -41,6 +47,11 @@ struct Session {
     /// The id of the `initialize` request in flight, to read the negotiated version.
     init_id: Option<IdKey>,
     get_stream_open: bool,
+    /// `server/discover` requests in flight and the version each asked for in `_meta`.
+    discover_ids: std::collections::HashMap<IdKey, Option<String>>,
+    /// The version `server/discover` settled on (2026-07-28 "Discovery"): sent on requests
+    /// whose `_meta` names none, when no `initialize` negotiated one.
+    discovered: Option<String>,
 }
 
 struct Remote {
@@ -58,6 +69,8 @@ struct StreamEnd {
     last_event_id: Option<String>,
     answered: bool,
     retry: Option<Duration>,
+    /// The stream broke a size limit and was dropped.
+    overflow: Option<sse::Overflow>,
 }
 
 /// Runs until stdin closes (Ok) or the remote refuses or is unreachable (Err).
@@ -155,6 +168,19 @@ impl Remote {
 
     /// Forwards one server message, noting the negotiated protocol version.
     async fn forward(&self, v: &Value) {
+        if let (Some(id), None) = (v.get("id"), v.get("method")) {
+            let mut s = self.session();
+            if let Some(asked) = s.discover_ids.remove(&IdKey::of(id)) {
+                let supported: Vec<&str> = v
+                    .pointer("/result/supportedVersions")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if let Some(chosen) = choose_version(asked.as_deref(), &supported) {
+                    s.discovered = Some(chosen);
+                }
+            }
+        }
         if let (Some(id), Some(version)) = (
             v.get("id"),
             v.pointer("/result/protocolVersion").and_then(Value::as_str),
@@ -168,19 +194,31 @@ impl Remote {
         self.to_client(v).await;
     }
 
+    /// Session and version headers. A message whose `_meta` names its protocol version
+    /// (2026-07-28, stateless) is sent with that version and no session; others with the
+    /// session's negotiated version, else the one `server/discover` settled on.
     fn with_session(
         &self,
         mut req: reqwest::RequestBuilder,
         initialize: bool,
+        msg: Option<&Value>,
     ) -> reqwest::RequestBuilder {
         let s = self.session();
-        if !initialize {
+        if initialize {
+            return req;
+        }
+        let own = msg
+            .and_then(|m| m.pointer(META_VERSION))
+            .and_then(Value::as_str);
+        let stateless = own.is_some_and(crate::version::is_stateless);
+        if !stateless {
             if let Some(id) = &s.id {
                 req = req.header(SESSION_HEADER, id);
             }
-            if let Some(v) = &s.version {
-                req = req.header(VERSION_HEADER, v);
-            }
+        }
+        let version = own.or(s.version.as_deref()).or(s.discovered.as_deref());
+        if let Some(v) = version {
+            req = req.header(VERSION_HEADER, v);
         }
         req
     }
@@ -204,8 +242,18 @@ impl Remote {
                 self.delete_session(&old).await;
             }
         }
+        if request_id.is_some() && msg["method"] == "server/discover" {
+            let asked = msg
+                .pointer(META_VERSION)
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            self.session()
+                .discover_ids
+                .insert(IdKey::of(&msg["id"]), asked);
+        }
         let body = serde_json::to_vec(msg).map_err(|e| ConnectError::Internal(e.to_string()))?;
         let mut signed_in_again = false;
+        let mut step_ups = 0;
         loop {
             let token = self.auth.token().await?;
             let mut req = self
@@ -214,7 +262,7 @@ impl Remote {
                 .header(CONTENT_TYPE, "application/json")
                 .header(ACCEPT, "application/json, text/event-stream")
                 .body(body.clone());
-            req = self.with_session(req, initialize);
+            req = self.with_session(req, initialize, Some(msg));
             for (name, value) in mirrored_headers(msg) {
                 req = req.header(name, value);
             }
@@ -245,9 +293,20 @@ impl Remote {
                         .or_else(|| ch.get("error"))
                         .cloned()
                         .unwrap_or_else(|| "403 Forbidden".into());
-                    // Step-up (RFC 6750 §3.1 insufficient_scope) concerns one request: answer it.
-                    match (&request_id, ch.get("error").map(String::as_str)) {
-                        (Some(id), Some("insufficient_scope")) if !initialize => {
+                    // Step-up (RFC 6750 §3.1 insufficient_scope; MCP 2025-11-25 "Step-Up
+                    // Authorization Flow"): authorize again for the union of scopes and retry,
+                    // a bounded number of times; then answer this one request with the refusal.
+                    let insufficient =
+                        ch.get("error").map(String::as_str) == Some("insufficient_scope");
+                    if insufficient
+                        && step_ups < STEP_UP_ATTEMPTS
+                        && self.auth.step_up(token.as_deref(), &ch).await?
+                    {
+                        step_ups += 1;
+                        continue;
+                    }
+                    match (&request_id, insufficient) {
+                        (Some(id), true) if !initialize => {
                             self.to_client(&error_for(
                                 id,
                                 code::INVALID_REQUEST,
@@ -295,7 +354,9 @@ impl Remote {
                         .await
                 }
                 s => {
-                    let answer: Option<Value> = resp.json().await.ok();
+                    let answer: Option<Value> = read_body(resp)
+                        .await
+                        .and_then(|b| serde_json::from_slice(&b).ok());
                     match (&request_id, answer) {
                         (Some(id), Some(v)) if v.get("error").is_some() && v.get("id") == Some(id) => {
                             self.forward(&v).await
@@ -341,11 +402,31 @@ impl Remote {
             let generation = self.session().generation;
             let end = self.read_stream(resp, request_id).await;
             if let Some(id) = request_id.filter(|_| !end.answered) {
-                self.resume(id, end, generation).await;
+                match &end.overflow {
+                    Some(o) => {
+                        self.to_client(&error_for(
+                            id,
+                            code::SERVER_UNAVAILABLE,
+                            format!("the remote's answer was dropped: {o}"),
+                        ))
+                        .await
+                    }
+                    None => self.resume(id, end, generation).await,
+                }
             }
             return Ok(());
         }
-        let bytes = resp.bytes().await.unwrap_or_default();
+        let Some(bytes) = read_body(resp).await else {
+            if let Some(id) = request_id {
+                self.to_client(&error_for(
+                    id,
+                    code::SERVER_UNAVAILABLE,
+                    format!("the remote's answer was dropped: it is larger than {MAX_BODY_BYTES} bytes or broke off"),
+                ))
+                .await;
+            }
+            return Ok(());
+        };
         if bytes.iter().all(u8::is_ascii_whitespace) {
             if let Some(id) = request_id {
                 self.to_client(&error_for(
@@ -385,12 +466,21 @@ impl Remote {
             last_event_id: None,
             answered: false,
             retry: None,
+            overflow: None,
         };
         let mut parser = sse::Parser::new();
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
             let Ok(chunk) = chunk else { break };
-            for ev in parser.feed(&chunk) {
+            let events = match parser.feed(&chunk) {
+                Ok(evs) => evs,
+                Err(o) => {
+                    eprintln!("mcp-bridge connect: dropped a stream from the remote: {o}");
+                    end.overflow = Some(o);
+                    return end;
+                }
+            };
+            for ev in events {
                 if let Some(id) = ev.id {
                     end.last_event_id = Some(id);
                 }
@@ -441,10 +531,14 @@ impl Remote {
             if next.answered {
                 return;
             }
+            if next.overflow.is_some() {
+                break;
+            }
             end = StreamEnd {
                 last_event_id: next.last_event_id.or(Some(last)),
                 answered: false,
                 retry: next.retry.or(end.retry),
+                overflow: None,
             };
         }
         self.to_client(&error_for(
@@ -467,7 +561,7 @@ impl Remote {
                 .http
                 .get(self.url.clone())
                 .header(ACCEPT, "text/event-stream");
-            req = self.with_session(req, false);
+            req = self.with_session(req, false, None);
             if let Some(l) = last_event_id {
                 req = req.header(LAST_EVENT_ID, l);
             }
@@ -512,6 +606,10 @@ impl Remote {
                     Ok(Some(resp)) => {
                         failures = 0;
                         let end = me.read_stream(resp, None).await;
+                        if end.overflow.is_some() {
+                            // Reconnecting would only fetch the same flood again.
+                            return;
+                        }
                         if end.last_event_id.is_some() {
                             last = end.last_event_id;
                         }
@@ -551,6 +649,36 @@ impl Remote {
             self.delete_session(&id).await;
         }
     }
+}
+
+/// The version to send after `server/discover`: the one the client asked for when the
+/// server lists it, else the newest the server lists.
+pub fn choose_version(asked: Option<&str>, supported: &[&str]) -> Option<String> {
+    if let Some(a) = asked.filter(|a| supported.contains(a)) {
+        return Some(a.to_string());
+    }
+    // Dates (YYYY-MM-DD) compare correctly as strings.
+    supported.iter().max().map(|v| v.to_string())
+}
+
+/// A whole response body, or `None` past `MAX_BODY_BYTES` or on a broken transfer.
+async fn read_body(resp: reqwest::Response) -> Option<Vec<u8>> {
+    if resp
+        .content_length()
+        .is_some_and(|l| l > MAX_BODY_BYTES as u64)
+    {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.ok()?;
+        if out.len() + chunk.len() > MAX_BODY_BYTES {
+            return None;
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Some(out)
 }
 
 /// MCP 2026-07-28 mirrors the method (and the tool, prompt or resource name) in headers
@@ -622,6 +750,25 @@ mod tests {
         let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
         assert_eq!(mirrored_headers(&note).len(), 1);
         assert!(mirrored_headers(&json!({"jsonrpc": "2.0", "id": 1, "result": {}})).is_empty());
+    }
+
+    #[test]
+    fn discover_settles_the_version() {
+        let listed = ["2025-11-25", "2026-07-28"];
+        assert_eq!(
+            choose_version(Some("2026-07-28"), &listed).as_deref(),
+            Some("2026-07-28")
+        );
+        assert_eq!(
+            choose_version(Some("2025-11-25"), &listed).as_deref(),
+            Some("2025-11-25")
+        );
+        assert_eq!(
+            choose_version(Some("2030-01-01"), &listed).as_deref(),
+            Some("2026-07-28")
+        );
+        assert_eq!(choose_version(None, &listed).as_deref(), Some("2026-07-28"));
+        assert_eq!(choose_version(None, &[]), None);
     }
 
     #[test]

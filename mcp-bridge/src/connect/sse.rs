@@ -1,5 +1,23 @@
 //! Incremental `text/event-stream` parser (HTML Living Standard §9.2.6, "Interpreting an
 //! event stream"), fed with the chunks the HTTP body arrives in.
+//!
+//! Bounded: a line longer than [`MAX_LINE_BYTES`] or an event whose data grows past
+//! [`MAX_EVENT_BYTES`] ends the stream with [`Overflow`], so a remote server cannot grow
+//! the local process without bound by never ending a line or an event.
+
+/// The longest line kept (a `data:` line carries one JSON-RPC message, usually whole).
+pub const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
+/// The most data one event may collect over its `data:` lines.
+pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// The stream broke a size limit; it is not read further.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Overflow {
+    #[error("an event-stream line is longer than {0} bytes")]
+    Line(usize),
+    #[error("an event-stream event is larger than {0} bytes")]
+    Event(usize),
+}
 
 /// One dispatched event.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -12,8 +30,10 @@ pub struct Event {
 }
 
 /// Buffers partial lines across chunks; yields complete events.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Parser {
+    max_line: usize,
+    max_event: usize,
     buf: Vec<u8>,
     data: Option<String>,
     id: Option<String>,
@@ -23,13 +43,33 @@ pub struct Parser {
     skip_lf: bool,
 }
 
+impl Default for Parser {
+    fn default() -> Self {
+        Self::with_limits(MAX_LINE_BYTES, MAX_EVENT_BYTES)
+    }
+}
+
 impl Parser {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Feeds a chunk; returns the events it completed.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<Event> {
+    pub fn with_limits(max_line: usize, max_event: usize) -> Self {
+        Self {
+            max_line,
+            max_event,
+            buf: Vec::new(),
+            data: None,
+            id: None,
+            event: None,
+            retry: None,
+            skip_lf: false,
+        }
+    }
+
+    /// Feeds a chunk; returns the events it completed, or the limit it broke (after
+    /// which the parser must not be fed again).
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Event>, Overflow> {
         let mut out = Vec::new();
         for &b in chunk {
             if self.skip_lf {
@@ -42,17 +82,23 @@ impl Parser {
                 b'\n' | b'\r' => {
                     self.skip_lf = b == b'\r';
                     let line = std::mem::take(&mut self.buf);
-                    if let Some(ev) = self.line(&String::from_utf8_lossy(&line)) {
+                    if let Some(ev) = self.line(&String::from_utf8_lossy(&line))? {
                         out.push(ev);
                     }
                 }
-                _ => self.buf.push(b),
+                _ => {
+                    if self.buf.len() >= self.max_line {
+                        self.buf = Vec::new();
+                        return Err(Overflow::Line(self.max_line));
+                    }
+                    self.buf.push(b)
+                }
             }
         }
-        out
+        Ok(out)
     }
 
-    fn line(&mut self, line: &str) -> Option<Event> {
+    fn line(&mut self, line: &str) -> Result<Option<Event>, Overflow> {
         if line.is_empty() {
             // Dispatch. An event with an id but no data still moves the last event id
             // (the priming event of 2025-11-25 streams).
@@ -61,23 +107,29 @@ impl Parser {
             let event = self.event.take();
             let retry = self.retry.take();
             if data.is_none() && id.is_none() && retry.is_none() {
-                return None;
+                return Ok(None);
             }
-            return Some(Event {
+            return Ok(Some(Event {
                 id,
                 event,
                 data: data.unwrap_or_default(),
                 retry,
-            });
+            }));
         }
         if line.starts_with(':') {
-            return None; // comment (keepalive)
+            return Ok(None); // comment (keepalive)
         }
         let (field, value) = match line.split_once(':') {
             Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
             None => (line, ""),
         };
         match field {
+            "data"
+                if self.data.as_ref().map_or(0, |d| d.len() + 1) + value.len() > self.max_event =>
+            {
+                self.data = None;
+                return Err(Overflow::Event(self.max_event));
+            }
             "data" => match &mut self.data {
                 Some(d) => {
                     d.push('\n');
@@ -90,7 +142,7 @@ impl Parser {
             "retry" => self.retry = value.parse().ok(),
             _ => {}
         }
-        None
+        Ok(None)
     }
 }
 
@@ -101,10 +153,13 @@ mod tests {
     #[test]
     fn events_split_across_chunks_and_line_endings() {
         let mut p = Parser::new();
-        let mut evs = p.feed(b": keepalive\n\nid: 1_0\nda");
+        let mut evs = p.feed(b": keepalive\n\nid: 1_0\nda").unwrap();
         assert!(evs.is_empty());
-        evs.extend(p.feed(b"ta: {\"a\":1}\r"));
-        evs.extend(p.feed(b"\n\r\nevent: message\ndata: x\ndata: y\nretry: 500\n\n"));
+        evs.extend(p.feed(b"ta: {\"a\":1}\r").unwrap());
+        evs.extend(
+            p.feed(b"\n\r\nevent: message\ndata: x\ndata: y\nretry: 500\n\n")
+                .unwrap(),
+        );
         assert_eq!(
             evs,
             vec![
@@ -127,9 +182,38 @@ mod tests {
     #[test]
     fn priming_event_with_id_only_is_reported() {
         let mut p = Parser::new();
-        let evs = p.feed(b"id: s_0\ndata:\n\n");
+        let evs = p.feed(b"id: s_0\ndata:\n\n").unwrap();
         assert_eq!(evs.len(), 1);
         assert_eq!(evs[0].id.as_deref(), Some("s_0"));
         assert_eq!(evs[0].data, "");
+    }
+
+    #[test]
+    fn a_line_that_never_ends_is_cut_off() {
+        let mut p = Parser::with_limits(16, 64);
+        assert!(p.feed(b"data: 0123456789").unwrap().is_empty());
+        assert_eq!(p.feed(b"abcdef"), Err(Overflow::Line(16)));
+        // The buffer was dropped, not kept growing.
+        assert!(p.buf.capacity() == 0);
+        // Exactly at the limit is still fine.
+        let mut p = Parser::with_limits(16, 64);
+        assert_eq!(
+            p.feed(b"data: 0123456789\n\n").unwrap()[0].data,
+            "0123456789"
+        );
+    }
+
+    #[test]
+    fn an_event_that_never_ends_is_cut_off() {
+        let mut p = Parser::with_limits(16, 24);
+        // Short lines, but the event never dispatches: its data is what grows.
+        assert!(p.feed(b"data: 0123456789\n").unwrap().is_empty());
+        assert!(p.feed(b"data: 0123456789\n").unwrap().is_empty());
+        assert_eq!(p.feed(b"data: 0123456789\n"), Err(Overflow::Event(24)));
+        let mut p = Parser::with_limits(16, 24);
+        let evs = p
+            .feed(b"data: 0123456789\n\ndata: 0123456789\n\ndata: 0123456789\n\n")
+            .unwrap();
+        assert_eq!(evs.len(), 3, "the limit is per event, not per stream");
     }
 }

@@ -17,6 +17,14 @@ pub struct Saved {
     #[serde(default)]
     pub revocation_endpoint: Option<String>,
     pub client_id: String,
+    /// The secret a registration response issued (RFC 7591 §3.2.1): kept here, in the
+    /// 0600 file, for confidential-only servers. Never a pre-registered one (that stays in
+    /// the user's own file or environment).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// How the client authenticates at the token endpoint (RFC 7591 §2).
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
     pub resource: String,
     #[serde(default)]
     pub scope: Option<String>,
@@ -114,6 +122,7 @@ mod tests {
         let s = Saved {
             server_url: "https://svc.example.com/mcp".into(),
             access_token: Some("secret-token".into()),
+            client_secret: Some("client-secret".into()),
             ..Saved::default()
         };
         f.save(&s).unwrap();
@@ -123,7 +132,12 @@ mod tests {
             f.load().unwrap().access_token.as_deref(),
             Some("secret-token")
         );
+        assert_eq!(
+            f.load().unwrap().client_secret.as_deref(),
+            Some("client-secret")
+        );
         assert!(!format!("{s:?}").contains("secret-token"));
+        assert!(!format!("{s:?}").contains("client-secret"));
     }
 
     #[test]

@@ -159,6 +159,10 @@ pub async fn serve_with(
 /// Serves an already built state on its configured listen address.
 pub fn serve_state(state: AppState) -> anyhow::Result<(SocketAddr, actix_web::dev::Server)> {
     let listen = state.config.listen;
+    let workers = match state.config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
@@ -166,7 +170,7 @@ pub fn serve_state(state: AppState) -> anyhow::Result<(SocketAddr, actix_web::de
             .configure(move |cfg| http::configure(cfg, state))
             .default_service(web::to(http::not_found))
     })
-    .workers(2)
+    .workers(workers)
     .bind(listen)?;
     let addr = server
         .addrs()

@@ -73,6 +73,7 @@ mod tests {
                 ..Identity::default()
             },
             tool_memo: Default::default(),
+            header_values: Default::default(),
         }
     }
 

@@ -1,31 +1,58 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: our services vs. the Python MCP OAuth gateway's auth
-# service (PyPI mcp-oauth-dynamicclient==0.2.0), in one run, against one
-# private redis-server, with one load generator (ours, built --release).
+# Socket benchmark: our services measured the way an operator would, through
+# the socket with an external load generator, side by side with anchors in the
+# same run, and the table of issue 17 printed with ratios.
 #
-#   bench/run.sh [authz|verify|all]      (default: all)
+#   bench/run.sh [all|verify|authz|micro]     (default: all)
 #
-# Knobs (environment): CONCURRENCY (authz, default 16), REQUESTS (authz, per
-# scenario and round, default 2000), ROUNDS (default 3), CONNECTIONS (verify,
-# default 32), SECONDS_PER_RUN (verify, default 3), MAX_SECONDS (authz cap per
-# scenario, default 20).
-# All traffic goes to 127.0.0.1; every load loop is bounded in count and time,
-# and each load generator is killed if it runs past 15 minutes.
-# See bench/README.md for what is measured and how the Python side gets tokens.
+# * Load generator: wrk (Debian package), one thread, CONNECTIONS keep-alive
+#   connections, pinned to CPU LOAD_CPU. Lua scripts in bench/wrk/.
+# * Servers, one worker each, pinned with their Redis to CPU SERVER_CPU: our
+#   mcp-verifier and mcp-authz (release binaries; authz once on Redis, once on
+#   the embedded store), and the anchors: a no-op actix-web endpoint
+#   (verifier/examples/bench_noop.rs), nginx `return 200`, and the Python
+#   gateway's auth service (PyPI mcp-oauth-dynamicclient==0.2.0, one uvicorn
+#   process, as its Dockerfile runs it, logging at its default INFO), all
+#   against one private redis-server (Python db 0, ours db 1).
+# * ROUNDS interleaved rounds (the order of the sides rotates each round),
+#   SECONDS_PER_RUN per load run, medians.
+# * `micro`: the in-process microbenchmarks and the older in-process report
+#   (verifier/examples/bench_verify.rs, authz-server/examples/bench_tokens.rs).
+#
+# Knobs (environment): ROUNDS (3), SECONDS_PER_RUN (5), CONNECTIONS (32),
+# LOAD_CPU (0), SERVER_CPU (1), PROFILE (1: perf profile of the verifier
+# during one cached-token run, if perf is installed), PY_LOG_LEVEL (INFO),
+# BIN_DIR (binaries built elsewhere, laid out as target/release: no build).
+# All traffic goes to 127.0.0.1; every load run is bounded in time.
 set -euo pipefail
 
 what="${1:-all}"
-case "$what" in authz|verify|all) ;; *) echo "usage: bench/run.sh [authz|verify|all]" >&2; exit 2 ;; esac
+case "$what" in all|verify|authz|micro) ;; *) echo "usage: bench/run.sh [all|verify|authz|micro]" >&2; exit 2 ;; esac
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 venv="$here/.venv"
-concurrency="${CONCURRENCY:-16}"
-requests="${REQUESTS:-2000}"
 rounds="${ROUNDS:-3}"
+seconds="${SECONDS_PER_RUN:-5}"
 connections="${CONNECTIONS:-32}"
-seconds="${SECONDS_PER_RUN:-3}"
-max_seconds="${MAX_SECONDS:-20}"
+load_cpu="${LOAD_CPU:-0}"
+server_cpu="${SERVER_CPU:-1}"
+profile="${PROFILE:-1}"
+families=$((connections * 2))
+rel="${BIN_DIR:-$root/target/release}"
+
+if [[ "$what" == micro ]]; then
+  echo "== in-process microbenchmarks (release build)"
+  (cd "$root" && cargo build --quiet --release -p mcp-authz --example bench_tokens \
+    && cargo build --quiet --release -p mcp-verifier --example bench_verify)
+  timeout 900 "$rel/examples/bench_verify"
+  timeout 900 "$rel/examples/bench_tokens"
+  exit 0
+fi
+
+for tool in wrk nginx redis-server taskset; do
+  command -v "$tool" >/dev/null || { echo "bench/run.sh needs $tool (apt-get install -y wrk nginx redis-server util-linux)" >&2; exit 2; }
+done
 
 # --- Python venv with the pinned closure (re-made when requirements change) ---
 stamp="$venv/.requirements.sha256"
@@ -39,13 +66,16 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   echo "$want" >"$stamp"
 fi
 
-# --- our load generators, release build ---
-echo "== building the benchmark examples (--release)"
-(cd "$root" && cargo build --quiet --release -p mcp-authz --example bench_tokens \
-  && cargo build --quiet --release -p mcp-verifier --example bench_verify)
+if [[ -z "${BIN_DIR:-}" ]]; then
+  echo "== building (--release): mcp-authz, mcp-verifier, bench_noop, bench_tokens, bench_verify"
+  (cd "$root" && cargo build --quiet --release -p mcp-authz --bin mcp-authz --example bench_tokens \
+    && cargo build --quiet --release -p mcp-verifier --bin mcp-verifier --example bench_noop --example bench_verify)
+fi
 
 work="$(mktemp -d)"
 chmod 700 "$work"
+results="$work/results"
+mkdir "$results"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -54,30 +84,66 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+py="$venv/bin/python"
+free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # url, seconds
   local deadline=$((SECONDS + $2))
-  until "$venv/bin/python" -c 'import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$1" 2>/dev/null; do
+  until "$py" -c 'import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$1" 2>/dev/null; do
     if ((SECONDS >= deadline)); then echo "timed out waiting for $1" >&2; return 1; fi
     sleep 0.2
   done
 }
+on_server() { taskset -c "$server_cpu" "$@"; }
+# The same token with one signature character changed (a middle one: the last
+# may carry only padding bits).
+broken() { "$py" -c 'import sys; t=sys.argv[1]; i=len(t)-10; print(t[:i]+("A" if t[i]!="A" else "B")+t[i+1:])' "$1"; }
+rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
-# --- one private redis-server (no persistence), shared by both sides ---
+# --- one private redis-server (no persistence), on the servers' CPU ---
 redis_port="$(free_port)"
-redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+on_server redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
   --dir "$work" --logfile "$work/redis.log" &
 pids+=($!)
 until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
-# Python gateway on db 0, ours on db 1: same server process, no key collisions.
 redis_py="redis://127.0.0.1:$redis_port/0"
 redis_ours="redis://127.0.0.1:$redis_port/1"
 
-# --- the Python gateway's auth service, started the way its Dockerfile does
-#     (`mcp-oauth-server --host H --port P`: one uvicorn process) ---
+# --- anchors: no-op actix (one worker) and nginx return 200 (one worker) ---
+on_server "$rel/examples/bench_noop" 127.0.0.1:0 >"$work/noop.out" 2>&1 &
+pids+=($!)
+until grep -q '^LISTEN ' "$work/noop.out" 2>/dev/null; do sleep 0.1; done
+noop_url="http://$(sed -n 's/^LISTEN //p' "$work/noop.out" | head -1)"
+nginx_port="$(free_port)"
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  keepalive_requests 100000000;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { return 200; }
+  }
+}
+EOF
+on_server nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/stderr" &
+pids+=($!)
+nginx_url="http://127.0.0.1:$nginx_port"
+wait_http "$nginx_url/" 20
+
+# --- the Python gateway's auth service, as its Dockerfile starts it ---
 py_port="$(free_port)"
 py_url="http://127.0.0.1:$py_port"
-jwt_key_b64="$("$venv/bin/python" - <<'EOF'
+jwt_key_b64="$("$py" - <<'EOF'
 import base64
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -95,38 +161,157 @@ py_env=(
   REDIS_URL="$redis_py" REDIS_PASSWORD=
   ACCESS_TOKEN_LIFETIME=86400 REFRESH_TOKEN_LIFETIME=2592000 SESSION_TIMEOUT=3600 CLIENT_LIFETIME=7776000
   ALLOWED_GITHUB_USERS='*' MCP_PROTOCOL_VERSION=2025-06-18
-  # Its default is INFO: two log lines per request. WARNING spares it that cost.
-  LOG_LEVEL=WARNING
+  LOG_LEVEL="${PY_LOG_LEVEL:-INFO}"
 )
 # cwd = $work: pydantic-settings would also read a ./.env file.
-(cd "$work" && exec "${py_env[@]}" "$venv/bin/mcp-oauth-server" --host 127.0.0.1 --port "$py_port" \
-  >"$work/python.log" 2>&1) &
+(cd "$work" && exec "${py_env[@]}" taskset -c "$server_cpu" "$venv/bin/mcp-oauth-server" \
+  --host 127.0.0.1 --port "$py_port" >"$work/python.log" 2>&1) &
 py_pid=$!
 pids+=("$py_pid")
 if ! wait_http "$py_url/.well-known/oauth-authorization-server" 60; then
   tail -20 "$work/python.log" >&2
   exit 1
 fi
-if ! (cd "$work" && "${py_env[@]}" "$venv/bin/python" "$here/python_seed.py" "$py_url" \
-  "$work/python-creds.json" "$concurrency" 2>"$work/seed.log"); then
+if ! (cd "$work" && "${py_env[@]}" "$py" "$here/python_seed.py" "$py_url" \
+  "$work/python-creds.json" "$families" 2>"$work/seed.log"); then
   cat "$work/seed.log" >&2
   exit 1
 fi
+"$py" - "$work/python-creds.json" "$work/python-families.txt" <<'EOF'
+import json, os, sys
+c = json.load(open(sys.argv[1]))
+fd = os.open(sys.argv[2], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+with os.fdopen(fd, "w") as f:
+    f.write(f"{c['client_id']} {c['client_secret']}\n" + "\n".join(c["refresh_tokens"]) + "\n")
+EOF
+py_token="$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["access_token"])' "$work/python-creds.json")"
+
+# --- ours: mcp-authz on Redis and on the embedded store, one worker each ---
+secret="bench-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+authz_env() { # port, store variable
+  echo AUTH_ISSUER="http://127.0.0.1:$1" AUTHZ_LISTEN="127.0.0.1:$1" AUTHZ_WORKERS=1 \
+    GATEWAY_JWT_SECRET="$secret" MCP_ECHO_ENABLED=true MCP_ECHO_URL=https://echo.example.com/mcp \
+    RATE_LIMIT_ENABLED=false RUST_LOG=info "$2"
+}
+start_authz() { # name, port, store variable
+  local fx="$work/fx-$1"
+  mkdir -m 700 "$fx"
+  # Credentials first (the embedded store is one process's at a time).
+  # shellcheck disable=SC2046
+  env $(authz_env "$2" "$3") "$rel/examples/bench_tokens" --fixture "$fx" \
+    --families "$families" --files "$rounds" >"$work/fixture-$1.log" 2>&1 \
+    || { cat "$work/fixture-$1.log" >&2; exit 1; }
+  # shellcheck disable=SC2046
+  env $(authz_env "$2" "$3") taskset -c "$server_cpu" "$rel/mcp-authz" >"$work/authz-$1.log" 2>&1 &
+  pids+=($!)
+  wait_http "http://127.0.0.1:$2/health" 60
+}
+authz_redis_port="$(free_port)"
+authz_embedded_port="$(free_port)"
+start_authz redis "$authz_redis_port" REDIS_URL="$redis_ours"
+start_authz embedded "$authz_embedded_port" STORE_PATH="$work/embedded/gateway.redb"
+authz_redis="http://127.0.0.1:$authz_redis_port"
+authz_embedded="http://127.0.0.1:$authz_embedded_port"
+
+# --- ours: mcp-verifier, one worker, keys from the Redis authz-server,
+#     revocations by pub/sub from the same Redis ---
+verifier_port="$(free_port)"
+env AUTH_ISSUER="$authz_redis" AUTHZ_URL="$authz_redis" REDIS_URL="$redis_ours" \
+  MCP_ECHO_ENABLED=true MCP_ECHO_URL=https://echo.example.com/mcp \
+  VERIFIER_LISTEN="127.0.0.1:$verifier_port" VERIFIER_WORKERS=1 RUST_LOG=info \
+  taskset -c "$server_cpu" "$rel/mcp-verifier" >"$work/verifier.log" 2>&1 &
+verifier_pid=$!
+pids+=("$verifier_pid")
+verifier_url="http://127.0.0.1:$verifier_port"
+wait_http "$verifier_url/ready" 60
+token="$(head -1 "$work/fx-redis/access.txt")"
+bad_token="$(broken "$token")"
+py_bad_token="$(broken "$py_token")"
+verifier_rss_idle="$(rss_mib "$verifier_pid")"
 
 echo
 echo "== $(date -u +%FT%TZ)  $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
-echo "   redis-server $(redis-server --version | grep -o 'v=[0-9.]*') on 127.0.0.1:$redis_port (python: db 0, ours: db 1)"
-echo "   python gateway: mcp-oauth-server (mcp-oauth-dynamicclient 0.2.0, RS256), pid $py_pid, $py_url"
-if [[ "$what" == authz || "$what" == all ]]; then
+echo "   wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}') -t1 -c$connections on CPU $load_cpu; servers (1 worker each) and redis-server on CPU $server_cpu"
+echo "   $rounds interleaved round(s) of ${seconds}s per run; redis-server $(redis-server --version | grep -o 'v=[0-9.]*')"
+echo "   anchors: no-op actix $noop_url, nginx $(nginx -v 2>&1 | cut -d/ -f2) $nginx_url, python gateway (mcp-oauth-dynamicclient 0.2.0) $py_url"
+
+# run ROW TARGET URL SCRIPT [VAR=value...]: one wrk run, its output kept for table.py.
+run() {
+  local row=$1 target=$2 url=$3 script=$4
+  shift 4
+  local out="$results/$row.$target.r$round.txt"
+  if ! env "$@" taskset -c "$load_cpu" wrk -t1 -c"$connections" -d"${seconds}s" --timeout 10s --latency \
+    -s "$here/wrk/$script" "$url" >"$out" 2>&1; then
+    cat "$out" >&2
+    exit 1
+  fi
+  printf '   %-18s %-9s %12s req/s\n' "$row" "$target" "$(awk '/^Requests\/sec:/ {print $2}' "$out")"
+}
+# Rotates the sides' order by round, so drift on a shared machine hits all.
+order() { local a=("$@") n=$#; for ((i = 0; i < n; i++)); do echo "${a[(i + round) % n]}"; done; }
+
+for ((round = 0; round < rounds; round++)); do
   echo
-  timeout 900 "$root/target/release/examples/bench_tokens" \
-    --requests "$requests" --concurrency "$concurrency" --rounds "$rounds" --max-seconds "$max_seconds" \
-    --redis-url "$redis_ours" --python-url "$py_url" --python-creds "$work/python-creds.json"
-fi
-if [[ "$what" == verify || "$what" == all ]]; then
+  echo "-- round $((round + 1)) of $rounds"
+  if [[ "$what" == all || "$what" == verify ]]; then
+    for t in $(order noop nginx python ours); do
+      case $t in
+        noop) run verify_cached noop "$noop_url" verify.lua TOKEN="$token"
+              run verify_badsig noop "$noop_url" verify.lua TOKEN="$bad_token" ;;
+        nginx) run verify_cached nginx "$nginx_url" verify.lua TOKEN="$token"
+               run verify_badsig nginx "$nginx_url" verify.lua TOKEN="$bad_token" ;;
+        python) run verify_cached python "$py_url" verify.lua TOKEN="$py_token"
+                run verify_badsig python "$py_url" verify.lua TOKEN="$py_bad_token" ;;
+        ours) run verify_cached ours "$verifier_url" verify.lua TOKEN="$token"
+              run verify_badsig ours "$verifier_url" verify.lua TOKEN="$bad_token"
+              run verify_forged ours "$verifier_url" forged.lua TOKEN="$token" ;;
+      esac
+    done
+    # The raw ES256 rate on the servers' CPU: one thread verifying one valid signature in a loop.
+    on_server "$rel/examples/bench_verify" --raw-es256 "$seconds" >"$results/es256.r$round.txt"
+    printf '   %-18s %-9s %12s verifications/s\n' verify_forged es256 "$(cut -d' ' -f1 "$results/es256.r$round.txt")"
+  fi
+  if [[ "$what" == all || "$what" == authz ]]; then
+    fam="$work/fx-redis/refresh-$round.txt"
+    for t in $(order noop nginx python ours); do
+      case $t in
+        noop) run register_redis noop "$noop_url" register.lua
+              run refresh_redis noop "$noop_url" refresh.lua FAMILIES="$fam" ROTATE=0 ;;
+        nginx) run register_redis nginx "$nginx_url" register.lua
+               run refresh_redis nginx "$nginx_url" refresh.lua FAMILIES="$fam" ROTATE=0 ;;
+        python) run register_redis python "$py_url" register.lua
+                run refresh_redis python "$py_url" refresh.lua FAMILIES="$work/python-families.txt" ROTATE=0 ;;
+        ours) run register_redis ours "$authz_redis" register.lua
+              run refresh_redis ours "$authz_redis" refresh.lua FAMILIES="$fam" ROTATE=1
+              run register_embedded ours "$authz_embedded" register.lua
+              run refresh_embedded ours "$authz_embedded" refresh.lua \
+                FAMILIES="$work/fx-embedded/refresh-$round.txt" ROTATE=1 ;;
+      esac
+    done
+  fi
+done
+
+echo
+echo "== results ($(date -u +%FT%TZ), load average $(cut -d' ' -f1-3 /proc/loadavg))"
+echo
+status=0
+"$py" "$here/table.py" "$results" || status=$?
+echo
+echo "verifier VmRSS: idle $verifier_rss_idle MiB (goal ≤ 20), after the load $(rss_mib "$verifier_pid") MiB"
+
+if [[ "$profile" == 1 && ("$what" == all || "$what" == verify) ]] && command -v perf >/dev/null; then
   echo
-  timeout 900 "$root/target/release/examples/bench_verify" \
-    --seconds "$seconds" --connections "$connections" --rounds "$rounds" \
-    --redis-url "$redis_ours" --python-url "$py_url" --python-creds "$work/python-creds.json" \
-    --python-pid "$py_pid"
+  echo "== where the verifier's time goes: perf, one cached-token run (${seconds}s), self time by symbol"
+  perf record -q -F 4999 -g -p "$verifier_pid" -o "$work/perf.data" -- sleep "$seconds" >/dev/null 2>&1 &
+  perf_pid=$!
+  round=profile
+  run verify_profile ours "$verifier_url" verify.lua TOKEN="$token" >/dev/null
+  wait "$perf_pid" || true
+  report() { perf report -i "$work/perf.data" --stdio --no-children -g none "$@" 2>/dev/null | grep '%' | sed 's/ *$//'; }
+  echo "   by binary (the kernel is the socket: TCP, epoll, scheduling):"
+  report --sort dso | head -6 | sed 's/^/   /'
+  echo "   by symbol (self time ≥ 0.8%):"
+  report --sort dso,symbol --percent-limit 0.8 | cut -c1-130 | head -40 | sed 's/^/   /'
+  rm -f "$results"/verify_profile.*
 fi
+exit "$status"

@@ -350,6 +350,9 @@ async fn main() {
 }
 
 async fn run() {
+    if let Some(dir) = std::env::args().skip_while(|a| a != "--fixture").nth(1) {
+        return fixture(PathBuf::from(dir)).await;
+    }
     let a = parse_args();
     let max = Duration::from_secs(a.max_seconds);
     println!(
@@ -474,4 +477,89 @@ async fn run() {
         p_tok.p99_ms,
         p_tok.p99_ms / o_tok.p99_ms
     );
+}
+
+/// `--fixture DIR [--families N] [--files K]`: credentials for the socket
+/// benchmark (`bench/run.sh`), made against the store the configuration in the
+/// environment names (`REDIS_URL` or `STORE_PATH`, with the same
+/// `GATEWAY_JWT_SECRET`, `AUTH_ISSUER` and services as the server that will be
+/// measured, so it finds the same signing key). Writes, each 0600 in DIR:
+/// `refresh-<k>.txt` for k < K — a registered confidential client
+/// (`client_id client_secret` on the first line) and N refresh-token families
+/// of it, one token a line; one file per load run, since a run may end with a
+/// rotation whose answer it never read — and `access.txt` (a valid access
+/// token for the echo service). Then exits, closing the store (the
+/// embedded store is one process's at a time).
+async fn fixture(dir: PathBuf) {
+    let args: Vec<String> = std::env::args().collect();
+    let num = |name: &str, default: usize| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .map_or(default, |v| v.parse().expect("a number"))
+    };
+    let (families, files) = (num("--families", 64), num("--files", 3));
+    let src = Source::from_process().unwrap();
+    let mut config = Config::from_source(&src).unwrap();
+    // A private listener for the registration; the measured server binds AUTHZ_LISTEN later.
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let store = gateway_store::config::open_from_config(&src).await.unwrap();
+    let state = mcp_authz::build_state(config, store, system())
+        .await
+        .unwrap();
+    let (addr, server) = mcp_authz::serve_state(state.clone()).unwrap();
+    let handle = server.handle();
+    tokio::spawn(server);
+    let ours = Ours {
+        base: format!("http://{addr}"),
+        state,
+        handle,
+    };
+    wait_for_http(&format!("{}/health", ours.base), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let http = http_client(4);
+    let write = |name: &str, text: &str| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join(name))
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    for k in 0..files {
+        let fam = our_families(&http, &ours, families).await;
+        write(
+            &format!("refresh-{k}.txt"),
+            &format!(
+                "{} {}\n{}\n",
+                fam.client_id,
+                fam.client_secret,
+                fam.refresh_tokens.join("\n")
+            ),
+        );
+    }
+    let user = Identity {
+        sub: "local:bench".into(),
+        name: "bench".into(),
+        idp: "local".into(),
+        ..Identity::default()
+    };
+    let access = mcp_authz::issue::mint_access_token(
+        &ours.state,
+        &mcp_authz::issue::new_jti(),
+        "bench-client",
+        &user,
+        "mcp",
+        &[RESOURCE.to_string()],
+        None,
+    )
+    .unwrap()
+    .token;
+    write("access.txt", &(access + "\n"));
+    ours.handle.stop(true).await;
+    std::process::exit(0);
 }

@@ -68,6 +68,8 @@ pub struct Config {
     /// `AUTH_ISSUER`, no trailing slash; compared byte for byte everywhere (RFC 8414 §3.3, RFC 9207).
     pub issuer: String,
     pub listen: SocketAddr,
+    /// `AUTHZ_WORKERS`: actix worker threads (0 = one per CPU; default 2).
+    pub workers: usize,
     pub access_token_lifetime: Duration,
     pub refresh_token_lifetime: Duration,
     /// Lifetime of the sign-in session and of a pending authorization request.
@@ -293,6 +295,8 @@ impl Config {
         };
 
         let local_users_file = src.get("LOCAL_USERS_FILE").map(PathBuf::from);
+        let workers = usize::try_from(src.u64("AUTHZ_WORKERS", 2)?)
+            .map_err(|_| ConfigError::new("AUTHZ_WORKERS", "is too large", "2"))?;
         let trusted_proxies = match src.get("TRUSTED_PROXIES") {
             None => TrustedProxies::loopback(),
             Some(_) => TrustedProxies::parse(&src.list("TRUSTED_PROXIES")).map_err(|why| {
@@ -307,6 +311,7 @@ impl Config {
         Ok(Self {
             issuer,
             listen,
+            workers,
             access_token_lifetime,
             refresh_token_lifetime,
             session_timeout,

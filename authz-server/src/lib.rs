@@ -181,9 +181,12 @@ pub async fn serve_with(
 
 /// Serves an already built state on its configured listen address.
 pub fn serve_state(state: AppState) -> anyhow::Result<(SocketAddr, actix_web::dev::Server)> {
-    const WORKERS: usize = 2;
     let listen = state.config.listen;
-    let budget = http::connections::Budget::new(&state.config, WORKERS);
+    let workers = match state.config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let budget = http::connections::Budget::new(&state.config, workers);
     let max_connections = budget.total();
     let server = HttpServer::new(move || {
         let state = state.clone();
@@ -192,7 +195,7 @@ pub fn serve_state(state: AppState) -> anyhow::Result<(SocketAddr, actix_web::de
             .configure(move |cfg| http::configure(cfg, state))
             .default_service(web::to(http::not_found))
     })
-    .workers(WORKERS)
+    .workers(workers)
     // actix counts per worker; the budget is for the process.
     .max_connections(budget.per_worker())
     .on_connect(move |conn, ext| budget.on_connect(conn, ext))

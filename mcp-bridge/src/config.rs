@@ -39,6 +39,8 @@ impl ProcessModel {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `BRIDGE_WORKERS`: actix worker threads (0 = one per CPU, at least 2 and at most 8).
+    pub workers: usize,
     /// The MCP endpoint path (`BRIDGE_PATH`, default `/mcp`).
     pub path: String,
     pub command: Command,
@@ -169,6 +171,8 @@ impl Config {
             share_of(src, "BRIDGE_MAX_SESSIONS_PER_USER", 16, max_sessions)?;
         let max_sessions_per_client =
             share_of(src, "BRIDGE_MAX_SESSIONS_PER_CLIENT", 64, max_sessions)?;
+        let workers = usize::try_from(src.u64("BRIDGE_WORKERS", 0)?)
+            .map_err(|_| ConfigError::new("BRIDGE_WORKERS", "is too large", "0"))?;
         let max_message_bytes = positive(src, "BRIDGE_MAX_MESSAGE_BYTES", 4 * 1024 * 1024)?;
         let max_queued = positive(src, "BRIDGE_MAX_QUEUED", 256)?;
         let replay_events = positive(src, "BRIDGE_REPLAY_EVENTS", 128)?;
@@ -185,6 +189,7 @@ impl Config {
         }
         Ok(Self {
             listen,
+            workers,
             path,
             command,
             cwd,
@@ -213,6 +218,7 @@ impl Config {
     pub fn for_command(command: Command) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            workers: 0,
             path: "/mcp".into(),
             command,
             cwd: None,

@@ -124,6 +124,12 @@ impl Serving {
 /// Binds `config.listen` (port 0 allowed) and serves. Must run inside a Tokio runtime.
 pub async fn serve(config: Config) -> anyhow::Result<Serving> {
     let listen = config.listen;
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get().clamp(2, 8))
+            .unwrap_or(2),
+        n => n,
+    };
     let bridge = Bridge::new(config);
     bridge.start_reaper();
     let b = bridge.clone();
@@ -133,11 +139,7 @@ pub async fn serve(config: Config) -> anyhow::Result<Serving> {
             .configure(configure(b.clone()))
             .configure(configure_health(b.clone()))
     })
-    .workers(
-        std::thread::available_parallelism()
-            .map(|n| n.get().clamp(2, 8))
-            .unwrap_or(2),
-    )
+    .workers(workers)
     // Responses stream: headers first, events as the child answers. Without TCP_NODELAY,
     // Nagle holds each later write until the client's delayed ACK (~40 ms per call).
     .on_connect(|conn, _ext| {

@@ -14,17 +14,29 @@
 //! is touched and by a background sweep ([`EmbeddedStore::purge_expired`] runs
 //! on open and every [`PURGE_INTERVAL`]).
 //!
-//! redb is synchronous, so every call runs on tokio's blocking pool. redb allows
-//! one write transaction at a time; take, compare-and-swap and put-if-absent each
-//! read and write inside a single write transaction, which makes them atomic.
-//! Readers never block writers (MVCC), so prefix listing does not stall the store.
+//! redb is synchronous. Point reads ([`Store::get`]) run in the caller's task,
+//! other reads on tokio's blocking pool; readers never block writers (MVCC),
+//! so prefix listing does not stall the store.
+//!
+//! Writes go to one writer thread, which commits them in groups (group
+//! commit): it takes every write queued so far, applies them one after
+//! another inside one write transaction — take, compare-and-swap and
+//! put-if-absent each read and write inside it, in order, so each stays
+//! atomic and sees the writes queued before it — commits once, and only then
+//! answers each caller. What is durable when: a write is acknowledged only
+//! after the commit that holds it has reached the disk (redb's default
+//! `Durability::Immediate`, an fsync), so every acknowledged write survives a
+//! crash or power loss, exactly as with one commit per write; a write not yet
+//! acknowledged when the process dies may or may not be there, and a batch is
+//! all there or not at all. Concurrent writes share one disk sync instead of
+//! paying one each; a lone write costs what it did.
 //!
 //! Publish/subscribe is in-process (tokio broadcast): a redb file is opened by
 //! one process only.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -32,8 +44,9 @@ use futures_util::stream::{BoxStream, StreamExt};
 use gateway_common::clock::{self, SharedClock};
 use redb::{
     Database, MultimapTableDefinition, ReadableMultimapTable, ReadableTable, TableDefinition,
+    WriteTransaction,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
 use crate::{Store, StoreError, StoreResult, Ttl};
 
@@ -60,6 +73,8 @@ const NEVER: u64 = 0;
 /// closes the file (after any in-flight blocking call finishes).
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
+    /// To the writer thread (see the module doc: group commit).
+    writer: mpsc::Sender<Box<dyn BatchOp>>,
     channels: Mutex<HashMap<String, broadcast::Sender<Vec<u8>>>>,
     purger: Option<tokio::task::JoinHandle<()>>,
 }
@@ -103,14 +118,22 @@ impl EmbeddedStore {
             .await
             .map_err(join_error)??;
         let inner = Arc::new(inner);
-        let purger = tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|rt| rt.spawn(purge_loop(Arc::downgrade(&inner))));
-        Ok(Self {
+        let (writer, queue) = mpsc::channel();
+        let for_writer = Arc::clone(&inner);
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run_writer(&for_writer, &queue))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer: {e}")))?;
+        let mut store = Self {
             inner,
+            writer,
             channels: Mutex::new(HashMap::new()),
-            purger,
-        })
+            purger: None,
+        };
+        store.purger = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|rt| rt.spawn(purge_loop(store.writer.clone())));
+        Ok(store)
     }
 
     /// The file this store lives in.
@@ -120,7 +143,7 @@ impl EmbeddedStore {
 
     /// Removes every dead record and set now; returns how many were removed.
     pub async fn purge_expired(&self) -> StoreResult<usize> {
-        self.blocking(|inner| inner.purge_expired()).await
+        write(&self.writer, |inner, tx| inner.purge_expired(tx)).await
     }
 
     async fn blocking<T, F>(&self, f: F) -> StoreResult<T>
@@ -142,20 +165,111 @@ impl EmbeddedStore {
     }
 }
 
-async fn purge_loop(inner: Weak<Inner>) {
+async fn purge_loop(writer: mpsc::Sender<Box<dyn BatchOp>>) {
     let mut every = tokio::time::interval(PURGE_INTERVAL);
     every.tick().await; // the first tick is immediate; `open` has just purged
     loop {
         every.tick().await;
-        let Some(strong) = inner.upgrade() else {
-            return;
-        };
-        match tokio::task::spawn_blocking(move || strong.purge_expired()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::debug!(removed = n, "purged expired records"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "purging expired records failed"),
-            Err(e) => tracing::warn!(error = %e, "purge task failed"),
+        match write(&writer, |inner, tx| inner.purge_expired(tx)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "purged expired records"),
+            Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
         }
+    }
+}
+
+/// A write's result and whether it changed anything (nothing changed in a
+/// whole batch: no commit, no disk sync).
+type Applied<T> = StoreResult<(T, bool)>;
+
+/// What a dead record found by a read leaves to do.
+enum Found {
+    Live(Vec<u8>),
+    /// Dead at this clock second: the writer removes it.
+    Dead(u64),
+    Absent,
+}
+
+/// The most writes one commit takes; more wait for the next one.
+const MAX_BATCH: usize = 256;
+
+/// One queued write: applied inside the batch's transaction, answered once
+/// that transaction is committed (or has failed).
+trait BatchOp: Send {
+    /// Applies the write; whether it changed anything. An error aborts the
+    /// batch's transaction: this write is answered with the error, the others
+    /// are applied again in a new transaction.
+    fn apply(&mut self, inner: &Inner, tx: &WriteTransaction) -> StoreResult<bool>;
+    /// The commit's outcome reaches the caller with the write's result.
+    fn answer(self: Box<Self>, committed: StoreResult<()>);
+    fn fail(self: Box<Self>, e: StoreError);
+}
+
+struct Op<T, F> {
+    f: F,
+    out: Option<T>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> BatchOp for Op<T, F>
+where
+    T: Send,
+    F: FnMut(&Inner, &WriteTransaction) -> Applied<T> + Send,
+{
+    fn apply(&mut self, inner: &Inner, tx: &WriteTransaction) -> StoreResult<bool> {
+        let (value, changed) = (self.f)(inner, tx)?;
+        self.out = Some(value);
+        Ok(changed)
+    }
+
+    fn answer(self: Box<Self>, committed: StoreResult<()>) {
+        let Op { out, reply, .. } = *self;
+        let result = committed.and_then(|()| {
+            out.ok_or_else(|| StoreError::Backend("write answered before it ran".into()))
+        });
+        // The caller may have gone (request cancelled); the write stands.
+        let _ = reply.send(result);
+    }
+
+    fn fail(self: Box<Self>, e: StoreError) {
+        let _ = self.reply.send(Err(e));
+    }
+}
+
+/// Queues a write for the writer thread and waits for its commit.
+async fn write<T, F>(writer: &mpsc::Sender<Box<dyn BatchOp>>, f: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: FnMut(&Inner, &WriteTransaction) -> Applied<T> + Send + 'static,
+{
+    let (reply, answer) = oneshot::channel();
+    writer
+        .send(Box::new(Op {
+            f,
+            out: None,
+            reply,
+        }))
+        .map_err(|_| writer_gone())?;
+    answer.await.map_err(|_| writer_gone())?
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the embedded store's writer has stopped".into())
+}
+
+/// The writer thread: takes every write queued so far (up to [`MAX_BATCH`]),
+/// applies them in order in one transaction, commits once, then answers them
+/// all. Ends when the store is dropped (the queue closes).
+fn run_writer(inner: &Inner, queue: &mpsc::Receiver<Box<dyn BatchOp>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        inner.commit_batch(batch);
     }
 }
 
@@ -184,188 +298,205 @@ impl Inner {
         tx.open_multimap_table(SET_MEMBERS).map_err(backend)?;
         tx.commit().map_err(backend)?;
         let inner = Self { db, clock, path };
-        inner.purge_expired()?;
+        let tx = inner.db.begin_write().map_err(backend)?;
+        let (_, changed) = inner.purge_expired(&tx)?;
+        finish(tx, changed)?;
         Ok(inner)
+    }
+
+    /// One transaction for the whole batch, one commit (one disk sync with
+    /// redb's default `Durability::Immediate`); then every write is answered.
+    fn commit_batch(&self, mut batch: Vec<Box<dyn BatchOp>>) {
+        while !batch.is_empty() {
+            let tx = match self.db.begin_write() {
+                Ok(tx) => tx,
+                Err(e) => {
+                    let e = e.to_string();
+                    for op in batch {
+                        op.fail(StoreError::Backend(e.clone()));
+                    }
+                    return;
+                }
+            };
+            let mut changed = false;
+            let mut failed = None;
+            for (i, op) in batch.iter_mut().enumerate() {
+                match op.apply(self, &tx) {
+                    Ok(c) => changed |= c,
+                    Err(e) => {
+                        failed = Some((i, e));
+                        break;
+                    }
+                }
+            }
+            match failed {
+                None => {
+                    let committed = finish(tx, changed).map_err(|e| e.to_string());
+                    for op in batch {
+                        op.answer(committed.clone().map_err(StoreError::Backend));
+                    }
+                    return;
+                }
+                Some((i, e)) => {
+                    // Nothing of this transaction stands; the others run again.
+                    let _ = tx.abort();
+                    batch.remove(i).fail(e);
+                }
+            }
+        }
     }
 
     fn now(&self) -> u64 {
         self.clock.now_secs()
     }
 
-    fn purge_expired(&self) -> StoreResult<usize> {
+    fn purge_expired(&self, tx: &WriteTransaction) -> Applied<usize> {
         let now = self.now();
-        let tx = self.db.begin_write().map_err(backend)?;
-        let removed = {
-            let mut records = tx.open_table(RECORDS).map_err(backend)?;
-            let dead_records = records
-                .extract_if(|_, v| is_dead(expiry_of(v), now))
-                .map_err(backend)?
-                .count();
-            let mut sets = tx.open_table(SETS).map_err(backend)?;
-            let mut dead_sets = Vec::new();
-            for entry in sets
-                .extract_if(|_, exp| is_dead(exp, now))
-                .map_err(backend)?
-            {
-                let (name, _) = entry.map_err(backend)?;
-                dead_sets.push(name.value().to_string());
-            }
-            let mut members = tx.open_multimap_table(SET_MEMBERS).map_err(backend)?;
-            for name in &dead_sets {
-                members.remove_all(name.as_str()).map_err(backend)?;
-            }
-            dead_records + dead_sets.len()
-        };
-        if removed == 0 {
-            tx.abort().map_err(backend)?;
-        } else {
-            tx.commit().map_err(backend)?;
-        }
-        Ok(removed)
-    }
-
-    fn put(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<()> {
-        let now = self.now();
-        let tx = self.db.begin_write().map_err(backend)?;
+        let mut records = tx.open_table(RECORDS).map_err(backend)?;
+        let dead_records = records
+            .extract_if(|_, v| is_dead(expiry_of(v), now))
+            .map_err(backend)?
+            .count();
+        let mut sets = tx.open_table(SETS).map_err(backend)?;
+        let mut dead_sets = Vec::new();
+        for entry in sets
+            .extract_if(|_, exp| is_dead(exp, now))
+            .map_err(backend)?
         {
-            let mut records = tx.open_table(RECORDS).map_err(backend)?;
-            match expiry_for(now, ttl) {
-                Some(exp) => {
-                    records
-                        .insert(key, encode(exp, value).as_slice())
-                        .map_err(backend)?;
-                }
-                // A zero TTL: the record would be dead on arrival.
-                None => {
-                    records.remove(key).map_err(backend)?;
-                }
-            }
+            let (name, _) = entry.map_err(backend)?;
+            dead_sets.push(name.value().to_string());
         }
-        tx.commit().map_err(backend)
+        let mut members = tx.open_multimap_table(SET_MEMBERS).map_err(backend)?;
+        for name in &dead_sets {
+            members.remove_all(name.as_str()).map_err(backend)?;
+        }
+        let removed = dead_records + dead_sets.len();
+        Ok((removed, removed > 0))
     }
 
-    fn put_if_absent(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<bool> {
+    fn put(&self, tx: &WriteTransaction, key: &str, value: &[u8], ttl: Ttl) -> Applied<()> {
         let now = self.now();
-        let Some(exp) = expiry_for(now, ttl) else {
-            return Ok(false);
-        };
-        let tx = self.db.begin_write().map_err(backend)?;
-        let written = {
-            let mut records = tx.open_table(RECORDS).map_err(backend)?;
-            let live = match records.get(key).map_err(backend)? {
-                Some(old) => !is_dead(expiry_of(old.value()), now),
-                None => false,
-            };
-            if !live {
+        let mut records = tx.open_table(RECORDS).map_err(backend)?;
+        match expiry_for(now, ttl) {
+            Some(exp) => {
                 records
                     .insert(key, encode(exp, value).as_slice())
                     .map_err(backend)?;
             }
-            !live
-        };
-        finish(tx, written)?;
-        Ok(written)
-    }
-
-    fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let now = self.now();
-        let found = {
-            let tx = self.db.begin_read().map_err(backend)?;
-            let records = tx.open_table(RECORDS).map_err(backend)?;
-            let found = records
-                .get(key)
-                .map_err(backend)?
-                .map(|v| decode(v.value()).map(|(exp, data)| (exp, data.to_vec())))
-                .transpose()?;
-            found
-        };
-        match found {
-            Some((exp, data)) if !is_dead(exp, now) => Ok(Some(data)),
-            Some(_) => {
-                // Purge on access, re-checked inside the write transaction in
-                // case a writer has replaced it meanwhile.
-                self.remove_if_dead(key, now)?;
-                Ok(None)
-            }
-            None => Ok(None),
-        }
-    }
-
-    fn remove_if_dead(&self, key: &str, now: u64) -> StoreResult<()> {
-        let tx = self.db.begin_write().map_err(backend)?;
-        let removed = {
-            let mut records = tx.open_table(RECORDS).map_err(backend)?;
-            let dead = match records.get(key).map_err(backend)? {
-                Some(v) => is_dead(expiry_of(v.value()), now),
-                None => false,
-            };
-            if dead {
+            // A zero TTL: the record would be dead on arrival.
+            None => {
                 records.remove(key).map_err(backend)?;
             }
-            dead
+        }
+        Ok(((), true))
+    }
+
+    fn put_if_absent(
+        &self,
+        tx: &WriteTransaction,
+        key: &str,
+        value: &[u8],
+        ttl: Ttl,
+    ) -> Applied<bool> {
+        let now = self.now();
+        let Some(exp) = expiry_for(now, ttl) else {
+            return Ok((false, false));
         };
-        finish(tx, removed)
+        let mut records = tx.open_table(RECORDS).map_err(backend)?;
+        let live = match records.get(key).map_err(backend)? {
+            Some(old) => !is_dead(expiry_of(old.value()), now),
+            None => false,
+        };
+        if !live {
+            records
+                .insert(key, encode(exp, value).as_slice())
+                .map_err(backend)?;
+        }
+        Ok((!live, !live))
+    }
+
+    /// The live value, or whether a dead record is in the way (to be removed
+    /// by the writer: reads never write).
+    fn get(&self, key: &str) -> StoreResult<Found> {
+        let now = self.now();
+        let tx = self.db.begin_read().map_err(backend)?;
+        let records = tx.open_table(RECORDS).map_err(backend)?;
+        let found = records
+            .get(key)
+            .map_err(backend)?
+            .map(|v| decode(v.value()).map(|(exp, data)| (exp, data.to_vec())))
+            .transpose()?;
+        Ok(match found {
+            Some((exp, data)) if !is_dead(exp, now) => Found::Live(data),
+            Some(_) => Found::Dead(now),
+            None => Found::Absent,
+        })
+    }
+
+    /// Purge on access, re-checked inside the write transaction in case a
+    /// writer has replaced the record meanwhile.
+    fn remove_if_dead(&self, tx: &WriteTransaction, key: &str, now: u64) -> Applied<()> {
+        let mut records = tx.open_table(RECORDS).map_err(backend)?;
+        let dead = match records.get(key).map_err(backend)? {
+            Some(v) => is_dead(expiry_of(v.value()), now),
+            None => false,
+        };
+        if dead {
+            records.remove(key).map_err(backend)?;
+        }
+        Ok(((), dead))
     }
 
     /// Removes the record; returns its value if it was live.
-    fn take(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+    fn take(&self, tx: &WriteTransaction, key: &str) -> Applied<Option<Vec<u8>>> {
         let now = self.now();
-        let tx = self.db.begin_write().map_err(backend)?;
-        let (changed, value) = {
-            let mut records = tx.open_table(RECORDS).map_err(backend)?;
-            let removed = records.remove(key).map_err(backend)?;
-            match removed {
-                None => (false, None),
-                Some(old) => {
-                    let (exp, data) = decode(old.value())?;
-                    (true, (!is_dead(exp, now)).then(|| data.to_vec()))
-                }
+        let mut records = tx.open_table(RECORDS).map_err(backend)?;
+        let removed = records.remove(key).map_err(backend)?;
+        match removed {
+            None => Ok((None, false)),
+            Some(old) => {
+                let (exp, data) = decode(old.value())?;
+                Ok(((!is_dead(exp, now)).then(|| data.to_vec()), true))
             }
-        };
-        finish(tx, changed)?;
-        Ok(value)
+        }
     }
 
     fn compare_and_swap(
         &self,
+        tx: &WriteTransaction,
         key: &str,
         expected: &[u8],
         new: Option<&[u8]>,
         ttl: Ttl,
-    ) -> StoreResult<bool> {
+    ) -> Applied<bool> {
         let now = self.now();
-        let tx = self.db.begin_write().map_err(backend)?;
-        let (changed, swapped) = {
-            let mut records = tx.open_table(RECORDS).map_err(backend)?;
-            let current = records
-                .get(key)
-                .map_err(backend)?
-                .map(|v| decode(v.value()).map(|(exp, data)| (exp, data == expected)))
-                .transpose()?;
-            match current {
-                Some((exp, true)) if !is_dead(exp, now) => {
-                    match (new, expiry_for(now, ttl)) {
-                        (Some(value), Some(exp)) => {
-                            records
-                                .insert(key, encode(exp, value).as_slice())
-                                .map_err(backend)?;
-                        }
-                        // Delete requested, or a zero TTL (dead on arrival).
-                        (None, _) | (Some(_), None) => {
-                            records.remove(key).map_err(backend)?;
-                        }
+        let mut records = tx.open_table(RECORDS).map_err(backend)?;
+        let current = records
+            .get(key)
+            .map_err(backend)?
+            .map(|v| decode(v.value()).map(|(exp, data)| (exp, data == expected)))
+            .transpose()?;
+        match current {
+            Some((exp, true)) if !is_dead(exp, now) => {
+                match (new, expiry_for(now, ttl)) {
+                    (Some(value), Some(exp)) => {
+                        records
+                            .insert(key, encode(exp, value).as_slice())
+                            .map_err(backend)?;
                     }
-                    (true, true)
+                    // Delete requested, or a zero TTL (dead on arrival).
+                    (None, _) | (Some(_), None) => {
+                        records.remove(key).map_err(backend)?;
+                    }
                 }
-                Some((exp, _)) if is_dead(exp, now) => {
-                    records.remove(key).map_err(backend)?;
-                    (true, false)
-                }
-                Some(_) | None => (false, false),
+                Ok((true, true))
             }
-        };
-        finish(tx, changed)?;
-        Ok(swapped)
+            Some((exp, _)) if is_dead(exp, now) => {
+                records.remove(key).map_err(backend)?;
+                Ok((false, true))
+            }
+            Some(_) | None => Ok((false, false)),
+        }
     }
 
     fn ttl(&self, key: &str) -> StoreResult<Option<Ttl>> {
@@ -386,67 +517,59 @@ impl Inner {
         Ok(remaining(exp, now))
     }
 
-    fn set_add(&self, set: &str, member: &str, ttl: Ttl) -> StoreResult<()> {
+    fn set_add(&self, tx: &WriteTransaction, set: &str, member: &str, ttl: Ttl) -> Applied<()> {
         let now = self.now();
-        let tx = self.db.begin_write().map_err(backend)?;
-        {
-            let mut sets = tx.open_table(SETS).map_err(backend)?;
-            let mut members = tx.open_multimap_table(SET_MEMBERS).map_err(backend)?;
-            let existing = sets.get(set).map_err(backend)?.map(|e| e.value());
-            let current_exp = match existing {
-                Some(exp) if !is_dead(exp, now) => exp,
-                Some(_) => {
-                    // A dead set starts over empty.
-                    members.remove_all(set).map_err(backend)?;
-                    NEVER
-                }
-                None => NEVER,
-            };
-            let new_exp = match ttl {
-                None => Some(current_exp),
-                Some(_) => expiry_for(now, ttl),
-            };
-            match new_exp {
-                Some(exp) => {
-                    members.insert(set, member).map_err(backend)?;
-                    sets.insert(set, exp).map_err(backend)?;
-                }
-                // Zero TTL: like SADD then PEXPIRE 0, the set is gone.
-                None => {
-                    members.remove_all(set).map_err(backend)?;
-                    sets.remove(set).map_err(backend)?;
-                }
+        let mut sets = tx.open_table(SETS).map_err(backend)?;
+        let mut members = tx.open_multimap_table(SET_MEMBERS).map_err(backend)?;
+        let existing = sets.get(set).map_err(backend)?.map(|e| e.value());
+        let current_exp = match existing {
+            Some(exp) if !is_dead(exp, now) => exp,
+            Some(_) => {
+                // A dead set starts over empty.
+                members.remove_all(set).map_err(backend)?;
+                NEVER
+            }
+            None => NEVER,
+        };
+        let new_exp = match ttl {
+            None => Some(current_exp),
+            Some(_) => expiry_for(now, ttl),
+        };
+        match new_exp {
+            Some(exp) => {
+                members.insert(set, member).map_err(backend)?;
+                sets.insert(set, exp).map_err(backend)?;
+            }
+            // Zero TTL: like SADD then PEXPIRE 0, the set is gone.
+            None => {
+                members.remove_all(set).map_err(backend)?;
+                sets.remove(set).map_err(backend)?;
             }
         }
-        tx.commit().map_err(backend)
+        Ok(((), true))
     }
 
-    fn set_remove(&self, set: &str, member: &str) -> StoreResult<bool> {
+    fn set_remove(&self, tx: &WriteTransaction, set: &str, member: &str) -> Applied<bool> {
         let now = self.now();
-        let tx = self.db.begin_write().map_err(backend)?;
-        let (changed, removed) = {
-            let mut sets = tx.open_table(SETS).map_err(backend)?;
-            let mut members = tx.open_multimap_table(SET_MEMBERS).map_err(backend)?;
-            let existing = sets.get(set).map_err(backend)?.map(|e| e.value());
-            match existing {
-                None => (false, false),
-                Some(exp) if is_dead(exp, now) => {
-                    members.remove_all(set).map_err(backend)?;
-                    sets.remove(set).map_err(backend)?;
-                    (true, false)
-                }
-                Some(_) => {
-                    let removed = members.remove(set, member).map_err(backend)?;
-                    // Like Redis, an empty set does not exist.
-                    if members.get(set).map_err(backend)?.is_empty() {
-                        sets.remove(set).map_err(backend)?;
-                    }
-                    (removed, removed)
-                }
+        let mut sets = tx.open_table(SETS).map_err(backend)?;
+        let mut members = tx.open_multimap_table(SET_MEMBERS).map_err(backend)?;
+        let existing = sets.get(set).map_err(backend)?.map(|e| e.value());
+        match existing {
+            None => Ok((false, false)),
+            Some(exp) if is_dead(exp, now) => {
+                members.remove_all(set).map_err(backend)?;
+                sets.remove(set).map_err(backend)?;
+                Ok((false, true))
             }
-        };
-        finish(tx, changed)?;
-        Ok(removed)
+            Some(_) => {
+                let removed = members.remove(set, member).map_err(backend)?;
+                // Like Redis, an empty set does not exist.
+                if members.get(set).map_err(backend)?.is_empty() {
+                    sets.remove(set).map_err(backend)?;
+                }
+                Ok((removed, removed))
+            }
+        }
     }
 
     fn set_members(&self, set: &str) -> StoreResult<Vec<String>> {
@@ -505,29 +628,43 @@ impl Inner {
 impl Store for EmbeddedStore {
     async fn put(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<()> {
         let (key, value) = (key.to_string(), value.to_vec());
-        self.blocking(move |s| s.put(&key, &value, ttl)).await
+        write(&self.writer, move |s, tx| s.put(tx, &key, &value, ttl)).await
     }
 
     async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<bool> {
         let (key, value) = (key.to_string(), value.to_vec());
-        self.blocking(move |s| s.put_if_absent(&key, &value, ttl))
-            .await
+        write(&self.writer, move |s, tx| {
+            s.put_if_absent(tx, &key, &value, ttl)
+        })
+        .await
     }
 
     async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        let key = key.to_string();
-        self.blocking(move |s| s.get(&key)).await
+        // A point read runs here, not on the blocking pool: a B-tree lookup in
+        // redb's page cache costs less than handing it to another thread (two
+        // of them per refresh grant) and it never waits for the writer (MVCC).
+        match self.inner.get(key)? {
+            Found::Live(data) => Ok(Some(data)),
+            Found::Absent => Ok(None),
+            Found::Dead(now) => {
+                let key = key.to_string();
+                write(&self.writer, move |s, tx| s.remove_if_dead(tx, &key, now)).await?;
+                Ok(None)
+            }
+        }
     }
 
     async fn delete(&self, key: &str) -> StoreResult<bool> {
         let key = key.to_string();
-        self.blocking(move |s| s.take(&key).map(|v| v.is_some()))
-            .await
+        write(&self.writer, move |s, tx| {
+            s.take(tx, &key).map(|(v, changed)| (v.is_some(), changed))
+        })
+        .await
     }
 
     async fn take(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         let key = key.to_string();
-        self.blocking(move |s| s.take(&key)).await
+        write(&self.writer, move |s, tx| s.take(tx, &key)).await
     }
 
     async fn compare_and_swap(
@@ -539,8 +676,10 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<bool> {
         let (key, expected) = (key.to_string(), expected.to_vec());
         let new = new.map(<[u8]>::to_vec);
-        self.blocking(move |s| s.compare_and_swap(&key, &expected, new.as_deref(), ttl))
-            .await
+        write(&self.writer, move |s, tx| {
+            s.compare_and_swap(tx, &key, &expected, new.as_deref(), ttl)
+        })
+        .await
     }
 
     async fn ttl(&self, key: &str) -> StoreResult<Option<Ttl>> {
@@ -550,12 +689,12 @@ impl Store for EmbeddedStore {
 
     async fn set_add(&self, set: &str, member: &str, ttl: Ttl) -> StoreResult<()> {
         let (set, member) = (set.to_string(), member.to_string());
-        self.blocking(move |s| s.set_add(&set, &member, ttl)).await
+        write(&self.writer, move |s, tx| s.set_add(tx, &set, &member, ttl)).await
     }
 
     async fn set_remove(&self, set: &str, member: &str) -> StoreResult<bool> {
         let (set, member) = (set.to_string(), member.to_string());
-        self.blocking(move |s| s.set_remove(&set, &member)).await
+        write(&self.writer, move |s, tx| s.set_remove(tx, &set, &member)).await
     }
 
     async fn set_members(&self, set: &str) -> StoreResult<Vec<String>> {

@@ -52,6 +52,10 @@ fn main() -> anyhow::Result<()> {
     if args.get(1).map(String::as_str) == Some("--serve") {
         return serve_child();
     }
+    if args.get(1).map(String::as_str) == Some("--raw-es256") {
+        let seconds = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3);
+        return raw_es256(Duration::from_secs(seconds));
+    }
     let arg = |name: &str, default: u64| {
         args.iter()
             .position(|a| a == name)
@@ -125,6 +129,33 @@ fn rss_kib_of(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// `--raw-es256 SECONDS`: the raw ES256 verification rate of this CPU, the
+/// anchor of `bench/run.sh`'s forged-token row. One thread checks one valid
+/// signature over and over, with the verifier's own ES256 check (the key
+/// parsed once, [`mcp_verifier::jwt::verify_es256_parsed`]), for the given
+/// time; prints `<verifications/s>`.
+fn raw_es256(duration: Duration) -> anyhow::Result<()> {
+    let key = TestKey::generate("bench");
+    let keys = gateway_common::keys::KeyTable::from_jwks(&jwks(&[&key]));
+    let token = key.sign(&claims(RESOURCE, SystemClock.now_secs()));
+    let vk = keys.get("bench").ok_or_else(|| anyhow::anyhow!("key"))?;
+    let (msg, sig) = token
+        .rsplit_once('.')
+        .ok_or_else(|| anyhow::anyhow!("jwt"))?;
+    let check = mcp_verifier::jwt::verify_es256_parsed(vk)
+        .ok_or_else(|| anyhow::anyhow!("not an ES256 key"))?;
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < duration {
+        for _ in 0..100 {
+            anyhow::ensure!(check(msg.as_bytes(), sig));
+        }
+        n += 100;
+    }
+    println!("{:.0}", n as f64 / started.elapsed().as_secs_f64());
+    Ok(())
 }
 
 /// Child mode: a verifier process (config from the environment) that also

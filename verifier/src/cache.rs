@@ -30,6 +30,11 @@ impl TokenKey {
         Self(Sha256::digest(token.as_bytes()).into())
     }
 
+    /// One byte of the hash (shard selection).
+    pub(crate) fn byte(&self, i: usize) -> u8 {
+        self.0[i % 32]
+    }
+
     fn prefix(&self) -> u64 {
         let mut b = [0u8; 8];
         b.copy_from_slice(&self.0[..8]);
@@ -44,8 +49,9 @@ impl Hash for TokenKey {
     }
 }
 
+/// The table hash of a [`TokenKey`]: its first 8 bytes as they are.
 #[derive(Default)]
-struct PassThrough(u64);
+pub(crate) struct PassThrough(u64);
 
 impl Hasher for PassThrough {
     fn finish(&self) -> u64 {

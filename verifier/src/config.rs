@@ -42,6 +42,8 @@ pub struct VerifierConfig {
     pub jwks_min_refetch: Duration,
     /// `TOKEN_CACHE_SIZE` (default 10000) verified tokens kept.
     pub cache_capacity: usize,
+    /// `NEGATIVE_CACHE_SIZE` (default 10000) refused tokens remembered (`negative.rs`).
+    pub negative_cache_capacity: usize,
     /// `TOOL_POLICY_FILE`: per-tool authorization from `Mcp-Method`/`Mcp-Name`
     /// (see [`crate::tool_policy`]); validated here, reloaded when it changes.
     pub tool_policy: Option<crate::tool_policy::ToolPolicyConfig>,
@@ -214,6 +216,7 @@ impl VerifierConfig {
         }
         let jwks_min_refetch = src.seconds("JWKS_MIN_REFETCH", 5)?;
         let cache_capacity = usize_var(src, "TOKEN_CACHE_SIZE", 10_000)?;
+        let negative_cache_capacity = usize_var(src, "NEGATIVE_CACHE_SIZE", 10_000)?;
         let tool_policy = match src.get("TOOL_POLICY_FILE") {
             None => None,
             Some(path) => {
@@ -261,6 +264,7 @@ impl VerifierConfig {
             jwks_refresh,
             jwks_min_refetch,
             cache_capacity,
+            negative_cache_capacity,
             tool_policy,
             audit_log_file,
             dpop,

@@ -7,21 +7,53 @@ use std::time::Instant;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::decision::{Decision, Deny, DenyResponse, Reason};
+use crate::decision::{Decision, Deny, DenyResponse, Reason, Who};
 use crate::forwarded::{self, AuthorizationHeader, ForwardedRequest, HeaderView, VerifyRequest};
+use crate::identity::HeaderValues;
 use crate::tool_policy::{denial_body, McpCall};
 use crate::verifier::Verifier;
 
 struct ActixHeaders<'a>(&'a HeaderMap);
 
+/// The names `/verify` reads, made once: looking a header up by `&str` parses
+/// and validates the name on every call (a tenth of a cached verify).
+static KNOWN: [HeaderName; 13] = [
+    HeaderName::from_static("x-forwarded-method"),
+    HeaderName::from_static("x-original-method"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-forwarded-uri"),
+    HeaderName::from_static("x-original-uri"),
+    HeaderName::from_static("host"),
+    HeaderName::from_static("authorization"),
+    HeaderName::from_static("access-control-request-method"),
+    HeaderName::from_static("accept"),
+    HeaderName::from_static("mcp-method"),
+    HeaderName::from_static("mcp-name"),
+];
+
+impl ActixHeaders<'_> {
+    fn known(name: &str) -> Option<&'static HeaderName> {
+        KNOWN.iter().find(|k| k.as_str() == name)
+    }
+}
+
 impl HeaderView for ActixHeaders<'_> {
     fn first(&self, name: &str) -> Option<&[u8]> {
-        self.0.get(name).map(HeaderValue::as_bytes)
+        match Self::known(name) {
+            Some(k) => self.0.get(k),
+            None => self.0.get(name),
+        }
+        .map(HeaderValue::as_bytes)
     }
     fn count(&self, name: &str) -> usize {
-        self.0.get_all(name).count()
+        match Self::known(name) {
+            Some(k) => self.0.get_all(k).count(),
+            None => self.0.get_all(name).count(),
+        }
     }
 }
 
@@ -58,10 +90,24 @@ impl Names {
 pub fn configure(verifier: Arc<Verifier>) -> impl Fn(&mut web::ServiceConfig) + Clone {
     move |cfg: &mut web::ServiceConfig| {
         configure_verify(Arc::clone(&verifier))(cfg);
-        cfg.route("/health", web::get().to(health))
+        configure_probes(Arc::clone(&verifier))(cfg);
+    }
+}
+
+/// Mounts `/health`, `/ready` and `/metrics` (without `/verify`).
+pub fn configure_probes(verifier: Arc<Verifier>) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::Data::from(Arc::clone(&verifier)))
+            .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
             .route("/metrics", web::get().to(metrics));
     }
+}
+
+/// What `/verify` needs, in one piece of app data (one lookup per request).
+struct VerifyCtx {
+    verifier: Arc<Verifier>,
+    names: Names,
 }
 
 /// Mounts only `/verify` (for an app that already has its own `/health`,
@@ -71,12 +117,18 @@ pub fn configure_verify(verifier: Arc<Verifier>) -> impl Fn(&mut web::ServiceCon
     move |cfg: &mut web::ServiceConfig| {
         let names = Names::new(&verifier);
         cfg.app_data(web::Data::from(Arc::clone(&verifier)))
-            .app_data(web::Data::new(names))
+            .app_data(web::Data::new(VerifyCtx {
+                verifier: Arc::clone(&verifier),
+                names,
+            }))
             .route("/verify", web::route().to(verify));
     }
 }
 
-async fn verify(req: HttpRequest, v: web::Data<Verifier>, names: web::Data<Names>) -> HttpResponse {
+/// The hot path: no span, no request id, no allocation for a cached token
+/// beyond actix's own (the identity header values are shared with the cache).
+async fn verify(req: HttpRequest, ctx: web::Data<VerifyCtx>) -> HttpResponse {
+    let (v, names) = (&*ctx.verifier, &ctx.names);
     let started = Instant::now();
     let headers = ActixHeaders(req.headers());
     let uri = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
@@ -114,14 +166,14 @@ async fn verify(req: HttpRequest, v: web::Data<Verifier>, names: web::Data<Names
             if let (Decision::Deny(d), Some(call)) = (&decision, &call) {
                 if d.deny == Deny::ToolNotAllowed {
                     let r = HttpResponse::Forbidden()
-                        .insert_header((header::CACHE_CONTROL, "no-store"))
+                        .insert_header((header::CACHE_CONTROL, NO_STORE))
                         .content_type("application/json")
                         .body(denial_body(call));
                     v.metrics().record(Reason::ToolDenied, started.elapsed());
                     return r;
                 }
             }
-            respond(&fwd, decision, &names)
+            respond(&fwd, decision, names)
         }
         Err(e) => {
             tracing::warn!(error = %e, "refusing unusable forwarded headers");
@@ -142,18 +194,30 @@ fn respond(
 ) -> (HttpResponse, Reason) {
     match decision {
         Decision::Allow(allowed) => {
-            let id = allowed.who.identity();
-            let mut r = HttpResponse::Ok();
+            static NOBODY: std::sync::OnceLock<HeaderValues> = std::sync::OnceLock::new();
+            let values = match &allowed.who {
+                Who::Token(v) => v.header_values.get(&v.identity),
+                Who::Anonymous => NOBODY
+                    .get_or_init(HeaderValues::default)
+                    .get(allowed.who.identity()),
+            };
+            let mut r = HttpResponse::new(StatusCode::OK);
+            let h = r.headers_mut();
             // Every header, even empty: a proxy copying response headers must
             // overwrite any client-sent copy (Caddy, Traefik authResponseHeaders).
-            set(&mut r, &names.user_id, &id.user_id);
-            set(&mut r, &names.user_name, &id.user_name);
-            set(&mut r, &names.user_email, &id.user_email);
-            set(&mut r, &names.client_id, &id.client_id);
-            set(&mut r, &names.scopes, &id.scopes);
-            set(&mut r, &names.token, allowed.forward_token.unwrap_or(""));
-            r.insert_header((header::CACHE_CONTROL, "no-store"));
-            (r.finish(), allowed.reason)
+            let [user_id, user_name, user_email, client_id, scopes] = values;
+            h.insert(names.user_id.clone(), user_id.clone());
+            h.insert(names.user_name.clone(), user_name.clone());
+            h.insert(names.user_email.clone(), user_email.clone());
+            h.insert(names.client_id.clone(), client_id.clone());
+            h.insert(names.scopes.clone(), scopes.clone());
+            let token = match allowed.forward_token {
+                None => HeaderValue::from_static(""),
+                Some(t) => HeaderValue::from_str(t).unwrap_or(HeaderValue::from_static("")),
+            };
+            h.insert(names.token.clone(), token);
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
+            (r, allowed.reason)
         }
         Decision::Deny(denial) => {
             let token_sent = !matches!(fwd.authorization, AuthorizationHeader::Absent);
@@ -174,10 +238,7 @@ fn respond(
     }
 }
 
-fn set(r: &mut HttpResponseBuilder, name: &HeaderName, value: &str) {
-    let value = HeaderValue::from_bytes(value.as_bytes()).unwrap_or(HeaderValue::from_static(""));
-    r.insert_header((name.clone(), value));
-}
+const NO_STORE: &str = "no-store";
 
 fn deny_response(d: &DenyResponse, html: bool) -> HttpResponse {
     let status = StatusCode::from_u16(d.status).unwrap_or(StatusCode::UNAUTHORIZED);
@@ -195,7 +256,7 @@ fn deny_response(d: &DenyResponse, html: bool) -> HttpResponse {
             r.insert_header(("dpop-nonce", v));
         }
     }
-    r.insert_header((header::CACHE_CONTROL, "no-store"));
+    r.insert_header((header::CACHE_CONTROL, NO_STORE));
     if html {
         r.content_type("text/html; charset=utf-8").body(format!(
             "<!doctype html><meta charset=utf-8><title>{status}</title>\

@@ -1,6 +1,9 @@
 //! What a verified token says about its bearer, shaped for the hot path: the
 //! identity header values are computed once, when the token is first verified.
 
+use std::sync::OnceLock;
+
+use actix_web::http::header::HeaderValue;
 use gateway_common::claims::AccessClaims;
 
 /// A token whose signature, type, issuer and time window were checked. The
@@ -22,7 +25,39 @@ pub struct Verified {
     pub tool_memo: crate::tool_policy::ToolMemoSlot,
     /// `cnf.jkt`: the DPoP key the token is bound to (RFC 9449 §6.1).
     pub jkt: Option<String>,
+    /// The identity as response header values, made on the first answer and
+    /// shared by every later one for this token (no per-request copies).
+    pub header_values: HeaderValues,
 }
+
+/// [`Identity`] as HTTP header values: user id, name, e-mail, client id, scopes.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderValues(OnceLock<[HeaderValue; 5]>);
+
+impl HeaderValues {
+    pub fn get(&self, id: &Identity) -> &[HeaderValue; 5] {
+        self.0.get_or_init(|| {
+            // `header_safe` removed control characters; any other byte is a valid value.
+            let v = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
+            [
+                v(&id.user_id),
+                v(&id.user_name),
+                v(&id.user_email),
+                v(&id.client_id),
+                v(&id.scopes),
+            ]
+        })
+    }
+}
+
+/// Derived from the identity: two verifications are equal whatever their cache of it.
+impl PartialEq for HeaderValues {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for HeaderValues {}
 
 /// The identity headers' values. Always all present; empty when unknown.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,6 +100,7 @@ impl Verified {
             },
             tool_memo: Default::default(),
             jkt: claims.cnf.map(|c| c.jkt),
+            header_values: Default::default(),
         }
     }
 
@@ -98,6 +134,7 @@ pub(crate) mod tests {
             identity: Identity::default(),
             tool_memo: Default::default(),
             jkt: None,
+            header_values: Default::default(),
         })
     }
 

@@ -63,6 +63,7 @@ pub mod identity;
 pub mod jwks;
 pub mod jwt;
 pub mod metrics;
+pub mod negative;
 pub mod policy;
 pub mod revoked;
 pub mod service;
@@ -186,9 +187,16 @@ pub async fn serve_with_clock(
     let (verifier, tasks) = start(config, clock);
     let app_verifier = Arc::clone(&verifier);
     let server = actix_web::HttpServer::new(move || {
+        // `/verify` outside the request logger: a span and a request id per
+        // request cost more than the decision itself, and a decision logs
+        // nothing at the default level (denials go to the audit log).
         actix_web::App::new()
-            .wrap(gateway_common::logging::request_logger())
-            .configure(configure(Arc::clone(&app_verifier)))
+            .configure(http::configure_verify(Arc::clone(&app_verifier)))
+            .service(
+                actix_web::web::scope("")
+                    .wrap(gateway_common::logging::request_logger())
+                    .configure(http::configure_probes(Arc::clone(&app_verifier))),
+            )
     })
     .workers(workers)
     .disable_signals()

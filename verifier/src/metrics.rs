@@ -43,6 +43,7 @@ pub struct Metrics {
     latency: Histogram,
     pub cache_hits: Counter,
     pub cache_misses: Counter,
+    pub negative_hits: Counter,
     pub key_refresh_ok: Counter,
     pub key_refresh_failed: Counter,
     pub feed_reconnects: Counter,
@@ -91,6 +92,12 @@ impl Metrics {
         let cache = Family::<ResultLabel, Counter>::default();
         let cache_hits = cache.get_or_create(&ResultLabel { result: "hit" }).clone();
         let cache_misses = cache.get_or_create(&ResultLabel { result: "miss" }).clone();
+        // A token refused before, refused again without a signature check (negative.rs).
+        let negative_hits = cache
+            .get_or_create(&ResultLabel {
+                result: "refused_before",
+            })
+            .clone();
         registry.register("token_cache_lookups", "Verified-token cache lookups", cache);
         let refresh = Family::<ResultLabel, Counter>::default();
         let key_refresh_ok = refresh.get_or_create(&ResultLabel { result: "ok" }).clone();
@@ -159,6 +166,7 @@ impl Metrics {
             latency,
             cache_hits,
             cache_misses,
+            negative_hits,
             key_refresh_ok,
             key_refresh_failed,
             feed_reconnects,

@@ -74,6 +74,7 @@ mod tests {
             },
             tool_memo: Default::default(),
             jkt: None,
+            header_values: Default::default(),
         }
     }
 

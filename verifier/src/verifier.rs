@@ -20,6 +20,7 @@ use crate::forwarded::ForwardedRequest;
 use crate::identity::Verified;
 use crate::jwt::{self, Expectations, TokenError};
 use crate::metrics::Metrics;
+use crate::negative::NegativeCache;
 use crate::policy::{self, PolicyDenial};
 use crate::revoked::RevokedSet;
 use crate::service::match_service;
@@ -74,9 +75,11 @@ pub struct Readiness {
 pub struct Verifier {
     pub(crate) config: VerifierConfig,
     expect: Expectations,
-    pub(crate) keys: ArcSwap<KeyTable>,
+    pub(crate) keys: ArcSwap<jwt::Keys>,
     pub(crate) revoked: RevokedSet,
     pub(crate) cache: TokenCache,
+    /// Tokens refused for good (`negative.rs`): a repeated bad token costs a lookup.
+    pub(crate) negative: NegativeCache,
     pub(crate) feed: FeedHealth,
     pub(crate) clock: SharedClock,
     pub(crate) metrics: Metrics,
@@ -124,9 +127,10 @@ impl Verifier {
             first_use: crate::first_use::FirstUse::default(),
             audit,
             cache: TokenCache::new(config.cache_capacity),
+            negative: NegativeCache::new(config.negative_cache_capacity),
             config,
             expect,
-            keys: ArcSwap::from_pointee(KeyTable::default()),
+            keys: ArcSwap::from_pointee(jwt::Keys::default()),
             revoked: RevokedSet::default(),
             feed: FeedHealth::default(),
             clock,
@@ -228,10 +232,18 @@ impl Verifier {
             .map(|s| s.name.clone())
             .unwrap_or_default();
         // Known when the token verified and was refused afterwards (revoked,
-        // audience, policy): it is in the cache then. No crypto here.
+        // audience, policy): it is in the cache then. No crypto here, and no
+        // lookup for a token that did not verify (it is in no cache of valid ones).
+        let verified_then_refused = matches!(
+            reason,
+            Reason::Revoked
+                | Reason::WrongAudience
+                | Reason::NotAllowed
+                | Reason::InsufficientScope
+        );
         let client_id = match crate::dpop::extract(req.authorization, self.config.max_token_bytes).0
         {
-            Extracted::Token(t) => self
+            Extracted::Token(t) if verified_then_refused => self
                 .cache
                 .get(&TokenKey::of(t), now)
                 .map(|v| v.identity.client_id.clone()),
@@ -464,19 +476,26 @@ impl Verifier {
             self.metrics.cache_hits.inc();
             return Ok((key, hit));
         }
+        if let Some(e) = self.negative.get(&key) {
+            self.metrics.negative_hits.inc();
+            return Err(Deny::Token(e));
+        }
         self.metrics.cache_misses.inc();
         let keys = self.keys.load();
         if keys.is_empty() {
             return Err(Deny::KeysUnavailable);
         }
-        let claims = match jwt::verify(token, &keys, &self.expect, now) {
+        let claims = match jwt::verify_keys(token, &keys, &self.expect, now) {
             Ok(c) => c,
             Err(TokenError::UnknownKid) => {
                 // Perhaps a key published after our last fetch.
                 self.key_refresh_wanted.notify_one();
                 return Err(Deny::Token(TokenError::UnknownKid));
             }
-            Err(e) => return Err(Deny::Token(e)),
+            Err(e) => {
+                self.negative.insert(key, e);
+                return Err(Deny::Token(e));
+            }
         };
         let id_hash = self.revoked.id_hash(&claims.jti);
         let grant_hash = claims
@@ -522,7 +541,9 @@ impl Verifier {
 
     /// Installs a fresh key table.
     pub fn set_keys(&self, table: KeyTable) {
-        self.keys.store(Arc::new(table));
+        self.keys.store(Arc::new(jwt::Keys::new(table)));
+        // A bad signature was bad for the key its kid named then.
+        self.negative.clear();
     }
 
     pub fn feed(&self) -> &FeedHealth {

@@ -1,12 +1,20 @@
 //! Local users: a file of `name:$argon2id$...` lines (optionally `:email`
 //! after the hash), for single-machine setups and the demo.
 //!
-//! The file is re-read on every attempt (it is small, and an operator adding a
-//! user should not need a restart). An unknown name is checked against a dummy
-//! hash, so the answer time does not tell whether a user exists.
+//! The file is read again when it changes (its size, modification or change
+//! time, or inode differ from the copy in memory), so an operator adding or
+//! removing a user needs no restart, while a refresh grant's re-check costs one
+//! `stat` instead of a read and a parse. A file modified within
+//! [`RACY_WINDOW`] of the read may have changed again within the file system's
+//! timestamp granularity without its metadata showing it, so such a copy is not
+//! trusted until it is older (the "racy" case git's index handles the same way).
+//! An unknown name is checked against a dummy hash, so the answer time does not
+//! tell whether a user exists.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::SaltString;
@@ -18,6 +26,49 @@ use super::{Identity, IdentityProvider, SignInError, SignInStart};
 #[derive(Debug, Clone)]
 pub struct LocalUsers {
     path: PathBuf,
+    loaded: Arc<Mutex<Option<Loaded>>>,
+}
+
+/// How close to the file's modification time a read must be for the copy not to be trusted.
+pub const RACY_WINDOW: Duration = Duration::from_secs(2);
+
+/// The users as last read, and what the file looked like then.
+#[derive(Debug)]
+struct Loaded {
+    stamp: Stamp,
+    /// The read happened within [`RACY_WINDOW`] of the file's modification: read again next time.
+    racy: bool,
+    users: Arc<HashMap<String, LocalUser>>,
+}
+
+/// What tells a changed file: size, modification and change times, inode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    changed: Option<(i64, i64)>,
+    inode: Option<(u64, u64)>,
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        #[cfg(unix)]
+        let (changed, inode) = {
+            use std::os::unix::fs::MetadataExt;
+            (
+                Some((meta.ctime(), meta.ctime_nsec())),
+                Some((meta.dev(), meta.ino())),
+            )
+        };
+        #[cfg(not(unix))]
+        let (changed, inode) = (None, None);
+        Stamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            changed,
+            inode,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,14 +143,41 @@ impl LocalUsers {
     pub fn new(path: impl AsRef<Path>) -> Self {
         Self {
             path: path.as_ref().to_path_buf(),
+            loaded: Arc::new(Mutex::new(None)),
         }
     }
 
-    fn load(&self) -> Result<HashMap<String, LocalUser>, SignInError> {
-        let text = std::fs::read_to_string(&self.path).map_err(|e| {
+    /// The users, read again only when the file changed (see the module doc).
+    fn load(&self) -> Result<Arc<HashMap<String, LocalUser>>, SignInError> {
+        let unavailable = |e: std::io::Error| {
             SignInError::Unavailable(format!("reading {}: {e}", self.path.display()))
-        })?;
-        Ok(parse_users(&text))
+        };
+        let stamp = Stamp::of(&std::fs::metadata(&self.path).map_err(unavailable)?);
+        {
+            let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(l) = loaded.as_ref() {
+                if !l.racy && l.stamp == stamp {
+                    return Ok(Arc::clone(&l.users));
+                }
+            }
+        }
+        // Stamp before reading: a write after the stamp shows as a changed stamp next time.
+        let stamp_before = stamp;
+        let text = std::fs::read_to_string(&self.path).map_err(unavailable)?;
+        let users = Arc::new(parse_users(&text));
+        // The wall clock only decides whether to trust the copy, never who may sign in.
+        #[allow(clippy::disallowed_methods)]
+        let now = SystemTime::now();
+        let racy = stamp_before
+            .modified
+            .is_none_or(|m| !now.duration_since(m).is_ok_and(|age| age >= RACY_WINDOW));
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        *loaded = Some(Loaded {
+            stamp: stamp_before,
+            racy,
+            users: Arc::clone(&users),
+        });
+        Ok(users)
     }
 }
 
@@ -200,6 +278,47 @@ mod tests {
         assert!(matches!(
             p.recheck(&id, 0).await,
             Err(SignInError::Refused(_))
+        ));
+    }
+
+    /// A settled file is read once; a change of it (a user added) is read again.
+    #[tokio::test]
+    async fn reads_the_file_again_only_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users");
+        let hash = hash_password("pw").unwrap();
+        std::fs::write(&path, format!("alice:{hash}\n")).unwrap();
+        // Older than the racy window: the copy in memory is trusted.
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let p = LocalUsers::new(&path);
+        let first = p.load().unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &p.load().unwrap()),
+            "unchanged file not read again"
+        );
+        let bob = Identity {
+            sub: "local:bob".into(),
+            name: "bob".into(),
+            idp: "local".into(),
+            ..Identity::default()
+        };
+        assert!(p.recheck(&bob, 0).await.is_err());
+        std::fs::write(&path, format!("alice:{hash}\nbob:{hash}\n")).unwrap();
+        assert!(
+            p.recheck(&bob, 0).await.unwrap().is_none(),
+            "added user seen"
+        );
+        assert!(p.load().unwrap().contains_key("bob"));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            p.recheck(&bob, 0).await,
+            Err(SignInError::Unavailable(_))
         ));
     }
 

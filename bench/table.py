@@ -1,0 +1,131 @@
+"""Prints the table of bench/run.sh from the wrk outputs it left in a directory.
+
+Each load run left `<row>.<target>.r<round>.txt` (wrk's own output) and the
+raw ES256 anchor `es256.r<round>.txt` ("<verifications per second>"). A run
+counts only if every answer was what the row expects (all 2xx, or all refused
+for the broken-token rows) and no socket error happened; otherwise the table
+says VOID for it. Medians over the rounds.
+
+  python3 bench/table.py DIR
+"""
+
+import re
+import statistics
+import sys
+from pathlib import Path
+
+# row id, label, unit, expected answers of ours, goal (which anchor, ratio)
+ROWS = [
+    ("verify_cached", "`/verify`, valid cached token", "req/s", "ok", ("noop", 0.8)),
+    ("verify_badsig", "`/verify`, the same token with a broken signature", "req/s", "denied", ("noop", 0.5)),
+    ("verify_forged", "`/verify`, a distinct forged token each time", "req/s", "denied", ("es256", 0.9)),
+    ("register_redis", "`/register`, Redis", "req/s", "ok", ("python", 30.0)),
+    ("register_embedded", "`/register`, embedded store", "req/s", "ok", ("python:register_redis", 10.0)),
+    ("refresh_redis", "refresh grant with rotation, Redis", "tokens/s", "ok", ("python", 30.0)),
+    ("refresh_embedded", "refresh grant with rotation, embedded", "tokens/s", "ok", ("python:refresh_redis", 10.0)),
+]
+# What each anchor must answer: the anchors answer 200 to anything; Python
+# refuses a broken token like we do.
+ANCHOR_EXPECT = {"noop": "ok", "nginx": "ok"}
+
+
+def parse(path: Path) -> dict:
+    text = path.read_text()
+    num = lambda pat, default=None: (lambda m: float(m.group(1)) if m else default)(re.search(pat, text))
+    requests = num(r"(\d+) requests in")
+    rps = num(r"Requests/sec:\s+([\d.]+)")
+    non2xx = num(r"Non-2xx or 3xx responses:\s+(\d+)", 0.0)
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    errors = sum(int(x) for x in m.groups()) if m else 0
+    if rps is None or requests is None:
+        return {"rps": None, "why": "no wrk result"}
+    return {"rps": rps, "requests": requests, "non2xx": non2xx, "errors": errors}
+
+
+def check(r: dict, expect: str) -> str | None:
+    if r.get("rps") is None:
+        return r.get("why", "no result")
+    if r["errors"]:
+        return f"{r['errors']} socket errors"
+    if expect == "ok" and r["non2xx"]:
+        return f"{int(r['non2xx'])} answers not 2xx"
+    if expect == "denied" and r["non2xx"] != r["requests"]:
+        return f"{int(r['requests'] - r['non2xx'])} answers 2xx, all should be refused"
+    return None
+
+
+def main() -> int:
+    d = Path(sys.argv[1])
+    medians: dict[tuple[str, str], float] = {}
+    problems = []
+    for f in sorted(d.glob("*.r*.txt")):
+        parts = f.name.split(".")
+        if parts[0] == "es256":
+            continue
+        row, target = parts[0], parts[1]
+        expect = next(e for (rid, _, _, e, _) in ROWS if rid == row)
+        if target == "python" and row.startswith("verify_badsig"):
+            expect = "denied"
+        elif target in ANCHOR_EXPECT:
+            expect = ANCHOR_EXPECT[target]
+        why = check(parse(f), expect)
+        if why:
+            problems.append(f"{f.name}: {why}")
+    runs: dict[tuple[str, str], list[float]] = {}
+    for f in sorted(d.glob("*.r*.txt")):
+        parts = f.name.split(".")
+        if parts[0] == "es256":
+            runs.setdefault(("verify_forged", "es256"), []).append(float(f.read_text().split()[0]))
+            continue
+        r = parse(f)
+        if r.get("rps") is not None:
+            runs.setdefault((parts[0], parts[1]), []).append(r["rps"])
+    for k, v in runs.items():
+        medians[k] = statistics.median(v)
+    rounds = max((len(v) for v in runs.values()), default=0)
+
+    def cell(row: str, target: str) -> str:
+        v = medians.get((row, target))
+        return f"{v:,.0f}" if v is not None else ""
+
+    def ratio(a: float | None, b: float | None, digits: int) -> str:
+        return f"{a / b:.{digits}f}" if a and b else ""
+
+    print(f"| measure | no-op actix | nginx | Python gateway | raw ES256 | ours | ours ÷ no-op | ours ÷ Python | ours ÷ raw ES256 | goal | met |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    all_met = True
+    for row, label, unit, _, (anchor, goal) in ROWS:
+        ours = medians.get((row, "ours"))
+        noop = medians.get((row, "noop"))
+        py_row = anchor.split(":")[1] if anchor.startswith("python:") else row
+        py = medians.get((py_row, "python"))
+        es = medians.get((row, "es256"))
+        base = {"noop": noop, "python": py, "es256": es}[anchor.split(":")[0]]
+        met = bool(ours and base and ours / base >= goal)
+        all_met &= met
+        goal_text = {"noop": f"÷ no-op ≥ {goal}", "python": f"÷ Python ≥ {goal:g}", "es256": f"÷ raw ES256 ≥ {goal}"}[anchor.split(":")[0]]
+        py_cell = cell(row, "python") if py_row == row else ""
+        print(
+            f"| {label}, {unit} | {cell(row, 'noop')} | {cell(row, 'nginx')} | {py_cell} | {cell(row, 'es256')} "
+            f"| {cell(row, 'ours')} | {ratio(ours, noop, 2)} | {ratio(ours, py, 1)} | {ratio(ours, es, 2)} "
+            f"| {goal_text} | {'yes' if met else 'NO'} |"
+        )
+    noop, es = medians.get(("verify_cached", "noop")), medians.get(("verify_forged", "es256"))
+    if noop and es:
+        # One request through the socket costs at least the no-op's time plus the signature's.
+        best = 1 / (1 / noop + 1 / es)
+        print(
+            f"\nforged-token ceiling on this HTTP stack: 1 / (1/no-op + 1/raw ES256) = {best:,.0f} req/s, "
+            f"{best / es:.2f}× raw ES256 (ours reaches {medians.get(('verify_forged', 'ours'), 0) / best:.2f} of it)"
+        )
+    print(f"\nmedians of {rounds} interleaved round(s); every goal met: {'yes' if all_met and not problems else 'NO'}")
+    if problems:
+        print("VOID runs (not what the row expects):")
+        for p in problems:
+            print("  " + p)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -63,6 +63,9 @@ enum Grant {
 type TokenClient =
     BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
+/// Form parameters a client authentication adds to a token request.
+type ExtraParams = Vec<(&'static str, String)>;
+
 /// Owns the tokens of one server.
 pub struct Auth {
     http: reqwest::Client,
@@ -298,10 +301,7 @@ impl Auth {
 
     /// An `oauth2` client for `saved`'s token endpoint, authenticating as `client_auth`
     /// says, and the extra parameters that authentication adds (RFC 7523 §2.2).
-    fn token_client(
-        &self,
-        saved: &Saved,
-    ) -> Result<(TokenClient, Vec<(&'static str, String)>), ConnectError> {
+    fn token_client(&self, saved: &Saved) -> Result<(TokenClient, ExtraParams), ConnectError> {
         let token_url = TokenUrl::from_url(endpoint_url("token", &saved.token_endpoint)?);
         let client =
             BasicClient::new(ClientId::new(saved.client_id.clone())).set_token_uri(token_url);
@@ -769,6 +769,9 @@ impl Auth {
         if let Some(c) = details.verification_uri_complete() {
             eprintln!("mcp-bridge connect: or open {}", c.secret());
         }
+        // oauth2 polls with fixed extra parameters: a `private_key_jwt` client sends the same
+        // assertion on every poll, which a server enforcing single-use `jti` refuses after the
+        // first. Device flow with a key is unusual enough to leave it so.
         let mut poll = client
             .exchange_device_access_token(&details)
             .add_extra_param("resource", saved.resource.clone());

@@ -66,6 +66,8 @@ pub struct Variant {
     pub withheld_scopes: Vec<&'static str>,
     /// A `flood` tool whose SSE answer is one line that never ends.
     pub flood_tool: bool,
+    /// `expires_in` of access tokens, seconds.
+    pub token_lifetime: u64,
 }
 
 impl Default for Variant {
@@ -84,6 +86,7 @@ impl Default for Variant {
             tool_scopes: Vec::new(),
             withheld_scopes: Vec::new(),
             flood_tool: false,
+            token_lifetime: 3600,
         }
     }
 }
@@ -91,7 +94,6 @@ impl Default for Variant {
 pub const DEFAULT_SCOPE: &str = "mcp";
 /// What the flood tool sends at most (the client should stop reading long before).
 pub const FLOOD_LIMIT: u64 = 256 * 1024 * 1024;
-const TOKEN_LIFETIME: u64 = 3600;
 
 #[derive(Debug, Clone)]
 struct Client {
@@ -499,7 +501,7 @@ fn issue(st: &State, grant: Grant, with_refresh: bool) -> HttpResponse {
     let mut body = json!({
         "access_token": access,
         "token_type": "Bearer",
-        "expires_in": TOKEN_LIFETIME,
+        "expires_in": st.cfg.token_lifetime,
         "scope": grant.scope,
     });
     let mut inner = st.inner();

@@ -244,18 +244,31 @@ async fn v4_confidential_only_server_gets_a_secret_client() {
     for method in ["client_secret_basic", "client_secret_post"] {
         let server = VariantServer::start(Variant {
             auth_methods: Some(vec![method, "private_key_jwt"]),
+            // Short-lived tokens: the refresh authenticates with the secret too.
+            token_lifetime: 5,
             ..Variant::default()
         })
         .await
         .unwrap();
         let work = tempfile::tempdir().unwrap();
-        let run = sdk_client("tools", &server.mcp_url, work.path(), NOBODY, &[]).await;
+        let run = sdk_client("refresh", &server.mcp_url, work.path(), NOBODY, &[]).await;
         assert!(run.step("tool_call").is_object());
+        assert_eq!(
+            run.step("refreshed")["sign_ins"],
+            1,
+            "{}",
+            run.step("refreshed")
+        );
         let reg = server.log_of("register");
         assert_eq!(reg.len(), 1, "{reg:?}");
         assert_eq!(reg[0]["method"], method);
         let tokens = server.log_of("token");
-        assert!(!tokens.is_empty());
+        let grants: Vec<&Value> = tokens.iter().map(|t| &t["grant"]).collect();
+        assert_eq!(
+            grants,
+            [&json!("authorization_code"), &json!("refresh_token")],
+            "{tokens:?}"
+        );
         for t in &tokens {
             assert_eq!(t["auth"], method, "{t}");
         }

@@ -14,6 +14,8 @@ pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jw
 /// Lifetime of a client assertion: one token request.
 const ASSERTION_LIFETIME_SECS: u64 = 60;
 
+type KeyLoader = fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>;
+
 /// A private key for `private_key_jwt`, with the `kid` it is known by.
 #[derive(Clone)]
 pub struct SigningKey {
@@ -32,14 +34,11 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
-/// Reads a PEM private key for one algorithm family.
-type PemLoader = fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>;
-
 impl SigningKey {
     /// A PEM private key (PKCS#8 EC P-256/P-384 or Ed25519; PKCS#1 or PKCS#8 RSA). The `kid`
     /// is the RFC 7638 SHA-256 thumbprint of its public JWK unless `key_id` names one.
     pub fn from_pem(pem: &[u8], key_id: Option<String>) -> Result<Self, String> {
-        let candidates: [(Algorithm, PemLoader); 4] = [
+        let candidates: [(Algorithm, KeyLoader); 4] = [
             (Algorithm::ES256, EncodingKey::from_ec_pem),
             (Algorithm::ES384, EncodingKey::from_ec_pem),
             (Algorithm::EdDSA, EncodingKey::from_ed_pem),

@@ -63,7 +63,7 @@ enum Grant {
 type TokenClient =
     BasicClient<EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
 
-/// Extra token-request parameters a client authentication adds (RFC 7523 §2.2).
+/// Form parameters a client authentication adds to a token request.
 type ExtraParams = Vec<(&'static str, String)>;
 
 /// Owns the tokens of one server.
@@ -769,6 +769,9 @@ impl Auth {
         if let Some(c) = details.verification_uri_complete() {
             eprintln!("mcp-bridge connect: or open {}", c.secret());
         }
+        // oauth2 polls with fixed extra parameters: a `private_key_jwt` client sends the same
+        // assertion on every poll, which a server enforcing single-use `jti` refuses after the
+        // first. Device flow with a key is unusual enough to leave it so.
         let mut poll = client
             .exchange_device_access_token(&details)
             .add_extra_param("resource", saved.resource.clone());

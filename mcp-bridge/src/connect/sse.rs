@@ -216,4 +216,30 @@ mod tests {
             .unwrap();
         assert_eq!(evs.len(), 3, "the limit is per event, not per stream");
     }
+
+    proptest::proptest! {
+        /// Where the body is cut into chunks changes nothing, and the buffers stay bounded.
+        #[test]
+        fn chunking_is_invisible_and_buffers_stay_bounded(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            cut in 0usize..600,
+        ) {
+            let body: Vec<u8> = body.into_iter().map(|b| match b % 7 { 0 => b'\n', 1 => b'\r', 2 => b':', _ => b }).collect();
+            let cut = cut.min(body.len());
+            let mut whole = Parser::with_limits(64, 128);
+            let once = whole.feed(&body);
+            let mut split = Parser::with_limits(64, 128);
+            let first = split.feed(&body[..cut]);
+            let twice = first.and_then(|mut a| {
+                a.extend(split.feed(&body[cut..])?);
+                Ok(a)
+            });
+            proptest::prop_assert_eq!(once.is_ok(), twice.is_ok());
+            if let (Ok(a), Ok(b)) = (&once, &twice) {
+                proptest::prop_assert_eq!(a, b);
+            }
+            proptest::prop_assert!(whole.buf.len() <= 64 && split.buf.len() <= 64);
+            proptest::prop_assert!(whole.data.as_ref().map_or(0, String::len) <= 128);
+        }
+    }
 }

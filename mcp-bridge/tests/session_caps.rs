@@ -199,6 +199,12 @@ async fn one_user_at_the_cap_is_refused_and_others_keep_working() {
     assert_eq!(s.bridge.children_alive(), PER_USER);
     // A child costs three pipes; 60 refused opens that each leaked one would add 180.
     let grown = open_fds().saturating_sub(fds);
+    eprintln!(
+        "after 60 refusals: {} sessions, {} children alive, {} started in all, descriptors +{grown}",
+        s.bridge.session_count(),
+        s.bridge.children_alive(),
+        s.bridge.children_spawned()
+    );
     assert!(grown <= 4, "descriptors grew by {grown} over 60 refusals");
 
     // Another user, with the SDK, on both transports: session, tools, a call.

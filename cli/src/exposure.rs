@@ -20,6 +20,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
+use actix_web::HttpMessage;
 use actix_web::{web, HttpResponse};
 use gateway_common::config::{ConfigError, Source};
 use gateway_common::crypto;
@@ -189,7 +190,13 @@ pub async fn gate<B: MessageBody + 'static>(
         )),
         Some(_) if is_operator_surface(req.match_info().as_str()) => {
             match exposure.may_read_operator_surface(req.peer_addr(), req.headers()) {
-                Access::Granted => None,
+                Access::Granted => {
+                    // The authorization server's own feed check defers to this
+                    // decision (it would otherwise want REVOCATION_FEED_SECRET).
+                    req.extensions_mut()
+                        .insert(mcp_authz::http::revoke::FeedAccessGranted);
+                    None
+                }
                 Access::LocalOnly => Some(refusal(
                     StatusCode::FORBIDDEN,
                     "access_denied",

@@ -155,11 +155,20 @@ pub async fn introspect(
     Ok(inactive())
 }
 
+/// Set by a front door that already decided who may read the feed (the
+/// one-machine launcher's exposure rules, with their scraper token).
+#[derive(Debug, Clone, Copy)]
+pub struct FeedAccessGranted;
+
 /// Who may follow the feed: a verifier presenting `REVOCATION_FEED_SECRET`,
 /// or — when none is configured — a loopback peer that no proxy relayed. The
 /// feed lists revoked ids and holds a connection open: it is for verifiers,
 /// not the public.
 fn feed_access(req: &HttpRequest, state: &AppState) -> Result<(), OAuthError> {
+    use actix_web::HttpMessage;
+    if req.extensions().get::<FeedAccessGranted>().is_some() {
+        return Ok(());
+    }
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)

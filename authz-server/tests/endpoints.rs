@@ -42,7 +42,8 @@ async fn discovery_documents_advertise_what_is_implemented(b: Backend) {
             json!([
                 "authorization_code",
                 "refresh_token",
-                "urn:ietf:params:oauth:grant-type:device_code"
+                "urn:ietf:params:oauth:grant-type:device_code",
+                "client_credentials"
             ])
         );
         assert_eq!(

@@ -318,6 +318,14 @@ fn scan(code: &str) -> Vec<String> {
             }
         }
     }
+    // Names kept in constants: `const VAR: &str = "REVOCATION_FEED_SECRET";`.
+    for (i, _) in code.match_indices("str = ") {
+        if let Some(lit) = literal_at(&code[i + 5..]) {
+            if is_var(lit) && lit.contains('_') {
+                out.push(lit.to_string());
+            }
+        }
+    }
     for (i, _) in code.match_indices("\"MCP_{") {
         let rest = &code[i + 1..];
         let lit = &rest[..rest.find('"').unwrap_or(0)];

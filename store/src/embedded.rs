@@ -73,8 +73,12 @@ const NEVER: u64 = 0;
 /// closes the file (after any in-flight blocking call finishes).
 pub struct EmbeddedStore {
     inner: Arc<Inner>,
-    /// To the writer thread (see the module doc: group commit).
-    writer: mpsc::Sender<Box<dyn BatchOp>>,
+    /// To the writer thread (see the module doc: group commit). The only
+    /// strong handle: when the store is dropped the queue closes and the
+    /// writer ends, releasing the file (the purger holds a `Weak`, so an
+    /// aborted purger that its runtime has not polled yet cannot keep the
+    /// file open).
+    writer: Arc<mpsc::Sender<Box<dyn BatchOp>>>,
     channels: Mutex<HashMap<String, broadcast::Sender<Vec<u8>>>>,
     purger: Option<tokio::task::JoinHandle<()>>,
 }
@@ -119,6 +123,7 @@ impl EmbeddedStore {
             .map_err(join_error)??;
         let inner = Arc::new(inner);
         let (writer, queue) = mpsc::channel();
+        let writer = Arc::new(writer);
         let for_writer = Arc::clone(&inner);
         std::thread::Builder::new()
             .name("store-writer".into())
@@ -132,7 +137,7 @@ impl EmbeddedStore {
         };
         store.purger = tokio::runtime::Handle::try_current()
             .ok()
-            .map(|rt| rt.spawn(purge_loop(store.writer.clone())));
+            .map(|rt| rt.spawn(purge_loop(Arc::downgrade(&store.writer))));
         Ok(store)
     }
 
@@ -165,11 +170,14 @@ impl EmbeddedStore {
     }
 }
 
-async fn purge_loop(writer: mpsc::Sender<Box<dyn BatchOp>>) {
+async fn purge_loop(writer: std::sync::Weak<mpsc::Sender<Box<dyn BatchOp>>>) {
     let mut every = tokio::time::interval(PURGE_INTERVAL);
     every.tick().await; // the first tick is immediate; `open` has just purged
     loop {
         every.tick().await;
+        let Some(writer) = writer.upgrade().map(|w| mpsc::Sender::clone(&w)) else {
+            return; // the store is gone
+        };
         match write(&writer, |inner, tx| inner.purge_expired(tx)).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "purged expired records"),

@@ -51,6 +51,12 @@ async fn start_up(binary: &str) -> Up {
         .arg(dir.path())
         .env("TRUSTED_PROXIES", "127.0.0.1")
         .env("CIMD_ALLOW_PRIVATE", "true")
+        // The legitimate client runs dozens of times as one user, and each run
+        // leaves its sessions to idle expiry: room for all of them, so the
+        // per-user share is not what this benchmark measures.
+        .env("BRIDGE_MAX_SESSIONS", "512")
+        .env("BRIDGE_MAX_SESSIONS_PER_USER", "512")
+        .env("BRIDGE_MAX_SESSIONS_PER_CLIENT", "512")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -259,6 +265,20 @@ async fn flood(kind: &str, up: Arc<Up>, stop: Arc<AtomicBool>, counts: Arc<Count
     }
 }
 
+/// Copies the browser's cookies from `from` to `to` without its session, so
+/// the next run types the password (and keeps its known-browser cookie).
+fn forget_session(from: &str, to: &str) {
+    let Ok(text) = std::fs::read_to_string(from) else {
+        return;
+    };
+    let mut hosts: Vec<(String, Vec<(String, String)>)> =
+        serde_json::from_str(&text).unwrap_or_default();
+    for (_, cookies) in &mut hosts {
+        cookies.retain(|(name, _)| !name.ends_with("authz_session"));
+    }
+    let _ = std::fs::write(to, serde_json::to_string(&hosts).unwrap_or_default());
+}
+
 fn p99(mut v: Vec<Duration>) -> Duration {
     if v.is_empty() {
         return Duration::ZERO;
@@ -294,6 +314,22 @@ async fn main() {
         let up = Arc::new(start_up(&binary).await);
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Counts::default());
+        // The user's browser signs in once before the flood starts; later runs
+        // are a returning user whose browser keeps its cookies (but types the
+        // password every time: the session cookie is dropped per run).
+        let jar_dir = tempfile::tempdir().unwrap();
+        let jar0 = jar_dir.path().join("first.json");
+        let jar0 = jar0.to_str().unwrap().to_string();
+        let jar = jar_dir.path().join("cookies.json");
+        let jar = jar.to_str().unwrap().to_string();
+        let _ = gateway_tests::run_sdk_client(
+            &up.mcp_url,
+            &up.user,
+            &up.password,
+            &[("COOKIE_JAR_FILE", jar0.as_str())],
+        )
+        .await;
+        let legit_env = [("COOKIE_JAR_FILE", jar.as_str())];
         let flooder = tokio::spawn(flood(
             kind,
             Arc::clone(&up),
@@ -318,8 +354,10 @@ async fn main() {
             })
         };
         while Instant::now() < deadline {
+            forget_session(&jar0, &jar);
             let t = Instant::now();
-            let r = gateway_tests::run_sdk_client(&up.mcp_url, &up.user, &up.password, &[]).await;
+            let r = gateway_tests::run_sdk_client(&up.mcp_url, &up.user, &up.password, &legit_env)
+                .await;
             durations.push(t.elapsed());
             runs += 1;
             match r {

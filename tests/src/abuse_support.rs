@@ -53,6 +53,11 @@ impl Gateway {
         }
     }
 
+    /// The gateway's data directory (its users file lives here).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.running.issuer)
     }

@@ -310,3 +310,129 @@ async fn device_code_guessing_and_form_floods_are_bounded() {
     g.legitimate_client(&[]).await;
     g.stop().await;
 }
+
+/// Client ID metadata documents named at endpoints that never need them:
+/// each used to cost an outbound fetch and two 30-day records. Now nothing
+/// is fetched and nothing is stored, and the legitimate client — itself a
+/// metadata-document client — signs in meanwhile.
+#[actix_web::test]
+async fn metadata_document_urls_at_unauthenticated_endpoints_cost_nothing() {
+    let doc = gateway_tests::client_document::ClientDocument::start()
+        .await
+        .unwrap();
+    let g = Gateway::start(
+        &[("CIMD_ALLOW_PRIVATE", "true")],
+        gateway_common::clock::system(),
+    )
+    .await;
+    let keys_before = g.running.store.keys_with_prefix("").await.unwrap().len();
+    let flooder = client_from(&attacker(2));
+    // Distinct URLs on the document server (each would be a fetch), and the
+    // legitimate client's own URL.
+    for n in 0..100 {
+        let id = if n % 10 == 0 {
+            doc.url.clone()
+        } else {
+            format!("{}?n={n}", doc.url)
+        };
+        for path in ["/revoke", "/introspect", "/device_authorization"] {
+            let r = flooder
+                .post(g.url(path))
+                .form(&[("client_id", id.as_str()), ("token", "x")])
+                .send()
+                .await
+                .unwrap();
+            // Refused, or (RFC 7009 §2.2) "revoked" for a token that does not exist.
+            assert!(
+                r.status().is_client_error() || r.status() == 200,
+                "{path}: {}",
+                r.status()
+            );
+        }
+    }
+    assert_eq!(doc.fetches(), 0, "no fetch for a client nobody authorizes");
+    let keys_after = g.running.store.keys_with_prefix("").await.unwrap().len();
+    assert_eq!(keys_before, keys_after, "nothing stored for the flood");
+    g.legitimate_client(&[("CLIENT_METADATA_URL", doc.url.as_str())])
+        .await;
+    assert!(doc.fetches() >= 1, "fetched when it was authorized");
+    g.stop().await;
+    doc.stop().await;
+}
+
+/// One signed-in user opening sessions until the bridge is full used to lock
+/// everyone else out (503). Now a user stops at their share with a JSON-RPC
+/// error, and everyone else keeps working.
+#[actix_web::test]
+async fn one_user_cannot_take_every_bridge_session() {
+    let g = Gateway::start(
+        &[
+            ("BRIDGE_MAX_SESSIONS", "8"),
+            ("BRIDGE_MAX_SESSIONS_PER_USER", "3"),
+        ],
+        gateway_common::clock::system(),
+    )
+    .await;
+    // A second account, the flooder's own (added live, as the operator would).
+    let users = g.data_dir().join("users");
+    mcp_gateway::users::add_user(&users, "mallory", "mallory-password-1").unwrap();
+    let base = g.running.issuer.clone();
+    let browser = gateway_tests::faults_support::browser().unwrap();
+    let (client_id, _) = gateway_tests::faults_support::register_public(&browser, &base)
+        .await
+        .unwrap();
+    let (verifier, challenge) = gateway_tests::faults_support::pkce();
+    let code = gateway_tests::faults_support::authorize(
+        &browser,
+        &base,
+        &client_id,
+        ("mallory", "mallory-password-1"),
+        &challenge,
+        &g.running.mcp_url,
+    )
+    .await
+    .unwrap()
+    .code;
+    let token = gateway_tests::faults_support::exchange(
+        &browser,
+        &base,
+        &client_id,
+        &code,
+        &verifier,
+        &g.running.mcp_url,
+    )
+    .await
+    .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let http = reqwest::Client::new();
+    let mut opened = 0;
+    let mut refused = 0;
+    for i in 0..20 {
+        let r = http
+            .post(&g.running.mcp_url)
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .json(&serde_json::json!({
+                "jsonrpc": "2.0", "id": i, "method": "initialize",
+                "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                           "clientInfo": {"name": "flood", "version": "1"}}
+            }))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            refused += 1;
+            let body = r.text().await.unwrap();
+            assert!(body.contains("-32004"), "a JSON-RPC error: {body}");
+        } else {
+            assert!(r.status().is_success(), "{}", r.status());
+            opened += 1;
+        }
+    }
+    assert_eq!((opened, refused), (3, 17), "the flooder stops at its share");
+    // The legitimate user still signs in, calls a tool, refreshes.
+    g.legitimate_client(&[]).await;
+    g.stop().await;
+}

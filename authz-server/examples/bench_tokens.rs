@@ -350,10 +350,7 @@ async fn main() {
 }
 
 async fn run() {
-    if let Some(dir) = std::env::args()
-        .skip_while(|a| a != "--fixture")
-        .nth(1)
-    {
+    if let Some(dir) = std::env::args().skip_while(|a| a != "--fixture").nth(1) {
         return fixture(PathBuf::from(dir)).await;
     }
     let a = parse_args();
@@ -507,7 +504,9 @@ async fn fixture(dir: PathBuf) {
     // A private listener for the registration; the measured server binds AUTHZ_LISTEN later.
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     let store = gateway_store::config::open_from_config(&src).await.unwrap();
-    let state = mcp_authz::build_state(config, store, system()).await.unwrap();
+    let state = mcp_authz::build_state(config, store, system())
+        .await
+        .unwrap();
     let (addr, server) = mcp_authz::serve_state(state.clone()).unwrap();
     let handle = server.handle();
     tokio::spawn(server);

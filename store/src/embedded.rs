@@ -633,7 +633,10 @@ impl Store for EmbeddedStore {
 
     async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<bool> {
         let (key, value) = (key.to_string(), value.to_vec());
-        write(&self.writer, move |s, tx| s.put_if_absent(tx, &key, &value, ttl)).await
+        write(&self.writer, move |s, tx| {
+            s.put_if_absent(tx, &key, &value, ttl)
+        })
+        .await
     }
 
     async fn get(&self, key: &str) -> StoreResult<Option<Vec<u8>>> {

@@ -10,8 +10,8 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::decision::{Decision, Deny, DenyResponse, Reason, Who};
-use crate::identity::HeaderValues;
 use crate::forwarded::{self, AuthorizationHeader, ForwardedRequest, HeaderView, VerifyRequest};
+use crate::identity::HeaderValues;
 use crate::tool_policy::{denial_body, McpCall};
 use crate::verifier::Verifier;
 

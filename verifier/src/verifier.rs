@@ -13,13 +13,13 @@ use gateway_common::tool_policy::{AuditFile, AuditRecord, Call, Caller, ToolPoli
 use tokio::sync::Notify;
 
 use crate::cache::{TokenCache, TokenKey};
-use crate::negative::NegativeCache;
 use crate::config::{ServiceConfig, VerifierConfig};
 use crate::decision::{resource_metadata_url, Allowed, Decision, Denial, Deny, Reason, Who};
 use crate::forwarded::ForwardedRequest;
 use crate::identity::Verified;
 use crate::jwt::{self, Expectations, TokenError};
 use crate::metrics::Metrics;
+use crate::negative::NegativeCache;
 use crate::policy::{self, PolicyDenial};
 use crate::revoked::RevokedSet;
 use crate::service::match_service;
@@ -220,7 +220,10 @@ impl Verifier {
         // lookup for a token that did not verify (it is in no cache of valid ones).
         let verified_then_refused = matches!(
             reason,
-            Reason::Revoked | Reason::WrongAudience | Reason::NotAllowed | Reason::InsufficientScope
+            Reason::Revoked
+                | Reason::WrongAudience
+                | Reason::NotAllowed
+                | Reason::InsufficientScope
         );
         let client_id = match token::extract(req.authorization, self.config.max_token_bytes) {
             Extracted::Token(t) if verified_then_refused => self

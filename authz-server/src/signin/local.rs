@@ -149,8 +149,9 @@ impl LocalUsers {
 
     /// The users, read again only when the file changed (see the module doc).
     fn load(&self) -> Result<Arc<HashMap<String, LocalUser>>, SignInError> {
-        let unavailable =
-            |e: std::io::Error| SignInError::Unavailable(format!("reading {}: {e}", self.path.display()));
+        let unavailable = |e: std::io::Error| {
+            SignInError::Unavailable(format!("reading {}: {e}", self.path.display()))
+        };
         let stamp = Stamp::of(&std::fs::metadata(&self.path).map_err(unavailable)?);
         {
             let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
@@ -297,7 +298,10 @@ mod tests {
             .unwrap();
         let p = LocalUsers::new(&path);
         let first = p.load().unwrap();
-        assert!(Arc::ptr_eq(&first, &p.load().unwrap()), "unchanged file not read again");
+        assert!(
+            Arc::ptr_eq(&first, &p.load().unwrap()),
+            "unchanged file not read again"
+        );
         let bob = Identity {
             sub: "local:bob".into(),
             name: "bob".into(),
@@ -306,7 +310,10 @@ mod tests {
         };
         assert!(p.recheck(&bob, 0).await.is_err());
         std::fs::write(&path, format!("alice:{hash}\nbob:{hash}\n")).unwrap();
-        assert!(p.recheck(&bob, 0).await.unwrap().is_none(), "added user seen");
+        assert!(
+            p.recheck(&bob, 0).await.unwrap().is_none(),
+            "added user seen"
+        );
         assert!(p.load().unwrap().contains_key("bob"));
         std::fs::remove_file(&path).unwrap();
         assert!(matches!(

@@ -52,10 +52,10 @@ async fn start_up(binary: &str) -> Up {
         .env("TRUSTED_PROXIES", "127.0.0.1")
         .env("CIMD_ALLOW_PRIVATE", "true")
         // The legitimate client runs dozens of times as one user, and each run
-        // leaves its sessions to idle expiry: room for all of them, so the
-        // per-user share is not what this benchmark measures.
+        // leaves its sessions to idle expiry: a user's share (128 of 512)
+        // holds all of them; the bridge-sessions flood fills another user's.
         .env("BRIDGE_MAX_SESSIONS", "512")
-        .env("BRIDGE_MAX_SESSIONS_PER_USER", "512")
+        .env("BRIDGE_MAX_SESSIONS_PER_USER", "128")
         .env("BRIDGE_MAX_SESSIONS_PER_CLIENT", "512")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -246,6 +246,60 @@ async fn flood(kind: &str, up: Arc<Up>, stop: Arc<AtomicBool>, counts: Arc<Count
             }
         }
         // Distinct metadata-document URLs at the endpoints that never need them.
+        // A second signed-in user opening sessions until the bridge is full.
+        "bridge-sessions" => {
+            use gateway_tests::faults_support as fs;
+            mcp_gateway::users::add_user(
+                &up._dir.path().join("users"),
+                "mallory",
+                "mallory-pass-1",
+            )
+            .unwrap();
+            let browser = fs::browser().unwrap();
+            let (client_id, _) = fs::register_public(&browser, &up.issuer).await.unwrap();
+            let (verifier, challenge) = fs::pkce();
+            let code = fs::authorize(
+                &browser,
+                &up.issuer,
+                &client_id,
+                ("mallory", "mallory-pass-1"),
+                &challenge,
+                &up.mcp_url,
+            )
+            .await
+            .unwrap()
+            .code;
+            let token = fs::exchange(
+                &browser,
+                &up.issuer,
+                &client_id,
+                &code,
+                &verifier,
+                &up.mcp_url,
+            )
+            .await
+            .unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let http = reqwest::Client::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && n < max {
+                let r = http
+                    .post(&up.mcp_url)
+                    .bearer_auth(&token)
+                    .header("accept", "application/json, text/event-stream")
+                    .json(&serde_json::json!({
+                        "jsonrpc": "2.0", "id": n, "method": "initialize",
+                        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                   "clientInfo": {"name": "flood", "version": "1"}}
+                    }))
+                    .send()
+                    .await;
+                count(r.map_or(true, |r| r.status() == 429));
+                n += 1;
+            }
+        }
         "metadata-documents" => {
             let c = client_from(&attacker(2));
             let mut n = 0u64;
@@ -310,6 +364,7 @@ async fn main() {
         "passwords",
         "device",
         "metadata-documents",
+        "bridge-sessions",
     ] {
         let up = Arc::new(start_up(&binary).await);
         let stop = Arc::new(AtomicBool::new(false));

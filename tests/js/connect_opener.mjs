@@ -13,9 +13,11 @@ try {
     text: process.env.SIGNIN_USER,
     password: process.env.SIGNIN_PASSWORD,
   }, { jar: new CookieJar() });
+  // Logged before the redirect is delivered: once connect has the code it may
+  // finish and report before this process would get to write afterwards.
+  if (process.env.OPENER_LOG) appendFileSync(process.env.OPENER_LOG, `signed-in ${back.searchParams.has('iss') ? 'iss' : 'no-iss'}\n`);
   const res = await fetch(back);
   if (res.status !== 200) throw new Error(`loopback listener answered ${res.status}`);
-  if (process.env.OPENER_LOG) appendFileSync(process.env.OPENER_LOG, `signed-in ${back.searchParams.has('iss') ? 'iss' : 'no-iss'}\n`);
 } catch (e) {
   if (process.env.OPENER_LOG) appendFileSync(process.env.OPENER_LOG, `failed ${String(e).replace(/\n/g, ' ')}\n`);
   process.stderr.write(`opener: ${e?.stack ?? e}\n`);

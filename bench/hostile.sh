@@ -10,5 +10,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The pinned SDK and friends (the same step as the test command's).
 if [ ! -d tests/js/node_modules ]; then (cd tests/js && npm ci --no-audit --no-fund); fi
-cargo build --quiet --release -p mcp-gateway -p gateway-tests --example hostile
+cargo build --quiet --release -p mcp-gateway --bin mcp-gateway
+cargo build --quiet --release -p gateway-tests --example hostile
 MCP_GATEWAY_BIN="$PWD/target/release/mcp-gateway" exec target/release/examples/hostile "$@"

@@ -52,15 +52,16 @@ async fn start_up(binary: &str) -> Up {
         .env("TRUSTED_PROXIES", "127.0.0.1")
         .env("CIMD_ALLOW_PRIVATE", "true")
         // The legitimate client runs dozens of times as one user, and each run
-        // leaves its sessions to idle expiry: a user's share (128 of 512)
-        // holds all of them; the bridge-sessions flood fills another user's.
+        // leaves its three sessions to idle expiry: a user's share (512 of
+        // 1024) holds all of them; the bridge-sessions flood fills another
+        // user's share and must leave the rest to everyone else.
         // Every legitimate run registers a new client (the SDK's dynamic
         // registration) from 127.0.0.1: ~100 a minute, over the default 30 a
         // minute per address that a real client never comes near.
         .env("RATE_LIMIT_REGISTER_PER_ADDRESS", "600")
-        .env("BRIDGE_MAX_SESSIONS", "512")
-        .env("BRIDGE_MAX_SESSIONS_PER_USER", "128")
-        .env("BRIDGE_MAX_SESSIONS_PER_CLIENT", "512")
+        .env("BRIDGE_MAX_SESSIONS", "1024")
+        .env("BRIDGE_MAX_SESSIONS_PER_USER", "512")
+        .env("BRIDGE_MAX_SESSIONS_PER_CLIENT", "1024")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

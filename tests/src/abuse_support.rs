@@ -158,16 +158,7 @@ pub async fn sign_in_once(
     client_id: &str,
     password: &str,
 ) -> u16 {
-    let authorize = g.url(&format!(
-        "/authorize?response_type=code&client_id={client_id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state=s"
-    ));
-    let r = browser.get(&authorize).send().await.unwrap();
-    let next = r.headers()["location"].to_str().unwrap().to_string();
-    let form = browser.get(g.url(&next)).send().await.unwrap();
-    let page = form.text().await.unwrap();
-    let (Some(req), Some(csrf)) = (hidden(&page, "req"), hidden(&page, "csrf")) else {
-        panic!("no sign-in form: {page}");
-    };
+    let (req, csrf) = sign_in_form(g, browser, client_id).await;
     let r = browser
         .post(g.url("/signin"))
         .form(&[
@@ -180,6 +171,32 @@ pub async fn sign_in_once(
         .await
         .unwrap();
     r.status().as_u16()
+}
+
+/// A fresh authorization request for `client_id` and its sign-in form:
+/// the request id and the form's CSRF token.
+pub async fn sign_in_form(
+    g: &Gateway,
+    browser: &reqwest::Client,
+    client_id: &str,
+) -> (String, String) {
+    let authorize = g.url(&format!(
+        "/authorize?response_type=code&client_id={client_id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state=s"
+    ));
+    let r = browser.get(&authorize).send().await.unwrap();
+    let next = r.headers()["location"].to_str().unwrap().to_string();
+    let page = browser
+        .get(g.url(&next))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (Some(req), Some(csrf)) = (hidden(&page, "req"), hidden(&page, "csrf")) else {
+        panic!("no sign-in form: {page}");
+    };
+    (req, csrf)
 }
 
 pub async fn register_from(g: &Gateway, browser: &reqwest::Client) -> String {

@@ -200,26 +200,12 @@ async fn password_guessing_is_slowed_and_the_user_still_gets_in() {
     // A browser that never signed in as the user waits, but a bounded time.
     let stranger = client_from(&attacker(99));
     let id = register_from(&g, &stranger).await;
-    let authorize = g.url(&format!(
-        "/authorize?response_type=code&client_id={id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state=s"
-    ));
-    let next = stranger.get(&authorize).send().await.unwrap().headers()["location"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let page = stranger
-        .get(g.url(&next))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (req, csrf) = sign_in_form(&g, &stranger, &id).await;
     let r = stranger
         .post(g.url("/signin"))
         .form(&[
-            ("req", hidden(&page, "req").unwrap().as_str()),
-            ("csrf", hidden(&page, "csrf").unwrap().as_str()),
+            ("req", req.as_str()),
+            ("csrf", csrf.as_str()),
             ("username", g.user.as_str()),
             ("password", g.password.as_str()),
         ])

@@ -29,26 +29,8 @@ async fn concurrent_sign_ins_hash_a_bounded_number_at_once() {
     for n in 100..164u8 {
         let browser = client_from(&attacker(n));
         let id = register_from(&g, &browser).await;
-        let authorize = g.url(&format!(
-            "/authorize?response_type=code&client_id={id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state=s"
-        ));
-        let next = browser.get(&authorize).send().await.unwrap().headers()["location"]
-            .to_str()
-            .unwrap()
-            .to_string();
-        let page = browser
-            .get(g.url(&next))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        prepared.push((
-            browser,
-            hidden(&page, "req").unwrap(),
-            hidden(&page, "csrf").unwrap(),
-        ));
+        let (req, csrf) = sign_in_form(&g, &browser, &id).await;
+        prepared.push((browser, req, csrf));
     }
     let rss = || {
         let status = std::fs::read_to_string("/proc/self/status").unwrap();

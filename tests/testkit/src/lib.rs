@@ -20,12 +20,33 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1.
+/// A TCP port that was free a moment ago on 127.0.0.1, and that no other
+/// caller in this process has been given. Tests of one binary run in
+/// parallel: without the second rule two of them could be handed the same
+/// port before either binds it, and one would talk to the other's proxy.
+/// (A process outside this one can still take it; where a component can bind
+/// port 0 itself and report the port, prefer that.)
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static GIVEN: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(|| Mutex::new(HashSet::new()));
+    // Hold every probe listener until a new port turns up, so the kernel
+    // cannot hand the same one back to the next probe.
+    let mut probes = Vec::new();
+    for _ in 0..64 {
+        let Ok(listener) = TcpListener::bind("127.0.0.1:0") else {
+            break;
+        };
+        let Ok(port) = listener.local_addr().map(|a| a.port()) else {
+            break;
+        };
+        if given.lock().map(|mut g| g.insert(port)).unwrap_or(true) {
+            return port;
+        }
+        probes.push(listener);
+    }
+    0
 }
 
 /// `tests/js/node_modules/.bin/<name>` (installed from the lockfile by `scripts/test.sh`).

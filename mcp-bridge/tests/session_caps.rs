@@ -205,7 +205,10 @@ async fn one_user_at_the_cap_is_refused_and_others_keep_working() {
         s.bridge.children_alive(),
         s.bridge.children_spawned()
     );
-    assert!(grown <= 4, "descriptors grew by {grown} over 60 refusals");
+    // The other test of this binary runs meanwhile and opens its own
+    // connections in this process: a few descriptors of slack, far below
+    // the 60 (or 180) a leak per refusal would show.
+    assert!(grown <= 24, "descriptors grew by {grown} over 60 refusals");
 
     // Another user, with the SDK, on both transports: session, tools, a call.
     assert_tool_call_works(&sdk(&url, "ada", "ada-app", false).await);

@@ -207,8 +207,67 @@ async fn approve_flow_with_slow_down_and_single_use(b: Backend) {
     let page = get(&browser, &consent).await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Device connected"));
-    let (st, _) = poll(&s, &client_id, d["device_code"].as_str().unwrap()).await;
-    assert_eq!(st, 200);
+    // This poll carries a DPoP proof (RFC 9449 §5): the access token is bound
+    // to the key, and so is the public client's refresh token.
+    let key = gateway_testkit::dpop::DpopKey::generate();
+    let (st, tok) = poll_with_proof(&s, &key, &client_id, d["device_code"].as_str().unwrap()).await;
+    assert_eq!(st, 200, "{tok}");
+    assert_eq!(tok["token_type"], "DPoP");
+    let (_, c) = jwt_parts(tok["access_token"].as_str().unwrap());
+    assert_eq!(c["cnf"]["jkt"], key.thumbprint().as_str());
+    let refresh = tok["refresh_token"].as_str().unwrap();
+    let r = s
+        .token(
+            &[
+                ("grant_type", "refresh_token"),
+                ("client_id", &client_id),
+                ("refresh_token", refresh),
+            ],
+            None,
+        )
+        .await;
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(
+        e["error"], "invalid_dpop_proof",
+        "a bound refresh token needs its key: {e}"
+    );
+}
+
+/// [`poll`] with a DPoP proof by `key`, answering a `use_dpop_nonce` challenge once.
+async fn poll_with_proof(
+    s: &TestServer,
+    key: &gateway_testkit::dpop::DpopKey,
+    client_id: &str,
+    device_code: &str,
+) -> (u16, Value) {
+    let mut nonce: Option<String> = None;
+    for _ in 0..2 {
+        let proof = key.proof("POST", &s.url("/token"), None, nonce.as_deref());
+        let r = s
+            .http
+            .post(s.url("/token"))
+            .header("DPoP", proof)
+            .form(&[
+                ("grant_type", DEVICE_GRANT),
+                ("client_id", client_id),
+                ("device_code", device_code),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let fresh = r
+            .headers()
+            .get("dpop-nonce")
+            .map(|v| v.to_str().unwrap().to_string());
+        let v: Value = r.json().await.unwrap();
+        if v["error"] == "use_dpop_nonce" && nonce.is_none() {
+            nonce = fresh;
+            continue;
+        }
+        return (status, v);
+    }
+    panic!("the server asked for a nonce twice");
 }
 
 async fn denied_expired_and_foreign_device_codes(b: Backend) {

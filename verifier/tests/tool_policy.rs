@@ -13,6 +13,8 @@ use mcp_verifier::{Running, VerifierConfig};
 use support::*;
 
 const RESOURCE: &str = "https://echo.example.test/mcp";
+/// The `idp` of a machine client's token (authz-server `client_credentials::MACHINE_IDP`).
+const MACHINE_IDP: &str = "client";
 
 const POLICY: &str = r#"
 [services.echo]
@@ -299,4 +301,42 @@ fn a_bad_policy_file_stops_start_up_naming_the_rule() {
     }
     std::fs::write(&path, POLICY).unwrap();
     assert!(VerifierConfig::from_source(&base()).is_ok());
+}
+
+/// A machine client (client credentials, issue 22) has no user: its token's
+/// `sub` is its client id and its `idp` is `client`, exactly as the
+/// authz-server's `machine_identity` writes them. A rule naming the client in
+/// `clients` governs it; nobody else's token gets through that rule.
+#[actix_web::test]
+async fn a_rule_naming_a_machine_client_governs_its_calls() {
+    const MACHINE: &str = r#"
+[services.echo]
+default = "deny"
+
+[[services.echo.rules]]
+name = "the nightly report bot"
+effect = "allow"
+clients = ["svc-report-bot"]
+tools = ["report_*"]
+"#;
+    let env = Env::start(MACHINE).await;
+    let now = now();
+    let mut machine = claims(RESOURCE, now);
+    machine.sub = "svc-report-bot".into();
+    machine.client_id = "svc-report-bot".into();
+    machine.name = "report bot".into();
+    machine.email = None;
+    machine.groups = vec![];
+    machine.idp = Some(MACHINE_IDP.into());
+    let machine = env.key.sign(&machine);
+    // A user's token through another client: the rule does not name it.
+    let user = env.token();
+
+    let r = env.verify(&machine, &call("report_daily")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-client-id"], "svc-report-bot");
+    assert_eq!(r.headers()["x-user-id"], "svc-report-bot");
+    assert_eq!(env.verify(&machine, &call("echo")).await.status(), 403);
+    assert_eq!(env.verify(&user, &call("report_daily")).await.status(), 403);
+    env.verifier.stop().await;
 }

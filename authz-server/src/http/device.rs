@@ -351,6 +351,7 @@ pub async fn device_grant(
     state: &AppState,
     client: &ClientRecord,
     form: &Form,
+    dpop: Option<&gateway_common::dpop::ValidProof>,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.allows_grant(GRANT_DEVICE_CODE) {
         return Err(OAuthError::UnauthorizedClient(
@@ -409,6 +410,12 @@ pub async fn device_grant(
             ))
         }
         Poll::Approved(user) => {
+            // A service that requires DPoP refuses a bearer grant before the
+            // code is spent, so the client can retry with a proof.
+            state
+                .config
+                .dpop
+                .check_audience(&rec.resources, dpop.is_some())?;
             // Single use: only the poll that removes the record gets tokens.
             if !state.store.compare_and_swap(&key, &raw, None, None).await? {
                 return Err(OAuthError::InvalidGrant(
@@ -418,7 +425,10 @@ pub async fn device_grant(
             let jti = issue::new_jti();
             let family_id = random_token(16);
             let with_refresh = client.allows_grant(GRANT_REFRESH_TOKEN);
-            let minted = issue::mint_access_token(
+            // RFC 9449 §5: tokens of any grant bind to the proof's key; a
+            // public client's refresh tokens too (device clients mostly are).
+            let jkt = dpop.map(|p| p.jkt.as_str());
+            let minted = issue::mint_access_token_bound(
                 state,
                 &jti,
                 &client.client_id,
@@ -426,10 +436,12 @@ pub async fn device_grant(
                 &rec.scope,
                 &rec.resources,
                 with_refresh.then_some(family_id.as_str()),
+                jkt,
             )?;
             let refresh_token = if with_refresh {
+                let public = !client.metadata.token_endpoint_auth_method.is_confidential();
                 Some(
-                    issue::new_family(
+                    issue::new_family_bound(
                         state,
                         &family_id,
                         &client.client_id,
@@ -437,6 +449,7 @@ pub async fn device_grant(
                         &rec.scope,
                         &rec.resources,
                         &minted,
+                        jkt.filter(|_| public),
                     )
                     .await?,
                 )
@@ -455,7 +468,7 @@ pub async fn device_grant(
             );
             Ok(TokenResponse {
                 access_token: minted.token,
-                token_type: "Bearer",
+                token_type: super::machine::token_type(jkt.is_some()),
                 expires_in: state.config.access_token_lifetime.as_secs(),
                 refresh_token,
                 scope: rec.scope,

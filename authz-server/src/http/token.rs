@@ -89,7 +89,7 @@ async fn handle(
             super::machine::client_credentials_grant(state, &client, &form, dpop).await?
         }
         crate::device::GRANT_DEVICE_CODE => {
-            super::device::device_grant(state, &client, &form).await?
+            super::device::device_grant(state, &client, &form, dpop).await?
         }
         other => {
             return Err(OAuthError::UnsupportedGrantType(format!(

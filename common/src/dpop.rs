@@ -357,6 +357,85 @@ pub fn validate(proof: &str, check: &ProofCheck<'_>) -> Result<ValidProof, Proof
 /// query and fragment ignored; scheme and host compared case-insensitively,
 /// default ports dropped, percent-encoding normalized (RFC 3986 §6.2.2–6.2.3).
 pub fn htu_matches(htu: &str, request_url: &str) -> bool {
+    // Clients copy the URL they called, so the two are usually the same
+    // bytes: then, for a URL already in the form parsing would give, they
+    // match without parsing either (two parses are a tenth of a proof check).
+    if htu == request_url && is_plain_url(htu) {
+        return true;
+    }
+    htu_matches_parsed(htu, request_url)
+}
+
+/// `http(s)://host[:port]/path` in lower case with a non-empty DNS name or
+/// IPv4 host, a port in range, and a path of unreserved characters and `/`
+/// only: a string `url::Url` parses and serialises unchanged, with no user
+/// information, query or fragment, so byte equality is the full comparison.
+fn is_plain_url(u: &str) -> bool {
+    let Some(rest) = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                // Punycode labels are decoded and checked by the parser.
+                && !label.starts_with("xn--")
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+        // An all-numeric last label is an IPv4 address only in dotted-quad
+        // form; anything else numeric is left to the parser.
+        && host
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| {
+                // WHATWG URL §3.5 "ends in a number": digits, or `0x` and hex.
+                let numeric = last.bytes().all(|b| b.is_ascii_digit()) || last.starts_with("0x");
+                !numeric || is_dotted_quad(host)
+            });
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && !p.starts_with('0')
+            && p.parse::<u16>().is_ok()
+            // A default port is dropped by the parser: not the same bytes.
+            && !matches!((u.starts_with("https"), p), (true, "443") | (false, "80"))
+    });
+    let path_ok = path.starts_with('/')
+        && !path.contains("/./")
+        && !path.contains("/../")
+        && !path.ends_with("/.")
+        && !path.ends_with("/..")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'~' | b'.'));
+    host_ok && port_ok && path_ok
+}
+
+fn is_dotted_quad(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 3
+                && (p.len() == 1 || !p.starts_with('0'))
+                && p.parse::<u8>().is_ok()
+        })
+}
+
+fn htu_matches_parsed(htu: &str, request_url: &str) -> bool {
     let (Ok(a), Ok(b)) = (url::Url::parse(htu), url::Url::parse(request_url)) else {
         return false;
     };
@@ -680,6 +759,57 @@ mod tests {
             "https://echo.example.com/mcp"
         ));
         assert!(!htu_matches("/mcp", "https://echo.example.com/mcp"));
+    }
+
+    #[test]
+    fn plain_urls_are_the_ones_the_parser_keeps_as_they_are() {
+        for plain in [
+            "https://echo.example.com/mcp",
+            "http://127.0.0.1:8080/mcp",
+            "https://a-b.example/x/y_z~.v",
+            "http://localhost:65535/",
+        ] {
+            assert!(is_plain_url(plain), "{plain}");
+            assert_eq!(url::Url::parse(plain).unwrap().as_str(), plain);
+        }
+        for not_plain in [
+            "https://Echo.example.com/mcp",
+            "https://echo.example.com:443/mcp",
+            "http://echo.example.com:80/mcp",
+            "https://echo.example.com/a/../mcp",
+            "https://echo.example.com/mcp?x",
+            "https://u@echo.example.com/mcp",
+            "https://echo.example.com",
+            "https://1.2.3/mcp",
+            "https://0x7f.1/mcp",
+            "https://a.0x7f/mcp",
+            "https://xn--zz.example/mcp",
+            "https://01.2.3.4/mcp",
+            "https://h:0/mcp",
+            "https://h:65536/mcp",
+            "https://-h/mcp",
+            "https://h/%41",
+            "ftp://h/mcp",
+        ] {
+            assert!(!is_plain_url(not_plain), "{not_plain}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The shortcut never decides differently from the full comparison.
+        #[test]
+        fn the_shortcut_agrees_with_parsing(
+            scheme in proptest::sample::select(vec!["http", "https", "HTTP", "ftp"]),
+            host in "[a-zA-Z0-9.-]{0,12}",
+            port in proptest::option::of("[0-9]{1,6}"),
+            path in "[a-zA-Z0-9/._~%?#@-]{0,12}",
+        ) {
+            let u = match port {
+                Some(p) => format!("{scheme}://{host}:{p}{path}"),
+                None => format!("{scheme}://{host}{path}"),
+            };
+            proptest::prop_assert_eq!(htu_matches(&u, &u), htu_matches_parsed(&u, &u), "{}", u);
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Verifier benchmark. Run: `cargo run --release -p mcp-verifier --example bench_verify`
 //! (optional: `-- --seconds 3 --connections 32`; `-- --policy-only` runs only
-//! the tool-policy scenario).
+//! the tool-policy scenario, `-- --dpop-only` only the DPoP one).
 //!
 //! Side by side with the Python gateway's `/verify` (PyPI
 //! `mcp-oauth-dynamicclient==0.2.0`, issue 5 target ≥ 50×): `bench/run.sh
@@ -103,6 +103,14 @@ fn main() -> anyhow::Result<()> {
             let authz = Authz::start(jwks(&[&key])).await;
             let token = key.sign(&claims(RESOURCE, SystemClock.now_secs()));
             policy_overhead(&authz, &token).await
+        }));
+    }
+    if args.iter().any(|a| a == "--dpop-only") {
+        // Just the issue-22 scenario (DPoP proof vs. cached bearer and ES256).
+        return rt.block_on(local.run_until(async {
+            let key = TestKey::generate("bench");
+            let authz = Authz::start(jwks(&[&key])).await;
+            dpop_overhead(&authz, &key).await
         }));
     }
     rt.block_on(local.run_until(bench(Duration::from_secs(seconds), connections, compare)))
@@ -549,7 +557,7 @@ async fn bench(duration: Duration, connections: usize, compare: Compare) -> anyh
         .await?;
     println!("\n-- memory (VmRSS of a verifier process) --");
     println!(
-        "  idle:                       {:>7.1} MiB",
+        "  after every load above:     {:>7.1} MiB   (caches full; the idle figure is printed at start)",
         a.rss_kib() as f64 / 1024.0
     );
     println!(

@@ -35,6 +35,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .wrap(cors())
                 .route(web::post().to(token::token)),
         )
+        // Registration next: it too answers strangers at volume, and the
+        // discovery patterns below are regexes.
+        .service(
+            web::resource("/register")
+                .wrap(from_fn(rate_limit::register))
+                .wrap(cors())
+                .route(web::post().to(register::register)),
+        )
         // Discovery (RFC 8414, OpenID Connect Discovery, RFC 9728); browsers read these cross-origin.
         .service(
             web::resource([
@@ -64,12 +72,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
             web::resource(["/jwks", "/.well-known/jwks.json"])
                 .wrap(cors())
                 .route(web::get().to(discovery::jwks)),
-        )
-        .service(
-            web::resource("/register")
-                .wrap(from_fn(rate_limit::register))
-                .wrap(cors())
-                .route(web::post().to(register::register)),
         )
         .service(
             web::resource("/register/{client_id}")

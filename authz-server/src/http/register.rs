@@ -108,7 +108,8 @@ pub async fn register(
         .put(&client_key(&client_id), &raw, ttl(&state, &rec))
         .await?;
     state.metrics.registrations.inc();
-    tracing::info!(client_id = %client_id, method = rec.metadata.token_endpoint_auth_method.as_str(), "client registered");
+    // No log line of its own: the audit event below says the same, and a
+    // formatted event costs as much as the rest of the registration.
     state.audit(gateway_common::audit::AuditEvent::ClientRegistered {
         client_id: client_id.clone(),
         via: "dcr",

@@ -198,7 +198,7 @@ impl Kek {
 pub struct SigningKey {
     pub kid: String,
     pub alg: Algorithm,
-    encoding: EncodingKey,
+    signer: crate::signer::Signer,
     created: u64,
 }
 
@@ -450,11 +450,7 @@ impl KeyManager {
         let mut header = Header::new(keys.current.alg);
         header.typ = Some(ACCESS_TOKEN_TYP.to_string());
         header.kid = Some(keys.current.kid.clone());
-        Ok(jsonwebtoken::encode(
-            &header,
-            claims,
-            &keys.current.encoding,
-        )?)
+        keys.current.signer.sign(&header, claims)
     }
 
     /// Verifies one of our own access tokens (signature by a published key with
@@ -558,7 +554,7 @@ fn build(set: &StoredKeySet) -> anyhow::Result<LoadedKeys> {
     let current = SigningKey {
         kid: set.current.kid.clone(),
         alg,
-        encoding: encoding_key(alg, &set.current.pem)?,
+        signer: crate::signer::Signer::from_pem(alg, &set.current.pem)?,
         created: set.current.created,
     };
     let mut keys = vec![with_kid(

@@ -26,6 +26,7 @@ pub mod private_key_jwt;
 pub mod records;
 pub mod redirect_uri;
 pub mod registration;
+pub mod signer;
 pub mod signin;
 pub mod state;
 pub mod token;

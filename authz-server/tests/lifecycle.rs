@@ -104,6 +104,8 @@ async fn the_default_users_file_is_where_add_user_writes() {
         !out.contains("NO SIGN-IN METHOD") && !out.contains("NO USER CAN SIGN IN"),
         "{out}"
     );
+    // (It holds the embedded store.)
+    drop(authz);
 
     // Named but empty: warned about too.
     let empty = dir.path().join("empty-users");

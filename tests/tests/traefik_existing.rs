@@ -144,9 +144,8 @@ async fn the_file_provider_steps_of_the_traefik_page_work() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let want = format!(
-        "Bearer resource_metadata=\"{origin}/.well-known/oauth-protected-resource/mcp\", scope=\"mcp\""
-    );
+    let want =
+        format!("Bearer resource_metadata=\"{origin}/.well-known/oauth-protected-resource/mcp\"");
     assert_eq!(challenge.as_deref(), Some(want.as_str()), "{}", log());
 
     let meta: Value = client

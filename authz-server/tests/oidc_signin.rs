@@ -45,14 +45,19 @@ async fn setup() -> Setup {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let guard = ChildGuard(child);
-    let first = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).map(|_| line)
+    // The first line is the issuer; the rest of its output is read (and
+    // dropped) until it exits, so a later write never meets a closed pipe.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let _ = tx.send(lines.next());
+        for _ in lines {}
     });
-    let line = tokio::time::timeout(Duration::from_secs(30), first)
+    let line = tokio::time::timeout(Duration::from_secs(30), rx)
         .await
         .expect("the OpenID provider starts")
         .unwrap()
+        .expect("the OpenID provider printed its issuer")
         .unwrap();
     let ready: serde_json::Value = serde_json::from_str(&line)
         .unwrap_or_else(|e| panic!("the OpenID provider printed {line:?}: {e}"));

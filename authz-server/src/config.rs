@@ -301,8 +301,10 @@ impl Config {
         // `mcp-gateway add-user NAME` and the server agree without a variable.
         let local_users_file = match src.get("LOCAL_USERS_FILE") {
             Some(path) => Some(PathBuf::from(path)),
-            None => Some(PathBuf::from(gateway_common::config::DEFAULT_LOCAL_USERS_FILE))
-                .filter(|p| p.exists()),
+            None => Some(PathBuf::from(
+                gateway_common::config::DEFAULT_LOCAL_USERS_FILE,
+            ))
+            .filter(|p| p.exists()),
         };
         let workers = usize::try_from(src.u64("AUTHZ_WORKERS", 2)?)
             .map_err(|_| ConfigError::new("AUTHZ_WORKERS", "is too large", "2"))?;

@@ -26,7 +26,9 @@ async fn start(cwd: &Path, extra: &[(&str, &str)]) -> Service {
         ("LOG_FORMAT", "json"),
     ];
     env.extend_from_slice(extra);
-    Service::start(Path::new(BIN), &[], &env, cwd).await.unwrap()
+    Service::start(Path::new(BIN), &[], &env, cwd)
+        .await
+        .unwrap()
 }
 
 #[test]
@@ -68,7 +70,10 @@ async fn sigterm_when_idle_exits_and_ends_the_feed_cleanly() {
     }
     let (status, took) = authz.exit(HANG_GUARD).await.unwrap();
     assert!(status.success(), "{status}\n{}", authz.output());
-    println!("mcp-authz: exit {:.2} s after SIGTERM (one feed follower)", took.as_secs_f64());
+    println!(
+        "mcp-authz: exit {:.2} s after SIGTERM (one feed follower)",
+        took.as_secs_f64()
+    );
 
     // Idle, nothing connected.
     let mut authz = start(dir.path(), &[]).await;
@@ -81,7 +86,10 @@ async fn sigterm_when_idle_exits_and_ends_the_feed_cleanly() {
     authz.terminate().unwrap();
     let (status, took) = authz.exit(HANG_GUARD).await.unwrap();
     assert!(status.success(), "{status}\n{}", authz.output());
-    println!("mcp-authz: idle exit {:.2} s after SIGTERM", took.as_secs_f64());
+    println!(
+        "mcp-authz: idle exit {:.2} s after SIGTERM",
+        took.as_secs_f64()
+    );
 }
 
 #[tokio::test]

@@ -458,8 +458,15 @@ fn every_literal_default_in_the_code_is_the_documented_one() {
                     .rev()
                     .collect();
                 let reads = [
-                    ".string(", ".bool(", ".seconds(", ".u64(", "usize_var(src,", "positive(src,",
-                    "bounded(src,", "base_url(src,", "header_name(src,",
+                    ".string(",
+                    ".bool(",
+                    ".seconds(",
+                    ".u64(",
+                    "usize_var(src,",
+                    "positive(src,",
+                    "bounded(src,",
+                    "base_url(src,",
+                    "header_name(src,",
                 ];
                 if !reads.iter().any(|r| call.ends_with(r)) {
                     continue;

@@ -272,7 +272,11 @@ mod tests {
         let held = in_flight.hold(false);
         let stream = in_flight.hold(true);
         assert_eq!((in_flight.requests(), in_flight.streams()), (1, 1));
-        assert!(!in_flight.wait_zero(InFlight::requests, Duration::ZERO).await);
+        assert!(
+            !in_flight
+                .wait_zero(InFlight::requests, Duration::ZERO)
+                .await
+        );
         let waiter = {
             let in_flight = in_flight.clone();
             tokio::spawn(async move {

@@ -155,8 +155,15 @@ async fn a_call_in_flight_at_sigterm_is_answered_before_the_exit() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(refused, "still accepting after SIGTERM:\n{}", bridge.output());
-    assert!(!call.is_finished(), "the held call ended before its release");
+    assert!(
+        refused,
+        "still accepting after SIGTERM:\n{}",
+        bridge.output()
+    );
+    assert!(
+        !call.is_finished(),
+        "the held call ended before its release"
+    );
     std::fs::write(&release, "").unwrap();
 
     let (status, body) = call.await.unwrap();

@@ -40,10 +40,7 @@ pub async fn start_behind(
 /// Polls until the authorization server metadata comes through the proxy.
 async fn wait_for_authz(proxy: &Proxy) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let url = format!(
-        "{}/.well-known/oauth-authorization-server",
-        proxy.origin()
-    );
+    let url = format!("{}/.well-known/oauth-authorization-server", proxy.origin());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = http.get(&url).send().await {

@@ -147,9 +147,10 @@ async fn a_verifier_started_before_the_authz_server_becomes_ready_when_it_return
         .unwrap();
     assert_eq!(http.get(&ready).send().await.unwrap().status(), 503);
 
-    let (_, state, handle) = start_authz_on(&authz_source(dir.path(), &users, port), Some(listener))
-        .await
-        .unwrap();
+    let (_, state, handle) =
+        start_authz_on(&authz_source(dir.path(), &users, port), Some(listener))
+            .await
+            .unwrap();
     let t = Instant::now();
     assert!(
         eventually(Duration::from_secs(30), || {

@@ -29,7 +29,10 @@ fn block_after<'a>(page: &'a str, marker: &str) -> &'a str {
         .find(marker)
         .unwrap_or_else(|| panic!("{marker} is gone from the page"));
     let rest = &page[at + marker.len()..];
-    let open = rest.find("```yaml\n").expect("a yaml block after the marker") + 8;
+    let open = rest
+        .find("```yaml\n")
+        .expect("a yaml block after the marker")
+        + 8;
     let close = rest[open..].find("```").expect("the block ends");
     &rest[open..open + close]
 }
@@ -159,11 +162,7 @@ async fn the_file_provider_steps_of_the_traefik_page_work() {
     assert_eq!(meta["issuer"], origin.as_str(), "{meta}");
 
     for path in ["/metrics", "/revocations", "/revocations/stream"] {
-        let r = client
-            .get(format!("{origin}{path}"))
-            .send()
-            .await
-            .unwrap();
+        let r = client.get(format!("{origin}{path}")).send().await.unwrap();
         assert_eq!(r.status(), 404, "{path} is routed");
     }
 
@@ -190,9 +189,11 @@ async fn the_file_provider_steps_of_the_traefik_page_work() {
         .post(&resource)
         .bearer_auth(token)
         .header("Accept", "application/json, text/event-stream")
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "traefik-page-test", "version": "1"}}}))
+            "clientInfo": {"name": "traefik-page-test", "version": "1"}}}),
+        )
         .send()
         .await
         .unwrap();

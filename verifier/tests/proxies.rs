@@ -130,7 +130,10 @@ async fn check_not_routed(name: &str, proxy: &Proxy) {
     let http = reqwest::Client::new();
     // Routed paths do reach the upstream: the check below can fail.
     let r = http
-        .get(format!("{}/.well-known/oauth-authorization-server", proxy.origin()))
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            proxy.origin()
+        ))
         .send()
         .await
         .unwrap();
@@ -699,12 +702,17 @@ fn render_keeps_nginx_variables_and_refuses_unset_ones() {
     assert!(conf.contains("server 10.0.0.5:8001;") && conf.contains("server 10.0.0.6:8001;"));
     assert!(!conf.contains("${"), "a placeholder is left");
 
-    let err = render("nginx/nginx.conf", &vars[..3]).unwrap_err().to_string();
+    let err = render("nginx/nginx.conf", &vars[..3])
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("AUTHZ_ADDRS") && err.contains("MCP_UPSTREAM_ADDR"),
         "{err}"
     );
     // Traefik's templates too: no silent fallback to a default address.
     let err = render("traefik/dynamic.yml", &[]).unwrap_err().to_string();
-    assert!(err.contains("VERIFIER_URLS") && err.contains("AUTHZ_URLS"), "{err}");
+    assert!(
+        err.contains("VERIFIER_URLS") && err.contains("AUTHZ_URLS"),
+        "{err}"
+    );
 }

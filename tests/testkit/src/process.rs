@@ -71,7 +71,10 @@ impl Service {
                 });
             }
             if let Some(status) = child.0.try_wait()? {
-                bail!("{} exited ({status}) before serving:\n{output}", bin.display());
+                bail!(
+                    "{} exited ({status}) before serving:\n{output}",
+                    bin.display()
+                );
             }
             if Instant::now() > deadline {
                 bail!("{} reported no address:\n{output}", bin.display());

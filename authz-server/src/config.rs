@@ -70,6 +70,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `AUTHZ_WORKERS`: actix worker threads (0 = one per CPU; default 2).
     pub workers: usize,
+    /// `SHUTDOWN_TIMEOUT`: how long requests in flight may take after SIGTERM.
+    pub shutdown_timeout: Duration,
     pub access_token_lifetime: Duration,
     pub refresh_token_lifetime: Duration,
     /// Lifetime of the sign-in session and of a pending authorization request.
@@ -294,7 +296,16 @@ impl Config {
             scopes_supported[0].clone()
         };
 
-        let local_users_file = src.get("LOCAL_USERS_FILE").map(PathBuf::from);
+        // Set: local sign-in from that file (users added later are picked up
+        // without a restart). Unset: from the default file, if it exists, so
+        // `mcp-gateway add-user NAME` and the server agree without a variable.
+        let local_users_file = match src.get("LOCAL_USERS_FILE") {
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(PathBuf::from(
+                gateway_common::config::DEFAULT_LOCAL_USERS_FILE,
+            ))
+            .filter(|p| p.exists()),
+        };
         let workers = usize::try_from(src.u64("AUTHZ_WORKERS", 2)?)
             .map_err(|_| ConfigError::new("AUTHZ_WORKERS", "is too large", "2"))?;
         let trusted_proxies = match src.get("TRUSTED_PROXIES") {
@@ -312,6 +323,7 @@ impl Config {
             issuer,
             listen,
             workers,
+            shutdown_timeout: gateway_common::lifecycle::shutdown_timeout(src)?,
             access_token_lifetime,
             refresh_token_lifetime,
             session_timeout,

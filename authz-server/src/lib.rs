@@ -81,6 +81,7 @@ pub async fn build_state(
     if let Some(path) = &config.local_users_file {
         providers.push(Arc::new(signin::local::LocalUsers::new(path)));
     }
+    warn_without_sign_in(&config);
     let cimd = cimd::CimdResolver::new(config.cimd_allow_private, clock.clone())?;
     let rate_limits = http::rate_limit::RateLimiter::new(
         http::rate_limit::Limits::from_source(&config.source)?,
@@ -110,9 +111,40 @@ pub async fn build_state(
         audit,
         feed_subscribers: Default::default(),
         flow_recorded: Default::default(),
+        in_flight: Default::default(),
+        closing: tokio::sync::watch::channel(false).0,
     }));
     spawn_limit_upkeep(Arc::downgrade(&state.0));
     Ok(state)
+}
+
+/// Nobody can sign in without a method: say so at start-up, not only as a 503
+/// at `/signin` when the first user tries.
+fn warn_without_sign_in(config: &Config) {
+    let local_users = config.local_users_file.as_ref().map(|path| {
+        let users = std::fs::read_to_string(path)
+            .map(|text| signin::local::parse_users(&text).len())
+            .unwrap_or(0);
+        (path, users)
+    });
+    if config.github.is_some() || config.oidc.is_some() {
+        return;
+    }
+    match local_users {
+        None => tracing::warn!(
+            "NO SIGN-IN METHOD IS CONFIGURED: every sign-in will fail. Add a local user \
+             (`mcp-gateway add-user NAME`, which writes {}), or set LOCAL_USERS_FILE, \
+             GITHUB_CLIENT_ID or OIDC_ISSUER",
+            gateway_common::config::DEFAULT_LOCAL_USERS_FILE
+        ),
+        Some((path, 0)) => tracing::warn!(
+            file = %path.display(),
+            "NO USER CAN SIGN IN YET: LOCAL_USERS_FILE has no users (it is read again \
+             when it changes: `mcp-gateway add-user NAME --file {}`)",
+            path.display()
+        ),
+        Some(_) => {}
+    }
 }
 
 /// How often limiter tables forget keys whose budgets have refilled.
@@ -183,15 +215,31 @@ pub async fn serve_with(
 /// Serves an already built state on its configured listen address.
 pub fn serve_state(state: AppState) -> anyhow::Result<(SocketAddr, actix_web::dev::Server)> {
     let listen = state.config.listen;
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| anyhow::anyhow!("AUTHZ_LISTEN={listen} cannot be bound: {e}"))?;
+    serve_listener(state, listener)
+}
+
+/// Serves an already built state on a listener bound by the caller (who may
+/// have bound port 0 to learn the port before configuring the issuer).
+pub fn serve_listener(
+    state: AppState,
+    listener: std::net::TcpListener,
+) -> anyhow::Result<(SocketAddr, actix_web::dev::Server)> {
     let workers = match state.config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
     let budget = http::connections::Budget::new(&state.config, workers);
     let max_connections = budget.total();
+    let shutdown_timeout = state.config.shutdown_timeout;
     let server = HttpServer::new(move || {
         let state = state.clone();
         App::new()
+            .app_data(state.in_flight.clone())
+            .wrap(actix_web::middleware::from_fn(
+                gateway_common::lifecycle::track,
+            ))
             .wrap(gateway_common::logging::request_logger())
             .configure(move |cfg| http::configure(cfg, state))
             .default_service(web::to(http::not_found))
@@ -200,7 +248,11 @@ pub fn serve_state(state: AppState) -> anyhow::Result<(SocketAddr, actix_web::de
     // actix counts per worker; the budget is for the process.
     .max_connections(budget.per_worker())
     .on_connect(move |conn, ext| budget.on_connect(conn, ext))
-    .bind(listen)?;
+    // The binary stops on its signals with `gateway_common::lifecycle::drain`;
+    // this bounds a graceful stop asked for through the handle.
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout.as_secs())
+    .listen(listener)?;
     let addr = server
         .addrs()
         .first()

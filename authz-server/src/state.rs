@@ -36,6 +36,10 @@ pub struct Inner {
     pub feed_subscribers: Arc<std::sync::atomic::AtomicUsize>,
     /// Flow records already written by this process (`flow`).
     pub flow_recorded: gateway_common::flow::Recorded,
+    /// Responses not yet sent, for a bounded stop (`gateway_common::lifecycle`).
+    pub in_flight: gateway_common::lifecycle::InFlight,
+    /// Set once on stop: `/revocations/stream` bodies end when it turns true.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +53,19 @@ impl std::ops::Deref for AppState {
 }
 
 impl Inner {
+    /// Ends every `/revocations/stream` body cleanly (stop).
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`Inner::close_streams`] has been called.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closed| *closed).await;
+        }
+    }
+
     pub fn now(&self) -> u64 {
         self.clock.now_secs()
     }

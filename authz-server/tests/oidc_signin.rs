@@ -10,7 +10,7 @@ mod support;
 use std::time::Duration;
 
 use common::*;
-use gateway_testkit::{free_port, wait_for_http, ChildGuard};
+use gateway_testkit::{wait_for_http, ChildGuard};
 use serde_json::Value;
 use support::get;
 
@@ -24,9 +24,46 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let port = free_port();
-    let issuer = format!("http://127.0.0.1:{port}");
-    let s = start_with(
+    // Our port first (the provider redirects back to it), then the provider's
+    // (it binds port 0 and prints its issuer), then our configuration.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let js = gateway_testkit::js_dir();
+    let module = js.join("node_modules/oidc-provider/lib/index.js");
+    assert!(module.exists(), "run scripts/test.sh to install tests/js");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/oidc_provider.mjs");
+    let mut child = std::process::Command::new("node")
+        .arg(&script)
+        .current_dir(&js)
+        .env("CALLBACK", format!("{base}/callback/oidc"))
+        .env("CLIENT_ID", CLIENT_ID)
+        .env("CLIENT_SECRET", CLIENT_SECRET)
+        .env("OIDC_PROVIDER_MODULE", &module)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let guard = ChildGuard(child);
+    // The first line is the issuer; the rest of its output is read (and
+    // dropped) until it exits, so a later write never meets a closed pipe.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let _ = tx.send(lines.next());
+        for _ in lines {}
+    });
+    let line = tokio::time::timeout(Duration::from_secs(30), rx)
+        .await
+        .expect("the OpenID provider starts")
+        .unwrap()
+        .expect("the OpenID provider printed its issuer")
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("the OpenID provider printed {line:?}: {e}"));
+    let issuer = ready["issuer"].as_str().unwrap().to_string();
+    let s = start_on(
+        listener,
         Backend::Embedded,
         &[
             ("OIDC_ISSUER", &issuer),
@@ -39,23 +76,6 @@ async fn setup() -> Setup {
         ],
     )
     .await;
-    let js = gateway_testkit::js_dir();
-    let module = js.join("node_modules/oidc-provider/lib/index.js");
-    assert!(module.exists(), "run scripts/test.sh to install tests/js");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/oidc_provider.mjs");
-    let child = std::process::Command::new("node")
-        .arg(&script)
-        .current_dir(&js)
-        .env("PORT", port.to_string())
-        .env("CALLBACK", s.url("/callback/oidc"))
-        .env("CLIENT_ID", CLIENT_ID)
-        .env("CLIENT_SECRET", CLIENT_SECRET)
-        .env("OIDC_PROVIDER_MODULE", &module)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = ChildGuard(child);
     wait_for_http(
         &format!("{issuer}/.well-known/openid-configuration"),
         Duration::from_secs(20),

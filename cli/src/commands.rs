@@ -30,7 +30,7 @@ pub enum Command {
     AddUser {
         name: String,
         /// The users file (LOCAL_USERS_FILE).
-        #[arg(long, env = "LOCAL_USERS_FILE", default_value = "./data/users")]
+        #[arg(long, env = "LOCAL_USERS_FILE", default_value = gateway_common::config::DEFAULT_LOCAL_USERS_FILE)]
         file: PathBuf,
     },
     /// Write GATEWAY_JWT_SECRET and REDIS_PASSWORD (and with --rsa-key

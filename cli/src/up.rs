@@ -55,6 +55,11 @@ pub struct Running {
     pub store: Arc<dyn gateway_store::Store>,
     /// Resolves when the server stops.
     pub stopped: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Responses not yet sent, for the bounded stop ([`Running::drain`]).
+    in_flight: gateway_common::lifecycle::InFlight,
+    shutdown_timeout: std::time::Duration,
+    authz: mcp_authz::AppState,
+    bridge: Arc<mcp_bridge::Bridge>,
     _verifier_tasks: mcp_verifier::BackgroundTasks,
     _first_use_writer: Option<AbortOnDrop>,
 }
@@ -92,6 +97,26 @@ fn combined_metrics(
     actix_web::HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text)
+}
+
+impl Running {
+    /// The stop on SIGTERM or Ctrl-C: stop accepting, let requests in flight
+    /// finish within `SHUTDOWN_TIMEOUT`, end the event streams (revocation
+    /// feed, MCP sessions) cleanly, stop the bridged children.
+    pub async fn drain(&self) {
+        let (authz, bridge) = (self.authz.clone(), Arc::clone(&self.bridge));
+        gateway_common::lifecycle::drain(
+            &self.handle,
+            &self.in_flight,
+            self.shutdown_timeout,
+            move || {
+                authz.close_streams();
+                bridge.shutdown();
+            },
+        )
+        .await;
+        mcp_bridge::child::reaped().await;
+    }
 }
 
 impl std::fmt::Debug for Running {
@@ -170,6 +195,8 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
     // Which Host values are ours, and who may read /metrics and the revocation feed.
     let exposure =
         web::Data::new(Exposure::from_source(&src, addr).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let shutdown_timeout =
+        gateway_common::lifecycle::shutdown_timeout(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Mounted inside the guarded `/mcp` scope below.
     bridge_config.path = String::new();
     bridge_config.legacy_sse = false;
@@ -188,6 +215,9 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
     let verifier_for_wait = Arc::clone(&verifier);
     let bridge = mcp_bridge::Bridge::new(bridge_config);
     bridge.start_reaper();
+    let (authz_for_stop, bridge_for_stop) = (authz_state.clone(), Arc::clone(&bridge));
+    let in_flight = gateway_common::lifecycle::InFlight::default();
+    let app_in_flight = in_flight.clone();
 
     let server = HttpServer::new(move || {
         let authz_state = authz_state.clone();
@@ -197,11 +227,13 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
             Arc::clone(&bridge),
         );
         App::new()
+            .app_data(app_in_flight.clone())
             .app_data(exposure.clone())
             // Before any route: a foreign Host is refused before a URL is built from it,
             // and the operator surfaces are checked (logged by the outer request logger).
             .wrap(from_fn(exposure::gate))
             .wrap(gateway_common::logging::request_logger())
+            .wrap(from_fn(gateway_common::lifecycle::track))
             // One /metrics for the three services (registered first, so it wins
             // over the authz-server's own).
             .route(
@@ -229,9 +261,10 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
     })
     .workers(2)
     .max_connections(per_worker)
-    // Open SSE streams (the verifier's own revocation feed among them) would
-    // otherwise hold a graceful stop for the default 30 s.
-    .shutdown_timeout(3)
+    // `run` stops on the signals itself (`Running::drain`), ending the open
+    // event streams (the guard's own revocation feed among them) first.
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout.as_secs())
     .listen(listener)?
     .run();
     let handle = server.handle();
@@ -263,6 +296,10 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
         handle,
         stopped,
         store,
+        in_flight,
+        shutdown_timeout,
+        authz: authz_for_stop,
+        bridge: bridge_for_stop,
         _verifier_tasks: verifier_tasks,
         _first_use_writer: first_use_writer.map(AbortOnDrop),
     })
@@ -273,7 +310,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let env = Source::from_process().map_err(|e| anyhow::anyhow!("{e}"))?;
     init_logging(&env)?;
     actix_web::rt::System::new().block_on(async move {
-        let running = start(&args, &env, clock::system()).await?;
+        let mut running = start(&args, &env, clock::system()).await?;
         println!("MCP OAuth gateway is running (one-machine mode).");
         println!();
         println!("  MCP URL, paste it into your client:  {}", running.mcp_url);
@@ -297,7 +334,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         );
         println!();
         println!("Press Ctrl-C to stop.");
-        running.stopped.await??;
+        let stopped = tokio::select! {
+            stopped = &mut running.stopped => Some(stopped),
+            () = gateway_common::lifecycle::terminated() => None,
+        };
+        match stopped {
+            Some(stopped) => stopped??,
+            None => running.drain().await,
+        }
         Ok(())
     })
 }

@@ -391,3 +391,103 @@ fn the_configuration_reference_lists_exactly_what_the_code_reads() {
         );
     }
 }
+
+/// A default written in the code as a literal: `"text"`, `true`, `600`,
+/// `10_000`, `30 * 24 * 3600`. Anything else (a constant, a field) is `None`.
+fn literal_default(expr: &str) -> Option<String> {
+    let expr = expr.trim();
+    if let Some(text) = expr.strip_prefix('"') {
+        return text.strip_suffix('"').map(str::to_string);
+    }
+    if expr == "true" || expr == "false" {
+        return Some(expr.to_string());
+    }
+    let mut product: u64 = 1;
+    for factor in expr.split('*') {
+        product = product.checked_mul(factor.trim().replace('_', "").parse().ok()?)?;
+    }
+    Some(product.to_string())
+}
+
+#[test]
+fn every_literal_default_in_the_code_is_the_documented_one() {
+    let doc = fs::read_to_string(book_src().join("configuration.md")).unwrap();
+    let documented: BTreeMap<String, String> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split(" | ").collect();
+            let name = cols.first()?.split('`').next()?.to_string();
+            // The first `value` of the default column.
+            let default = cols.get(2)?.split('`').nth(1).unwrap_or("—").to_string();
+            Some((name, default))
+        })
+        .collect();
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for crate_dir in [
+        "common",
+        "store",
+        "authz-server",
+        "verifier",
+        "mcp-bridge",
+        "cli",
+    ] {
+        let mut files = Vec::new();
+        rust_files(&repo().join(crate_dir).join("src"), &mut files);
+        for f in files {
+            let text = fs::read_to_string(&f).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap();
+            // `NAME", default)` and `NAME", default, min, max)`: the reads with a default.
+            for (i, _) in code.match_indices("\",") {
+                let before = &code[..i];
+                let Some(open) = before.rfind('"') else {
+                    continue;
+                };
+                let name = &before[open + 1..];
+                if !is_var(name) || !documented.contains_key(name) {
+                    continue;
+                }
+                let call: String = before[..open]
+                    .chars()
+                    .rev()
+                    .take(48)
+                    .filter(|c| !c.is_whitespace())
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect();
+                let reads = [
+                    ".string(",
+                    ".bool(",
+                    ".seconds(",
+                    ".u64(",
+                    "usize_var(src,",
+                    "positive(src,",
+                    "bounded(src,",
+                    "base_url(src,",
+                    "header_name(src,",
+                ];
+                if !reads.iter().any(|r| call.ends_with(r)) {
+                    continue;
+                }
+                let rest = code[i + 2..].trim_start();
+                let end = rest.find([',', ')']).unwrap_or(rest.len());
+                let Some(default) = literal_default(&rest[..end]) else {
+                    continue;
+                };
+                checked += 1;
+                if documented[name] != default {
+                    wrong.push(format!(
+                        "{name}: the code says {default:?}, docs/src/configuration.md {:?} ({})",
+                        documented[name],
+                        f.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // The reader found the reads (a reader that finds nothing would pass).
+    assert!(checked > 40, "only {checked} defaults found");
+}

@@ -13,6 +13,10 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+/// `LOCAL_USERS_FILE` when unset: where `mcp-gateway add-user` writes by
+/// default and where the authorization server looks for local users.
+pub const DEFAULT_LOCAL_USERS_FILE: &str = "./data/users";
+
 /// Variable name → value.
 #[derive(Debug, Clone, Default)]
 pub struct Source {

@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod dpop;
 pub mod flow;
 pub mod keys;
+pub mod lifecycle;
 pub mod logging;
 pub mod net_filter;
 pub mod revocation;

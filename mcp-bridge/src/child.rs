@@ -85,6 +85,21 @@ impl Drop for ChildHandle {
 }
 
 const GRACE: Duration = Duration::from_secs(2);
+
+/// Children of this process not yet reaped (each one's watcher still runs).
+static UNREAPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Waits until every child of this process is reaped, at most `GRACE` and a
+/// second (a stop must not leave MCP servers behind: they run in their own
+/// process groups, so nothing else would end them).
+pub async fn reaped() {
+    let deadline = tokio::time::Instant::now() + GRACE + Duration::from_secs(1);
+    while UNREAPED.load(std::sync::atomic::Ordering::SeqCst) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 const STDERR_LINE_MAX: usize = 8 * 1024;
 
 /// Starts the process and its pipe tasks. Must run inside a Tokio runtime.
@@ -174,6 +189,7 @@ pub fn spawn(spec: &ChildSpec, events: Weak<dyn ChildEvents>) -> std::io::Result
     });
 
     let (kill_tx, kill_rx) = oneshot::channel::<()>();
+    UNREAPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     tokio::spawn(async move {
         let pgid = pid.and_then(|p| i32::try_from(p).ok()).map(Pid::from_raw);
         let how = tokio::select! {
@@ -197,6 +213,7 @@ pub fn spawn(spec: &ChildSpec, events: Weak<dyn ChildEvents>) -> std::io::Result
         if let Some(pg) = pgid {
             let _ = killpg(pg, Signal::SIGKILL);
         }
+        UNREAPED.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         // Deliver what the child wrote before it died; a grandchild still holding the pipe
         // open must not delay the waiters' errors for long.
         let _ = tokio::time::timeout(Duration::from_millis(500), stdout_done_rx).await;

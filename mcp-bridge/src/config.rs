@@ -41,6 +41,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `BRIDGE_WORKERS`: actix worker threads (0 = one per CPU, at least 2 and at most 8).
     pub workers: usize,
+    /// `SHUTDOWN_TIMEOUT`: how long requests in flight may take after SIGTERM.
+    pub shutdown_timeout: std::time::Duration,
     /// The MCP endpoint path (`BRIDGE_PATH`, default `/mcp`).
     pub path: String,
     pub command: Command,
@@ -190,6 +192,7 @@ impl Config {
         Ok(Self {
             listen,
             workers,
+            shutdown_timeout: gateway_common::lifecycle::shutdown_timeout(src)?,
             path,
             command,
             cwd,
@@ -219,6 +222,9 @@ impl Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             workers: 0,
+            shutdown_timeout: std::time::Duration::from_secs(
+                gateway_common::lifecycle::DEFAULT_SHUTDOWN_TIMEOUT,
+            ),
             path: "/mcp".into(),
             command,
             cwd: None,

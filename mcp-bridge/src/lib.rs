@@ -101,6 +101,7 @@ pub struct Serving {
     pub bridge: Arc<Bridge>,
     pub handle: ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    in_flight: gateway_common::lifecycle::InFlight,
 }
 
 impl Serving {
@@ -110,6 +111,21 @@ impl Serving {
         self.bridge.shutdown();
         self.handle.stop(true).await;
         let _ = self.task.await;
+    }
+
+    /// The binary's stop (SIGTERM): stop accepting, let requests in flight
+    /// (tool calls among them) finish within `SHUTDOWN_TIMEOUT`, then end
+    /// every session (their GET streams end cleanly) and stop every child.
+    pub async fn drain(self) {
+        let bridge = Arc::clone(&self.bridge);
+        gateway_common::lifecycle::drain(
+            &self.handle,
+            &self.in_flight,
+            self.bridge.cfg.shutdown_timeout,
+            move || bridge.shutdown(),
+        )
+        .await;
+        child::reaped().await;
     }
 
     /// Runs until the server stops.
@@ -130,11 +146,16 @@ pub async fn serve(config: Config) -> anyhow::Result<Serving> {
             .unwrap_or(2),
         n => n,
     };
+    let shutdown_timeout = config.shutdown_timeout;
     let bridge = Bridge::new(config);
     bridge.start_reaper();
     let b = bridge.clone();
+    let in_flight = gateway_common::lifecycle::InFlight::default();
+    let app_in_flight = in_flight.clone();
     let server = HttpServer::new(move || {
         App::new()
+            .app_data(app_in_flight.clone())
+            .wrap(from_fn(gateway_common::lifecycle::track))
             .wrap(gateway_common::logging::request_logger())
             .configure(configure(b.clone()))
             .configure(configure_health(b.clone()))
@@ -148,7 +169,7 @@ pub async fn serve(config: Config) -> anyhow::Result<Serving> {
         }
     })
     .disable_signals()
-    .shutdown_timeout(5)
+    .shutdown_timeout(shutdown_timeout.as_secs())
     .bind(listen)?;
     let addr = server
         .addrs()
@@ -164,5 +185,6 @@ pub async fn serve(config: Config) -> anyhow::Result<Serving> {
         bridge,
         handle,
         task,
+        in_flight,
     })
 }

@@ -755,37 +755,51 @@ async fn redis_over_tls_with_rediss_url() {
         .status()
         .expect("openssl runs");
     assert!(made.success());
-    let port = gateway_testkit::free_port();
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            "0",
-            "--tls-port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-        ])
-        .args([
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--tls-auth-clients",
-            "no",
-        ])
-        .arg("--tls-cert-file")
-        .arg(&cert)
-        .arg("--tls-key-file")
-        .arg(&key)
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("redis-server starts");
-    let _guard = gateway_testkit::ChildGuard(child);
-    gateway_testkit::wait_for_port(&format!("127.0.0.1:{port}"), DEADLINE)
-        .await
-        .unwrap();
+    // The TLS port is on redis-server's command line: a port taken before it
+    // binds means another attempt on another port.
+    let (cert_ref, key_ref, dir_ref) = (&cert, &key, dir.path());
+    let (port, _guard) = gateway_testkit::retry_on_port_taken(|port| async move {
+        let log = dir_ref.join(format!("redis-{port}.log"));
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--tls-auth-clients",
+                "no",
+            ])
+            .arg("--tls-cert-file")
+            .arg(cert_ref)
+            .arg("--tls-key-file")
+            .arg(key_ref)
+            .arg("--dir")
+            .arg(dir_ref)
+            .arg("--logfile")
+            .arg(&log)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let mut guard = gateway_testkit::ChildGuard(child);
+        gateway_testkit::wait_listening(
+            &mut guard.0,
+            port,
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            DEADLINE,
+        )
+        .await?;
+        Ok((port, guard))
+    })
+    .await
+    .unwrap();
 
     let store = RedisStore::connect(&format!("rediss://127.0.0.1:{port}/0#insecure"), None)
         .await

@@ -112,34 +112,46 @@ impl TlsClientDocument {
             .status()
             .context("running the openssl CLI")?;
         anyhow::ensure!(status.success(), "openssl req failed ({status})");
-        let port = gateway_testkit::free_port();
-        let url = format!("https://127.0.0.1:{port}{PATH}");
-        let doc = serde_json::json!({
-            "client_id": url,
-            "client_name": "gateway e2e client (metadata document over https)",
-            "redirect_uris": [REDIRECT_URI],
-            "token_endpoint_auth_method": "none",
-        });
-        let file = dir.path().join(PATH.trim_start_matches('/'));
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&file, doc.to_string())?;
-        let log = dir.path().join("s_server.log");
-        let server = Command::new("openssl")
-            .args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
-            .args(["-cert", "cert.pem", "-key", "key.pem", "-WWW"])
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .context("starting openssl s_server")?;
-        let server = gateway_testkit::ChildGuard(server);
-        gateway_testkit::wait_for_port(
-            &format!("127.0.0.1:{port}"),
-            std::time::Duration::from_secs(10),
-        )
+        // s_server's port is on its command line: a port taken before it
+        // binds means another attempt on another port.
+        let dir_path = dir.path().to_path_buf();
+        let (url, log, server) = gateway_testkit::retry_on_port_taken(|port| {
+            let dir = dir_path.clone();
+            async move {
+                let url = format!("https://127.0.0.1:{port}{PATH}");
+                let doc = serde_json::json!({
+                    "client_id": url,
+                    "client_name": "gateway e2e client (metadata document over https)",
+                    "redirect_uris": [REDIRECT_URI],
+                    "token_endpoint_auth_method": "none",
+                });
+                let file = dir.join(PATH.trim_start_matches('/'));
+                if let Some(parent) = file.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&file, doc.to_string())?;
+                let log = dir.join(format!("s_server-{port}.log"));
+                let server = Command::new("openssl")
+                    .args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
+                    .args(["-cert", "cert.pem", "-key", "key.pem", "-WWW"])
+                    .current_dir(&dir)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&log)?)
+                    .spawn()
+                    .context("starting openssl s_server")?;
+                let mut server = gateway_testkit::ChildGuard(server);
+                let log_path = log.clone();
+                gateway_testkit::wait_listening(
+                    &mut server.0,
+                    port,
+                    || std::fs::read_to_string(&log_path).unwrap_or_default(),
+                    std::time::Duration::from_secs(10),
+                )
+                .await?;
+                Ok((url, log, server))
+            }
+        })
         .await?;
         Ok(Self {
             url,

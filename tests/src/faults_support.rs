@@ -45,13 +45,20 @@ pub struct DurableRedis {
 
 impl DurableRedis {
     pub async fn start(dir: &Path) -> anyhow::Result<Self> {
-        let mut r = Self {
-            port: gateway_testkit::free_port(),
-            dir: dir.to_path_buf(),
-            child: None,
-        };
-        r.restart().await?;
-        Ok(r)
+        // The port is on redis-server's command line: one taken before it
+        // binds means another attempt on another port. (A restart needs the
+        // same port back; should another process have taken it during the
+        // outage, the restart fails with PortTaken.)
+        gateway_testkit::retry_on_port_taken(|port| async move {
+            let mut r = Self {
+                port,
+                dir: dir.to_path_buf(),
+                child: None,
+            };
+            r.restart().await?;
+            Ok(r)
+        })
+        .await
     }
 
     pub fn url(&self) -> String {
@@ -66,8 +73,11 @@ impl DurableRedis {
     /// Starts it again on the same port, from the same AOF.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
+        let log = self.dir.join(format!("redis-{}.log", self.port));
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--logfile")
+            .arg(&log)
             .args([
                 "--save",
                 "",
@@ -82,9 +92,16 @@ impl DurableRedis {
             .stderr(Stdio::null())
             .spawn()
             .context("starting redis-server (apt-get install redis-server)")?;
-        self.child = Some(ChildGuard(child));
-        gateway_testkit::wait_for_port(&format!("127.0.0.1:{}", self.port), Duration::from_secs(10))
-            .await
+        let mut child = ChildGuard(child);
+        gateway_testkit::wait_listening(
+            &mut child.0,
+            self.port,
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            Duration::from_secs(10),
+        )
+        .await?;
+        self.child = Some(child);
+        Ok(())
     }
 }
 
@@ -128,12 +145,36 @@ pub async fn start_authz(
     mcp_authz::AppState,
     actix_web::dev::ServerHandle,
 )> {
+    start_authz_on(src, None).await
+}
+
+/// A loopback listener on port 0, bound now, and its port: the issuer can
+/// name the port before the server runs ([`start_authz_on`]).
+pub fn loopback_listener() -> anyhow::Result<(std::net::TcpListener, u16)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
+}
+
+/// [`start_authz`] on a listener bound earlier (connections made to it in
+/// between wait in its backlog and are served once it runs).
+pub async fn start_authz_on(
+    src: &Source,
+    listener: Option<std::net::TcpListener>,
+) -> anyhow::Result<(
+    SocketAddr,
+    mcp_authz::AppState,
+    actix_web::dev::ServerHandle,
+)> {
     let config = mcp_authz::Config::from_source(src).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = gateway_store::config::open_from_config(src)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let state = mcp_authz::build_state(config, store, gateway_common::clock::system()).await?;
-    let (addr, server) = mcp_authz::serve_state(state.clone())?;
+    let (addr, server) = match listener {
+        Some(listener) => mcp_authz::serve_listener(state.clone(), listener)?,
+        None => mcp_authz::serve_state(state.clone())?,
+    };
     let handle = server.handle();
     tokio::spawn(server);
     gateway_testkit::wait_for_http(&format!("http://{addr}/health"), Duration::from_secs(20))

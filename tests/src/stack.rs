@@ -116,12 +116,29 @@ impl Stack {
         proxy_port: u16,
         extra: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
+        let origin = format!("http://127.0.0.1:{proxy_port}");
+        Self::start_at(spec, &origin, proxy_port, extra).await
+    }
+
+    /// The services for a proxy serving `origin` (scheme, host and the
+    /// proxy's `proxy_port`), e.g. `https://mcp.example.com:PORT`; the
+    /// bridge accepts that host.
+    pub async fn start_at(
+        spec: StackSpec,
+        origin: &str,
+        proxy_port: u16,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(
             spec.authz >= 1 && spec.verifiers >= 1,
             "at least one of each"
         );
         let dir = tempfile::tempdir()?;
-        let origin = format!("http://127.0.0.1:{proxy_port}");
+        let origin = origin.to_string();
+        let host = url::Url::parse(&origin)?
+            .host_str()
+            .context("the origin has a host")?
+            .to_string();
         let resource = format!("{origin}/mcp");
         let service = spec.mcp.service();
 
@@ -214,6 +231,8 @@ impl Stack {
         let src = Source::from_pairs([
             ("BRIDGE_LISTEN", "127.0.0.1:0".to_string()),
             ("BRIDGE_COMMAND", spec.mcp.command()?),
+            // The proxy passes the client's Host on.
+            ("BRIDGE_ALLOWED_HOSTS", host),
             ("PATH", search_path),
         ]);
         let config = mcp_bridge::Config::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;

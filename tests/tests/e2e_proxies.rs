@@ -1,5 +1,6 @@
 //! The whole path through real reverse proxies (issue 7), with the configs
-//! shipped in `deploy/` (only ports and upstreams filled in): the official MCP
+//! shipped in `deploy/` rendered by `deploy/render.sh` (only ports and
+//! upstreams differ): the official MCP
 //! TypeScript SDK client (`tests/js/e2e_client.mjs`) starts with nothing but
 //! `http://127.0.0.1:<proxy>/mcp` and walks 401 → protected resource metadata
 //! → authorization server metadata → registration (or a Client ID Metadata
@@ -19,12 +20,13 @@
 //! | each    | 1 authz, 1 verifier, embedded store               | metadata document       | builtin:echo      |
 //! | Caddy   | 2 authz, 3 verifiers, one Redis (round robin)     | registration            | builtin:echo      |
 //! | Caddy   | 2 authz, 3 verifiers, one Redis (round robin)     | metadata document       | builtin:echo      |
-//! | Traefik | 2 authz (round robin), 1 verifier, one Redis      | registration            | builtin:echo      |
+//! | Traefik | 2 authz, 3 verifiers, one Redis (round robin)     | registration            | builtin:echo      |
+//! | nginx   | 2 authz, 3 verifiers, one Redis (round robin)     | registration            | builtin:echo      |
 //!
-//! Round robin over several verifiers needs Caddy here: Traefik's forwardAuth
-//! and the shipped nginx config name one verifier address each. With several
-//! verifiers the revoked token must be refused by every one of them (twice as
-//! many refusals in a row as there are verifiers).
+//! Every shipped config lists several verifiers and authorization servers
+//! (rendered from `VERIFIER_ADDRS`/`_URLS` and `AUTHZ_ADDRS`/`_URLS`). With
+//! several verifiers the revoked token must be refused by every one of them
+//! (twice as many refusals in a row as there are verifiers).
 //!
 //! The SDK's own `clientMetadataUrl` property insists on https; the
 //! authorization server checks certificates against public roots only and has
@@ -41,8 +43,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use gateway_tests::client_document::{ClientDocument, TlsClientDocument};
-use gateway_tests::proxy::{Proxy, ProxyKind, Upstreams};
-use gateway_tests::stack::{metric_sum, McpServer, Stack, StackSpec};
+use gateway_tests::proxy::{start_behind, ProxyKind};
+use gateway_tests::stack::{metric_sum, McpServer, StackSpec};
 use serde_json::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,14 +132,13 @@ fn matrix() -> Vec<Cell> {
             client,
         });
     }
-    cells.push(Cell {
-        proxy: ProxyKind::Traefik,
-        spec: StackSpec {
-            verifiers: 1,
-            ..SHARED_REDIS
-        },
-        client: Client::Registration,
-    });
+    for proxy in [ProxyKind::Traefik, ProxyKind::Nginx] {
+        cells.push(Cell {
+            proxy,
+            spec: SHARED_REDIS,
+            client: Client::Registration,
+        });
+    }
     cells
 }
 
@@ -151,20 +152,7 @@ fn step<'a>(steps: &'a [Value], name: &str) -> anyhow::Result<&'a Value> {
 /// Runs one cell: services, proxy, the SDK client; checks every step.
 async fn run(cell: Cell) -> anyhow::Result<Timing> {
     let t0 = Instant::now();
-    let port = gateway_testkit::free_port();
-    let stack = Stack::start(cell.spec, port)
-        .await
-        .context("starting the services")?;
-    let proxy = Proxy::start(
-        cell.proxy,
-        port,
-        &Upstreams {
-            authz: stack.authz_addrs(),
-            verifiers: stack.verifier_addrs(),
-            mcp: stack.bridge.addr,
-        },
-    )
-    .await?;
+    let (stack, proxy) = start_behind(cell.proxy, cell.spec, &[]).await?;
     let document = match cell.client {
         Client::Registration => None,
         Client::MetadataDocument => Some(ClientDocument::start().await?),
@@ -412,19 +400,9 @@ async fn sdk_client_walks_the_whole_path_behind_each_proxy() {
 async fn sdk_metadata_url_needs_https_and_a_trusted_certificate() {
     gateway_tests::require_js_deps().unwrap();
     let t0 = Instant::now();
-    let port = gateway_testkit::free_port();
-    let stack = Stack::start(SINGLE_ECHO, port).await.unwrap();
-    let proxy = Proxy::start(
-        ProxyKind::Nginx,
-        port,
-        &Upstreams {
-            authz: stack.authz_addrs(),
-            verifiers: stack.verifier_addrs(),
-            mcp: stack.bridge.addr,
-        },
-    )
-    .await
-    .unwrap();
+    let (stack, proxy) = start_behind(ProxyKind::Nginx, SINGLE_ECHO, &[])
+        .await
+        .unwrap();
     let https_doc = TlsClientDocument::start().await.unwrap();
     let http_doc = ClientDocument::start().await.unwrap();
     let mcp_url = stack.mcp_url();

@@ -19,9 +19,9 @@ async fn redis_outage_gives_503_fails_closed_after_the_bound_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let mut redis = DurableRedis::start(dir.path()).await.unwrap();
     let (users, _) = users_file(dir.path()).unwrap();
-    let port = gateway_testkit::free_port();
+    let (listener, port) = loopback_listener().unwrap();
     let src = authz_source(dir.path(), &users, port).with("REDIS_URL", &redis.url());
-    let (addr, state, handle) = start_authz(&src).await.unwrap();
+    let (addr, state, handle) = start_authz_on(&src, Some(listener)).await.unwrap();
     let base = format!("http://{addr}");
     eprintln!("authz-server up at {base}");
     let http = reqwest::Client::new();
@@ -126,7 +126,8 @@ async fn redis_outage_gives_503_fails_closed_after_the_bound_and_recovers() {
 async fn a_verifier_started_before_the_authz_server_becomes_ready_when_it_returns() {
     let dir = tempfile::tempdir().unwrap();
     let (users, _) = users_file(dir.path()).unwrap();
-    let port = gateway_testkit::free_port();
+    // Bound now, served later: until then the verifier's requests wait unanswered.
+    let (listener, port) = loopback_listener().unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let vsrc = Source::from_pairs([
         ("VERIFIER_LISTEN", "127.0.0.1:0".to_string()),
@@ -146,9 +147,10 @@ async fn a_verifier_started_before_the_authz_server_becomes_ready_when_it_return
         .unwrap();
     assert_eq!(http.get(&ready).send().await.unwrap().status(), 503);
 
-    let (_, state, handle) = start_authz(&authz_source(dir.path(), &users, port))
-        .await
-        .unwrap();
+    let (_, state, handle) =
+        start_authz_on(&authz_source(dir.path(), &users, port), Some(listener))
+            .await
+            .unwrap();
     let t = Instant::now();
     assert!(
         eventually(Duration::from_secs(30), || {

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use gateway_testkit::dpop::DpopKey;
-use gateway_tests::proxy::{Proxy, ProxyKind, Upstreams};
-use gateway_tests::stack::{McpServer, Stack, StackSpec};
+use gateway_tests::proxy::{start_behind, ProxyKind};
+use gateway_tests::stack::{McpServer, StackSpec};
 use serde_json::{json, Value};
 
 const SPEC: StackSpec = StackSpec {
@@ -155,25 +155,14 @@ impl McpDpop<'_> {
 }
 
 async fn dpop_cell(kind: ProxyKind) -> anyhow::Result<()> {
-    let port = gateway_testkit::free_port();
-    let stack = Stack::start_with(
+    let (stack, proxy) = start_behind(
+        kind,
         SPEC,
-        port,
         &[
             ("MCP_ECHO_DPOP", "required"),
             ("DPOP_NONCE_REQUIRED", "true"),
             ("DPOP_NONCE_SECRET", "machine-dpop-test-secret"),
         ],
-    )
-    .await?;
-    let proxy = Proxy::start(
-        kind,
-        port,
-        &Upstreams {
-            authz: stack.authz_addrs(),
-            verifiers: stack.verifier_addrs(),
-            mcp: stack.bridge.addr,
-        },
     )
     .await?;
     let name = kind.name();
@@ -383,19 +372,7 @@ async fn futures_join<F: std::future::Future>(cells: [F; 3]) -> Vec<F::Output> {
 #[actix_web::test]
 async fn sdk_machine_clients() {
     gateway_tests::require_js_deps().unwrap();
-    let port = gateway_testkit::free_port();
-    let stack = Stack::start(SPEC, port).await.unwrap();
-    let proxy = Proxy::start(
-        ProxyKind::Caddy,
-        port,
-        &Upstreams {
-            authz: stack.authz_addrs(),
-            verifiers: stack.verifier_addrs(),
-            mcp: stack.bridge.addr,
-        },
-    )
-    .await
-    .unwrap();
+    let (stack, proxy) = start_behind(ProxyKind::Caddy, SPEC, &[]).await.unwrap();
     let origin = stack.origin.clone();
     let http = reqwest::Client::new();
     let url = stack.mcp_url();

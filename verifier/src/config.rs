@@ -11,6 +11,8 @@ use gateway_common::config::{ConfigError, Source};
 pub struct VerifierConfig {
     /// `VERIFIER_LISTEN` (default `0.0.0.0:8001`).
     pub listen: SocketAddr,
+    /// `SHUTDOWN_TIMEOUT`: how long requests in flight may take after SIGTERM.
+    pub shutdown_timeout: std::time::Duration,
     /// `VERIFIER_WORKERS`: actix worker threads (0 = one per CPU).
     pub workers: usize,
     /// `AUTH_ISSUER` (default `https://auth.${BASE_DOMAIN}`), compared byte for byte.
@@ -249,6 +251,7 @@ impl VerifierConfig {
 
         Ok(Self {
             listen,
+            shutdown_timeout: gateway_common::lifecycle::shutdown_timeout(src)?,
             workers,
             issuer,
             authz_url,

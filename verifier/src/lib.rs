@@ -152,6 +152,8 @@ pub struct Running {
     pub verifier: Arc<Verifier>,
     handle: actix_web::dev::ServerHandle,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
+    in_flight: gateway_common::lifecycle::InFlight,
+    shutdown_timeout: Duration,
     _tasks: BackgroundTasks,
 }
 
@@ -159,6 +161,18 @@ impl Running {
     /// Stops accepting, finishes in-flight requests, stops the background tasks.
     pub async fn stop(self) {
         self.handle.stop(true).await;
+    }
+
+    /// The binary's stop (SIGTERM): stop accepting, let requests in flight
+    /// finish within `SHUTDOWN_TIMEOUT`, drop the rest, stop the background tasks.
+    pub async fn drain(self) {
+        gateway_common::lifecycle::drain(
+            &self.handle,
+            &self.in_flight,
+            self.shutdown_timeout,
+            || {},
+        )
+        .await;
     }
 
     /// Runs until the server stops.
@@ -180,17 +194,24 @@ pub async fn serve_with_clock(
     clock: SharedClock,
 ) -> anyhow::Result<Running> {
     let listen = config.listen;
+    let shutdown_timeout = config.shutdown_timeout;
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
     let (verifier, tasks) = start(config, clock);
     let app_verifier = Arc::clone(&verifier);
+    let in_flight = gateway_common::lifecycle::InFlight::default();
+    let app_in_flight = in_flight.clone();
     let server = actix_web::HttpServer::new(move || {
         // `/verify` outside the request logger: a span and a request id per
         // request cost more than the decision itself, and a decision logs
         // nothing at the default level (denials go to the audit log).
         actix_web::App::new()
+            .app_data(app_in_flight.clone())
+            .wrap(actix_web::middleware::from_fn(
+                gateway_common::lifecycle::track,
+            ))
             .configure(http::configure_verify(Arc::clone(&app_verifier)))
             .service(
                 actix_web::web::scope("")
@@ -200,6 +221,7 @@ pub async fn serve_with_clock(
     })
     .workers(workers)
     .disable_signals()
+    .shutdown_timeout(shutdown_timeout.as_secs())
     .bind(listen)
     .with_context(|| format!("binding VERIFIER_LISTEN={listen}"))?;
     let addr = server
@@ -216,6 +238,8 @@ pub async fn serve_with_clock(
         verifier,
         handle,
         server,
+        in_flight,
+        shutdown_timeout,
         _tasks: tasks,
     })
 }

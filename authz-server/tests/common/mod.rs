@@ -10,7 +10,7 @@ use base64::Engine;
 use gateway_common::clock::{ManualClock, SharedClock};
 use gateway_common::config::Source;
 use gateway_store::{EmbeddedStore, RedisStore, Store};
-use gateway_testkit::{free_port, wait_for_http, RedisServer};
+use gateway_testkit::{wait_for_http, RedisServer};
 use mcp_authz::Config;
 use serde_json::{json, Value};
 
@@ -57,8 +57,20 @@ pub async fn start(backend: Backend) -> TestServer {
 }
 
 pub async fn start_with(backend: Backend, extra: &[(&str, &str)]) -> TestServer {
+    // Bound here, on port 0: the issuer names the port before the server runs.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    start_on(listener, backend, extra).await
+}
+
+/// [`start_with`] on a listener the caller bound (and whose port it told
+/// others, such as an identity provider that redirects back to us).
+pub async fn start_on(
+    listener: std::net::TcpListener,
+    backend: Backend,
+    extra: &[(&str, &str)],
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = listener.local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
     let users = users_file(dir.path());
     let mut pairs: Vec<(String, String)> = vec![
@@ -101,7 +113,7 @@ pub async fn start_with(backend: Backend, extra: &[(&str, &str)]) -> TestServer 
     let state = mcp_authz::build_state(config, store.clone(), shared)
         .await
         .unwrap();
-    let (addr, server) = mcp_authz::serve_state(state.clone()).unwrap();
+    let (addr, server) = mcp_authz::serve_listener(state.clone(), listener).unwrap();
     assert_eq!(addr.port(), port);
     let handle = server.handle();
     tokio::spawn(server);

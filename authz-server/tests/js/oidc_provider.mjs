@@ -3,13 +3,20 @@
 // Its development interaction pages (devInteractions) take any password for
 // a known login; the test drives them over HTTP like a browser.
 //
-// env: PORT, CALLBACK (our /callback/oidc), CLIENT_ID, CLIENT_SECRET,
+// It listens on a port of its own choosing (port 0) and prints its issuer,
+// with the port, as its first line: {"ready":true,"issuer":"http://127.0.0.1:PORT"}.
+//
+// env: CALLBACK (our /callback/oidc), CLIENT_ID, CLIENT_SECRET,
 //      OIDC_PROVIDER_MODULE (absolute path of oidc-provider/lib/index.js)
+import http from 'node:http';
 import { pathToFileURL } from 'node:url';
 
 const { default: Provider } = await import(pathToFileURL(process.env.OIDC_PROVIDER_MODULE).href);
 
-const port = Number(process.env.PORT);
+// Bound before the provider exists: its issuer names the port.
+const server = http.createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const port = server.address().port;
 const issuer = `http://127.0.0.1:${port}`;
 
 // Test users: login → claims.
@@ -48,6 +55,5 @@ const provider = new Provider(issuer, {
 });
 provider.proxy = false;
 
-provider.listen(port, '127.0.0.1', () => {
-  console.log(JSON.stringify({ ready: true, issuer }));
-});
+server.on('request', provider.callback());
+console.log(JSON.stringify({ ready: true, issuer }));

@@ -1,0 +1,294 @@
+//! What every binary does the same way at the edges of its life: `--help` and
+//! `--version` before any configuration is read, and a bounded stop on
+//! SIGTERM or Ctrl-C.
+//!
+//! Stopping: the listeners close, requests already in flight are
+//! given up to `SHUTDOWN_TIMEOUT` to finish, then long-lived event streams
+//! (GET requests answered with `text/event-stream`: the revocation feed, MCP
+//! GET streams) are ended by their owner so clients see a clean end of stream,
+//! and what is left is dropped. Idle keep-alive connections never hold the
+//! stop: they are not requests (actix's own graceful stop waits for them
+//! until its timeout, 30 s by default, which is what made the services slow
+//! to exit).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::web::Bytes;
+
+use crate::config::{ConfigError, Source};
+
+/// `SHUTDOWN_TIMEOUT` when unset: below the 10 s most orchestrators (compose,
+/// Kubernetes) wait between SIGTERM and SIGKILL.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 5;
+
+/// How long in-flight requests may take to finish after SIGTERM (`SHUTDOWN_TIMEOUT`, seconds).
+pub fn shutdown_timeout(src: &Source) -> Result<Duration, ConfigError> {
+    src.seconds("SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT)
+}
+
+/// What the command line asked for before any configuration is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyFlag {
+    Help,
+    Version,
+}
+
+/// `--help`/`-h` or `--version`/`-V` among `args` (program name excluded).
+pub fn early_flag(args: &[String]) -> Option<EarlyFlag> {
+    args.iter().find_map(|a| match a.as_str() {
+        "--help" | "-h" => Some(EarlyFlag::Help),
+        "--version" | "-V" => Some(EarlyFlag::Version),
+        _ => None,
+    })
+}
+
+/// Prints the help or version text for `flag` to stdout.
+pub fn print_early(flag: EarlyFlag, binary: &str, version: &str, help: &str) {
+    match flag {
+        EarlyFlag::Help => println!("{binary} {version}\n\n{}", help.trim_end()),
+        EarlyFlag::Version => println!("{binary} {version}"),
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    requests: AtomicUsize,
+    streams: AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+/// Counts the responses not yet fully sent: ordinary requests and long-lived
+/// event streams apart. Mount [`track`] with this as app data.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<Counts>);
+
+/// Held by a response body; dropped when the body is finished or abandoned.
+#[derive(Debug)]
+struct Held {
+    counts: Arc<Counts>,
+    stream: bool,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let counter = if self.stream {
+            &self.counts.streams
+        } else {
+            &self.counts.requests
+        };
+        counter.fetch_sub(1, Ordering::AcqRel);
+        self.counts.changed.notify_waiters();
+    }
+}
+
+impl InFlight {
+    fn hold(&self, stream: bool) -> Held {
+        let counter = if stream {
+            &self.0.streams
+        } else {
+            &self.0.requests
+        };
+        counter.fetch_add(1, Ordering::AcqRel);
+        Held {
+            counts: Arc::clone(&self.0),
+            stream,
+        }
+    }
+
+    /// Requests (not streams) whose responses are not finished.
+    pub fn requests(&self) -> usize {
+        self.0.requests.load(Ordering::Acquire)
+    }
+
+    /// Open event streams.
+    pub fn streams(&self) -> usize {
+        self.0.streams.load(Ordering::Acquire)
+    }
+
+    /// Waits until `count` reads zero or `timeout` passes; true when it reached zero.
+    async fn wait_zero(&self, count: impl Fn(&Self) -> usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before the check, so a drop in between is not missed.
+            let changed = self.0.changed.notified();
+            if count(self) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return count(self) == 0;
+            }
+        }
+    }
+}
+
+/// A body that holds its [`Held`] until it is dropped.
+struct Tracked {
+    body: BoxBody,
+    _held: Held,
+}
+
+impl MessageBody for Tracked {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_next(cx)
+    }
+}
+
+/// Middleware (`actix_web::middleware::from_fn(track)`) counting every
+/// response until its body is sent, with the [`InFlight`] found in app data
+/// (requests pass untouched without one).
+pub async fn track<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(in_flight) = req.app_data::<InFlight>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let is_get = req.method() == actix_web::http::Method::GET;
+    // Counted from the start: a request still in its handler is in flight.
+    let pending = in_flight.hold(false);
+    let res = next.call(req).await?;
+    let stream = is_get
+        && res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+    let held = in_flight.hold(stream);
+    drop(pending);
+    Ok(res.map_body(|_, body| {
+        BoxBody::new(Tracked {
+            body: body.boxed(),
+            _held: held,
+        })
+    }))
+}
+
+/// The stop every binary makes on SIGTERM: close the listeners at once (a
+/// stopping replica refuses new connections, so a proxy moves to the next
+/// one instead of waiting), let in-flight requests finish within `timeout`,
+/// then `close_streams` (the owner ends its event streams so they end
+/// cleanly) and give those a moment to flush. Returns then, without waiting
+/// for idle keep-alive connections: the caller exits, which closes them
+/// (actix's own graceful stop would wait for them until its timeout).
+pub async fn drain(
+    handle: &ServerHandle,
+    in_flight: &InFlight,
+    timeout: Duration,
+    close_streams: impl FnOnce(),
+) {
+    // Sent now; the workers keep serving the connections they have.
+    let stopped = handle.stop(true);
+    let started = tokio::time::Instant::now();
+    if !in_flight.wait_zero(InFlight::requests, timeout).await {
+        tracing::warn!(
+            requests = in_flight.requests(),
+            timeout_secs = timeout.as_secs(),
+            "requests still in flight at SHUTDOWN_TIMEOUT; dropping them"
+        );
+    }
+    close_streams();
+    // Ended streams send their last chunk and are dropped; a client that
+    // stopped reading does not hold the exit for long.
+    let left = timeout.saturating_sub(started.elapsed());
+    in_flight
+        .wait_zero(
+            InFlight::streams,
+            left.clamp(Duration::from_millis(200), Duration::from_secs(1)),
+        )
+        .await;
+    // Without connections left the stop completes at once; with idle ones
+    // it would wait for them, and nothing is lost by not waiting.
+    let _ = tokio::time::timeout(Duration::from_millis(50), stopped).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn early_flags_are_found_anywhere() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(early_flag(&args(&["--help"])), Some(EarlyFlag::Help));
+        assert_eq!(early_flag(&args(&["-V"])), Some(EarlyFlag::Version));
+        assert_eq!(
+            early_flag(&args(&["--check-config", "--version"])),
+            Some(EarlyFlag::Version)
+        );
+        assert_eq!(early_flag(&args(&["--check-config"])), None);
+    }
+
+    #[test]
+    fn shutdown_timeout_defaults_and_names_its_variable() {
+        assert_eq!(
+            shutdown_timeout(&Source::default()).unwrap(),
+            Duration::from_secs(DEFAULT_SHUTDOWN_TIMEOUT)
+        );
+        let e = shutdown_timeout(&Source::default().with("SHUTDOWN_TIMEOUT", "soon")).unwrap_err();
+        assert!(e.to_string().contains("SHUTDOWN_TIMEOUT"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn waiting_ends_when_the_last_body_is_dropped() {
+        let in_flight = InFlight::default();
+        let held = in_flight.hold(false);
+        let stream = in_flight.hold(true);
+        assert_eq!((in_flight.requests(), in_flight.streams()), (1, 1));
+        assert!(
+            !in_flight
+                .wait_zero(InFlight::requests, Duration::ZERO)
+                .await
+        );
+        let waiter = {
+            let in_flight = in_flight.clone();
+            tokio::spawn(async move {
+                in_flight
+                    .wait_zero(InFlight::requests, Duration::from_secs(60))
+                    .await
+            })
+        };
+        drop(held);
+        assert!(waiter.await.unwrap());
+        assert_eq!(in_flight.streams(), 1, "streams are counted apart");
+        drop(stream);
+        assert!(in_flight.wait_zero(InFlight::streams, Duration::ZERO).await);
+    }
+}

@@ -2,7 +2,9 @@
 //! `--version` before any configuration is read, and a bounded stop on
 //! SIGTERM or Ctrl-C.
 //!
-//! Stopping: the listeners close, requests already in flight are
+//! Stopping: the listeners close, every further response closes its
+//! connection (a proxy reconnects, is refused, and asks another replica),
+//! requests already in flight are
 //! given up to `SHUTDOWN_TIMEOUT` to finish, then long-lived event streams
 //! (GET requests answered with `text/event-stream`: the revocation feed, MCP
 //! GET streams) are ended by their owner so clients see a clean end of stream,
@@ -84,6 +86,8 @@ pub async fn terminated() {
 struct Counts {
     requests: AtomicUsize,
     streams: AtomicUsize,
+    /// Set by [`drain`]: every response closes its connection.
+    draining: std::sync::atomic::AtomicBool,
     changed: tokio::sync::Notify,
 }
 
@@ -194,6 +198,14 @@ pub async fn track<B: MessageBody + 'static>(
             .is_some_and(|v| v.starts_with("text/event-stream"));
     let held = in_flight.hold(stream);
     drop(pending);
+    let mut res = res;
+    if in_flight.0.draining.load(Ordering::Acquire) {
+        // A proxy must not send the next request on this connection: it
+        // opens a new one, which is refused, and asks another replica.
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
     Ok(res.map_body(|_, body| {
         BoxBody::new(Tracked {
             body: body.boxed(),
@@ -215,7 +227,9 @@ pub async fn drain(
     timeout: Duration,
     close_streams: impl FnOnce(),
 ) {
-    // Sent now; the workers keep serving the connections they have.
+    in_flight.0.draining.store(true, Ordering::Release);
+    // Sent now; the workers keep serving the connections they have, each
+    // closed after its next response.
     let stopped = handle.stop(true);
     let started = tokio::time::Instant::now();
     if !in_flight.wait_zero(InFlight::requests, timeout).await {

@@ -234,6 +234,22 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// [`spawn_authz_binary`] with its output in `log` (to tell a port taken
+/// before it bound it, with [`gateway_testkit::wait_listening`]).
+pub fn spawn_authz_binary_logged(src: &Source, log: &Path) -> anyhow::Result<ChildGuard> {
+    let bin = sibling_binary("mcp-authz")?;
+    let out = std::fs::File::create(log)?;
+    let mut cmd = Command::new(bin);
+    cmd.env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    for (k, v) in src.iter() {
+        cmd.env(k, v);
+    }
+    Ok(ChildGuard(cmd.spawn().context("starting mcp-authz")?))
+}
+
 /// The `mcp-authz` binary as a child process with `env`; killed on drop.
 pub fn spawn_authz_binary(src: &Source) -> anyhow::Result<ChildGuard> {
     let bin = sibling_binary("mcp-authz")?;

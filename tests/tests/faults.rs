@@ -186,10 +186,26 @@ async fn a_verifier_started_before_the_authz_server_becomes_ready_when_it_return
 async fn authz_killed_with_sigkill_under_load_loses_no_client_consent_or_refresh_token() {
     let dir = tempfile::tempdir().unwrap();
     let (users, password) = users_file(dir.path()).unwrap();
-    let port = gateway_testkit::free_port();
+    // The binary's port is in its issuer: a port taken before it binds means
+    // another attempt on another port. (The restart below needs the same
+    // port back, which is what the test is about.)
+    let (dir_ref, users_ref) = (dir.path(), users.as_path());
+    let (port, src, mut child) = gateway_testkit::retry_on_port_taken(|port| async move {
+        let src = authz_source(dir_ref, users_ref, port).with("RATE_LIMIT_ENABLED", "false");
+        let log = dir_ref.join(format!("authz-{port}.log"));
+        let mut child = spawn_authz_binary_logged(&src, &log)?;
+        gateway_testkit::wait_listening(
+            &mut child.0,
+            port,
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+            Duration::from_secs(30),
+        )
+        .await?;
+        Ok((port, src, child))
+    })
+    .await
+    .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let src = authz_source(dir.path(), &users, port).with("RATE_LIMIT_ENABLED", "false");
-    let mut child = spawn_authz_binary(&src).unwrap();
     gateway_testkit::wait_for_http(&format!("{base}/ready"), Duration::from_secs(30))
         .await
         .unwrap();

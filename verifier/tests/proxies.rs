@@ -84,10 +84,7 @@ async fn bed(proxy_port: u16) -> Bed {
         .with("MCP_TIME_URL", TIME)
         .with("MCP_ECHO_REQUIRED_SCOPES", "mcp")
         // DPoP proofs must carry a server nonce: the dance goes through the proxy.
-        .with("DPOP_NONCE_REQUIRED", "true")
-        // A replica that stops drops its connections at once, idle keep-alive
-        // ones from the proxy and checks in flight alike: the harshest stop.
-        .with("SHUTDOWN_TIMEOUT", "0");
+        .with("DPOP_NONCE_REQUIRED", "true");
     let verifiers = vec![start_verifier(&src).await, start_verifier(&src).await];
     let upstream = start_upstream().await;
     Bed {
@@ -202,7 +199,10 @@ async fn check_failover(name: &str, bed: &mut Bed, proxy: &Proxy) {
     let going = bed.verifiers.pop().unwrap();
     let going_addr = going.addr;
     let before = sent.load(Ordering::SeqCst);
-    // What SIGTERM does in the binary, here with SHUTDOWN_TIMEOUT=0.
+    // What SIGTERM does in the binary: the listener closes, checks in flight
+    // finish, and every kept-alive connection from the proxy is closed after
+    // its next answer, so the proxy has to connect anew (refused) and ask the
+    // other replica.
     going.drain().await;
     stopped.store(true, Ordering::SeqCst);
     let (failures, after) = client.await.unwrap();

@@ -19,6 +19,7 @@ pub mod http;
 pub mod jsonrpc;
 pub mod legacy;
 pub mod metrics;
+pub mod native;
 pub mod session;
 pub mod tool_gate;
 pub mod upstream;

@@ -39,6 +39,9 @@ impl Bridge {
     pub fn new(cfg: Config) -> Arc<Self> {
         let native = match &cfg.command {
             Command::BuiltinEchoStateless => Some(crate::native::Native::EchoStateless),
+            Command::BuiltinFetch(f) => Some(crate::native::Native::Fetch(
+                crate::fetch::Fetcher::new(f.clone()),
+            )),
             Command::BuiltinEcho | Command::Exec { .. } => None,
         };
         Arc::new(Self {
@@ -60,7 +63,7 @@ impl Bridge {
         let n = self.next_seq.fetch_add(1, Ordering::Relaxed);
         match &self.cfg.command {
             // A native server has no sessions; a legacy SSE session gets the stateful echo.
-            Command::BuiltinEcho | Command::BuiltinEchoStateless => {
+            Command::BuiltinEcho | Command::BuiltinEchoStateless | Command::BuiltinFetch(_) => {
                 Ok(Upstream::builtin_echo(self.metrics.clone()))
             }
             Command::Exec { program, args } => {
@@ -466,7 +469,7 @@ impl Bridge {
     pub async fn ready(&self) -> bool {
         if matches!(
             self.cfg.command,
-            Command::BuiltinEcho | Command::BuiltinEchoStateless
+            Command::BuiltinEcho | Command::BuiltinEchoStateless | Command::BuiltinFetch(_)
         ) {
             return true;
         }

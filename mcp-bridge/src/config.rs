@@ -13,6 +13,8 @@ pub enum Command {
     BuiltinEcho,
     /// `builtin:echo-stateless`: the same tools without sessions ([`crate::native`]).
     BuiltinEchoStateless,
+    /// `builtin:fetch`: the `fetch` tool, natively, without sessions ([`crate::fetch`]).
+    BuiltinFetch(crate::fetch::FetchConfig),
     /// A stdio MCP server: program (resolved on `PATH`) and arguments.
     Exec { program: PathBuf, args: Vec<String> },
 }
@@ -116,7 +118,12 @@ impl Config {
             ));
         }
         let search_path = src.string("PATH", "/usr/local/bin:/usr/bin:/bin");
-        let command = parse_command(src.get("BRIDGE_COMMAND"), &search_path)?;
+        let command = match parse_command(src.get("BRIDGE_COMMAND"), &search_path)? {
+            Command::BuiltinFetch(_) => {
+                Command::BuiltinFetch(crate::fetch::FetchConfig::from_source(src)?)
+            }
+            other => other,
+        };
         let cwd = src.get("BRIDGE_CWD").map(PathBuf::from);
         if let Some(dir) = &cwd {
             if !dir.is_dir() {
@@ -306,9 +313,10 @@ pub fn parse_command(raw: Option<&str>, search_path: &str) -> Result<Command, Co
         return match name {
             "echo" => Ok(Command::BuiltinEcho),
             "echo-stateless" => Ok(Command::BuiltinEchoStateless),
+            "fetch" => Ok(Command::BuiltinFetch(crate::fetch::FetchConfig::default())),
             other => Err(ConfigError::new(
                 "BRIDGE_COMMAND",
-                format!("names an unknown built-in server {other:?} (known: echo, echo-stateless)"),
+                format!("names an unknown built-in server {other:?} (known: echo, echo-stateless, fetch)"),
                 "builtin:echo",
             )),
         };
@@ -518,6 +526,30 @@ mod tests {
         );
         let z = Config::from_source(&base().with("BRIDGE_IDLE_TIMEOUT", "0")).unwrap();
         assert_eq!(z.idle_timeout, None);
+    }
+
+    #[test]
+    fn builtin_fetch_reads_its_limits_and_names_a_bad_one() {
+        let fetch = Source::from_pairs([("BRIDGE_COMMAND", "builtin:fetch")]);
+        match Config::from_source(&fetch.clone().with("FETCH_TIMEOUT", "5"))
+            .unwrap()
+            .command
+        {
+            Command::BuiltinFetch(f) => {
+                assert_eq!(f.timeout, Duration::from_secs(5));
+                assert!(!f.allow_private && !f.ignore_robots);
+            }
+            other => panic!("expected builtin:fetch, got {other:?}"),
+        }
+        for (k, v) in [
+            ("FETCH_TIMEOUT", "0"),
+            ("FETCH_MAX_BYTES", "0"),
+            ("FETCH_USER_AGENT", "two\nlines"),
+            ("FETCH_ALLOW_PRIVATE_ADDRESSES", "maybe"),
+        ] {
+            let err = Config::from_source(&fetch.clone().with(k, v)).unwrap_err();
+            assert_eq!(err.var, k);
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod config;
 pub mod connect;
 pub mod echo;
 pub mod error;
+pub mod fetch;
 pub mod guard;
 pub mod http;
 pub mod jsonrpc;

@@ -3,11 +3,15 @@
 //! an older client that does initialize gets no `Mcp-Session-Id` (2025-06-18 transports,
 //! "Session Management" 1: assigning one is the server's choice) and sends none after.
 //!
-//! - `builtin:echo-stateless`: the diagnostic tools of [`crate::echo`].
+//! - `builtin:echo-stateless`: the diagnostic tools of [`crate::echo`];
+//! - `builtin:fetch`: the `fetch` tool of [`crate::fetch`].
+
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
 use crate::echo::{self, RequestContext};
+use crate::fetch::Fetcher;
 use crate::jsonrpc::{self, code};
 
 /// Revisions a native server answers, oldest first (2024-11-05 needs a session: legacy SSE).
@@ -16,18 +20,21 @@ const VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-2
 #[derive(Debug)]
 pub enum Native {
     EchoStateless,
+    Fetch(Arc<Fetcher>),
 }
 
 impl Native {
     fn server_name(&self) -> &'static str {
         match self {
             Native::EchoStateless => "mcp-bridge-echo-stateless",
+            Native::Fetch(_) => "mcp-bridge-fetch",
         }
     }
 
     fn instructions(&self) -> &'static str {
         match self {
             Native::EchoStateless => "Diagnostic server of the MCP gateway without sessions: call whoami to see who the gateway thinks you are.",
+            Native::Fetch(_) => "Fetches public web pages and returns them as Markdown.",
         }
     }
 
@@ -71,6 +78,7 @@ impl Native {
             "prompts/list" => jsonrpc::result(id, json!({ "prompts": [] })),
             "tools/list" | "tools/call" => match self {
                 Native::EchoStateless => echo::handle(message, Some(ctx))?,
+                Native::Fetch(f) => f.handle(id, method, &params).await,
             },
             _ => jsonrpc::error(Some(id), code::METHOD_NOT_FOUND, "method not found"),
         };

@@ -28,6 +28,8 @@ pub struct Bridge {
     stateless: tokio::sync::Mutex<HashMap<String, Arc<Session>>>,
     next_seq: AtomicU64,
     ready_cache: Mutex<Option<(Instant, bool)>>,
+    /// A built-in server answered per request, without sessions (see [`crate::native`]).
+    pub native: Option<crate::native::Native>,
 }
 
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,7 +37,15 @@ const READY_CACHE: Duration = Duration::from_secs(30);
 
 impl Bridge {
     pub fn new(cfg: Config) -> Arc<Self> {
+        let native = match &cfg.command {
+            Command::BuiltinEchoStateless => Some(crate::native::Native::EchoStateless),
+            Command::BuiltinFetch(f) => Some(crate::native::Native::Fetch(
+                crate::fetch::Fetcher::new(f.clone()),
+            )),
+            Command::BuiltinEcho | Command::Exec { .. } => None,
+        };
         Arc::new(Self {
+            native,
             cfg: Arc::new(cfg),
             metrics: Arc::new(Metrics::default()),
             sessions: Mutex::new(HashMap::new()),
@@ -52,7 +62,10 @@ impl Bridge {
     fn spawn_upstream(&self, identity: Option<&Identity>) -> Result<Arc<Upstream>, BridgeError> {
         let n = self.next_seq.fetch_add(1, Ordering::Relaxed);
         match &self.cfg.command {
-            Command::BuiltinEcho => Ok(Upstream::builtin_echo(self.metrics.clone())),
+            // A native server has no sessions; a legacy SSE session gets the stateful echo.
+            Command::BuiltinEcho | Command::BuiltinEchoStateless | Command::BuiltinFetch(_) => {
+                Ok(Upstream::builtin_echo(self.metrics.clone()))
+            }
             Command::Exec { program, args } => {
                 let name = program
                     .file_name()
@@ -454,7 +467,10 @@ impl Bridge {
 
     /// Whether a child can be started and initialized (cached for 30 s).
     pub async fn ready(&self) -> bool {
-        if matches!(self.cfg.command, Command::BuiltinEcho) {
+        if matches!(
+            self.cfg.command,
+            Command::BuiltinEcho | Command::BuiltinEchoStateless | Command::BuiltinFetch(_)
+        ) {
             return true;
         }
         if let Some((at, ok)) = *lock(&self.ready_cache) {

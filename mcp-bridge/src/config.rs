@@ -11,6 +11,10 @@ use gateway_common::config::{ConfigError, Source};
 pub enum Command {
     /// `builtin:echo`: the in-process diagnostic server ([`crate::echo`]).
     BuiltinEcho,
+    /// `builtin:echo-stateless`: the same tools without sessions ([`crate::native`]).
+    BuiltinEchoStateless,
+    /// `builtin:fetch`: the `fetch` tool, natively, without sessions ([`crate::fetch`]).
+    BuiltinFetch(crate::fetch::FetchConfig),
     /// A stdio MCP server: program (resolved on `PATH`) and arguments.
     Exec { program: PathBuf, args: Vec<String> },
 }
@@ -73,6 +77,13 @@ pub struct Config {
     /// Protocol version the bridge uses when it initializes a child itself
     /// (stateless 2026-07-28 requests, readiness probe).
     pub protocol_version: String,
+    /// `BRIDGE_SSE_RETRY_MS`: the SSE `retry` field (ms) of priming events, how long a
+    /// client waits before it reconnects to a closed stream. `None` (0): not sent.
+    pub sse_retry_ms: Option<u64>,
+    /// `BRIDGE_SSE_CLOSE_AFTER_MS`: end a request's SSE response this long after its
+    /// priming event when the answer is not in yet; the client resumes with GET and
+    /// `Last-Event-ID` (SSE polling, 2025-11-25). `None` (unset): held until the answer.
+    pub sse_close_after: Option<Duration>,
     /// Offer the GET server-to-client stream (else GET answers 405).
     pub get_stream: bool,
     /// Answer requests with `application/json` even when the client accepts SSE.
@@ -109,7 +120,12 @@ impl Config {
             ));
         }
         let search_path = src.string("PATH", "/usr/local/bin:/usr/bin:/bin");
-        let command = parse_command(src.get("BRIDGE_COMMAND"), &search_path)?;
+        let command = match parse_command(src.get("BRIDGE_COMMAND"), &search_path)? {
+            Command::BuiltinFetch(_) => {
+                Command::BuiltinFetch(crate::fetch::FetchConfig::from_source(src)?)
+            }
+            other => other,
+        };
         let cwd = src.get("BRIDGE_CWD").map(PathBuf::from);
         if let Some(dir) = &cwd {
             if !dir.is_dir() {
@@ -209,6 +225,13 @@ impl Config {
             replay_events,
             request_timeout: (!request_timeout.is_zero()).then_some(request_timeout),
             protocol_version,
+            sse_retry_ms: Some(src.u64("BRIDGE_SSE_RETRY_MS", 1000)?).filter(|ms| *ms > 0),
+            sse_close_after: match src.get("BRIDGE_SSE_CLOSE_AFTER_MS") {
+                None => None,
+                Some(_) => Some(Duration::from_millis(
+                    src.u64("BRIDGE_SSE_CLOSE_AFTER_MS", 0)?,
+                )),
+            },
             get_stream: src.bool("BRIDGE_GET_STREAM", true)?,
             prefer_json: src.bool("BRIDGE_JSON_RESPONSE", false)?,
             legacy_sse: src.bool("BRIDGE_LEGACY_SSE", true)?,
@@ -241,6 +264,8 @@ impl Config {
             replay_events: 128,
             request_timeout: None,
             protocol_version: "2025-06-18".into(),
+            sse_retry_ms: Some(1000),
+            sse_close_after: None,
             get_stream: true,
             prefer_json: false,
             legacy_sse: true,
@@ -293,9 +318,11 @@ pub fn parse_command(raw: Option<&str>, search_path: &str) -> Result<Command, Co
     if let Some(name) = raw.strip_prefix("builtin:") {
         return match name {
             "echo" => Ok(Command::BuiltinEcho),
+            "echo-stateless" => Ok(Command::BuiltinEchoStateless),
+            "fetch" => Ok(Command::BuiltinFetch(crate::fetch::FetchConfig::default())),
             other => Err(ConfigError::new(
                 "BRIDGE_COMMAND",
-                format!("names an unknown built-in server {other:?} (known: echo)"),
+                format!("names an unknown built-in server {other:?} (known: echo, echo-stateless, fetch)"),
                 "builtin:echo",
             )),
         };
@@ -385,11 +412,15 @@ mod tests {
                 assert!(program.ends_with("sh"));
                 assert_eq!(args, vec!["-c", "echo hi"]);
             }
-            Command::BuiltinEcho => panic!("expected exec"),
+            other => panic!("expected exec, got {other:?}"),
         }
         let err = parse_command(Some("no-such-program-xyz"), "/usr/bin").unwrap_err();
         assert_eq!(err.var, "BRIDGE_COMMAND");
         assert!(parse_command(Some("builtin:nope"), "/bin").is_err());
+        assert_eq!(
+            parse_command(Some("builtin:echo-stateless"), "/bin").unwrap(),
+            Command::BuiltinEchoStateless
+        );
         assert!(parse_command(Some("sh 'unterminated"), "/bin").is_err());
         assert!(parse_command(None, "/bin").is_err());
     }
@@ -411,6 +442,8 @@ mod tests {
             ("MCP_PROTOCOL_VERSION", "2099-01-01"),
             ("BRIDGE_PATH", "mcp"),
             ("BRIDGE_CWD", "/definitely/not/here"),
+            ("BRIDGE_SSE_RETRY_MS", "soon"),
+            ("BRIDGE_SSE_CLOSE_AFTER_MS", "-5"),
         ] {
             let err = Config::from_source(&base().with(k, v)).unwrap_err();
             assert_eq!(err.var, k);
@@ -499,5 +532,45 @@ mod tests {
         );
         let z = Config::from_source(&base().with("BRIDGE_IDLE_TIMEOUT", "0")).unwrap();
         assert_eq!(z.idle_timeout, None);
+    }
+
+    #[test]
+    fn builtin_fetch_reads_its_limits_and_names_a_bad_one() {
+        let fetch = Source::from_pairs([("BRIDGE_COMMAND", "builtin:fetch")]);
+        match Config::from_source(&fetch.clone().with("FETCH_TIMEOUT", "5"))
+            .unwrap()
+            .command
+        {
+            Command::BuiltinFetch(f) => {
+                assert_eq!(f.timeout, Duration::from_secs(5));
+                assert!(!f.allow_private && !f.ignore_robots);
+            }
+            other => panic!("expected builtin:fetch, got {other:?}"),
+        }
+        for (k, v) in [
+            ("FETCH_TIMEOUT", "0"),
+            ("FETCH_MAX_BYTES", "0"),
+            ("FETCH_USER_AGENT", "two\nlines"),
+            ("FETCH_ALLOW_PRIVATE_ADDRESSES", "maybe"),
+        ] {
+            let err = Config::from_source(&fetch.clone().with(k, v)).unwrap_err();
+            assert_eq!(err.var, k);
+        }
+    }
+
+    #[test]
+    fn sse_polling_is_off_unless_asked_and_retry_can_be_dropped() {
+        let c = Config::from_source(&base()).unwrap();
+        assert_eq!((c.sse_retry_ms, c.sse_close_after), (Some(1000), None));
+        let c = Config::from_source(
+            &base()
+                .with("BRIDGE_SSE_RETRY_MS", "0")
+                .with("BRIDGE_SSE_CLOSE_AFTER_MS", "0"),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.sse_retry_ms, c.sse_close_after),
+            (None, Some(Duration::ZERO))
+        );
     }
 }

@@ -299,6 +299,9 @@ async fn post_inner(
     if header_str(req, "authorization").is_some() {
         tracing::debug!("request carried an Authorization header; it stays at the bridge");
     }
+    if let Some(native) = &bridge.native {
+        return native_post(req, bridge, native, parsed, requested, acc).await;
+    }
     if let Some(v) = requested.filter(|v| version::is_stateless(v)) {
         return stateless_post(req, bridge, parsed, v, acc).await;
     }
@@ -399,9 +402,11 @@ async fn dispatch(
     if use_sse {
         let stream = session.new_request_stream(requests.len());
         let rx = stream.attach(bridge.cfg.max_queued, None);
-        if version::primes_streams(version) {
-            stream.prime();
+        let primed = version::primes_streams(version);
+        if primed {
+            stream.prime(bridge.cfg.sse_retry_ms);
         }
+        let connection = stream.connection();
         let single = requests.len() == 1;
         for r in requests {
             let client_id = r.get("id").cloned();
@@ -436,6 +441,9 @@ async fn dispatch(
                     true,
                 ),
             }
+        }
+        if primed {
+            close_unanswered(bridge, &stream, connection);
         }
         return Ok(sse_response(SseBody::new(rx, false, None), None));
     }
@@ -500,6 +508,27 @@ async fn dispatch(
         .body(body.to_string()))
 }
 
+/// SSE polling (2025-11-25 transports, "Sending Messages" 6): with
+/// `BRIDGE_SSE_CLOSE_AFTER_MS`, a primed request stream whose answer is not in after that
+/// long loses its connection, not its events; the client reconnects after `retry` with
+/// `Last-Event-ID` and gets them from the replay buffer.
+fn close_unanswered(bridge: &Bridge, stream: &Arc<SseStream>, connection: u64) {
+    let Some(after) = bridge.cfg.sse_close_after else {
+        return;
+    };
+    if after.is_zero() {
+        stream.disconnect(connection);
+        return;
+    }
+    let weak = Arc::downgrade(stream);
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        if let Some(stream) = weak.upgrade() {
+            stream.disconnect(connection);
+        }
+    });
+}
+
 /// The tool gate's answer for one request (relay unchanged when no gate is configured).
 pub fn admit(bridge: &Bridge, who: Option<&Identity>, request: &Value) -> Admission {
     match (&bridge.cfg.tool_gate, who) {
@@ -541,7 +570,11 @@ pub async fn get(req: HttpRequest, bridge: Shared) -> HttpResponse {
 fn get_inner(req: &HttpRequest, bridge: &Arc<Bridge>) -> Result<HttpResponse, BridgeError> {
     let requested = requested_version(req)?;
     // 2026-07-28 removed the GET stream: answer as a server of that revision (405).
-    if !bridge.cfg.get_stream || requested.is_some_and(version::is_stateless) {
+    // A native server keeps no session, so it has no stream to offer or resume.
+    if !bridge.cfg.get_stream
+        || requested.is_some_and(version::is_stateless)
+        || bridge.native.is_some()
+    {
         return Err(BridgeError::MethodNotAllowed);
     }
     if !accepts(req).sse {
@@ -553,17 +586,31 @@ fn get_inner(req: &HttpRequest, bridge: &Arc<Bridge>) -> Result<HttpResponse, Br
     let resumed: Option<(Arc<SseStream>, u64)> = header_str(req, "last-event-id")
         .and_then(parse_event_id)
         .and_then(|(key, seq)| session.find_stream(key).map(|s| (s, seq)));
+    let v = requested
+        .map(str::to_string)
+        .or_else(|| session.negotiated())
+        .unwrap_or_default();
     let rx = match resumed {
-        Some((stream, seq)) => stream.attach(queue, Some(seq)),
+        Some((stream, seq)) => {
+            let rx = stream.attach(queue, Some(seq));
+            // A request stream still owed its answer: poll again, with a fresh event id
+            // to resume from (the replay may have carried none).
+            if stream.key != 0
+                && !stream.is_done()
+                && version::primes_streams(&v)
+                && bridge.cfg.sse_close_after.is_some()
+            {
+                let connection = stream.connection();
+                stream.prime(bridge.cfg.sse_retry_ms);
+                close_unanswered(bridge, &stream, connection);
+            }
+            rx
+        }
         None => {
             let after = session.standalone.undelivered_after();
             let rx = session.standalone.attach(queue, Some(after));
-            let v = requested
-                .map(str::to_string)
-                .or_else(|| session.negotiated())
-                .unwrap_or_default();
             if version::primes_streams(&v) {
-                session.standalone.prime();
+                session.standalone.prime(bridge.cfg.sse_retry_ms);
             }
             rx
         }
@@ -577,7 +624,7 @@ fn get_inner(req: &HttpRequest, bridge: &Arc<Bridge>) -> Result<HttpResponse, Br
 /// DELETE: the client ends its session (transports, "Session Management" 5).
 pub async fn delete(req: HttpRequest, bridge: Shared) -> HttpResponse {
     let r = (|| {
-        if requested_version(&req)?.is_some_and(version::is_stateless) {
+        if requested_version(&req)?.is_some_and(version::is_stateless) || bridge.native.is_some() {
             return Err(BridgeError::MethodNotAllowed);
         }
         let session = session_from(&bridge, &req)?;
@@ -660,6 +707,104 @@ pub fn check_mirrored_headers(
         }
     }
     Ok(())
+}
+
+/// A request to a built-in server without sessions ([`crate::native`]): answered on its
+/// own, whatever the revision; no `Mcp-Session-Id` is issued or needed.
+async fn native_post(
+    req: &HttpRequest,
+    bridge: &Arc<Bridge>,
+    native: &crate::native::Native,
+    parsed: Body,
+    requested: Option<&str>,
+    acc: Accepts,
+) -> Result<HttpResponse, BridgeError> {
+    let version = requested.unwrap_or(version::ASSUMED);
+    let stateless = version::is_stateless(version);
+    let messages = match parsed {
+        Body::Single(m) => {
+            let id = m.value.get("id").cloned();
+            let checked = if stateless {
+                check_mirrored_headers(
+                    header_str(req, METHOD_HEADER),
+                    header_str(req, NAME_HEADER),
+                    version,
+                    &m,
+                )
+            } else {
+                check_present_headers(
+                    header_str(req, METHOD_HEADER),
+                    header_str(req, NAME_HEADER),
+                    &m.value,
+                )
+            };
+            checked.map_err(|message| BridgeError::HeaderMismatch { id, message })?;
+            vec![m]
+        }
+        Body::Batch(v) if version::allows_batch(version) => v,
+        Body::Batch(_) => return Err(BridgeError::BatchNotAllowed),
+    };
+    let who = identity(req);
+    let ctx = context(req, None, version, "streamable-http-stateless");
+    let mut answers = Vec::new();
+    for m in messages {
+        match m.kind {
+            Kind::Request { .. } => {}
+            // Nothing to notify and no request of ours to answer: accepted, dropped.
+            Kind::Notification { .. } => continue,
+            Kind::Response { .. } if stateless => return Err(BridgeError::ResponseNotAllowed),
+            Kind::Response { .. } => continue,
+        }
+        let gate = bridge.cfg.tool_gate.as_ref().map(|_| &who);
+        let answer = match admit(bridge, gate, &m.value) {
+            Admission::Refuse(e) => e,
+            Admission::Forward(followup) => {
+                bridge.metrics.requests.inc();
+                let mut v = native.handle(&m.value, &ctx).await.unwrap_or_else(|| {
+                    jsonrpc::error(
+                        m.value.get("id"),
+                        code::INTERNAL_ERROR,
+                        "the request was dropped",
+                    )
+                });
+                if v.get("error").is_some() {
+                    bridge.metrics.error_responses.inc();
+                }
+                if let (Some(f), Some(gate)) = (followup, &bridge.cfg.tool_gate) {
+                    gate.finish(f, &mut v);
+                }
+                v
+            }
+        };
+        answers.push(answer);
+    }
+    let single = match answers.len() {
+        // Notifications and responses only (transports, "Sending Messages" 4).
+        0 => return Ok(HttpResponse::Accepted().finish()),
+        1 => answers.pop(),
+        _ => None,
+    };
+    let body = match &single {
+        Some(v) => v.to_string(),
+        None => Value::Array(answers).to_string(),
+    };
+    // 2026-07-28: an unimplemented method is 404 with -32601.
+    let not_found = stateless
+        && single
+            .as_ref()
+            .is_some_and(|v| jsonrpc::error_code(v) == Some(code::METHOD_NOT_FOUND));
+    let mut r = if not_found {
+        HttpResponse::NotFound()
+    } else {
+        HttpResponse::Ok()
+    };
+    if acc.json {
+        return Ok(r.content_type("application/json").body(body));
+    }
+    // SSE only: one event, no id (there is no session to resume it in).
+    Ok(r.content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(format!("event: message\ndata: {body}\n\n")))
 }
 
 /// A 2026-07-28 request: no session; relayed through an internal, bridge-initialized one.

@@ -64,6 +64,8 @@ struct SseInner {
     done: bool,
     /// Highest seq handed to a connected reader.
     delivered: u64,
+    /// Counts readers attached, so a timer armed for one connection never cuts the next.
+    connection: u64,
 }
 
 fn frame(key: u64, seq: u64, data: &str) -> Bytes {
@@ -82,6 +84,7 @@ impl SseStream {
                 remaining,
                 done: false,
                 delivered: 0,
+                connection: 0,
             }),
         })
     }
@@ -109,17 +112,40 @@ impl SseStream {
         }
         if !s.done {
             s.sink = Some(tx);
+            s.connection += 1;
         }
         rx
     }
 
+    /// The current reader's number (see [`SseStream::disconnect`]).
+    pub fn connection(&self) -> u64 {
+        lock(&self.inner).connection
+    }
+
+    /// Ends reader `connection`'s HTTP response without ending the stream: later events
+    /// wait in the replay buffer until the client comes back with `Last-Event-ID`
+    /// (2025-11-25 transports, "Sending Messages" 6: the server may close the connection
+    /// after an event id, "without terminating the SSE stream"). Returns whether it did.
+    pub fn disconnect(&self, connection: u64) -> bool {
+        let mut s = lock(&self.inner);
+        if s.done || s.connection != connection || s.sink.is_none() {
+            return false;
+        }
+        s.sink = None;
+        true
+    }
+
     /// Sends the priming event: an id with empty data, so the client can resume even
-    /// before the first message (2025-11-25 transports, "Sending Messages" 6).
-    pub fn prime(&self) {
+    /// before the first message (2025-11-25 transports, "Sending Messages" 6), and the
+    /// `retry` field (ms) a client waits before reconnecting once this connection closes.
+    pub fn prime(&self, retry_ms: Option<u64>) {
         let mut s = lock(&self.inner);
         let seq = s.next_seq;
         s.next_seq += 1;
-        let f = Bytes::from(format!("id: {}_{seq}\ndata: \n\n", self.key));
+        let retry = retry_ms
+            .map(|ms| format!("retry: {ms}\n"))
+            .unwrap_or_default();
+        let f = Bytes::from(format!("id: {}_{seq}\n{retry}data: \n\n", self.key));
         Self::deliver(&mut s, f, None);
     }
 
@@ -401,6 +427,31 @@ mod tests {
             count += 1;
         }
         assert_eq!(count, 10);
+    }
+
+    #[tokio::test]
+    async fn a_disconnected_stream_keeps_its_events_for_the_next_reader() {
+        let s = SseStream::new(2, 8, Some(1));
+        let mut first = s.attach(8, None);
+        s.prime(Some(250));
+        let primed = first.recv().await.unwrap();
+        assert_eq!(&primed[..], b"id: 2_1\nretry: 250\ndata: \n\n");
+        let stale = s.connection();
+        assert!(s.disconnect(stale));
+        assert!(first.recv().await.is_none(), "the response ends");
+        assert!(!s.is_done(), "the stream does not");
+        s.push(&json!({"method":"notifications/progress"}), false);
+        let mut second = s.attach(8, Some(1));
+        assert!(
+            !s.disconnect(stale),
+            "an old timer never cuts a later reader"
+        );
+        let replayed = second.recv().await.unwrap();
+        assert!(String::from_utf8_lossy(&replayed).starts_with("id: 2_2\n"));
+        s.push(&json!({"id":1,"result":{}}), true);
+        let f = second.recv().await.unwrap();
+        assert!(String::from_utf8_lossy(&f).starts_with("id: 2_3\n"));
+        assert!(second.recv().await.is_none(), "done after its response");
     }
 
     #[test]

@@ -819,3 +819,129 @@ async fn per_user_children_and_stateless_progress_streams() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stateless_echo_answers_every_revision_without_a_session() {
+    let mut cfg = common::echo();
+    cfg.command = mcp_bridge::Command::BuiltinEchoStateless;
+    let s = common::start(cfg).await;
+    let url = common::mcp_url(&s);
+    let c = Client::new();
+    // 2025-06-18: initialize issues no session, and calls need none.
+    let init = post(&c, &url, None, BOTH, init_body("2025-06-18")).await;
+    assert_eq!(init.status, StatusCode::OK, "{}", init.body);
+    assert!(!init.headers.contains_key("mcp-session-id"));
+    assert_eq!(
+        init.json()["result"]["protocolVersion"],
+        json!("2025-06-18")
+    );
+    assert_eq!(
+        init.json()["result"]["serverInfo"]["name"],
+        json!("mcp-bridge-echo-stateless")
+    );
+    let v0618 = [
+        ("content-type", "application/json"),
+        ("accept", BOTH),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let note = send(
+        &c,
+        Method::POST,
+        &url,
+        &v0618,
+        Some(json!({"jsonrpc":"2.0","method":"notifications/initialized"})),
+    )
+    .await;
+    assert_eq!(note.status, StatusCode::ACCEPTED);
+    let call = send(
+        &c,
+        Method::POST,
+        &url,
+        &v0618,
+        Some(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"message":"no session"}}})),
+    )
+    .await;
+    assert_eq!(call.status, StatusCode::OK, "{}", call.body);
+    assert_eq!(
+        call.json()["result"]["content"][0]["text"],
+        json!("no session")
+    );
+    let who = send(
+        &c,
+        Method::POST,
+        &url,
+        &[
+            ("content-type", "application/json"),
+            ("accept", "text/event-stream"),
+            ("x-user-id", "u-9"),
+        ],
+        Some(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"whoami","arguments":{}}})),
+    )
+    .await;
+    assert_eq!(who.status, StatusCode::OK);
+    assert_eq!(
+        who.events()[0]["result"]["structuredContent"]["user_id"],
+        json!("u-9")
+    );
+    // 2026-07-28: discovery and calls, mirrored headers checked; no GET stream, no DELETE.
+    let v2026 = [
+        ("content-type", "application/json"),
+        ("accept", BOTH),
+        ("mcp-protocol-version", "2026-07-28"),
+    ];
+    let mut h = v2026.to_vec();
+    h.push(("mcp-method", "server/discover"));
+    let d = send(
+        &c,
+        Method::POST,
+        &url,
+        &h,
+        Some(json!({"jsonrpc":"2.0","id":4,"method":"server/discover"})),
+    )
+    .await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.body);
+    assert!(d.json()["result"]["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("2026-07-28")));
+    let body = json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"message":"2026"}}});
+    let mut h = v2026.to_vec();
+    h.extend([("mcp-method", "tools/call"), ("mcp-name", "echo")]);
+    let ok = send(&c, Method::POST, &url, &h, Some(body.clone())).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.json()["result"]["content"][0]["text"], json!("2026"));
+    let mut h = v2026.to_vec();
+    h.extend([("mcp-method", "tools/call"), ("mcp-name", "whoami")]);
+    let mismatch = send(&c, Method::POST, &url, &h, Some(body)).await;
+    assert_eq!(
+        mismatch.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        mismatch.body
+    );
+    let mut h = v2026.to_vec();
+    h.push(("mcp-method", "nope/nope"));
+    let unknown = send(
+        &c,
+        Method::POST,
+        &url,
+        &h,
+        Some(json!({"jsonrpc":"2.0","id":6,"method":"nope/nope"})),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.json()["error"]["code"], json!(-32601));
+    let get = send(
+        &c,
+        Method::GET,
+        &url,
+        &[("accept", "text/event-stream")],
+        None,
+    )
+    .await;
+    assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+    let del = send(&c, Method::DELETE, &url, &[], None).await;
+    assert_eq!(del.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(s.bridge.session_count(), 0, "no session was ever made");
+    s.stop().await;
+}

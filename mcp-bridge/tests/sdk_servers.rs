@@ -121,3 +121,22 @@ async fn python_time_and_fetch_servers() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_polling_closes_a_slow_calls_stream_and_the_sdk_resumes_to_its_result() {
+    let mut cfg = common::everything();
+    // Closed right after the priming event: the slow call's answer can only arrive on a
+    // resumed GET, so the test cannot pass by a race.
+    cfg.sse_close_after = Some(Duration::ZERO);
+    cfg.sse_retry_ms = Some(100);
+    let s = common::start(cfg).await;
+    let out = common::scenarios(
+        &common::mcp_url(&s),
+        &["polling"],
+        json!({ "retry_ms": 100 }),
+        |_| {},
+    )
+    .await;
+    assert!(out[0]["resumes"].as_u64().unwrap() >= 1, "{out:?}");
+    s.stop().await;
+}

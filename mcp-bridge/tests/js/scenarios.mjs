@@ -147,6 +147,77 @@ const run = {
     return { tools: tools.length, progress: progress.length, resources: resources.length };
   },
 
+  async stateless() {
+    // A server without sessions: the SDK initializes, gets no Mcp-Session-Id, and every
+    // later request goes without one.
+    const { client, transport } = await connect();
+    assert.equal(transport.sessionId, undefined);
+    const tools = (await client.listTools()).tools.map((t) => t.name).sort();
+    assert.deepEqual(tools, ["echo", "request_context", "whoami"]);
+    const r = await client.callTool({ name: "echo", arguments: { message: "stateless" } });
+    assert.equal(text(r), "stateless");
+    const who = (await client.callTool({ name: "whoami", arguments: {} })).structuredContent;
+    assert.equal(who.user_id, "user-42");
+    const ctx = (await client.callTool({ name: "request_context", arguments: {} })).structuredContent;
+    assert.equal(ctx.session_id, null);
+    assert.ok(!JSON.stringify(ctx).includes("super-secret-token"));
+    await client.close();
+    return { session: transport.sessionId ?? null, version: ctx.protocol_version };
+  },
+
+  async polling() {
+    // SSE polling (2025-11-25): the bridge ends the POST stream of a slow call after its
+    // priming event; the SDK waits `retry` ms, resumes with GET + Last-Event-ID and gets
+    // the progress and the result from the bridge's replay buffer. The SDK's own backoff is
+    // set to ten minutes, so the call completes in time only if the server's retry is used.
+    const seen = [];
+    const recording = async (u, init) => {
+      const res = await fetch(u, init);
+      const h = new Headers(init?.headers);
+      const entry = { method: init?.method ?? "GET", lastEventId: h.get("last-event-id"), status: res.status };
+      if (entry.method === "POST" && String(init.body).includes('"tools/call"') && res.body) {
+        const [mine, theirs] = res.body.tee();
+        entry.body = new Response(mine).text();
+        seen.push(entry);
+        return new Response(theirs, { status: res.status, headers: res.headers });
+      }
+      seen.push(entry);
+      return res;
+    };
+    const client = new Client({ name: "bridge-test", version: "1.0.0" }, { capabilities: {} });
+    const transport = new StreamableHTTPClientTransport(new URL(url), {
+      requestInit: { headers },
+      fetch: recording,
+      reconnectionOptions: {
+        initialReconnectionDelay: 600000,
+        maxReconnectionDelay: 600000,
+        reconnectionDelayGrowFactor: 1,
+        maxRetries: 100,
+      },
+    });
+    await client.connect(transport);
+    const progress = [];
+    const long = await client.callTool(
+      { name: "trigger-long-running-operation", arguments: { duration: 1, steps: 3 } },
+      undefined,
+      { timeout: 120000, onprogress: (p) => progress.push(p.progress) },
+    );
+    assert.match(text(long), /completed/i);
+    assert.equal(progress.length, 3, `progress: ${progress}`);
+    const post = seen.find((e) => e.body);
+    const body = await post.body;
+    const primed = body.match(/^id: (\d+)_(\d+)\nretry: (\d+)\ndata: \n\n/);
+    assert.ok(primed, `POST stream did not start with a priming event and retry: ${JSON.stringify(body)}`);
+    assert.equal(Number(primed[3]), extra.retry_ms);
+    assert.ok(!body.includes('"result"'), `the POST stream carried the result: ${body}`);
+    const resumes = seen.filter((e) => e.method === "GET" && e.lastEventId?.startsWith(`${primed[1]}_`));
+    assert.ok(resumes.length >= 1, `no resumption of stream ${primed[1]}: ${JSON.stringify(seen)}`);
+    assert.ok(resumes.every((e) => e.status === 200), JSON.stringify(resumes));
+    await transport.terminateSession();
+    await client.close();
+    return { resumes: resumes.length, progress: progress.length };
+  },
+
   async kill() {
     // A child killed mid-request: the waiter gets an error promptly, the session is gone
     // (404), and a new client session works.

@@ -57,8 +57,8 @@ impl FeedHealth {
     }
 }
 
-/// How long, beyond `JWKS_MIN_REFETCH`, a request whose token names an
-/// unknown `kid` waits for the JWKS refetch it woke before it is refused.
+/// How soon a JWKS refetch must be able to begin for a request whose token
+/// names an unknown `kid` to wait for it (it waits at most twice this).
 pub const UNKNOWN_KID_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// At most this many requests wait for a refetch at once; others are refused at once.
 pub const MAX_KID_WAITERS: usize = 64;
@@ -234,10 +234,10 @@ impl Verifier {
     /// [`Verifier::check_with_proof`], except that a token signed with a key
     /// we do not hold waits for a JWKS fetch begun after it arrived (the miss
     /// wakes one, rate-limited by `JWKS_MIN_REFETCH`) and is decided again,
-    /// instead of a 401 for a key published after our last fetch. The wait
-    /// is bounded (`JWKS_MIN_REFETCH` + [`UNKNOWN_KID_WAIT`]) and at most
-    /// [`MAX_KID_WAITERS`] requests wait at once, so forged kids cannot hold
-    /// connections open.
+    /// instead of a 401 for a key published after our last fetch. It waits
+    /// only when such a fetch can begin within [`UNKNOWN_KID_WAIT`], at most
+    /// twice that long, and at most [`MAX_KID_WAITERS`] requests wait at
+    /// once, so forged kids cannot hold connections open.
     pub async fn check_refetching<'a>(
         &self,
         req: &ForwardedRequest<'a>,
@@ -247,17 +247,24 @@ impl Verifier {
         let first = self.decide(req, call, proof);
         let unknown_kid =
             matches!(&first, Decision::Deny(d) if d.deny.reason() == Reason::UnknownKid);
+        // The JWKS task refetches at the earliest this long after its last fetch.
+        let gap = self.config.jwks_min_refetch.min(self.config.jwks_refresh);
+        let last_fetch = *self.keys_loaded.borrow();
+        // Wait only when a refetch can begin soon: a kid missing from a set
+        // fetched just now (with a long JWKS_MIN_REFETCH) is refused at once.
+        let refetch_soon = unknown_kid
+            && last_fetch
+                .is_none_or(|at| at + gap <= tokio::time::Instant::now() + UNKNOWN_KID_WAIT);
         let decision =
-            if unknown_kid && self.kid_waiters.fetch_add(1, Ordering::AcqRel) < MAX_KID_WAITERS {
+            if refetch_soon && self.kid_waiters.fetch_add(1, Ordering::AcqRel) < MAX_KID_WAITERS {
                 // A fetch begun after the miss holds every key published before it
                 // (read here, not on arrival: no clock read on the hot path).
                 let missed = tokio::time::Instant::now();
                 let mut loaded = self.keys_loaded.subscribe();
-                let deadline = self.config.jwks_min_refetch + UNKNOWN_KID_WAIT;
                 // `verified` has woken the JWKS task already.
                 let fetched = matches!(
                     tokio::time::timeout(
-                        deadline,
+                        UNKNOWN_KID_WAIT * 2,
                         loaded.wait_for(|at| at.is_some_and(|at| at >= missed)),
                     )
                     .await,
@@ -271,7 +278,7 @@ impl Verifier {
                     first
                 }
             } else {
-                if unknown_kid {
+                if refetch_soon {
                     self.kid_waiters.fetch_sub(1, Ordering::AcqRel);
                 }
                 first

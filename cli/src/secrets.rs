@@ -87,6 +87,9 @@ pub fn fresh_secrets(rsa_key: bool) -> anyhow::Result<Vec<(&'static str, String)
     Ok(vars)
 }
 
+/// What happened to each variable, in order.
+pub type Outcomes = Vec<(String, Outcome)>;
+
 /// Updates the file (created with mode 0600 when new; it holds secrets).
 pub fn generate_into(
     file: &Path,
@@ -105,7 +108,7 @@ pub fn generate_into_checked(
     rsa_key: bool,
     force: bool,
     before_secret: impl FnOnce(&str) -> anyhow::Result<Option<String>>,
-) -> anyhow::Result<(Vec<(String, Outcome)>, Option<String>)> {
+) -> anyhow::Result<(Outcomes, Option<String>)> {
     let text = match fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),

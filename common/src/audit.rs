@@ -19,7 +19,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -252,11 +252,8 @@ fn write_loop(file: std::fs::File, rx: Receiver<Msg>, dropped: Arc<AtomicU64>) {
     while let Ok(msg) = rx.recv() {
         handle(msg, &mut out);
         // Drain what is queued, then flush once.
-        loop {
-            match rx.try_recv() {
-                Ok(msg) => handle(msg, &mut out),
-                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
-            }
+        while let Ok(msg) = rx.try_recv() {
+            handle(msg, &mut out);
         }
         let lost = dropped.load(Ordering::Relaxed);
         if lost > reported {

@@ -4,7 +4,8 @@
 //! (signed by whichever key is current at the instance it reaches) and every
 //! verifier asked about each new token and about the very first one (signed
 //! by a key retired several rotations ago, still within its lifetime). Across
-//! three rotations, every answer is 200.
+//! three rotations, every answer is 200, and no verifier ever met an unknown
+//! kid (each key was published before it signed).
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
@@ -134,6 +135,24 @@ async fn three_rotations_under_traffic_without_a_single_401() {
         "{} of {checks} checks refused across the rotations: {refused:?}",
         refused.len()
     );
+    // And not thanks to the unknown-kid refetch: every key reached every
+    // verifier before it signed (its lead time), so none met an unknown kid.
+    for v in stack.verifier_addrs() {
+        let m = http
+            .get(format!("http://{v}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for sample in [
+            "mcp_verifier_unknown_kid_refetches_total 0",
+            "mcp_verifier_decisions_total{reason=\"unknown_kid\"} 0",
+        ] {
+            assert!(m.lines().any(|l| l == sample), "{v}: no `{sample}` in\n{m}");
+        }
+    }
     // Every key is still published: none of their tokens has expired.
     let jwks: serde_json::Value = http
         .get(format!("{}/jwks", bases[1]))

@@ -79,15 +79,8 @@ pub struct Config {
     /// `None`: registered clients never expire (`CLIENT_LIFETIME=0`).
     pub client_lifetime: Option<Duration>,
     pub code_lifetime: Duration,
-    pub jwt_algorithm: SigningAlg,
-    /// PEM of an RSA key imported from the Python gateway (`JWT_PRIVATE_KEY_B64`).
-    pub imported_rsa_pem: Option<SecretString>,
-    /// `GATEWAY_JWT_SECRET`: encrypts the signing keys at rest (see [`crate::keys`]).
-    pub key_encryption_secret: Option<SecretString>,
-    /// Where the key-encryption key lives when `GATEWAY_JWT_SECRET` is unset.
-    pub key_encryption_key_file: PathBuf,
-    /// `KEY_ROTATION_INTERVAL` (seconds, 0 = only on command).
-    pub key_rotation_interval: Option<Duration>,
+    /// Signing keys: algorithm, key-encryption key, rotation (see [`KeyConfig`]).
+    pub keys: KeyConfig,
     pub services: Vec<Service>,
     pub scopes_supported: Vec<String>,
     pub default_scope: String,
@@ -133,7 +126,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("issuer", &self.issuer)
             .field("listen", &self.listen)
-            .field("jwt_algorithm", &self.jwt_algorithm)
+            .field("jwt_algorithm", &self.keys.jwt_algorithm)
             .field("services", &self.services)
             .finish_non_exhaustive()
     }
@@ -180,77 +173,7 @@ impl Config {
             ));
         }
 
-        let imported_rsa_pem = match src.get("JWT_PRIVATE_KEY_B64") {
-            None => None,
-            Some(b64) => Some(decode_pem_b64(b64)?),
-        };
-        let jwt_algorithm = match src.get("JWT_ALGORITHM") {
-            None if imported_rsa_pem.is_some() => SigningAlg::Rs256,
-            None => SigningAlg::Es256,
-            Some(v) if v.eq_ignore_ascii_case("HS256")
-                || v.eq_ignore_ascii_case("HS384")
-                || v.eq_ignore_ascii_case("HS512") =>
-            {
-                return Err(ConfigError::new(
-                    "JWT_ALGORITHM",
-                    format!(
-                        "{v} is refused: verifiers check tokens with the public keys from /jwks, so signing needs an asymmetric key (a shared secret would let every verifier mint tokens)"
-                    ),
-                    "ES256",
-                ))
-            }
-            Some(v) => SigningAlg::parse(v).ok_or_else(|| {
-                ConfigError::new(
-                    "JWT_ALGORITHM",
-                    format!("must be ES256, RS256 or EdDSA, got {v:?}"),
-                    "ES256",
-                )
-            })?,
-        };
-        if imported_rsa_pem.is_some() && jwt_algorithm != SigningAlg::Rs256 {
-            return Err(ConfigError::new(
-                "JWT_ALGORITHM",
-                format!(
-                    "must be RS256 when JWT_PRIVATE_KEY_B64 imports an RSA key, got {}",
-                    jwt_algorithm.name()
-                ),
-                "RS256",
-            ));
-        }
-
-        let key_encryption_secret = src
-            .get("GATEWAY_JWT_SECRET")
-            .map(|s| SecretString::from(s.to_string()));
-        if let Some(secret) = &key_encryption_secret {
-            if secret.expose_secret().len() < 32 {
-                return Err(ConfigError::new(
-                    "GATEWAY_JWT_SECRET",
-                    "must be at least 32 characters: it encrypts the signing keys at rest",
-                    "$(openssl rand -base64 32)",
-                ));
-            }
-        }
-        if src.get("REDIS_URL").is_some()
-            && key_encryption_secret.is_none()
-            && src.get("KEY_ENCRYPTION_KEY_FILE").is_none()
-        {
-            return Err(ConfigError::new(
-                "GATEWAY_JWT_SECRET",
-                "is required with REDIS_URL: every instance sharing Redis must decrypt the same signing keys (or set KEY_ENCRYPTION_KEY_FILE to a shared file)",
-                "$(openssl rand -base64 32)",
-            ));
-        }
-        let store_path = PathBuf::from(src.string("STORE_PATH", "./data/gateway.redb"));
-        let key_encryption_key_file = match src.get("KEY_ENCRYPTION_KEY_FILE") {
-            Some(p) => PathBuf::from(p),
-            None => store_path
-                .parent()
-                .map(|d| d.join("authz-key-encryption.key"))
-                .unwrap_or_else(|| PathBuf::from("authz-key-encryption.key")),
-        };
-        let key_rotation_interval = src.seconds("KEY_ROTATION_INTERVAL", 30 * 24 * 3600)?;
-        let key_rotation_interval =
-            (!key_rotation_interval.is_zero()).then_some(key_rotation_interval);
+        let keys = KeyConfig::from_source(src, access_token_lifetime)?;
 
         let mut services = Vec::new();
         for name in src.enabled_services()? {
@@ -329,11 +252,7 @@ impl Config {
             session_timeout,
             client_lifetime,
             code_lifetime,
-            jwt_algorithm,
-            imported_rsa_pem,
-            key_encryption_secret,
-            key_encryption_key_file,
-            key_rotation_interval,
+            keys,
             services,
             scopes_supported,
             default_scope,
@@ -504,6 +423,9 @@ pub struct OidcConfig {
     pub groups_claim: String,
     /// `OIDC_LABEL`: what the chooser page shows.
     pub label: String,
+    /// How often a refresh re-checks the allowlists with the provider
+    /// (`OIDC_RECHECK_INTERVAL`, as `GITHUB_RECHECK_INTERVAL`).
+    pub recheck_interval: Duration,
 }
 
 impl std::fmt::Debug for OidcConfig {
@@ -542,6 +464,7 @@ impl OidcConfig {
             allowed_groups: src.list("OIDC_ALLOWED_GROUPS"),
             groups_claim: src.string("OIDC_GROUPS_CLAIM", "groups"),
             label: src.string("OIDC_LABEL", "Single sign-on"),
+            recheck_interval: src.seconds("OIDC_RECHECK_INTERVAL", 3600)?,
         };
         if !cfg.scopes.split_ascii_whitespace().any(|s| s == "openid") {
             return Err(ConfigError::new(
@@ -561,6 +484,165 @@ impl OidcConfig {
             ));
         }
         Ok(Some(cfg))
+    }
+}
+
+/// The default key-encryption key file's name, beside the embedded store
+/// (`up` and a standalone authz-server use the same place).
+pub const KEK_FILE_NAME: &str = "key-encryption.key";
+/// Where versions before the one-location rule put it without `KEY_ENCRYPTION_KEY_FILE`.
+pub const LEGACY_KEK_FILE_NAME: &str = "authz-key-encryption.key";
+
+/// Signing keys: what the authorization server and `mcp-gateway rotate-keys`
+/// both need (no issuer, no services), so rotation works on any data
+/// directory the gateway can start from.
+///
+/// The key-encryption key (KEK) has one place per mode: `GATEWAY_JWT_SECRET`
+/// when set (required with Redis), else the file `KEY_ENCRYPTION_KEY_FILE`,
+/// default `key-encryption.key` beside the embedded store (`STORE_PATH`,
+/// default `./data/gateway.redb`, which is where `mcp-gateway up` keeps it).
+#[derive(Clone)]
+pub struct KeyConfig {
+    pub jwt_algorithm: SigningAlg,
+    /// PEM of an RSA key imported from the Python gateway (`JWT_PRIVATE_KEY_B64`).
+    pub imported_rsa_pem: Option<SecretString>,
+    /// `GATEWAY_JWT_SECRET`: encrypts the signing keys at rest (see [`crate::keys`]).
+    pub key_encryption_secret: Option<SecretString>,
+    /// Where the key-encryption key lives when `GATEWAY_JWT_SECRET` is unset
+    /// (and where a set sealed before the secret was set is re-sealed from).
+    pub key_encryption_key_file: PathBuf,
+    /// The pre-1.0 default location, read when the file above is absent.
+    pub legacy_key_file: Option<PathBuf>,
+    /// `KEY_ROTATION_INTERVAL` (seconds, 0 = only on command).
+    pub key_rotation_interval: Option<Duration>,
+    /// `KEY_PUBLISH_LEAD`: how long a key is published in `/jwks` before it
+    /// may sign, so every verifier holds it before the first token it signs.
+    pub publish_lead: Duration,
+    /// `KEY_RELOAD_INTERVAL`: how often each instance re-reads the key set.
+    pub reload_interval: Duration,
+    /// How long tokens signed by a key may live (`ACCESS_TOKEN_LIFETIME`):
+    /// a retired key stays published that long after it stopped signing.
+    pub token_lifetime: Duration,
+}
+
+impl std::fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyConfig")
+            .field("jwt_algorithm", &self.jwt_algorithm)
+            .field("key_encryption_key_file", &self.key_encryption_key_file)
+            .field("key_rotation_interval", &self.key_rotation_interval)
+            .field("publish_lead", &self.publish_lead)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyConfig {
+    /// The verifiers' `JWKS_REFRESH_INTERVAL` default, for the lead-time check.
+    pub const DEFAULT_JWKS_REFRESH: u64 = 300;
+
+    pub fn from_source(src: &Source, token_lifetime: Duration) -> Result<Self, ConfigError> {
+        let imported_rsa_pem = match src.get("JWT_PRIVATE_KEY_B64") {
+            None => None,
+            Some(b64) => Some(decode_pem_b64(b64)?),
+        };
+        let jwt_algorithm = match src.get("JWT_ALGORITHM") {
+            None if imported_rsa_pem.is_some() => SigningAlg::Rs256,
+            None => SigningAlg::Es256,
+            Some(v) if v.eq_ignore_ascii_case("HS256")
+                || v.eq_ignore_ascii_case("HS384")
+                || v.eq_ignore_ascii_case("HS512") =>
+            {
+                return Err(ConfigError::new(
+                    "JWT_ALGORITHM",
+                    format!(
+                        "{v} is refused: verifiers check tokens with the public keys from /jwks, so signing needs an asymmetric key (a shared secret would let every verifier mint tokens)"
+                    ),
+                    "ES256",
+                ))
+            }
+            Some(v) => SigningAlg::parse(v).ok_or_else(|| {
+                ConfigError::new(
+                    "JWT_ALGORITHM",
+                    format!("must be ES256, RS256 or EdDSA, got {v:?}"),
+                    "ES256",
+                )
+            })?,
+        };
+        if imported_rsa_pem.is_some() && jwt_algorithm != SigningAlg::Rs256 {
+            return Err(ConfigError::new(
+                "JWT_ALGORITHM",
+                format!(
+                    "must be RS256 when JWT_PRIVATE_KEY_B64 imports an RSA key, got {}",
+                    jwt_algorithm.name()
+                ),
+                "RS256",
+            ));
+        }
+
+        let key_encryption_secret = src
+            .get("GATEWAY_JWT_SECRET")
+            .map(|s| SecretString::from(s.to_string()));
+        if let Some(secret) = &key_encryption_secret {
+            if secret.expose_secret().len() < 32 {
+                return Err(ConfigError::new(
+                    "GATEWAY_JWT_SECRET",
+                    "must be at least 32 characters: it encrypts the signing keys at rest",
+                    "$(openssl rand -base64 32)",
+                ));
+            }
+        }
+        if src.get("REDIS_URL").is_some()
+            && key_encryption_secret.is_none()
+            && src.get("KEY_ENCRYPTION_KEY_FILE").is_none()
+        {
+            return Err(ConfigError::new(
+                "GATEWAY_JWT_SECRET",
+                "is required with REDIS_URL: every instance sharing Redis must decrypt the same signing keys (or set KEY_ENCRYPTION_KEY_FILE to a shared file)",
+                "$(openssl rand -base64 32)",
+            ));
+        }
+        let store_path = PathBuf::from(src.string("STORE_PATH", "./data/gateway.redb"));
+        let store_dir = store_path
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let (key_encryption_key_file, legacy_key_file) = match src.get("KEY_ENCRYPTION_KEY_FILE") {
+            Some(p) => (PathBuf::from(p), None),
+            None => (
+                store_dir.join(KEK_FILE_NAME),
+                Some(store_dir.join(LEGACY_KEK_FILE_NAME)),
+            ),
+        };
+        let key_rotation_interval = src.seconds("KEY_ROTATION_INTERVAL", 30 * 24 * 3600)?;
+        let key_rotation_interval =
+            (!key_rotation_interval.is_zero()).then_some(key_rotation_interval);
+        let reload_interval = positive(src, "KEY_RELOAD_INTERVAL", 60)?;
+        // The verifiers' refresh interval is theirs; the authz-server reads
+        // the same variable (one .env) to know how early a key must appear.
+        let jwks_refresh = src.seconds("JWKS_REFRESH_INTERVAL", Self::DEFAULT_JWKS_REFRESH)?;
+        let min_lead = jwks_refresh + reload_interval;
+        let publish_lead = src.seconds("KEY_PUBLISH_LEAD", min_lead.as_secs())?;
+        if publish_lead < min_lead {
+            return Err(ConfigError::new(
+                "KEY_PUBLISH_LEAD",
+                format!(
+                    "must be at least JWKS_REFRESH_INTERVAL + KEY_RELOAD_INTERVAL ({} s): a new key must reach every verifier before it signs, or they refuse its first tokens",
+                    min_lead.as_secs()
+                ),
+                &min_lead.as_secs().to_string(),
+            ));
+        }
+        Ok(Self {
+            jwt_algorithm,
+            imported_rsa_pem,
+            key_encryption_secret,
+            key_encryption_key_file,
+            legacy_key_file,
+            key_rotation_interval,
+            publish_lead,
+            reload_interval,
+            token_lifetime,
+        })
     }
 }
 
@@ -680,7 +762,7 @@ mod tests {
             Duration::from_secs(30 * 24 * 3600)
         );
         assert_eq!(c.client_lifetime, Some(Duration::from_secs(90 * 24 * 3600)));
-        assert_eq!(c.jwt_algorithm, SigningAlg::Es256);
+        assert_eq!(c.keys.jwt_algorithm, SigningAlg::Es256);
         assert_eq!(
             c.services,
             vec![Service {
@@ -738,11 +820,17 @@ mod tests {
         let err = parse(&[("JWT_ALGORITHM", "PS999")]).unwrap_err();
         assert_eq!(err.var, "JWT_ALGORITHM");
         assert_eq!(
-            parse(&[("JWT_ALGORITHM", "eddsa")]).unwrap().jwt_algorithm,
+            parse(&[("JWT_ALGORITHM", "eddsa")])
+                .unwrap()
+                .keys
+                .jwt_algorithm,
             SigningAlg::EdDsa
         );
         assert_eq!(
-            parse(&[("JWT_ALGORITHM", "RS256")]).unwrap().jwt_algorithm,
+            parse(&[("JWT_ALGORITHM", "RS256")])
+                .unwrap()
+                .keys
+                .jwt_algorithm,
             SigningAlg::Rs256
         );
     }

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use gateway_common::claims::{AccessClaims, Audience};
 use gateway_common::crypto::hash_secret;
-use gateway_common::revocation::{
-    grant_revocation_id, revoked_key, RevocationEvent, REVOCATION_CHANNEL,
-};
+use gateway_common::revocation::{grant_revocation_id, revoked_key};
 use serde::Serialize;
 
 use crate::error::OAuthError;
@@ -154,37 +152,33 @@ pub async fn new_family_bound(
 /// How long a family record is kept: until its refresh token and its last
 /// access token have both lapsed (a revoked family must still say so).
 pub fn family_ttl(s: &Inner, f: &RefreshFamily) -> Duration {
-    let until = f.exp.max(f.last_access_exp());
-    Duration::from_secs(until.saturating_sub(s.now()).max(1))
+    crate::admin::family_ttl(s.now(), f)
 }
 
 pub fn parse_family(raw: &[u8]) -> Result<RefreshFamily, OAuthError> {
     serde_json::from_slice(raw).map_err(internal)
 }
 
-/// Publishes the revocation of one access token: a `revoked:<jti>` record that
-/// lives until the token's `exp`, and an event on [`REVOCATION_CHANNEL`].
+/// Publishes the revocation of one access token (see
+/// [`crate::admin::revoke_access_token`], shared with the operator CLI).
 pub async fn revoke_access_token(s: &Inner, jti: &str, exp: u64) -> Result<(), OAuthError> {
-    let now = s.now();
-    if exp <= now {
-        return Ok(());
+    if crate::admin::revoke_access_token(&*s.store, s.now(), jti, exp)
+        .await
+        .map_err(admin_error)?
+    {
+        s.metrics.revocations.inc();
+        tracing::info!(jti = %jti, "access token revoked");
     }
-    let event = RevocationEvent {
-        jti: jti.to_string(),
-        exp,
-    };
-    let raw = serde_json::to_vec(&event).map_err(internal)?;
-    s.store
-        .put(
-            &revoked_key(jti),
-            &raw,
-            Some(Duration::from_secs(exp - now)),
-        )
-        .await?;
-    s.store.publish(REVOCATION_CHANNEL, &raw).await?;
-    s.metrics.revocations.inc();
-    tracing::info!(jti = %jti, "access token revoked");
     Ok(())
+}
+
+/// The shared store operations' errors at an OAuth endpoint.
+pub fn admin_error(e: crate::admin::AdminError) -> OAuthError {
+    match e {
+        crate::admin::AdminError::Store(e) => e.into(),
+        crate::admin::AdminError::Corrupt { .. } => internal(e),
+        crate::admin::AdminError::NotFound(m) => OAuthError::InvalidToken(m),
+    }
 }
 
 /// Whether an access token was revoked: itself (`jti`) or its grant (`sid`).
@@ -204,33 +198,18 @@ pub async fn is_revoked(s: &Inner, jti: &str, sid: Option<&str>) -> Result<bool,
 
 /// Marks a family revoked (so neither its current nor any rotated token works)
 /// and revokes its access tokens: one revocation of the grant's `sid`, kept
-/// until the newest of them lapses.
+/// until the newest of them lapses (see [`crate::admin::revoke_family`]).
 pub async fn revoke_family(s: &Inner, family_id: &str) -> Result<(), OAuthError> {
-    let key = family_key(family_id);
-    let mut last_access_exp = 0;
-    for _ in 0..8 {
-        let Some(raw) = s.store.get(&key).await? else {
-            return Ok(());
-        };
-        let mut fam = parse_family(&raw)?;
-        last_access_exp = fam.last_access_exp();
-        if fam.revoked {
-            break;
-        }
-        fam.revoked = true;
-        let new = serde_json::to_vec(&fam).map_err(internal)?;
-        if s.store
-            .compare_and_swap(&key, &raw, Some(&new), Some(family_ttl(s, &fam)))
-            .await?
-        {
+    let r = crate::admin::revoke_family(&*s.store, s.now(), family_id)
+        .await
+        .map_err(admin_error)?;
+    if let Some(r) = r {
+        if r.newly_revoked {
             tracing::info!(family = %family_id, "refresh token family revoked");
-            break;
+        }
+        if r.access_published {
+            s.metrics.revocations.inc();
         }
     }
-    revoke_access_token(
-        s,
-        &grant_revocation_id(&grant_sid(family_id)),
-        last_access_exp,
-    )
-    .await
+    Ok(())
 }

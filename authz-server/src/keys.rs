@@ -18,14 +18,19 @@
 //! A stolen store therefore yields only ciphertext. A wrong KEK fails start-up
 //! with a clear message instead of silently generating a new key.
 //!
-//! # Rotation
+//! # Rotation without a 401 window
 //!
-//! [`KeyManager::rotate`] makes a fresh key current and keeps the old one as
-//! `previous`, still published for verification until the next rotation — so
-//! tokens signed just before a rotation stay valid for their lifetime as long
-//! as the rotation interval exceeds the access-token lifetime. Rotation runs on
-//! command and every `KEY_ROTATION_INTERVAL`; the swap is a compare-and-swap, so
-//! two instances never both rotate.
+//! The set holds the `current` key (signs), the `next` key (published in
+//! `/jwks`, not yet signing) and `retired` keys (published, no longer
+//! signing, each until every token it signed has expired). A rotation
+//! promotes `next` only once it has been published for `KEY_PUBLISH_LEAD`
+//! (at least the verifiers' `JWKS_REFRESH_INTERVAL` plus this server's
+//! `KEY_RELOAD_INTERVAL`), so every verifier holds a key before the first
+//! token it signs; the key it replaces stays published for the access-token
+//! lifetime (plus the reload interval and clock leeway), however many
+//! rotations follow. Rotation runs on command and every
+//! `KEY_ROTATION_INTERVAL`; every change is a compare-and-swap, so two
+//! instances never both rotate.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -47,7 +52,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, SigningAlg};
+use crate::config::{Config, KeyConfig, SigningAlg};
 
 pub const KEYS_RECORD: &str = "authz:signing-keys";
 
@@ -58,14 +63,132 @@ struct StoredKey {
     alg: String,
     /// PKCS#8 PEM.
     pem: String,
+    /// When it was created, which is when it was first published.
     created: u64,
+    /// When it signs (is or becomes current); `None` for a `next` key no
+    /// rotation has asked for yet. Absent in sets written before rotation
+    /// lead times: such a current key signs since `created`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signs_from: Option<u64>,
+}
+
+impl StoredKey {
+    fn signs_since(&self) -> u64 {
+        self.signs_from.unwrap_or(self.created)
+    }
+}
+
+/// A key that no longer signs, published until `until`.
+#[derive(Clone, Serialize, Deserialize)]
+struct RetiredKey {
+    #[serde(flatten)]
+    key: StoredKey,
+    until: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
 struct StoredKeySet {
     current: StoredKey,
-    #[serde(default)]
+    /// Written by versions with one previous key; read once and moved to `retired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     previous: Option<StoredKey>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next: Option<StoredKey>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    retired: Vec<RetiredKey>,
+}
+
+/// How the set moves on; see [`advance`].
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    lead: u64,
+    /// How long after it stops signing a key may still have signed a token
+    /// that has not expired: token lifetime + reload interval + leeway.
+    retire_after: u64,
+    interval: Option<u64>,
+}
+
+/// Clock skew a verifier tolerates on `exp` (its `CLOCK_LEEWAY` default is 30 s).
+const RETIRE_LEEWAY: u64 = 60;
+
+/// One step of the key set's life at time `now`, as a pure function of the
+/// set (`fresh` makes a key when one is needed). Returns the new set, or
+/// `None` when nothing changes. Steps: a legacy `previous` becomes retired;
+/// a `next` whose time has come becomes current (the old current retired);
+/// a scheduled rotation asks `next` to sign once it has been published for
+/// the lead time; a missing (or wrong-algorithm) `next` is created; retired
+/// keys past their time are dropped.
+fn advance(
+    mut set: StoredKeySet,
+    now: u64,
+    sched: Schedule,
+    wanted_alg: &str,
+    fresh: &mut dyn FnMut() -> anyhow::Result<StoredKey>,
+) -> anyhow::Result<Option<StoredKeySet>> {
+    let mut changed = false;
+    if let Some(prev) = set.previous.take() {
+        set.retired.push(RetiredKey {
+            key: prev,
+            until: now + sched.retire_after,
+        });
+        changed = true;
+    }
+    if let Some(interval) = sched.interval {
+        if let Some(next) = set.next.as_mut() {
+            if next.signs_from.is_none() && now >= set.current.signs_since() + interval {
+                next.signs_from = Some(now.max(next.created + sched.lead));
+                changed = true;
+            }
+        }
+    }
+    if set
+        .next
+        .as_ref()
+        .and_then(|n| n.signs_from)
+        .is_some_and(|t| t <= now)
+    {
+        if let Some(next) = set.next.take() {
+            let old = std::mem::replace(&mut set.current, next);
+            set.retired.push(RetiredKey {
+                key: old,
+                until: now + sched.retire_after,
+            });
+            changed = true;
+        }
+    }
+    if set.next.as_ref().is_none_or(|n| n.alg != wanted_alg) {
+        set.next = Some(fresh()?);
+        changed = true;
+    }
+    let before = set.retired.len();
+    set.retired.retain(|r| r.until > now);
+    changed |= set.retired.len() != before;
+    Ok(changed.then_some(set))
+}
+
+/// What a rotation on command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// The key that signs after the rotation.
+    pub kid: String,
+    /// From when it signs (now, or once it has been published for the lead time).
+    pub signs_from: u64,
+    /// Whether it already signs.
+    pub immediate: bool,
+}
+
+impl std::fmt::Display for Rotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.immediate {
+            write!(f, "{}", self.kid)
+        } else {
+            write!(
+                f,
+                "{} (published now in /jwks; signs from unix time {}, once every verifier has it)",
+                self.kid, self.signs_from
+            )
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -199,7 +322,6 @@ pub struct SigningKey {
     pub kid: String,
     pub alg: Algorithm,
     signer: crate::signer::Signer,
-    created: u64,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -214,6 +336,8 @@ impl std::fmt::Debug for SigningKey {
 #[derive(Debug)]
 pub struct LoadedKeys {
     pub current: SigningKey,
+    /// The `next` key once a rotation has set its time: it signs from then on.
+    pub next: Option<(SigningKey, u64)>,
     pub jwks: JwkSet,
     pub table: KeyTable,
 }
@@ -225,7 +349,8 @@ pub struct KeyManager {
     alg: SigningAlg,
     issuer: String,
     clock: SharedClock,
-    rotation_interval: Option<Duration>,
+    schedule: Schedule,
+    reload_interval: Duration,
     loaded: ArcSwap<LoadedKeys>,
 }
 
@@ -264,6 +389,7 @@ fn make_stored(alg: SigningAlg, pem: String, now: u64) -> anyhow::Result<StoredK
         alg: alg.name().to_string(),
         pem,
         created: now,
+        signs_from: None,
     })
 }
 
@@ -311,6 +437,103 @@ pub fn validate_rsa_pem(pem: &str) -> anyhow::Result<String> {
     Ok(key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)?.to_string())
 }
 
+/// Reads an existing key-encryption key file (never creates one).
+fn existing_kek_file(cfg: &KeyConfig) -> anyhow::Result<Option<(Kek, std::path::PathBuf)>> {
+    for path in std::iter::once(&cfg.key_encryption_key_file).chain(cfg.legacy_key_file.iter()) {
+        if path.exists() {
+            return Ok(Some((Kek::from_file(path)?, path.clone())));
+        }
+    }
+    Ok(None)
+}
+
+/// The key-encryption key for a store that already holds `raw`, and the
+/// opened set. With `GATEWAY_JWT_SECRET` set but the set sealed by the key
+/// file (the secret was added after the first start, as `generate-secrets`
+/// does), the set is opened with the file and re-sealed under the secret
+/// (`resealed` is then the new sealed value to store).
+fn open_existing(
+    cfg: &KeyConfig,
+    raw: &[u8],
+) -> anyhow::Result<(Kek, StoredKeySet, Option<Vec<u8>>)> {
+    match &cfg.key_encryption_secret {
+        Some(secret) => {
+            let kek = Kek::from_secret(secret);
+            match kek.open(raw) {
+                Ok(set) => Ok((kek, set, None)),
+                Err(secret_err) => {
+                    let Some((file_kek, path)) = existing_kek_file(cfg)? else {
+                        return Err(secret_err);
+                    };
+                    let Ok(set) = file_kek.open(raw) else {
+                        return Err(secret_err);
+                    };
+                    tracing::info!(file = %path.display(), "re-sealing the signing keys under GATEWAY_JWT_SECRET (they were sealed with the key file)");
+                    let resealed = kek.seal(&set)?;
+                    Ok((kek, set, Some(resealed)))
+                }
+            }
+        }
+        None => match existing_kek_file(cfg)? {
+            Some((kek, _)) => {
+                let set = kek.open(raw)?;
+                Ok((kek, set, None))
+            }
+            None => bail!(
+                "the store holds signing keys sealed with a key-encryption key, but {} is missing and GATEWAY_JWT_SECRET is not set: restore that file (or set GATEWAY_JWT_SECRET to the secret that sealed them)",
+                cfg.key_encryption_key_file.display()
+            ),
+        },
+    }
+}
+
+/// What [`reseal`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reseal {
+    /// The store holds no key set.
+    NoKeys,
+    /// The set is now sealed under the new secret.
+    Resealed,
+    /// Sealed with this key file (no secret yet): the next start re-seals it
+    /// under the secret, reading the file once.
+    SealedByFile(std::path::PathBuf),
+}
+
+/// Before `GATEWAY_JWT_SECRET` changes to `new_secret`: re-seals the stored
+/// key set under it (opened with the current configuration), so no
+/// documented command can leave the keys sealed under a lost key.
+pub async fn reseal(
+    store: &dyn Store,
+    cfg: &KeyConfig,
+    new_secret: &str,
+) -> anyhow::Result<Reseal> {
+    let Some(raw) = store.get(KEYS_RECORD).await? else {
+        return Ok(Reseal::NoKeys);
+    };
+    let new = Kek::from_secret(&SecretString::from(new_secret.to_string()));
+    if new.open(&raw).is_ok() {
+        return Ok(Reseal::Resealed);
+    }
+    if cfg.key_encryption_secret.is_none() {
+        let Some((kek, path)) = existing_kek_file(cfg)? else {
+            bail!(
+                "the store holds signing keys but the key-encryption key file {} is missing: restore it first",
+                cfg.key_encryption_key_file.display()
+            );
+        };
+        kek.open(&raw)?;
+        return Ok(Reseal::SealedByFile(path));
+    }
+    let (_, set, _) = open_existing(cfg, &raw)?;
+    if !store
+        .compare_and_swap(KEYS_RECORD, &raw, Some(&new.seal(&set)?), None)
+        .await?
+    {
+        bail!("the key set changed while it was being re-sealed (a rotation?); run again");
+    }
+    Ok(Reseal::Resealed)
+}
+
 impl KeyManager {
     /// Loads the key set from the store, creating (or importing) it on first
     /// start. Fails when the stored set cannot be decrypted.
@@ -319,11 +542,34 @@ impl KeyManager {
         config: &Config,
         clock: SharedClock,
     ) -> anyhow::Result<Self> {
-        let kek = match &config.key_encryption_secret {
-            Some(secret) => Kek::from_secret(secret),
-            None => Kek::from_file(&config.key_encryption_key_file)?,
-        };
+        Self::load(store, &config.keys, &config.issuer, clock, true).await
+    }
+
+    /// Opens the key set a gateway has created, for `rotate-keys`: needs no
+    /// issuer, and creates nothing (no key set, no key file) when there is none.
+    pub async fn open(
+        store: Arc<dyn Store>,
+        config: &KeyConfig,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
+        Self::load(store, config, "", clock, false).await
+    }
+
+    async fn load(
+        store: Arc<dyn Store>,
+        config: &KeyConfig,
+        issuer: &str,
+        clock: SharedClock,
+        create: bool,
+    ) -> anyhow::Result<Self> {
         let now = clock.now_secs();
+        let schedule = Schedule {
+            lead: config.publish_lead.as_secs(),
+            retire_after: config.token_lifetime.as_secs()
+                + config.reload_interval.as_secs()
+                + RETIRE_LEEWAY,
+            interval: config.key_rotation_interval.map(|d| d.as_secs()),
+        };
         let imported = match &config.imported_rsa_pem {
             Some(pem) => Some(make_stored(
                 SigningAlg::Rs256,
@@ -332,10 +578,40 @@ impl KeyManager {
             )?),
             None => None,
         };
-        let (mut set, mut raw) = match store.get(KEYS_RECORD).await? {
-            Some(raw) => (kek.open(&raw)?, raw),
+        let (kek, mut set, mut raw) = match store.get(KEYS_RECORD).await? {
+            Some(raw) => {
+                let (kek, set, resealed) = open_existing(config, &raw)?;
+                match resealed {
+                    Some(sealed) => {
+                        if store
+                            .compare_and_swap(KEYS_RECORD, &raw, Some(&sealed), None)
+                            .await?
+                        {
+                            (kek, set, sealed)
+                        } else {
+                            let raw = store
+                                .get(KEYS_RECORD)
+                                .await?
+                                .ok_or_else(|| anyhow!("key set vanished"))?;
+                            let set = kek.open(&raw)?;
+                            (kek, set, raw)
+                        }
+                    }
+                    None => (kek, set, raw),
+                }
+            }
+            None if !create => bail!(
+                "the store holds no signing keys yet: start the gateway once (it creates them), then rotate"
+            ),
             None => {
-                let current = match &imported {
+                let kek = match &config.key_encryption_secret {
+                    Some(secret) => Kek::from_secret(secret),
+                    None => match existing_kek_file(config)? {
+                        Some((kek, _)) => kek,
+                        None => Kek::from_file(&config.key_encryption_key_file)?,
+                    },
+                };
+                let mut current = match &imported {
                     Some(k) => k.clone(),
                     None => make_stored(
                         config.jwt_algorithm,
@@ -343,65 +619,82 @@ impl KeyManager {
                         now,
                     )?,
                 };
+                // Nothing holds an older key yet: the first one signs at once.
+                current.signs_from = Some(now);
                 let set = StoredKeySet {
                     current,
                     previous: None,
+                    next: None,
+                    retired: Vec::new(),
                 };
                 let sealed = kek.seal(&set)?;
                 if store.put_if_absent(KEYS_RECORD, &sealed, None).await? {
                     tracing::info!(kid = %set.current.kid, alg = %set.current.alg, "created signing key");
-                    (set, sealed)
+                    (kek, set, sealed)
                 } else {
                     // Another instance created it first.
                     let raw = store
                         .get(KEYS_RECORD)
                         .await?
                         .ok_or_else(|| anyhow!("key set vanished"))?;
-                    (kek.open(&raw)?, raw)
+                    let set = kek.open(&raw)?;
+                    (kek, set, raw)
                 }
             }
         };
-        // A newly imported key (or a changed JWT_ALGORITHM) becomes current; the old one stays for verification.
-        let wanted_alg = config.jwt_algorithm.name();
-        let replacement = match &imported {
-            Some(k) if k.kid != set.current.kid => Some(k.clone()),
-            Some(_) => None,
-            None if set.current.alg != wanted_alg => Some(make_stored(
-                config.jwt_algorithm,
-                generate_pem(config.jwt_algorithm)?,
-                now,
-            )?),
-            None => None,
-        };
-        if let Some(new_current) = replacement {
-            let next = StoredKeySet {
-                previous: Some(set.current.clone()),
-                current: new_current,
+        // A newly imported key (or a changed JWT_ALGORITHM) becomes current
+        // at once (the operator asked for it); the old one stays published.
+        if create {
+            let wanted_alg = config.jwt_algorithm.name();
+            let replacement = match &imported {
+                Some(k) if k.kid != set.current.kid => Some(k.clone()),
+                Some(_) => None,
+                None if set.current.alg != wanted_alg => Some(make_stored(
+                    config.jwt_algorithm,
+                    generate_pem(config.jwt_algorithm)?,
+                    now,
+                )?),
+                None => None,
             };
-            let sealed = kek.seal(&next)?;
-            if store
-                .compare_and_swap(KEYS_RECORD, &raw, Some(&sealed), None)
-                .await?
-            {
-                tracing::info!(kid = %next.current.kid, "switched signing key");
-                set = next;
-                raw = sealed;
-            } else if let Some(latest) = store.get(KEYS_RECORD).await? {
-                set = kek.open(&latest)?;
-                raw = latest;
+            if let Some(mut new_current) = replacement {
+                new_current.signs_from = Some(now);
+                let mut next = set.clone();
+                let old = std::mem::replace(&mut next.current, new_current);
+                next.retired.push(RetiredKey {
+                    key: old,
+                    until: now + schedule.retire_after,
+                });
+                let sealed = kek.seal(&next)?;
+                if store
+                    .compare_and_swap(KEYS_RECORD, &raw, Some(&sealed), None)
+                    .await?
+                {
+                    tracing::info!(kid = %next.current.kid, "switched signing key");
+                    set = next;
+                    raw = sealed;
+                } else if let Some(latest) = store.get(KEYS_RECORD).await? {
+                    set = kek.open(&latest)?;
+                    raw = latest;
+                }
             }
         }
         let _ = raw;
-        let loaded = build(&set)?;
-        Ok(Self {
+        let loaded = build(&set, now)?;
+        let manager = Self {
             store,
             kek,
             alg: config.jwt_algorithm,
-            issuer: config.issuer.clone(),
+            issuer: issuer.to_string(),
             clock,
-            rotation_interval: config.key_rotation_interval,
+            schedule,
+            reload_interval: config.reload_interval,
             loaded: ArcSwap::from_pointee(loaded),
-        })
+        };
+        if create {
+            // Publishes a `next` key from the first start on.
+            manager.upkeep_once().await?;
+        }
+        Ok(manager)
     }
 
     /// Encrypts a small secret (an upstream identity provider's token) under a
@@ -444,13 +737,19 @@ impl KeyManager {
         self.loaded.load().jwks.clone()
     }
 
-    /// Signs access-token claims: header `typ: at+jwt` (RFC 9068 §2.1) and `kid`.
+    /// Signs access-token claims: header `typ: at+jwt` (RFC 9068 §2.1) and
+    /// `kid`. The `next` key signs from its time on even before this
+    /// instance's upkeep has promoted it, so all instances switch together.
     pub fn sign(&self, claims: &AccessClaims) -> anyhow::Result<String> {
         let keys = self.loaded.load();
-        let mut header = Header::new(keys.current.alg);
+        let key = match &keys.next {
+            Some((next, from)) if self.clock.now_secs() >= *from => next,
+            _ => &keys.current,
+        };
+        let mut header = Header::new(key.alg);
         header.typ = Some(ACCESS_TOKEN_TYP.to_string());
-        header.kid = Some(keys.current.kid.clone());
-        keys.current.signer.sign(&header, claims)
+        header.kid = Some(key.kid.clone());
+        key.signer.sign(&header, claims)
     }
 
     /// Verifies one of our own access tokens (signature by a published key with
@@ -479,69 +778,111 @@ impl KeyManager {
             .map(|d| d.claims)
     }
 
-    /// Re-reads the set (another instance may have rotated).
+    /// Re-reads the set (another instance may have rotated) and rebuilds
+    /// what is published (retired keys drop out when their time is up).
     pub async fn reload(&self) -> anyhow::Result<()> {
         if let Some(raw) = self.store.get(KEYS_RECORD).await? {
             let set = self.kek.open(&raw)?;
-            if set.current.kid != self.loaded.load().current.kid {
-                self.loaded.store(Arc::new(build(&set)?));
-            }
+            self.loaded
+                .store(Arc::new(build(&set, self.clock.now_secs())?));
         }
         Ok(())
     }
 
-    /// Makes a fresh key current; the old one stays published as `previous`.
-    pub async fn rotate(&self) -> anyhow::Result<String> {
-        let raw = self
-            .store
-            .get(KEYS_RECORD)
-            .await?
-            .ok_or_else(|| anyhow!("no key set in the store"))?;
-        let set = self.kek.open(&raw)?;
-        let next = StoredKeySet {
-            previous: Some(set.current),
-            current: make_stored(self.alg, generate_pem(self.alg)?, self.clock.now_secs())?,
-        };
-        if !self
-            .store
-            .compare_and_swap(KEYS_RECORD, &raw, Some(&self.kek.seal(&next)?), None)
-            .await?
-        {
-            // Someone else rotated at the same moment; adopt theirs.
-            self.reload().await?;
-            return Ok(self.loaded.load().current.kid.clone());
-        }
-        let kid = next.current.kid.clone();
-        self.loaded.store(Arc::new(build(&next)?));
-        tracing::info!(kid = %kid, "rotated signing key");
-        Ok(kid)
+    fn fresh_key(&self, now: u64) -> anyhow::Result<StoredKey> {
+        make_stored(self.alg, generate_pem(self.alg)?, now)
     }
 
-    /// Rotates when the current key is older than the configured interval.
-    pub async fn rotate_if_due(&self) -> anyhow::Result<bool> {
-        let Some(interval) = self.rotation_interval else {
-            return Ok(false);
-        };
-        self.reload().await?;
-        let created = self.loaded.load().current.created;
-        if self.clock.now_secs() >= created.saturating_add(interval.as_secs()) {
-            self.rotate().await?;
-            return Ok(true);
+    /// Applies `change` then [`advance`] to the stored set by compare-and-swap
+    /// (retried on a concurrent change), stores the result and loads it.
+    async fn update(
+        &self,
+        change: &(dyn Fn(&mut StoredKeySet, u64) -> bool + Sync),
+    ) -> anyhow::Result<StoredKeySet> {
+        for _ in 0..8 {
+            let now = self.clock.now_secs();
+            let raw = self
+                .store
+                .get(KEYS_RECORD)
+                .await?
+                .ok_or_else(|| anyhow!("no key set in the store"))?;
+            let mut set = self.kek.open(&raw)?;
+            let signing_before = set.current.kid.clone();
+            let changed = change(&mut set, now);
+            let mut fresh = || self.fresh_key(now);
+            let next = match advance(set.clone(), now, self.schedule, self.alg.name(), &mut fresh)?
+            {
+                Some(next) => next,
+                None if changed => set,
+                None => {
+                    self.loaded.store(Arc::new(build(&set, now)?));
+                    return Ok(set);
+                }
+            };
+            if self
+                .store
+                .compare_and_swap(KEYS_RECORD, &raw, Some(&self.kek.seal(&next)?), None)
+                .await?
+            {
+                if next.current.kid != signing_before {
+                    tracing::info!(kid = %next.current.kid, "rotated signing key");
+                }
+                self.loaded.store(Arc::new(build(&next, now)?));
+                return Ok(next);
+            }
         }
-        Ok(false)
+        bail!("the key set kept changing under a concurrent writer; try again")
     }
 
-    /// Background upkeep: pick up rotations by other instances and rotate on schedule.
-    pub fn spawn_upkeep(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+    /// One upkeep step: promote a due `next` key, rotate on schedule, publish
+    /// a `next` key if there is none, drop retired keys past their time.
+    pub async fn upkeep_once(&self) -> anyhow::Result<()> {
+        self.update(&|_, _| false).await.map(|_| ())
+    }
+
+    /// Rotation on command: the `next` key (published since its creation)
+    /// signs as soon as it has been published for `KEY_PUBLISH_LEAD` — at
+    /// once when it already has; the current one stays published until its
+    /// tokens have expired.
+    pub async fn rotate(&self) -> anyhow::Result<Rotation> {
+        let lead = self.schedule.lead;
+        let set = self
+            .update(&|set, now| {
+                match set.next.as_mut() {
+                    Some(next) => {
+                        let due = now.max(next.created + lead);
+                        next.signs_from = Some(next.signs_from.map_or(due, |t| t.min(due)));
+                    }
+                    // Cannot happen after `advance`; the next step creates one,
+                    // and the following rotation uses it.
+                    None => return false,
+                }
+                true
+            })
+            .await?;
+        let now = self.clock.now_secs();
+        // Either promoted (the new current) or waiting as `next`.
+        let (key, immediate) = match &set.next {
+            Some(n) if n.signs_from.is_some_and(|t| t > now) => (n, false),
+            _ => (&set.current, true),
+        };
+        Ok(Rotation {
+            kid: key.kid.clone(),
+            signs_from: key.signs_since(),
+            immediate,
+        })
+    }
+
+    /// Background upkeep every `KEY_RELOAD_INTERVAL`: pick up changes by other
+    /// instances, rotate on schedule, retire and publish keys.
+    pub fn spawn_upkeep(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let every = self.reload_interval;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = self.reload().await {
-                    tracing::warn!(error = %e, "reloading signing keys failed");
-                }
-                if let Err(e) = self.rotate_if_due().await {
+                if let Err(e) = self.upkeep_once().await {
                     tracing::warn!(error = %e, "signing key upkeep failed");
                 }
             }
@@ -549,27 +890,42 @@ impl KeyManager {
     }
 }
 
-fn build(set: &StoredKeySet) -> anyhow::Result<LoadedKeys> {
-    let alg = alg_of(&set.current.alg)?;
-    let current = SigningKey {
-        kid: set.current.kid.clone(),
+fn signing_key(k: &StoredKey) -> anyhow::Result<SigningKey> {
+    let alg = alg_of(&k.alg)?;
+    Ok(SigningKey {
+        kid: k.kid.clone(),
         alg,
-        signer: crate::signer::Signer::from_pem(alg, &set.current.pem)?,
-        created: set.current.created,
-    };
-    let mut keys = vec![with_kid(
-        public_jwk(alg, &set.current.pem)?,
-        &set.current.kid,
-        alg,
-    )];
+        signer: crate::signer::Signer::from_pem(alg, &k.pem)?,
+    })
+}
+
+fn published(k: &StoredKey) -> anyhow::Result<Jwk> {
+    let alg = alg_of(&k.alg)?;
+    Ok(with_kid(public_jwk(alg, &k.pem)?, &k.kid, alg))
+}
+
+/// What is served and signed with at `now`: the current key, the next one,
+/// and retired ones still within their time.
+fn build(set: &StoredKeySet, now: u64) -> anyhow::Result<LoadedKeys> {
+    let mut keys = vec![published(&set.current)?];
+    let mut next = None;
+    if let Some(n) = &set.next {
+        keys.push(published(n)?);
+        if let Some(from) = n.signs_from {
+            next = Some((signing_key(n)?, from));
+        }
+    }
     if let Some(prev) = &set.previous {
-        let palg = alg_of(&prev.alg)?;
-        keys.push(with_kid(public_jwk(palg, &prev.pem)?, &prev.kid, palg));
+        keys.push(published(prev)?);
+    }
+    for r in set.retired.iter().filter(|r| r.until > now) {
+        keys.push(published(&r.key)?);
     }
     let jwks = JwkSet { keys };
     let table = KeyTable::from_jwks(&jwks);
     Ok(LoadedKeys {
-        current,
+        current: signing_key(&set.current)?,
+        next,
         jwks,
         table,
     })
@@ -593,8 +949,10 @@ mod tests {
             let set = StoredKeySet {
                 current: stored,
                 previous: None,
+                next: None,
+                retired: Vec::new(),
             };
-            let loaded = build(&set).unwrap();
+            let loaded = build(&set, 1).unwrap();
             assert_eq!(loaded.jwks.keys.len(), 1);
             assert!(loaded.table.get(&loaded.current.kid).is_some(), "{alg:?}");
             let json = serde_json::to_string(&loaded.jwks).unwrap();
@@ -615,6 +973,8 @@ mod tests {
             )
             .unwrap(),
             previous: None,
+            next: None,
+            retired: Vec::new(),
         };
         let a = Kek::from_secret(&SecretString::from("a".repeat(32)));
         let b = Kek::from_secret(&SecretString::from("b".repeat(32)));
@@ -659,5 +1019,122 @@ mod tests {
         assert!(
             validate_rsa_pem(&small.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap()).is_err()
         );
+    }
+
+    fn key(n: u64, created: u64) -> StoredKey {
+        StoredKey {
+            kid: format!("k{n}"),
+            alg: "ES256".into(),
+            pem: String::new(),
+            created,
+            signs_from: None,
+        }
+    }
+
+    /// `advance` with keys numbered in creation order (no crypto needed).
+    fn step(set: StoredKeySet, now: u64, sched: Schedule, counter: &mut u64) -> StoredKeySet {
+        let mut fresh = || {
+            *counter += 1;
+            Ok(key(*counter, now))
+        };
+        advance(set.clone(), now, sched, "ES256", &mut fresh)
+            .unwrap()
+            .unwrap_or(set)
+    }
+
+    fn kids(rs: &[RetiredKey]) -> Vec<&str> {
+        rs.iter().map(|r| r.key.kid.as_str()).collect()
+    }
+
+    #[test]
+    fn a_key_signs_only_after_its_lead_and_retired_keys_outlive_their_tokens() {
+        let sched = Schedule {
+            lead: 360,
+            retire_after: 3600 + 60 + RETIRE_LEEWAY,
+            interval: Some(1000),
+        };
+        let mut n = 1;
+        let mut first = key(1, 0);
+        first.signs_from = Some(0);
+        let set = StoredKeySet {
+            current: first,
+            previous: None,
+            next: None,
+            retired: Vec::new(),
+        };
+        // A next key is published from the start, not signing.
+        let set = step(set, 0, sched, &mut n);
+        assert_eq!(
+            (
+                set.current.kid.as_str(),
+                set.next.as_ref().unwrap().kid.as_str()
+            ),
+            ("k1", "k2")
+        );
+        assert_eq!(set.next.as_ref().unwrap().signs_from, None);
+        assert!(step(set.clone(), 999, sched, &mut n).current.kid == "k1");
+        // Three scheduled rotations within one token lifetime: every key they
+        // replaced stays published.
+        let set = step(set, 1000, sched, &mut n);
+        let set = step(set, 2000, sched, &mut n);
+        let set = step(set, 3000, sched, &mut n);
+        assert_eq!(set.current.kid, "k4");
+        assert_eq!(kids(&set.retired), ["k1", "k2", "k3"]);
+        assert_eq!(set.next.as_ref().unwrap().kid, "k5");
+        let loaded_kids = |set: &StoredKeySet, now: u64| -> Vec<String> {
+            let mut v = vec![set.current.kid.clone()];
+            v.extend(set.next.iter().map(|k| k.kid.clone()));
+            v.extend(
+                set.retired
+                    .iter()
+                    .filter(|r| r.until > now)
+                    .map(|r| r.key.kid.clone()),
+            );
+            v
+        };
+        assert_eq!(loaded_kids(&set, 3000), ["k4", "k5", "k1", "k2", "k3"]);
+        // k1 stopped signing at 1000: published until its last token expired.
+        let later = step(set.clone(), 1000 + sched.retire_after - 1, sched, &mut n);
+        assert!(kids(&later.retired).contains(&"k1"));
+        let later = step(set.clone(), 1000 + sched.retire_after, sched, &mut n);
+        assert!(!kids(&later.retired).contains(&"k1"));
+
+        // On command right after a rotation: the new next key (published at
+        // 3000) may sign only from 3000 + lead.
+        let mut asked = set.clone();
+        if let Some(next) = asked.next.as_mut() {
+            next.signs_from = Some(3001u64.max(next.created + sched.lead));
+        }
+        let early = step(asked.clone(), 3359, sched, &mut n);
+        assert_eq!(
+            early.current.kid, "k4",
+            "not before it has been published for the lead"
+        );
+        let due = step(asked, 3360, sched, &mut n);
+        assert_eq!(due.current.kid, "k5");
+        assert_eq!(kids(&due.retired), ["k1", "k2", "k3", "k4"]);
+    }
+
+    #[test]
+    fn a_legacy_previous_key_becomes_retired_and_stays_published() {
+        let sched = Schedule {
+            lead: 10,
+            retire_after: 100,
+            interval: None,
+        };
+        let mut n = 10;
+        let set = StoredKeySet {
+            current: key(1, 0),
+            previous: Some(key(0, 0)),
+            next: None,
+            retired: Vec::new(),
+        };
+        let set = step(set, 50, sched, &mut n);
+        assert!(set.previous.is_none());
+        assert_eq!(kids(&set.retired), ["k0"]);
+        assert_eq!(set.retired[0].until, 150);
+        assert_eq!(set.next.as_ref().unwrap().kid, "k11");
+        // No schedule: nothing rotates by itself.
+        assert_eq!(step(set, 10_000, sched, &mut n).current.kid, "k1");
     }
 }

@@ -9,6 +9,7 @@
 //! any actix `App` (the one-machine launcher does this); [`serve`] binds its
 //! own listener and returns the bound address.
 
+pub mod admin;
 pub mod cimd;
 pub mod client_credentials;
 pub mod config;
@@ -46,9 +47,6 @@ pub use config::Config;
 pub use http::configure;
 pub use state::AppState;
 
-/// How often keys are re-read from the store (rotation by another instance, scheduled rotation).
-pub const KEY_UPKEEP_EVERY: Duration = Duration::from_secs(60);
-
 /// Builds the shared state: loads (or creates) the signing keys, the identity
 /// providers, and subscribes to the revocation channel. Spawns the background
 /// tasks on the current runtime.
@@ -76,6 +74,8 @@ pub async fn build_state(
             store.clone(),
             &config.issuer,
             config.session_timeout,
+            keys.clone(),
+            clock.clone(),
         )?));
     }
     if let Some(path) = &config.local_users_file {
@@ -91,7 +91,8 @@ pub async fn build_state(
     // Subscribe before serving, so no revocation made after start-up is missed by the SSE feed.
     let first = store.subscribe(REVOCATION_CHANNEL).await?;
     spawn_revocation_relay(store.clone(), tx.clone(), first);
-    keys.clone().spawn_upkeep(KEY_UPKEEP_EVERY);
+    // Every KEY_RELOAD_INTERVAL: rotations by other instances, scheduled rotation.
+    keys.clone().spawn_upkeep();
     let audit_file = config
         .source
         .get("AUDIT_LOG_FILE")
@@ -239,6 +240,10 @@ pub fn serve_listener(
             .app_data(state.in_flight.clone())
             .wrap(actix_web::middleware::from_fn(
                 gateway_common::lifecycle::track,
+            ))
+            .app_data(web::Data::new(state.metrics.latency.clone()))
+            .wrap(actix_web::middleware::from_fn(
+                gateway_common::http_metrics::record,
             ))
             .wrap(gateway_common::logging::request_logger())
             .configure(move |cfg| http::configure(cfg, state))

@@ -1,4 +1,4 @@
-//! Prometheus counters at `/metrics` (OpenMetrics text).
+//! Prometheus counters and latency histograms at `/metrics` (OpenMetrics text).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -38,6 +38,8 @@ pub struct Metrics {
     pub revocations: Counter,
     pub sign_ins: Counter,
     pub failed_sign_ins: Counter,
+    /// Per-endpoint latency (`authz_http_request_duration_seconds`).
+    pub latency: gateway_common::http_metrics::EndpointLatency,
 }
 
 impl Default for Metrics {
@@ -89,7 +91,10 @@ impl Metrics {
             "Failed sign-in attempts",
             failed_sign_ins.clone(),
         );
+        let latency = gateway_common::http_metrics::EndpointLatency::default();
+        latency.register(&mut registry);
         Self {
+            latency,
             limited,
             registry,
             audit_events,

@@ -375,8 +375,15 @@ async fn keys_rotate_with_overlap(b: Backend) {
     let (_, _, tok) = s.tokens_for_public_client().await;
     let old = tok["access_token"].as_str().unwrap();
     let old_kid = jwt_parts(old).0["kid"].as_str().unwrap().to_string();
-    let new_kid = s.state.keys.rotate().await.unwrap();
+    // The next key was published at start; once that is KEY_PUBLISH_LEAD
+    // ago, a rotation makes it sign at once.
+    let published_next = s.state.keys.jwks().keys[1].common.key_id.clone().unwrap();
+    s.clock.advance(s.state.config.keys.publish_lead);
+    let rotation = s.state.keys.rotate().await.unwrap();
+    assert!(rotation.immediate);
+    let new_kid = rotation.kid;
     assert_ne!(old_kid, new_kid);
+    assert_eq!(new_kid, published_next, "the key verifiers already had");
     let jwks: Value = s
         .http
         .get(s.url("/jwks"))
@@ -392,7 +399,10 @@ async fn keys_rotate_with_overlap(b: Backend) {
         .iter()
         .map(|k| k["kid"].as_str().unwrap())
         .collect();
-    assert_eq!(kids, vec![new_kid.as_str(), old_kid.as_str()]);
+    // Current, the freshly published next one, and the retired one.
+    assert_eq!(kids.len(), 3, "{kids:?}");
+    assert_eq!(kids[0], new_kid.as_str());
+    assert_eq!(kids[2], old_kid.as_str());
     assert!(jwks["keys"]
         .as_array()
         .unwrap()

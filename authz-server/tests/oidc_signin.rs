@@ -24,6 +24,18 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(
+        &[
+            ("OIDC_ALLOWED_DOMAINS", "corp.example"),
+            ("OIDC_ALLOWED_GROUPS", "auditors"),
+        ],
+        None,
+    )
+    .await
+}
+
+/// The provider with `users_file` over its test users (see oidc_provider.mjs).
+async fn setup_with(allow: &[(&str, &str)], users_file: Option<&std::path::Path>) -> Setup {
     // Our port first (the provider redirects back to it), then the provider's
     // (it binds port 0 and prints its issuer), then our configuration.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -40,6 +52,7 @@ async fn setup() -> Setup {
         .env("CLIENT_ID", CLIENT_ID)
         .env("CLIENT_SECRET", CLIENT_SECRET)
         .env("OIDC_PROVIDER_MODULE", &module)
+        .envs(users_file.map(|f| ("USERS_FILE", f)))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -62,20 +75,16 @@ async fn setup() -> Setup {
     let ready: serde_json::Value = serde_json::from_str(&line)
         .unwrap_or_else(|e| panic!("the OpenID provider printed {line:?}: {e}"));
     let issuer = ready["issuer"].as_str().unwrap().to_string();
-    let s = start_on(
-        listener,
-        Backend::Embedded,
-        &[
-            ("OIDC_ISSUER", &issuer),
-            ("OIDC_CLIENT_ID", CLIENT_ID),
-            ("OIDC_CLIENT_SECRET", CLIENT_SECRET),
-            ("OIDC_SCOPES", "openid email profile groups"),
-            ("OIDC_ALLOWED_DOMAINS", "corp.example"),
-            ("OIDC_ALLOWED_GROUPS", "auditors"),
-            ("OIDC_LABEL", "Corp SSO"),
-        ],
-    )
-    .await;
+    let mut vars = vec![
+        ("OIDC_ISSUER", issuer.as_str()),
+        ("OIDC_CLIENT_ID", CLIENT_ID),
+        ("OIDC_CLIENT_SECRET", CLIENT_SECRET),
+        ("OIDC_SCOPES", "openid email profile groups"),
+        ("OIDC_LABEL", "Corp SSO"),
+        ("OIDC_RECHECK_INTERVAL", "600"),
+    ];
+    vars.extend_from_slice(allow);
+    let s = start_on(listener, Backend::Embedded, &vars).await;
     wait_for_http(
         &format!("{issuer}/.well-known/openid-configuration"),
         Duration::from_secs(20),
@@ -290,4 +299,78 @@ async fn a_hostile_name_from_the_provider_is_escaped_on_the_consent_page() {
         html.contains("&lt;img src=x onerror=alert(1)&gt;&quot;&#x27;"),
         "{html}"
     );
+}
+
+/// Like GitHub's: at most every OIDC_RECHECK_INTERVAL a refresh asks the
+/// provider again (its refresh grant, then userinfo); a user taken out of the
+/// allowed group loses the grant, one still in it keeps refreshing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_membership_is_rechecked_on_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.json");
+    std::fs::write(&users, "{}").unwrap();
+    let st = setup_with(&[("OIDC_ALLOWED_GROUPS", "engineering")], Some(&users)).await;
+    let s = &st.s;
+    let (client_id, redirect) = s.public_client().await;
+    let browser = s.browser();
+    let v = verifier();
+    let cb = through_provider(&st, &browser, "alice", &client_id, &redirect, &v, &|u| u).await;
+    assert_eq!(cb.status(), 303, "{:?}", cb.text().await);
+    let consent = absolute(&s.base, &location(&cb));
+    let html = get(&browser, &consent).await.text().await.unwrap();
+    let r = browser
+        .post(s.url("/consent"))
+        .form(&[
+            ("req", hidden(&html, "req")),
+            ("csrf", hidden(&html, "csrf")),
+            ("decision", "allow".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let code = query_param(&location(&r), "code").unwrap();
+    let r = s.exchange(&client_id, &redirect, &code, &v).await;
+    assert_eq!(r.status(), 200);
+    let tok: Value = r.json().await.unwrap();
+    let refresh = |rt: String| {
+        let client_id = client_id.clone();
+        async move {
+            s.token(
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", &client_id),
+                    ("refresh_token", &rt),
+                ],
+                None,
+            )
+            .await
+        }
+    };
+
+    // Due: still in the group, the grant goes on (the provider was asked).
+    s.clock.advance(Duration::from_secs(601));
+    let r = refresh(tok["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!(r.status(), 200);
+    let tok: Value = r.json().await.unwrap();
+    let (_, c) = jwt_parts(tok["access_token"].as_str().unwrap());
+    assert_eq!(c["groups"], serde_json::json!(["engineering"]));
+
+    // Moved to another group at the provider.
+    std::fs::write(
+        &users,
+        r#"{"alice": {"email": "alice@corp.example", "email_verified": true, "groups": ["sales"], "preferred_username": "alice"}}"#,
+    )
+    .unwrap();
+    // Not due yet: no question asked, the grant goes on.
+    let r = refresh(tok["refresh_token"].as_str().unwrap().to_string()).await;
+    assert_eq!(r.status(), 200);
+    let tok: Value = r.json().await.unwrap();
+    // Due: the provider says she left the group; the whole grant ends.
+    s.clock.advance(Duration::from_secs(601));
+    let rt = tok["refresh_token"].as_str().unwrap().to_string();
+    let r = refresh(rt.clone()).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    let r = refresh(rt).await;
+    assert_eq!(r.status(), 400, "the grant stays revoked");
 }

@@ -7,7 +7,6 @@ use mcp_authz::records::{client_key, ClientRecord, RefreshFamily};
 
 use crate::error::{AdminError, AdminResult};
 use crate::records::{clients, consents_of_client, families, read};
-use crate::revoke::revoke_family;
 
 /// One line of `clients list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,63 +127,14 @@ pub fn render_show(d: &ClientDetail) -> String {
     out
 }
 
-/// What deleting a client did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DeleteReport {
-    pub clients_deleted: usize,
-    pub families_revoked: usize,
-    pub access_tokens_revoked: usize,
-    pub consents_deleted: usize,
-}
+pub use mcp_authz::admin::DeleteReport;
 
-impl DeleteReport {
-    fn add(&mut self, o: &DeleteReport) {
-        self.clients_deleted += o.clients_deleted;
-        self.families_revoked += o.families_revoked;
-        self.access_tokens_revoked += o.access_tokens_revoked;
-        self.consents_deleted += o.consents_deleted;
-    }
-}
-
-impl std::fmt::Display for DeleteReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "deleted {} client(s); revoked {} authorization(s) and {} access token(s); removed {} consent(s)",
-            self.clients_deleted, self.families_revoked, self.access_tokens_revoked, self.consents_deleted
-        )
-    }
-}
-
-/// Deletes a client with everything it holds: its refresh families are revoked
-/// (and their access tokens published as revoked to verifiers), its consents
-/// removed, then the registration itself.
+/// Deletes a client with everything it holds (the implementation behind
+/// RFC 7592 `DELETE /register/{id}` too): its access tokens are revoked at
+/// the verifiers, its refresh families, consents and flow records removed,
+/// then the registration itself.
 pub async fn delete(store: &dyn Store, now: u64, client_id: &str) -> AdminResult<DeleteReport> {
-    let key = client_key(client_id);
-    if store.get(&key).await?.is_none() {
-        return Err(AdminError::NotFound(format!("no client {client_id}")));
-    }
-    let mut report = DeleteReport::default();
-    // Tokens first: a failure part-way leaves the client visible, so the
-    // command can simply be run again.
-    for f in families(store).await? {
-        if f.client_id != client_id || f.revoked {
-            continue;
-        }
-        if let Some(n) = revoke_family(store, now, &f.family_id).await? {
-            report.families_revoked += 1;
-            report.access_tokens_revoked += n;
-        }
-    }
-    for (key, _, _) in consents_of_client(store, client_id).await? {
-        if store.delete(&key).await? {
-            report.consents_deleted += 1;
-        }
-    }
-    if store.delete(&key).await? {
-        report.clients_deleted = 1;
-    }
-    Ok(report)
+    Ok(mcp_authz::admin::delete_client(store, now, client_id).await?)
 }
 
 /// `clients delete-test --name-pattern GLOB`: deletes every client whose

@@ -3,10 +3,12 @@
 //! (`gateway_common::config::Source`) and open the configured store.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::bail;
 use clap::{Parser, Subcommand};
 use gateway_common::config::Source;
+use gateway_store::Store;
 
 use crate::{backup, clients, flows, health, secrets, tokens};
 
@@ -21,7 +23,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// Run authz-server, verifier and a bridged MCP server together on loopback,
     /// with the embedded store and a local user created on first run.
@@ -47,8 +49,13 @@ pub enum Command {
         #[arg(long)]
         rsa_key: bool,
     },
-    /// Make a fresh signing key current; the previous one stays published for verification.
-    RotateKeys,
+    /// Make the next signing key current (it is published before it signs);
+    /// the previous one stays published until its tokens have expired.
+    RotateKeys {
+        /// The data directory `up` uses (its store and key file); default STORE_PATH.
+        #[arg(long, env = "GATEWAY_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Registered OAuth clients.
     #[command(subcommand)]
     Clients(ClientsCommand),
@@ -76,9 +83,9 @@ pub enum Command {
         /// verifier base URL (default VERIFIER_URL).
         #[arg(long)]
         verifier_url: Option<String>,
-        /// bridge base URL (default BRIDGE_URL).
+        /// bridge base URL, once per bridge (default BRIDGE_URL, a comma-separated list).
         #[arg(long)]
-        bridge_url: Option<String>,
+        bridge_url: Vec<String>,
         /// Warn when a certificate expires within this many days.
         #[arg(long, default_value_t = 14)]
         tls_warn_days: u64,
@@ -90,7 +97,7 @@ pub enum Command {
     },
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ClientsCommand {
     /// Every registered client.
     List,
@@ -108,7 +115,7 @@ pub enum ClientsCommand {
     },
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum TokensCommand {
     /// Authorizations, optionally of one user (sub or login name) or client.
     List {
@@ -140,7 +147,24 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             force,
             rsa_key,
         } => {
-            for (name, outcome) in secrets::generate_into(&env_file, rsa_key, force)? {
+            // What the configuration is now (the file being edited included),
+            // to keep the signing keys readable under the new secret.
+            let mut src = Source::from_process()?;
+            if let Ok(text) = std::fs::read_to_string(&env_file) {
+                for (k, v) in secrets::parse_env_text(&text) {
+                    if src.get(&k).is_none() {
+                        src = src.with(&k, &v);
+                    }
+                }
+            }
+            let (outcomes, note) =
+                secrets::generate_into_checked(&env_file, rsa_key, force, |secret| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?
+                        .block_on(secrets::protect_sealed_keys(&src, secret))
+                })?;
+            for (name, outcome) in outcomes {
                 let what = match outcome {
                     secrets::Outcome::Added => "written",
                     secrets::Outcome::Replaced => "replaced",
@@ -149,6 +173,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{name}: {what}");
             }
             println!("in {}", env_file.display());
+            if let Some(note) = note {
+                println!("{note}");
+            }
             Ok(())
         }
         other => {
@@ -161,14 +188,87 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The commands that work on the configured store and services.
+/// The commands that work on the configured store and services. With the
+/// embedded store of a running `mcp-gateway up`, they run inside it through
+/// its admin socket ([`crate::admin`]), with the same output.
 pub async fn run_operator(command: Command, src: &Source) -> anyhow::Result<()> {
-    let now = gateway_common::clock::system().now_secs();
-    if let Command::RotateKeys = command {
-        let kid = secrets::rotate_keys(src).await?;
-        println!("rotated: new signing key {kid} (running instances pick it up within 60 s)");
-        return Ok(());
+    let actor = crate::admin::local_actor(src);
+    let src = &with_data_dir(&command, src);
+    let out = match crate::admin::forward_if_running(&command, src).await? {
+        Some(out) => out,
+        None => execute(command, src, None, &actor).await?,
+    };
+    print!("{}", out.text);
+    match out.error {
+        Some(e) => bail!("{e}"),
+        None => Ok(()),
     }
+}
+
+/// What an operator command printed, and its failure (printed by `main` as
+/// `mcp-gateway: <error>`, exit status 2).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Output {
+    pub text: String,
+    pub error: Option<String>,
+}
+
+impl Output {
+    fn text(text: String) -> Self {
+        Self { text, error: None }
+    }
+    fn line(text: impl std::fmt::Display) -> Self {
+        Self::text(format!("{text}\n"))
+    }
+}
+
+/// Records an operator action in the audit log (`AUDIT_LOG_FILE`, and the
+/// `audit` log target) before the command returns.
+fn audit(src: &Source, now: u64, actor: &str, action: &str, target: &str, outcome: &str) {
+    let file = src.get("AUDIT_LOG_FILE").map(PathBuf::from);
+    let log = match gateway_common::audit::AuditLog::open("cli", file.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "AUDIT_LOG_FILE cannot be opened");
+            gateway_common::audit::AuditLog::tracing_only("cli")
+        }
+    };
+    log.record(
+        now,
+        gateway_common::audit::AuditEvent::OperatorAction {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+            outcome: Some(outcome.trim_end().to_string()),
+        },
+    );
+    log.sync();
+}
+
+/// `rotate-keys --data-dir DIR`: the store where `up --data-dir DIR` keeps it
+/// (unless STORE_PATH says otherwise).
+fn with_data_dir(command: &Command, src: &Source) -> Source {
+    match command {
+        Command::RotateKeys {
+            data_dir: Some(dir),
+        } if src.get("STORE_PATH").is_none() => src.clone().with(
+            "STORE_PATH",
+            &dir.join("gateway.redb").display().to_string(),
+        ),
+        _ => src.clone(),
+    }
+}
+
+/// Runs one operator command and returns what it prints. `store` is the
+/// store of the running gateway (admin socket); `None` opens the configured
+/// one. `actor` is who asked, for the audit log.
+pub async fn execute(
+    command: Command,
+    src: &Source,
+    store: Option<Arc<dyn Store>>,
+    actor: &str,
+) -> anyhow::Result<Output> {
+    let now = gateway_common::clock::system().now_secs();
     if let Command::CheckHealth {
         authz_url,
         verifier_url,
@@ -179,101 +279,169 @@ pub async fn run_operator(command: Command, src: &Source) -> anyhow::Result<()> 
         let opts = health::HealthOptions {
             authz_url,
             verifier_url,
-            bridge_url,
+            bridge_urls: bridge_url,
             tls_warn_days,
+            store: store.clone(),
             ..health::HealthOptions::default()
         };
         let checks = health::check_health(src, &opts, now).await;
-        print!("{}", health::render(&checks));
-        if !health::healthy(&checks) {
-            bail!("one or more checks failed");
-        }
-        return Ok(());
+        return Ok(Output {
+            text: health::render(&checks),
+            error: (!health::healthy(&checks)).then(|| "one or more checks failed".to_string()),
+        });
     }
-    let store = gateway_store::config::open_from_config(src).await?;
-    let store = store.as_ref();
-    match command {
+    let src = &with_data_dir(&command, src);
+    let store = match store {
+        Some(s) => s,
+        None => {
+            if let Command::RotateKeys { .. } = &command {
+                // Never creates a store where there is none.
+                secrets::existing_store(src)?;
+            }
+            gateway_store::config::open_from_config(src).await?
+        }
+    };
+    let store_ref = store.as_ref();
+    let out = match command {
+        Command::RotateKeys { .. } => {
+            let r = secrets::rotate_keys_in(store.clone(), src).await?;
+            let text = if r.immediate {
+                format!(
+                    "rotated: new signing key {} signs now (running instances switch within KEY_RELOAD_INTERVAL; the previous key stays published until its tokens expire)\n",
+                    r.kid
+                )
+            } else {
+                format!("rotation scheduled: signing key {r}\n")
+            };
+            audit(src, now, actor, "rotate-keys", &r.kid, &text);
+            Output::text(text)
+        }
         Command::Clients(ClientsCommand::List) => {
-            print!("{}", clients::render_list(&clients::list(store).await?));
+            Output::text(clients::render_list(&clients::list(store_ref).await?))
         }
-        Command::Clients(ClientsCommand::Show { client_id }) => {
-            print!(
-                "{}",
-                clients::render_show(&clients::show(store, &client_id).await?)
-            );
-        }
+        Command::Clients(ClientsCommand::Show { client_id }) => Output::text(clients::render_show(
+            &clients::show(store_ref, &client_id).await?,
+        )),
         Command::Clients(ClientsCommand::Delete { client_id }) => {
-            println!("{}", clients::delete(store, now, &client_id).await?);
+            let report = clients::delete(store_ref, now, &client_id).await?;
+            audit(
+                src,
+                now,
+                actor,
+                "clients delete",
+                &client_id,
+                &report.to_string(),
+            );
+            Output::line(report)
         }
         Command::Clients(ClientsCommand::DeleteTest {
             name_pattern,
             dry_run,
         }) => {
             let (matched, report) =
-                clients::delete_matching(store, now, &name_pattern, dry_run).await?;
+                clients::delete_matching(store_ref, now, &name_pattern, dry_run).await?;
+            let mut text = String::new();
             for m in &matched {
-                println!("{m}");
+                text.push_str(m);
+                text.push('\n');
             }
             if dry_run {
-                println!(
-                    "{} client(s) match; nothing deleted (--dry-run)",
+                text.push_str(&format!(
+                    "{} client(s) match; nothing deleted (--dry-run)\n",
                     matched.len()
-                );
+                ));
             } else {
-                println!("{report}");
+                text.push_str(&format!("{report}\n"));
+                audit(
+                    src,
+                    now,
+                    actor,
+                    "clients delete-test",
+                    &name_pattern,
+                    &report.to_string(),
+                );
             }
+            Output::text(text)
         }
         Command::Tokens(TokensCommand::List { user, client }) => {
-            let fams = tokens::list(store, user.as_deref(), client.as_deref()).await?;
-            print!("{}", tokens::render_list(&fams, now));
+            let fams = tokens::list(store_ref, user.as_deref(), client.as_deref()).await?;
+            Output::text(tokens::render_list(&fams, now))
         }
         Command::Tokens(TokensCommand::Revoke { token }) => {
-            match tokens::revoke(store, now, &token).await? {
+            let text = match tokens::revoke(store_ref, now, &token).await? {
                 tokens::Revoked::Family {
                     family_id,
                     access_tokens,
-                } => println!(
+                } => format!(
                     "revoked authorization {family_id} ({access_tokens} grant revocation(s) published for its access tokens)"
                 ),
-                tokens::Revoked::AccessToken { jti } => println!("revoked access token {jti}"),
-            }
+                tokens::Revoked::AccessToken { jti } => format!("revoked access token {jti}"),
+            };
+            // The argument may be a refresh token: the audit names what was revoked instead.
+            audit(src, now, actor, "tokens revoke", "-", &text);
+            Output::line(text)
         }
         Command::Tokens(TokensCommand::RevokeUser { user }) => {
-            println!("{}", tokens::revoke_user(store, now, &user).await?);
+            let report = tokens::revoke_user(store_ref, now, &user).await?;
+            audit(
+                src,
+                now,
+                actor,
+                "tokens revoke-user",
+                &user,
+                &report.to_string(),
+            );
+            Output::line(report)
         }
         Command::Tokens(TokensCommand::PurgeExpired) => {
-            println!("{}", tokens::purge_expired(store, now).await?);
+            let report = tokens::purge_expired(store_ref, now).await?;
+            audit(
+                src,
+                now,
+                actor,
+                "tokens purge-expired",
+                "-",
+                &report.to_string(),
+            );
+            Output::line(report)
         }
         Command::Backup { out } => {
-            let b = backup::backup(store, now).await?;
+            let b = backup::backup(store_ref, now).await?;
             write_private(&out, &serde_json::to_vec_pretty(&b)?)?;
-            println!(
+            let text = format!(
                 "wrote {} record(s) from the {} store to {}",
                 b.records.len(),
                 b.source_backend,
                 out.display()
             );
+            audit(src, now, actor, "backup", &out.display().to_string(), &text);
+            Output::line(text)
         }
         Command::Restore { input, force } => {
             let text = std::fs::read_to_string(&input)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", input.display()))?;
             let b = backup::parse(&text)?;
-            let report = backup::restore(store, &b, now, force).await?;
-            println!("{report} into the {} store", store.backend());
-        }
-        Command::Flows { client } => {
-            print!(
-                "{}",
-                flows::render(&flows::flows(store, client.as_deref()).await?)
+            let report = backup::restore(store_ref, &b, now, force).await?;
+            let text = format!("{report} into the {} store", store_ref.backend());
+            audit(
+                src,
+                now,
+                actor,
+                "restore",
+                &input.display().to_string(),
+                &text,
             );
+            Output::line(text)
         }
+        Command::Flows { client } => Output::text(flows::render(
+            &flows::flows(store_ref, client.as_deref()).await?,
+        )),
         Command::Up(_)
         | Command::AddUser { .. }
         | Command::GenerateSecrets { .. }
-        | Command::RotateKeys
         | Command::CheckHealth { .. } => bail!("not an operator command"),
-    }
-    Ok(())
+    };
+    Ok(out)
 }
 
 /// Backups hold hashed secrets and sealed keys: mode 0600.

@@ -18,11 +18,16 @@ pub enum AdminError {
     BadBackup(String),
 }
 
-pub type AdminResult<T> = Result<T, AdminError>;
-
-pub(crate) fn corrupt(key: &str, e: impl std::fmt::Display) -> AdminError {
-    AdminError::Corrupt {
-        key: key.to_string(),
-        detail: e.to_string(),
+impl From<mcp_authz::admin::AdminError> for AdminError {
+    fn from(e: mcp_authz::admin::AdminError) -> Self {
+        match e {
+            mcp_authz::admin::AdminError::Store(e) => AdminError::Store(e),
+            mcp_authz::admin::AdminError::Corrupt { key, detail } => {
+                AdminError::Corrupt { key, detail }
+            }
+            mcp_authz::admin::AdminError::NotFound(m) => AdminError::NotFound(m),
+        }
     }
 }
+
+pub type AdminResult<T> = Result<T, AdminError>;

@@ -35,7 +35,11 @@ pub struct HealthOptions {
     /// Base URLs whose `/ready` is checked; `None` = from config.
     pub authz_url: Option<String>,
     pub verifier_url: Option<String>,
-    pub bridge_url: Option<String>,
+    /// Every bridge (empty = `BRIDGE_URL`, a comma-separated list).
+    pub bridge_urls: Vec<String>,
+    /// The store of the running gateway (asked through its admin socket);
+    /// `None` opens the configured one.
+    pub store: Option<std::sync::Arc<dyn gateway_store::Store>>,
     /// Certificates closer than this to expiry are a warning.
     pub tls_warn_days: u64,
     pub timeout: Duration,
@@ -46,7 +50,8 @@ impl Default for HealthOptions {
         Self {
             authz_url: None,
             verifier_url: None,
-            bridge_url: None,
+            bridge_urls: Vec::new(),
+            store: None,
             tls_warn_days: 14,
             timeout: Duration::from_secs(5),
         }
@@ -84,7 +89,11 @@ pub async fn check_health(src: &Source, opts: &HealthOptions, now: u64) -> Vec<C
     });
 
     // Store and keys.
-    match gateway_store::config::open_from_config(src).await {
+    let store = match &opts.store {
+        Some(s) => Ok(s.clone()),
+        None => gateway_store::config::open_from_config(src).await,
+    };
+    match store {
         Err(e) => out.push(check("store", Status::Fail, e.to_string())),
         Ok(store) => match store.ping().await {
             Err(e) => out.push(check(
@@ -121,7 +130,12 @@ pub async fn check_health(src: &Source, opts: &HealthOptions, now: u64) -> Vec<C
         .clone()
         .or_else(|| src.get("AUTHZ_URL").map(str::to_string))
         .or_else(|| authz.as_ref().ok().map(|c| c.issuer.clone()));
-    let services = [
+    let bridges = if opts.bridge_urls.is_empty() {
+        src.list("BRIDGE_URL")
+    } else {
+        opts.bridge_urls.clone()
+    };
+    let mut services = vec![
         ("authz-server", authz_url),
         (
             "verifier",
@@ -129,13 +143,11 @@ pub async fn check_health(src: &Source, opts: &HealthOptions, now: u64) -> Vec<C
                 .clone()
                 .or_else(|| src.get("VERIFIER_URL").map(str::to_string)),
         ),
-        (
-            "bridge",
-            opts.bridge_url
-                .clone()
-                .or_else(|| src.get("BRIDGE_URL").map(str::to_string)),
-        ),
     ];
+    if bridges.is_empty() {
+        services.push(("bridge", None));
+    }
+    services.extend(bridges.into_iter().map(|b| ("bridge", Some(b))));
     for (name, base) in services {
         let label = format!("ready: {name}");
         let Some(base) = base else {

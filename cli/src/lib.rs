@@ -3,6 +3,7 @@
 //! Each operator command is a plain function over `&dyn Store` and the current
 //! time, returning what it did; [`commands`] wires them to the command line.
 
+pub mod admin;
 pub mod backup;
 pub mod clients;
 pub mod commands;

@@ -26,7 +26,7 @@ const SERVICE: &str = "LOCAL";
 /// The user created on first run.
 pub const FIRST_USER: &str = "admin";
 
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct UpArgs {
     /// Loopback address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
@@ -62,6 +62,8 @@ pub struct Running {
     bridge: Arc<mcp_bridge::Bridge>,
     _verifier_tasks: mcp_verifier::BackgroundTasks,
     _first_use_writer: Option<AbortOnDrop>,
+    /// Operator commands while running on the embedded store (`crate::admin`).
+    pub admin: Option<crate::admin::AdminSocket>,
 }
 
 /// Stops a spawned task when dropped (with the rest of `Running`).
@@ -71,6 +73,28 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Per-endpoint latency in one-machine mode: `/mcp` is the bridge's (behind
+/// the guard), everything else the authz-server's.
+struct UpLatency {
+    authz: gateway_common::http_metrics::EndpointLatency,
+    bridge: gateway_common::http_metrics::EndpointLatency,
+}
+
+async fn up_latency<B: actix_web::body::MessageBody>(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<actix_web::dev::ServiceResponse<B>, actix_web::Error> {
+    let latency = req.app_data::<web::Data<UpLatency>>().cloned();
+    let bridged = req.path() == "/mcp" || req.path().starts_with("/mcp/");
+    let started = std::time::Instant::now();
+    let res = next.call(req).await;
+    if let Some(l) = latency {
+        let target = if bridged { &l.bridge } else { &l.authz };
+        target.observe_response(&res, started);
+    }
+    res
 }
 
 /// The authz-server's, the verifier's and the bridge's metrics in one
@@ -229,6 +253,11 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
         App::new()
             .app_data(app_in_flight.clone())
             .app_data(exposure.clone())
+            .app_data(web::Data::new(UpLatency {
+                authz: authz_state.metrics.latency.clone(),
+                bridge: bridge.metrics.latency.clone(),
+            }))
+            .wrap(from_fn(up_latency))
             // Before any route: a foreign Host is refused before a URL is built from it,
             // and the operator surfaces are checked (logged by the outer request logger).
             .wrap(from_fn(exposure::gate))
@@ -288,7 +317,22 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
+    // Embedded store: operator commands reach it through the admin socket.
+    let admin = match crate::admin::socket_path(&src) {
+        Some(path) if src.get("REDIS_URL").is_none() => {
+            match crate::admin::serve(&path, store.clone(), src.clone()) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    handle.stop(false).await;
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
+
     Ok(Running {
+        admin,
         addr,
         issuer,
         mcp_url,

@@ -312,16 +312,45 @@ async fn rotate_keys_and_check_health_on_both_stores() {
             .unwrap_or_else(|| panic!("{text}"));
         assert!((29..=30).contains(&days), "{days}");
 
+        // rotate-keys creates nothing: no keys, no rotation (and no stray key file).
+        let o = run(cwd, &env, &["rotate-keys"]);
+        assert_eq!(o.status.code(), Some(2), "{backend}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("start the gateway once"),
+            "{backend}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // Keys as a gateway that started an hour ago left them: its `next`
+        // key has been published long enough to sign at once.
+        let src = Source::from_pairs(env.clone());
+        let started = gateway_common::clock::system().now_secs() - 3600;
+        {
+            let store = gateway_store::config::open_from_config(&src).await.unwrap();
+            let config = mcp_authz::Config::from_source(&src).unwrap();
+            mcp_authz::keys::KeyManager::init(
+                store,
+                &config,
+                gateway_common::clock::ManualClock::new(started),
+            )
+            .await
+            .unwrap();
+        }
         let out = stdout(&run(cwd, &env, &["rotate-keys"]));
         assert!(
             out.starts_with("rotated: new signing key "),
             "{backend}: {out}"
         );
         let kid = out.split_whitespace().nth(4).unwrap().to_string();
+        // The key made `next` by that rotation has just been published: it
+        // signs only once the verifiers can have fetched it.
         let out = stdout(&run(cwd, &env, &["rotate-keys"]));
         assert!(
-            !out.contains(&kid),
-            "a second rotation makes another key current: {out}"
+            out.starts_with("rotation scheduled: signing key ") && !out.contains(&kid),
+            "{backend}: {out}"
+        );
+        assert!(
+            !cwd.join(mcp_authz::config::LEGACY_KEK_FILE_NAME).exists(),
+            "{backend}: a stray key file"
         );
 
         let o = run(

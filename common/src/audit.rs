@@ -7,13 +7,20 @@
 //! `jti` — never a token, code or secret: the types below have no field that
 //! could hold one.
 //!
+//! Writing never blocks a request: lines go through a bounded queue to one
+//! writer thread per file ([`AuditSink`]); when the queue is full (a stalled
+//! disk) the line is dropped and counted, and the writer notes the loss in
+//! the file (`audit_lines_dropped`) once it catches up.
+//!
 //! Denied verifies are the one event an attacker controls the rate of, so
 //! [`AuditLog::record`] keeps at most [`DENIALS_PER_SECOND`] of them per
 //! second and counts the rest into the next written denial (`suppressed`).
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -76,6 +83,26 @@ pub enum AuditEvent {
         client_id: String,
         user: String,
     },
+    /// A user refused a device at the verification page (RFC 8628 §3.3).
+    DeviceDenied {
+        user: String,
+        client_id: String,
+    },
+    /// A client deleted its own registration (RFC 7592 §2.3), with everything it held.
+    ClientDeleted {
+        client_id: String,
+        authorizations_revoked: usize,
+        consents_removed: usize,
+    },
+    /// An operator command that changed state (`mcp-gateway …`): who ran it
+    /// (the OS user), what it did and to what.
+    OperatorAction {
+        actor: String,
+        action: String,
+        target: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        outcome: Option<String>,
+    },
     /// The verifier refused a request.
     VerifyDenied {
         reason: &'static str,
@@ -105,6 +132,9 @@ impl AuditEvent {
             AuditEvent::TokenRefreshed { .. } => "token_refreshed",
             AuditEvent::TokenRevoked { .. } => "token_revoked",
             AuditEvent::RefreshReuseDetected { .. } => "refresh_reuse_detected",
+            AuditEvent::DeviceDenied { .. } => "device_denied",
+            AuditEvent::ClientDeleted { .. } => "client_deleted",
+            AuditEvent::OperatorAction { .. } => "operator_action",
             AuditEvent::VerifyDenied { .. } => "verify_denied",
         }
     }
@@ -125,11 +155,128 @@ struct DenialWindow {
     suppressed: u64,
 }
 
+enum Msg {
+    Line(Vec<u8>),
+    /// Answered once every line queued before it is written and flushed.
+    Sync(std::sync::mpsc::Sender<()>),
+}
+
+/// A file of audit lines with a bounded queue in front of one writer
+/// thread: [`AuditSink::write_line`] never waits for the disk. Shared by
+/// every audit writer of the project (security events and tool calls).
+#[derive(Debug)]
+pub struct AuditSink {
+    tx: SyncSender<Msg>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Msg(..)")
+    }
+}
+
+impl AuditSink {
+    /// Lines queued at most; beyond that, lines are dropped and counted.
+    pub const CAPACITY: usize = 8192;
+
+    /// Opens `path` for appending (errors here, at start-up) and starts its writer.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        Self::open_with_capacity(path, Self::CAPACITY)
+    }
+
+    pub fn open_with_capacity(path: &Path, capacity: usize) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&dropped);
+        std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || write_loop(file, rx, counter))?;
+        Ok(Self { tx, dropped })
+    }
+
+    /// Queues one line (without its newline). Returns false when it was
+    /// dropped because the queue is full.
+    pub fn write_line(&self, line: &str) -> bool {
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+        match self.tx.try_send(Msg::Line(buf)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Lines dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every line queued so far is written and flushed (for a
+    /// command about to exit, and tests; never on a request path).
+    pub fn sync(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.tx.send(Msg::Sync(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+fn write_loop(file: std::fs::File, rx: Receiver<Msg>, dropped: Arc<AtomicU64>) {
+    let mut out = std::io::BufWriter::new(file);
+    let mut reported = 0u64;
+    let mut failed = false;
+    let mut handle = |msg: Msg, out: &mut std::io::BufWriter<std::fs::File>| match msg {
+        Msg::Line(line) => {
+            // One write per line into the buffer; the buffer goes out whole
+            // lines at a time (append mode), so lines never interleave.
+            if let Err(e) = out.write_all(&line) {
+                if !failed {
+                    tracing::error!(error = %e, "audit log write failed");
+                }
+                failed = true;
+            }
+        }
+        Msg::Sync(done) => {
+            let _ = out.flush();
+            let _ = done.send(());
+        }
+    };
+    while let Ok(msg) = rx.recv() {
+        handle(msg, &mut out);
+        // Drain what is queued, then flush once.
+        while let Ok(msg) = rx.try_recv() {
+            handle(msg, &mut out);
+        }
+        let lost = dropped.load(Ordering::Relaxed);
+        if lost > reported {
+            let line = serde_json::json!({
+                "ts": crate::clock::system().now_secs(),
+                "event": "audit_lines_dropped",
+                "count": lost - reported,
+            });
+            let _ = writeln!(out, "{line}");
+            reported = lost;
+        }
+        if let Err(e) = out.flush() {
+            tracing::error!(error = %e, "audit log flush failed");
+        }
+    }
+    let _ = out.flush();
+}
+
 /// Where a service's audit lines go. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct AuditLog {
     source: &'static str,
-    file: Option<Mutex<std::fs::File>>,
+    file: Option<AuditSink>,
     denials: Mutex<DenialWindow>,
 }
 
@@ -137,12 +284,7 @@ impl AuditLog {
     /// Lines from `source` (`authz`, `verifier`, …); appended to `file` when given.
     pub fn open(source: &'static str, file: Option<&Path>) -> std::io::Result<Self> {
         let file = match file {
-            Some(p) => Some(Mutex::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            )),
+            Some(p) => Some(AuditSink::open(p)?),
             None => None,
         };
         Ok(Self {
@@ -210,14 +352,20 @@ impl AuditLog {
     pub fn write_line(&self, line: &str) {
         tracing::info!(target: "audit", "{line}");
         if let Some(file) = &self.file {
-            // One write per line under the lock: lines never interleave.
-            let mut buf = Vec::with_capacity(line.len() + 1);
-            buf.extend_from_slice(line.as_bytes());
-            buf.push(b'\n');
-            if let Err(e) = lock(file).write_all(&buf) {
-                tracing::error!(error = %e, "audit log write failed");
-            }
+            file.write_line(line);
         }
+    }
+
+    /// Waits until every line so far is in the file (see [`AuditSink::sync`]).
+    pub fn sync(&self) {
+        if let Some(file) = &self.file {
+            file.sync();
+        }
+    }
+
+    /// Lines dropped because the file could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.file.as_ref().map_or(0, AuditSink::dropped)
     }
 }
 
@@ -255,6 +403,7 @@ mod tests {
                 grant: "authorization_code",
             },
         );
+        log.sync();
         let text = std::fs::read_to_string(&path).unwrap();
         let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(
@@ -272,6 +421,7 @@ mod tests {
         let written = (0..1000).filter(|_| log.record(100, denied())).count();
         assert_eq!(written, DENIALS_PER_SECOND as usize);
         assert!(log.record(101, denied()));
+        log.sync();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -283,5 +433,69 @@ mod tests {
             lines.last().unwrap()["suppressed"],
             1000 - DENIALS_PER_SECOND as u64
         );
+    }
+
+    /// A writer stuck on a full pipe (a reader that never reads) must not
+    /// hold up whoever records: lines beyond the queue are dropped and counted.
+    #[cfg(unix)]
+    #[test]
+    fn a_stalled_file_never_blocks_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("stalled");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // The read end, opened and never read (open blocks until both ends exist).
+        let reader_path = fifo.clone();
+        let reader = std::thread::spawn(move || std::fs::File::open(reader_path).unwrap());
+        let sink = AuditSink::open_with_capacity(&fifo, 16).unwrap();
+        let _held = reader.join().unwrap();
+        // Far more than the pipe buffer (64 KiB) plus the queue can take.
+        let line = "x".repeat(1000);
+        let queued = (0..2000).filter(|_| sink.write_line(&line)).count();
+        assert!(
+            queued < 2000,
+            "every line was taken: the pipe cannot hold them"
+        );
+        assert_eq!(sink.dropped(), 2000 - queued as u64);
+    }
+
+    #[test]
+    fn operator_actions_and_device_denials_say_who_what_and_when() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open("cli", Some(&path)).unwrap();
+        log.record(
+            9,
+            AuditEvent::OperatorAction {
+                actor: "operator:alice".into(),
+                action: "tokens revoke-user".into(),
+                target: "local:bob".into(),
+                outcome: Some("revoked 1".into()),
+            },
+        );
+        log.record(
+            10,
+            AuditEvent::DeviceDenied {
+                user: "local:bob".into(),
+                client_id: "c1".into(),
+            },
+        );
+        log.sync();
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"ts":9,"source":"cli","event":"operator_action",
+                "actor":"operator:alice","action":"tokens revoke-user","target":"local:bob",
+                "outcome":"revoked 1"})
+        );
+        assert_eq!(lines[1]["event"], "device_denied");
+        assert_eq!(lines[1]["user"], "local:bob");
     }
 }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod crypto;
 pub mod dpop;
 pub mod flow;
+pub mod http_metrics;
 pub mod keys;
 pub mod lifecycle;
 pub mod logging;

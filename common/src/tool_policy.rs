@@ -854,41 +854,29 @@ impl fmt::Display for AuditRecord<'_> {
     }
 }
 
-/// Appends audit lines to `AUDIT_LOG_FILE`. One short write per line under a
-/// lock, so lines from concurrent calls never interleave.
+/// Appends tool-call audit lines to `AUDIT_LOG_FILE` through the shared
+/// non-blocking writer ([`crate::audit::AuditSink`]): a request never waits
+/// for the disk.
 #[derive(Debug)]
 pub struct AuditFile {
-    file: std::sync::Mutex<std::fs::File>,
+    sink: crate::audit::AuditSink,
 }
 
 impl AuditFile {
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
         Ok(Self {
-            file: std::sync::Mutex::new(file),
+            sink: crate::audit::AuditSink::open(path)?,
         })
     }
 
     pub fn write(&self, record: &AuditRecord<'_>) {
-        use std::io::Write;
-        let mut line = record.to_string();
-        line.push('\n');
-        let mut f = match self.file.lock() {
-            Ok(f) => f,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Err(e) = f.write_all(line.as_bytes()) {
-            report_write_failure(&e);
-        }
+        self.sink.write_line(&record.to_string());
     }
-}
 
-// common has no logging dependency; a failed audit write goes to stderr.
-fn report_write_failure(e: &std::io::Error) {
-    eprintln!("audit log write failed: {e}");
+    /// Waits until every line so far is in the file (tests, shutdown).
+    pub fn sync(&self) {
+        self.sink.sync();
+    }
 }
 
 #[cfg(test)]

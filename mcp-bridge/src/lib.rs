@@ -90,7 +90,7 @@ pub fn configure_health(bridge: Arc<Bridge>) -> impl Fn(&mut web::ServiceConfig)
         .service(web::resource("/metrics").app_data(data).route(web::get().to(
             |b: web::Data<Arc<Bridge>>| async move {
                 HttpResponse::Ok()
-                    .content_type("text/plain; version=0.0.4")
+                    .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
                     .body(b.metrics.render(b.session_count(), b.children_alive()))
             },
         )));
@@ -158,6 +158,8 @@ pub async fn serve(config: Config) -> anyhow::Result<Serving> {
         App::new()
             .app_data(app_in_flight.clone())
             .wrap(from_fn(gateway_common::lifecycle::track))
+            .app_data(web::Data::new(b.metrics.latency.clone()))
+            .wrap(from_fn(gateway_common::http_metrics::record))
             .wrap(gateway_common::logging::request_logger())
             .configure(configure(b.clone()))
             .configure(configure_health(b.clone()))

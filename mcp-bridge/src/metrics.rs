@@ -1,22 +1,14 @@
-//! Counters exposed at `/metrics` in the Prometheus text format.
+//! Counters, gauges and per-endpoint latency at `/metrics`, with
+//! prometheus-client (OpenMetrics text), as in the other services.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub use prometheus_client::metrics::counter::Counter;
 
-impl Counter {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    registry: Registry,
     pub sessions_created: Counter,
     pub sessions_ended: Counter,
     pub children_spawned: Counter,
@@ -32,94 +24,95 @@ pub struct Metrics {
     pub tool_denied: Counter,
     /// New sessions refused because the user or client held its share of the cap.
     pub session_limit_refusals: Counter,
+    sessions_active: Gauge,
+    children_alive: Gauge,
+    /// Per-endpoint latency (`mcp_bridge_http_request_duration_seconds`).
+    pub latency: gateway_common::http_metrics::EndpointLatency,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
-    /// Renders every counter plus the given gauges.
-    pub fn render(&self, sessions_active: usize, children_alive: usize) -> String {
-        let mut out = String::new();
-        let counters: [(&str, &str, &Counter); 13] = [
-            (
-                "mcp_bridge_sessions_created_total",
-                "Sessions opened",
-                &self.sessions_created,
-            ),
-            (
-                "mcp_bridge_sessions_ended_total",
-                "Sessions ended",
-                &self.sessions_ended,
-            ),
-            (
-                "mcp_bridge_children_spawned_total",
-                "MCP server processes started",
-                &self.children_spawned,
-            ),
-            (
-                "mcp_bridge_children_exited_total",
-                "MCP server processes ended",
-                &self.children_exited,
-            ),
-            (
-                "mcp_bridge_spawn_failures_total",
-                "MCP server processes that failed to start",
-                &self.spawn_failures,
-            ),
-            (
-                "mcp_bridge_requests_total",
-                "JSON-RPC requests forwarded",
-                &self.requests,
-            ),
-            (
-                "mcp_bridge_error_responses_total",
-                "JSON-RPC error responses from servers",
-                &self.error_responses,
-            ),
-            (
-                "mcp_bridge_request_timeouts_total",
-                "Requests that hit BRIDGE_REQUEST_TIMEOUT",
-                &self.timeouts,
-            ),
-            (
-                "mcp_bridge_cancellations_total",
-                "Requests cancelled by clients",
-                &self.cancellations,
-            ),
-            (
-                "mcp_bridge_http_rejections_total",
-                "HTTP requests refused (4xx/5xx before forwarding)",
-                &self.http_rejections,
-            ),
-            (
-                "mcp_bridge_tool_policy_allowed_total",
-                "Tool, prompt and resource calls the tool policy allowed",
-                &self.tool_allowed,
-            ),
-            (
-                "mcp_bridge_tool_policy_denied_total",
-                "Requests the tool policy refused",
-                &self.tool_denied,
-            ),
-            (
-                "mcp_bridge_session_limit_refusals_total",
-                "New sessions refused: the user or client held BRIDGE_MAX_SESSIONS_PER_USER / _PER_CLIENT",
-                &self.session_limit_refusals,
-            ),
-        ];
-        for (name, help, c) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                c.get()
-            );
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mcp_bridge");
+        let mut counter = |name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let sessions_created = counter("sessions_created", "Sessions opened");
+        let sessions_ended = counter("sessions_ended", "Sessions ended");
+        let children_spawned = counter("children_spawned", "MCP server processes started");
+        let children_exited = counter("children_exited", "MCP server processes ended");
+        let spawn_failures = counter(
+            "spawn_failures",
+            "MCP server processes that failed to start",
+        );
+        let requests = counter("requests", "JSON-RPC requests forwarded");
+        let error_responses = counter("error_responses", "JSON-RPC error responses from servers");
+        let timeouts = counter(
+            "request_timeouts",
+            "Requests that hit BRIDGE_REQUEST_TIMEOUT",
+        );
+        let cancellations = counter("cancellations", "Requests cancelled by clients");
+        let http_rejections = counter(
+            "http_rejections",
+            "HTTP requests refused (4xx/5xx before forwarding)",
+        );
+        let tool_allowed = counter(
+            "tool_policy_allowed",
+            "Tool, prompt and resource calls the tool policy allowed",
+        );
+        let tool_denied = counter("tool_policy_denied", "Requests the tool policy refused");
+        let session_limit_refusals = counter(
+            "session_limit_refusals",
+            "New sessions refused: the user or client held BRIDGE_MAX_SESSIONS_PER_USER / _PER_CLIENT",
+        );
+        let sessions_active = Gauge::default();
+        registry.register("sessions_active", "Open sessions", sessions_active.clone());
+        let children_alive = Gauge::default();
+        registry.register(
+            "children_alive",
+            "MCP server processes running",
+            children_alive.clone(),
+        );
+        let latency = gateway_common::http_metrics::EndpointLatency::default();
+        latency.register(&mut registry);
+        Self {
+            registry,
+            sessions_created,
+            sessions_ended,
+            children_spawned,
+            children_exited,
+            spawn_failures,
+            requests,
+            error_responses,
+            timeouts,
+            cancellations,
+            http_rejections,
+            tool_allowed,
+            tool_denied,
+            session_limit_refusals,
+            sessions_active,
+            children_alive,
+            latency,
         }
-        let _ = writeln!(
-            out,
-            "# HELP mcp_bridge_sessions_active Open sessions\n# TYPE mcp_bridge_sessions_active gauge\nmcp_bridge_sessions_active {sessions_active}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP mcp_bridge_children_alive MCP server processes running\n# TYPE mcp_bridge_children_alive gauge\nmcp_bridge_children_alive {children_alive}"
-        );
+    }
+
+    /// The exposition, with the gauges set to the given values.
+    pub fn render(&self, sessions_active: usize, children_alive: usize) -> String {
+        self.sessions_active
+            .set(i64::try_from(sessions_active).unwrap_or(i64::MAX));
+        self.children_alive
+            .set(i64::try_from(children_alive).unwrap_or(i64::MAX));
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
         out
     }
 }
@@ -129,11 +122,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_prometheus_text() {
+    fn renders_openmetrics_text() {
         let m = Metrics::default();
         m.requests.inc();
+        m.latency.observe("/mcp", 0.002);
         let text = m.render(2, 1);
-        assert!(text.contains("mcp_bridge_requests_total 1\n"));
-        assert!(text.contains("mcp_bridge_sessions_active 2\n"));
+        assert!(text.contains("mcp_bridge_requests_total 1\n"), "{text}");
+        assert!(text.contains("mcp_bridge_sessions_active 2\n"), "{text}");
+        assert!(
+            text.contains("mcp_bridge_http_request_duration_seconds_count{endpoint=\"/mcp\"} 1\n"),
+            "{text}"
+        );
     }
 }

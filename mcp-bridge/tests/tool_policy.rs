@@ -58,6 +58,19 @@ impl Env {
             .filter(|v| v["event"] == "tool_call")
             .collect()
     }
+
+    /// The tool-call lines once there are `n` (the writer is asynchronous:
+    /// a request never waits for the disk).
+    async fn audit_once(&self, n: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let lines = self.audit();
+            if lines.len() >= n || std::time::Instant::now() > deadline {
+                return lines;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 fn p(path: &Path) -> &str {
@@ -135,7 +148,7 @@ async fn sdk_user_allowed_one_tool_sees_and_calls_only_that_tool() {
     assert_eq!(r["tools"], json!([]), "{r}");
     refused(&r, "echo");
 
-    let audit = env.audit();
+    let audit = env.audit_once(5).await;
     let calls: Vec<(&str, &str, &str, &str)> = audit
         .iter()
         .map(|a| {

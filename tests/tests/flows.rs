@@ -320,7 +320,19 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
     assert!(flow.steps.contains(&(FlowStep::MetadataFetched, Seen::No)));
 
     // The audit log: one line per event, with the right fields.
-    let text = std::fs::read_to_string(&audit_path).unwrap();
+    // Written in the background (a request never waits for the disk): wait
+    // for the last kinds of event to arrive.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&audit_path).unwrap_or_default();
+        let all_there = ["token_revoked", "verify_denied", "refresh_reuse_detected"]
+            .iter()
+            .all(|e| text.contains(&format!("\"event\":\"{e}\"")));
+        if all_there || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let lines: Vec<serde_json::Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -166,7 +166,7 @@ async fn verify(req: HttpRequest, ctx: web::Data<VerifyCtx>) -> HttpResponse {
             let proof = crate::dpop::ProofHeader::from_values(
                 req.headers().get_all("dpop").map(HeaderValue::as_bytes),
             );
-            let decision = v.check_with_proof(&fwd, call.as_ref(), proof);
+            let decision = v.check_refetching(&fwd, call.as_ref(), proof).await;
             // DPoP with shared replay memory: the proof's jti must be new in Redis too.
             let decision = match decision {
                 Decision::Allow(a) => {

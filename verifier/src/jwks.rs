@@ -46,7 +46,7 @@ pub async fn run(verifier: Arc<Verifier>, client: reqwest::Client) {
             Ok(table) => {
                 verifier.metrics.key_refresh_ok.inc();
                 tracing::info!(keys = table.len(), "loaded signing keys");
-                verifier.set_keys(table);
+                verifier.set_keys_fetched(table, last_fetch);
                 retry = Duration::from_millis(100);
                 refresh
             }
@@ -66,7 +66,8 @@ pub async fn run(verifier: Arc<Verifier>, client: reqwest::Client) {
         tokio::select! {
             _ = tokio::time::sleep(next_wait) => {}
             _ = verifier.key_refresh_wanted.notified() => {
-                let earliest = last_fetch + min_gap;
+                // Never later than the periodic refresh would have fetched.
+                let earliest = last_fetch + min_gap.min(refresh);
                 if Instant::now() < earliest {
                     tokio::time::sleep_until(earliest).await;
                 }

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub feed_lag_seconds: Gauge<f64, AtomicU64>,
     pub revoked_ids: Gauge,
     pub keys_loaded: Gauge,
+    /// Requests with an unknown `kid` decided again after a JWKS refetch.
+    pub unknown_kid_refetches: Counter,
     /// Tool-policy decisions on the header path: [allow, deny].
     /// allow, deny. Counted on every MCP call with a tool policy, so without
     /// a locked instruction ([`PerThreadCounter`]).
@@ -125,6 +127,12 @@ impl Metrics {
         );
         let keys_loaded = Gauge::default();
         registry.register("keys", "Verification keys loaded", keys_loaded.clone());
+        let unknown_kid_refetches = Counter::default();
+        registry.register(
+            "unknown_kid_refetches",
+            "Requests whose unknown kid waited for a JWKS refetch and were decided again",
+            unknown_kid_refetches.clone(),
+        );
         let tool_decisions = Arc::new([PerThreadCounter::default(), PerThreadCounter::default()]);
         registry.register_collector(Box::new(ToolDecisions(Arc::clone(&tool_decisions))));
         let reloads = Family::<ResultLabel, Counter>::default();
@@ -173,6 +181,7 @@ impl Metrics {
             feed_lag_seconds,
             revoked_ids,
             keys_loaded,
+            unknown_kid_refetches,
         }
     }
 

@@ -57,6 +57,12 @@ impl FeedHealth {
     }
 }
 
+/// How soon a JWKS refetch must be able to begin for a request whose token
+/// names an unknown `kid` to wait for it (it waits at most twice this).
+pub const UNKNOWN_KID_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// At most this many requests wait for a refetch at once; others are refused at once.
+pub const MAX_KID_WAITERS: usize = 64;
+
 /// Readiness as `/ready` reports it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Readiness {
@@ -85,6 +91,11 @@ pub struct Verifier {
     pub(crate) metrics: Metrics,
     /// Woken on an unknown `kid`; the JWKS task refetches, rate-limited.
     pub(crate) key_refresh_wanted: Notify,
+    /// When the fetch that gave the key table in use began (see
+    /// [`Verifier::check_refetching`]).
+    keys_loaded: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
+    /// Requests waiting in [`Verifier::check_refetching`].
+    kid_waiters: std::sync::atomic::AtomicUsize,
     /// `TOOL_POLICY_FILE`, swapped in by [`crate::tool_policy::run_reload`].
     tool_policy: ArcSwapOption<ToolPolicy>,
     /// Bumped after every [`Verifier::set_tool_policy`]: a token's
@@ -136,6 +147,8 @@ impl Verifier {
             clock,
             metrics: Metrics::new(),
             key_refresh_wanted: Notify::new(),
+            keys_loaded: tokio::sync::watch::Sender::new(None),
+            kid_waiters: std::sync::atomic::AtomicUsize::new(0),
             tool_policy,
             tool_policy_generation: AtomicU64::new(0),
             audit_file,
@@ -203,7 +216,12 @@ impl Verifier {
         proof: ProofHeader<'_>,
     ) -> Decision<'a> {
         let decision = self.decide(req, call, proof);
-        match &decision {
+        self.after_decision(req, &decision);
+        decision
+    }
+
+    fn after_decision(&self, req: &ForwardedRequest<'_>, decision: &Decision<'_>) {
+        match decision {
             Decision::Allow(allowed) => {
                 if let Who::Token(v) = &allowed.who {
                     self.first_use.note(&v.identity.client_id);
@@ -211,6 +229,61 @@ impl Verifier {
             }
             Decision::Deny(denial) => self.audit_denial(req, denial),
         }
+    }
+
+    /// [`Verifier::check_with_proof`], except that a token signed with a key
+    /// we do not hold waits for a JWKS fetch begun after it arrived (the miss
+    /// wakes one, rate-limited by `JWKS_MIN_REFETCH`) and is decided again,
+    /// instead of a 401 for a key published after our last fetch. It waits
+    /// only when such a fetch can begin within [`UNKNOWN_KID_WAIT`], at most
+    /// twice that long, and at most [`MAX_KID_WAITERS`] requests wait at
+    /// once, so forged kids cannot hold connections open.
+    pub async fn check_refetching<'a>(
+        &self,
+        req: &ForwardedRequest<'a>,
+        call: Option<&McpCall<'_>>,
+        proof: ProofHeader<'_>,
+    ) -> Decision<'a> {
+        let first = self.decide(req, call, proof);
+        let unknown_kid =
+            matches!(&first, Decision::Deny(d) if d.deny.reason() == Reason::UnknownKid);
+        // The JWKS task refetches at the earliest this long after its last fetch.
+        let gap = self.config.jwks_min_refetch.min(self.config.jwks_refresh);
+        let last_fetch = *self.keys_loaded.borrow();
+        // Wait only when a refetch can begin soon: a kid missing from a set
+        // fetched just now (with a long JWKS_MIN_REFETCH) is refused at once.
+        let refetch_soon = unknown_kid
+            && last_fetch
+                .is_none_or(|at| at + gap <= tokio::time::Instant::now() + UNKNOWN_KID_WAIT);
+        let decision =
+            if refetch_soon && self.kid_waiters.fetch_add(1, Ordering::AcqRel) < MAX_KID_WAITERS {
+                // A fetch begun after the miss holds every key published before it
+                // (read here, not on arrival: no clock read on the hot path).
+                let missed = tokio::time::Instant::now();
+                let mut loaded = self.keys_loaded.subscribe();
+                // `verified` has woken the JWKS task already.
+                let fetched = matches!(
+                    tokio::time::timeout(
+                        UNKNOWN_KID_WAIT * 2,
+                        loaded.wait_for(|at| at.is_some_and(|at| at >= missed)),
+                    )
+                    .await,
+                    Ok(Ok(_))
+                );
+                self.kid_waiters.fetch_sub(1, Ordering::AcqRel);
+                if fetched {
+                    self.metrics.unknown_kid_refetches.inc();
+                    self.decide(req, call, proof)
+                } else {
+                    first
+                }
+            } else {
+                if refetch_soon {
+                    self.kid_waiters.fetch_sub(1, Ordering::AcqRel);
+                }
+                first
+            };
+        self.after_decision(req, &decision);
         decision
     }
 
@@ -541,9 +614,15 @@ impl Verifier {
 
     /// Installs a fresh key table.
     pub fn set_keys(&self, table: KeyTable) {
+        self.set_keys_fetched(table, tokio::time::Instant::now());
+    }
+
+    /// [`Verifier::set_keys`] with the key set of a fetch begun at `started`.
+    pub fn set_keys_fetched(&self, table: KeyTable, started: tokio::time::Instant) {
         self.keys.store(Arc::new(jwt::Keys::new(table)));
         // A bad signature was bad for the key its kid named then.
         self.negative.clear();
+        self.keys_loaded.send_replace(Some(started));
     }
 
     pub fn feed(&self) -> &FeedHealth {

@@ -111,6 +111,19 @@ impl Env {
             .filter(|v| v["event"] == "tool_call")
             .collect()
     }
+
+    /// The tool-call lines once there are `n` (the writer is asynchronous:
+    /// a request never waits for the disk).
+    async fn audit_lines_once(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let lines = self.audit_lines();
+            if lines.len() >= n || std::time::Instant::now() > deadline {
+                return lines;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 fn path_str(p: &Path) -> &str {
@@ -186,7 +199,7 @@ async fn a_denied_call_is_refused_at_the_verifier_with_a_json_rpc_error() {
     );
     assert!(metrics.contains("mcp_verifier_decisions_total{reason=\"tool_denied\"} 4"));
 
-    let audit = env.audit_lines();
+    let audit = env.audit_lines_once(4).await;
     let calls: Vec<(&str, &str, &str)> = audit
         .iter()
         .filter(|a| a["method"] == "tools/call")

@@ -475,6 +475,10 @@ pub async fn consent_submit(
     }
     let allowed = form.one("decision").ok().flatten() == Some("allow");
     if let (Some(device), false) = (&ar.device, allowed) {
+        state.audit(gateway_common::audit::AuditEvent::DeviceDenied {
+            user: session.user.sub.clone(),
+            client_id: ar.client_id.clone(),
+        });
         return super::device::answer_device(&state, device, None).await;
     }
     if !allowed {

@@ -255,17 +255,28 @@ pub async fn update(
     Ok(no_store_json(StatusCode::OK, &body))
 }
 
-/// `DELETE /register/{client_id}` (RFC 7592 §2.3): 204; its tokens can no longer be refreshed.
+/// `DELETE /register/{client_id}` (RFC 7592 §2.3): 204. The client loses
+/// everything it holds, exactly as with `mcp-gateway clients delete`: its
+/// access tokens are revoked at the verifiers, its refresh tokens, consents
+/// and flow records removed (one implementation: [`crate::admin::delete_client`]).
 pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
-    let (rec, raw) = authorized(&req, &state).await?;
-    state
-        .store
-        .compare_and_swap(&client_key(&rec.client_id), &raw, None, None)
-        .await?;
-    tracing::info!(client_id = %rec.client_id, "client deleted");
+    let (rec, _) = authorized(&req, &state).await?;
+    let report = match crate::admin::delete_client(&*state.store, state.now(), &rec.client_id).await
+    {
+        Ok(r) => r,
+        // Deleted concurrently (by another request or the operator): the outcome asked for.
+        Err(crate::admin::AdminError::NotFound(_)) => crate::admin::DeleteReport::default(),
+        Err(e) => return Err(crate::issue::admin_error(e)),
+    };
+    tracing::info!(client_id = %rec.client_id, %report, "client deleted");
+    state.audit(gateway_common::audit::AuditEvent::ClientDeleted {
+        client_id: rec.client_id.clone(),
+        authorizations_revoked: report.families_revoked,
+        consents_removed: report.consents_deleted,
+    });
     Ok(HttpResponse::NoContent()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())

@@ -9,6 +9,13 @@
 //! value of the `OIDC_GROUPS_CLAIM` claim). E-mail rules need
 //! `email_verified` not to be false. The discovery document is cached; the JWKS
 //! is fetched at each sign-in (rare), so provider key rotation needs nothing.
+//!
+//! Re-checks, like GitHub's: the provider's access (and refresh) token is kept
+//! sealed with the grant, and at most every `OIDC_RECHECK_INTERVAL` a refresh
+//! of ours asks the provider again — its token endpoint for fresh tokens when
+//! it gave a refresh token, then its userinfo endpoint (OIDC Core §5.3) — and
+//! applies the allowlists to the current claims. Someone taken out of the
+//! allowed groups (or whose upstream sign-in was revoked) loses the grant.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +28,23 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+use gateway_common::clock::SharedClock;
+
 use super::upstream::{self, PendingUpstream};
 use super::{Identity, IdentityProvider, SignInError, SignInStart};
 use crate::config::OidcConfig;
+use crate::keys::KeyManager;
+
+/// What the provider's tokens are sealed for (`KeyManager::seal_bytes`).
+const SEAL_PURPOSE: &str = "oidc-tokens";
+
+/// The provider's tokens kept with a grant (sealed; never in our tokens).
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct UpstreamTokens {
+    access_token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Discovery {
@@ -31,6 +52,8 @@ pub struct Discovery {
     pub authorization_endpoint: String,
     pub token_endpoint: String,
     pub jwks_uri: String,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
 }
 
 #[derive(Debug)]
@@ -41,11 +64,15 @@ pub struct Oidc {
     pending_ttl: Duration,
     http: reqwest::Client,
     discovery: ArcSwapOption<Discovery>,
+    keys: Arc<KeyManager>,
+    clock: SharedClock,
 }
 
 #[derive(Debug, Deserialize)]
 struct TokenAnswer {
     id_token: Option<String>,
+    access_token: Option<String>,
+    refresh_token: Option<String>,
     error: Option<String>,
 }
 
@@ -114,6 +141,8 @@ impl Oidc {
         store: Arc<dyn Store>,
         issuer: &str,
         pending_ttl: Duration,
+        keys: Arc<KeyManager>,
+        clock: SharedClock,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -126,7 +155,94 @@ impl Oidc {
             pending_ttl,
             http,
             discovery: ArcSwapOption::empty(),
+            keys,
+            clock,
         })
+    }
+
+    fn seal(&self, tokens: &UpstreamTokens) -> Result<String, SignInError> {
+        let raw = serde_json::to_vec(tokens).map_err(unavailable)?;
+        self.keys
+            .seal_bytes(SEAL_PURPOSE, &raw)
+            .map_err(unavailable)
+    }
+
+    /// Fresh tokens from the provider's token endpoint (refresh grant,
+    /// RFC 6749 §6). A refusal (`invalid_grant`: the upstream sign-in was
+    /// revoked) ends our grant too.
+    async fn refresh_upstream(
+        &self,
+        d: &Discovery,
+        refresh_token: &str,
+    ) -> Result<UpstreamTokens, SignInError> {
+        let r = self
+            .http
+            .post(&d.token_endpoint)
+            .basic_auth(
+                url::form_urlencoded::byte_serialize(self.cfg.client_id.as_bytes())
+                    .collect::<String>(),
+                Some(
+                    url::form_urlencoded::byte_serialize(
+                        self.cfg.client_secret.expose_secret().as_bytes(),
+                    )
+                    .collect::<String>(),
+                ),
+            )
+            .header("accept", "application/json")
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ])
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let status = r.status();
+        if status.is_server_error() {
+            return Err(unavailable(format!("token endpoint answered {status}")));
+        }
+        let answer: TokenAnswer = r.json().await.map_err(unavailable)?;
+        match (answer.access_token, answer.error) {
+            (_, Some(e)) => Err(SignInError::Refused(format!(
+                "the provider refused to refresh the sign-in: {e}"
+            ))),
+            (Some(access_token), None) if status.is_success() => Ok(UpstreamTokens {
+                access_token,
+                // Providers that rotate send a new one; others keep the old.
+                refresh_token: answer.refresh_token.or(Some(refresh_token.to_string())),
+            }),
+            _ => Err(upstream_err("the provider sent no access token")),
+        }
+    }
+
+    /// The user's current claims from the userinfo endpoint (OIDC Core §5.3).
+    async fn userinfo(
+        &self,
+        d: &Discovery,
+        access_token: &str,
+    ) -> Result<serde_json::Value, SignInError> {
+        let Some(url) = &d.userinfo_endpoint else {
+            return Err(unavailable(
+                "the provider has no userinfo endpoint to re-check the allowlists with",
+            ));
+        };
+        let r = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let status = r.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(SignInError::Refused(
+                "the provider no longer accepts the sign-in".into(),
+            ));
+        }
+        if !status.is_success() {
+            return Err(unavailable(format!("userinfo answered {status}")));
+        }
+        r.json().await.map_err(unavailable)
     }
 
     async fn discovery(&self) -> Result<Arc<Discovery>, SignInError> {
@@ -301,7 +417,52 @@ impl IdentityProvider for Oidc {
             _ => return Err(upstream_err("the provider sent no id_token")),
         };
         let claims = self.validate(&d, &id_token, &pending.nonce).await?;
-        decide(&self.cfg, &claims)
+        let mut identity = decide(&self.cfg, &claims)?;
+        // Kept (sealed) so a refresh of ours can ask the provider again.
+        if let Some(access_token) = answer.access_token {
+            identity.upstream_token = Some(self.seal(&UpstreamTokens {
+                access_token,
+                refresh_token: answer.refresh_token,
+            })?);
+            identity.checked_at = Some(self.clock.now_secs());
+        }
+        Ok(identity)
+    }
+
+    async fn recheck(&self, user: &Identity, now: u64) -> Result<Option<Identity>, SignInError> {
+        if user.idp != "oidc" {
+            return Ok(None);
+        }
+        let due = user
+            .checked_at
+            .is_none_or(|t| now.saturating_sub(t) >= self.cfg.recheck_interval.as_secs());
+        if !due {
+            return Ok(None);
+        }
+        let Some(sealed) = &user.upstream_token else {
+            return Err(SignInError::Refused(
+                "no provider token to re-check the allowlists with".into(),
+            ));
+        };
+        let raw = self
+            .keys
+            .open_bytes(SEAL_PURPOSE, sealed)
+            .map_err(unavailable)?;
+        let mut tokens: UpstreamTokens = serde_json::from_slice(&raw).map_err(unavailable)?;
+        let d = self.discovery().await?;
+        if let Some(refresh) = tokens.refresh_token.clone() {
+            tokens = self.refresh_upstream(&d, &refresh).await?;
+        }
+        let claims = self.userinfo(&d, &tokens.access_token).await?;
+        let mut fresh = decide(&self.cfg, &claims)?;
+        if fresh.sub != user.sub {
+            return Err(SignInError::Refused(
+                "the provider's token belongs to another user".into(),
+            ));
+        }
+        fresh.upstream_token = Some(self.seal(&tokens)?);
+        fresh.checked_at = Some(now);
+        Ok(Some(fresh))
     }
 }
 
@@ -322,6 +483,7 @@ mod tests {
             allowed_groups: groups.iter().map(|s| s.to_string()).collect(),
             groups_claim: "groups".into(),
             label: "SSO".into(),
+            recheck_interval: Duration::from_secs(3600),
         }
     }
 

@@ -7,7 +7,10 @@
 // with the port, as its first line: {"ready":true,"issuer":"http://127.0.0.1:PORT"}.
 //
 // env: CALLBACK (our /callback/oidc), CLIENT_ID, CLIENT_SECRET,
-//      OIDC_PROVIDER_MODULE (absolute path of oidc-provider/lib/index.js)
+//      OIDC_PROVIDER_MODULE (absolute path of oidc-provider/lib/index.js),
+//      USERS_FILE (optional: JSON login → claims read at every lookup, over the
+//      defaults below, so a test can change a user's groups while it runs)
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { pathToFileURL } from 'node:url';
 
@@ -32,7 +35,7 @@ const provider = new Provider(issuer, {
     client_id: process.env.CLIENT_ID,
     client_secret: process.env.CLIENT_SECRET,
     redirect_uris: [process.env.CALLBACK],
-    grant_types: ['authorization_code'],
+    grant_types: ['authorization_code', 'refresh_token'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
   }],
@@ -47,8 +50,15 @@ const provider = new Provider(issuer, {
   conformIdTokenClaims: false,
   features: { devInteractions: { enabled: true } },
   pkce: { required: () => true },
+  // A refresh token for our client without offline_access (the gateway uses it to re-check groups).
+  async issueRefreshToken(ctx, client) {
+    return client.grantTypeAllowed('refresh_token');
+  },
   async findAccount(ctx, sub) {
-    const claims = users[sub];
+    const current = process.env.USERS_FILE
+      ? { ...users, ...JSON.parse(readFileSync(process.env.USERS_FILE, 'utf8')) }
+      : users;
+    const claims = current[sub];
     if (!claims) return undefined;
     return { accountId: sub, async claims() { return { sub, ...claims }; } };
   },

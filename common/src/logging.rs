@@ -66,7 +66,11 @@ impl LogConfig {
             .with_env_filter(filter)
             .with_writer(std::io::stderr);
         let _ = match self.format {
-            LogFormat::Json => builder.json().try_init(),
+            // The request span once per line (`span`, with the request id),
+            // not again as a one-element `spans` list: the JSON formatter
+            // re-serialises a span's fields for each, a third of a logged
+            // request's cost.
+            LogFormat::Json => builder.json().with_span_list(false).try_init(),
             LogFormat::Text => builder.try_init(),
         };
     }

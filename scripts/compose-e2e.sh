@@ -73,7 +73,10 @@ cleanup() {
         podman logs --tail 40 "$c" 2>&1 || true
       done
     fi
+    local vols
+    vols=$(anonymous_volumes)
     compose down -v -t 30 --remove-orphans >/dev/null 2>&1 || true
+    for v in $vols; do podman volume rm "$v" >/dev/null 2>&1 || true; done
   fi
   if [ -n "$svc_pid" ]; then kill "$svc_pid" 2>/dev/null || true; fi
   exit "$rc"
@@ -138,6 +141,14 @@ until curl -sf --unix-socket "$e2e/podman.sock" http://podman/_ping >/dev/null; 
   kill -0 "$svc_pid" || { echo "podman system service exited" >&2; exit 1; }
   sleep 0.1
 done
+
+# The anonymous volumes (64 hex digits) the project's containers mount.
+anonymous_volumes() {
+  local c
+  for c in $(containers); do
+    podman inspect --format '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' "$c"
+  done | tr ' ' '\n' | grep -E '^[0-9a-f]{64}$' || true
+}
 
 # Every container of the project, by name.
 containers() { podman ps -a --filter "label=io.podman.compose.project=$project" --format '{{.Names}}' | sort; }
@@ -226,8 +237,9 @@ compose restart authz-server >/dev/null
 wait_healthy "${project}_authz-server_1" 120
 echo "compose-e2e: authz-server healthy again $(since "$t_restart")s after restart"
 # Traefik takes the routes of a container back once it sees it healthy: poll until the
-# MCP endpoint challenges again through Traefik.
-until [ "$(outside echo /mcp -X POST -H 'content-type: application/json' -d '{}')" = 401 ]; do
+# routes to the authz-server (discovery, and metadata on a service host) answer again.
+until [ "$(outside auth /.well-known/oauth-authorization-server)" = 200 ] &&
+  [ "$(outside echo /.well-known/oauth-protected-resource/mcp)" = 200 ]; do
   if awk -v a="$t_restart" -v b="$(now)" 'BEGIN { exit !(b - a > 90) }'; then
     echo "compose-e2e: Traefik did not route to the restarted authz-server within 90s" >&2
     exit 1
@@ -254,9 +266,7 @@ wait "${stops[@]}"
 step "down"
 # Anonymous volumes (the authz image's VOLUME /data, unused with Redis): podman-compose's
 # down removes the project's named volumes only, so these are removed by name afterwards.
-anonymous=$(for c in $(containers); do
-  podman inspect --format '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' "$c"
-done | tr ' ' '\n' | grep -E '^[0-9a-f]{64}$' || true)
+anonymous=$(anonymous_volumes)
 compose down -v -t 30 >/dev/null
 for v in $anonymous; do podman volume rm "$v" >/dev/null; done
 left=$(containers)

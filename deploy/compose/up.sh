@@ -4,6 +4,7 @@
 # gateway's convention, read by the authz-server and the verifier from the same file).
 # The process environment wins over .env, as in the services themselves.
 # Extra arguments go to `docker compose up -d` (e.g. --build).
+# COMPOSE=podman-compose runs it with podman instead.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -57,4 +58,7 @@ fi
 COMPOSE_PROFILES=$(IFS=,; echo "${profiles[*]}")
 export COMPOSE_PROFILES
 echo "up.sh: COMPOSE_PROFILES=$COMPOSE_PROFILES"
-exec docker compose --env-file "$env_file" up -d "$@"
+# COMPOSE: the compose command, split on spaces (default "docker compose"; podman:
+# COMPOSE=podman-compose).
+read -r -a compose <<< "${COMPOSE:-docker compose}"
+exec "${compose[@]}" --env-file "$env_file" up -d "$@"

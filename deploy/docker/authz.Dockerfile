@@ -2,7 +2,11 @@
 # mcp-authz, the OAuth 2.1 authorization server.
 # Build from the repository root:
 #   docker build -f deploy/docker/authz.Dockerfile -t mcp-gateway/authz .
-# Its .dockerignore is authz.Dockerfile.dockerignore (BuildKit reads <Dockerfile>.dockerignore).
+# Its .dockerignore is authz.Dockerfile.dockerignore (BuildKit reads <Dockerfile>.dockerignore;
+# podman: --ignorefile deploy/docker/authz.Dockerfile.dockerignore).
+# Behind a TLS-inspecting proxy, pass its CA bundle as the optional build secret host_ca
+# (--secret id=host_ca,src=/etc/ssl/certs/ca-certificates.crt): cargo uses it during the
+# build only; it is never stored in a layer.
 
 ARG RUST_IMAGE=rust:1-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
@@ -12,20 +16,28 @@ WORKDIR /src
 COPY . .
 # The cache mounts keep the registry and target/ between builds; the binary is
 # copied out of the cached target/ because cache mounts are not part of the layer.
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
+# Symbols stripped: the image carries the binary only.
+RUN --mount=type=secret,id=host_ca \
+    --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p mcp-authz --bin mcp-authz \
+    if [ -f /run/secrets/host_ca ]; then export CARGO_HTTP_CAINFO=/run/secrets/host_ca; fi \
+ && CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --locked -p mcp-authz --bin mcp-authz \
  && install -D -m 0755 target/release/mcp-authz /out/mcp-authz
 
-FROM ${RUNTIME_IMAGE}
-# ca-certificates: outbound HTTPS (GitHub sign-in, client ID metadata documents).
+# The runtime is FROM scratch: the binary, the libraries it loads, bash for the health
+# check and the CA bundle (outbound HTTPS: GitHub sign-in, client ID metadata documents),
+# gathered from a Debian stage by slim-rootfs.sh.
+FROM ${RUNTIME_IMAGE} AS rootfs
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 gateway \
- && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin gateway \
- && install -d -o 10001 -g 10001 -m 0700 /data
-COPY --from=builder /out/mcp-authz /usr/local/bin/mcp-authz
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=builder /out/mcp-authz /rootfs/usr/local/bin/mcp-authz
+COPY deploy/docker/slim-rootfs.sh /usr/local/sbin/slim-rootfs.sh
+RUN sh /usr/local/sbin/slim-rootfs.sh /rootfs /usr/local/bin/mcp-authz \
+ && install -d -o 10001 -g 10001 -m 0700 /rootfs/data
+
+FROM scratch
+COPY --from=rootfs /rootfs /
 USER 10001:10001
 WORKDIR /data
 # The embedded store (used when REDIS_URL is unset) lives in the /data volume.
@@ -36,5 +48,5 @@ VOLUME ["/data"]
 # No curl in the image: bash's /dev/tcp asks /health and checks for a 200 status line.
 # The port is AUTHZ_LISTEN's default; change both together.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8000 && printf 'GET /health HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8000 && printf 'GET /health HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3 && IFS= read -r status <&3 && [[ $status == *' 200 '* ]]"]
 ENTRYPOINT ["/usr/local/bin/mcp-authz"]

@@ -5,6 +5,9 @@
 # Build from the repository root:
 #   docker build -f deploy/docker/bridge.Dockerfile -t mcp-gateway/bridge .
 #   docker build -f deploy/docker/bridge.Dockerfile --target bridge-playwright -t mcp-gateway/bridge-playwright .
+# Behind a TLS-inspecting proxy, pass its CA bundle as the optional build secret host_ca
+# (--secret id=host_ca,src=/etc/ssl/certs/ca-certificates.crt): cargo, npm and pip use it
+# during the build only; it is never stored in a layer.
 
 ARG RUST_IMAGE=rust:1-bookworm
 # node:<version>-bookworm-slim is debian:bookworm-slim with Node.js installed; Debian
@@ -25,9 +28,11 @@ ARG TMUX_MCP_VERSION=0.3.3
 FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
 COPY . .
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
+RUN --mount=type=secret,id=host_ca \
+    --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p mcp-bridge --bin mcp-bridge \
+    if [ -f /run/secrets/host_ca ]; then export CARGO_HTTP_CAINFO=/run/secrets/host_ca; fi \
+ && CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --locked -p mcp-bridge --bin mcp-bridge \
  && install -D -m 0755 target/release/mcp-bridge /out/mcp-bridge
 
 FROM ${NODE_IMAGE} AS npm-servers
@@ -38,7 +43,9 @@ ARG SERVER_SEQUENTIAL_THINKING_VERSION
 ARG PLAYWRIGHT_MCP_VERSION
 # The browser comes from Debian (bridge-playwright below), never from a download at install.
 ENV PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
-RUN npm install --prefix /opt/mcp/npm --omit=dev --no-audit --no-fund \
+RUN --mount=type=secret,id=host_ca \
+    if [ -f /run/secrets/host_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/host_ca; fi \
+ && npm install --prefix /opt/mcp/npm --omit=dev --no-audit --no-fund \
       "@modelcontextprotocol/server-everything@${SERVER_EVERYTHING_VERSION}" \
       "@modelcontextprotocol/server-filesystem@${SERVER_FILESYSTEM_VERSION}" \
       "@modelcontextprotocol/server-memory@${SERVER_MEMORY_VERSION}" \
@@ -50,7 +57,9 @@ FROM ${NODE_IMAGE} AS python-servers
 ARG MCP_SERVER_FETCH_VERSION
 ARG MCP_SERVER_TIME_VERSION
 ARG TMUX_MCP_VERSION
-RUN apt-get update \
+RUN --mount=type=secret,id=host_ca \
+    if [ -f /run/secrets/host_ca ]; then export PIP_CERT=/run/secrets/host_ca; fi \
+ && apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/mcp/venv \
@@ -78,7 +87,7 @@ USER 10001:10001
 WORKDIR /data
 EXPOSE 3000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/3000 && printf 'GET /health HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/3000 && printf 'GET /health HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n' >&3 && IFS= read -r status <&3 && [[ $status == *' 200 '* ]]"]
 ENTRYPOINT ["/usr/local/bin/mcp-bridge"]
 
 # The playwright service: the same bridge plus Debian's Chromium (playwright-mcp is told

@@ -75,13 +75,23 @@ const SERVICE_VARS: &[(&str, &[&str])] = &[
     ("BRIDGE_ALLOWED_HOSTS", &["mcp-bridge/src/config.rs"]),
     ("BRIDGE_ALLOWED_ORIGINS", &["mcp-bridge/src/config.rs"]),
     ("BRIDGE_PROCESS_MODEL", &["mcp-bridge/src/config.rs"]),
+    ("LOCAL_USERS_FILE", &["authz-server/src/config.rs"]),
 ];
 
 /// `BRIDGE_ENV_<NAME>` passes `<NAME>` to the bridge's child (mcp-bridge/src/config.rs).
 const BRIDGE_ENV_PREFIX: &str = "BRIDGE_ENV_";
 
-/// Read by Traefik's command line in compose.yml only, never by a gateway service.
-const COMPOSE_ONLY_VARS: &[&str] = &["ACME_EMAIL"];
+/// Read by compose.yml itself (Traefik's command line, images, published ports, host
+/// paths), never by a gateway service.
+const COMPOSE_ONLY_VARS: &[&str] = &[
+    "ACME_EMAIL",
+    "TRAEFIK_IMAGE",
+    "REDIS_IMAGE",
+    "DOCKER_SOCKET",
+    "HTTP_PUBLISH",
+    "HTTPS_PUBLISH",
+    "LOCAL_USERS_DIR",
+];
 
 /// The MCP services of the Python gateway, each a compose profile and `MCP_<NAME>_*`.
 const MCP_SERVICES: &[&str] = &[
@@ -104,6 +114,14 @@ const IDENTITY_HEADERS: &[&str] = &[
     "X-Client-Id",
     "X-Scopes",
 ];
+
+/// The client's credentials: never passed on to an MCP server (no token passthrough,
+/// MCP security best practices; DPoP proofs, RFC 9449, are bound to the same token).
+const STRIPPED_HEADERS: &[&str] = &["Authorization", "DPoP"];
+
+/// The authz-server's paths for the inside only: metrics, and the revocation feed the
+/// verifiers follow (`/revocations`, `/revocations/stream`).
+const INTERNAL_PATHS: &[&str] = &["/metrics", "/revocations"];
 
 /// Headers a browser client must be able to read.
 const EXPOSED_HEADERS: &[&str] = &["Mcp-Session-Id", "MCP-Protocol-Version", "WWW-Authenticate"];
@@ -421,6 +439,11 @@ fn check_compose_semantics(path: &Path) -> Result<()> {
             mws.split(',').any(|m| m == "mcp-auth@docker"),
             "service {svc}: the /mcp router must use mcp-auth@docker, has {mws:?}"
         );
+        ensure!(
+            mws.ends_with("mcp-auth@docker,mcp-strip-token@docker"),
+            "service {svc}: the /mcp router must delete the client's credentials after \
+             ForwardAuth (…,mcp-auth@docker,mcp-strip-token@docker), has {mws:?}"
+        );
     }
 
     // The verifier: replicas, and no way in from outside.
@@ -478,6 +501,23 @@ fn check_compose_semantics(path: &Path) -> Result<()> {
         auth.split(',').collect::<Vec<_>>() == IDENTITY_HEADERS,
         "authResponseHeaders {auth:?} must be {IDENTITY_HEADERS:?}"
     );
+    for h in STRIPPED_HEADERS {
+        let key =
+            format!("traefik.http.middlewares.mcp-strip-token.headers.customRequestHeaders.{h}");
+        ensure!(
+            all_labels.get(&key).map(String::as_str) == Some(""),
+            "mcp-strip-token must delete {h} (label {key}= with an empty value)"
+        );
+    }
+    let authz_rule = all_labels
+        .get("traefik.http.routers.authz.rule")
+        .ok_or_else(|| anyhow!("no authz router"))?;
+    for p in INTERNAL_PATHS {
+        ensure!(
+            authz_rule.contains(&format!("!PathPrefix(`{p}`)")),
+            "the authz router {authz_rule:?} makes {p} public"
+        );
+    }
     let exposed = all_labels
         .get("traefik.http.middlewares.mcp-cors.headers.accessControlExposeHeaders")
         .ok_or_else(|| anyhow!("no mcp-cors accessControlExposeHeaders label"))?;
@@ -642,11 +682,17 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
             .is_some_and(|ports| ports.contains(&port))
     };
     let mut middlewares = BTreeSet::new();
+    // Middlewares that delete every one of STRIPPED_HEADERS (an empty value deletes).
+    let mut strippers = BTreeSet::new();
     let mut configmaps = BTreeSet::new();
     let mut var_names = BTreeSet::new();
     let mut config_keys = BTreeSet::new();
     let mut ingress_routes = 0;
     let mut ingresses = 0;
+    // ingress-nginx: hosts whose authz-server paths are public, and the (host, path)
+    // pairs an Ingress denies to every source address.
+    let mut public_authz_hosts = BTreeSet::new();
+    let mut denied_authz_paths = BTreeSet::new();
 
     for (file, d) in &docs {
         let where_ = file.display();
@@ -717,6 +763,15 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
                         headers == IDENTITY_HEADERS,
                         "{where_}: authResponseHeaders {headers:?} must be {IDENTITY_HEADERS:?}"
                     );
+                }
+                if ty == "headers" {
+                    let custom = conf.get("customRequestHeaders").and_then(Value::as_object);
+                    if STRIPPED_HEADERS
+                        .iter()
+                        .all(|h| custom.and_then(|c| c.get(*h)).and_then(Value::as_str) == Some(""))
+                    {
+                        strippers.insert(name.to_string());
+                    }
                 }
             }
             middlewares.insert(name.to_string());
@@ -799,6 +854,31 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
                             "{where_}: route {rule:?} serves /mcp without mcp-auth"
                         );
                     }
+                    // No token passthrough: a middleware after ForwardAuth (which needs
+                    // them) deletes the client's credentials before the MCP server.
+                    if let Some(i) = mws.iter().position(|m| *m == "mcp-auth") {
+                        ensure!(
+                            mws[i + 1..].iter().any(|m| strippers.contains(*m)),
+                            "{where_}: route {rule:?}: nothing after mcp-auth deletes \
+                             {STRIPPED_HEADERS:?}: the client's token reaches the MCP server"
+                        );
+                    }
+                    // A route to the authz-server that is not confined to metadata must
+                    // exclude its internal paths.
+                    let to_authz = r
+                        .get("services")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .any(|s| s.get("name").and_then(Value::as_str) == Some("mcp-authz"));
+                    if to_authz && !rule.contains("PathPrefix(`/.well-known/") {
+                        for p in INTERNAL_PATHS {
+                            ensure!(
+                                rule.contains(&format!("!PathPrefix(`{p}`)")),
+                                "{where_}: route {rule:?} makes {p} public"
+                            );
+                        }
+                    }
                     if rule.contains("/.well-known/") {
                         ensure!(
                             !mws.contains(&"mcp-auth"),
@@ -826,6 +906,8 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
                     );
                 }
                 let mut serves_mcp = false;
+                let denies_all =
+                    ann("denylist-source-range").is_some_and(|v| v == "0.0.0.0/0,::/0");
                 for rule in d
                     .pointer("/spec/rules")
                     .and_then(Value::as_array)
@@ -856,6 +938,16 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
                         );
                         let path = p.get("path").and_then(Value::as_str).unwrap_or_default();
                         serves_mcp |= path == "/mcp";
+                        let host = rule
+                            .get("host")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string();
+                        if svc == "mcp-authz" && denies_all {
+                            denied_authz_paths.insert((host, path.to_string()));
+                        } else if svc == "mcp-authz" && !path.starts_with("/.well-known/") {
+                            public_authz_hosts.insert(host);
+                        }
                     }
                 }
                 if serves_mcp {
@@ -868,14 +960,23 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
                         service_port_exists(&svc, port) && url.ends_with("/verify"),
                         "{where_}: auth-url {url:?} names no Service port's /verify"
                     );
+                    // The identity headers, then the client's credentials: the verifier
+                    // never answers with those, so ingress-nginx sets them empty and nginx
+                    // drops a header whose value is empty (no token passthrough).
                     let headers: Vec<&str> = ann("auth-response-headers")
                         .unwrap_or_default()
                         .split(',')
                         .map(str::trim)
                         .collect();
+                    let want: Vec<&str> = IDENTITY_HEADERS
+                        .iter()
+                        .chain(STRIPPED_HEADERS)
+                        .copied()
+                        .collect();
                     ensure!(
-                        headers == IDENTITY_HEADERS,
-                        "{where_}: auth-response-headers {headers:?}"
+                        headers == want,
+                        "{where_}: auth-response-headers {headers:?} must be {want:?} \
+                         (the last ones delete the client's token before the MCP server)"
                     );
                     if let Some(cm) = ann("auth-proxy-set-headers") {
                         ensure!(
@@ -970,6 +1071,16 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
         ingress_routes > 0 && ingresses > 0,
         "expected an IngressRoute and an Ingress"
     );
+    for host in &public_authz_hosts {
+        for p in INTERNAL_PATHS {
+            ensure!(
+                denied_authz_paths.contains(&(host.clone(), p.to_string())),
+                "ingress-nginx: {host}{p} is public (no Ingress with \
+                 denylist-source-range 0.0.0.0/0,::/0 for that path)"
+            );
+        }
+    }
+    check_verifier_scaling(&docs)?;
     var_names.extend(config_keys);
     // The Secret is created by hand (README.md): its documented keys count too.
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap_or_default();
@@ -979,6 +1090,93 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
         }
     }
     check_var_names(&root.display().to_string(), &var_names)
+}
+
+/// Several verifiers, always: every MCP request waits on one. A Deployment of at least two
+/// that never drops below its size during a rollout, spread over nodes; an autoscaler
+/// that never goes below two; a PodDisruptionBudget that keeps one through a drain yet
+/// lets a drain proceed.
+fn check_verifier_scaling(docs: &[(PathBuf, Value)]) -> Result<()> {
+    let find = |kind: &str, pred: &dyn Fn(&Value) -> bool| {
+        docs.iter()
+            .map(|(_, d)| d)
+            .find(|d| kind_of(d).0 == kind && pred(d))
+    };
+    let deployment = find("Deployment", &|d| kind_of(d).1 == "mcp-verifier")
+        .ok_or_else(|| anyhow!("no Deployment mcp-verifier"))?;
+    let replicas = deployment
+        .pointer("/spec/replicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    ensure!(
+        replicas >= 2,
+        "Deployment mcp-verifier: replicas {replicas}, want at least 2"
+    );
+    ensure!(
+        deployment
+            .pointer("/spec/strategy/rollingUpdate/maxUnavailable")
+            .and_then(Value::as_u64)
+            == Some(0),
+        "Deployment mcp-verifier: a rollout must not stop a verifier before its \
+         replacement is ready (strategy.rollingUpdate.maxUnavailable: 0)"
+    );
+    ensure!(
+        deployment
+            .pointer("/spec/template/spec/topologySpreadConstraints")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c
+                .iter()
+                .any(|c| c.get("topologyKey").and_then(Value::as_str)
+                    == Some("kubernetes.io/hostname"))),
+        "Deployment mcp-verifier: no topologySpreadConstraints over kubernetes.io/hostname"
+    );
+    let pod_labels = deployment
+        .pointer("/spec/template/metadata/labels")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+
+    let hpa = find("HorizontalPodAutoscaler", &|d| {
+        str_at(d, &["spec", "scaleTargetRef", "kind"]) == Some("Deployment")
+            && str_at(d, &["spec", "scaleTargetRef", "name"]) == Some("mcp-verifier")
+    })
+    .ok_or_else(|| anyhow!("no HorizontalPodAutoscaler for the Deployment mcp-verifier"))?;
+    let min = hpa
+        .pointer("/spec/minReplicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    let max = hpa
+        .pointer("/spec/maxReplicas")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    ensure!(
+        min >= 2 && max > min,
+        "HorizontalPodAutoscaler mcp-verifier: minReplicas {min} (want at least 2), \
+         maxReplicas {max} (want more than minReplicas)"
+    );
+
+    let selects_verifier = |d: &Value| {
+        d.pointer("/spec/selector/matchLabels")
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| pod_labels.get(k) == Some(v)))
+    };
+    let pdb = find("PodDisruptionBudget", &selects_verifier)
+        .ok_or_else(|| anyhow!("no PodDisruptionBudget selects the verifier's pods"))?;
+    let min_available = pdb.pointer("/spec/minAvailable").and_then(Value::as_u64);
+    let max_unavailable = pdb.pointer("/spec/maxUnavailable").and_then(Value::as_u64);
+    let ok = match (min_available, max_unavailable) {
+        (Some(a), None) => a >= 1 && a < min.min(replicas),
+        (None, Some(u)) => u >= 1 && u < min.min(replicas),
+        _ => false,
+    };
+    ensure!(
+        ok,
+        "PodDisruptionBudget for mcp-verifier: minAvailable {min_available:?} / \
+         maxUnavailable {max_unavailable:?}: one of them, keeping at least one verifier \
+         and letting a drain evict one of the {} replicas",
+        min.min(replicas)
+    );
+    Ok(())
 }
 
 /// Each service-specific name is still read by the service that owns it.
@@ -1072,6 +1270,8 @@ fn check_dockerfile(path: &Path) -> Result<()> {
 
 const BROWSER_ORIGIN: &str = "https://app.example.test";
 const GOOD_TOKEN: &str = "good-token";
+/// What a client sends as its DPoP proof (RFC 9449 §4): only its absence upstream matters.
+const DPOP_PROOF: &str = "dpop-proof-jwt";
 
 /// A stub upstream: answers every request with its own name and what it received, or,
 /// as the verifier, 200 + identity headers for the good token and 401 otherwise.
@@ -1662,10 +1862,11 @@ async fn check_routing(
     }
 
     // A good token: the bridge gets the verifier's identity, never the client's copies
-    // (dash or alias form) and never the token.
+    // (dash or alias form) and never the token or its DPoP proof.
     let r = client
         .post(&mcp)
         .header("Authorization", format!("Bearer {GOOD_TOKEN}"))
+        .header("DPoP", DPOP_PROOF)
         .header("X-User-Id", "mallory")
         .header("X_User_Id", "mallory")
         .header("X.User.Id", "mallory")
@@ -1698,6 +1899,10 @@ async fn check_routing(
     ensure!(
         !body.to_ascii_lowercase().contains(GOOD_TOKEN),
         "the token reached the upstream:\n{body}"
+    );
+    ensure!(
+        !body.contains(DPOP_PROOF) && !body.lines().any(|l| l.starts_with("dpop:")),
+        "the DPoP proof reached the upstream:\n{body}"
     );
 
     // Protected resource metadata on the service host: the authz-server, no auth.
@@ -1735,15 +1940,17 @@ async fn check_routing(
         .send()
         .await?;
     ensure!(r.status() == 200, "auth host discovery: {}", r.status());
-    let before = authz.hits();
-    let r = client
-        .get(format!("https://auth.{domain}:{port}/metrics"))
-        .send()
-        .await?;
-    ensure!(
-        r.status() == 404 && authz.hits() == before,
-        "/metrics is reachable from outside"
-    );
+    for path in ["/metrics", "/revocations", "/revocations/stream"] {
+        let before = authz.hits();
+        let r = client
+            .get(format!("https://auth.{domain}:{port}{path}"))
+            .send()
+            .await?;
+        ensure!(
+            r.status() == 404 && authz.hits() == before,
+            "{path} is reachable from outside"
+        );
+    }
 
     // /verify is never reachable from outside, on any host.
     let before = verifier.hits();
@@ -2122,6 +2329,57 @@ async fn every_checker_rejects_a_broken_copy() {
         check_kubernetes_semantics(&t),
         "VERIFIER_LISTENER",
     );
+    // No token passthrough, internal paths, several verifiers.
+    let t = tree("traefik/middlewares.yaml", "      DPoP: \"\"\n", "");
+    expect_err("traefik strip", check_kubernetes_semantics(&t), "DPoP");
+    let t = tree(
+        "traefik/ingressroute.yaml",
+        " && !PathPrefix(`/revocations`)",
+        "",
+    );
+    expect_err(
+        "traefik internal path",
+        check_kubernetes_semantics(&t),
+        "/revocations",
+    );
+    let t = tree("ingress-nginx/ingress.yaml", ",Authorization,DPoP", "");
+    expect_err(
+        "ingress-nginx strip",
+        check_kubernetes_semantics(&t),
+        "auth-response-headers",
+    );
+    let t = tree(
+        "ingress-nginx/ingress.yaml",
+        "- path: /revocations\n",
+        "- path: /revocation\n",
+    );
+    expect_err(
+        "ingress-nginx internal path",
+        check_kubernetes_semantics(&t),
+        "/revocations is public",
+    );
+    let t = tree("base/verifier.yaml", "minReplicas: 2", "minReplicas: 1");
+    expect_err(
+        "verifier autoscaler",
+        check_kubernetes_semantics(&t),
+        "minReplicas 1",
+    );
+    let t = tree("base/verifier.yaml", "minAvailable: 1", "minAvailable: 2");
+    expect_err(
+        "verifier disruption budget",
+        check_kubernetes_semantics(&t),
+        "PodDisruptionBudget",
+    );
+    let t = tree(
+        "base/verifier.yaml",
+        "maxUnavailable: 0",
+        "maxUnavailable: 1",
+    );
+    expect_err(
+        "verifier rollout",
+        check_kubernetes_semantics(&t),
+        "maxUnavailable: 0",
+    );
     let t = tree("base/kustomization.yaml", "  - networkpolicy.yaml\n", "");
     expect_err(
         "kustomization",
@@ -2209,6 +2467,20 @@ async fn every_checker_rejects_a_broken_copy() {
         "no forwardAuth",
         check_routing(&traefik, "example.test", &stubs, names()).await,
         "/mcp without token",
+    );
+    drop(traefik);
+    let (mut dynamic, routers) = labels_to_dynamic(&echo_only(&compose), &stubs).unwrap();
+    let mws = dynamic
+        .pointer_mut("/http/routers/echo/middlewares")
+        .and_then(Value::as_array_mut)
+        .unwrap();
+    mws.retain(|m| m != "mcp-strip-token@file");
+    let traefik = start_traefik(&flags, Some(&dynamic)).await.unwrap();
+    traefik.wait_for_routers(&routers).await.unwrap();
+    expect_err(
+        "token passthrough",
+        check_routing(&traefik, "example.test", &stubs, names()).await,
+        "the token reached the upstream",
     );
     drop(traefik);
 

@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# The compose stack of deploy/compose, run for real with podman-compose and checked end to
+# end with the MCP TypeScript SDK client:
+#   - the images of scripts/images.sh (built first if missing);
+#   - deploy/compose/up.sh starts Traefik, the authz-server, two verifiers, Redis and two
+#     MCP services (echo: the bridge's built-in server; everything: an npm stdio server),
+#     with a local user (mcp-gateway add-user) and secrets from mcp-gateway
+#     generate-secrets; Traefik's certificate comes from a throwaway local CA instead of
+#     Let's Encrypt (the one change to compose.yml, see scripts/podman/e2e-compose.py);
+#   - every container's health check runs until all are healthy (podman has no timer for
+#     them without systemd, so this script runs them: `podman healthcheck run`);
+#   - from the host, through the published port: discovery answers, /metrics does not,
+#     an MCP request without a token gets 401;
+#   - on the compose network, tests/js/e2e_client.mjs walks each service: 401, discovery,
+#     registration, sign-in, tool call, refresh (rotation, reuse refused), revocation;
+#   - tests/js/restart_client.mjs: the authz-server container restarts and the client,
+#     the consent and the refresh token are still there;
+#   - each container is stopped (SIGTERM) and its exit time printed; `down` then leaves
+#     no container, pod, network or volume of the project.
+# Prints the time to healthy and the shutdown times. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+source scripts/podman/common.sh
+
+require_root
+ensure_packages
+ensure_compose
+# podman without systemd says, on every container start and stop, that it cannot set a
+# timer for the health check; this script runs the checks itself. Keep the rest.
+exec 2> >(grep --line-buffered -v 'unable to get systemd connection' >&2)
+
+project=mcp-gateway
+network=mcp-gateway
+traefik_ip=172.30.53.2
+domain=gateway.test
+services=(echo everything)
+node_image=localhost/mcp-gateway-base/node:20.20.2-bookworm-slim
+e2e="$work/e2e"
+compose_file="$e2e/compose.yml"
+
+for img in mcp-gateway/authz:local mcp-gateway/verifier:local mcp-gateway/bridge:local \
+  localhost/mcp-gateway-base/traefik:v3.7.15 localhost/mcp-gateway-base/redis:7.0-bookworm "$node_image"; do
+  if ! podman image exists "$img"; then
+    step "$img missing: bash scripts/images.sh"
+    bash scripts/images.sh
+    break
+  fi
+done
+
+# The SDK client (tests/js, pinned by its package-lock.json), as scripts/test.sh installs it.
+if [ ! -d tests/js/node_modules/@modelcontextprotocol/sdk ]; then
+  step "npm ci (tests/js)"
+  (cd tests/js && npm ci --no-audit --no-fund)
+fi
+step "mcp-gateway (the operator CLI: generate-secrets, add-user)"
+nice -n 15 cargo build -q --locked -p mcp-gateway --bin mcp-gateway
+gateway_cli="$root/target/debug/mcp-gateway"
+
+# podman-compose acts on the services of the active profiles only: the enabled ones, as
+# up.sh selects them.
+compose() {
+  COMPOSE_PROFILES=$(IFS=,; echo "${services[*]}") "$podman_compose" -f "$compose_file" --env-file "$e2e/.env" "$@"
+}
+svc_pid=
+cleanup() {
+  local rc=$?
+  if [ -f "$compose_file" ]; then
+    if ((rc != 0)); then
+      step "failed: logs of every container"
+      for c in $(podman ps -a --filter "label=io.podman.compose.project=$project" --format '{{.Names}}'); do
+        echo "---- $c ($(podman inspect --format '{{.State.Status}} exit={{.State.ExitCode}}' "$c"))"
+        podman logs --tail 40 "$c" 2>&1 || true
+      done
+    fi
+    local vols
+    vols=$(anonymous_volumes)
+    compose down -v -t 30 --remove-orphans >/dev/null 2>&1 || true
+    for v in $vols; do podman volume rm "$v" >/dev/null 2>&1 || true; done
+  fi
+  if [ -n "$svc_pid" ]; then kill "$svc_pid" 2>/dev/null || true; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+# A previous run interrupted before its `down`.
+if podman network exists "$network" || [ -n "$(podman ps -aq --filter "label=io.podman.compose.project=$project")" ]; then
+  step "removing the leftovers of an earlier run"
+  [ -f "$compose_file" ] && compose down -v -t 5 >/dev/null 2>&1 || true
+  podman ps -aq --filter "label=io.podman.compose.project=$project" | xargs -r podman rm -f -t 5 >/dev/null
+  podman pod ps -q --filter "name=pod_$project" | xargs -r podman pod rm -f >/dev/null
+  podman network exists "$network" && podman network rm -f "$network" >/dev/null
+fi
+
+step "configuration in $e2e"
+rm -rf "$e2e"
+mkdir -p "$e2e/certs" "$e2e/users" "$e2e/state"
+# A throwaway CA and a certificate for *.gateway.test that Traefik serves.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj '/CN=mcp-gateway e2e CA' \
+  -keyout "$e2e/ca-key.pem" -out "$e2e/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=*.$domain" \
+  -keyout "$e2e/certs/key.pem" -out "$e2e/server.csr" 2>/dev/null
+openssl x509 -req -in "$e2e/server.csr" -CA "$e2e/ca.pem" -CAkey "$e2e/ca-key.pem" -CAcreateserial -days 2 \
+  -extfile <(printf 'subjectAltName=DNS:*.%s,DNS:%s\nextendedKeyUsage=serverAuth\n' "$domain" "$domain") \
+  -out "$e2e/certs/cert.pem" 2>/dev/null
+cat > "$e2e/certs/tls.yml" <<YAML
+tls:
+  stores:
+    default:
+      defaultCertificate:
+        certFile: /etc/traefik/e2e/cert.pem
+        keyFile: /etc/traefik/e2e/key.pem
+YAML
+# .env as docs/src/deployment/compose.md has it filled in: the example, the domain, the
+# enabled services, then generated secrets.
+sed -e "s/^BASE_DOMAIN=.*/BASE_DOMAIN=$domain/" -e "s/^ACME_EMAIL=.*/ACME_EMAIL=e2e@$domain/" \
+  -e 's/^\(MCP_[A-Z]*_ENABLED\)=.*/\1=false/' deploy/compose/.env.example > "$e2e/.env"
+for svc in "${services[@]}"; do
+  sed -i "s/^MCP_${svc^^}_ENABLED=.*/MCP_${svc^^}_ENABLED=true/" "$e2e/.env"
+done
+"$gateway_cli" generate-secrets --env-file "$e2e/.env" >/dev/null
+{
+  echo "TRAEFIK_IMAGE=localhost/mcp-gateway-base/traefik:v3.7.15"
+  echo "REDIS_IMAGE=localhost/mcp-gateway-base/redis:7.0-bookworm"
+  echo "DOCKER_SOCKET=$e2e/podman.sock"
+  echo "HTTP_PUBLISH=127.0.0.1:"
+  echo "HTTPS_PUBLISH=127.0.0.1:"
+  echo "LOCAL_USERS_DIR=$e2e/users"
+} >> "$e2e/.env"
+user=e2e-user
+password=$(openssl rand -hex 12)
+"$gateway_cli" add-user "$user" --file "$e2e/users/users" <<< "$password" 2>/dev/null
+chown -R 10001:10001 "$e2e/users"
+"$work/venv/bin/python" scripts/podman/e2e-compose.py deploy/compose/compose.yml "$compose_file" "$e2e/certs"
+
+# Traefik's Docker provider talks to podman's Docker-compatible API.
+step "podman system service (Docker API for Traefik's provider)"
+podman system service --time=0 "unix://$e2e/podman.sock" &
+svc_pid=$!
+until curl -sf --unix-socket "$e2e/podman.sock" http://podman/_ping >/dev/null; do
+  kill -0 "$svc_pid" || { echo "podman system service exited" >&2; exit 1; }
+  sleep 0.1
+done
+
+# The anonymous volumes (64 hex digits) the project's containers mount.
+anonymous_volumes() {
+  local c
+  for c in $(containers); do
+    podman inspect --format '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' "$c"
+  done | tr ' ' '\n' | grep -E '^[0-9a-f]{64}$' || true
+}
+
+# Every container of the project, by name.
+containers() { podman ps -a --filter "label=io.podman.compose.project=$project" --format '{{.Names}}' | sort; }
+
+# Polls until every container of the project runs and its health check passes (each
+# container must have one). $1: what to wait for (all, or a name), $2: limit in seconds.
+wait_healthy() {
+  local which=$1 limit=$2 t0 pending c
+  t0=$(now)
+  while :; do
+    pending=()
+    for c in $(containers); do
+      [ "$which" = all ] || [ "$c" = "$which" ] || continue
+      if [ -z "$(podman inspect --format '{{if .Config.Healthcheck}}{{.Config.Healthcheck.Test}}{{end}}' "$c")" ]; then
+        echo "compose-e2e: $c has no health check" >&2
+        return 1
+      fi
+      if [ "$(podman inspect --format '{{.State.Status}}' "$c")" != running ] ||
+        ! podman healthcheck run "$c" >/dev/null 2>&1; then
+        pending+=("$c")
+      fi
+    done
+    ((${#pending[@]} == 0)) && return 0
+    if awk -v a="$t0" -v b="$(now)" -v l="$limit" 'BEGIN { exit !(b - a > l) }'; then
+      echo "compose-e2e: not healthy after ${limit}s: ${pending[*]}" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+step "up: deploy/compose/up.sh with podman-compose"
+t_up=$(now)
+(cd deploy/compose && COMPOSE="$podman_compose -f $compose_file" ENV_FILE="$e2e/.env" ./up.sh)
+expected=$(for c in authz-server_1 redis_1 traefik_1 verifier_1 verifier_2 "${services[@]/%/_1}"; do
+  echo "${project}_$c"
+done | sort)
+if [ "$(containers)" != "$expected" ]; then
+  printf 'compose-e2e: expected containers:\n%s\ngot:\n%s\n' "$expected" "$(containers)" >&2
+  exit 1
+fi
+wait_healthy all 300
+healthy_after=$(since "$t_up")
+echo "compose-e2e: all $(containers | wc -l) containers healthy ${healthy_after}s after up"
+
+step "from the host, through Traefik's published port"
+https_port=$(podman port "${project}_traefik_1" 443/tcp | head -n1 | sed 's/.*://')
+outside() { # URL path on HOST -> status code
+  curl -s -o /dev/null -w '%{http_code}' --cacert "$e2e/ca.pem" \
+    --resolve "$1.$domain:$https_port:127.0.0.1" "https://$1.$domain:$https_port$2" "${@:3}"
+}
+check() { # WHAT GOT WANT
+  if [ "$2" != "$3" ]; then echo "compose-e2e: $1: got $2, want $3" >&2; exit 1; fi
+  echo "ok: $1 ($2)"
+}
+check "discovery on auth.$domain" "$(outside auth /.well-known/oauth-authorization-server)" 200
+check "/metrics on auth.$domain not routed" "$(outside auth /metrics)" 404
+check "/metrics on echo.$domain not routed" "$(outside echo /metrics)" 404
+check "MCP without a token" "$(outside echo /mcp -X POST -H 'content-type: application/json' -d '{}')" 401
+
+# Node on the compose network, where auth.<domain> and the service hosts are Traefik.
+client() { # SCRIPT [podman run args...]
+  local script=$1
+  shift
+  local hosts=(--add-host "auth.$domain:$traefik_ip") svc
+  for svc in "${services[@]}"; do hosts+=(--add-host "$svc.$domain:$traefik_ip"); done
+  # tests/js at /js; its node_modules (possibly a symlink) at /node_modules, where Node
+  # looks after /js/node_modules.
+  podman run --rm --network "$network" "${hosts[@]}" \
+    -v "$root/tests/js:/js:ro" -v "$(realpath tests/js/node_modules):/node_modules:ro" \
+    -v "$e2e/ca.pem:/e2e/ca.pem:ro" -v "$e2e/state:/state" \
+    -e NODE_EXTRA_CA_CERTS=/e2e/ca.pem -e "SIGNIN_USER=$user" -e "SIGNIN_PASSWORD=$password" \
+    "$@" "$node_image" node "/js/$script"
+}
+
+for svc in "${services[@]}"; do
+  step "SDK client through Traefik: $svc.$domain (sign-in, tools, refresh, revocation)"
+  # Two verifiers: every one of them must refuse the revoked token.
+  client e2e_client.mjs -e "MCP_URL=https://$svc.$domain/mcp" -e REVOKED_CHECKS=4 -e TOOL=echo
+done
+
+step "restart of the authz-server: client, consent and refresh token kept"
+client restart_client.mjs -e PHASE=before -e "MCP_URL=https://echo.$domain/mcp" -e STATE_FILE=/state/restart.json
+t_restart=$(now)
+compose restart authz-server >/dev/null
+wait_healthy "${project}_authz-server_1" 120
+echo "compose-e2e: authz-server healthy again $(since "$t_restart")s after restart"
+# Traefik takes the routes of a container back once it sees it healthy: poll until the
+# routes to the authz-server (discovery, and metadata on a service host) answer again.
+until [ "$(outside auth /.well-known/oauth-authorization-server)" = 200 ] &&
+  [ "$(outside echo /.well-known/oauth-protected-resource/mcp)" = 200 ]; do
+  if awk -v a="$t_restart" -v b="$(now)" 'BEGIN { exit !(b - a > 90) }'; then
+    echo "compose-e2e: Traefik did not route to the restarted authz-server within 90s" >&2
+    exit 1
+  fi
+  sleep 0.5
+done
+echo "compose-e2e: routed through Traefik again $(since "$t_restart")s after restart"
+client restart_client.mjs -e PHASE=after -e "MCP_URL=https://echo.$domain/mcp" -e STATE_FILE=/state/restart.json
+
+step "shutdown: SIGTERM to every container at once, time until each exits"
+printf '%-34s %8s %6s\n' container "exit (s)" code
+stops=()
+for c in $(containers); do
+  (
+    t0=$(now)
+    podman stop -t 60 "$c" >/dev/null
+    printf '%-34s %8s %6s\n' "$c" "$(since "$t0")" "$(podman inspect --format '{{.State.ExitCode}}' "$c")"
+  ) &
+  stops+=($!)
+done
+# Exit code 137: still running after 60 s, killed.
+wait "${stops[@]}"
+
+step "down"
+# Anonymous volumes (the authz image's VOLUME /data, unused with Redis): podman-compose's
+# down removes the project's named volumes only, so these are removed by name afterwards.
+anonymous=$(anonymous_volumes)
+compose down -v -t 30 >/dev/null
+for v in $anonymous; do podman volume rm "$v" >/dev/null; done
+left=$(containers)
+pods=$(podman pod ps -q --filter "name=$project")
+volumes=$(podman volume ls -q --filter "label=io.podman.compose.project=$project")
+if [ -n "$left$pods$volumes" ] || podman network exists "$network"; then
+  echo "compose-e2e: left after down: containers [$left] pods [$pods] volumes [$volumes] network: $(podman network exists "$network" && echo "$network")" >&2
+  exit 1
+fi
+echo "ok: no container, pod, network or volume of $project left"
+rm -f "$compose_file"
+echo
+echo "compose-e2e: passed (healthy ${healthy_after}s after up)"

@@ -68,7 +68,8 @@ count() {
   shift 4
   local totals=()
   for k in "$n" $((2 * n)); do
-    local log="$w/$label-$k.log" out="$w/$label-$k.callgrind"
+    local file="${label//[^a-z0-9]/_}"
+    local log="$w/$file-$k.log" out="$w/$file-$k.callgrind"
     # `env VAR=… program`: valgrind goes in front of the program itself
     # (it does not follow an exec).
     local cmd=() args=("$@")
@@ -95,8 +96,8 @@ count() {
     python3 "$send" "$kind" "$host" "$port" "$k" $extra
     kill -INT "$pid"
     wait "$pid" 2>/dev/null || true
-    totals+=("$(awk '/^(summary|totals):/ {print $2; exit}' "$out")")
-    sha+=("$(callgrind_annotate "$out" 2>/dev/null | awk '/sha2::sha256::soft::compress/ {gsub(",","",$1); print $1; exit}')")
+    totals+=("$(awk '/^(summary|totals):/ && !n {print $2; n=1}' "$out")")
+    sha+=("$(callgrind_annotate "$out" 2>/dev/null | awk '/sha2::sha256::soft::compress/ && !n {gsub(",","",$1); print $1; n=1}')")
   done
   local per=$(((totals[1] - totals[0]) / n))
   local sha_per=$(((${sha[1]:-0} - ${sha[0]:-0}) / n))

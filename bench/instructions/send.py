@@ -61,6 +61,10 @@ def main() -> int:
             return 1
         if kind == "refresh":
             tokens[j] = json.loads(data)["refresh_token"]
+    if kind == "refresh":
+        # The next run starts from the rotated tokens (a used one is reuse).
+        with open(sys.argv[5], "w") as f:
+            f.write(f"{client_id} {secret}\n" + "\n".join(tokens) + "\n")
     return 0
 
 

@@ -131,6 +131,21 @@ impl Source {
         }
     }
 
+    /// A whole number when `key` is set, `None` when it is not (a setting
+    /// that is off unless given; `example` goes in the error message).
+    pub fn optional_u64(&self, key: &str, example: &str) -> Result<Option<u64>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+                ConfigError::new(
+                    key,
+                    format!("must be a whole, non-negative number, got {v:?}"),
+                    example,
+                )
+            }),
+        }
+    }
+
     /// An absolute http(s) URL.
     pub fn url(&self, key: &str, example: &str) -> Result<Option<url::Url>, ConfigError> {
         match self.get(key) {

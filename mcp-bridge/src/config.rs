@@ -226,12 +226,9 @@ impl Config {
             request_timeout: (!request_timeout.is_zero()).then_some(request_timeout),
             protocol_version,
             sse_retry_ms: Some(src.u64("BRIDGE_SSE_RETRY_MS", 1000)?).filter(|ms| *ms > 0),
-            sse_close_after: match src.get("BRIDGE_SSE_CLOSE_AFTER_MS") {
-                None => None,
-                Some(_) => Some(Duration::from_millis(
-                    src.u64("BRIDGE_SSE_CLOSE_AFTER_MS", 0)?,
-                )),
-            },
+            sse_close_after: src
+                .optional_u64("BRIDGE_SSE_CLOSE_AFTER_MS", "30000")?
+                .map(Duration::from_millis),
             get_stream: src.bool("BRIDGE_GET_STREAM", true)?,
             prefer_json: src.bool("BRIDGE_JSON_RESPONSE", false)?,
             legacy_sse: src.bool("BRIDGE_LEGACY_SSE", true)?,

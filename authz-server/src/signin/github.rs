@@ -294,19 +294,10 @@ impl IdentityProvider for GitHub {
     }
 
     async fn recheck(&self, user: &Identity, now: u64) -> Result<Option<Identity>, SignInError> {
-        if user.idp != "github" {
+        let Some(sealed) =
+            super::due_for_recheck(user, "github", self.cfg.recheck_interval, now, "GitHub")?
+        else {
             return Ok(None);
-        }
-        let due = user
-            .checked_at
-            .is_none_or(|t| now.saturating_sub(t) >= self.cfg.recheck_interval.as_secs());
-        if !due {
-            return Ok(None);
-        }
-        let Some(sealed) = &user.upstream_token else {
-            return Err(SignInError::Refused(
-                "no GitHub token to re-check the allowlists with".into(),
-            ));
         };
         let token = self
             .keys

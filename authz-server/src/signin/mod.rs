@@ -97,3 +97,31 @@ pub trait IdentityProvider: Send + Sync + std::fmt::Debug {
         Ok(None)
     }
 }
+
+/// The sealed provider token of `user` when its allowlists are due to be
+/// asked again (signed in through `idp`, last checked `interval` or more ago);
+/// `None` when not due or not this provider's user. Shared by the providers
+/// that re-check on refresh (GitHub, OpenID Connect).
+pub(crate) fn due_for_recheck<'a>(
+    user: &'a Identity,
+    idp: &str,
+    interval: std::time::Duration,
+    now: u64,
+    provider: &str,
+) -> Result<Option<&'a str>, SignInError> {
+    if user.idp != idp {
+        return Ok(None);
+    }
+    let due = user
+        .checked_at
+        .is_none_or(|t| now.saturating_sub(t) >= interval.as_secs());
+    if !due {
+        return Ok(None);
+    }
+    match &user.upstream_token {
+        Some(sealed) => Ok(Some(sealed)),
+        None => Err(SignInError::Refused(format!(
+            "no {provider} token to re-check the allowlists with"
+        ))),
+    }
+}

@@ -430,19 +430,10 @@ impl IdentityProvider for Oidc {
     }
 
     async fn recheck(&self, user: &Identity, now: u64) -> Result<Option<Identity>, SignInError> {
-        if user.idp != "oidc" {
+        let Some(sealed) =
+            super::due_for_recheck(user, "oidc", self.cfg.recheck_interval, now, "provider")?
+        else {
             return Ok(None);
-        }
-        let due = user
-            .checked_at
-            .is_none_or(|t| now.saturating_sub(t) >= self.cfg.recheck_interval.as_secs());
-        if !due {
-            return Ok(None);
-        }
-        let Some(sealed) = &user.upstream_token else {
-            return Err(SignInError::Refused(
-                "no provider token to re-check the allowlists with".into(),
-            ));
         };
         let raw = self
             .keys

@@ -167,6 +167,19 @@ impl Oidc {
             .map_err(unavailable)
     }
 
+    /// A POST to the provider's token endpoint with our client credentials
+    /// (`client_secret_basic`: both form-encoded first, RFC 6749 §2.3.1).
+    fn token_request(&self, d: &Discovery) -> reqwest::RequestBuilder {
+        let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+        self.http
+            .post(&d.token_endpoint)
+            .basic_auth(
+                enc(&self.cfg.client_id),
+                Some(enc(self.cfg.client_secret.expose_secret())),
+            )
+            .header("accept", "application/json")
+    }
+
     /// Fresh tokens from the provider's token endpoint (refresh grant,
     /// RFC 6749 §6). A refusal (`invalid_grant`: the upstream sign-in was
     /// revoked) ends our grant too.
@@ -176,19 +189,7 @@ impl Oidc {
         refresh_token: &str,
     ) -> Result<UpstreamTokens, SignInError> {
         let r = self
-            .http
-            .post(&d.token_endpoint)
-            .basic_auth(
-                url::form_urlencoded::byte_serialize(self.cfg.client_id.as_bytes())
-                    .collect::<String>(),
-                Some(
-                    url::form_urlencoded::byte_serialize(
-                        self.cfg.client_secret.expose_secret().as_bytes(),
-                    )
-                    .collect::<String>(),
-                ),
-            )
-            .header("accept", "application/json")
+            .token_request(d)
             .form(&[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", refresh_token),
@@ -384,19 +385,7 @@ impl IdentityProvider for Oidc {
     ) -> Result<Identity, SignInError> {
         let d = self.discovery().await?;
         let r = self
-            .http
-            .post(&d.token_endpoint)
-            .basic_auth(
-                url::form_urlencoded::byte_serialize(self.cfg.client_id.as_bytes())
-                    .collect::<String>(),
-                Some(
-                    url::form_urlencoded::byte_serialize(
-                        self.cfg.client_secret.expose_secret().as_bytes(),
-                    )
-                    .collect::<String>(),
-                ),
-            )
-            .header("accept", "application/json")
+            .token_request(&d)
             .form(&[
                 ("grant_type", "authorization_code"),
                 ("code", code),

@@ -15,6 +15,13 @@
 //! dropped), `iat` within the window, and `ath` = hash of the access token when
 //! one is presented. The `nonce` claim is handed back for the caller's check.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use aws_lc_rs::signature::{
+    ParsedPublicKey, VerificationAlgorithm, ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED,
+    ED25519,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -275,8 +282,167 @@ pub fn jwk_thumbprint(jwk: &serde_json::Value) -> Option<String> {
         .map(|(_, canonical)| b64_sha256(canonical.as_bytes()))
 }
 
+/// A proof key checked and parsed once: what its header allows and the
+/// key's thumbprint. Built only from a header that passed every header check
+/// (`typ`, `alg`, `jwk`, no `crit`), so equal header bytes give an equal key.
+struct ProofKey {
+    verifier: KeyVerifier,
+    /// RFC 7638 thumbprint, base64url.
+    jkt: String,
+}
+
+enum KeyVerifier {
+    /// Elliptic-curve and Ed25519 keys, parsed once into aws-lc's form
+    /// (jsonwebtoken re-parses the key on every check).
+    Parsed {
+        key: ParsedPublicKey,
+        /// Length of the raw signature: R ‖ S for ECDSA (RFC 7518 §3.4), 64 for Ed25519.
+        signature_len: usize,
+    },
+    Rsa {
+        key: DecodingKey,
+        alg: Algorithm,
+    },
+}
+
+impl ProofKey {
+    /// Checks the header (RFC 9449 §4.3 items 4–7) and parses its key.
+    fn from_header(header_b64: &str) -> Result<Self, ProofError> {
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header_b64)
+            .map_err(|_| ProofError::Malformed)?;
+        let header: Header =
+            serde_json::from_slice(&header_json).map_err(|_| ProofError::Malformed)?;
+        if header.crit.is_some() {
+            return Err(ProofError::Malformed);
+        }
+        if !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(DPOP_TYP))
+        {
+            return Err(ProofError::WrongType);
+        }
+        let alg = proof_alg(&header.alg).ok_or(ProofError::UnsupportedAlg)?;
+        let jwk = header.jwk.as_ref().ok_or(ProofError::BadKey)?;
+        let (key, canonical) = key_of(jwk, alg)?;
+        let parsed: Option<(&'static dyn VerificationAlgorithm, usize)> = match alg {
+            Algorithm::ES256 => Some((&ECDSA_P256_SHA256_FIXED, 64)),
+            Algorithm::ES384 => Some((&ECDSA_P384_SHA384_FIXED, 96)),
+            Algorithm::EdDSA => Some((&ED25519, 64)),
+            _ => None,
+        };
+        let verifier = match parsed {
+            Some((algorithm, signature_len)) => {
+                let bytes = key.try_get_as_bytes().map_err(|_| ProofError::BadKey)?;
+                KeyVerifier::Parsed {
+                    key: ParsedPublicKey::new(algorithm, bytes).map_err(|_| ProofError::BadKey)?,
+                    signature_len,
+                }
+            }
+            None => KeyVerifier::Rsa { key, alg },
+        };
+        Ok(Self {
+            verifier,
+            jkt: b64_sha256(canonical.as_bytes()),
+        })
+    }
+
+    fn signature_ok(&self, message: &[u8], signature_b64: &str) -> bool {
+        match &self.verifier {
+            KeyVerifier::Parsed { key, signature_len } => {
+                // decode_slice wants room for a whole last quantum.
+                let mut sig = [0u8; 99];
+                signature_b64.len() <= 132
+                    && URL_SAFE_NO_PAD
+                        .decode_slice(signature_b64, &mut sig)
+                        .is_ok_and(|n| {
+                            n == *signature_len && key.verify_sig(message, &sig[..n]).is_ok()
+                        })
+            }
+            KeyVerifier::Rsa { key, alg } => {
+                jsonwebtoken::crypto::verify(signature_b64, message, key, *alg).unwrap_or(false)
+            }
+        }
+    }
+}
+
+/// Proof keys already parsed, by the exact bytes of the proof header that
+/// carried them. A client signs every proof with the same key, so its header
+/// segment repeats byte for byte and only the first proof pays for decoding
+/// the header, parsing the key and hashing its thumbprint.
+///
+/// Bounded: a key enters only once a proof signed by it has verified, and a
+/// full table drops one entry for each new one, so a flood of new keys costs
+/// other clients a re-parse at worst, never a refusal.
+pub struct ProofKeys {
+    entries: Mutex<HashMap<Box<str>, Arc<ProofKey>>>,
+    capacity: usize,
+}
+
+impl std::fmt::Debug for ProofKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProofKeys")
+            .field("len", &self.len())
+            .field("capacity", &self.capacity)
+            .finish()
+    }
+}
+
+impl Default for ProofKeys {
+    fn default() -> Self {
+        Self::with_capacity(1024)
+    }
+}
+
+impl ProofKeys {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, header_b64: &str) -> Option<Arc<ProofKey>> {
+        self.entries.lock().ok()?.get(header_b64).cloned()
+    }
+
+    fn insert(&self, header_b64: &str, key: Arc<ProofKey>) {
+        let Ok(mut map) = self.entries.lock() else {
+            return;
+        };
+        if map.len() >= self.capacity {
+            if let Some(old) = map.keys().next().cloned() {
+                map.remove(&old);
+            }
+        }
+        map.insert(header_b64.into(), key);
+    }
+
+    /// [`validate`], with the proof key taken from (or added to) this table.
+    pub fn validate(&self, proof: &str, check: &ProofCheck<'_>) -> Result<ValidProof, ProofError> {
+        validate_with(proof, check, Some(self))
+    }
+}
+
 /// Validates a DPoP proof against the request it came with.
 pub fn validate(proof: &str, check: &ProofCheck<'_>) -> Result<ValidProof, ProofError> {
+    validate_with(proof, check, None)
+}
+
+fn validate_with(
+    proof: &str,
+    check: &ProofCheck<'_>,
+    keys: Option<&ProofKeys>,
+) -> Result<ValidProof, ProofError> {
     if proof.len() > MAX_PROOF_BYTES {
         return Err(ProofError::Malformed);
     }
@@ -286,28 +452,16 @@ pub fn validate(proof: &str, check: &ProofCheck<'_>) -> Result<ValidProof, Proof
     else {
         return Err(ProofError::Malformed);
     };
-    let header_json = URL_SAFE_NO_PAD
-        .decode(header_b64)
-        .map_err(|_| ProofError::Malformed)?;
-    let header: Header = serde_json::from_slice(&header_json).map_err(|_| ProofError::Malformed)?;
-    if header.crit.is_some() {
-        return Err(ProofError::Malformed);
-    }
-    if !header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case(DPOP_TYP))
-    {
-        return Err(ProofError::WrongType);
-    }
-    let alg = proof_alg(&header.alg).ok_or(ProofError::UnsupportedAlg)?;
-    let jwk = header.jwk.as_ref().ok_or(ProofError::BadKey)?;
-    let (key, canonical) = key_of(jwk, alg)?;
-
+    let (key, known) = match keys.and_then(|k| k.get(header_b64)) {
+        Some(key) => (key, true),
+        None => (Arc::new(ProofKey::from_header(header_b64)?), false),
+    };
     let signed_len = header_b64.len() + 1 + payload_b64.len();
-    match jsonwebtoken::crypto::verify(signature_b64, &proof.as_bytes()[..signed_len], &key, alg) {
-        Ok(true) => {}
-        Ok(false) | Err(_) => return Err(ProofError::BadSignature),
+    if !key.signature_ok(&proof.as_bytes()[..signed_len], signature_b64) {
+        return Err(ProofError::BadSignature);
+    }
+    if let (Some(keys), false) = (keys, known) {
+        keys.insert(header_b64, key.clone());
     }
 
     let payload = URL_SAFE_NO_PAD
@@ -346,7 +500,7 @@ pub fn validate(proof: &str, check: &ProofCheck<'_>) -> Result<ValidProof, Proof
         }
     }
     Ok(ValidProof {
-        jkt: b64_sha256(canonical.as_bytes()),
+        jkt: key.jkt.clone(),
         jti,
         iat,
         nonce: claims.nonce,
@@ -613,6 +767,127 @@ mod tests {
         // At the token endpoint no ath is expected.
         let p = proof(&k, claims(None));
         assert!(validate(&p, &check(None)).is_ok());
+    }
+
+    /// A proof signed with a key of another algorithm (aws-lc generates it).
+    fn foreign_proof(alg: Algorithm, claims: serde_json::Value) -> (String, serde_json::Value) {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{
+            EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P384_SHA384_FIXED_SIGNING,
+        };
+        let rng = SystemRandom::new();
+        let (enc, jwk) = match alg {
+            Algorithm::ES384 => {
+                let der =
+                    EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
+                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der.as_ref())
+                    .unwrap();
+                let point = pair.public_key().as_ref().to_vec();
+                let jwk = json!({
+                    "kty": "EC", "crv": "P-384",
+                    "x": URL_SAFE_NO_PAD.encode(&point[1..49]),
+                    "y": URL_SAFE_NO_PAD.encode(&point[49..]),
+                });
+                (EncodingKey::from_ec_der(der.as_ref()), jwk)
+            }
+            Algorithm::EdDSA => {
+                let der = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+                let pair = Ed25519KeyPair::from_pkcs8(der.as_ref()).unwrap();
+                let jwk = json!({
+                    "kty": "OKP", "crv": "Ed25519",
+                    "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
+                });
+                (EncodingKey::from_ed_der(der.as_ref()), jwk)
+            }
+            other => panic!("no test key for {other:?}"),
+        };
+        let mut h = JwtHeader::new(alg);
+        h.typ = Some("dpop+jwt".into());
+        h.jwk = Some(serde_json::from_value(jwk.clone()).unwrap());
+        (jsonwebtoken::encode(&h, &claims, &enc).unwrap(), jwk)
+    }
+
+    /// Replaces the signature with another valid-looking one of the same length.
+    fn with_flipped_signature(proof: &str) -> String {
+        let (signed, sig) = proof.rsplit_once('.').unwrap();
+        let mut raw = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        raw[10] ^= 1;
+        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(raw))
+    }
+
+    #[test]
+    fn es384_and_eddsa_proofs_verify_with_and_without_the_key_table() {
+        for alg in [Algorithm::ES384, Algorithm::EdDSA] {
+            let (p, jwk) = foreign_proof(alg, claims(Some("tok")));
+            let keys = ProofKeys::default();
+            let plain = validate(&p, &check(Some("tok"))).unwrap();
+            assert_eq!(plain.jkt, jwk_thumbprint(&jwk).unwrap(), "{alg:?}");
+            assert_eq!(keys.validate(&p, &check(Some("tok"))).unwrap(), plain);
+            // Second time from the table: same answer.
+            assert_eq!(keys.validate(&p, &check(Some("tok"))).unwrap(), plain);
+            assert_eq!(keys.len(), 1);
+            let bad = with_flipped_signature(&p);
+            assert_eq!(
+                validate(&bad, &check(Some("tok"))),
+                Err(ProofError::BadSignature),
+                "{alg:?}"
+            );
+            assert_eq!(
+                keys.validate(&bad, &check(Some("tok"))),
+                Err(ProofError::BadSignature),
+                "{alg:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_key_table_gives_the_same_answers_as_a_fresh_parse() {
+        let k = key();
+        let keys = ProofKeys::default();
+        let good = proof(&k, claims(Some("tok")));
+        let cases = [
+            good.clone(),
+            with_flipped_signature(&good),
+            proof(
+                &k,
+                json!({"jti": "j2", "htm": "GET", "htu": URL, "iat": 1_000_000, "ath": ath("tok")}),
+            ),
+            proof(&k, claims(Some("other"))),
+            proof_with(&k, "jwt", "ES256", claims(Some("tok"))),
+            proof_with(&k, "dpop+jwt", "HS256", claims(Some("tok"))),
+        ];
+        // Twice over: the second pass meets the key in the table.
+        for _ in 0..2 {
+            for p in &cases {
+                assert_eq!(
+                    keys.validate(p, &check(Some("tok"))),
+                    validate(p, &check(Some("tok")))
+                );
+            }
+        }
+        assert_eq!(keys.len(), 1, "one client key, one entry");
+    }
+
+    #[test]
+    fn only_keys_whose_proof_verified_enter_the_table_and_it_stays_bounded() {
+        let keys = ProofKeys::with_capacity(3);
+        let k = key();
+        let bad = with_flipped_signature(&proof(&k, claims(None)));
+        assert_eq!(
+            keys.validate(&bad, &check(None)),
+            Err(ProofError::BadSignature)
+        );
+        assert!(keys.is_empty(), "a proof that did not verify adds nothing");
+        for _ in 0..10 {
+            let p = proof(&key(), claims(None));
+            assert!(keys.validate(&p, &check(None)).is_ok());
+            assert!(keys.len() <= 3);
+        }
+        // A key evicted by others still works: it is parsed again.
+        assert!(keys
+            .validate(&proof(&k, claims(None)), &check(None))
+            .is_ok());
+        assert_eq!(keys.len(), 3);
     }
 
     #[test]

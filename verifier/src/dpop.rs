@@ -237,6 +237,8 @@ impl ReplayCache {
 pub struct DpopState {
     pub config: DpopConfig,
     pub replay: ReplayCache,
+    /// Proof keys parsed once per client key (see [`proof::ProofKeys`]).
+    pub keys: proof::ProofKeys,
     shared: OnceLock<Arc<dyn gateway_store::Store>>,
 }
 
@@ -245,6 +247,7 @@ impl DpopState {
         Self {
             config,
             replay: ReplayCache::default(),
+            keys: proof::ProofKeys::default(),
             shared: OnceLock::new(),
         }
     }
@@ -325,7 +328,10 @@ impl DpopState {
             max_age: self.config.max_age,
             leeway: self.config.leeway,
         };
-        let valid = proof::validate(raw.trim(), &check).map_err(DpopDeny::Invalid)?;
+        let valid = self
+            .keys
+            .validate(raw.trim(), &check)
+            .map_err(DpopDeny::Invalid)?;
         if valid.jkt != jkt {
             return Err(DpopDeny::Invalid(ProofError::WrongKey));
         }

@@ -57,6 +57,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
 step "cargo test"
 mkdir -p target
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$root/target/test-output.log"

@@ -15,7 +15,7 @@ use gateway_common::revocation::{
 use gateway_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
 
-use crate::records::{
+use crate::protocol::records::{
     client_key, family_key, grant_sid, ClientRecord, ConsentRecord, RefreshFamily,
 };
 

@@ -9,7 +9,7 @@
 //!   accepts only a successful response, and a redirect could lead to another
 //!   host), no proxies; at most [`MAX_DOCUMENT`] bytes within [`FETCH_TIMEOUT`];
 //! - every address actually dialled passes `gateway_common::net_filter`: names
-//!   through [`PublicOnlyResolver`], literal addresses in [`CimdResolver::check_url`]
+//!   through `PublicOnlyResolver`, literal addresses in [`CimdResolver::check_url`]
 //!   (reqwest never consults a resolver for them). `CIMD_ALLOW_PRIVATE=true`
 //!   (tests) lifts the filter and allows plain http;
 //! - only routes where a client is being authorized or authenticated fetch
@@ -31,10 +31,10 @@ use gateway_common::clock::SharedClock;
 use gateway_common::net_filter;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::error::OAuthError;
-use crate::records::{AuthMethod, ClientMetadata, ClientRecord, ClientSource};
-use crate::redirect_uri;
-use crate::registration::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
+use crate::protocol::error::OAuthError;
+use crate::protocol::records::{AuthMethod, ClientMetadata, ClientRecord, ClientSource};
+use crate::protocol::redirect_uri;
+use crate::protocol::registration::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
 
 pub const MAX_DOCUMENT: usize = 5 * 1024;
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -101,10 +101,10 @@ pub struct Config {
     pub introspection_clients: Vec<String>,
     /// Lets Client ID Metadata Documents live on private or loopback hosts (tests only).
     pub cimd_allow_private: bool,
-    /// DPoP at `/token` (`DPOP_*`, `MCP_<NAME>_DPOP`; see [`crate::dpop`]).
-    pub dpop: crate::dpop::DpopSettings,
-    /// Who may use the client_credentials grant (see [`crate::client_credentials`]).
-    pub machine: crate::client_credentials::MachinePolicy,
+    /// DPoP at `/token` (`DPOP_*`, `MCP_<NAME>_DPOP`; see [`crate::protocol::dpop`]).
+    pub dpop: crate::protocol::dpop::DpopSettings,
+    /// Who may use the client_credentials grant (see [`crate::protocol::client_credentials`]).
+    pub machine: crate::protocol::client_credentials::MachinePolicy,
     pub trusted_proxies: TrustedProxies,
     /// `REVOCATION_FEED_SECRET(_FILE)`: what verifiers present to follow
     /// `/revocations` and `/revocations/stream`; without it only loopback peers may.
@@ -205,7 +205,7 @@ impl Config {
             scopes_supported.push("mcp".to_string());
         }
         for s in &scopes_supported {
-            if !is_scope_token(s) {
+            if !crate::protocol::scope::is_scope_token(s) {
                 return Err(ConfigError::new(
                     "SCOPES_SUPPORTED",
                     format!("has an invalid scope {s:?} (RFC 6749 §3.3: printable ASCII, no spaces, quotes or backslashes)"),
@@ -265,8 +265,11 @@ impl Config {
             mcp_protocol_version: src.string("MCP_PROTOCOL_VERSION", "2025-06-18"),
             introspection_clients: src.list("INTROSPECTION_CLIENTS"),
             cimd_allow_private: src.bool("CIMD_ALLOW_PRIVATE", false)?,
-            dpop: crate::dpop::DpopSettings::from_source(src, &service_pairs)?,
-            machine: crate::client_credentials::MachinePolicy::from_source(src, &service_pairs)?,
+            dpop: crate::protocol::dpop::DpopSettings::from_source(src, &service_pairs)?,
+            machine: crate::protocol::client_credentials::MachinePolicy::from_source(
+                src,
+                &service_pairs,
+            )?,
             trusted_proxies,
             revocation_feed_secret: gateway_common::revocation::FeedSecret::from_source(src)?,
             revocation_feed_max_subscribers: bounded(
@@ -506,7 +509,7 @@ pub struct KeyConfig {
     pub jwt_algorithm: SigningAlg,
     /// PEM of an RSA key imported from the Python gateway (`JWT_PRIVATE_KEY_B64`).
     pub imported_rsa_pem: Option<SecretString>,
-    /// `GATEWAY_JWT_SECRET`: encrypts the signing keys at rest (see [`crate::keys`]).
+    /// `GATEWAY_JWT_SECRET`: encrypts the signing keys at rest (see `crate::keys`).
     pub key_encryption_secret: Option<SecretString>,
     /// Where the key-encryption key lives when `GATEWAY_JWT_SECRET` is unset
     /// (and where a set sealed before the secret was set is re-sealed from).
@@ -722,19 +725,12 @@ fn decode_pem_b64(b64: &str) -> Result<SecretString, ConfigError> {
             "must be base64 of a PEM RSA private key (BEGIN RSA PRIVATE KEY or BEGIN PRIVATE KEY)",
         ));
     }
-    if crate::keys::validate_rsa_pem(&pem).is_err() {
+    if crate::signer::validate_rsa_pem(&pem).is_err() {
         return Err(err(
             "is not a usable RSA private key (at least 2048 bits, PKCS#1 or PKCS#8 PEM)",
         ));
     }
     Ok(SecretString::from(pem))
-}
-
-/// RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E.
-pub fn is_scope_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
 }
 
 #[cfg(test)]

@@ -117,10 +117,10 @@ pub fn expired_page() -> HttpResponse {
 }
 
 /// An internal failure during an interactive step: detail to the log, none to the page.
-pub fn server_error_page(e: &crate::error::OAuthError, step: &str) -> HttpResponse {
+pub fn server_error_page(e: &crate::protocol::error::OAuthError, step: &str) -> HttpResponse {
     tracing::error!(error = %e, step, "interactive step failed");
     error_page(
-        e.parts().status,
+        crate::http::error::status_of(e),
         "Something went wrong",
         "The server could not complete this step. Try again.",
     )

@@ -1,6 +1,6 @@
 //! Issuing and revoking tokens against the store: access-token minting,
 //! refresh-token families, revocation events. Grant *decisions* are in
-//! [`crate::token`]; this module only carries them out.
+//! [`crate::protocol::token`]; this module only carries them out.
 
 use std::time::Duration;
 
@@ -9,8 +9,8 @@ use gateway_common::crypto::hash_secret;
 use gateway_common::revocation::{grant_revocation_id, revoked_key};
 use serde::Serialize;
 
-use crate::error::OAuthError;
-use crate::records::{family_key, grant_sid, LiveToken, RefreshFamily};
+use crate::protocol::error::OAuthError;
+use crate::protocol::records::{family_key, grant_sid, LiveToken, RefreshFamily};
 use crate::signin::Identity;
 use crate::state::Inner;
 
@@ -123,7 +123,7 @@ pub async fn new_family_bound(
     first: &Minted,
     jkt: Option<&str>,
 ) -> Result<String, OAuthError> {
-    let token = crate::token::mint_refresh_token(family_id, 0);
+    let token = crate::protocol::token::mint_refresh_token(family_id, 0);
     let lifetime = s.config.refresh_token_lifetime;
     let family = RefreshFamily {
         family_id: family_id.to_string(),

@@ -422,21 +422,6 @@ pub fn generate_pem(alg: SigningAlg) -> anyhow::Result<String> {
     Ok(pem)
 }
 
-/// Parses an imported RSA key (PKCS#1 or PKCS#8), requires ≥ 2048 bits, and
-/// returns it as PKCS#8 PEM.
-pub fn validate_rsa_pem(pem: &str) -> anyhow::Result<String> {
-    use rsa::pkcs1::DecodeRsaPrivateKey;
-    use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-    use rsa::traits::PublicKeyParts;
-    let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem)
-        .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(pem))
-        .map_err(|_| anyhow!("not an RSA private key"))?;
-    if key.size() < 256 {
-        bail!("RSA key shorter than 2048 bits");
-    }
-    Ok(key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)?.to_string())
-}
-
 /// Reads an existing key-encryption key file (never creates one).
 fn existing_kek_file(cfg: &KeyConfig) -> anyhow::Result<Option<(Kek, std::path::PathBuf)>> {
     for path in std::iter::once(&cfg.key_encryption_key_file).chain(cfg.legacy_key_file.iter()) {
@@ -573,7 +558,7 @@ impl KeyManager {
         let imported = match &config.imported_rsa_pem {
             Some(pem) => Some(make_stored(
                 SigningAlg::Rs256,
-                validate_rsa_pem(pem.expose_secret())?,
+                crate::signer::validate_rsa_pem(pem.expose_secret())?,
                 now,
             )?),
             None => None,
@@ -1013,12 +998,13 @@ mod tests {
         use rsa::pkcs1::EncodeRsaPrivateKey;
         let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
         let pkcs1 = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
-        let pkcs8 = validate_rsa_pem(&pkcs1).unwrap();
+        let pkcs8 = crate::signer::validate_rsa_pem(&pkcs1).unwrap();
         assert!(pkcs8.contains("BEGIN PRIVATE KEY"));
         let small = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 1024).unwrap();
-        assert!(
-            validate_rsa_pem(&small.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap()).is_err()
-        );
+        assert!(crate::signer::validate_rsa_pem(
+            &small.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap()
+        )
+        .is_err());
     }
 
     fn key(n: u64, created: u64) -> StoredKey {

@@ -1,36 +1,33 @@
 //! OAuth 2.1 authorization server for MCP.
 //!
-//! Protocol logic lives in plain modules ([`pkce`], [`redirect_uri`],
-//! [`token`], [`registration`], [`cimd`]) that take their inputs — time
-//! included — as arguments; [`http`] holds thin actix-web adapters; state is
-//! kept through the `gateway_store::Store` trait (Redis or embedded).
+//! Layers, each importing only those below it:
+//! * [`protocol`]: OAuth decisions as plain functions over plain types (no
+//!   actix, no store; `tests/tests/architecture.rs` checks it);
+//! * services over the store: [`issue`] (codes, tokens, refresh families),
+//!   [`keys`] (signing keys), [`admin`] (operator actions), [`cimd`] (client
+//!   metadata documents), [`budgets`] and [`limits`] (rate limits), [`signin`]
+//!   (identity providers), with [`state`] holding them together;
+//! * [`http`]: thin actix-web adapters that read requests, call the layers
+//!   above and write responses; errors become HTTP once, in `http::error`.
 //!
 //! Embedding: [`build_state`] then [`http::configure`] mounts every route on
 //! any actix `App` (the one-machine launcher does this); [`serve`] binds its
 //! own listener and returns the bound address.
 
 pub mod admin;
+pub mod budgets;
 pub mod cimd;
-pub mod client_credentials;
 pub mod config;
-pub mod device;
-pub mod dpop;
-pub mod error;
 pub mod html;
 pub mod http;
 pub mod issue;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
-pub mod pkce;
-pub mod private_key_jwt;
-pub mod records;
-pub mod redirect_uri;
-pub mod registration;
+pub mod protocol;
 pub mod signer;
 pub mod signin;
 pub mod state;
-pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -83,10 +80,8 @@ pub async fn build_state(
     }
     warn_without_sign_in(&config);
     let cimd = cimd::CimdResolver::new(config.cimd_allow_private, clock.clone())?;
-    let rate_limits = http::rate_limit::RateLimiter::new(
-        http::rate_limit::Limits::from_source(&config.source)?,
-        clock.clone(),
-    );
+    let rate_limits =
+        budgets::RateLimiter::new(budgets::Limits::from_source(&config.source)?, clock.clone());
     let (tx, _) = broadcast::channel(1024);
     // Subscribe before serving, so no revocation made after start-up is missed by the SSE feed.
     let first = store.subscribe(REVOCATION_CHANNEL).await?;

@@ -37,7 +37,7 @@ fn parse() -> Result<Parsed, gateway_common::config::ConfigError> {
     let src = Source::from_process()?;
     let config = Config::from_source(&src)?;
     gateway_store::config::StoreConfig::from_source(&src)?;
-    mcp_authz::http::rate_limit::Limits::from_source(&src)?;
+    mcp_authz::budgets::Limits::from_source(&src)?;
     let logging = gateway_common::logging::LogConfig::from_source(&src, "info")?;
     Ok(Parsed { config, logging })
 }

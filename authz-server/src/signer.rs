@@ -84,6 +84,21 @@ impl Signer {
     }
 }
 
+/// Parses an imported RSA key (PKCS#1 or PKCS#8), requires ≥ 2048 bits, and
+/// returns it as PKCS#8 PEM.
+pub fn validate_rsa_pem(pem: &str) -> anyhow::Result<String> {
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+    use rsa::traits::PublicKeyParts;
+    let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem)
+        .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(pem))
+        .map_err(|_| anyhow::anyhow!("not an RSA private key"))?;
+    if key.size() < 256 {
+        anyhow::bail!("RSA key shorter than 2048 bits");
+    }
+    Ok(key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)?.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

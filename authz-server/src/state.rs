@@ -11,10 +11,10 @@ use tokio::sync::broadcast;
 
 use crate::cimd::CimdResolver;
 use crate::config::Config;
-use crate::error::OAuthError;
 use crate::keys::KeyManager;
 use crate::metrics::Metrics;
-use crate::records::{client_key, ClientRecord};
+use crate::protocol::error::OAuthError;
+use crate::protocol::records::{client_key, ClientRecord};
 use crate::signin::IdentityProvider;
 
 #[derive(Debug)]
@@ -29,7 +29,7 @@ pub struct Inner {
     /// Revocations seen on the store channel, fanned out to `/revocations/stream`.
     pub revocations: broadcast::Sender<RevocationEvent>,
     /// One per process (not per worker): `http::rate_limit`.
-    pub rate_limits: crate::http::rate_limit::RateLimiter,
+    pub rate_limits: crate::budgets::RateLimiter,
     /// Security events (`AUDIT_LOG_FILE`).
     pub audit: gateway_common::audit::AuditLog,
     /// Open `/revocations/stream` subscriptions (capped).
@@ -53,6 +53,32 @@ impl std::ops::Deref for AppState {
 }
 
 impl Inner {
+    /// The scope a client asked for, against this server's configuration
+    /// ([`crate::protocol::scope::resolve_scope`]).
+    pub fn resolve_scope(
+        &self,
+        requested: Option<&str>,
+        client: &ClientRecord,
+    ) -> Result<String, OAuthError> {
+        crate::protocol::scope::resolve_scope(
+            requested,
+            client.metadata.scope.as_deref(),
+            &self.config.scopes_supported,
+            &self.config.default_scope,
+        )
+    }
+
+    /// The resources a client asked for ([`crate::protocol::scope::resolve_resources`]).
+    pub fn resolve_resources(&self, requested: &[String]) -> Result<Vec<String>, OAuthError> {
+        let configured: Vec<&str> = self
+            .config
+            .services
+            .iter()
+            .map(|s| s.resource.as_str())
+            .collect();
+        crate::protocol::scope::resolve_resources(requested, &configured)
+    }
+
     /// Ends every `/revocations/stream` body cleanly (stop).
     pub fn close_streams(&self) {
         self.closing.send_replace(true);
@@ -182,5 +208,13 @@ impl Inner {
             Ok(false) => {}
             Err(e) => tracing::debug!(error = %e, "flow step not recorded"),
         }
+    }
+}
+
+/// A store failure is "try again later" to the client (RFC 6749 §5.2
+/// `temporarily_unavailable`); the detail stays in the log.
+impl From<gateway_store::StoreError> for OAuthError {
+    fn from(e: gateway_store::StoreError) -> Self {
+        OAuthError::Unavailable(e.to_string())
     }
 }

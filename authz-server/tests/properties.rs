@@ -3,13 +3,13 @@
 //! rotation (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2). Pure functions, no sockets.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use mcp_authz::pkce;
-use mcp_authz::records::{CodeRecord, RefreshFamily};
-use mcp_authz::redirect_uri::{find_match, validate, Kind};
-use mcp_authz::signin::Identity;
-use mcp_authz::token::{
+use mcp_authz::protocol::pkce;
+use mcp_authz::protocol::records::{CodeRecord, RefreshFamily};
+use mcp_authz::protocol::redirect_uri::{find_match, validate, Kind};
+use mcp_authz::protocol::token::{
     check_code_grant, check_refresh, parse_refresh_token, rotated, Presented, RefreshDecision,
 };
+use mcp_authz::signin::Identity;
 use proptest::prelude::*;
 
 fn verifier() -> impl Strategy<Value = String> {

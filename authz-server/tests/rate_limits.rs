@@ -180,7 +180,7 @@ async fn oversized_bodies_and_headers_are_refused() {
 #[tokio::test]
 async fn a_bad_limit_is_a_one_line_config_error_before_serving() {
     let src = gateway_common::config::Source::from_pairs([("RATE_LIMIT_TOKEN_PER_ADDRESS", "-5")]);
-    let e = mcp_authz::http::rate_limit::Limits::from_source(&src)
+    let e = mcp_authz::budgets::Limits::from_source(&src)
         .unwrap_err()
         .to_string();
     assert!(e.contains("RATE_LIMIT_TOKEN_PER_ADDRESS"), "{e}");

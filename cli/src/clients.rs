@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use gateway_store::Store;
-use mcp_authz::records::{client_key, ClientRecord, RefreshFamily};
+use mcp_authz::protocol::records::{client_key, ClientRecord, RefreshFamily};
 
 use crate::error::{AdminError, AdminResult};
 use crate::records::{clients, consents_of_client, families, read};

@@ -1,5 +1,5 @@
 //! Reading the authorization server's records (layouts and key names are
-//! `mcp_authz::records`, readers `mcp_authz::admin`; the CLI defines none of its own).
+//! `mcp_authz::protocol::records`, readers `mcp_authz::admin`; the CLI defines none of its own).
 
 pub use mcp_authz::admin::{
     clients, consents_of_client, families, read, read_all, CLIENT_PREFIX, CONSENT_PREFIX,

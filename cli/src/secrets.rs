@@ -289,7 +289,7 @@ mod tests {
             .find_map(|l| l.strip_prefix("JWT_PRIVATE_KEY_B64="))
             .unwrap();
         let pem = String::from_utf8(STANDARD.decode(pem).unwrap()).unwrap();
-        assert!(mcp_authz::keys::validate_rsa_pem(&pem).is_ok());
+        assert!(mcp_authz::signer::validate_rsa_pem(&pem).is_ok());
         // Run again: nothing changes without --force.
         let again = generate_into(&file, true, false).unwrap();
         assert!(again.iter().all(|(_, o)| *o == Outcome::Kept));

@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 
 use gateway_common::revocation::{RevocationEvent, REVOKED_PREFIX};
 use gateway_store::Store;
-use mcp_authz::records::{AuthRequest, ClientRecord, CodeRecord, RefreshFamily, SessionRecord};
+use mcp_authz::protocol::records::{
+    AuthRequest, ClientRecord, CodeRecord, RefreshFamily, SessionRecord,
+};
 use serde::de::DeserializeOwned;
 
 use crate::error::{AdminError, AdminResult};
@@ -74,7 +76,7 @@ pub enum Revoked {
 /// family id, or an access token's `jti`.
 pub async fn revoke(store: &dyn Store, now: u64, what: &str) -> AdminResult<Revoked> {
     // A refresh token is `<family>.<secret>`; the family part names the authorization.
-    let family_id = mcp_authz::token::split_refresh_token(what)
+    let family_id = mcp_authz::protocol::token::split_refresh_token(what)
         .map(|(f, _)| f)
         .unwrap_or(what);
     if let Some(n) = revoke_family(store, now, family_id).await? {

@@ -14,7 +14,7 @@ use gateway_common::revocation::{
     grant_revocation_id, revoked_key, RevocationEvent, REVOCATION_CHANNEL,
 };
 use gateway_store::Store;
-use mcp_authz::records::*;
+use mcp_authz::protocol::records::*;
 use mcp_gateway::{backup, clients, flows, tokens};
 
 #[tokio::test]

@@ -126,7 +126,7 @@ pub fn token_form(data: &[u8]) {
         let _ = form.has(name);
     }
     if let Ok(Some(rt)) = form.one("refresh_token") {
-        if let Some((family, generation)) = mcp_authz::token::parse_refresh_token(rt) {
+        if let Some((family, generation)) = mcp_authz::protocol::token::parse_refresh_token(rt) {
             assert!(!family.is_empty() && !family.contains('.'));
             if let Some(g) = generation {
                 // One spelling per generation: the token names it canonically.
@@ -135,15 +135,15 @@ pub fn token_form(data: &[u8]) {
         }
     }
     if let Ok(Some(v)) = form.one("code_verifier") {
-        let c = mcp_authz::pkce::s256(v);
-        assert!(mcp_authz::pkce::valid_challenge(&c));
+        let c = mcp_authz::protocol::pkce::s256(v);
+        assert!(mcp_authz::protocol::pkce::valid_challenge(&c));
         assert_eq!(
-            mcp_authz::pkce::verify_s256(v, &c),
-            mcp_authz::pkce::valid_verifier(v)
+            mcp_authz::protocol::pkce::verify_s256(v, &c),
+            mcp_authz::protocol::pkce::valid_verifier(v)
         );
     }
     if let Ok(Some(s)) = form.one("scope") {
-        if let Ok(narrowed) = mcp_authz::token::narrow_scope("mcp read", Some(s)) {
+        if let Ok(narrowed) = mcp_authz::protocol::token::narrow_scope("mcp read", Some(s)) {
             assert!(narrowed.split(' ').all(|t| t == "mcp" || t == "read"));
         }
     }
@@ -160,13 +160,13 @@ pub fn register_json(data: &[u8]) {
         return;
     };
     let supported = ["mcp".to_string()];
-    if let Ok(meta) = mcp_authz::registration::validate_metadata(&body, &supported) {
+    if let Ok(meta) = mcp_authz::protocol::registration::validate_metadata(&body, &supported) {
         // Whatever was accepted names only valid redirect URIs.
         let v = serde_json::to_value(&meta).unwrap_or_default();
         if let Some(uris) = v.get("redirect_uris").and_then(|u| u.as_array()) {
             for u in uris.iter().filter_map(|u| u.as_str()) {
                 assert!(
-                    mcp_authz::redirect_uri::validate(u).is_ok(),
+                    mcp_authz::protocol::redirect_uri::validate(u).is_ok(),
                     "stored invalid {u:?}"
                 );
             }
@@ -176,7 +176,7 @@ pub fn register_json(data: &[u8]) {
 
 /// Redirect URI validation and matching: `registered\npresented`.
 pub fn redirect_uri(data: &[u8]) {
-    use mcp_authz::redirect_uri::{find_match, validate, Kind};
+    use mcp_authz::protocol::redirect_uri::{find_match, validate, Kind};
     let s = text(data);
     let (registered, presented) = s.split_once('\n').unwrap_or((s.as_str(), s.as_str()));
     // Only validated URIs are ever stored (registration and CIMD both check),
@@ -253,7 +253,10 @@ pub fn cimd(data: &[u8]) {
     if let Ok(rec) = mcp_authz::cimd::parse_document(id, data, 1_700_000_000) {
         assert_eq!(rec.client_id, id);
         for u in &rec.metadata.redirect_uris {
-            assert!(mcp_authz::redirect_uri::validate(u).is_ok(), "{u:?}");
+            assert!(
+                mcp_authz::protocol::redirect_uri::validate(u).is_ok(),
+                "{u:?}"
+            );
         }
     }
 }

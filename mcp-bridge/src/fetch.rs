@@ -4,7 +4,7 @@
 //!
 //! A URL chosen by a model is an SSRF lever, so:
 //! - every address dialled passes `gateway_common::net_filter` (the filter of client ID
-//!   metadata documents): names through [`PublicOnlyResolver`] after DNS resolution, so
+//!   metadata documents): names through `PublicOnlyResolver` after DNS resolution, so
 //!   the connection goes only to the vetted addresses; literal hosts (`127.1`,
 //!   `2130706433`, `0x7f000001`, `[::ffff:7f00:1]` — the URL parser normalises every
 //!   IPv4 spelling) in [`check_target`], also for each redirect hop;

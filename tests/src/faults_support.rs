@@ -463,7 +463,7 @@ pub async fn refresh(
 /// A fresh PKCE pair (verifier, S256 challenge).
 pub fn pkce() -> (String, String) {
     let v = gateway_common::crypto::random_token(32);
-    let c = mcp_authz::pkce::s256(&v);
+    let c = mcp_authz::protocol::pkce::s256(&v);
     (v, c)
 }
 

@@ -150,7 +150,7 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
 
     // Authorization with PKCE, a failed sign-in, then the right password and consent.
     let code_verifier = gateway_common::crypto::random_token(32);
-    let challenge = mcp_authz::pkce::s256(&code_verifier);
+    let challenge = mcp_authz::protocol::pkce::s256(&code_verifier);
     let r = browser
         .get(format!("{base}/authorize"))
         .query(&[

@@ -1,5 +1,5 @@
 //! The verifier's answer, and the ONE place where every refusal is mapped to its
-//! status, challenge and body ([`Deny::response`], no catch-all arm).
+//! status, challenge and body (`Deny::response`, no catch-all arm).
 
 use std::sync::Arc;
 

@@ -218,7 +218,7 @@ impl Metrics {
 /// slot — no locked read-modify-write, which costs about a third of the tool
 /// policy's time on the header path (issue 11: ≤ 5% of a cached verify). A
 /// slot has one writer, so nothing is lost; a scrape sums the slots. The
-/// first [`SLOTS`] threads of the process get slots (the server's workers live
+/// first `SLOTS` threads of the process get slots (the server's workers live
 /// as long as it does); any later thread counts with an atomic add.
 #[derive(Debug)]
 pub struct PerThreadCounter {

@@ -10,64 +10,21 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use gateway_common::crypto::{hash_secret, random_token};
 
-use super::signin::{browser_id, csrf_issue, csrf_take, current_session, set_browser_cookie};
+use super::browser::{
+    browser_id, client_redirect, csrf_issue, csrf_take, current_session, error_redirect,
+    load_request, set_browser_cookie,
+};
 use super::Form;
-use crate::config::is_scope_token;
-use crate::error::OAuthError;
 use crate::html;
-use crate::records::{
+use crate::protocol::error::OAuthError;
+use crate::protocol::records::{
     authreq_key, code_key, consent_key, AuthRequest, ClientRecord, CodeRecord, ConsentRecord,
 };
-use crate::redirect_uri;
+use crate::protocol::redirect_uri;
 use crate::state::AppState;
 
 fn internal(e: impl std::fmt::Display) -> OAuthError {
     OAuthError::Internal(e.to_string())
-}
-
-/// The redirect back to the client: `params` appended to the redirect URI's query, plus `iss`.
-pub fn client_redirect(
-    state: &AppState,
-    redirect_uri: &str,
-    params: &[(&str, &str)],
-) -> HttpResponse {
-    let Ok(mut url) = url::Url::parse(redirect_uri) else {
-        return html::error_page(
-            StatusCode::BAD_REQUEST,
-            "Invalid redirect",
-            "The redirect URI is malformed.",
-        );
-    };
-    {
-        let mut q = url.query_pairs_mut();
-        for (k, v) in params {
-            q.append_pair(k, v);
-        }
-        // RFC 9207 §2: mix-up defence.
-        q.append_pair("iss", &state.config.issuer);
-    }
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, url.as_str()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
-}
-
-/// RFC 6749 §4.1.2.1 error response to the (validated) redirect URI.
-pub(crate) fn error_redirect(
-    state: &AppState,
-    redirect_uri: &str,
-    st: Option<&str>,
-    err: &OAuthError,
-) -> HttpResponse {
-    let parts = err.parts();
-    let mut params = vec![("error", parts.code)];
-    if let Some(d) = parts.description {
-        params.push(("error_description", d));
-    }
-    if let Some(s) = st {
-        params.push(("state", s));
-    }
-    client_redirect(state, redirect_uri, &params)
 }
 
 fn page_error(status: StatusCode, msg: &str) -> HttpResponse {
@@ -99,7 +56,7 @@ pub async fn authorize(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         Err(OAuthError::InvalidClient(m)) => return page_error(StatusCode::BAD_REQUEST, &m),
         Err(e) => {
             return page_error(
-                e.parts().status,
+                crate::http::error::status_of(&e),
                 "The server cannot check the application right now.",
             )
         }
@@ -212,98 +169,14 @@ fn validate_rest(
             "code_challenge_method must be S256".into(),
         ));
     }
-    if !crate::pkce::valid_challenge(challenge) {
+    if !crate::protocol::pkce::valid_challenge(challenge) {
         return Err(OAuthError::InvalidRequest(
             "code_challenge is malformed".into(),
         ));
     }
-    let scope = resolve_scope(state, q.one("scope")?, client)?;
-    let resources = resolve_resources(state, &q.all("resource"))?;
+    let scope = state.resolve_scope(q.one("scope")?, client)?;
+    let resources = state.resolve_resources(&q.all("resource"))?;
     Ok((scope, resources, challenge.to_string()))
-}
-
-/// Requested scopes, all supported; none or empty means the default (`mcp`).
-pub fn resolve_scope(
-    state: &AppState,
-    requested: Option<&str>,
-    client: &ClientRecord,
-) -> Result<String, OAuthError> {
-    let requested = requested.map(str::trim).filter(|s| !s.is_empty());
-    let Some(requested) = requested else {
-        return Ok(client
-            .metadata
-            .scope
-            .clone()
-            .unwrap_or_else(|| state.config.default_scope.clone()));
-    };
-    let mut out: Vec<&str> = Vec::new();
-    for s in requested.split_ascii_whitespace() {
-        if !is_scope_token(s) || !state.config.scopes_supported.iter().any(|x| x == s) {
-            return Err(OAuthError::InvalidScope(format!(
-                "scope {s} is not supported"
-            )));
-        }
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    Ok(out.join(" "))
-}
-
-/// RFC 8707 §2: every `resource` must be a configured MCP service, byte for
-/// byte. Without one, the single configured service is meant; with several
-/// services the client must say which (a token for all would be too broad).
-pub fn resolve_resources(
-    state: &AppState,
-    requested: &[String],
-) -> Result<Vec<String>, OAuthError> {
-    if requested.is_empty() {
-        return match state.config.services.as_slice() {
-            [only] => Ok(vec![only.resource.clone()]),
-            [] => Err(OAuthError::InvalidTarget(
-                "no protected resource is configured".into(),
-            )),
-            _ => Err(OAuthError::InvalidTarget(
-                "resource is required: this server protects several services".into(),
-            )),
-        };
-    }
-    let mut out: Vec<String> = Vec::new();
-    for r in requested {
-        if state.config.service_by_resource(r).is_none() {
-            return Err(OAuthError::InvalidTarget(format!(
-                "{r} is not a resource this server issues tokens for"
-            )));
-        }
-        if !out.contains(r) {
-            out.push(r.clone());
-        }
-    }
-    Ok(out)
-}
-
-/// A pending request that belongs to this browser.
-pub async fn load_request(
-    req: &HttpRequest,
-    state: &AppState,
-    request_id: &str,
-) -> Result<Option<(AuthRequest, Vec<u8>)>, OAuthError> {
-    if request_id.is_empty() || request_id.len() > 64 {
-        return Ok(None);
-    }
-    let Some(raw) = state.store.get(&authreq_key(request_id)).await? else {
-        return Ok(None);
-    };
-    let ar: AuthRequest = serde_json::from_slice(&raw).map_err(internal)?;
-    let browser = browser_id(req, state)
-        .map(|b| hash_secret(&b))
-        .unwrap_or_default();
-    if !gateway_common::crypto::ct_eq(browser.as_bytes(), ar.browser_hash.as_bytes())
-        || ar.exp <= state.now()
-    {
-        return Ok(None);
-    }
-    Ok(Some((ar, raw)))
 }
 
 /// Issues the code for an approved request and redirects to the client (RFC 6749 §4.1.2).

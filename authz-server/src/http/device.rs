@@ -12,19 +12,18 @@ use bytes::Bytes;
 use gateway_common::crypto::{hash_secret, random_token};
 use serde::Serialize;
 
-use super::authorize::{resolve_resources, resolve_scope};
+use super::browser::{browser_cookie, browser_id, csrf_issue, csrf_take, current_session};
 use super::client_auth::{authenticate, presented, Public};
-use super::signin::{browser_cookie, browser_id, csrf_issue, csrf_take, current_session};
 use super::{no_store_json, Form};
-use crate::device::{
+use crate::html;
+use crate::issue::{self, TokenResponse};
+use crate::protocol::device::{
     self as logic, device_key, display_user_code, normalize_user_code, user_code_key, DeviceRecord,
     DeviceStatus, Poll, GRANT_DEVICE_CODE,
 };
-use crate::error::OAuthError;
-use crate::html;
-use crate::issue::{self, TokenResponse};
-use crate::records::{authreq_key, AuthRequest, ClientRecord};
-use crate::registration::GRANT_REFRESH_TOKEN;
+use crate::protocol::error::OAuthError;
+use crate::protocol::records::{authreq_key, AuthRequest, ClientRecord};
+use crate::protocol::registration::GRANT_REFRESH_TOKEN;
 use crate::signin::Identity;
 use crate::state::AppState;
 
@@ -67,8 +66,8 @@ pub async fn device_authorization(
             "this client may not use the device_code grant".into(),
         ));
     }
-    let scope = resolve_scope(&state, form.one("scope")?, &client)?;
-    let resources = resolve_resources(&state, &form.all("resource"))?;
+    let scope = state.resolve_scope(form.one("scope")?, &client)?;
+    let resources = state.resolve_resources(&form.all("resource"))?;
     let device_code = random_token(32);
     let lifetime = state.config.device_code_lifetime;
     let now = state.now();

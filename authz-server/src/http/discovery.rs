@@ -26,14 +26,14 @@ pub fn metadata(state: &AppState) -> serde_json::Value {
         "scopes_supported": state.config.scopes_supported,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": crate::registration::SUPPORTED_GRANTS,
+        "grant_types_supported": crate::protocol::registration::SUPPORTED_GRANTS,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         // RFC 7523 / RFC 8414 §2: what private_key_jwt assertions may be signed with.
-        "token_endpoint_auth_signing_alg_values_supported": crate::private_key_jwt::SIGNING_ALGS,
+        "token_endpoint_auth_signing_alg_values_supported": crate::protocol::private_key_jwt::SIGNING_ALGS,
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
-        "revocation_endpoint_auth_signing_alg_values_supported": crate::private_key_jwt::SIGNING_ALGS,
+        "revocation_endpoint_auth_signing_alg_values_supported": crate::protocol::private_key_jwt::SIGNING_ALGS,
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
-        "introspection_endpoint_auth_signing_alg_values_supported": crate::private_key_jwt::SIGNING_ALGS,
+        "introspection_endpoint_auth_signing_alg_values_supported": crate::protocol::private_key_jwt::SIGNING_ALGS,
         // RFC 9449 §5.1.
         "dpop_signing_alg_values_supported": gateway_common::dpop::SUPPORTED_ALGS,
         "code_challenge_methods_supported": ["S256"],

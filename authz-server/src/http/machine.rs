@@ -1,8 +1,8 @@
 //! The store- and network-facing half of machine clients and DPoP at
 //! `/token`: single-use assertion and proof `jti`s, the client's `jwks_uri`
 //! fetched SSRF-safe, the `client_credentials` grant carried out. Decisions
-//! are in [`crate::private_key_jwt`], [`crate::client_credentials`] and
-//! [`crate::dpop`].
+//! are in [`crate::protocol::private_key_jwt`], [`crate::protocol::client_credentials`] and
+//! [`crate::protocol::dpop`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,10 +17,10 @@ use gateway_common::dpop::{self as proof, ProofCheck, ValidProof};
 use gateway_common::keys::JwkSet;
 
 use super::Form;
-use crate::client_credentials::{self as cc, GRANT_CLIENT_CREDENTIALS};
-use crate::error::OAuthError;
 use crate::issue::{self, TokenResponse};
-use crate::records::ClientRecord;
+use crate::protocol::client_credentials::{self as cc, GRANT_CLIENT_CREDENTIALS};
+use crate::protocol::error::OAuthError;
+use crate::protocol::records::ClientRecord;
 use crate::state::Inner;
 
 /// Most bytes of a client's JWK set document.
@@ -54,7 +54,7 @@ pub async fn verify_client_assertion(
         .get("token_endpoint_auth_signing_alg")
         .and_then(|v| v.as_str());
     let verify = |keys: &JwkSet| {
-        crate::private_key_jwt::verify(
+        crate::protocol::private_key_jwt::verify(
             assertion,
             &client.client_id,
             &s.config.issuer,
@@ -77,7 +77,7 @@ pub async fn verify_client_assertion(
     // Single use for its lifetime (RFC 7523 §3 item 7).
     let ttl = assertion
         .exp
-        .saturating_add(crate::private_key_jwt::LEEWAY)
+        .saturating_add(crate::protocol::private_key_jwt::LEEWAY)
         .saturating_sub(now)
         .max(1);
     let first = s
@@ -107,7 +107,7 @@ async fn client_keys(
 ) -> Result<(JwkSet, bool), OAuthError> {
     let bad = |m: String| OAuthError::InvalidClient(format!("client keys: {m}"));
     if let Some(v) = client.metadata.extra.get("jwks") {
-        let set = crate::private_key_jwt::validate_jwks(v).map_err(bad)?;
+        let set = crate::protocol::private_key_jwt::validate_jwks(v).map_err(bad)?;
         return Ok((set, true));
     }
     let uri = client
@@ -218,7 +218,7 @@ impl Fetcher {
         }
         let v: serde_json::Value =
             serde_json::from_slice(&body).map_err(|_| "jwks_uri is not JSON".to_string())?;
-        crate::private_key_jwt::validate_jwks(&v)
+        crate::protocol::private_key_jwt::validate_jwks(&v)
     }
 }
 
@@ -230,7 +230,7 @@ pub async fn token_proof(s: &Inner, req: &HttpRequest) -> Result<Option<ValidPro
         .get_all("dpop")
         .map(|v| v.as_bytes())
         .collect();
-    let Some(raw) = crate::dpop::one_proof(&values)? else {
+    let Some(raw) = crate::protocol::dpop::one_proof(&values)? else {
         return Ok(None);
     };
     let settings = &s.config.dpop;

@@ -2,10 +2,12 @@
 //! logic, shape the answer. One file per endpoint group.
 
 pub mod authorize;
+pub mod browser;
 pub mod client_auth;
 pub mod connections;
 pub mod device;
 pub mod discovery;
+pub mod error;
 pub mod health;
 pub mod machine;
 pub mod rate_limit;
@@ -20,7 +22,7 @@ use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::error::OAuthError;
+use crate::protocol::error::OAuthError;
 use crate::state::AppState;
 
 /// Mounts every route of the authorization server on `cfg`.

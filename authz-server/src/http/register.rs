@@ -16,9 +16,9 @@ use bytes::Bytes;
 use gateway_common::crypto::{hash_secret, random_token, verify_secret};
 
 use super::no_store_json;
-use crate::error::OAuthError;
-use crate::records::{client_key, ClientRecord, ClientSource};
-use crate::registration::{information_response, validate_metadata, MAX_BODY};
+use crate::protocol::error::OAuthError;
+use crate::protocol::records::{client_key, ClientRecord, ClientSource};
+use crate::protocol::registration::{information_response, validate_metadata, MAX_BODY};
 use crate::state::AppState;
 
 fn internal(e: impl std::fmt::Display) -> OAuthError {
@@ -54,12 +54,12 @@ fn parse_json(req: &HttpRequest, body: &Bytes) -> Result<serde_json::Value, OAut
 /// `CLIENT_CREDENTIALS_ENABLED=false`: no client registers for the grant.
 fn machine_grant_allowed(
     state: &AppState,
-    metadata: &crate::records::ClientMetadata,
+    metadata: &crate::protocol::records::ClientMetadata,
 ) -> Result<(), OAuthError> {
     let wants = metadata
         .grant_types
         .iter()
-        .any(|g| g == crate::client_credentials::GRANT_CLIENT_CREDENTIALS);
+        .any(|g| g == crate::protocol::client_credentials::GRANT_CLIENT_CREDENTIALS);
     if wants && !state.config.machine.enabled {
         return Err(OAuthError::InvalidClientMetadata(
             "the client_credentials grant is disabled on this server".into(),

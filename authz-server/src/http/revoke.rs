@@ -15,11 +15,11 @@ use tokio_stream::wrappers::{BroadcastStream, IntervalStream};
 
 use super::client_auth::{authenticate, revoking_client, Public};
 use super::{no_store_json, Form};
-use crate::error::OAuthError;
 use crate::issue;
-use crate::records::{family_key, RefreshFamily};
+use crate::protocol::error::OAuthError;
+use crate::protocol::records::{family_key, RefreshFamily};
+use crate::protocol::token::split_refresh_token;
 use crate::state::AppState;
-use crate::token::split_refresh_token;
 
 /// A refresh family, if `token` is one of its tokens (current or rotated).
 async fn find_family(
@@ -34,15 +34,15 @@ async fn find_family(
     };
     let family = issue::parse_family(&raw)?;
     let hash = hash_secret(token);
-    let presented = crate::token::Presented {
+    let presented = crate::protocol::token::Presented {
         family_id,
         generation,
         hash: &hash,
     };
-    match crate::token::recognise(&family, &presented) {
-        crate::token::Recognised::Current => Ok(Some((family, true))),
-        crate::token::Recognised::Rotated => Ok(Some((family, false))),
-        crate::token::Recognised::Unknown => Ok(None),
+    match crate::protocol::token::recognise(&family, &presented) {
+        crate::protocol::token::Recognised::Current => Ok(Some((family, true))),
+        crate::protocol::token::Recognised::Rotated => Ok(Some((family, false))),
+        crate::protocol::token::Recognised::Unknown => Ok(None),
     }
 }
 
@@ -239,7 +239,7 @@ impl Drop for Subscription {
 
 /// `GET /revocations/stream`: server-sent events, one `data:` line per
 /// revocation, a `: keepalive` comment every 15 s so a consumer can tell a
-/// quiet feed from a dead one. Verifiers only ([`feed_access`]), and at most
+/// quiet feed from a dead one. Verifiers only (`feed_access`), and at most
 /// `REVOCATION_FEED_MAX_SUBSCRIBERS` at once.
 pub async fn stream(
     req: HttpRequest,

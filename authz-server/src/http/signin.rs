@@ -1,134 +1,29 @@
-//! Sign-in pages, the browser and session cookies, and single-use CSRF tokens.
-//!
-//! Cookies are HttpOnly, SameSite=Lax, `Path=/`; under an https issuer they are
-//! `Secure` and use the `__Host-` prefix (no `Domain`, so a sibling host cannot
-//! set them). The session lives for `SESSION_TIMEOUT`.
+//! Sign-in pages: the password form, the known-browser cookie, and opening
+//! the session once a provider has named the user (cookies and CSRF tokens:
+//! [`super::browser`]).
 
-use actix_web::cookie::{Cookie, SameSite};
+use actix_web::cookie::Cookie;
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use gateway_common::crypto::{hash_secret, random_token};
 
-use super::authorize::load_request;
+use super::browser::{
+    build_cookie, cookie_name, cookie_value, csrf_issue, csrf_take, load_request, SESSION_COOKIE,
+};
 use super::Form;
-use crate::error::OAuthError;
 use crate::html;
-use crate::records::{csrf_key, session_key, CsrfRecord, SessionRecord};
+use crate::protocol::error::OAuthError;
+use crate::protocol::records::{session_key, SessionRecord};
 use crate::signin::{Identity, SignInStart};
 use crate::state::AppState;
 
-const BROWSER_COOKIE: &str = "authz_browser";
-const SESSION_COOKIE: &str = "authz_session";
 /// Set after a successful password sign-in: this browser has signed in as
 /// the account before, so the per-account throttle does not apply to it
 /// (a flood of wrong passwords from elsewhere cannot keep its user out).
 const KNOWN_COOKIE: &str = "authz_known";
 /// How long a browser stays known.
 const KNOWN_FOR: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);
-
-fn cookie_name(state: &AppState, base: &str) -> String {
-    if state.config.https() {
-        format!("__Host-{base}")
-    } else {
-        base.to_string()
-    }
-}
-
-fn build_cookie(state: &AppState, base: &str, value: &str) -> Cookie<'static> {
-    Cookie::build(cookie_name(state, base), value.to_string())
-        .path("/")
-        .http_only(true)
-        .secure(state.config.https())
-        .same_site(SameSite::Lax)
-        .max_age(actix_web::cookie::time::Duration::seconds(
-            i64::try_from(state.config.session_timeout.as_secs()).unwrap_or(900),
-        ))
-        .finish()
-}
-
-fn cookie_value(req: &HttpRequest, name: &str) -> Option<String> {
-    req.cookie(name)
-        .map(|c| c.value().to_string())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-}
-
-/// The random id of this browser (binds pending requests and CSRF tokens to
-/// it). Only the name this server sets is read: under an https issuer that is
-/// the `__Host-` one, which a sibling host or a plain-http page cannot plant
-/// (RFC 6265bis §4.1.3.2); an unprefixed cookie is ignored there.
-pub fn browser_id(req: &HttpRequest, state: &AppState) -> Option<String> {
-    cookie_value(req, &cookie_name(state, BROWSER_COOKIE))
-}
-
-pub fn browser_cookie(state: &AppState, value: &str) -> Cookie<'static> {
-    build_cookie(state, BROWSER_COOKIE, value)
-}
-
-pub fn set_browser_cookie(resp: &mut HttpResponseBuilder, state: &AppState, value: &str) {
-    resp.cookie(build_cookie(state, BROWSER_COOKIE, value));
-}
-
-/// The signed-in user of this browser, if the session is live.
-pub async fn current_session(
-    req: &HttpRequest,
-    state: &AppState,
-) -> Result<Option<SessionRecord>, OAuthError> {
-    let Some(sid) = cookie_value(req, &cookie_name(state, SESSION_COOKIE)) else {
-        return Ok(None);
-    };
-    let Some(raw) = state.store.get(&session_key(&hash_secret(&sid))).await? else {
-        return Ok(None);
-    };
-    let rec: SessionRecord =
-        serde_json::from_slice(&raw).map_err(|e| OAuthError::Internal(e.to_string()))?;
-    Ok((rec.exp > state.now()).then_some(rec))
-}
-
-/// A fresh single-use form token for `purpose` on request `request_id`.
-pub async fn csrf_issue(
-    state: &AppState,
-    request_id: &str,
-    browser_hash: &str,
-    purpose: &str,
-) -> Result<String, OAuthError> {
-    let token = random_token(24);
-    let rec = CsrfRecord {
-        request_id: request_id.to_string(),
-        browser_hash: browser_hash.to_string(),
-        purpose: purpose.to_string(),
-    };
-    let raw = serde_json::to_vec(&rec).map_err(|e| OAuthError::Internal(e.to_string()))?;
-    state
-        .store
-        .put(
-            &csrf_key(&hash_secret(&token)),
-            &raw,
-            Some(state.config.session_timeout),
-        )
-        .await?;
-    Ok(token)
-}
-
-/// Consumes a form token; true only once, and only for the same request, browser and purpose.
-pub async fn csrf_take(
-    state: &AppState,
-    token: &str,
-    request_id: &str,
-    browser_hash: &str,
-    purpose: &str,
-) -> Result<bool, OAuthError> {
-    if token.is_empty() || token.len() > 128 {
-        return Ok(false);
-    }
-    let Some(raw) = state.store.take(&csrf_key(&hash_secret(token))).await? else {
-        return Ok(false);
-    };
-    let Ok(rec) = serde_json::from_slice::<CsrfRecord>(&raw) else {
-        return Ok(false);
-    };
-    Ok(rec.request_id == request_id && rec.browser_hash == browser_hash && rec.purpose == purpose)
-}
 
 async fn render_form(
     state: &AppState,

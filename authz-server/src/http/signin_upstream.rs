@@ -6,12 +6,12 @@ use super::signin::sign_in_event;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::authorize::{error_redirect, load_request};
+use super::browser::{error_redirect, load_request};
 use super::signin::finish_sign_in;
 use super::Form;
-use crate::error::OAuthError;
 use crate::html;
-use crate::records::authreq_key;
+use crate::protocol::error::OAuthError;
+use crate::protocol::records::authreq_key;
 use crate::signin::{upstream, SignInError};
 use crate::state::AppState;
 

@@ -13,12 +13,14 @@ use gateway_common::crypto::{hash_secret, random_token};
 
 use super::client_auth::{authenticate, Public};
 use super::{no_store_json, Form};
-use crate::error::OAuthError;
 use crate::issue::{self, TokenResponse};
-use crate::records::{code_key, code_used_key, family_key, ClientRecord, CodeRecord, CodeUse};
-use crate::registration::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
+use crate::protocol::error::OAuthError;
+use crate::protocol::records::{
+    code_key, code_used_key, family_key, ClientRecord, CodeRecord, CodeUse,
+};
+use crate::protocol::registration::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
+use crate::protocol::token::{self as logic, RefreshDecision};
 use crate::state::AppState;
-use crate::token::{self as logic, RefreshDecision};
 use gateway_common::dpop::ValidProof;
 
 fn internal(e: impl std::fmt::Display) -> OAuthError {
@@ -85,10 +87,10 @@ async fn handle(
         GRANT_REFRESH_TOKEN => {
             refresh_grant(state, &client, &form, family_raw?.flatten(), dpop).await?
         }
-        crate::client_credentials::GRANT_CLIENT_CREDENTIALS => {
+        crate::protocol::client_credentials::GRANT_CLIENT_CREDENTIALS => {
             super::machine::client_credentials_grant(state, &client, &form, dpop).await?
         }
-        crate::device::GRANT_DEVICE_CODE => {
+        crate::protocol::device::GRANT_DEVICE_CODE => {
             super::device::device_grant(state, &client, &form, dpop).await?
         }
         other => {
@@ -253,7 +255,7 @@ async fn refresh_grant(
         }
         RefreshDecision::Refuse(why) => return Err(OAuthError::InvalidGrant(why.into())),
     }
-    crate::dpop::check_refresh_binding(family.jkt.as_deref(), dpop)?;
+    crate::protocol::dpop::check_refresh_binding(family.jkt.as_deref(), dpop)?;
     let scope = logic::narrow_scope(&family.scope, form.one("scope")?)?;
     let aud = logic::narrow_resources(&family.resources, &form.all("resource"))?;
     state.config.dpop.check_audience(&aud, dpop.is_some())?;
@@ -322,7 +324,7 @@ async fn refresh_grant(
 /// whole grant: the family is revoked and the client gets `invalid_grant`.
 async fn recheck_user(
     state: &AppState,
-    family: &crate::records::RefreshFamily,
+    family: &crate::protocol::records::RefreshFamily,
     family_id: &str,
 ) -> Result<crate::signin::Identity, OAuthError> {
     use crate::signin::SignInError;

@@ -140,7 +140,7 @@ pub fn verifier() -> String {
 }
 
 pub fn challenge(verifier: &str) -> String {
-    mcp_authz::pkce::s256(verifier)
+    mcp_authz::protocol::pkce::s256(verifier)
 }
 
 pub fn basic(id: &str, secret: &str) -> String {

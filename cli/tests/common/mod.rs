@@ -10,7 +10,7 @@ use gateway_common::config::Source;
 use gateway_common::flow::{flow_key, flow_value, FlowStep, FLOW_TTL};
 use gateway_store::Store;
 use gateway_testkit::RedisServer;
-use mcp_authz::records::*;
+use mcp_authz::protocol::records::*;
 use mcp_authz::signin::Identity;
 
 pub const HOUR: u64 = 3600;

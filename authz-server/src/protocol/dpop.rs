@@ -17,7 +17,7 @@
 use gateway_common::config::{ConfigError, Source};
 use gateway_common::dpop::{NonceKey, ValidProof};
 
-use crate::error::OAuthError;
+use crate::protocol::error::OAuthError;
 
 /// Seconds a nonce period lasts (a nonce is accepted for up to two).
 pub const NONCE_PERIOD: u64 = 60;

@@ -1,11 +1,7 @@
 //! One error type for every OAuth endpoint, mapped to status, RFC 6749 §5.2
-//! JSON body and `WWW-Authenticate` in one function ([`OAuthError::parts`]) with
-//! no catch-all arm, so a new variant forces a decision.
-
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
-use serde::Serialize;
+//! error code and `WWW-Authenticate` challenge in one function
+//! ([`OAuthError::parts`]) with no catch-all arm, so a new variant forces a
+//! decision. Plain data: `crate::http::error` writes the response.
 
 #[derive(Debug, thiserror::Error)]
 pub enum OAuthError {
@@ -76,16 +72,10 @@ pub enum OAuthError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error_description: Option<&'a str>,
-}
-
 /// Status, error code, client-visible description and challenge of an error.
 pub struct Parts<'a> {
-    pub status: StatusCode,
+    /// HTTP status code.
+    pub status: u16,
     pub code: &'static str,
     pub description: Option<&'a str>,
     pub challenge: Option<String>,
@@ -96,7 +86,7 @@ pub struct Parts<'a> {
 impl OAuthError {
     pub fn parts(&self) -> Parts<'_> {
         use OAuthError as E;
-        fn p<'a>(status: StatusCode, code: &'static str, d: &'a str) -> Parts<'a> {
+        fn p<'a>(status: u16, code: &'static str, d: &'a str) -> Parts<'a> {
             Parts {
                 status,
                 code,
@@ -106,33 +96,31 @@ impl OAuthError {
             }
         }
         match self {
-            E::InvalidRequest(d) => p(StatusCode::BAD_REQUEST, "invalid_request", d),
+            E::InvalidRequest(d) => p(400, "invalid_request", d),
             E::InvalidClient(d) => Parts {
-                status: StatusCode::UNAUTHORIZED,
+                status: 401,
                 code: "invalid_client",
                 description: Some(d),
                 // RFC 6749 §5.2: 401 with a challenge for the scheme the client may use.
                 challenge: Some("Basic realm=\"mcp-authz\"".to_string()),
                 retry_after: None,
             },
-            E::InvalidGrant(d) => p(StatusCode::BAD_REQUEST, "invalid_grant", d),
-            E::UnauthorizedClient(d) => p(StatusCode::BAD_REQUEST, "unauthorized_client", d),
-            E::UnsupportedGrantType(d) => p(StatusCode::BAD_REQUEST, "unsupported_grant_type", d),
-            E::UnsupportedResponseType(d) => {
-                p(StatusCode::BAD_REQUEST, "unsupported_response_type", d)
-            }
-            E::InvalidScope(d) => p(StatusCode::BAD_REQUEST, "invalid_scope", d),
-            E::InvalidTarget(d) => p(StatusCode::BAD_REQUEST, "invalid_target", d),
-            E::UnsupportedTokenType(d) => p(StatusCode::BAD_REQUEST, "unsupported_token_type", d),
-            E::AccessDenied(d) => p(StatusCode::FORBIDDEN, "access_denied", d),
-            E::AuthorizationPending(d) => p(StatusCode::BAD_REQUEST, "authorization_pending", d),
-            E::SlowDown(d) => p(StatusCode::BAD_REQUEST, "slow_down", d),
-            E::ExpiredToken(d) => p(StatusCode::BAD_REQUEST, "expired_token", d),
-            E::DeviceDenied(d) => p(StatusCode::BAD_REQUEST, "access_denied", d),
-            E::InvalidRedirectUri(d) => p(StatusCode::BAD_REQUEST, "invalid_redirect_uri", d),
-            E::InvalidClientMetadata(d) => p(StatusCode::BAD_REQUEST, "invalid_client_metadata", d),
+            E::InvalidGrant(d) => p(400, "invalid_grant", d),
+            E::UnauthorizedClient(d) => p(400, "unauthorized_client", d),
+            E::UnsupportedGrantType(d) => p(400, "unsupported_grant_type", d),
+            E::UnsupportedResponseType(d) => p(400, "unsupported_response_type", d),
+            E::InvalidScope(d) => p(400, "invalid_scope", d),
+            E::InvalidTarget(d) => p(400, "invalid_target", d),
+            E::UnsupportedTokenType(d) => p(400, "unsupported_token_type", d),
+            E::AccessDenied(d) => p(403, "access_denied", d),
+            E::AuthorizationPending(d) => p(400, "authorization_pending", d),
+            E::SlowDown(d) => p(400, "slow_down", d),
+            E::ExpiredToken(d) => p(400, "expired_token", d),
+            E::DeviceDenied(d) => p(400, "access_denied", d),
+            E::InvalidRedirectUri(d) => p(400, "invalid_redirect_uri", d),
+            E::InvalidClientMetadata(d) => p(400, "invalid_client_metadata", d),
             E::InvalidToken(d) => Parts {
-                status: StatusCode::UNAUTHORIZED,
+                status: 401,
                 code: "invalid_token",
                 description: Some(d),
                 challenge: Some(format!(
@@ -142,29 +130,29 @@ impl OAuthError {
                 retry_after: None,
             },
             E::TooManyRequests(secs) => Parts {
-                status: StatusCode::TOO_MANY_REQUESTS,
+                status: 429,
                 code: "temporarily_unavailable",
                 description: Some("too many requests; retry after the time in Retry-After"),
                 challenge: None,
                 retry_after: Some(*secs),
             },
-            E::InvalidDpopProof(d) => p(StatusCode::BAD_REQUEST, "invalid_dpop_proof", d),
+            E::InvalidDpopProof(d) => p(400, "invalid_dpop_proof", d),
             E::UseDpopNonce(_) => Parts {
-                status: StatusCode::BAD_REQUEST,
+                status: 400,
                 code: "use_dpop_nonce",
                 description: Some("Authorization server requires nonce in DPoP proof"),
                 challenge: None,
                 retry_after: None,
             },
             E::Unavailable(_) => Parts {
-                status: StatusCode::SERVICE_UNAVAILABLE,
+                status: 503,
                 code: "temporarily_unavailable",
                 description: Some("the server is temporarily unavailable; try again"),
                 challenge: None,
                 retry_after: None,
             },
             E::Internal(_) => Parts {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
+                status: 500,
                 code: "server_error",
                 description: Some("internal error"),
                 challenge: None,
@@ -178,48 +166,6 @@ impl OAuthError {
     }
 }
 
-impl From<gateway_store::StoreError> for OAuthError {
-    fn from(e: gateway_store::StoreError) -> Self {
-        OAuthError::Unavailable(e.to_string())
-    }
-}
-
-impl ResponseError for OAuthError {
-    fn status_code(&self) -> StatusCode {
-        self.parts().status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let parts = self.parts();
-        if parts.status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
-        } else {
-            tracing::info!(error = parts.code, "request refused");
-        }
-        let mut resp = HttpResponse::build(parts.status);
-        resp.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-        if let OAuthError::UseDpopNonce(nonce) = self {
-            if let Ok(v) = HeaderValue::from_str(nonce) {
-                resp.insert_header(("DPoP-Nonce", v));
-            }
-        }
-        if let Some(ch) = parts
-            .challenge
-            .as_deref()
-            .and_then(|c| HeaderValue::from_str(c).ok())
-        {
-            resp.insert_header((header::WWW_AUTHENTICATE, ch));
-        }
-        if let Some(secs) = parts.retry_after {
-            resp.insert_header((header::RETRY_AFTER, secs.to_string()));
-        }
-        resp.json(ErrorBody {
-            error: parts.code,
-            error_description: parts.description,
-        })
-    }
-}
-
 pub type OAuthResult<T> = Result<T, OAuthError>;
 
 #[cfg(test)]
@@ -230,12 +176,9 @@ mod tests {
     fn invalid_client_is_401_with_a_challenge_and_grant_errors_are_400() {
         let e = OAuthError::InvalidClient("x".into());
         let p = e.parts();
-        assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(p.status, 401);
         assert!(p.challenge.unwrap().starts_with("Basic"));
-        assert_eq!(
-            OAuthError::InvalidGrant("x".into()).parts().status,
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(OAuthError::InvalidGrant("x".into()).parts().status, 400);
         assert_eq!(
             OAuthError::InvalidTarget("x".into()).code(),
             "invalid_target"

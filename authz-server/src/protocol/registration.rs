@@ -10,9 +10,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::OAuthError;
-use crate::records::{AuthMethod, ClientMetadata, ClientRecord};
-use crate::redirect_uri;
+use crate::protocol::error::OAuthError;
+use crate::protocol::records::{AuthMethod, ClientMetadata, ClientRecord};
+use crate::protocol::redirect_uri;
 
 pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
 pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
@@ -20,8 +20,8 @@ pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
 pub const SUPPORTED_GRANTS: &[&str] = &[
     GRANT_AUTHORIZATION_CODE,
     GRANT_REFRESH_TOKEN,
-    crate::device::GRANT_DEVICE_CODE,
-    crate::client_credentials::GRANT_CLIENT_CREDENTIALS,
+    crate::protocol::device::GRANT_DEVICE_CODE,
+    crate::protocol::client_credentials::GRANT_CLIENT_CREDENTIALS,
 ];
 pub const MAX_BODY: usize = 16 * 1024;
 
@@ -112,7 +112,7 @@ pub fn validate_metadata(
             }
             "jwks" => {
                 if !v.is_null() {
-                    crate::private_key_jwt::validate_jwks(v).map_err(bad)?;
+                    crate::protocol::private_key_jwt::validate_jwks(v).map_err(bad)?;
                     extra.insert(k.clone(), v.clone());
                 }
             }
@@ -120,10 +120,10 @@ pub fn validate_metadata(
                 let s = v
                     .as_str()
                     .ok_or_else(|| bad("token_endpoint_auth_signing_alg must be a string"))?;
-                if !crate::private_key_jwt::SIGNING_ALGS.contains(&s) {
+                if !crate::protocol::private_key_jwt::SIGNING_ALGS.contains(&s) {
                     return Err(bad(format!(
                         "token_endpoint_auth_signing_alg {s:?} is not supported ({})",
-                        crate::private_key_jwt::SIGNING_ALGS.join(", ")
+                        crate::protocol::private_key_jwt::SIGNING_ALGS.join(", ")
                     )));
                 }
                 extra.insert(k.clone(), v.clone());
@@ -153,17 +153,17 @@ pub fn validate_metadata(
         if !SUPPORTED_GRANTS.contains(&g.as_str()) {
             return Err(bad(format!(
                 "grant type {g:?} is not supported (authorization_code, refresh_token, {}, client_credentials)",
-                crate::device::GRANT_DEVICE_CODE
+                crate::protocol::device::GRANT_DEVICE_CODE
             )));
         }
     }
     let code_grant = grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE);
     let device_grant = grant_types
         .iter()
-        .any(|g| g == crate::device::GRANT_DEVICE_CODE);
+        .any(|g| g == crate::protocol::device::GRANT_DEVICE_CODE);
     let machine_grant = grant_types
         .iter()
-        .any(|g| g == crate::client_credentials::GRANT_CLIENT_CREDENTIALS);
+        .any(|g| g == crate::protocol::client_credentials::GRANT_CLIENT_CREDENTIALS);
     if !code_grant && !device_grant && !machine_grant {
         return Err(bad(
             "grant_types must include authorization_code, the device_code grant or client_credentials",

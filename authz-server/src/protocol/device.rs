@@ -9,7 +9,7 @@
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::signin::Identity;
+use crate::protocol::identity::Identity;
 
 /// RFC 8628 §3.4 grant type.
 pub const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::signin::Identity;
+use crate::protocol::identity::Identity;
 
 pub fn client_key(client_id: &str) -> String {
     format!("authz:client:{client_id}")
@@ -51,7 +51,7 @@ pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
     /// RFC 7523 §2.2 / RFC 7591: a JWT signed with a key from the client's
-    /// registered `jwks` or `jwks_uri` (see `crate::private_key_jwt`).
+    /// registered `jwks` or `jwks_uri` (see `crate::protocol::private_key_jwt`).
     PrivateKeyJwt,
 }
 

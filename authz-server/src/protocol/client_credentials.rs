@@ -16,9 +16,9 @@
 
 use gateway_common::config::{ConfigError, Source};
 
-use crate::error::OAuthError;
-use crate::records::ClientRecord;
-use crate::signin::Identity;
+use crate::protocol::error::OAuthError;
+use crate::protocol::identity::Identity;
+use crate::protocol::records::ClientRecord;
 
 pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
 
@@ -174,7 +174,7 @@ pub fn machine_identity(client: &ClientRecord) -> Identity {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::records::{AuthMethod, ClientMetadata, ClientSource};
+    use crate::protocol::records::{AuthMethod, ClientMetadata, ClientSource};
 
     const A: &str = "https://a.example.com/mcp";
     const B: &str = "https://b.example.com/mcp";

@@ -2,9 +2,9 @@
 //! request and `now` — no I/O, tested without sockets. The HTTP adapter
 //! (`http::token`) takes the records out of the store and acts on the answer.
 
-use crate::error::OAuthError;
-use crate::pkce;
-use crate::records::{CodeRecord, RefreshFamily};
+use crate::protocol::error::OAuthError;
+use crate::protocol::pkce;
+use crate::protocol::records::{CodeRecord, RefreshFamily};
 
 /// RFC 6749 §4.1.3 and RFC 7636 §4.6: checks a taken code against the
 /// redeeming request. Returns the audience for the access token.
@@ -221,7 +221,7 @@ pub fn rotated(
     // Every older token is now recognised by its generation.
     next.previous_hashes.clear();
     next.exp = new_exp;
-    next.last_access = Some(crate::records::LiveToken {
+    next.last_access = Some(crate::protocol::records::LiveToken {
         jti: jti.to_string(),
         exp: access_exp,
     });
@@ -265,7 +265,7 @@ pub fn split_refresh_token(token: &str) -> Option<(&str, Option<u64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signin::Identity;
+    use crate::protocol::identity::Identity;
 
     fn user() -> Identity {
         Identity {

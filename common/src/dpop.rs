@@ -27,6 +27,8 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
+
+use crate::config::{ConfigError, Source};
 use sha2::{Digest, Sha256};
 
 /// The `typ` header of a DPoP proof (RFC 9449 §4.2).
@@ -51,6 +53,32 @@ pub fn algs_param() -> String {
 /// Longest proof accepted before anything is decoded (an RSA-4096 proof with
 /// its key is about 1.5 KB).
 pub const MAX_PROOF_BYTES: usize = 4096;
+
+/// The time window a proof's `iat` must fall in, the same at the
+/// authorization server and the verifier: `DPOP_PROOF_MAX_AGE` (default 60 s,
+/// 1 to 3600) back, `DPOP_CLOCK_LEEWAY` (default 5 s) ahead (RFC 9449 §11.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProofWindow {
+    pub max_age: u64,
+    pub leeway: u64,
+}
+
+impl ProofWindow {
+    pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
+        let max_age = src.seconds("DPOP_PROOF_MAX_AGE", 60)?.as_secs();
+        if max_age == 0 || max_age > 3600 {
+            return Err(ConfigError::new(
+                "DPOP_PROOF_MAX_AGE",
+                "must be between 1 and 3600 seconds",
+                "60",
+            ));
+        }
+        Ok(Self {
+            max_age,
+            leeway: src.seconds("DPOP_CLOCK_LEEWAY", 5)?.as_secs(),
+        })
+    }
+}
 
 /// Why a proof was refused. Each is `invalid_dpop_proof` to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

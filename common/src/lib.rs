@@ -18,5 +18,6 @@ pub mod lifecycle;
 pub mod logging;
 pub mod net_filter;
 pub mod revocation;
+pub mod sse;
 pub mod tool_policy;
 pub mod trusted_proxies;

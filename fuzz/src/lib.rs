@@ -28,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("jsonrpc", jsonrpc),
     ("cimd", cimd),
     ("net_filter", net_filter),
+    ("sse", sse),
 ];
 
 /// RFC 7515 Appendix A.3's P-256 public key, under kid `k1`: a real key, so
@@ -334,5 +335,50 @@ pub fn net_filter(data: &[u8]) {
             Some(url::Host::Ipv6(ip)) => assert!(is_safe_to_dial(IpAddr::V6(ip)), "{candidate}"),
             _ => {}
         }
+    }
+}
+
+/// The event-stream parser (`gateway_common::sse`) that reads the verifier's
+/// revocation feed and remote MCP servers for `connect`. Input: a stream, cut
+/// into chunks at the positions its first bytes name. Properties: chunking
+/// never changes the events; the limits hold (an over-long line or event ends
+/// the stream with an error, never grows the buffers).
+pub fn sse(data: &[u8]) {
+    use gateway_common::sse::Parser;
+    let (cuts, body) = data.split_at(data.len().min(4));
+    let whole = Parser::with_limits(64, 256).feed(body);
+    let mut split = Parser::with_limits(64, 256);
+    let mut events = Vec::new();
+    let mut result = Ok(());
+    let mut at = 0;
+    for &c in cuts.iter().chain(std::iter::once(&u8::MAX)) {
+        let end = (at + usize::from(c)).min(body.len());
+        match split.feed(&body[at..end]) {
+            Ok(mut e) => events.append(&mut e),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+        at = end;
+    }
+    if result.is_ok() && at < body.len() {
+        match split.feed(&body[at..]) {
+            Ok(mut e) => events.append(&mut e),
+            Err(e) => result = Err(e),
+        }
+    }
+    match (whole, result) {
+        (Ok(a), Ok(())) => {
+            assert_eq!(a, events, "chunking changed the events");
+            for e in &a {
+                assert!(
+                    e.data.len() <= 256,
+                    "an event past the limit was dispatched"
+                );
+            }
+        }
+        (Err(_), Err(_)) => {}
+        (w, r) => panic!("chunking changed the outcome: {w:?} vs {r:?}"),
     }
 }

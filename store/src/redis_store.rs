@@ -1,8 +1,9 @@
 //! The Redis backend: shared by every instance that points at the same Redis.
 //!
-//! Connections come from a deadpool-redis pool (multiplexed async connections,
-//! never a blocking client). The atomic operations are single Redis commands or
-//! one Lua script, never read-then-write from here:
+//! Connections are multiplexed async connections made by deadpool-redis's
+//! connection manager, one per thread (why not checked out of its pool: see
+//! `RedisStore::shared`), never a blocking client. The atomic operations are
+//! single Redis commands or one Lua script, never read-then-write from here:
 //! * take → `GETDEL` (Redis ≥ 6.2);
 //! * put-if-absent → `SET NX PX`;
 //! * compare-and-swap → [`CAS_SCRIPT`] (`EVALSHA`, falling back to `EVAL`);
@@ -10,7 +11,7 @@
 //! * prefix listing → `SCAN MATCH <escaped prefix>* COUNT`, never `KEYS`.
 //!
 //! Publish/subscribe uses a dedicated connection per subscriber (a connection in
-//! subscribe mode cannot run other commands, so it cannot come from the pool).
+//! subscribe mode cannot run other commands, so it cannot be a shared one).
 //!
 //! One Redis server or a managed primary is what this targets. Beyond that:
 //! Sentinel is reached through a proxy/VIP that follows the primary (or by
@@ -23,7 +24,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_redis::redis::{self, AsyncCommands};
-use deadpool_redis::{PoolConfig, Runtime, Timeouts};
 use futures_util::stream::{BoxStream, StreamExt};
 
 use crate::{Store, StoreError, StoreResult, Ttl};
@@ -32,8 +32,6 @@ use crate::{Store, StoreError, StoreResult, Ttl};
 /// server never blocks for long.
 const SCAN_COUNT: usize = 1000;
 
-/// Pooled connections per process.
-const POOL_SIZE: usize = 32;
 /// Per-thread shared connections kept at most (see `RedisStore::shared`).
 const MAX_THREAD_CONNECTIONS: usize = 64;
 
@@ -64,13 +62,14 @@ return 1
 
 /// A store in Redis.
 pub struct RedisStore {
-    pool: deadpool_redis::Pool,
-    /// For subscriber connections, which cannot be pooled.
+    /// Makes (and sets up: database, password, TLS) command connections.
+    manager: deadpool_redis::Manager,
+    /// For subscriber connections, which cannot be multiplexed.
     client: redis::Client,
     cas: redis::Script,
     /// `host:port/db`, safe to log (no credentials).
     display: String,
-    /// One multiplexed connection per thread, made by the pool's manager on
+    /// One multiplexed connection per thread, made by the manager on
     /// that thread, so its I/O task runs where the requests do (an actix
     /// worker is a one-thread runtime: no cross-thread wake-up per command)
     /// and concurrent commands of the thread go out pipelined on it. Checking
@@ -179,7 +178,7 @@ impl RedisUrl {
 }
 
 impl RedisStore {
-    /// Prepares a pool for `url`; `password` is used when the URL has none.
+    /// Prepares connections to `url`; `password` is used when the URL has none.
     ///
     /// No connection is made here (a Redis that starts after us is fine); use
     /// [`Store::ping`] for readiness. A malformed URL is a [`StoreError::Config`]
@@ -191,21 +190,10 @@ impl RedisStore {
     pub fn from_url(url: RedisUrl) -> StoreResult<Self> {
         let client = redis::Client::open(url.url.as_str())
             .map_err(|e| StoreError::Config(format!("is not usable: {e}")))?;
-        let mut config = deadpool_redis::Config::from_url(url.url.as_str());
-        config.pool = Some(PoolConfig {
-            max_size: POOL_SIZE,
-            timeouts: Timeouts {
-                wait: Some(CONNECT_TIMEOUT),
-                create: Some(CONNECT_TIMEOUT),
-                recycle: Some(CONNECT_TIMEOUT),
-            },
-            ..PoolConfig::default()
-        });
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| StoreError::Config(format!("cannot build a connection pool: {e}")))?;
+        let manager = deadpool_redis::Manager::new(url.url.as_str())
+            .map_err(|e| StoreError::Config(format!("is not usable: {e}")))?;
         Ok(Self {
-            pool,
+            manager,
             client,
             cas: redis::Script::new(CAS_SCRIPT),
             display: url.display(),
@@ -219,10 +207,10 @@ impl RedisStore {
         if let Some(c) = self.shared.lock().ok().and_then(|g| g.get(&me).cloned()) {
             return Ok(c);
         }
-        let c = tokio::time::timeout(CONNECT_TIMEOUT, self.pool.manager().create())
+        let c = tokio::time::timeout(CONNECT_TIMEOUT, self.manager.create())
             .await
             .map_err(|_| StoreError::Unavailable("timed out connecting to Redis".into()))?
-            .map_err(|e| pool_error(deadpool_redis::PoolError::Backend(e)))?;
+            .map_err(connect_error)?;
         if let Ok(mut g) = self.shared.lock() {
             // Threads come and go (a runtime's blocking pool): past a bound,
             // start over rather than keep a connection per thread ever seen.
@@ -470,26 +458,12 @@ fn redis_error(e: redis::RedisError) -> StoreError {
     }
 }
 
-fn pool_error(e: deadpool_redis::PoolError) -> StoreError {
-    match e {
-        deadpool_redis::PoolError::Backend(e) => match redis_error(e) {
-            // A connection that cannot be set up (refused, bad password, TLS)
-            // means the store is unavailable to us.
-            StoreError::Backend(m) | StoreError::Config(m) | StoreError::Unavailable(m) => {
-                StoreError::Unavailable(m)
-            }
-        },
-        deadpool_redis::PoolError::Timeout(_) => {
-            StoreError::Unavailable("timed out waiting for a Redis connection".into())
-        }
-        deadpool_redis::PoolError::Closed => {
-            StoreError::Unavailable("the Redis pool is closed".into())
-        }
-        deadpool_redis::PoolError::NoRuntimeSpecified => {
-            StoreError::Backend("the Redis pool has no runtime".into())
-        }
-        deadpool_redis::PoolError::PostCreateHook(e) => {
-            StoreError::Unavailable(format!("setting up a Redis connection failed: {e}"))
+/// A connection that cannot be set up (refused, bad password, TLS) means the
+/// store is unavailable to us.
+fn connect_error(e: redis::RedisError) -> StoreError {
+    match redis_error(e) {
+        StoreError::Backend(m) | StoreError::Config(m) | StoreError::Unavailable(m) => {
+            StoreError::Unavailable(m)
         }
     }
 }

@@ -36,12 +36,14 @@ const PROTOCOL: &[(&str, &[&str])] = &[
             "negative.rs",
             "policy.rs",
             "revoked.rs",
-            "sse.rs",
             "token.rs",
         ],
     ),
     ("mcp-bridge", &["jsonrpc.rs", "version.rs"]),
-    ("common", &["dpop.rs", "claims.rs", "keys.rs", "crypto.rs"]),
+    (
+        "common",
+        &["dpop.rs", "claims.rs", "keys.rs", "crypto.rs", "sse.rs"],
+    ),
 ];
 
 /// Crates whose modules form no import cycle.

@@ -66,14 +66,7 @@ impl DpopConfig {
                 }
             }
         }
-        let max_age = src.seconds("DPOP_PROOF_MAX_AGE", 60)?.as_secs();
-        if max_age == 0 || max_age > 3600 {
-            return Err(ConfigError::new(
-                "DPOP_PROOF_MAX_AGE",
-                "must be between 1 and 3600 seconds",
-                "60",
-            ));
-        }
+        let window = gateway_common::dpop::ProofWindow::from_source(src)?;
         Ok(Self {
             required,
             nonce_required: src.bool("DPOP_NONCE_REQUIRED", false)?,
@@ -81,8 +74,8 @@ impl DpopConfig {
                 Some(s) => NonceKey::from_secret(s.as_bytes(), NONCE_PERIOD),
                 None => NonceKey::random(NONCE_PERIOD),
             },
-            max_age,
-            leeway: src.seconds("DPOP_CLOCK_LEEWAY", 5)?.as_secs(),
+            max_age: window.max_age,
+            leeway: window.leeway,
         })
     }
 

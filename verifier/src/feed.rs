@@ -20,7 +20,6 @@ use gateway_common::revocation::RevocationEvent;
 use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::sse::SseParser;
 use crate::verifier::Verifier;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +35,7 @@ pub enum FeedError {
     #[error("the stream ended")]
     Ended,
     #[error("{0}")]
-    Line(#[from] crate::sse::LineTooLong),
+    Stream(#[from] gateway_common::sse::Overflow),
 }
 
 /// Runs forever; abort the task to stop it.
@@ -114,7 +113,8 @@ async fn session(verifier: &Verifier, client: &reqwest::Client) -> Result<Never,
         "revocation feed connected"
     );
 
-    let mut parser = SseParser::default();
+    // Revocation events are small: a line or an event past 64 KiB is a broken stream.
+    let mut parser = gateway_common::sse::Parser::with_limits(64 * 1024, 64 * 1024);
     let mut body = stream.bytes_stream();
     loop {
         let chunk = match tokio::time::timeout(idle, body.next()).await {
@@ -123,7 +123,12 @@ async fn session(verifier: &Verifier, client: &reqwest::Client) -> Result<Never,
             Ok(Some(chunk)) => chunk?,
         };
         verifier.feed.touch(verifier.clock.now_secs());
-        parser.push(&chunk, |data| apply_event(verifier, data))?;
+        for event in parser.feed(&chunk)? {
+            // An event with no data (a priming `id:` or `retry:`) carries no revocation.
+            if !event.data.is_empty() {
+                apply_event(verifier, event.data.as_bytes());
+            }
+        }
     }
 }
 

@@ -67,7 +67,6 @@ pub mod negative;
 pub mod policy;
 pub mod revoked;
 pub mod service;
-pub mod sse;
 pub mod token;
 pub mod tool_policy;
 pub mod verifier;

@@ -62,14 +62,7 @@ impl DpopSettings {
             Some(s) => NonceKey::from_secret(s.as_bytes(), NONCE_PERIOD),
             None => NonceKey::random(NONCE_PERIOD),
         };
-        let max_age = src.seconds("DPOP_PROOF_MAX_AGE", 60)?.as_secs();
-        if max_age == 0 || max_age > 3600 {
-            return Err(ConfigError::new(
-                "DPOP_PROOF_MAX_AGE",
-                "must be between 1 and 3600 seconds",
-                "60",
-            ));
-        }
+        let window = gateway_common::dpop::ProofWindow::from_source(src)?;
         let mut required = Vec::new();
         for (name, resource) in services {
             if service_requires_dpop(src, name)? {
@@ -79,8 +72,8 @@ impl DpopSettings {
         Ok(Self {
             nonce_required: src.bool("DPOP_NONCE_REQUIRED", false)?,
             nonces,
-            max_age,
-            leeway: src.seconds("DPOP_CLOCK_LEEWAY", 5)?.as_secs(),
+            max_age: window.max_age,
+            leeway: window.leeway,
             required,
         })
     }

@@ -62,7 +62,6 @@ pub mod client_auth;
 pub mod discovery;
 pub mod oauth;
 pub mod relay;
-pub mod sse;
 pub mod store;
 
 use std::path::PathBuf;

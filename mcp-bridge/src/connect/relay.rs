@@ -19,10 +19,10 @@ use url::Url;
 
 use super::challenge::bearer_params;
 use super::oauth::Auth;
-use super::sse;
 use super::store::TokenFile;
 use super::{ConnectError, Options};
 use crate::jsonrpc::{code, IdKey};
+use gateway_common::sse;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";

@@ -1,5 +1,6 @@
 //! Incremental `text/event-stream` parser (HTML Living Standard §9.2.6, "Interpreting an
-//! event stream"), fed with the chunks the HTTP body arrives in.
+//! event stream"), fed with the chunks the HTTP body arrives in: the one parser for the
+//! verifier's revocation feed and the client side of `mcp-gateway connect`.
 //!
 //! Bounded: a line longer than [`MAX_LINE_BYTES`] or an event whose data grows past
 //! [`MAX_EVENT_BYTES`] ends the stream with [`Overflow`], so a remote server cannot grow

@@ -199,12 +199,21 @@ pub fn plan(
                 e.process_model,
                 e.install,
             ),
-            (None, Some(own)) => (name.replace('_', "-"), own.to_string(), ProcessModel::Session, ""),
+            (None, Some(own)) => (
+                name.replace('_', "-"),
+                own.to_string(),
+                ProcessModel::Session,
+                "",
+            ),
             (None, None) => {
                 return Err(CatalogError::Unknown {
                     var,
                     upper,
-                    known: CATALOG.iter().map(|e| e.name).collect::<Vec<_>>().join(", "),
+                    known: CATALOG
+                        .iter()
+                        .map(|e| e.name)
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 })
             }
         };
@@ -311,7 +320,11 @@ mod tests {
             got,
             [
                 ("echo", "/echo/mcp", "builtin:echo"),
-                ("echo_stateless", "/echo-stateless/mcp", "builtin:echo-stateless"),
+                (
+                    "echo_stateless",
+                    "/echo-stateless/mcp",
+                    "builtin:echo-stateless"
+                ),
                 ("fetchs", "/fetchs/mcp", "builtin:fetch"),
                 ("time", "/time/mcp", "/bin/sh -c true"),
             ]
@@ -331,7 +344,10 @@ mod tests {
         assert_eq!(s[0].command, "/bin/sh /srv/data/files");
         assert_eq!(
             s[1].child_env,
-            [("MEMORY_FILE_PATH".to_string(), "/srv/data/memory.jsonl".to_string())]
+            [(
+                "MEMORY_FILE_PATH".to_string(),
+                "/srv/data/memory.jsonl".to_string()
+            )]
         );
         // The operator's own value wins.
         let s = plan_of(&[
@@ -355,9 +371,12 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("MCP_EVERYTHING_ENABLED=false"), "{err}");
-        let err = plan_of(&[("MCP_TIME_ENABLED", "true"), ("MCP_TIME_COMMAND", "nope-not-here")])
-            .unwrap_err()
-            .to_string();
+        let err = plan_of(&[
+            ("MCP_TIME_ENABLED", "true"),
+            ("MCP_TIME_COMMAND", "nope-not-here"),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("MCP_TIME_COMMAND"), "{err}");
     }
 
@@ -372,13 +391,18 @@ mod tests {
             ("MCP_MY_TOOLS_COMMAND", "/bin/sh"),
         ])
         .unwrap();
-        assert_eq!((s[0].name.as_str(), s[0].path.as_str()), ("my_tools", "/my-tools/mcp"));
+        assert_eq!(
+            (s[0].name.as_str(), s[0].path.as_str()),
+            ("my_tools", "/my-tools/mcp")
+        );
     }
 
     #[test]
     fn catalog_names_and_paths_are_unique_and_fit_a_host_name() {
         for (i, e) in CATALOG.iter().enumerate() {
-            assert!(CATALOG[..i].iter().all(|o| o.name != e.name && o.path != e.path));
+            assert!(CATALOG[..i]
+                .iter()
+                .all(|o| o.name != e.name && o.path != e.path));
             assert!(e.path.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));
             assert_eq!(e.name.replace('_', "-"), e.path);
             assert_eq!(e.command.starts_with("builtin:"), e.install.is_empty());

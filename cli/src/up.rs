@@ -124,7 +124,11 @@ fn combined_metrics(
         .first()
         .map(|b| b.metrics.render(sessions, children))
         .unwrap_or_default();
-    for part in [authz.metrics.encode(), verifier.render_metrics(), bridge_part] {
+    for part in [
+        authz.metrics.encode(),
+        verifier.render_metrics(),
+        bridge_part,
+    ] {
         // prometheus-client parts end with the OpenMetrics `# EOF`; the bridge's
         // is plain Prometheus text. Served as Prometheus text (0.0.4), which
         // every scraper reads, without the marker.
@@ -272,8 +276,7 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
     }
     if planned.iter().any(|s| s.name == "filesystem") {
         let files = data_dir.join("files");
-        std::fs::create_dir_all(&files)
-            .with_context(|| format!("creating {}", files.display()))?;
+        std::fs::create_dir_all(&files).with_context(|| format!("creating {}", files.display()))?;
     }
     // Which Host values are ours, and who may read /metrics and the revocation feed.
     let exposure =

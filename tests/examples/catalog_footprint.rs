@@ -135,7 +135,10 @@ async fn main() {
         if e.command.starts_with("builtin:") || resolve_program(program, &path).is_some() {
             enabled.push(e);
         } else {
-            println!("skipped {}: {program} is not installed ({})", e.name, e.install);
+            println!(
+                "skipped {}: {program} is not installed ({})",
+                e.name, e.install
+            );
         }
     }
     let dir = tempfile::tempdir().unwrap();
@@ -149,7 +152,10 @@ async fn main() {
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
     for e in &enabled {
-        cmd.env(format!("MCP_{}_ENABLED", e.name.to_ascii_uppercase()), "true");
+        cmd.env(
+            format!("MCP_{}_ENABLED", e.name.to_ascii_uppercase()),
+            "true",
+        );
     }
     let started = Instant::now();
     let mut child = cmd.spawn().unwrap();
@@ -234,7 +240,10 @@ async fn main() {
             json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
         )
         .await;
-        assert!(status == 200 && body.contains("\"tools\""), "{name}: tools/list {status} {body}");
+        assert!(
+            status == 200 && body.contains("\"tools\""),
+            "{name}: tools/list {status} {body}"
+        );
         println!(
             "  {name}: first session (initialize + tools/list) in {} ms",
             t0.elapsed().as_millis()

@@ -43,11 +43,13 @@ fn page_server() -> (String, actix_web::dev::ServerHandle) {
         App::new().route(
             "/page",
             web::get().to(|| async {
-                HttpResponse::Ok().content_type("text/html; charset=utf-8").body(
-                    "<html><head><title>t</title></head><body>\
+                HttpResponse::Ok()
+                    .content_type("text/html; charset=utf-8")
+                    .body(
+                        "<html><head><title>t</title></head><body>\
                      <h1>Catalog page</h1><p>Served to <b>fetchs</b> on loopback.</p>\
                      </body></html>",
-                )
+                    )
             }),
         )
     })
@@ -109,18 +111,26 @@ async fn sdk_signs_in_once_and_calls_five_services_with_one_token_and_with_one_e
     let before = metrics(&issuer).await;
     assert_eq!(gauge(&before, "mcp_bridge_children_spawned_total"), 0);
 
-    let tool = |name: &str, tool: &str, args: serde_json::Value, expect: &str| {
-        json!({ "name": name, "url": url(name), "tool": tool, "args": args, "expect": expect })
-    };
+    let tool = |name: &str, tool: &str, args: serde_json::Value, expect: &str| json!({ "name": name, "url": url(name), "tool": tool, "args": args, "expect": expect });
     let services = json!([
-        tool("echo", "echo", json!({ "message": "hello echo" }), "hello echo"),
+        tool(
+            "echo",
+            "echo",
+            json!({ "message": "hello echo" }),
+            "hello echo"
+        ),
         tool(
             "echo_stateless",
             "echo",
             json!({ "message": "hello stateless" }),
             "hello stateless"
         ),
-        tool("fetchs", "fetch", json!({ "url": page_url }), "Catalog page"),
+        tool(
+            "fetchs",
+            "fetch",
+            json!({ "url": page_url }),
+            "Catalog page"
+        ),
         tool(
             "time",
             "get_current_time",
@@ -144,7 +154,11 @@ async fn sdk_signs_in_once_and_calls_five_services_with_one_token_and_with_one_e
     )
     .await
     .unwrap();
-    let steps: Vec<&str> = run.lines.iter().filter_map(|s| s["step"].as_str()).collect();
+    let steps: Vec<&str> = run
+        .lines
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
     for line in &run.lines {
         eprintln!("catalog client: {line}");
     }
@@ -193,7 +207,10 @@ async fn a_server_that_is_not_installed_stops_start_up_with_one_line() {
     ] {
         assert!(line.contains(part), "{part:?} missing from: {line}");
     }
-    assert!(!data.exists(), "nothing is written before the services are known");
+    assert!(
+        !data.exists(),
+        "nothing is written before the services are known"
+    );
 }
 
 /// POSTs a JSON-RPC request with a token (and a session); the response body.
@@ -281,7 +298,10 @@ async fn each_service_obeys_its_own_tool_policy_section() {
     let [(echo, denied), (stateless, allowed)] = answers.as_slice() else {
         panic!("{answers:?}");
     };
-    assert_eq!((echo.as_str(), stateless.as_str()), ("echo", "echo_stateless"));
+    assert_eq!(
+        (echo.as_str(), stateless.as_str()),
+        ("echo", "echo_stateless")
+    );
     assert!(
         denied.contains("-32003") && !denied.contains("policy probe"),
         "{denied}"

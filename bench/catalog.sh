@@ -14,7 +14,6 @@ profile=${PROFILE:-release}
 flag=(--release)
 [ "$profile" = debug ] && flag=()
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-cargo build --quiet "${flag[@]}" -p mcp-gateway --bin mcp-gateway
-cargo build --quiet "${flag[@]}" -p gateway-tests --example catalog_footprint
+cargo build --quiet "${flag[@]}" -p mcp-gateway --bin mcp-gateway -p gateway-tests --example catalog_footprint
 MCP_GATEWAY_BIN="$PWD/target/$profile/mcp-gateway" "target/$profile/examples/catalog_footprint"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod backup;
+pub mod catalog;
 pub mod clients;
 pub mod commands;
 pub mod error;

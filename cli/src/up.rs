@@ -1,10 +1,13 @@
 //! One-machine mode: the authz-server, the verifier (as an in-process guard)
-//! and a bridged MCP server in ONE actix app on one loopback port, with the
+//! and the bridged MCP servers in ONE actix app on one loopback port, with the
 //! embedded store and a local user created on first run.
 //!
 //! One origin serves everything, so the client needs nothing but the MCP URL:
-//! `/mcp` is guarded (401 + `resource_metadata` → discovery), the well-known
-//! documents, `/register`, `/authorize`, `/token`… are the authz-server's.
+//! each MCP endpoint is guarded (401 + `resource_metadata` → discovery), the
+//! well-known documents, `/register`, `/authorize`, `/token`… are the
+//! authz-server's. Which MCP servers run is the [`crate::catalog`]'s: every
+//! `MCP_<SERVICE>_ENABLED=true` at `/<service>/mcp`, each its own audience;
+//! none enabled, the single service `local` at `/mcp` runs `BRIDGE_COMMAND`.
 //! Each service still runs alone as its own binary in real deployments.
 
 use std::net::{SocketAddr, TcpListener};
@@ -17,12 +20,11 @@ use anyhow::Context;
 use gateway_common::clock::{self, SharedClock};
 use gateway_common::config::Source;
 
+use crate::catalog;
 use crate::exposure::{self, Exposure};
 use crate::guard::guard;
 use crate::users;
 
-/// The service name the launcher gives the bridged server (`MCP_LOCAL_*`).
-const SERVICE: &str = "LOCAL";
 /// The user created on first run.
 pub const FIRST_USER: &str = "admin";
 
@@ -37,7 +39,8 @@ pub struct UpArgs {
     /// Where the embedded store, the users file and the key file live.
     #[arg(long, env = "GATEWAY_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
-    /// The stdio MCP server to bridge: a command line, or `builtin:echo`.
+    /// The stdio MCP server to bridge when no `MCP_<SERVICE>_ENABLED` is set:
+    /// a command line, or `builtin:echo`.
     #[arg(long, env = "BRIDGE_COMMAND", default_value = "builtin:echo")]
     pub mcp_command: String,
 }
@@ -46,7 +49,10 @@ pub struct UpArgs {
 pub struct Running {
     pub addr: SocketAddr,
     pub issuer: String,
+    /// The first service's MCP URL (`<issuer>/mcp` without a catalog).
     pub mcp_url: String,
+    /// Every service served: its name and its MCP URL (its resource).
+    pub services: Vec<(String, String)>,
     /// Set on the first run only: the user created and its password.
     pub created_user: Option<(String, String)>,
     /// Stops the server (`handle.stop(true).await`).
@@ -59,7 +65,7 @@ pub struct Running {
     in_flight: gateway_common::lifecycle::InFlight,
     shutdown_timeout: std::time::Duration,
     authz: mcp_authz::AppState,
-    bridge: Arc<mcp_bridge::Bridge>,
+    bridges: Vec<Arc<mcp_bridge::Bridge>>,
     _verifier_tasks: mcp_verifier::BackgroundTasks,
     _first_use_writer: Option<AbortOnDrop>,
     /// Operator commands while running on the embedded store (`crate::admin`).
@@ -75,11 +81,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Per-endpoint latency in one-machine mode: `/mcp` is the bridge's (behind
-/// the guard), everything else the authz-server's.
+/// Per-endpoint latency in one-machine mode: the MCP endpoints are the
+/// bridges' (behind the guard), everything else the authz-server's.
 struct UpLatency {
     authz: gateway_common::http_metrics::EndpointLatency,
     bridge: gateway_common::http_metrics::EndpointLatency,
+    mcp_paths: Vec<String>,
 }
 
 async fn up_latency<B: actix_web::body::MessageBody>(
@@ -87,30 +94,40 @@ async fn up_latency<B: actix_web::body::MessageBody>(
     next: actix_web::middleware::Next<B>,
 ) -> Result<actix_web::dev::ServiceResponse<B>, actix_web::Error> {
     let latency = req.app_data::<web::Data<UpLatency>>().cloned();
-    let bridged = req.path() == "/mcp" || req.path().starts_with("/mcp/");
+    let path = req.path().to_string();
     let started = std::time::Instant::now();
     let res = next.call(req).await;
     if let Some(l) = latency {
+        let bridged = l.mcp_paths.iter().any(|p| {
+            path.strip_prefix(p.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        });
         let target = if bridged { &l.bridge } else { &l.authz };
         target.observe_response(&res, started);
     }
     res
 }
 
-/// The authz-server's, the verifier's and the bridge's metrics in one
+/// The authz-server's, the verifier's and the bridges' metrics in one
 /// exposition (their names are prefixed per service, so they do not clash).
+/// The bridges count into one set (latency is labelled by endpoint, so per
+/// MCP service); sessions and children are summed over them.
 fn combined_metrics(
     authz: &mcp_authz::AppState,
     verifier: &mcp_verifier::Verifier,
-    bridge: &mcp_bridge::Bridge,
+    bridges: &[Arc<mcp_bridge::Bridge>],
 ) -> actix_web::HttpResponse {
     let mut text = String::new();
+    let sessions = bridges.iter().map(|b| b.session_count()).sum();
+    let children = bridges.iter().map(|b| b.children_alive()).sum();
+    let bridge_part = bridges
+        .first()
+        .map(|b| b.metrics.render(sessions, children))
+        .unwrap_or_default();
     for part in [
         authz.metrics.encode(),
         verifier.render_metrics(),
-        bridge
-            .metrics
-            .render(bridge.session_count(), bridge.children_alive()),
+        bridge_part,
     ] {
         // prometheus-client parts end with the OpenMetrics `# EOF`; the bridge's
         // is plain Prometheus text. Served as Prometheus text (0.0.4), which
@@ -128,14 +145,16 @@ impl Running {
     /// finish within `SHUTDOWN_TIMEOUT`, end the event streams (revocation
     /// feed, MCP sessions) cleanly, stop the bridged children.
     pub async fn drain(&self) {
-        let (authz, bridge) = (self.authz.clone(), Arc::clone(&self.bridge));
+        let (authz, bridges) = (self.authz.clone(), self.bridges.clone());
         gateway_common::lifecycle::drain(
             &self.handle,
             &self.in_flight,
             self.shutdown_timeout,
             move || {
                 authz.close_streams();
-                bridge.shutdown();
+                for bridge in &bridges {
+                    bridge.shutdown();
+                }
             },
         )
         .await;
@@ -147,22 +166,22 @@ impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Running")
             .field("addr", &self.addr)
-            .field("mcp_url", &self.mcp_url)
+            .field("services", &self.services)
             .finish_non_exhaustive()
     }
 }
 
 /// The launcher's variables layered over the user's: the service layout is the
-/// launcher's, everything else (lifetimes, algorithm, …) stays configurable.
+/// launcher's (`services`: name and MCP URL), everything else (lifetimes,
+/// algorithm, per-service `MCP_<NAME>_ALLOWED_USERS`…) stays configurable.
 pub fn source_for(
     env: &Source,
     issuer: &str,
-    mcp_url: &str,
+    services: &[(String, String)],
     data_dir: &std::path::Path,
-    mcp_command: &str,
 ) -> Source {
     let pairs = env.iter().filter(|(k, _)| {
-        // Services are the launcher's: one, bridged here.
+        // Services and their URLs are the launcher's, all bridged here.
         !(k.starts_with("MCP_") && (k.ends_with("_ENABLED") || k.ends_with("_URL")))
     });
     let mut src = Source::from_pairs(pairs.map(|(k, v)| (k.clone(), v.clone())));
@@ -170,10 +189,13 @@ pub fn source_for(
     src = src
         .with("AUTH_ISSUER", issuer)
         .with("AUTHZ_URL", issuer)
-        .with(&format!("MCP_{SERVICE}_ENABLED"), "true")
-        .with(&format!("MCP_{SERVICE}_URL"), mcp_url)
-        .with("LOCAL_USERS_FILE", &format!("{data}/users"))
-        .with("BRIDGE_COMMAND", mcp_command);
+        .with("LOCAL_USERS_FILE", &format!("{data}/users"));
+    for (name, url) in services {
+        let upper = name.to_ascii_uppercase();
+        src = src
+            .with(&format!("MCP_{upper}_ENABLED"), "true")
+            .with(&format!("MCP_{upper}_URL"), url);
+    }
     if env.get("STORE_PATH").is_none() {
         src = src.with("STORE_PATH", &format!("{data}/gateway.redb"));
     }
@@ -186,6 +208,21 @@ pub fn source_for(
     src
 }
 
+/// One service's bridge variables: its command, process model and policy
+/// section over the shared ones (without a catalog, the operator's as they are).
+fn bridge_source(src: &Source, service: &catalog::Service) -> Source {
+    let mut out = src.clone().with("BRIDGE_COMMAND", &service.command);
+    if let Some(model) = service.process_model {
+        out = out
+            .with("BRIDGE_PROCESS_MODEL", model.as_str())
+            .with("TOOL_POLICY_SERVICE", &service.name);
+    }
+    for (name, value) in &service.child_env {
+        out = out.with(&format!("BRIDGE_ENV_{name}"), value);
+    }
+    out
+}
+
 /// Starts everything; the returned server future must be awaited (or spawned).
 pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::Result<Running> {
     let listener = TcpListener::bind((args.host.as_str(), args.port))
@@ -196,7 +233,20 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
         SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
     };
     let issuer = format!("http://{authority}");
-    let mcp_url = format!("{issuer}/mcp");
+
+    // The services first: a server that is not installed stops start-up
+    // before anything is written.
+    let data_dir = std::path::absolute(&args.data_dir)
+        .with_context(|| format!("resolving {}", args.data_dir.display()))?;
+    let planned = catalog::plan(env, &args.mcp_command, &data_dir)?;
+    let services: Vec<(String, String)> = planned
+        .iter()
+        .map(|s| (s.name.clone(), format!("{issuer}{}", s.path)))
+        .collect();
+    let mcp_url = services
+        .first()
+        .map(|(_, url)| url.clone())
+        .unwrap_or_else(|| format!("{issuer}/mcp"));
 
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
@@ -209,22 +259,30 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
         Some((FIRST_USER.to_string(), password))
     };
 
-    let src = source_for(env, &issuer, &mcp_url, &args.data_dir, &args.mcp_command);
+    let src = source_for(env, &issuer, &services, &args.data_dir);
     // The whole configuration is parsed before anything starts serving.
     let authz_config = mcp_authz::Config::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
     let verifier_config =
         mcp_verifier::VerifierConfig::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut bridge_config =
-        mcp_bridge::Config::from_source(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut bridge_configs = Vec::with_capacity(planned.len());
+    for service in &planned {
+        let mut config = mcp_bridge::Config::from_source(&bridge_source(&src, service))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Mounted inside the service's guarded scope below.
+        config.path = String::new();
+        config.legacy_sse = false;
+        config.allowed_hosts = vec![authority.clone()];
+        bridge_configs.push((service.path.clone(), config));
+    }
+    if planned.iter().any(|s| s.name == "filesystem") {
+        let files = data_dir.join("files");
+        std::fs::create_dir_all(&files).with_context(|| format!("creating {}", files.display()))?;
+    }
     // Which Host values are ours, and who may read /metrics and the revocation feed.
     let exposure =
         web::Data::new(Exposure::from_source(&src, addr).map_err(|e| anyhow::anyhow!("{e}"))?);
     let shutdown_timeout =
         gateway_common::lifecycle::shutdown_timeout(&src).map_err(|e| anyhow::anyhow!("{e}"))?;
-    // Mounted inside the guarded `/mcp` scope below.
-    bridge_config.path = String::new();
-    bridge_config.legacy_sse = false;
-    bridge_config.allowed_hosts = vec![authority.clone()];
 
     let store = gateway_store::config::open_from_config(&src)
         .await
@@ -237,9 +295,21 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
     // Flow diagnostics: the guard's first accepted token per client goes to our store.
     let first_use_writer = verifier.spawn_first_use_writer(store.clone());
     let verifier_for_wait = Arc::clone(&verifier);
-    let bridge = mcp_bridge::Bridge::new(bridge_config);
-    bridge.start_reaper();
-    let (authz_for_stop, bridge_for_stop) = (authz_state.clone(), Arc::clone(&bridge));
+    // One set of bridge metrics for every service; children start on each
+    // service's first session (per the process model), none at start-up.
+    let bridge_metrics = Arc::new(mcp_bridge::metrics::Metrics::default());
+    let bridges: Vec<(String, Arc<mcp_bridge::Bridge>)> = bridge_configs
+        .into_iter()
+        .map(|(path, config)| {
+            let bridge = mcp_bridge::Bridge::with_metrics(config, Arc::clone(&bridge_metrics));
+            bridge.start_reaper();
+            (path, bridge)
+        })
+        .collect();
+    let all_bridges: Vec<Arc<mcp_bridge::Bridge>> =
+        bridges.iter().map(|(_, b)| Arc::clone(b)).collect();
+    let mcp_paths: Vec<String> = bridges.iter().map(|(p, _)| p.clone()).collect();
+    let (authz_for_stop, all_bridges_for_stop) = (authz_state.clone(), all_bridges.clone());
     let in_flight = gateway_common::lifecycle::InFlight::default();
     let app_in_flight = in_flight.clone();
 
@@ -248,14 +318,17 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
         let metrics = (
             authz_state.clone(),
             Arc::clone(&verifier),
-            Arc::clone(&bridge),
+            all_bridges.clone(),
         );
-        App::new()
+        let bridges = bridges.clone();
+        let verifier = Arc::clone(&verifier);
+        let mut app = App::new()
             .app_data(app_in_flight.clone())
             .app_data(exposure.clone())
             .app_data(web::Data::new(UpLatency {
                 authz: authz_state.metrics.latency.clone(),
-                bridge: bridge.metrics.latency.clone(),
+                bridge: bridge_metrics.latency.clone(),
+                mcp_paths: mcp_paths.clone(),
             }))
             .wrap(from_fn(up_latency))
             // Before any route: a foreign Host is refused before a URL is built from it,
@@ -272,13 +345,18 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
                     async move { combined_metrics(&a, &v, &b) }
                 }),
             )
-            .configure(move |cfg| mcp_authz::configure(cfg, authz_state.clone()))
-            .service(
-                web::scope("/mcp")
+            .configure(move |cfg| mcp_authz::configure(cfg, authz_state.clone()));
+        // Each service behind the guard, which picks its audience, its
+        // `resource_metadata` and its tool-policy section from the path.
+        for (path, bridge) in bridges {
+            app = app.service(
+                web::scope(&path)
                     .app_data(web::Data::new(Arc::clone(&verifier)))
                     .wrap(from_fn(guard))
-                    .configure(mcp_bridge::configure(Arc::clone(&bridge))),
-            )
+                    .configure(mcp_bridge::configure(bridge)),
+            );
+        }
+        app
     })
     // SSE responses stream event by event; without TCP_NODELAY, Nagle holds each
     // later write until the client's delayed ACK (~40 ms per call).
@@ -336,6 +414,7 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
         addr,
         issuer,
         mcp_url,
+        services,
         created_user,
         handle,
         stopped,
@@ -343,7 +422,7 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
         in_flight,
         shutdown_timeout,
         authz: authz_for_stop,
-        bridge: bridge_for_stop,
+        bridges: all_bridges_for_stop,
         _verifier_tasks: verifier_tasks,
         _first_use_writer: first_use_writer.map(AbortOnDrop),
     })
@@ -357,7 +436,17 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         let mut running = start(&args, &env, clock::system()).await?;
         println!("MCP OAuth gateway is running (one-machine mode).");
         println!();
-        println!("  MCP URL, paste it into your client:  {}", running.mcp_url);
+        match running.services.as_slice() {
+            [(name, url)] if name == "local" => {
+                println!("  MCP URL, paste it into your client:  {url}");
+            }
+            services => {
+                println!("  MCP URLs, paste them into your client:");
+                for (name, url) in services {
+                    println!("    {name:<36}{url}");
+                }
+            }
+        }
         println!("  Issuer:                               {}", running.issuer);
         match &running.created_user {
             Some((user, password)) => {

@@ -37,6 +37,12 @@ const READY_CACHE: Duration = Duration::from_secs(30);
 
 impl Bridge {
     pub fn new(cfg: Config) -> Arc<Self> {
+        Self::with_metrics(cfg, Arc::new(Metrics::default()))
+    }
+
+    /// A bridge counting into `metrics`, shared with others: the one-machine
+    /// launcher serves several services and publishes one `mcp_bridge_*` set.
+    pub fn with_metrics(cfg: Config, metrics: Arc<Metrics>) -> Arc<Self> {
         let native = match &cfg.command {
             Command::BuiltinEchoStateless => Some(crate::native::Native::EchoStateless),
             Command::BuiltinFetch(f) => Some(crate::native::Native::Fetch(
@@ -47,7 +53,7 @@ impl Bridge {
         Arc::new(Self {
             native,
             cfg: Arc::new(cfg),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             sessions: Mutex::new(HashMap::new()),
             shared: Mutex::new(None),
             per_user: Mutex::new(HashMap::new()),

@@ -208,7 +208,9 @@ fn serve_child(no_metrics: bool) -> anyhow::Result<()> {
                 )
         })
         .workers(1)
-        .disable_signals()
+        // SIGINT stops it cleanly: bench/instructions.sh runs it under
+        // callgrind, which writes its counts when the process exits.
+        .shutdown_timeout(1)
         .bind(config.listen)?;
         println!("LISTEN {}", server.addrs()[0]);
         server.run().await?;

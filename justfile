@@ -43,6 +43,10 @@ check-health *args:
 flows *args:
     {{gw}} flows {{args}}
 
+# Registrations and refresh tokens from the Python gateway's Redis (--from-redis URL [--dry-run]).
+import-python *args:
+    {{gw}} import-python {{args}}
+
 # Add a local user (password from stdin).
 add-user name:
     {{gw}} add-user {{name}}

@@ -27,7 +27,7 @@ for tool in valgrind redis-server redis-cli curl python3; do
 done
 if [[ -z "${BIN_DIR:-}" ]]; then
   (cd "$root" && cargo build --quiet --release -p mcp-authz --bin mcp-authz --example bench_tokens \
-    && cargo build --quiet --release -p mcp-verifier --bin mcp-verifier --example bench_noop)
+    && cargo build --quiet --release -p mcp-verifier --bin mcp-verifier --example bench_noop --example bench_verify)
 fi
 send="$here/instructions/send.py"
 w="$(mktemp -d)"
@@ -102,9 +102,11 @@ count() {
   local per=$(((totals[1] - totals[0]) / n))
   local sha_per=$(((${sha[1]:-0} - ${sha[0]:-0}) / n))
   printf '  %-28s %9d instructions per request  (%d without software SHA-256)\n' "$label" "$per" $((per - sha_per))
+  last_per=$per
   sha=()
 }
 sha=()
+declare -A per_metrics=()
 
 echo "== instructions per request, callgrind, N=$n ($(date -u +%FT%TZ))"
 # Credentials for the verifier row and the refresh row (the authz-server's own store and key).
@@ -120,6 +122,18 @@ count "verify, cached token (ours)" verify "$token" -- \
   env AUTH_ISSUER=http://127.0.0.1:1 AUTHZ_URL="http://$authz" REDIS_URL="$redis_url" \
   MCP_ECHO_ENABLED=true MCP_ECHO_URL=https://echo.example.com/mcp VERIFIER_LISTEN=127.0.0.1:0 \
   VERIFIER_WORKERS=1 RUST_LOG=info "$rel/mcp-verifier"
+# The same verifier (bench_verify's child mode) with and without recording
+# its metrics: what they cost a cached /verify (issue 19: <= 3%).
+for metrics in on off; do
+  flag=(); [[ $metrics == off ]] && flag=(--no-metrics)
+  count "verify, cached, metrics $metrics" verify "$token" -- \
+    env AUTH_ISSUER=http://127.0.0.1:1 AUTHZ_URL="http://$authz" REDIS_URL="$redis_url" \
+    MCP_ECHO_ENABLED=true MCP_ECHO_URL=https://echo.example.com/mcp VERIFIER_LISTEN=127.0.0.1:0 \
+    RUST_LOG=info "$rel/examples/bench_verify" --serve "${flag[@]}"
+  per_metrics[$metrics]=$last_per
+done
+python3 -c 'import sys; on, off = map(int, sys.argv[1:]); print(f"  metrics cost on a cached /verify: {on - off} instructions per request, {100 * (on - off) / off:+.2f}% (issue 19: <= 3%)")' \
+  "${per_metrics[on]}" "${per_metrics[off]}"
 count "verify, no-op actix" verify "$token" -- "$rel/examples/bench_noop" 127.0.0.1:0
 count "register (Redis)" register "" -- env AUTH_ISSUER=http://127.0.0.1:1 "${authz_env[@]}" "$rel/mcp-authz"
 count "refresh, rotating (Redis)" refresh "$w/fx/refresh-0.txt" -- env AUTH_ISSUER=http://127.0.0.1:1 "${authz_env[@]}" "$rel/mcp-authz"

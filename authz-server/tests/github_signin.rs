@@ -455,3 +455,64 @@ async fn the_standin_answers_like_github() {
         "Bad credentials"
     );
 }
+
+/// A grant brought over from the Python gateway (`mcp-gateway import-python`)
+/// has no GitHub token to re-check with: once due, its login is checked
+/// against ALLOWED_GITHUB_USERS, as the Python gateway checked it at sign-in.
+/// A user admitted only through a team cannot be asked and signs in again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_python_grants_are_rechecked_by_login() {
+    use gateway_common::crypto::{hash_secret, random_token};
+    use mcp_authz::protocol::records::{family_key, RefreshFamily};
+    let st = setup().await;
+    let s = &st.s;
+    let (client_id, _) = s.public_client().await;
+    let now = s.state.now();
+    // As the import writes it (cli/src/import_python.rs).
+    let import = |login: &str, id: u64, checked_at: u64| {
+        let token = random_token(32);
+        let family_id = mcp_authz::protocol::token::imported_family_id(&token).unwrap();
+        let family = RefreshFamily {
+            family_id: family_id.clone(),
+            client_id: client_id.clone(),
+            user: mcp_authz::signin::Identity {
+                sub: format!("github:{id}"),
+                name: login.to_string(),
+                idp: "github".into(),
+                checked_at: Some(checked_at),
+                ..Default::default()
+            },
+            scope: "mcp".into(),
+            resources: vec![s.state.config.services[0].resource.clone()],
+            current_hash: hash_secret(&token),
+            previous_hashes: Vec::new(),
+            generation: 0,
+            revoked: false,
+            exp: now + 3600,
+            last_access: None,
+            jkt: None,
+        };
+        (token, family_key(&family_id), family)
+    };
+    let cases = [
+        // On the login list, due: checked by login, refreshed.
+        ("octocat", 583231, now - 120, 200),
+        // Only a team admits hubot: due, and nothing to ask GitHub with.
+        ("hubot", 4242, now - 120, 400),
+        // Not due yet: refreshed without a check.
+        ("hubot", 4242, now - 10, 200),
+    ];
+    for (login, id, checked_at, want) in cases {
+        let (token, key, family) = import(login, id, checked_at);
+        s.store
+            .put(
+                &key,
+                &serde_json::to_vec(&family).unwrap(),
+                Some(Duration::from_secs(3600)),
+            )
+            .await
+            .unwrap();
+        let r = refresh(s, &client_id, &token).await;
+        assert_eq!(r.status(), want, "{login} checked at {checked_at}");
+    }
+}

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use gateway_common::config::Source;
 use gateway_store::Store;
 
-use crate::{backup, clients, flows, health, secrets, tokens};
+use crate::{backup, clients, flows, health, import_python, secrets, tokens};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -89,6 +89,19 @@ pub enum Command {
         /// Warn when a certificate expires within this many days.
         #[arg(long, default_value_t = 14)]
         tls_warn_days: u64,
+    },
+    /// Import client registrations and live refresh tokens from the Python
+    /// gateway's Redis (`oauth:*` keys, only read) into the configured store.
+    ImportPython {
+        /// The Python gateway's REDIS_URL (redis://[:password@]host[:port][/db]).
+        #[arg(long = "from-redis")]
+        from_redis: String,
+        /// The Python gateway's REDIS_PASSWORD, when the URL carries none.
+        #[arg(long, env = "PYTHON_REDIS_PASSWORD", hide_env_values = true)]
+        from_redis_password: Option<String>,
+        /// Print what would be imported and what cannot be; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// OAuth flow diagnostics: the steps each client reached.
     Flows {
@@ -432,6 +445,29 @@ pub async fn execute(
                 &text,
             );
             Output::line(text)
+        }
+        Command::ImportPython {
+            from_redis,
+            from_redis_password,
+            dry_run,
+        } => {
+            let config = mcp_authz::Config::from_source(src).map_err(|e| {
+                anyhow::anyhow!(
+                    "import-python needs this gateway's authorization-server configuration (its services and scopes): {e}"
+                )
+            })?;
+            let target = import_python::Target::from_config(&config);
+            let py = import_python::PythonRedis::open(&from_redis, from_redis_password.as_deref())?;
+            let plan = import_python::plan(&py, store_ref, &target, now).await?;
+            if dry_run {
+                Output::text(import_python::render(py.display(), &plan, None, now))
+            } else {
+                let applied = import_python::apply(store_ref, &plan).await?;
+                let text = import_python::render(py.display(), &plan, Some(&applied), now);
+                let summary = text.lines().last().unwrap_or_default().to_string();
+                audit(src, now, actor, "import-python", py.display(), &summary);
+                Output::text(text)
+            }
         }
         Command::Flows { client } => Output::text(flows::render(
             &flows::flows(store_ref, client.as_deref()).await?,

@@ -16,6 +16,9 @@ pub enum AdminError {
     WouldOverwrite { count: usize, first: String },
     #[error("backup file: {0}")]
     BadBackup(String),
+    /// `import-python`: the Python gateway's Redis cannot be read.
+    #[error("import-python: {0}")]
+    Import(String),
 }
 
 impl From<mcp_authz::admin::AdminError> for AdminError {

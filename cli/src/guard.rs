@@ -71,14 +71,14 @@ pub async fn guard<B: MessageBody + 'static>(
         let proof = mcp_verifier::ProofHeader::from_values(
             head.headers.get_all("dpop").map(HeaderValue::as_bytes),
         );
-        let started = std::time::Instant::now();
+        let started = verifier.metrics().start();
         let decision = verifier.check_refetching(&fwd, call.as_ref(), proof).await;
         // The same decision counters and latency as `/verify` (one /metrics in `up`).
         let reason = match &decision {
             Decision::Allow(a) => a.reason,
             Decision::Deny(d) => d.deny.reason(),
         };
-        verifier.metrics().record(reason, started.elapsed());
+        verifier.metrics().record(reason, started);
         match decision {
             Decision::Allow(allowed) => {
                 let id = allowed.who.identity();

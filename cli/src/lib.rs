@@ -14,6 +14,7 @@ pub mod flows;
 pub mod glob;
 pub mod guard;
 pub mod health;
+pub mod import_python;
 pub mod records;
 pub mod revoke;
 pub mod secrets;

@@ -75,15 +75,20 @@ pub enum Revoked {
 /// `tokens revoke JTI_OR_REFRESH`: a refresh token (`<family>.<secret>`), a
 /// family id, or an access token's `jti`.
 pub async fn revoke(store: &dyn Store, now: u64, what: &str) -> AdminResult<Revoked> {
-    // A refresh token is `<family>.<secret>`; the family part names the authorization.
-    let family_id = mcp_authz::protocol::token::split_refresh_token(what)
+    // A refresh token is `<family>.<secret>`; the family part names the
+    // authorization. A Python gateway token brought over by `import-python`
+    // names its family one way (`imported_family_id`).
+    let family_id = mcp_authz::protocol::token::parse_refresh_token(what)
         .map(|(f, _)| f)
         .unwrap_or(what);
-    if let Some(n) = revoke_family(store, now, family_id).await? {
-        return Ok(Revoked::Family {
-            family_id: family_id.to_string(),
-            access_tokens: n,
-        });
+    let imported = mcp_authz::protocol::token::imported_family_id(what);
+    for family_id in std::iter::once(family_id).chain(imported.as_deref()) {
+        if let Some(n) = revoke_family(store, now, family_id).await? {
+            return Ok(Revoked::Family {
+                family_id: family_id.to_string(),
+                access_tokens: n,
+            });
+        }
     }
     for f in families(store).await? {
         if let Some(t) = f.last_access.as_ref().filter(|t| t.jti == what) {

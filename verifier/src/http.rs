@@ -3,7 +3,6 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
@@ -147,7 +146,7 @@ pub fn configure_verify(verifier: Arc<Verifier>) -> impl Fn(&mut web::ServiceCon
 /// beyond actix's own (the identity header values are shared with the cache).
 async fn verify(req: HttpRequest, ctx: web::Data<VerifyCtx>) -> HttpResponse {
     let (v, names) = (&*ctx.verifier, &ctx.names);
-    let started = Instant::now();
+    let started = v.metrics().start();
     let headers = ActixHeaders(req.headers());
     let uri = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let raw = VerifyRequest {
@@ -187,7 +186,7 @@ async fn verify(req: HttpRequest, ctx: web::Data<VerifyCtx>) -> HttpResponse {
                         .insert_header((header::CACHE_CONTROL, NO_STORE))
                         .content_type("application/json")
                         .body(denial_body(call));
-                    v.metrics().record(Reason::ToolDenied, started.elapsed());
+                    v.metrics().record(Reason::ToolDenied, started);
                     return r;
                 }
             }
@@ -200,7 +199,7 @@ async fn verify(req: HttpRequest, ctx: web::Data<VerifyCtx>) -> HttpResponse {
             (deny_response(&denial.render(false), false), reason)
         }
     };
-    v.metrics().record(reason, started.elapsed());
+    v.metrics().record(reason, started);
     response
 }
 

@@ -100,7 +100,13 @@ impl Drop for BackgroundTasks {
 /// Creates the verifier and spawns its background tasks (JWKS loading and
 /// refresh, the revocation feed, pruning) on the current tokio runtime.
 pub fn start(config: VerifierConfig, clock: SharedClock) -> (Arc<Verifier>, BackgroundTasks) {
-    let verifier = Arc::new(Verifier::new(config, clock));
+    start_verifier(Verifier::new(config, clock))
+}
+
+/// [`start`] for a verifier built by the caller (e.g. with
+/// [`metrics::Metrics::not_recording`], to measure what metrics cost).
+pub fn start_verifier(verifier: Verifier) -> (Arc<Verifier>, BackgroundTasks) {
+    let verifier = Arc::new(verifier);
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -60,6 +60,8 @@ pub struct Metrics {
     tool_reloads: [Counter; 2],
     /// Audit lines for denied verifies: [written, dropped by the rate limit].
     audit_denials: [Counter; 2],
+    /// False only in [`Metrics::not_recording`].
+    recording: bool,
 }
 
 impl Default for Metrics {
@@ -166,6 +168,7 @@ impl Metrics {
             audit,
         );
         Self {
+            recording: true,
             registry,
             audit_denials,
             tool_decisions,
@@ -185,11 +188,41 @@ impl Metrics {
         }
     }
 
-    pub fn record(&self, reason: Reason, elapsed: Duration) {
+    /// Metrics that record nothing on the request path (no clock read, no
+    /// counter): only for measuring what recording costs a cached `/verify`
+    /// (`verifier/examples/bench_verify.rs --metrics-cost`). Not a setting: a
+    /// verifier always records.
+    #[doc(hidden)]
+    pub fn not_recording() -> Self {
+        Self {
+            recording: false,
+            ..Self::new()
+        }
+    }
+
+    /// The start of a decision's timing; `None` when not recording.
+    #[inline]
+    pub fn start(&self) -> Option<Instant> {
+        self.recording.then(Instant::now)
+    }
+
+    /// Counts a decision and its latency since [`Metrics::start`].
+    pub fn record(&self, reason: Reason, started: Option<Instant>) {
+        let Some(started) = started else {
+            return;
+        };
         if let Some(c) = self.decisions.get(reason.index()) {
             c.inc();
         }
-        self.latency.observe(elapsed.as_secs_f64());
+        self.latency.observe(started.elapsed().as_secs_f64());
+    }
+
+    /// A verified-token cache hit.
+    #[inline]
+    pub fn cache_hit(&self) {
+        if self.recording {
+            self.cache_hits.inc();
+        }
     }
 
     pub fn record_tool_reload(&self, ok: bool) {

@@ -114,6 +114,12 @@ impl Verifier {
     /// A verifier with no keys and no feed yet (every token request answers 503
     /// until the background tasks have loaded both). See [`crate::start`].
     pub fn new(config: VerifierConfig, clock: SharedClock) -> Self {
+        Self::with_metrics(config, clock, Metrics::new())
+    }
+
+    /// [`Verifier::new`] with the given metrics ([`Metrics::not_recording`]
+    /// for the benchmark that measures what recording costs).
+    pub fn with_metrics(config: VerifierConfig, clock: SharedClock, metrics: Metrics) -> Self {
         let expect = Expectations {
             issuer: config.issuer.clone(),
             leeway_secs: config.clock_leeway.as_secs(),
@@ -145,7 +151,7 @@ impl Verifier {
             revoked: RevokedSet::default(),
             feed: FeedHealth::default(),
             clock,
-            metrics: Metrics::new(),
+            metrics,
             key_refresh_wanted: Notify::new(),
             keys_loaded: tokio::sync::watch::Sender::new(None),
             kid_waiters: std::sync::atomic::AtomicUsize::new(0),
@@ -546,7 +552,7 @@ impl Verifier {
     fn verified(&self, token: &str, now: u64) -> Result<(TokenKey, Arc<Verified>), Deny> {
         let key = TokenKey::of(token);
         if let Some(hit) = self.cache.get(&key, now) {
-            self.metrics.cache_hits.inc();
+            self.metrics.cache_hit();
             return Ok((key, hit));
         }
         if let Some(e) = self.negative.get(&key) {

@@ -29,6 +29,7 @@ async fn find_family(
     let Some((family_id, generation)) = split_refresh_token(token) else {
         return Ok(None);
     };
+    let family_id: &str = &family_id;
     let Some(raw) = state.store.get(&family_key(family_id)).await? else {
         return Ok(None);
     };

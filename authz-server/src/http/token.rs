@@ -56,7 +56,7 @@ async fn handle(
         }
         match form.one("refresh_token") {
             Ok(Some(t)) => match logic::split_refresh_token(t) {
-                Some((family_id, _)) => state.store.get(&family_key(family_id)).await.map(Some),
+                Some((family_id, _)) => state.store.get(&family_key(&family_id)).await.map(Some),
                 None => Ok(None),
             },
             _ => Ok(None),
@@ -229,7 +229,9 @@ async fn refresh_grant(
     let presented = form.required("refresh_token")?;
     let invalid =
         || OAuthError::InvalidGrant("the refresh token is invalid, expired or revoked".into());
-    let (family_id, generation) = logic::parse_refresh_token(presented).ok_or_else(invalid)?;
+    // Ours, or a Python gateway token brought over by `mcp-gateway import-python`.
+    let (family_id, generation) = logic::split_refresh_token(presented).ok_or_else(invalid)?;
+    let family_id: &str = &family_id;
     let presented_hash = hash_secret(presented);
     let presented_parts = logic::Presented {
         family_id,

@@ -2,6 +2,8 @@
 //! request and `now` — no I/O, tested without sockets. The HTTP adapter
 //! (`http::token`) takes the records out of the store and acts on the answer.
 
+use std::borrow::Cow;
+
 use crate::protocol::error::OAuthError;
 use crate::protocol::pkce;
 use crate::protocol::records::{CodeRecord, RefreshFamily};
@@ -257,9 +259,35 @@ pub fn parse_refresh_token(token: &str) -> Option<(&str, Option<u64>)> {
     }
 }
 
-/// The family id of a refresh token.
-pub fn split_refresh_token(token: &str) -> Option<(&str, Option<u64>)> {
-    parse_refresh_token(token)
+/// The family id of a refresh token: ours (`<family id>[.<generation>].<secret>`),
+/// or a Python gateway token brought over by `mcp-gateway import-python`
+/// ([`imported_family_id`]), which is of no generation.
+pub fn split_refresh_token(token: &str) -> Option<(Cow<'_, str>, Option<u64>)> {
+    match parse_refresh_token(token) {
+        Some((family, generation)) => Some((Cow::Borrowed(family), generation)),
+        None => imported_family_id(token).map(|f| (Cow::Owned(f), None)),
+    }
+}
+
+/// Prefix of the family ids of imported Python gateway refresh tokens.
+pub const IMPORTED_FAMILY_PREFIX: &str = "py-";
+
+/// The family id of a refresh token issued by the Python gateway
+/// (`secrets.token_urlsafe(32)`: base64url, no dot), as `import-python`
+/// stored it: derived from the token one way, so the token itself is found
+/// without an index and never stored (only its hash, as ours). `None` for
+/// anything that is not of that shape.
+pub fn imported_family_id(token: &str) -> Option<String> {
+    let shaped = (32..=128).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !shaped {
+        return None;
+    }
+    let mut h = gateway_common::crypto::hash_secret(&format!("python-refresh:{token}"));
+    h.truncate(32);
+    Some(format!("{IMPORTED_FAMILY_PREFIX}{h}"))
 }
 
 #[cfg(test)]
@@ -548,5 +576,50 @@ mod tests {
         assert_eq!(parse_refresh_token("fam.x7.sec"), None);
         assert_eq!(parse_refresh_token("fam.7.sec.more"), None);
         assert_eq!(parse_refresh_token("fam.99999999999999999999.sec"), None);
+    }
+
+    #[test]
+    fn imported_python_tokens_find_their_family_and_are_reuse_once_rotated() {
+        // The shape of the Python gateway's `secrets.token_urlsafe(32)`.
+        let py = "uJ3k-_x9QmZ0aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0u";
+        let (family_id, generation) = split_refresh_token(py).unwrap();
+        assert!(family_id.starts_with(IMPORTED_FAMILY_PREFIX));
+        assert_eq!(Some(family_id.to_string()), imported_family_id(py));
+        assert_eq!(generation, None);
+        // Ours are still split as ours; short or dotted strings are not Python tokens.
+        let ours = mint_refresh_token("fam", 3);
+        assert_eq!(
+            split_refresh_token(&ours).map(|(f, g)| (f.into_owned(), g)),
+            Some(("fam".to_string(), Some(3)))
+        );
+        assert_eq!(imported_family_id("short"), None);
+        assert_eq!(imported_family_id(&"a b".repeat(20)), None);
+
+        use gateway_common::crypto::hash_secret;
+        let mut f = family();
+        f.family_id = family_id.to_string();
+        f.generation = 0;
+        f.current_hash = hash_secret(py);
+        let (py_hash, next_token) = (hash_secret(py), mint_refresh_token(&f.family_id, 1));
+        let next_hash = hash_secret(&next_token);
+        let presented = |hash, generation| Presented {
+            family_id: &family_id,
+            generation,
+            hash,
+        };
+        assert_eq!(
+            recognise(&f, &presented(&py_hash, None)),
+            Recognised::Current
+        );
+        let next = rotated(&f, next_hash.clone(), 99, "j", 99);
+        // After one rotation the Python token is a rotated one: reuse.
+        assert_eq!(
+            recognise(&next, &presented(&py_hash, None)),
+            Recognised::Rotated
+        );
+        assert_eq!(
+            recognise(&next, &presented(&next_hash, Some(1))),
+            Recognised::Current
+        );
     }
 }

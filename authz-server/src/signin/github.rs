@@ -222,6 +222,30 @@ impl GitHub {
     }
 }
 
+impl GitHub {
+    /// A grant imported from the Python gateway (`mcp-gateway import-python`)
+    /// carries no GitHub token: the Python gateway kept none. When it is due,
+    /// its login is checked against `ALLOWED_GITHUB_USERS`, as the Python
+    /// gateway checked it at sign-in; an org or team allowlist cannot be asked
+    /// without a token, so such a user signs in once more.
+    fn recheck_without_token(
+        &self,
+        user: &Identity,
+        now: u64,
+    ) -> Result<Option<Identity>, SignInError> {
+        let due = user
+            .checked_at
+            .is_none_or(|t| now.saturating_sub(t) >= self.cfg.recheck_interval.as_secs());
+        if !due {
+            return Ok(None);
+        }
+        decide(&self.cfg, &user.name, &[], &[])?;
+        let mut fresh = user.clone();
+        fresh.checked_at = Some(now);
+        Ok(Some(fresh))
+    }
+}
+
 /// A path segment: GitHub logins and slugs are `[A-Za-z0-9-_.]`; anything else is encoded.
 fn seg(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -294,6 +318,9 @@ impl IdentityProvider for GitHub {
     }
 
     async fn recheck(&self, user: &Identity, now: u64) -> Result<Option<Identity>, SignInError> {
+        if user.idp == "github" && user.upstream_token.is_none() {
+            return self.recheck_without_token(user, now);
+        }
         let Some(sealed) =
             super::due_for_recheck(user, "github", self.cfg.recheck_interval, now, "GitHub")?
         else {

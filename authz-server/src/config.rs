@@ -181,7 +181,7 @@ impl Config {
             let resource = match src.get(&var) {
                 Some(v) => v.to_string(),
                 None => match &base_domain {
-                    Some(d) => format!("https://{name}.{d}/mcp"),
+                    Some(d) => gateway_common::config::service_url(&name, d),
                     None => {
                         return Err(ConfigError::new(
                             &var,

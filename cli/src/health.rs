@@ -210,7 +210,7 @@ pub fn public_urls(src: &Source, authz: Option<&mcp_authz::Config>) -> Vec<Url> 
             let var = format!("MCP_{}_URL", name.to_ascii_uppercase());
             match (src.get(&var), src.get("BASE_DOMAIN")) {
                 (Some(u), _) => raw.push(u.to_string()),
-                (None, Some(d)) => raw.push(format!("https://{name}.{d}/mcp")),
+                (None, Some(d)) => raw.push(gateway_common::config::service_url(&name, d)),
                 (None, None) => {}
             }
         }

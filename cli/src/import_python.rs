@@ -391,16 +391,18 @@ pub fn client_from_python(
         "token_endpoint_auth_method".into(),
         Value::String(AuthMethod::ClientSecretPost.as_str().into()),
     );
-    let metadata: ClientMetadata =
-        mcp_authz::protocol::registration::validate_metadata(&Value::Object(body), scopes_supported)
-            .map_err(|e| {
-                let p = e.parts();
-                format!(
-                    "its metadata is not accepted here ({}: {})",
-                    p.code,
-                    p.description.unwrap_or("-")
-                )
-            })?;
+    let metadata: ClientMetadata = mcp_authz::protocol::registration::validate_metadata(
+        &Value::Object(body),
+        scopes_supported,
+    )
+    .map_err(|e| {
+        let p = e.parts();
+        format!(
+            "its metadata is not accepted here ({}: {})",
+            p.code,
+            p.description.unwrap_or("-")
+        )
+    })?;
     let registration_token_hash = match obj.get("registration_access_token") {
         Some(Value::String(t)) if !t.is_empty() => Some(hash_secret(t)),
         _ => None,

@@ -242,6 +242,14 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// The MCP URL of a service under `BASE_DOMAIN`: `https://<name>.<domain>/mcp`,
+/// with `_` in the name written `-` (a hostname label has letters, digits and
+/// hyphens only, RFC 1123 §2.1), so `MCP_ECHO_STATELESS_ENABLED` serves
+/// `https://echo-stateless.<domain>/mcp`.
+pub fn service_url(name: &str, domain: &str) -> String {
+    format!("https://{}.{domain}/mcp", name.replace('_', "-"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +262,19 @@ mod tests {
         assert!(line.contains("ACCESS_TOKEN_LIFETIME"), "{line}");
         assert!(line.contains("ACCESS_TOKEN_LIFETIME=3600"), "{line}");
         assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn service_urls_are_valid_hostnames() {
+        assert_eq!(
+            service_url("echo", "example.com"),
+            "https://echo.example.com/mcp"
+        );
+        assert_eq!(
+            service_url("echo_stateless", "example.com"),
+            "https://echo-stateless.example.com/mcp"
+        );
+        assert!(url::Url::parse(&service_url("a_b_c", "example.com")).is_ok());
     }
 
     #[test]

@@ -331,7 +331,7 @@ fn parse_services(
         let url_var = format!("MCP_{upper}_URL");
         let resource = match (src.get(&url_var), base_domain) {
             (Some(v), _) => v.to_string(),
-            (None, Some(domain)) => format!("https://{name}.{domain}/mcp"),
+            (None, Some(domain)) => gateway_common::config::service_url(&name, domain),
             (None, None) => {
                 return Err(ConfigError::new(
                     &url_var,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use gateway_common::clock::SharedClock;
 use gateway_common::config::Source;
+use gateway_testkit::oauth;
 use mcp_gateway::up::{self, UpArgs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -99,12 +100,7 @@ pub fn attacker(n: u8) -> String {
     format!("127.0.0.{n}")
 }
 
-pub fn hidden(html: &str, field: &str) -> Option<String> {
-    let needle = format!("name=\"{field}\" value=\"");
-    let start = html.find(&needle)? + needle.len();
-    let end = html[start..].find('"')? + start;
-    Some(html[start..end].to_string())
-}
+pub use gateway_testkit::oauth::hidden;
 
 /// Server-side TCP connections in state ESTABLISHED on `port` whose peer is `peer`.
 pub fn established_from(port: u16, peer: [u8; 4]) -> usize {
@@ -180,9 +176,15 @@ pub async fn sign_in_form(
     browser: &reqwest::Client,
     client_id: &str,
 ) -> (String, String) {
-    let authorize = g.url(&format!(
-        "/authorize?response_type=code&client_id={client_id}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state=s"
-    ));
+    let authorize = oauth::AuthRequest {
+        client_id,
+        redirect_uri: "http://127.0.0.1:9/cb",
+        challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        state: "s",
+        scope: None,
+        resource: None,
+    }
+    .url(&g.url(""));
     let r = browser.get(&authorize).send().await.unwrap();
     let next = r.headers()["location"].to_str().unwrap().to_string();
     let page = browser
@@ -200,15 +202,16 @@ pub async fn sign_in_form(
 }
 
 pub async fn register_from(g: &Gateway, browser: &reqwest::Client) -> String {
-    let r = browser
-        .post(g.url("/register"))
-        .json(&serde_json::json!({
+    let r = oauth::register_raw(
+        browser,
+        &g.url(""),
+        &serde_json::json!({
             "redirect_uris": ["http://127.0.0.1:9/cb"],
             "token_endpoint_auth_method": "none",
-        }))
-        .send()
-        .await
-        .unwrap();
+        }),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 201);
     r.json::<serde_json::Value>().await.unwrap()["client_id"]
         .as_str()

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use gateway_common::config::Source;
+use gateway_testkit::oauth;
 use gateway_testkit::ChildGuard;
 
 pub const RESOURCE: &str = "https://echo.example.test/mcp";
@@ -264,42 +265,22 @@ pub fn spawn_authz_binary(src: &Source) -> anyhow::Result<ChildGuard> {
     Ok(ChildGuard(cmd.spawn().context("starting mcp-authz")?))
 }
 
-/// A registered public client with a loopback redirect.
+/// A registered public client with a loopback redirect: (client id,
+/// registration access token).
 pub async fn register_public(
     http: &reqwest::Client,
     base: &str,
 ) -> anyhow::Result<(String, String)> {
-    let r = http
-        .post(format!("{base}/register"))
-        .json(&serde_json::json!({
-            "client_name": "fault test",
-            "redirect_uris": ["http://127.0.0.1:4567/callback"],
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-        }))
-        .send()
-        .await?;
-    if r.status() != 201 {
-        bail!("register: {}", r.status());
-    }
-    let v: serde_json::Value = r.json().await?;
+    let v = oauth::register(
+        http,
+        base,
+        &oauth::public_client("fault test", oauth::LOOPBACK_REDIRECT),
+    )
+    .await?;
     Ok((
-        v["client_id"].as_str().unwrap_or_default().to_string(),
-        v["registration_access_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        oauth::str_of(&v, "client_id"),
+        oauth::str_of(&v, "registration_access_token"),
     ))
-}
-
-fn hidden(html: &str, field: &str) -> String {
-    let needle = format!("name=\"{field}\" value=\"");
-    html.find(&needle)
-        .map(|i| {
-            let rest = &html[i + needle.len()..];
-            rest[..rest.find('"').unwrap_or(0)].to_string()
-        })
-        .unwrap_or_default()
 }
 
 /// The `Location` header, as a path (absolute URLs on our origin are cut to their path).
@@ -322,13 +303,6 @@ fn location(r: &reqwest::Response) -> String {
     }
 }
 
-fn query_param(url: &str, name: &str) -> Option<String> {
-    let q = url.split_once('?')?.1;
-    url::form_urlencoded::parse(q.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
 /// What one pass through /authorize gave.
 #[derive(Debug)]
 pub struct Authorized {
@@ -347,18 +321,17 @@ pub async fn authorize(
     challenge: &str,
     resource: &str,
 ) -> anyhow::Result<Authorized> {
+    let request = oauth::AuthRequest {
+        client_id,
+        redirect_uri: oauth::LOOPBACK_REDIRECT,
+        challenge,
+        state: "st",
+        scope: Some("mcp"),
+        resource: Some(resource),
+    };
     let r = browser
         .get(format!("{base}/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", "http://127.0.0.1:4567/callback"),
-            ("code_challenge", challenge),
-            ("code_challenge_method", "S256"),
-            ("state", "st"),
-            ("scope", "mcp"),
-            ("resource", resource),
-        ])
+        .query(&request.query())
         .send()
         .await?;
     if !matches!(r.status().as_u16(), 302 | 303) {
@@ -374,13 +347,7 @@ pub async fn authorize(
             .await?;
         let r = browser
             .post(format!("{base}/signin"))
-            .form(&[
-                ("req", hidden(&html, "req")),
-                ("csrf", hidden(&html, "csrf")),
-                ("idp", "local".into()),
-                ("username", user.to_string()),
-                ("password", password.to_string()),
-            ])
+            .form(&oauth::sign_in_form(&html, user, password))
             .send()
             .await?;
         if r.status() != 303 {
@@ -399,16 +366,12 @@ pub async fn authorize(
         let html = page.text().await?;
         let r = browser
             .post(format!("{base}/consent"))
-            .form(&[
-                ("req", hidden(&html, "req")),
-                ("csrf", hidden(&html, "csrf")),
-                ("decision", "allow".into()),
-            ])
+            .form(&oauth::consent_form(&html, "allow"))
             .send()
             .await?;
         (location(&r), false)
     };
-    let code = query_param(&redirect, "code").with_context(|| format!("no code in {redirect}"))?;
+    let code = oauth::query_param(&redirect, "code").with_context(|| format!("no code in {redirect}"))?;
     Ok(Authorized {
         code,
         consent_remembered: remembered,
@@ -424,18 +387,12 @@ pub async fn exchange(
     verifier: &str,
     resource: &str,
 ) -> anyhow::Result<serde_json::Value> {
-    let r = http
-        .post(format!("{base}/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", client_id),
-            ("code", code),
-            ("redirect_uri", "http://127.0.0.1:4567/callback"),
-            ("code_verifier", verifier),
-            ("resource", resource),
-        ])
-        .send()
-        .await?;
+    let r = oauth::token(
+        http,
+        base,
+        &oauth::code_grant(client_id, code, oauth::LOOPBACK_REDIRECT, verifier, resource),
+    )
+    .await?;
     if r.status() != 200 {
         bail!("token: {} {}", r.status(), r.text().await?);
     }
@@ -449,28 +406,12 @@ pub async fn refresh(
     client_id: &str,
     refresh_token: &str,
 ) -> anyhow::Result<reqwest::Response> {
-    Ok(http
-        .post(format!("{base}/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", client_id),
-            ("refresh_token", refresh_token),
-        ])
-        .send()
-        .await?)
+    Ok(oauth::refresh(http, base, client_id, refresh_token).await?)
 }
 
-/// A fresh PKCE pair (verifier, S256 challenge).
-pub fn pkce() -> (String, String) {
-    let v = gateway_common::crypto::random_token(32);
-    let c = mcp_authz::protocol::pkce::s256(&v);
-    (v, c)
-}
+pub use gateway_testkit::oauth::pkce;
 
 /// A cookie-keeping, non-redirecting client.
 pub fn browser() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?)
+    Ok(oauth::browser()?)
 }

@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 
 use gateway_common::config::Source;
 use gateway_common::flow::FlowStep;
+use gateway_testkit::oauth::{self, LOOPBACK_REDIRECT as REDIRECT};
 use mcp_gateway::flows::{flows, Seen};
 use mcp_gateway::up::{self, UpArgs};
-
-const REDIRECT: &str = "http://127.0.0.1:4567/callback";
 
 /// Every log line of this test process (one test in this file: the global
 /// subscriber is ours alone).
@@ -49,25 +48,8 @@ fn capture_logs() -> Captured {
     .clone()
 }
 
-fn hidden(html: &str, field: &str) -> String {
-    let needle = format!("name=\"{field}\" value=\"");
-    let i = html
-        .find(&needle)
-        .unwrap_or_else(|| panic!("no {field} in {html}"))
-        + needle.len();
-    let rest = &html[i..];
-    rest[..rest.find('"').unwrap()].to_string()
-}
-
 fn location(r: &reqwest::Response) -> String {
     r.headers()["location"].to_str().unwrap().to_string()
-}
-
-fn query_param(url: &str, name: &str) -> Option<String> {
-    let q = url.split_once('?')?.1;
-    url::form_urlencoded::parse(q.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 /// The `jti` of a JWT (payload read without verification: the test's own token).
@@ -128,18 +110,7 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
         .unwrap();
 
     // Registration (RFC 7591).
-    let reg: serde_json::Value = http
-        .post(format!("{base}/register"))
-        .json(&serde_json::json!({
-            "client_name": "flows test",
-            "redirect_uris": [REDIRECT],
-            "token_endpoint_auth_method": "none",
-            "grant_types": ["authorization_code", "refresh_token"],
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let reg = oauth::register(&http, &base, &oauth::public_client("flows test", REDIRECT))
         .await
         .unwrap();
     let client_id = reg["client_id"].as_str().unwrap().to_string();
@@ -149,20 +120,18 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
         .to_string();
 
     // Authorization with PKCE, a failed sign-in, then the right password and consent.
-    let code_verifier = gateway_common::crypto::random_token(32);
-    let challenge = mcp_authz::protocol::pkce::s256(&code_verifier);
+    let (code_verifier, challenge) = oauth::pkce();
+    let request = oauth::AuthRequest {
+        client_id: &client_id,
+        redirect_uri: REDIRECT,
+        challenge: &challenge,
+        state: "st",
+        scope: Some("mcp"),
+        resource: Some(&mcp_url),
+    };
     let r = browser
         .get(format!("{base}/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", client_id.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-            ("state", "st"),
-            ("scope", "mcp"),
-            ("resource", mcp_url.as_str()),
-        ])
+        .query(&request.query())
         .send()
         .await
         .unwrap();
@@ -180,13 +149,7 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
     let wrong_password = "not-the-password-WRONG";
     let r = browser
         .post(format!("{base}/signin"))
-        .form(&[
-            ("req", hidden(&html, "req")),
-            ("csrf", hidden(&html, "csrf")),
-            ("idp", "local".into()),
-            ("username", user.clone()),
-            ("password", wrong_password.into()),
-        ])
+        .form(&oauth::sign_in_form(&html, &user, wrong_password))
         .send()
         .await
         .unwrap();
@@ -194,13 +157,7 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
     let html = r.text().await.unwrap();
     let r = browser
         .post(format!("{base}/signin"))
-        .form(&[
-            ("req", hidden(&html, "req")),
-            ("csrf", hidden(&html, "csrf")),
-            ("idp", "local".into()),
-            ("username", user.clone()),
-            ("password", password.clone()),
-        ])
+        .form(&oauth::sign_in_form(&html, &user, &password))
         .send()
         .await
         .unwrap();
@@ -216,29 +173,19 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
         .unwrap();
     let r = browser
         .post(format!("{base}/consent"))
-        .form(&[
-            ("req", hidden(&html, "req")),
-            ("csrf", hidden(&html, "csrf")),
-            ("decision", "allow".into()),
-        ])
+        .form(&oauth::consent_form(&html, "allow"))
         .send()
         .await
         .unwrap();
-    let code = query_param(&location(&r), "code").unwrap();
+    let code = oauth::query_param(&location(&r), "code").unwrap();
 
     // Code grant.
-    let tokens: serde_json::Value = http
-        .post(format!("{base}/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", client_id.as_str()),
-            ("code", code.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", code_verifier.as_str()),
-            ("resource", mcp_url.as_str()),
-        ])
-        .send()
-        .await
+    let tokens: serde_json::Value = oauth::token(
+        &http,
+        &base,
+        &oauth::code_grant(&client_id, &code, REDIRECT, &code_verifier, &mcp_url),
+    )
+    .await
         .unwrap()
         .json()
         .await
@@ -252,27 +199,14 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
     assert_eq!(mcp_initialize(&http, &mcp_url, &forged).await, 401);
 
     // Refresh (rotation), then the rotated token replayed: reuse.
-    let refresh_form = |t: &str| {
-        vec![
-            ("grant_type", "refresh_token".to_string()),
-            ("client_id", client_id.clone()),
-            ("refresh_token", t.to_string()),
-        ]
-    };
-    let r = http
-        .post(format!("{base}/token"))
-        .form(&refresh_form(&refresh))
-        .send()
+    let r = oauth::refresh(&http, &base, &client_id, &refresh)
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     let rotated: serde_json::Value = r.json().await.unwrap();
     let access2 = rotated["access_token"].as_str().unwrap().to_string();
     let refresh2 = rotated["refresh_token"].as_str().unwrap().to_string();
-    let r = http
-        .post(format!("{base}/token"))
-        .form(&refresh_form(&refresh))
-        .send()
+    let r = oauth::refresh(&http, &base, &client_id, &refresh)
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "a rotated refresh token is refused");

@@ -25,16 +25,7 @@ async fn reuse_is_caught_however_many_rotations_ago() {
     let mut current = first.clone();
     // More rotations than any bounded history would remember.
     for _ in 0..40 {
-        let r = s
-            .token(
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", &id),
-                    ("refresh_token", &current),
-                ],
-                None,
-            )
-            .await;
+        let r = s.refresh(&id, &current).await;
         assert_eq!(r.status(), 200);
         current = r.json::<Value>().await.unwrap()["refresh_token"]
             .as_str()
@@ -43,17 +34,7 @@ async fn reuse_is_caught_however_many_rotations_ago() {
     }
     let reuse = |t: String| {
         let (s, id) = (&s, id.clone());
-        async move {
-            s.token(
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", &id),
-                    ("refresh_token", &t),
-                ],
-                None,
-            )
-            .await
-        }
+        async move { s.refresh(&id, &t).await }
     };
     // The very first token comes back: the family has leaked; all of it goes.
     let r = reuse(first).await;

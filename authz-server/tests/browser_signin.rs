@@ -71,16 +71,8 @@ async fn chromium_signs_in_and_consents_with_the_keyboard() {
         .unwrap()
         .to_string();
     let v = verifier();
-    let mut authorize = url::Url::parse(&s.url("/authorize")).unwrap();
-    authorize
-        .query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &client_id)
-        .append_pair("redirect_uri", &redirect)
-        .append_pair("code_challenge", &challenge(&v))
-        .append_pair("code_challenge_method", "S256")
-        .append_pair("state", "browser-state")
-        .append_pair("resource", RESOURCE);
+    let ch = challenge(&v);
+    let authorize = auth_request(&client_id, &redirect, &ch, Some("browser-state")).url(&s.base);
 
     let js = gateway_testkit::js_dir();
     let module = js.join("node_modules/playwright-core/index.mjs");

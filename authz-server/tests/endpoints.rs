@@ -232,16 +232,7 @@ async fn registration_management_rfc7592(b: Backend) {
             .status(),
         401
     );
-    let r = s
-        .token(
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", &id),
-                ("refresh_token", "x.y"),
-            ],
-            None,
-        )
-        .await;
+    let r = s.refresh(&id, "x.y").await;
     assert_eq!(r.status(), 401);
 }
 

@@ -40,16 +40,7 @@ async fn code_flow_with_local_sign_in_then_refresh(b: Backend) {
 
     // Refresh: rotated each time.
     let rt1 = tok["refresh_token"].as_str().unwrap().to_string();
-    let r = s
-        .token(
-            &[
-                ("grant_type", "refresh_token"),
-                ("client_id", &client_id),
-                ("refresh_token", &rt1),
-            ],
-            None,
-        )
-        .await;
+    let r = s.refresh(&client_id, &rt1).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
     let t2: Value = r.json().await.unwrap();
@@ -64,14 +55,7 @@ async fn code_flow_with_local_sign_in_then_refresh(b: Backend) {
     let v = verifier();
     let browser = s.browser();
     let ch = challenge(&v);
-    let q = [
-        ("response_type", "code"),
-        ("client_id", client_id.as_str()),
-        ("redirect_uri", redirect.as_str()),
-        ("code_challenge", ch.as_str()),
-        ("code_challenge_method", "S256"),
-        ("resource", RESOURCE),
-    ];
+    let q = auth_request(&client_id, &redirect, &ch, None).query();
     let first = s.authorize_as_user(&browser, &q).await;
     assert!(first.code.is_some());
     let again = browser

@@ -53,15 +53,7 @@ async fn through_github(
     let ch = challenge(verifier);
     let r = browser
         .get(s.url("/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", redirect),
-            ("code_challenge", &ch),
-            ("code_challenge_method", "S256"),
-            ("state", "client-state"),
-            ("resource", RESOURCE),
-        ])
+        .query(&auth_request(client_id, redirect, &ch, Some("client-state")).query())
         .send()
         .await
         .unwrap();
@@ -117,11 +109,7 @@ async fn consent_and_exchange(
     let html = page.text().await.unwrap();
     let r = browser
         .post(s.url("/consent"))
-        .form(&[
-            ("req", hidden(&html, "req")),
-            ("csrf", hidden(&html, "csrf")),
-            ("decision", "allow".into()),
-        ])
+        .form(&consent_form(&html, "allow"))
         .send()
         .await
         .unwrap();
@@ -138,15 +126,7 @@ async fn consent_and_exchange(
 }
 
 async fn refresh(s: &TestServer, client_id: &str, rt: &str) -> reqwest::Response {
-    s.token(
-        &[
-            ("grant_type", "refresh_token"),
-            ("client_id", client_id),
-            ("refresh_token", rt),
-        ],
-        None,
-    )
-    .await
+    s.refresh(&client_id, &rt).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,14 +257,7 @@ async fn bad_verification_code_and_replayed_state_are_refused() {
     let ch = challenge(&verifier());
     let r = browser
         .get(s.url("/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", client_id.as_str()),
-            ("redirect_uri", redirect.as_str()),
-            ("code_challenge", ch.as_str()),
-            ("code_challenge_method", "S256"),
-            ("resource", RESOURCE),
-        ])
+        .query(&auth_request(&client_id, &redirect, &ch, None).query())
         .send()
         .await
         .unwrap();
@@ -329,14 +302,7 @@ async fn callback_from_another_browser_is_refused() {
     let browser = s.browser();
     let r = browser
         .get(s.url("/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", client_id.as_str()),
-            ("redirect_uri", redirect.as_str()),
-            ("code_challenge", ch.as_str()),
-            ("code_challenge_method", "S256"),
-            ("resource", RESOURCE),
-        ])
+        .query(&auth_request(&client_id, &redirect, &ch, None).query())
         .send()
         .await
         .unwrap();

@@ -128,15 +128,7 @@ async fn through_provider(
     let ch = challenge(verifier);
     let r = browser
         .get(s.url("/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", redirect),
-            ("code_challenge", &ch),
-            ("code_challenge_method", "S256"),
-            ("state", "st"),
-            ("resource", RESOURCE),
-        ])
+        .query(&auth_request(client_id, redirect, &ch, Some("st")).query())
         .send()
         .await
         .unwrap();
@@ -189,11 +181,7 @@ async fn oidc_user_signs_in_and_gets_tokens() {
     assert!(html.contains("alice"), "{html}");
     let r = browser
         .post(s.url("/consent"))
-        .form(&[
-            ("req", hidden(&html, "req")),
-            ("csrf", hidden(&html, "csrf")),
-            ("decision", "allow".into()),
-        ])
+        .form(&consent_form(&html, "allow"))
         .send()
         .await
         .unwrap();
@@ -320,11 +308,7 @@ async fn group_membership_is_rechecked_on_refresh() {
     let html = get(&browser, &consent).await.text().await.unwrap();
     let r = browser
         .post(s.url("/consent"))
-        .form(&[
-            ("req", hidden(&html, "req")),
-            ("csrf", hidden(&html, "csrf")),
-            ("decision", "allow".into()),
-        ])
+        .form(&consent_form(&html, "allow"))
         .send()
         .await
         .unwrap();
@@ -334,17 +318,7 @@ async fn group_membership_is_rechecked_on_refresh() {
     let tok: Value = r.json().await.unwrap();
     let refresh = |rt: String| {
         let client_id = client_id.clone();
-        async move {
-            s.token(
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", &client_id),
-                    ("refresh_token", &rt),
-                ],
-                None,
-            )
-            .await
-        }
+        async move { s.refresh(&client_id, &rt).await }
     };
 
     // Due: still in the group, the grant goes on (the provider was asked).

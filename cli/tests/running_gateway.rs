@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use gateway_common::config::Source;
+use gateway_testkit::oauth;
 use mcp_gateway::up::{self, UpArgs};
 
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -169,19 +170,15 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 async fn register(issuer: &str, name: &str) -> String {
-    let v: serde_json::Value = reqwest::Client::new()
-        .post(format!("{issuer}/register"))
-        .json(&serde_json::json!({
-            "client_name": name,
-            "redirect_uris": ["http://127.0.0.1:4567/callback"],
-            "token_endpoint_auth_method": "none",
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let body = serde_json::json!({
+        "client_name": name,
+        "redirect_uris": [oauth::LOOPBACK_REDIRECT],
+        "token_endpoint_auth_method": "none",
+    });
+    let r = oauth::register_raw(&reqwest::Client::new(), issuer, &body)
         .await
         .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
     v["client_id"].as_str().unwrap().to_string()
 }
 

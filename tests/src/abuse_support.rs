@@ -180,7 +180,7 @@ pub async fn sign_in_form(
         client_id,
         redirect_uri: "http://127.0.0.1:9/cb",
         challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        state: "s",
+        state: Some("s"),
         scope: None,
         resource: None,
     }

@@ -325,7 +325,7 @@ pub async fn authorize(
         client_id,
         redirect_uri: oauth::LOOPBACK_REDIRECT,
         challenge,
-        state: "st",
+        state: Some("st"),
         scope: Some("mcp"),
         resource: Some(resource),
     };
@@ -371,7 +371,8 @@ pub async fn authorize(
             .await?;
         (location(&r), false)
     };
-    let code = oauth::query_param(&redirect, "code").with_context(|| format!("no code in {redirect}"))?;
+    let code =
+        oauth::query_param(&redirect, "code").with_context(|| format!("no code in {redirect}"))?;
     Ok(Authorized {
         code,
         consent_remembered: remembered,
@@ -390,7 +391,13 @@ pub async fn exchange(
     let r = oauth::token(
         http,
         base,
-        &oauth::code_grant(client_id, code, oauth::LOOPBACK_REDIRECT, verifier, resource),
+        &oauth::code_grant(
+            client_id,
+            code,
+            oauth::LOOPBACK_REDIRECT,
+            verifier,
+            resource,
+        ),
     )
     .await?;
     if r.status() != 200 {

@@ -15,19 +15,9 @@ use gateway_tests::faults_support::{
 use mcp_gateway::up::{self, UpArgs};
 
 async fn mcp_initialize(http: &reqwest::Client, mcp_url: &str, token: &str) -> u16 {
-    http.post(mcp_url)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(
-            &serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
-            "protocolVersion":"2025-06-18","capabilities":{},
-            "clientInfo":{"name":"delete-test","version":"1"}}}),
-        )
-        .send()
+    gateway_testkit::mcp::initialize_status(http, mcp_url, token, "delete-test")
         .await
         .unwrap()
-        .status()
-        .as_u16()
 }
 
 #[actix_web::test]

@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use gateway_common::config::Source;
+use gateway_testkit::oauth;
 use mcp_gateway::up::{self, UpArgs};
 
 /// Every metric name a PromQL expression mentions (our three prefixes).
@@ -110,12 +111,8 @@ async fn every_dashboard_query_names_an_exported_metric() {
             .status()
             .is_success());
     }
-    let r = http
-        .post(format!("{base}/register"))
-        .json(&serde_json::json!({"redirect_uris": ["http://127.0.0.1:4567/cb"], "token_endpoint_auth_method": "none"}))
-        .send()
-        .await
-        .unwrap();
+    let body = serde_json::json!({"redirect_uris": ["http://127.0.0.1:4567/cb"], "token_endpoint_auth_method": "none"});
+    let r = oauth::register_raw(&http, &base, &body).await.unwrap();
     assert_eq!(r.status(), 201);
     for auth in [None, Some("Bearer not.a.jwt")] {
         let mut rb = http

@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use gateway_common::config::Source;
+use gateway_testkit::oauth;
 use gateway_tests::faults_support::*;
 use serde_json::{json, Value};
 
@@ -52,12 +53,13 @@ async fn redis_outage_gives_503_fails_closed_after_the_bound_and_recovers() {
     let stopped = Instant::now();
     // Within the bound the verifier answers from memory.
     assert_eq!(verify_status(&http, vaddr, &token).await, 200);
-    let r = http
-        .post(format!("{base}/register"))
-        .json(&json!({"redirect_uris": ["http://127.0.0.1:1/cb"]}))
-        .send()
-        .await
-        .unwrap();
+    let r = oauth::register_raw(
+        &http,
+        &base,
+        &json!({"redirect_uris": ["http://127.0.0.1:1/cb"]}),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");

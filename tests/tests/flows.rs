@@ -64,19 +64,9 @@ fn jti_of(jwt: &str) -> String {
 }
 
 async fn mcp_initialize(http: &reqwest::Client, mcp_url: &str, token: &str) -> u16 {
-    http.post(mcp_url)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(
-            &serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
-            "protocolVersion":"2025-06-18","capabilities":{},
-            "clientInfo":{"name":"flows-test","version":"1"}}}),
-        )
-        .send()
+    gateway_testkit::mcp::initialize_status(http, mcp_url, token, "flows-test")
         .await
         .unwrap()
-        .status()
-        .as_u16()
 }
 
 #[actix_web::test]
@@ -125,7 +115,7 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
         client_id: &client_id,
         redirect_uri: REDIRECT,
         challenge: &challenge,
-        state: "st",
+        state: Some("st"),
         scope: Some("mcp"),
         resource: Some(&mcp_url),
     };
@@ -186,10 +176,10 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
         &oauth::code_grant(&client_id, &code, REDIRECT, &code_verifier, &mcp_url),
     )
     .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     let access = tokens["access_token"].as_str().unwrap().to_string();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
 

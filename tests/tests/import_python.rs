@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use gateway_common::config::Source;
 use gateway_store::{RedisStore, Store};
+use gateway_testkit::oauth;
 use gateway_testkit::process::Service;
 use gateway_testkit::{repo_root, venv_bin, RedisServer};
 use mcp_gateway::commands::{execute, Command};
@@ -142,12 +143,7 @@ async fn token(
     base: &str,
     form: &[(&str, &str)],
 ) -> (u16, serde_json::Value) {
-    let r = http
-        .post(format!("{base}/token"))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
+    let r = oauth::token(http, base, form).await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -206,10 +202,9 @@ async fn python_side(redis: &RedisServer, work: &Path) -> PythonSide {
     // while the key lived on); a refresh record of an unknown shape; one of a
     // client that is gone.
     let http = reqwest::Client::new();
-    let reg: serde_json::Value = http
-        .post(format!("{base}/register"))
-        .json(&serde_json::json!({"redirect_uris": ["http://127.0.0.1:9/cb"], "client_name": "stale"}))
-        .send()
+    let body =
+        serde_json::json!({"redirect_uris": ["http://127.0.0.1:9/cb"], "client_name": "stale"});
+    let reg: serde_json::Value = oauth::register_raw(&http, &base, &body)
         .await
         .unwrap()
         .json()

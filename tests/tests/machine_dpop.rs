@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context};
 use gateway_testkit::dpop::DpopKey;
+use gateway_testkit::oauth;
 use gateway_tests::proxy::{start_behind, ProxyKind};
 use gateway_tests::stack::{McpServer, StackSpec};
 use serde_json::{json, Value};
@@ -31,18 +32,6 @@ const SPEC: StackSpec = StackSpec {
 };
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-async fn register(http: &reqwest::Client, origin: &str, body: Value) -> anyhow::Result<Value> {
-    let r = http
-        .post(format!("{origin}/register"))
-        .json(&body)
-        .send()
-        .await?;
-    let status = r.status();
-    let v: Value = r.json().await?;
-    ensure!(status == 201, "registration {status}: {v}");
-    Ok(v)
-}
 
 /// One `/token` request: client_credentials with a fresh assertion (unless
 /// `assertion` is given) and, with `dpop`, a proof (nonce dance included).
@@ -206,10 +195,10 @@ async fn dpop_cell(kind: ProxyKind) -> anyhow::Result<()> {
     let auth_key = DpopKey::generate();
     let mut jwk = auth_key.jwk.clone();
     jwk["kid"] = json!("auth-1");
-    let reg = register(
+    let reg = oauth::register(
         &http,
         &origin,
-        json!({
+        &json!({
             "client_name": "nightly job",
             "grant_types": ["client_credentials"],
             "token_endpoint_auth_method": "private_key_jwt",
@@ -378,10 +367,10 @@ async fn sdk_machine_clients() {
     let url = stack.mcp_url();
 
     // client_secret_basic, as the SDK's ClientCredentialsProvider describes itself.
-    let reg = register(
+    let reg = oauth::register(
         &http,
         &origin,
-        json!({"client_name": "sdk-basic", "redirect_uris": [], "grant_types": ["client_credentials"],
+        &json!({"client_name": "sdk-basic", "redirect_uris": [], "grant_types": ["client_credentials"],
                "token_endpoint_auth_method": "client_secret_basic"}),
     )
     .await
@@ -403,10 +392,10 @@ async fn sdk_machine_clients() {
 
     // private_key_jwt with the SDK's PrivateKeyJwtProvider (ES256, aud = issuer).
     let key = DpopKey::generate();
-    let reg = register(
+    let reg = oauth::register(
         &http,
         &origin,
-        json!({"client_name": "sdk-jwt", "redirect_uris": [], "grant_types": ["client_credentials"],
+        &json!({"client_name": "sdk-jwt", "redirect_uris": [], "grant_types": ["client_credentials"],
                "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [key.jwk.clone()]}}),
     )
     .await

@@ -10,7 +10,7 @@ use base64::Engine;
 use gateway_common::clock::{ManualClock, SharedClock};
 use gateway_common::config::Source;
 use gateway_store::{EmbeddedStore, RedisStore, Store};
-use gateway_testkit::{wait_for_http, RedisServer};
+use gateway_testkit::{oauth, wait_for_http, RedisServer};
 use mcp_authz::Config;
 use serde_json::{json, Value};
 
@@ -139,9 +139,7 @@ pub fn verifier() -> String {
     gateway_common::crypto::random_token(48)
 }
 
-pub fn challenge(verifier: &str) -> String {
-    mcp_authz::protocol::pkce::s256(verifier)
-}
+pub use gateway_testkit::oauth::s256 as challenge;
 
 pub fn basic(id: &str, secret: &str) -> String {
     format!(
@@ -150,23 +148,36 @@ pub fn basic(id: &str, secret: &str) -> String {
     )
 }
 
-/// Pulls `name="<field>" value="..."` out of a page (values are escaped, never contain quotes).
+/// Pulls `name="<field>" value="..."` out of a page; a page without it fails the test.
 pub fn hidden(html: &str, field: &str) -> String {
-    let needle = format!("name=\"{field}\" value=\"");
-    let start = html
-        .find(&needle)
-        .unwrap_or_else(|| panic!("no {field} in page: {html}"))
-        + needle.len();
-    let end = html[start..].find('"').unwrap() + start;
-    html[start..end].to_string()
+    oauth::hidden(html, field).unwrap_or_else(|| panic!("no {field} in page: {html}"))
 }
 
-pub fn query_param(url: &str, name: &str) -> Option<String> {
-    url::Url::parse(url)
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+pub use gateway_testkit::oauth::query_param;
+
+/// An authorization request for [`RESOURCE`] without a scope.
+pub fn auth_request<'a>(
+    client_id: &'a str,
+    redirect_uri: &'a str,
+    challenge: &'a str,
+    state: Option<&'a str>,
+) -> oauth::AuthRequest<'a> {
+    oauth::AuthRequest {
+        client_id,
+        redirect_uri,
+        challenge,
+        state,
+        scope: None,
+        resource: Some(RESOURCE),
+    }
+}
+
+/// The consent form of the page `html` with `decision`; a page without the
+/// form's fields fails the test, naming the page.
+pub fn consent_form(html: &str, decision: &str) -> Vec<(&'static str, String)> {
+    hidden(html, "req");
+    hidden(html, "csrf");
+    oauth::consent_form(html, decision)
 }
 
 pub fn location(resp: &reqwest::Response) -> String {
@@ -190,10 +201,7 @@ impl TestServer {
     }
 
     pub async fn register(&self, body: Value) -> reqwest::Response {
-        self.http
-            .post(self.url("/register"))
-            .json(&body)
-            .send()
+        oauth::register_raw(&self.http, &self.base, &body)
             .await
             .unwrap()
     }
@@ -219,12 +227,11 @@ impl TestServer {
     pub async fn confidential_client(&self, method: &str) -> (String, String, String) {
         let redirect = "https://app.example.com/cb".to_string();
         let r = self
-            .register(json!({
-                "client_name": "Test Confidential Client",
-                "redirect_uris": [redirect],
-                "token_endpoint_auth_method": method,
-                "grant_types": ["authorization_code", "refresh_token"],
-            }))
+            .register(oauth::confidential_client(
+                "Test Confidential Client",
+                &redirect,
+                method,
+            ))
             .await;
         assert_eq!(r.status(), 201);
         let v: Value = r.json().await.unwrap();
@@ -236,11 +243,7 @@ impl TestServer {
     }
 
     pub fn browser(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .cookie_store(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
+        oauth::browser().unwrap()
     }
 
     /// GET /authorize with the given query, then sign in and allow, as a user would.
@@ -269,13 +272,10 @@ impl TestServer {
                 .to_string();
             assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
             let html = page.text().await.unwrap();
-            let form = [
-                ("req", hidden(&html, "req")),
-                ("csrf", hidden(&html, "csrf")),
-                ("idp", "local".into()),
-                ("username", USER.into()),
-                ("password", PASSWORD.into()),
-            ];
+            // A page without the form's fields fails here, naming the page.
+            hidden(&html, "req");
+            hidden(&html, "csrf");
+            let form = oauth::sign_in_form(&html, USER, PASSWORD);
             let r = browser
                 .post(self.url("/signin"))
                 .form(&form)
@@ -303,11 +303,7 @@ impl TestServer {
         } else {
             assert_eq!(page.status(), 200);
             let html = page.text().await.unwrap();
-            let form = [
-                ("req", hidden(&html, "req")),
-                ("csrf", hidden(&html, "csrf")),
-                ("decision", "allow".into()),
-            ];
+            let form = consent_form(&html, "allow");
             let r = browser
                 .post(self.url("/consent"))
                 .form(&form)
@@ -332,20 +328,16 @@ impl TestServer {
         resource: &str,
     ) -> String {
         let ch = challenge(verifier);
+        let request = oauth::AuthRequest {
+            client_id,
+            redirect_uri: redirect,
+            challenge: &ch,
+            state: Some("st-1"),
+            scope: Some("mcp"),
+            resource: Some(resource),
+        };
         let a = self
-            .authorize_as_user(
-                &self.browser(),
-                &[
-                    ("response_type", "code"),
-                    ("client_id", client_id),
-                    ("redirect_uri", redirect),
-                    ("code_challenge", &ch),
-                    ("code_challenge_method", "S256"),
-                    ("state", "st-1"),
-                    ("scope", "mcp"),
-                    ("resource", resource),
-                ],
-            )
+            .authorize_as_user(&self.browser(), &request.query())
             .await;
         assert_eq!(query_param(&a.redirect, "state").as_deref(), Some("st-1"));
         assert_eq!(
@@ -371,14 +363,7 @@ impl TestServer {
         verifier: &str,
     ) -> reqwest::Response {
         self.token(
-            &[
-                ("grant_type", "authorization_code"),
-                ("client_id", client_id),
-                ("code", code),
-                ("redirect_uri", redirect),
-                ("code_verifier", verifier),
-                ("resource", RESOURCE),
-            ],
+            &oauth::code_grant(client_id, code, redirect, verifier, RESOURCE),
             None,
         )
         .await
@@ -392,6 +377,13 @@ impl TestServer {
         let r = self.exchange(&client_id, &redirect, &code, &v).await;
         assert_eq!(r.status(), 200);
         (client_id, redirect, r.json().await.unwrap())
+    }
+
+    /// The refresh grant of a public client (RFC 6749 §6).
+    pub async fn refresh(&self, client_id: &str, refresh_token: &str) -> reqwest::Response {
+        oauth::refresh(&self.http, &self.base, client_id, refresh_token)
+            .await
+            .unwrap()
     }
 
     pub async fn introspect(&self, id: &str, secret: &str, token: &str) -> Value {

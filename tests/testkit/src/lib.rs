@@ -3,6 +3,7 @@
 //! and the paths of the pinned test tools installed by `scripts/test.sh`.
 
 pub mod dpop;
+pub mod mcp;
 pub mod oauth;
 pub mod process;
 pub mod proxy;

@@ -94,7 +94,7 @@ pub struct AuthRequest<'a> {
     pub client_id: &'a str,
     pub redirect_uri: &'a str,
     pub challenge: &'a str,
-    pub state: &'a str,
+    pub state: Option<&'a str>,
     pub scope: Option<&'a str>,
     pub resource: Option<&'a str>,
 }
@@ -108,8 +108,10 @@ impl<'a> AuthRequest<'a> {
             ("redirect_uri", self.redirect_uri),
             ("code_challenge", self.challenge),
             ("code_challenge_method", "S256"),
-            ("state", self.state),
         ];
+        if let Some(s) = self.state {
+            q.push(("state", s));
+        }
         if let Some(s) = self.scope {
             q.push(("scope", s));
         }
@@ -264,7 +266,7 @@ mod tests {
             client_id: "c",
             redirect_uri: "http://127.0.0.1:9/cb",
             challenge: "x",
-            state: "s",
+            state: Some("s"),
             scope: None,
             resource: None,
         };

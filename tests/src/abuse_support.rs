@@ -10,7 +10,7 @@ use std::time::Duration;
 use gateway_common::clock::SharedClock;
 use gateway_common::config::Source;
 use gateway_testkit::oauth;
-use mcp_gateway::up::{self, UpArgs};
+use mcp_gateway::up;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const STEPS: [&str; 7] = [
@@ -34,12 +34,7 @@ impl Gateway {
     pub async fn start(extra: &[(&str, &str)], clock: SharedClock) -> Self {
         crate::require_js_deps().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let args = UpArgs {
-            host: "127.0.0.1".into(),
-            port: 0,
-            data_dir: dir.path().to_path_buf(),
-            mcp_command: "builtin:echo".into(),
-        };
+        let args = crate::echo_up_args(dir.path());
         let mut env = vec![("TRUSTED_PROXIES", "127.0.0.1")];
         env.extend_from_slice(extra);
         let running = up::start(&args, &Source::from_pairs(env), clock)

@@ -97,3 +97,15 @@ pub async fn run_js(script: &str, env: &[(&str, &str)]) -> anyhow::Result<JsRun>
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
 }
+
+/// `mcp-gateway up` on 127.0.0.1, port 0, in front of the built-in echo MCP
+/// server, keeping its data in `data_dir`: the one-machine gateway of the
+/// end-to-end tests.
+pub fn echo_up_args(data_dir: impl Into<std::path::PathBuf>) -> mcp_gateway::up::UpArgs {
+    mcp_gateway::up::UpArgs {
+        host: "127.0.0.1".into(),
+        port: 0,
+        data_dir: data_dir.into(),
+        mcp_command: "builtin:echo".into(),
+    }
+}

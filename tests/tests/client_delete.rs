@@ -12,7 +12,7 @@ use gateway_common::config::Source;
 use gateway_tests::faults_support::{
     authorize, browser, eventually, exchange, pkce, refresh, register_public,
 };
-use mcp_gateway::up::{self, UpArgs};
+use mcp_gateway::up;
 
 async fn mcp_initialize(http: &reqwest::Client, mcp_url: &str, token: &str) -> u16 {
     gateway_testkit::mcp::initialize_status(http, mcp_url, token, "delete-test")
@@ -23,12 +23,7 @@ async fn mcp_initialize(http: &reqwest::Client, mcp_url: &str, token: &str) -> u
 #[actix_web::test]
 async fn rfc7592_delete_cuts_off_access_tokens_and_removes_every_record() {
     let dir = tempfile::tempdir().unwrap();
-    let args = UpArgs {
-        host: "127.0.0.1".into(),
-        port: 0,
-        data_dir: dir.path().join("data"),
-        mcp_command: "builtin:echo".into(),
-    };
+    let args = gateway_tests::echo_up_args(dir.path().join("data"));
     let running = up::start(&args, &Source::default(), gateway_common::clock::system())
         .await
         .unwrap();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use gateway_common::config::Source;
 use gateway_testkit::oauth;
-use mcp_gateway::up::{self, UpArgs};
+use mcp_gateway::up;
 
 /// Every metric name a PromQL expression mentions (our three prefixes).
 fn metric_names(expr: &str) -> Vec<String> {
@@ -86,12 +86,7 @@ fn sample_value(exposition: &str, sample: &str) -> f64 {
 #[actix_web::test]
 async fn every_dashboard_query_names_an_exported_metric() {
     let dir = tempfile::tempdir().unwrap();
-    let args = UpArgs {
-        host: "127.0.0.1".into(),
-        port: 0,
-        data_dir: dir.path().join("data"),
-        mcp_command: "builtin:echo".into(),
-    };
+    let args = gateway_tests::echo_up_args(dir.path().join("data"));
     let running = up::start(&args, &Source::default(), gateway_common::clock::system())
         .await
         .unwrap();

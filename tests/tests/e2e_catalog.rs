@@ -12,17 +12,9 @@ use std::net::TcpListener;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 use gateway_common::config::Source;
-use mcp_gateway::up::{self, UpArgs};
+use gateway_tests::echo_up_args;
+use mcp_gateway::up;
 use serde_json::json;
-
-fn args(dir: &std::path::Path) -> UpArgs {
-    UpArgs {
-        host: "127.0.0.1".into(),
-        port: 0,
-        data_dir: dir.to_path_buf(),
-        mcp_command: "builtin:echo".into(),
-    }
-}
 
 /// The pinned servers first, then the test's own PATH (for `node` and `python3`).
 fn search_path() -> String {
@@ -93,9 +85,13 @@ async fn sdk_signs_in_once_and_calls_five_services_with_one_token_and_with_one_e
         ("FETCH_ALLOW_PRIVATE_ADDRESSES", "true"),
         ("PATH", &search_path()),
     ]);
-    let running = up::start(&args(dir.path()), &env, gateway_common::clock::system())
-        .await
-        .unwrap();
+    let running = up::start(
+        &echo_up_args(dir.path()),
+        &env,
+        gateway_common::clock::system(),
+    )
+    .await
+    .unwrap();
     let (user, password) = running.created_user.clone().unwrap();
     let issuer = running.issuer.clone();
     let names: Vec<&str> = running.services.iter().map(|(n, _)| n.as_str()).collect();
@@ -194,7 +190,7 @@ async fn a_server_that_is_not_installed_stops_start_up_with_one_line() {
         ("MCP_EVERYTHING_ENABLED", "true"),
         ("PATH", "/nonexistent"),
     ]);
-    let err = up::start(&args(&data), &env, gateway_common::clock::system())
+    let err = up::start(&echo_up_args(&data), &env, gateway_common::clock::system())
         .await
         .unwrap_err();
     let line = format!("{err:#}");
@@ -257,7 +253,7 @@ async fn each_service_obeys_its_own_tool_policy_section() {
         ("TOOL_POLICY_FILE", policy.to_str().unwrap()),
     ]);
     let running = up::start(
-        &args(&dir.path().join("data")),
+        &echo_up_args(&dir.path().join("data")),
         &env,
         gateway_common::clock::system(),
     )

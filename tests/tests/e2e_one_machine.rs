@@ -6,23 +6,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
 use gateway_common::config::Source;
-use mcp_gateway::up::{self, UpArgs};
-
-fn args(dir: &std::path::Path) -> UpArgs {
-    UpArgs {
-        host: "127.0.0.1".into(),
-        port: 0,
-        data_dir: dir.to_path_buf(),
-        mcp_command: "builtin:echo".into(),
-    }
-}
+use gateway_tests::echo_up_args;
+use mcp_gateway::up;
 
 #[actix_web::test]
 async fn sdk_client_walks_the_whole_path_in_one_machine_mode() {
     gateway_tests::require_js_deps().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let running = up::start(
-        &args(dir.path()),
+        &echo_up_args(dir.path()),
         &Source::default(),
         gateway_common::clock::system(),
     )
@@ -62,7 +54,7 @@ fn run_once(dir: &std::path::Path) -> Option<(String, String)> {
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let running = up::start(
-                &args(&dir),
+                &echo_up_args(&dir),
                 &Source::default(),
                 gateway_common::clock::system(),
             )
@@ -91,9 +83,13 @@ fn second_run_keeps_the_user_and_creates_none() {
 async fn bad_config_is_refused_before_serving() {
     let dir = tempfile::tempdir().unwrap();
     let env = Source::from_pairs([("ACCESS_TOKEN_LIFETIME", "-1")]);
-    let err = up::start(&args(dir.path()), &env, gateway_common::clock::system())
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = up::start(
+        &echo_up_args(dir.path()),
+        &env,
+        gateway_common::clock::system(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("ACCESS_TOKEN_LIFETIME"), "{err}");
 }

@@ -16,7 +16,7 @@ use gateway_common::config::Source;
 use gateway_common::flow::FlowStep;
 use gateway_testkit::oauth::{self, LOOPBACK_REDIRECT as REDIRECT};
 use mcp_gateway::flows::{flows, Seen};
-use mcp_gateway::up::{self, UpArgs};
+use mcp_gateway::up;
 
 /// Every log line of this test process (one test in this file: the global
 /// subscriber is ours alone).
@@ -75,12 +75,7 @@ async fn flows_show_every_step_and_the_audit_log_holds_no_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let audit_path = dir.path().join("audit.jsonl");
     let env = Source::from_pairs([("AUDIT_LOG_FILE", audit_path.display().to_string())]);
-    let args = UpArgs {
-        host: "127.0.0.1".into(),
-        port: 0,
-        data_dir: dir.path().join("data"),
-        mcp_command: "builtin:echo".into(),
-    };
+    let args = gateway_tests::echo_up_args(dir.path().join("data"));
     let running = up::start(&args, &env, gateway_common::clock::system())
         .await
         .unwrap();

@@ -498,12 +498,7 @@ async fn import_into_a_running_up_goes_through_its_admin_socket() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let args = mcp_gateway::up::UpArgs {
-        host: "127.0.0.1".into(),
-        port: 0,
-        data_dir: data.clone(),
-        mcp_command: "builtin:echo".into(),
-    };
+    let args = gateway_tests::echo_up_args(data.clone());
     let running =
         mcp_gateway::up::start(&args, &Source::default(), gateway_common::clock::system())
             .await

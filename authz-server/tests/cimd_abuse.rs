@@ -474,7 +474,7 @@ async fn revoke_compares_the_client_id_without_fetching() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = s.refresh(&client_id, &refresh).await;
+    let r = s.refresh(&client_id, refresh).await;
     assert_eq!(r.status(), 400, "the refresh token was revoked");
     assert_eq!(docs.hits("/good/someone-else.json"), 0);
     // One fetch for the flow, one for the refresh attempt after expiry; none for /revoke.

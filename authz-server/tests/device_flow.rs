@@ -216,7 +216,7 @@ async fn approve_flow_with_slow_down_and_single_use(b: Backend) {
     let (_, c) = jwt_parts(tok["access_token"].as_str().unwrap());
     assert_eq!(c["cnf"]["jkt"], key.thumbprint().as_str());
     let refresh = tok["refresh_token"].as_str().unwrap();
-    let r = s.refresh(&client_id, &refresh).await;
+    let r = s.refresh(&client_id, refresh).await;
     let e: Value = r.json().await.unwrap();
     assert_eq!(
         e["error"], "invalid_dpop_proof",

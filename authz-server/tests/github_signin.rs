@@ -126,7 +126,7 @@ async fn consent_and_exchange(
 }
 
 async fn refresh(s: &TestServer, client_id: &str, rt: &str) -> reqwest::Response {
-    s.refresh(&client_id, &rt).await
+    s.refresh(client_id, rt).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,19 +150,19 @@ async fn refresh_tokens_rotate_and_are_bound_to_their_client(b: Backend) {
     let (other, _) = s.public_client().await;
     let rt1 = tok["refresh_token"].as_str().unwrap();
     // Another client cannot use it.
-    let r = s.refresh(&other, &rt1).await;
+    let r = s.refresh(&other, rt1).await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
     // The owner can, and gets a new one.
-    let r = s.refresh(&id, &rt1).await;
+    let r = s.refresh(&id, rt1).await;
     assert_eq!(r.status(), 200);
     let t2: Value = r.json().await.unwrap();
     let rt2 = t2["refresh_token"].as_str().unwrap();
     assert_ne!(rt1, rt2);
     // Reusing the rotated one is refused and revokes the family: rt2 dies too.
-    let r = s.refresh(&id, &rt1).await;
+    let r = s.refresh(&id, rt1).await;
     assert_eq!(r.status(), 400);
-    let r = s.refresh(&id, &rt2).await;
+    let r = s.refresh(&id, rt2).await;
     assert_eq!(r.status(), 400, "family revoked after reuse");
     // And the access token issued from rt2 is published as revoked: through
     // its grant, which every access token of the family names in `sid`.

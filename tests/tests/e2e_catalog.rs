@@ -253,7 +253,7 @@ async fn each_service_obeys_its_own_tool_policy_section() {
         ("TOOL_POLICY_FILE", policy.to_str().unwrap()),
     ]);
     let running = up::start(
-        &echo_up_args(&dir.path().join("data")),
+        &echo_up_args(dir.path().join("data")),
         &env,
         gateway_common::clock::system(),
     )

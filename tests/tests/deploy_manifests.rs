@@ -2284,6 +2284,27 @@ async fn every_checker_rejects_a_broken_copy() {
         "traefik.http.routers.echo.service=verifier",
     );
     expect_err("compose routes", check_compose_semantics(&c), "verifier");
+    // A catalog service compose lacks (here: its profile renamed away).
+    let c = broken(
+        "compose/compose.yml",
+        "profiles: [fetchs]",
+        "profiles: [fetch-native]",
+    );
+    expect_err(
+        "compose follows the catalog",
+        check_compose_semantics(&c),
+        "profiles must be [fetchs]",
+    );
+    let c = broken(
+        "compose/compose.yml",
+        "BRIDGE_COMMAND: builtin:echo-stateless",
+        "BRIDGE_COMMAND: builtin:echo",
+    );
+    expect_err(
+        "compose runs the catalog's built-in",
+        check_compose_semantics(&c),
+        "builtin:echo-stateless",
+    );
 
     // Kubernetes: a misspelled field, a wrong apiVersion (a kind without a schema only warns).
     let k = broken(

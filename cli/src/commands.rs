@@ -93,7 +93,7 @@ pub enum Command {
     /// Import client registrations and live refresh tokens from the Python
     /// gateway's Redis (`oauth:*` keys, only read) into the configured store.
     ImportPython {
-        /// The Python gateway's REDIS_URL (redis://[:password@]host[:port][/db]).
+        /// The Python gateway's REDIS_URL (`redis://[:password@]host[:port][/db]`).
         #[arg(long = "from-redis")]
         from_redis: String,
         /// The Python gateway's REDIS_PASSWORD, when the URL carries none.

@@ -14,8 +14,9 @@ if [ ! -f "$env_file" ]; then
   exit 1
 fi
 
-# The services compose.yml defines, in its order.
-services=(echo fetch filesystem memory sequentialthinking time tmux playwright everything)
+# The catalog's services (cli/src/catalog.rs), in compose.yml's order. The variable is
+# MCP_<NAME>_ENABLED; the profile (and compose service, and host) writes '_' as '-'.
+services=(echo echo_stateless fetch fetchs filesystem memory sequentialthinking time tmux playwright everything)
 
 # The last assignment of NAME in the env file, unquoted; .env is parsed, never sourced.
 value_in_file() {
@@ -29,7 +30,7 @@ for svc in "${services[@]}"; do
   if [ -n "${!var-}" ]; then value=${!var}; else value=$(value_in_file "$var"); fi
   # The same words gateway_common::config::parse_bool accepts.
   case "${value,,}" in
-    1 | true | yes | on) profiles+=("$svc") ;;
+    1 | true | yes | on) profiles+=("${svc//_/-}") ;;
     "" | 0 | false | no | off) ;;
     *)
       echo "up.sh: $var must be true or false, got \"$value\" (example: $var=true)" >&2

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use gateway_testkit::{free_port, repo_root, venv_bin, ChildGuard};
+use mcp_gateway::catalog::CATALOG;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -93,18 +94,20 @@ const COMPOSE_ONLY_VARS: &[&str] = &[
     "LOCAL_USERS_DIR",
 ];
 
-/// The MCP services of the Python gateway, each a compose profile and `MCP_<NAME>_*`.
-const MCP_SERVICES: &[&str] = &[
-    "echo",
-    "fetch",
-    "filesystem",
-    "memory",
-    "sequentialthinking",
-    "time",
-    "tmux",
-    "playwright",
-    "everything",
-];
+/// The MCP services of the catalog `mcp-gateway up` serves (cli/src/catalog.rs): each
+/// `MCP_<NAME>_*`, and in compose a profile, a service and a host named after its path
+/// (`echo_stateless` → `echo-stateless`). A service added to the catalog fails the
+/// compose and up.sh checks below until compose has it too.
+///
+/// The catalog's names as in `MCP_<NAME>_ENABLED` (lower-cased), in catalog order.
+fn catalog_names() -> Vec<&'static str> {
+    CATALOG.iter().map(|e| e.name).collect()
+}
+
+/// The catalog's deployment names: compose service, profile and host (`<path>.<domain>`).
+fn catalog_hosts() -> Vec<&'static str> {
+    CATALOG.iter().map(|e| e.path).collect()
+}
 
 /// What the verifier answers and the proxies copy to the upstream.
 const IDENTITY_HEADERS: &[&str] = &[
@@ -146,7 +149,7 @@ fn is_allowed_var(name: &str) -> bool {
             .strip_prefix("MCP_")
             .and_then(|rest| rest.strip_suffix(suffix))
         {
-            return MCP_SERVICES.iter().any(|s| s.to_ascii_uppercase() == svc);
+            return CATALOG.iter().any(|e| e.name.to_ascii_uppercase() == svc);
         }
     }
     false
@@ -157,8 +160,9 @@ fn check_var_names(origin: &str, names: &BTreeSet<String>) -> Result<()> {
     ensure!(
         bad.is_empty(),
         "{origin}: variable names outside the contract: {bad:?} (known: the brief's shared \
-         contract, the Python gateway's names, MCP_<SERVICE>_ENABLED/_URL for {MCP_SERVICES:?}, \
-         {SERVICE_VARS:?}, BRIDGE_ENV_<NAME>, {COMPOSE_ONLY_VARS:?})"
+         contract, the Python gateway's names, MCP_<SERVICE>_ENABLED/_URL for {:?}, \
+         {SERVICE_VARS:?}, BRIDGE_ENV_<NAME>, {COMPOSE_ONLY_VARS:?})",
+        catalog_names()
     );
     Ok(())
 }
@@ -403,7 +407,8 @@ fn check_compose_semantics(path: &Path) -> Result<()> {
     let mut names = used;
 
     // MCP services: one profile each, named after it, with the bridge and the routers.
-    for svc in MCP_SERVICES {
+    for entry in CATALOG {
+        let svc = &entry.path;
         let s = services
             .get(*svc)
             .ok_or_else(|| anyhow!("compose has no service {svc:?}"))?;
@@ -417,9 +422,21 @@ fn check_compose_semantics(path: &Path) -> Result<()> {
             "service {svc}: profiles must be [{svc}], got {profiles:?}"
         );
         let env = compose_environment(s);
+        let command = env
+            .get("BRIDGE_COMMAND")
+            .ok_or_else(|| anyhow!("service {svc}: no BRIDGE_COMMAND"))?;
+        // Built-ins are in every bridge image: compose runs the catalog's own.
+        if entry.command.starts_with("builtin:") {
+            ensure!(
+                command == entry.command,
+                "service {svc}: BRIDGE_COMMAND {command:?}, the catalog runs {:?}",
+                entry.command
+            );
+        }
         ensure!(
-            env.contains_key("BRIDGE_COMMAND"),
-            "service {svc}: no BRIDGE_COMMAND"
+            env.get("BRIDGE_ALLOWED_HOSTS").map(String::as_str)
+                == Some(format!("{svc}.example.test").as_str()),
+            "service {svc}: BRIDGE_ALLOWED_HOSTS must be {svc}.example.test"
         );
         let labels: BTreeMap<String, String> = compose_labels(s).into_iter().collect();
         let router = format!("traefik.http.routers.{svc}");
@@ -444,6 +461,16 @@ fn check_compose_semantics(path: &Path) -> Result<()> {
             "service {svc}: the /mcp router must delete the client's credentials after \
              ForwardAuth (…,mcp-auth@docker,mcp-strip-token@docker), has {mws:?}"
         );
+    }
+
+    // Nothing beyond the catalog: a profile compose knows but `up` does not.
+    for (name, s) in services {
+        if s.get("profiles").is_some() {
+            ensure!(
+                CATALOG.iter().any(|e| e.path == name),
+                "compose service {name} has a profile but is not in cli/src/catalog.rs"
+            );
+        }
     }
 
     // The verifier: replicas, and no way in from outside.
@@ -2043,8 +2070,9 @@ fn up_sh_is_valid_bash_and_knows_every_profile() {
         .split_whitespace()
         .collect();
     assert_eq!(
-        listed, MCP_SERVICES,
-        "up.sh's services must be compose's profiles"
+        listed,
+        catalog_names(),
+        "up.sh's services must be the catalog's (cli/src/catalog.rs)"
     );
 }
 
@@ -2071,7 +2099,7 @@ fn run_up_sh(env_file_text: &str, extra_env: &[(&str, &str)]) -> Result<(bool, S
         .arg("--build")
         .env("PATH", path)
         .env("ENV_FILE", &env_file);
-    for svc in MCP_SERVICES {
+    for svc in catalog_names() {
         cmd.env_remove(format!("MCP_{}_ENABLED", svc.to_ascii_uppercase()));
     }
     for (k, v) in extra_env {
@@ -2102,6 +2130,18 @@ fn up_sh_turns_enabled_services_into_compose_profiles() {
         out.contains("docker profiles=memory,time,everything "),
         "{out}"
     );
+    // Names with '_': the variable keeps it, the profile (and host) writes '-'.
+    let (ok, out) = run_up_sh(
+        "MCP_ECHO_STATELESS_ENABLED=true\nMCP_FETCHS_ENABLED=true\n",
+        &[],
+    )
+    .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("docker profiles=echo-stateless,fetchs "),
+        "{out}"
+    );
+    assert!(!out.contains("warning"), "{out}");
     // A value the services would refuse stops up.sh before docker runs.
     let (ok, out) = run_up_sh("MCP_ECHO_ENABLED=perhaps\n", &[]).unwrap();
     assert!(
@@ -2115,15 +2155,15 @@ fn up_sh_turns_enabled_services_into_compose_profiles() {
 async fn compose_labels_route_through_real_traefik() {
     let (compose, _) = load_compose(&deploy("compose/compose.yml")).unwrap();
     let flags = compose_traefik_flags(&compose).unwrap();
-    let mut names: Vec<&str> = MCP_SERVICES.to_vec();
+    let mut names: Vec<&str> = catalog_hosts();
     names.extend(["authz-server", "verifier"]);
     let stubs = stubs_for(&names, "verifier").await.unwrap();
     let (dynamic, routers) = labels_to_dynamic(&compose, &stubs).unwrap();
     // The auth host, then metadata, preflight and /mcp per service.
-    assert!(routers.len() > 3 * MCP_SERVICES.len(), "{routers:?}");
+    assert!(routers.len() > 3 * CATALOG.len(), "{routers:?}");
     let traefik = start_traefik(&flags, Some(&dynamic)).await.unwrap();
     traefik.wait_for_routers(&routers).await.unwrap();
-    for svc in ["echo", "playwright"] {
+    for svc in ["echo", "echo-stateless", "fetchs", "playwright"] {
         let names = Upstreams {
             authz: "authz-server",
             verifier: "verifier",
@@ -2244,6 +2284,27 @@ async fn every_checker_rejects_a_broken_copy() {
         "traefik.http.routers.echo.service=verifier",
     );
     expect_err("compose routes", check_compose_semantics(&c), "verifier");
+    // A catalog service compose lacks (here: its profile renamed away).
+    let c = broken(
+        "compose/compose.yml",
+        "profiles: [fetchs]",
+        "profiles: [fetch-native]",
+    );
+    expect_err(
+        "compose follows the catalog",
+        check_compose_semantics(&c),
+        "profiles must be [fetchs]",
+    );
+    let c = broken(
+        "compose/compose.yml",
+        "BRIDGE_COMMAND: builtin:echo-stateless",
+        "BRIDGE_COMMAND: builtin:echo",
+    );
+    expect_err(
+        "compose runs the catalog's built-in",
+        check_compose_semantics(&c),
+        "builtin:echo-stateless",
+    );
 
     // Kubernetes: a misspelled field, a wrong apiVersion (a kind without a schema only warns).
     let k = broken(

@@ -37,7 +37,10 @@ async fn echo(req: HttpRequest) -> HttpResponse {
             )
         })
         .collect();
-    HttpResponse::Ok().json(serde_json::json!({"path": req.uri().to_string(), "headers": headers}))
+    let local = req.app_config().local_addr().to_string();
+    HttpResponse::Ok().json(
+        serde_json::json!({"path": req.uri().to_string(), "headers": headers, "local": local}),
+    )
 }
 
 async fn start_upstream() -> SocketAddr {
@@ -677,6 +680,111 @@ async fn sdk_tool_call_denied_at_the_verifier_through_caddy() {
     bridge.stop().await;
 }
 
+/// deploy/render.sh with `MCP_<NAME>_ENABLED`: one route per service through
+/// the real proxy, `/echo/mcp` and `/echo-stateless/mcp` (the name's `_`
+/// written `-`), each to its own upstream (which gets `/mcp`), each its own
+/// audience: a token for one is refused at the other. The one-upstream `/mcp`
+/// route is rendered too (`MCP_UPSTREAM_*` set), as a deployment moving over
+/// would have it.
+async fn check_service_routes(kind: ProxyKind) {
+    let name = kind.name();
+    let (key, _authz, _verifier, proxy, echo_up, stateless_up) =
+        retry_on_port_taken(|port| async move {
+            let key = TestKey::generate("k1");
+            let authz = Authz::start(jwks(&[&key])).await;
+            let base = format!("http://127.0.0.1:{port}");
+            let src = source(&authz, &format!("{base}/echo/mcp"))
+                .with("MCP_ECHO_STATELESS_ENABLED", "true")
+                .with(
+                    "MCP_ECHO_STATELESS_URL",
+                    &format!("{base}/echo-stateless/mcp"),
+                )
+                .with("MCP_SINGLE_ENABLED", "true")
+                .with("MCP_SINGLE_URL", &format!("{base}/mcp"));
+            let verifier = start_verifier(&src).await;
+            let (echo_up, stateless_up, other) = (
+                start_upstream().await,
+                start_upstream().await,
+                start_upstream().await,
+            );
+            let up = Upstreams {
+                authz: vec![other],
+                verifiers: vec![verifier.addr],
+                mcp: other,
+            };
+            let services = [("echo", echo_up), ("echo_stateless", stateless_up)];
+            let proxy = Proxy::start_with_services(kind, port, &up, &services).await?;
+            Ok((key, authz, verifier, proxy, echo_up, stateless_up))
+        })
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = proxy.origin();
+    let n = now();
+    for (path, upstream, other) in [
+        ("echo", echo_up, "echo-stateless"),
+        ("echo-stateless", stateless_up, "echo"),
+    ] {
+        let token = key.sign(&claims(&format!("{base}/{path}/mcp"), n));
+        let r = http
+            .post(format!("{base}/{path}/mcp"))
+            .bearer_auth(&token)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name} /{path}/mcp:\n{}", proxy.log());
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["path"], "/mcp", "{name}: the service's own endpoint");
+        assert_eq!(
+            body["local"],
+            upstream.to_string(),
+            "{name}: /{path}/mcp reached the wrong upstream"
+        );
+        let headers = body["headers"].to_string();
+        assert!(
+            !headers.contains(&token) && !headers.to_ascii_lowercase().contains("authorization"),
+            "{name}: the client's token reached the MCP upstream: {headers}"
+        );
+        // The same token at the other service: another audience.
+        let r = http
+            .post(format!("{base}/{other}/mcp"))
+            .bearer_auth(&token)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            matches!(r.status().as_u16(), 401 | 403),
+            "{name}: a token for /{path}/mcp at /{other}/mcp: {}",
+            r.status()
+        );
+        // No token: the verifier's challenge, not the upstream.
+        let r = http
+            .post(format!("{base}/{path}/mcp"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{name}: /{path}/mcp without a token");
+    }
+}
+
+#[actix_web::test]
+async fn traefik_routes_each_enabled_service() {
+    check_service_routes(ProxyKind::Traefik).await;
+}
+
+#[actix_web::test]
+async fn nginx_routes_each_enabled_service() {
+    check_service_routes(ProxyKind::Nginx).await;
+}
+
+#[actix_web::test]
+async fn caddy_routes_each_enabled_service() {
+    check_service_routes(ProxyKind::Caddy).await;
+}
+
 /// deploy/render.sh: nginx's own variables survive (plain `envsubst` empties
 /// them), a list variable gives one line per replica, and an unset variable
 /// stops it with the variable's name and no output.
@@ -715,4 +823,67 @@ fn render_keeps_nginx_variables_and_refuses_unset_ones() {
         err.contains("VERIFIER_URLS") && err.contains("AUTHZ_URLS"),
         "{err}"
     );
+}
+
+/// deploy/render.sh with services only: no `/mcp` route without
+/// `MCP_UPSTREAM_*`, one per enabled service; a missing upstream or a value
+/// the services would refuse stops it, naming the variable.
+#[test]
+fn render_one_route_per_enabled_service() {
+    use gateway_testkit::proxy::render;
+    let vars = [
+        ("NGINX_RUN_DIR", "/run/x".to_string()),
+        ("NGINX_LISTEN", "127.0.0.1:8080".to_string()),
+        ("VERIFIER_ADDRS", "10.0.0.5:8001".to_string()),
+        ("AUTHZ_ADDRS", "10.0.0.7:8000".to_string()),
+        ("MCP_TIME_ENABLED", "on".to_string()),
+        ("MCP_TIME_UPSTREAM", "10.0.0.9:3000".to_string()),
+        ("MCP_ECHO_STATELESS_ENABLED", "true".to_string()),
+        ("MCP_ECHO_STATELESS_UPSTREAM", "10.0.0.8:3000".to_string()),
+        ("MCP_FETCH_ENABLED", "false".to_string()),
+    ];
+    let conf = render("nginx/nginx.conf", &vars).unwrap();
+    assert!(conf.contains("location /echo-stateless/mcp {"), "{conf}");
+    assert!(
+        conf.contains("proxy_pass http://10.0.0.8:3000/mcp;"),
+        "{conf}"
+    );
+    assert!(conf.contains("location /time/mcp {"), "{conf}");
+    assert!(
+        !conf.contains("location /mcp {") && !conf.contains("fetch"),
+        "{conf}"
+    );
+    assert!(!conf.contains("${") && !conf.contains("#@"), "{conf}");
+    for (template, extra) in [
+        ("caddy/Caddyfile", ("CADDY_PORT", "8080")),
+        (
+            "traefik/dynamic.yml",
+            ("TRAEFIK_VERIFY_LISTEN", "127.0.0.1:8081"),
+        ),
+    ] {
+        let mut v: Vec<(&str, String)> = vars.to_vec();
+        v.push((extra.0, extra.1.to_string()));
+        v.push(("CADDY_BIND", "127.0.0.1".to_string()));
+        v.push(("VERIFIER_URLS", "http://10.0.0.5:8001".to_string()));
+        v.push(("AUTHZ_URLS", "http://10.0.0.7:8000".to_string()));
+        let text = render(template, &v).unwrap();
+        assert!(
+            text.contains("/echo-stateless/mcp") && text.contains("/time/mcp"),
+            "{template}: {text}"
+        );
+        assert!(
+            !text.contains("${") && !text.contains("#@"),
+            "{template}: {text}"
+        );
+    }
+
+    let err = render("nginx/nginx.conf", &vars[..7])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("MCP_ECHO_STATELESS_UPSTREAM"), "{err}");
+    assert!(!err.contains("MCP_UPSTREAM_ADDR"), "{err}");
+    let mut bad = vars.to_vec();
+    bad.push(("MCP_MEMORY_ENABLED", "perhaps".to_string()));
+    let err = render("nginx/nginx.conf", &bad).unwrap_err().to_string();
+    assert!(err.contains("MCP_MEMORY_ENABLED=perhaps"), "{err}");
 }

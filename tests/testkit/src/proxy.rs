@@ -76,6 +76,12 @@ pub fn render(template: &str, vars: &[(&str, String)]) -> anyhow::Result<String>
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// [`render`] with owned names (`MCP_<NAME>_*` built at run time).
+pub fn render_owned(template: &str, vars: &[(String, String)]) -> anyhow::Result<String> {
+    let borrowed: Vec<(&str, String)> = vars.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    render(template, &borrowed)
+}
+
 fn join(addrs: &[SocketAddr], scheme: &str) -> String {
     addrs
         .iter()
@@ -90,6 +96,34 @@ impl Proxy {
     /// both ways. A port taken before the proxy bound it fails with
     /// [`crate::PortTaken`]: run it under [`crate::retry_on_port_taken`].
     pub async fn start(kind: ProxyKind, port: u16, up: &Upstreams) -> anyhow::Result<Self> {
+        Self::start_with_services(kind, port, up, &[]).await
+    }
+
+    /// [`Proxy::start`], with one route per service besides `/mcp`: each
+    /// `(NAME, upstream)` renders as `MCP_<NAME>_ENABLED=true` with
+    /// `MCP_<NAME>_UPSTREAM`, served at `/<name>/mcp` (`_` written `-`).
+    pub async fn start_with_services(
+        kind: ProxyKind,
+        port: u16,
+        up: &Upstreams,
+        services: &[(&str, SocketAddr)],
+    ) -> anyhow::Result<Self> {
+        let service_vars: Vec<(String, String)> = services
+            .iter()
+            .flat_map(|(name, addr)| {
+                let name = name.to_ascii_uppercase();
+                [
+                    (format!("MCP_{name}_ENABLED"), "true".to_string()),
+                    (format!("MCP_{name}_UPSTREAM"), addr.to_string()),
+                ]
+            })
+            .collect();
+        let with_services = |vars: &[(&'static str, String)]| -> Vec<(String, String)> {
+            vars.iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .chain(service_vars.iter().cloned())
+                .collect()
+        };
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("proxy.log");
         let log_file = std::fs::File::create(&log)?;
@@ -100,14 +134,14 @@ impl Proxy {
                 let dynamic = dir.path().join("dynamic.yml");
                 std::fs::write(
                     &dynamic,
-                    render(
+                    render_owned(
                         "traefik/dynamic.yml",
-                        &[
+                        &with_services(&[
                             ("TRAEFIK_VERIFY_LISTEN", verify_listen.clone()),
                             ("VERIFIER_URLS", join(&up.verifiers, "http://")),
                             ("AUTHZ_URLS", join(&up.authz, "http://")),
                             ("MCP_UPSTREAM_URL", format!("http://{}", up.mcp)),
-                        ],
+                        ]),
                     )?,
                 )?;
                 let stat = dir.path().join("traefik.yml");
@@ -130,15 +164,15 @@ impl Proxy {
                 let conf = dir.path().join("nginx.conf");
                 std::fs::write(
                     &conf,
-                    render(
+                    render_owned(
                         "nginx/nginx.conf",
-                        &[
+                        &with_services(&[
                             ("NGINX_RUN_DIR", dir.path().display().to_string()),
                             ("NGINX_LISTEN", format!("127.0.0.1:{port}")),
                             ("VERIFIER_ADDRS", join(&up.verifiers, "")),
                             ("AUTHZ_ADDRS", join(&up.authz, "")),
                             ("MCP_UPSTREAM_ADDR", up.mcp.to_string()),
-                        ],
+                        ]),
                     )?,
                 )?;
                 let mut c = Command::new("/usr/sbin/nginx");
@@ -154,15 +188,15 @@ impl Proxy {
                 let file = dir.path().join("Caddyfile");
                 std::fs::write(
                     &file,
-                    render(
+                    render_owned(
                         "caddy/Caddyfile",
-                        &[
+                        &with_services(&[
                             ("CADDY_BIND", "127.0.0.1".to_string()),
                             ("CADDY_PORT", port.to_string()),
                             ("VERIFIER_ADDRS", join(&up.verifiers, "")),
                             ("AUTHZ_ADDRS", join(&up.authz, "")),
                             ("MCP_UPSTREAM_ADDR", up.mcp.to_string()),
-                        ],
+                        ]),
                     )?,
                 )?;
                 let mut c = Command::new(venv_bin("caddy"));

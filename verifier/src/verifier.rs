@@ -261,34 +261,43 @@ impl Verifier {
         let refetch_soon = unknown_kid
             && last_fetch
                 .is_none_or(|at| at + gap <= tokio::time::Instant::now() + UNKNOWN_KID_WAIT);
-        let decision =
-            if refetch_soon && self.kid_waiters.fetch_add(1, Ordering::AcqRel) < MAX_KID_WAITERS {
-                // A fetch begun after the miss holds every key published before it
-                // (read here, not on arrival: no clock read on the hot path).
-                let missed = tokio::time::Instant::now();
-                let mut loaded = self.keys_loaded.subscribe();
-                // `verified` has woken the JWKS task already.
-                let fetched = matches!(
-                    tokio::time::timeout(
-                        UNKNOWN_KID_WAIT * 2,
-                        loaded.wait_for(|at| at.is_some_and(|at| at >= missed)),
-                    )
-                    .await,
-                    Ok(Ok(_))
-                );
+        let decision = if refetch_soon
+            && self.kid_waiters.fetch_add(1, Ordering::AcqRel) < MAX_KID_WAITERS
+        {
+            // A fetch begun after the miss holds every key published before it
+            // (read here, not on arrival: no clock read on the hot path).
+            // The fetch the miss woke may have begun, or even ended, before
+            // this read, so each new key set is tried as it lands, and the
+            // wait ends once a set fetched after `missed` still lacks the key.
+            let missed = tokio::time::Instant::now();
+            let deadline = missed + UNKNOWN_KID_WAIT * 2;
+            let mut loaded = self.keys_loaded.subscribe();
+            let unknown = |d: &Decision<'_>| matches!(d, Decision::Deny(d) if d.deny.reason() == Reason::UnknownKid);
+            let mut decision = self.decide(req, call, proof);
+            while unknown(&decision) {
+                match tokio::time::timeout_at(deadline, loaded.changed()).await {
+                    Ok(Ok(())) => {
+                        let fetched_after =
+                            loaded.borrow_and_update().is_some_and(|at| at >= missed);
+                        decision = self.decide(req, call, proof);
+                        if fetched_after {
+                            break;
+                        }
+                    }
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+            self.kid_waiters.fetch_sub(1, Ordering::AcqRel);
+            if !unknown(&decision) {
+                self.metrics.unknown_kid_refetches.inc();
+            }
+            decision
+        } else {
+            if refetch_soon {
                 self.kid_waiters.fetch_sub(1, Ordering::AcqRel);
-                if fetched {
-                    self.metrics.unknown_kid_refetches.inc();
-                    self.decide(req, call, proof)
-                } else {
-                    first
-                }
-            } else {
-                if refetch_soon {
-                    self.kid_waiters.fetch_sub(1, Ordering::AcqRel);
-                }
-                first
-            };
+            }
+            first
+        };
         self.after_decision(req, &decision);
         decision
     }

@@ -98,33 +98,6 @@ fn print_tree(label: &str, root: u32) -> u64 {
     total
 }
 
-/// POSTs one JSON-RPC message; returns (status, session id, body).
-async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    token: &str,
-    session: Option<&str>,
-    body: serde_json::Value,
-) -> (u16, Option<String>, String) {
-    let mut req = http
-        .post(url)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
-        .json(&body);
-    if let Some(s) = session {
-        req = req.header("mcp-session-id", s);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let sid = r
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    (status, sid, r.text().await.unwrap_or_default())
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let binary = std::env::var("MCP_GATEWAY_BIN").expect("MCP_GATEWAY_BIN: the mcp-gateway binary");
@@ -212,7 +185,7 @@ async fn main() {
             .unwrap();
         let token = tokens["access_token"].as_str().unwrap().to_string();
         let t0 = Instant::now();
-        let (status, sid, _) = post(
+        let (status, sid, _) = gateway_testkit::mcp::post_rpc(
             &http,
             url,
             &token,
@@ -221,25 +194,28 @@ async fn main() {
                 "protocolVersion": "2025-06-18", "capabilities": {},
                 "clientInfo": {"name": "footprint", "version": "0"}}}),
         )
-        .await;
+        .await
+        .unwrap();
         assert_eq!(status, 200, "{name}: initialize");
         let sid = sid.as_deref();
-        post(
+        gateway_testkit::mcp::post_rpc(
             &http,
             url,
             &token,
             sid,
             json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
         )
-        .await;
-        let (status, _, body) = post(
+        .await
+        .unwrap();
+        let (status, _, body) = gateway_testkit::mcp::post_rpc(
             &http,
             url,
             &token,
             sid,
             json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
         )
-        .await;
+        .await
+        .unwrap();
         assert!(
             status == 200 && body.contains("\"tools\""),
             "{name}: tools/list {status} {body}"

@@ -209,33 +209,6 @@ async fn a_server_that_is_not_installed_stops_start_up_with_one_line() {
     );
 }
 
-/// POSTs a JSON-RPC request with a token (and a session); the response body.
-async fn rpc(
-    http: &reqwest::Client,
-    url: &str,
-    token: &str,
-    session: Option<&str>,
-    body: serde_json::Value,
-) -> (u16, Option<String>, String) {
-    let mut req = http
-        .post(url)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
-        .json(&body);
-    if let Some(s) = session {
-        req = req.header("mcp-session-id", s);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let sid = r
-        .headers()
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    (status, sid, r.text().await.unwrap())
-}
-
 #[actix_web::test]
 async fn each_service_obeys_its_own_tool_policy_section() {
     use gateway_tests::faults_support::{authorize, browser, exchange, pkce, register_public};
@@ -277,7 +250,7 @@ async fn each_service_obeys_its_own_tool_policy_section() {
             .await
             .unwrap();
         let token = tokens["access_token"].as_str().unwrap();
-        let (status, sid, body) = rpc(
+        let (status, sid, body) = gateway_testkit::mcp::post_rpc(
             &http,
             url,
             token,
@@ -286,9 +259,13 @@ async fn each_service_obeys_its_own_tool_policy_section() {
                 "protocolVersion": "2025-06-18", "capabilities": {},
                 "clientInfo": {"name": "policy", "version": "0"}}}),
         )
-        .await;
+        .await
+        .unwrap();
         assert_eq!(status, 200, "{name}: {body}");
-        let (_, _, body) = rpc(&http, url, token, sid.as_deref(), call.clone()).await;
+        let (_, _, body) =
+            gateway_testkit::mcp::post_rpc(&http, url, token, sid.as_deref(), call.clone())
+                .await
+                .unwrap();
         answers.push((name.clone(), body));
     }
     let [(echo, denied), (stateless, allowed)] = answers.as_slice() else {

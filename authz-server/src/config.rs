@@ -72,6 +72,9 @@ pub struct Config {
     pub workers: usize,
     /// `SHUTDOWN_TIMEOUT`: how long requests in flight may take after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// `SHUTDOWN_DELAY`: how long a stopping instance stays out of rotation
+    /// (`/ready` 503), still answering, before its listener closes.
+    pub shutdown_delay: Duration,
     pub access_token_lifetime: Duration,
     pub refresh_token_lifetime: Duration,
     /// Lifetime of the sign-in session and of a pending authorization request.
@@ -247,6 +250,7 @@ impl Config {
             listen,
             workers,
             shutdown_timeout: gateway_common::lifecycle::shutdown_timeout(src)?,
+            shutdown_delay: gateway_common::lifecycle::shutdown_delay(src)?,
             access_token_lifetime,
             refresh_token_lifetime,
             session_timeout,

@@ -72,6 +72,7 @@ fn main() -> ExitCode {
 async fn run(parsed: Parsed, args: &[String]) -> anyhow::Result<ExitCode> {
     let config = parsed.config;
     let shutdown_timeout = config.shutdown_timeout;
+    let shutdown_delay = config.shutdown_delay;
     let store = match gateway_store::config::open_from_config(&config.source).await {
         Ok(s) => s,
         Err(e) => {
@@ -97,6 +98,7 @@ async fn run(parsed: Parsed, args: &[String]) -> anyhow::Result<ExitCode> {
         stopped = &mut server => stopped??,
         () = lifecycle::terminated() => {
             tracing::info!("stopping");
+            lifecycle::leave_rotation(&state.in_flight, shutdown_delay).await;
             lifecycle::drain(&handle, &state.in_flight, shutdown_timeout, || {
                 state.close_streams()
             })

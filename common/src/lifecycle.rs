@@ -2,6 +2,14 @@
 //! `--version` before any configuration is read, and a bounded stop on
 //! SIGTERM or Ctrl-C.
 //!
+//! Leaving rotation first (`SHUTDOWN_DELAY`, default 0): `/ready` answers 503
+//! and every response closes its connection while the listener stays open, so
+//! a load balancer's active health check takes the replica out before it
+//! stops accepting. Closing a listener resets the connections the kernel
+//! accepted but the server had not yet taken; a proxy that already wrote its
+//! request on one sees a reset and, as Traefik does, will not retry a request
+//! it has sent. Without the delay that window is small but real.
+//!
 //! Stopping: the listeners close, every further response closes its
 //! connection (a proxy reconnects, is refused, and asks another replica),
 //! requests already in flight are
@@ -33,6 +41,14 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 5;
 /// How long in-flight requests may take to finish after SIGTERM (`SHUTDOWN_TIMEOUT`, seconds).
 pub fn shutdown_timeout(src: &Source) -> Result<Duration, ConfigError> {
     src.seconds("SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_TIMEOUT)
+}
+
+/// How long a stopping replica stays out of rotation, still serving, before
+/// its listener closes (`SHUTDOWN_DELAY`, seconds, default 0). Behind a load
+/// balancer with an active health check on `/ready`, at least twice its
+/// interval plus its timeout.
+pub fn shutdown_delay(src: &Source) -> Result<Duration, ConfigError> {
+    src.seconds("SHUTDOWN_DELAY", 0)
 }
 
 /// What the command line asked for before any configuration is read.
@@ -86,8 +102,12 @@ pub async fn terminated() {
 struct Counts {
     requests: AtomicUsize,
     streams: AtomicUsize,
-    /// Set by [`drain`]: every response closes its connection.
+    /// Set by [`drain`] and [`leave_rotation`]: every response closes its connection.
     draining: std::sync::atomic::AtomicBool,
+    /// Set by [`leave_rotation`]: `/ready` answers 503.
+    leaving: std::sync::atomic::AtomicBool,
+    /// `/ready` probes answered 503 since leaving rotation.
+    unready_answers: AtomicUsize,
     changed: tokio::sync::Notify,
 }
 
@@ -139,6 +159,27 @@ impl InFlight {
         self.0.streams.load(Ordering::Acquire)
     }
 
+    /// Out of rotation from now on: `/ready` answers 503 and every response
+    /// closes its connection; requests are still served.
+    pub fn leave(&self) {
+        self.0.draining.store(true, Ordering::Release);
+        self.0.leaving.store(true, Ordering::Release);
+    }
+
+    /// `/ready` probes answered 503 since [`InFlight::leave`].
+    pub fn unready_answers(&self) -> usize {
+        self.0.unready_answers.load(Ordering::Acquire)
+    }
+
+    /// Waits until at least `n` `/ready` probes were answered 503, or
+    /// `timeout` passes; true when they were. A health checker that acts on
+    /// each answer before sending the next probe (Traefik's does) has taken
+    /// the replica out of rotation once a second probe arrives.
+    pub async fn wait_unready_answers(&self, n: usize, timeout: Duration) -> bool {
+        self.wait_zero(|f| n.saturating_sub(f.unready_answers()), timeout)
+            .await
+    }
+
     /// Waits until `count` reads zero or `timeout` passes; true when it reached zero.
     async fn wait_zero(&self, count: impl Fn(&Self) -> usize, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -186,6 +227,15 @@ pub async fn track<B: MessageBody + 'static>(
     let Some(in_flight) = req.app_data::<InFlight>().cloned() else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
+    if in_flight.0.leaving.load(Ordering::Acquire) && req.path() == "/ready" {
+        in_flight.0.unready_answers.fetch_add(1, Ordering::AcqRel);
+        in_flight.0.changed.notify_waiters();
+        let res = actix_web::HttpResponse::ServiceUnavailable()
+            .insert_header(header::CacheControl(vec![header::CacheDirective::NoStore]))
+            .force_close()
+            .json(serde_json::json!({ "status": "stopping" }));
+        return Ok(req.into_response(res));
+    }
     let is_get = req.method() == actix_web::http::Method::GET;
     // Counted from the start: a request still in its handler is in flight.
     let pending = in_flight.hold(false);
@@ -212,6 +262,20 @@ pub async fn track<B: MessageBody + 'static>(
             _held: held,
         })
     }))
+}
+
+/// The first step of a stop on SIGTERM: out of rotation ([`InFlight::leave`])
+/// for `delay`, still serving, so health-checking load balancers move away
+/// before [`drain`] closes the listener. A zero delay returns at once.
+pub async fn leave_rotation(in_flight: &InFlight, delay: Duration) {
+    in_flight.leave();
+    if !delay.is_zero() {
+        tracing::info!(
+            delay_secs = delay.as_secs(),
+            "out of rotation (/ready answers 503); closing the listener after SHUTDOWN_DELAY"
+        );
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// The stop every binary makes on SIGTERM: close the listeners at once (a
@@ -304,5 +368,50 @@ mod tests {
         assert_eq!(in_flight.streams(), 1, "streams are counted apart");
         drop(stream);
         assert!(in_flight.wait_zero(InFlight::streams, Duration::ZERO).await);
+    }
+
+    #[actix_web::test]
+    async fn leaving_rotation_fails_ready_and_closes_connections_but_serves() {
+        use actix_web::{test, web, App, HttpResponse};
+        let in_flight = InFlight::default();
+        let app = test::init_service(
+            App::new()
+                .app_data(in_flight.clone())
+                .wrap(actix_web::middleware::from_fn(track))
+                .route("/ready", web::get().to(HttpResponse::Ok))
+                .route("/verify", web::get().to(HttpResponse::Ok)),
+        )
+        .await;
+        let get = |path: &str| test::TestRequest::get().uri(path).to_request();
+        let r = test::call_service(&app, get("/ready")).await;
+        assert_eq!(r.status(), 200);
+        assert_ne!(
+            r.response().head().connection_type(),
+            actix_web::http::ConnectionType::Close
+        );
+        assert_eq!(in_flight.unready_answers(), 0);
+
+        in_flight.leave();
+        assert!(!in_flight.wait_unready_answers(1, Duration::ZERO).await);
+        let r = test::call_service(&app, get("/ready")).await;
+        assert_eq!(r.status(), 503);
+        let body = test::read_body(r).await;
+        assert_eq!(&body[..], br#"{"status":"stopping"}"#);
+        let r = test::call_service(&app, get("/verify")).await;
+        assert_eq!(r.status(), 200, "still serving while out of rotation");
+        assert_eq!(
+            r.response().head().connection_type(),
+            actix_web::http::ConnectionType::Close
+        );
+        let _ = test::call_service(&app, get("/ready")).await;
+        assert_eq!(in_flight.unready_answers(), 2);
+        assert!(in_flight.wait_unready_answers(2, Duration::ZERO).await);
+    }
+
+    #[test]
+    fn shutdown_delay_defaults_to_none_and_names_its_variable() {
+        assert_eq!(shutdown_delay(&Source::default()).unwrap(), Duration::ZERO);
+        let e = shutdown_delay(&Source::default().with("SHUTDOWN_DELAY", "-1")).unwrap_err();
+        assert!(e.to_string().contains("SHUTDOWN_DELAY"), "{e}");
     }
 }

@@ -47,6 +47,9 @@ pub struct Config {
     pub workers: usize,
     /// `SHUTDOWN_TIMEOUT`: how long requests in flight may take after SIGTERM.
     pub shutdown_timeout: std::time::Duration,
+    /// `SHUTDOWN_DELAY`: how long a stopping bridge stays out of rotation
+    /// (`/ready` 503), still answering, before its listener closes.
+    pub shutdown_delay: std::time::Duration,
     /// The MCP endpoint path (`BRIDGE_PATH`, default `/mcp`).
     pub path: String,
     pub command: Command,
@@ -209,6 +212,7 @@ impl Config {
             listen,
             workers,
             shutdown_timeout: gateway_common::lifecycle::shutdown_timeout(src)?,
+            shutdown_delay: gateway_common::lifecycle::shutdown_delay(src)?,
             path,
             command,
             cwd,
@@ -245,6 +249,7 @@ impl Config {
             shutdown_timeout: std::time::Duration::from_secs(
                 gateway_common::lifecycle::DEFAULT_SHUTDOWN_TIMEOUT,
             ),
+            shutdown_delay: std::time::Duration::ZERO,
             path: "/mcp".into(),
             command,
             cwd: None,

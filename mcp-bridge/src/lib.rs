@@ -115,10 +115,12 @@ impl Serving {
         let _ = self.task.await;
     }
 
-    /// The binary's stop (SIGTERM): stop accepting, let requests in flight
-    /// (tool calls among them) finish within `SHUTDOWN_TIMEOUT`, then end
+    /// The binary's stop (SIGTERM): out of rotation for `SHUTDOWN_DELAY`, then
+    /// stop accepting, let requests in flight (tool calls among them) finish within `SHUTDOWN_TIMEOUT`, then end
     /// every session (their GET streams end cleanly) and stop every child.
     pub async fn drain(self) {
+        gateway_common::lifecycle::leave_rotation(&self.in_flight, self.bridge.cfg.shutdown_delay)
+            .await;
         let bridge = Arc::clone(&self.bridge);
         gateway_common::lifecycle::drain(
             &self.handle,

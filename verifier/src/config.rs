@@ -13,6 +13,9 @@ pub struct VerifierConfig {
     pub listen: SocketAddr,
     /// `SHUTDOWN_TIMEOUT`: how long requests in flight may take after SIGTERM.
     pub shutdown_timeout: std::time::Duration,
+    /// `SHUTDOWN_DELAY`: how long a stopping verifier stays out of rotation
+    /// (`/ready` 503), still answering, before its listener closes.
+    pub shutdown_delay: std::time::Duration,
     /// `VERIFIER_WORKERS`: actix worker threads (0 = one per CPU).
     pub workers: usize,
     /// `AUTH_ISSUER` (default `https://auth.${BASE_DOMAIN}`), compared byte for byte.
@@ -252,6 +255,7 @@ impl VerifierConfig {
         Ok(Self {
             listen,
             shutdown_timeout: gateway_common::lifecycle::shutdown_timeout(src)?,
+            shutdown_delay: gateway_common::lifecycle::shutdown_delay(src)?,
             workers,
             issuer,
             authz_url,

@@ -159,6 +159,7 @@ pub struct Running {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     in_flight: gateway_common::lifecycle::InFlight,
     shutdown_timeout: Duration,
+    shutdown_delay: Duration,
     _tasks: BackgroundTasks,
 }
 
@@ -168,9 +169,17 @@ impl Running {
         self.handle.stop(true).await;
     }
 
-    /// The binary's stop (SIGTERM): stop accepting, let requests in flight
-    /// finish within `SHUTDOWN_TIMEOUT`, drop the rest, stop the background tasks.
+    /// Responses in flight, and the way out of rotation before a stop
+    /// ([`gateway_common::lifecycle::InFlight::leave`]).
+    pub fn in_flight(&self) -> &gateway_common::lifecycle::InFlight {
+        &self.in_flight
+    }
+
+    /// The binary's stop (SIGTERM): out of rotation for `SHUTDOWN_DELAY`,
+    /// then stop accepting, let requests in flight finish within
+    /// `SHUTDOWN_TIMEOUT`, drop the rest, stop the background tasks.
     pub async fn drain(self) {
+        gateway_common::lifecycle::leave_rotation(&self.in_flight, self.shutdown_delay).await;
         gateway_common::lifecycle::drain(
             &self.handle,
             &self.in_flight,
@@ -200,6 +209,7 @@ pub async fn serve_with_clock(
 ) -> anyhow::Result<Running> {
     let listen = config.listen;
     let shutdown_timeout = config.shutdown_timeout;
+    let shutdown_delay = config.shutdown_delay;
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -245,6 +255,7 @@ pub async fn serve_with_clock(
         server,
         in_flight,
         shutdown_timeout,
+        shutdown_delay,
         _tasks: tasks,
     })
 }

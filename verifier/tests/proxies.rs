@@ -150,7 +150,7 @@ async fn check_not_routed(name: &str, proxy: &Proxy) {
 
 /// Requests keep flowing while one of the two verifiers stops (its SIGTERM
 /// path): none fails.
-async fn check_failover(name: &str, bed: &mut Bed, proxy: &Proxy) {
+async fn check_failover(name: &str, bed: &mut Bed, proxy: &Proxy, probes_ready: bool) {
     let resource = format!("{}/mcp", proxy.origin());
     let token = bed.key.sign(&claims(&resource, now()));
     let http = reqwest::Client::new();
@@ -202,10 +202,23 @@ async fn check_failover(name: &str, bed: &mut Bed, proxy: &Proxy) {
     let going = bed.verifiers.pop().unwrap();
     let going_addr = going.addr;
     let before = sent.load(Ordering::SeqCst);
-    // What SIGTERM does in the binary: the listener closes, checks in flight
-    // finish, and every kept-alive connection from the proxy is closed after
-    // its next answer, so the proxy has to connect anew (refused) and ask the
-    // other replica.
+    // What SIGTERM does in the binary. First, out of rotation while still
+    // answering: /ready answers 503 and every answer closes its connection. A
+    // proxy that probes /ready (the shipped Traefik config does) has moved
+    // away once a second probe has been answered 503, since it acts on each
+    // answer before sending the next (the binary waits SHUTDOWN_DELAY
+    // instead). Then the listener closes and checks in flight finish; a proxy
+    // still sending here connects anew (refused) and asks the other replica.
+    going.in_flight().leave();
+    if probes_ready {
+        assert!(
+            going
+                .in_flight()
+                .wait_unready_answers(2, Duration::from_secs(60))
+                .await,
+            "{name}: the proxy never probed /ready of the stopping verifier"
+        );
+    }
     going.drain().await;
     stopped.store(true, Ordering::SeqCst);
     let (failures, after) = client.await.unwrap();
@@ -232,7 +245,10 @@ async fn check_everything(kind: ProxyKind) {
     let (mut bed, proxy) = behind(kind).await;
     let name = kind.name();
     check_not_routed(name, &proxy).await;
-    check_failover(name, &mut bed, &proxy).await;
+    // Only the Traefik config has an active health check; nginx retries a
+    // check refused or reset on the next verifier, and so does Caddy.
+    let probes_ready = matches!(kind, ProxyKind::Traefik);
+    check_failover(name, &mut bed, &proxy, probes_ready).await;
     check_proxy(name, &bed.authz, &bed.key, proxy.port).await;
 }
 

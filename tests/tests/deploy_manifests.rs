@@ -1071,10 +1071,7 @@ fn check_manifests(
                 {
                     let c = c.as_str().unwrap_or_default();
                     let target = dir.join(c).join("kustomization.yaml");
-                    ensure!(
-                        target.is_file(),
-                        "{where_}: component {c:?} does not exist"
-                    );
+                    ensure!(target.is_file(), "{where_}: component {c:?} does not exist");
                     ensure!(
                         yaml_docs(&target)?
                             .iter()
@@ -1371,7 +1368,9 @@ fn container_env(container: &Value) -> BTreeMap<String, String> {
 /// The variables that say what a bridge runs: its command, process model and child's
 /// variables.
 fn is_bridge_var(name: &str) -> bool {
-    name == "BRIDGE_COMMAND" || name == "BRIDGE_PROCESS_MODEL" || name.starts_with(BRIDGE_ENV_PREFIX)
+    name == "BRIDGE_COMMAND"
+        || name == "BRIDGE_PROCESS_MODEL"
+        || name.starts_with(BRIDGE_ENV_PREFIX)
 }
 
 /// `image: REPO:TAG` → `REPO`.
@@ -1490,7 +1489,10 @@ fn check_components(k8s: &Path, compose_path: &Path) -> Result<()> {
             hosts == Some(want_hosts.as_str()),
             "{where_}: BRIDGE_ALLOWED_HOSTS {hosts:?}, want {want_hosts:?}"
         );
-        let image = bridge.get("image").and_then(Value::as_str).unwrap_or_default();
+        let image = bridge
+            .get("image")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let compose_image = from_compose
             .get("image")
             .and_then(Value::as_str)
@@ -1548,7 +1550,10 @@ fn check_components(k8s: &Path, compose_path: &Path) -> Result<()> {
                 mcp_routes += usize::from(rule.contains("PathPrefix(`/mcp`)") && svc == app);
             }
         }
-        ensure!(mcp_routes == 2, "{where_}: want a preflight and an MCP route to {app}");
+        ensure!(
+            mcp_routes == 2,
+            "{where_}: want a preflight and an MCP route to {app}"
+        );
         let where_ = format!("services/{}/ingress-nginx/ingress.yaml", e.path);
         let mut to_bridge = 0;
         for d in yaml_docs(&base.join("ingress-nginx/ingress.yaml"))? {
@@ -1601,7 +1606,11 @@ fn check_rendered_overlay(docs: &[Value], enabled: &[&str], origin: &str) -> Res
     std::fs::write(file.path(), text.join("\n---\n"))?;
     let checked = check_kubernetes_schemas(&[file.path().to_path_buf()])
         .with_context(|| format!("{origin}: the rendered manifests"))?;
-    ensure!(checked == core.len(), "{origin}: {checked} of {} validated", core.len());
+    ensure!(
+        checked == core.len(),
+        "{origin}: {checked} of {} validated",
+        core.len()
+    );
 
     let with_origin: Vec<(PathBuf, Value)> = docs
         .iter()
@@ -1618,7 +1627,9 @@ fn check_rendered_overlay(docs: &[Value], enabled: &[&str], origin: &str) -> Res
         let env = container_env(container(docs, deployment, name).context(origin.to_string())?);
         let got: BTreeSet<String> = env
             .iter()
-            .filter(|(k, v)| k.starts_with("MCP_") && k.ends_with("_ENABLED") && v.as_str() == "true")
+            .filter(|(k, v)| {
+                k.starts_with("MCP_") && k.ends_with("_ENABLED") && v.as_str() == "true"
+            })
             .map(|(k, _)| k.clone())
             .collect();
         ensure!(
@@ -1627,7 +1638,13 @@ fn check_rendered_overlay(docs: &[Value], enabled: &[&str], origin: &str) -> Res
         );
     }
     for d in docs.iter().filter(|d| kind_of(d).0 == "ConfigMap") {
-        for key in d.get("data").and_then(Value::as_object).into_iter().flatten().map(|(k, _)| k) {
+        for key in d
+            .get("data")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+        {
             ensure!(
                 !(key.starts_with("MCP_") && key.ends_with("_ENABLED")),
                 "{origin}: ConfigMap {} sets {key}: services are enabled by their components",
@@ -1643,7 +1660,11 @@ fn check_rendered_overlay(docs: &[Value], enabled: &[&str], origin: &str) -> Res
             has == on,
             "{origin}: {} {} a bridge Deployment {app}",
             e.name,
-            if on { "is enabled but has no" } else { "is not enabled but has" }
+            if on {
+                "is enabled but has no"
+            } else {
+                "is not enabled but has"
+            }
         );
         if !on {
             continue;
@@ -1658,7 +1679,12 @@ fn check_rendered_overlay(docs: &[Value], enabled: &[&str], origin: &str) -> Res
         let traefik = docs
             .iter()
             .filter(|d| kind_of(d).0 == "IngressRoute")
-            .flat_map(|d| d.pointer("/spec/routes").and_then(Value::as_array).into_iter().flatten())
+            .flat_map(|d| {
+                d.pointer("/spec/routes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
             .any(|r| {
                 let rule = r.get("match").and_then(Value::as_str).unwrap_or_default();
                 rule.contains(&format!("Host(`{host}`)"))
@@ -1669,9 +1695,19 @@ fn check_rendered_overlay(docs: &[Value], enabled: &[&str], origin: &str) -> Res
         let nginx = docs
             .iter()
             .filter(|d| kind_of(d).0 == "Ingress")
-            .flat_map(|d| d.pointer("/spec/rules").and_then(Value::as_array).into_iter().flatten())
+            .flat_map(|d| {
+                d.pointer("/spec/rules")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
             .filter(|r| r.get("host").and_then(Value::as_str) == Some(host.as_str()))
-            .flat_map(|r| r.pointer("/http/paths").and_then(Value::as_array).into_iter().flatten())
+            .flat_map(|r| {
+                r.pointer("/http/paths")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
             .any(|p| {
                 p.get("path").and_then(Value::as_str) == Some("/mcp")
                     && p.pointer("/backend/service/name").and_then(Value::as_str)

@@ -3118,7 +3118,7 @@ async fn every_checker_rejects_a_broken_copy() {
     expect_err(
         "component schema",
         check_kubernetes_schemas(&[k]).map(drop),
-        "claimname",
+        "'claimName' is a required property",
     );
 
     // What kustomize renders: a component enabling another name, a patch for a
@@ -3153,7 +3153,7 @@ async fn every_checker_rejects_a_broken_copy() {
     expect_err(
         "rendered services",
         check_rendered_overlay(&docs, &["echo", "time", "fetchs"], "broken"),
-        "fetchs",
+        "MCP_FETCHS_ENABLED",
     );
     let mut bad = docs.clone();
     for d in bad.iter_mut() {

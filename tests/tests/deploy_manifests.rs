@@ -176,26 +176,42 @@ fn check_var_names(origin: &str, names: &BTreeSet<String>) -> Result<()> {
 // Reading files
 // ---------------------------------------------------------------------------------------
 
-const YAML_TO_JSON: &str = "import json, sys, yaml\n\
-with open(sys.argv[1]) as f:\n    docs = [d for d in yaml.safe_load_all(f) if d is not None]\n\
-json.dump(docs, sys.stdout)\n";
+const YAML_TO_JSON: &str = r#"
+import json, sys, yaml
+out = []
+for p in sys.argv[1:]:
+    try:
+        with open(p) as f:
+            out.append([d for d in yaml.safe_load_all(f) if d is not None])
+    except Exception as e:
+        sys.exit(f"{p} is not valid YAML: {e}")
+json.dump(out, sys.stdout)
+"#;
 
-/// Every YAML document of a file, as JSON (PyYAML from the pinned venv: merge keys and
-/// anchors resolved as compose resolves them).
-fn yaml_docs(path: &Path) -> Result<Vec<Value>> {
+/// Every YAML document of each file, as JSON (PyYAML from the pinned venv: merge keys
+/// and anchors resolved as compose resolves them), in one run of Python.
+fn yaml_docs_of(paths: &[PathBuf]) -> Result<Vec<Vec<Value>>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
     let out = Command::new(venv_bin("python"))
         .args(["-c", YAML_TO_JSON])
-        .arg(path)
+        .args(paths)
         .output()
         .context("running the test venv's python (scripts/test.sh installs it)")?;
     ensure!(
         out.status.success(),
-        "{} is not valid YAML: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
+        "{}",
+        String::from_utf8_lossy(&out.stderr).trim()
     );
-    let docs: Vec<Value> = serde_json::from_slice(&out.stdout)?;
-    Ok(docs)
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Every YAML document of a file, as JSON.
+fn yaml_docs(path: &Path) -> Result<Vec<Value>> {
+    Ok(yaml_docs_of(&[path.to_path_buf()])?
+        .pop()
+        .unwrap_or_default())
 }
 
 fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -593,9 +609,8 @@ fn is_crd_or_kustomize(doc: &Value) -> bool {
 /// document must be reported as passed (a kind without a schema only warns, so a
 /// misspelled apiVersion would otherwise pass).
 fn check_kubernetes_schemas(files: &[PathBuf]) -> Result<usize> {
-    let mut checked = 0;
-    for file in files {
-        let docs = yaml_docs(file)?;
+    let mut core_files = Vec::new();
+    for (file, docs) in files.iter().zip(yaml_docs_of(files)?) {
         let core = docs.iter().filter(|d| !is_crd_or_kustomize(d)).count();
         if core == 0 {
             continue;
@@ -605,17 +620,31 @@ fn check_kubernetes_schemas(files: &[PathBuf]) -> Result<usize> {
             "{}: keep Traefik CRDs and kustomizations in files of their own",
             file.display()
         );
-        let (ok, out) = run(Command::new(venv_bin("kubernetes-validate"))
-            .arg("--strict")
-            .arg(file))?;
+        core_files.push((file, core));
+    }
+    if core_files.is_empty() {
+        return Ok(0);
+    }
+    // One run for every file (the schemas load once).
+    let (ok, out) = run(Command::new(venv_bin("kubernetes-validate"))
+        .arg("--strict")
+        .args(core_files.iter().map(|(f, _)| f)))?;
+    let names: Vec<String> = core_files
+        .iter()
+        .map(|(f, _)| f.display().to_string())
+        .collect();
+    ensure!(
+        ok,
+        "{} fail the Kubernetes schemas:\n{out}",
+        names.join(", ")
+    );
+    let mut checked = 0;
+    for (file, core) in &core_files {
+        let passed = out
+            .matches(&format!("{} passed for resource ", file.display()))
+            .count();
         ensure!(
-            ok,
-            "{} fails the Kubernetes schemas:\n{out}",
-            file.display()
-        );
-        let passed = out.matches(" passed for resource ").count();
-        ensure!(
-            passed == core,
+            passed == *core,
             "{}: {core} resources but {passed} validated:\n{out}",
             file.display()
         );
@@ -626,13 +655,13 @@ fn check_kubernetes_schemas(files: &[PathBuf]) -> Result<usize> {
 
 /// Every document of the Kubernetes tree, with its file.
 fn kubernetes_docs(root: &Path) -> Result<Vec<(PathBuf, Value)>> {
-    let mut out = Vec::new();
-    for file in yaml_files(root)? {
-        for doc in yaml_docs(&file)? {
-            out.push((file.clone(), doc));
-        }
-    }
-    Ok(out)
+    let files = yaml_files(root)?;
+    let docs = yaml_docs_of(&files)?;
+    Ok(files
+        .into_iter()
+        .zip(docs)
+        .flat_map(|(file, docs)| docs.into_iter().map(move |d| (file.clone(), d)))
+        .collect())
 }
 
 fn kind_of(doc: &Value) -> (&str, &str) {

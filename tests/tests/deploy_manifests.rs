@@ -1017,6 +1017,13 @@ fn check_manifests(
                         );
                         let path = p.get("path").and_then(Value::as_str).unwrap_or_default();
                         serves_mcp |= path == "/mcp";
+                        // A bridge gets its MCP paths only: never /metrics.
+                        if svc != "mcp-authz" {
+                            ensure!(
+                                !"/metrics".starts_with(path),
+                                "{where_}: {name}: the path {path:?} to {svc} routes /metrics"
+                            );
+                        }
                         let host = rule
                             .get("host")
                             .and_then(Value::as_str)
@@ -3069,6 +3076,16 @@ async fn every_checker_rejects_a_broken_copy() {
         "kustomize",
         kustomize_build(&t.join("traefik")).map(drop),
         "bridges",
+    );
+    let t = tree(
+        "services/memory/ingress-nginx/ingress.yaml",
+        "- path: /mcp\n",
+        "- path: /\n",
+    );
+    expect_err(
+        "ingress-nginx /metrics",
+        check_kubernetes_semantics(&t),
+        "routes /metrics",
     );
     let t = tree(
         "services/fetchs/traefik/ingressroute.yaml",

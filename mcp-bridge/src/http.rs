@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use base64::Engine;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -638,20 +637,6 @@ pub async fn method_not_allowed(bridge: Shared) -> HttpResponse {
     respond(&bridge, Err(BridgeError::MethodNotAllowed))
 }
 
-/// Decodes `=?base64?...?=` (2026-07-28 streamable-http, "Value Encoding").
-pub fn decode_header_value(raw: &str) -> Option<String> {
-    match raw
-        .strip_prefix("=?base64?")
-        .and_then(|r| r.strip_suffix("?="))
-    {
-        Some(b64) => base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok()),
-        None => Some(raw.to_string()),
-    }
-}
-
 /// Checks the mirrored request headers of a 2026-07-28 request against the body
 /// ("Server Validation"): `Mcp-Method` always; `Mcp-Name` for tools/call, prompts/get
 /// (params.name) and resources/read (params.uri); `_meta` protocol version.
@@ -681,7 +666,7 @@ pub fn check_mirrored_headers(
             .params()
             .and_then(|p| p.get(field))
             .and_then(Value::as_str);
-        let header = name_header.map(decode_header_value);
+        let header = name_header.map(gateway_common::mcp_header::decode);
         match (header, body) {
             (None, _) => return Err("required header Mcp-Name is missing".into()),
             (Some(None), _) => return Err("Mcp-Name header is not valid base64 UTF-8".into()),

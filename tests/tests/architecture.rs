@@ -42,7 +42,16 @@ const PROTOCOL: &[(&str, &[&str])] = &[
     ("mcp-bridge", &["jsonrpc.rs", "version.rs"]),
     (
         "common",
-        &["dpop.rs", "claims.rs", "keys.rs", "crypto.rs", "sse.rs"],
+        &[
+            "authority.rs",
+            "claims.rs",
+            "crypto.rs",
+            "dpop.rs",
+            "keys.rs",
+            "mcp_header.rs",
+            "pkce.rs",
+            "sse.rs",
+        ],
     ),
 ];
 

@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use base64::Engine;
 use gateway_common::tool_policy::{
     Applicable, AuditRecord, Caller, PolicyError, Reload, Reloader, ServicePolicy, ToolPolicy,
 };
@@ -51,23 +50,8 @@ impl<'a> McpCall<'a> {
         }
         let name = name
             .and_then(|n| std::str::from_utf8(n).ok())
-            .and_then(decode_header_value);
+            .and_then(gateway_common::mcp_header::decode);
         Some(Self { method, name })
-    }
-}
-
-/// MCP 2026-07-28 streamable-http "Value Encoding": `=?base64?<b64>?=`.
-fn decode_header_value(raw: &str) -> Option<Cow<'_, str>> {
-    match raw
-        .strip_prefix("=?base64?")
-        .and_then(|r| r.strip_suffix("?="))
-    {
-        Some(b64) => base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .map(Cow::Owned),
-        None => Some(Cow::Borrowed(raw)),
     }
 }
 

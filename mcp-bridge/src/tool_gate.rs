@@ -31,9 +31,9 @@ use gateway_common::tool_policy::{
 };
 use serde_json::Value;
 
+use crate::identity::Identity;
 use crate::jsonrpc;
 use crate::metrics::Metrics;
-use crate::session::Identity;
 use gateway_common::mcp_header;
 
 /// JSON-RPC error code of a policy refusal (the verifier's header path uses

@@ -24,7 +24,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::TrustedProxies;
+use gateway_common::trusted_proxies::TrustedProxies;
 
 /// Read access to request headers (names are lower-case).
 pub trait HeaderView {

@@ -3,7 +3,7 @@
 //! rotation (OAuth 2.1 §4.3.1, RFC 9700 §4.14.2). Pure functions, no sockets.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use mcp_authz::protocol::pkce;
+use gateway_common::pkce;
 use mcp_authz::protocol::records::{CodeRecord, RefreshFamily};
 use mcp_authz::protocol::redirect_uri::{find_match, validate, Kind};
 use mcp_authz::protocol::token::{

@@ -27,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Run authz-server, verifier and a bridged MCP server together on loopback,
     /// with the embedded store and a local user created on first run.
-    Up(crate::up::UpArgs),
+    Up(UpArgs),
     /// Add (or replace) a local user in the users file; the password is read from stdin.
     AddUser {
         name: String,
@@ -110,6 +110,24 @@ pub enum Command {
     },
 }
 
+/// `mcp-gateway up`'s options ([`crate::up`]).
+#[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct UpArgs {
+    /// Loopback address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0 picks a free one).
+    #[arg(long, env = "GATEWAY_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Where the embedded store, the users file and the key file live.
+    #[arg(long, env = "GATEWAY_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The stdio MCP server to bridge when no `MCP_<SERVICE>_ENABLED` is set:
+    /// a command line, or `builtin:echo`.
+    #[arg(long, env = "BRIDGE_COMMAND", default_value = "builtin:echo")]
+    pub mcp_command: String,
+}
+
 #[derive(Subcommand, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum ClientsCommand {
     /// Every registered client.
@@ -143,79 +161,6 @@ pub enum TokensCommand {
     RevokeUser { user: String },
     /// Delete records past their own expiry (records without a TTL are kept).
     PurgeExpired,
-}
-
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Up(args) => crate::up::run(args),
-        Command::AddUser { name, file } => {
-            let mut password = String::new();
-            std::io::stdin().read_line(&mut password)?;
-            crate::users::add_user(&file, &name, password.trim_end_matches(['\r', '\n']))?;
-            eprintln!("added {name} to {}", file.display());
-            Ok(())
-        }
-        Command::GenerateSecrets {
-            env_file,
-            force,
-            rsa_key,
-        } => {
-            // What the configuration is now (the file being edited included),
-            // to keep the signing keys readable under the new secret.
-            let mut src = Source::from_process()?;
-            if let Ok(text) = std::fs::read_to_string(&env_file) {
-                for (k, v) in secrets::parse_env_text(&text) {
-                    if src.get(&k).is_none() {
-                        src = src.with(&k, &v);
-                    }
-                }
-            }
-            let (outcomes, note) =
-                secrets::generate_into_checked(&env_file, rsa_key, force, |secret| {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?
-                        .block_on(secrets::protect_sealed_keys(&src, secret))
-                })?;
-            for (name, outcome) in outcomes {
-                let what = match outcome {
-                    secrets::Outcome::Added => "written",
-                    secrets::Outcome::Replaced => "replaced",
-                    secrets::Outcome::Kept => "already set, kept (use --force to replace)",
-                };
-                println!("{name}: {what}");
-            }
-            println!("in {}", env_file.display());
-            if let Some(note) = note {
-                println!("{note}");
-            }
-            Ok(())
-        }
-        other => {
-            let src = Source::from_process()?;
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(run_operator(other, &src))
-        }
-    }
-}
-
-/// The commands that work on the configured store and services. With the
-/// embedded store of a running `mcp-gateway up`, they run inside it through
-/// its admin socket ([`crate::admin`]), with the same output.
-pub async fn run_operator(command: Command, src: &Source) -> anyhow::Result<()> {
-    let actor = crate::admin::local_actor(src);
-    let src = &with_data_dir(&command, src);
-    let out = match crate::admin::forward_if_running(&command, src).await? {
-        Some(out) => out,
-        None => execute(command, src, None, &actor).await?,
-    };
-    print!("{}", out.text);
-    match out.error {
-        Some(e) => bail!("{e}"),
-        None => Ok(()),
-    }
 }
 
 /// What an operator command printed, and its failure (printed by `main` as
@@ -260,7 +205,7 @@ fn audit(src: &Source, now: u64, actor: &str, action: &str, target: &str, outcom
 
 /// `rotate-keys --data-dir DIR`: the store where `up --data-dir DIR` keeps it
 /// (unless STORE_PATH says otherwise).
-fn with_data_dir(command: &Command, src: &Source) -> Source {
+pub fn with_data_dir(command: &Command, src: &Source) -> Source {
     match command {
         Command::RotateKeys {
             data_dir: Some(dir),

@@ -6,7 +6,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcp_gateway::commands::{run, Cli};
+use mcp_gateway::commands::Cli;
+use mcp_gateway::dispatch::run;
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {

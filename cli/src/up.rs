@@ -11,7 +11,6 @@
 //! Each service still runs alone as its own binary in real deployments.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix_web::middleware::from_fn;
@@ -20,6 +19,8 @@ use anyhow::Context;
 use gateway_common::clock::{self, SharedClock};
 use gateway_common::config::Source;
 
+pub use crate::commands::UpArgs;
+
 use crate::catalog;
 use crate::exposure::{self, Exposure};
 use crate::guard::guard;
@@ -27,23 +28,6 @@ use crate::users;
 
 /// The user created on first run.
 pub const FIRST_USER: &str = "admin";
-
-#[derive(clap::Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct UpArgs {
-    /// Loopback address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    /// Port (0 picks a free one).
-    #[arg(long, env = "GATEWAY_PORT", default_value_t = 8080)]
-    pub port: u16,
-    /// Where the embedded store, the users file and the key file live.
-    #[arg(long, env = "GATEWAY_DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
-    /// The stdio MCP server to bridge when no `MCP_<SERVICE>_ENABLED` is set:
-    /// a command line, or `builtin:echo`.
-    #[arg(long, env = "BRIDGE_COMMAND", default_value = "builtin:echo")]
-    pub mcp_command: String,
-}
 
 /// A running one-machine gateway.
 pub struct Running {

@@ -6,6 +6,7 @@
 //! the clock seam.
 
 pub mod audit;
+pub mod authority;
 pub mod claims;
 pub mod clock;
 pub mod config;
@@ -16,7 +17,9 @@ pub mod http_metrics;
 pub mod keys;
 pub mod lifecycle;
 pub mod logging;
+pub mod mcp_header;
 pub mod net_filter;
+pub mod pkce;
 pub mod revocation;
 pub mod sse;
 pub mod tool_policy;

@@ -29,6 +29,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("cimd", cimd),
     ("net_filter", net_filter),
     ("sse", sse),
+    ("mcp_header", mcp_header),
 ];
 
 /// RFC 7515 Appendix A.3's P-256 public key, under kid `k1`: a real key, so
@@ -136,11 +137,11 @@ pub fn token_form(data: &[u8]) {
         }
     }
     if let Ok(Some(v)) = form.one("code_verifier") {
-        let c = mcp_authz::protocol::pkce::s256(v);
-        assert!(mcp_authz::protocol::pkce::valid_challenge(&c));
+        let c = gateway_common::pkce::s256(v);
+        assert!(gateway_common::pkce::valid_challenge(&c));
         assert_eq!(
-            mcp_authz::protocol::pkce::verify_s256(v, &c),
-            mcp_authz::protocol::pkce::valid_verifier(v)
+            gateway_common::pkce::verify_s256(v, &c),
+            gateway_common::pkce::valid_verifier(v)
         );
     }
     if let Ok(Some(s)) = form.one("scope") {
@@ -230,7 +231,19 @@ pub fn forwarded(data: &[u8]) {
         let _ = r.path();
         let _ = mcp_verifier::token::extract(r.authorization, 4096);
     }
-    let _ = mcp_verifier::forwarded::split_host_port(&s);
+    // host:port splitting (`gateway_common::authority`): bounded, lower-cased,
+    // and what it splits joins back to the same authority.
+    if let Some((host, port)) = gateway_common::authority::split_host_port(&s) {
+        assert!(s.len() <= gateway_common::authority::MAX_AUTHORITY_BYTES);
+        assert!(!host.bytes().any(|b| b.is_ascii_uppercase()), "{host:?}");
+        if let Some(p) = port {
+            let joined = format!("{host}:{p}");
+            assert_eq!(
+                gateway_common::authority::split_host_port(&joined),
+                Some((host.clone(), Some(p)))
+            );
+        }
+    }
     let _ = mcp_verifier::forwarded::valid_host(&s);
 }
 
@@ -380,5 +393,39 @@ pub fn sse(data: &[u8]) {
         }
         (Err(_), Err(_)) => {}
         (w, r) => panic!("chunking changed the outcome: {w:?} vs {r:?}"),
+    }
+}
+
+/// The MCP header-value codec (`gateway_common::mcp_header`): decoding never
+/// reads past its bound; whatever decodes re-encodes to something that decodes
+/// to the same text; any text (the input read as UTF-8) round-trips.
+pub fn mcp_header(data: &[u8]) {
+    use gateway_common::mcp_header::{decode, encode, MAX_VALUE_BYTES};
+    let raw = text(data);
+    if let Some(v) = decode(&raw) {
+        assert!(
+            raw.len() <= MAX_VALUE_BYTES,
+            "a value past the bound decoded"
+        );
+        let again = encode(&v);
+        if again.len() <= MAX_VALUE_BYTES {
+            assert_eq!(
+                decode(&again).as_deref(),
+                Some(&*v),
+                "a decoded value does not survive encoding"
+            );
+        }
+    }
+    let encoded = encode(&raw);
+    assert!(
+        encoded.bytes().all(|b| (0x20..0x7f).contains(&b)),
+        "encoding left a byte that is not visible ASCII"
+    );
+    if encoded.len() <= MAX_VALUE_BYTES {
+        assert_eq!(
+            decode(&encoded).as_deref(),
+            Some(raw.as_str()),
+            "no round trip"
+        );
     }
 }

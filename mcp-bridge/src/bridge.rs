@@ -11,9 +11,11 @@ use tokio::sync::oneshot;
 use crate::child::{self, ChildSpec};
 use crate::config::{Command, Config, ProcessModel};
 use crate::error::{BridgeError, LimitScope};
+use crate::identity::Identity;
 use crate::jsonrpc;
 use crate::metrics::Metrics;
-use crate::session::{lock, Identity, Session, SessionKind};
+use crate::session::{Session, SessionKind};
+use crate::stream::lock;
 use crate::upstream::{Reply, Upstream};
 
 #[derive(Debug)]

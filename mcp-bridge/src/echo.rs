@@ -8,8 +8,8 @@
 
 use serde_json::{json, Value};
 
+use crate::identity::Identity;
 use crate::jsonrpc::{self, code};
-use crate::session::Identity;
 
 /// What the bridge knows about the HTTP request that carried a message.
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -11,6 +11,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpResponse, ResponseError};
+use gateway_common::authority::split_host_port;
 
 use crate::bridge::Bridge;
 use crate::config::{normalize_origin, Config};
@@ -19,22 +20,12 @@ use crate::error::BridgeError;
 const ALLOW_HEADERS: &str = "content-type, accept, authorization, dpop, mcp-session-id, mcp-protocol-version, last-event-id, mcp-method, mcp-name";
 const EXPOSE_HEADERS: &str = "Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, DPoP-Nonce";
 
-/// Host name (and port) of a `Host` header value, lower-cased.
-fn split_host(raw: &str) -> (String, Option<&str>) {
-    let raw_l = raw.trim();
-    if let Some(rest) = raw_l.strip_prefix('[') {
-        if let Some(end) = rest.find(']') {
-            let host = format!("[{}]", &rest[..end]).to_ascii_lowercase();
-            let port = rest[end + 1..].strip_prefix(':');
-            return (host, port);
-        }
-    }
-    match raw_l.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-            (h.to_ascii_lowercase(), Some(p))
-        }
-        _ => (raw_l.to_ascii_lowercase(), None),
-    }
+/// Host name (and port) of a `Host` header value or an allow-list entry,
+/// lower-cased ([`split_host_port`]); a value with a malformed port is taken
+/// whole, as a name that matches only itself.
+fn split_host(raw: &str) -> (String, Option<u16>) {
+    let raw = raw.trim();
+    split_host_port(raw).unwrap_or_else(|| (raw.to_ascii_lowercase(), None))
 }
 
 /// Whether the `Host` header names this bridge. Entries without a port match any port.

@@ -31,10 +31,10 @@ use gateway_common::tool_policy::{
 };
 use serde_json::Value;
 
-use crate::http::decode_header_value;
+use crate::identity::Identity;
 use crate::jsonrpc;
 use crate::metrics::Metrics;
-use crate::session::Identity;
+use gateway_common::mcp_header;
 
 /// JSON-RPC error code of a policy refusal (the verifier's header path uses
 /// the same). JSON-RPC 2.0 §5.1 leaves -32000..-32099 to implementations; MCP
@@ -322,7 +322,7 @@ pub fn check_present_headers(
             .and_then(|p| p.get(field))
             .and_then(Value::as_str)
             .unwrap_or_default();
-        match decode_header_value(raw) {
+        match mcp_header::decode(raw) {
             None => return Err("Mcp-Name header is not valid base64 UTF-8".into()),
             Some(h) if h == body => {}
             Some(h) => {

@@ -30,9 +30,29 @@ use crate::child::{ChildEvents, ChildHandle, SendError};
 use crate::echo::{self, RequestContext};
 use crate::jsonrpc::{self, code, IdKey, Kind};
 use crate::metrics::Metrics;
-use crate::session::{lock, Session, SessionKind, SseStream};
+use crate::stream::{lock, SseStream};
 
 /// Where a request's response goes.
+/// What an upstream needs of a session it routes to: implemented by
+/// [`crate::session::Session`], which holds its upstream (so the upstream names it
+/// only through this trait).
+pub trait Downstream: std::fmt::Debug + Send + Sync {
+    /// The numeric key the router files the session's requests under.
+    fn seq(&self) -> u64;
+    /// The `Mcp-Session-Id`, for logs.
+    fn id(&self) -> &str;
+    /// The internal session of 2026-07-28 stateless requests: no GET stream.
+    fn is_stateless(&self) -> bool;
+    /// The standalone (GET) stream.
+    fn standalone(&self) -> &SseStream;
+    /// A server message not tied to one of the session's requests.
+    fn deliver_unrelated(&self, message: &Value);
+    /// The protocol version the server answered `initialize` with.
+    fn set_negotiated(&self, version: &str);
+    /// Ends the session's streams; returns whether this call closed it.
+    fn close(&self) -> bool;
+}
+
 #[derive(Debug)]
 pub enum Reply {
     /// An `application/json` body (or an internal caller).
@@ -45,7 +65,7 @@ pub enum Reply {
 
 #[derive(Debug)]
 struct Pending {
-    session: Arc<Session>,
+    session: Arc<dyn Downstream>,
     client_id: Value,
     progress_token: Option<Value>,
     method: String,
@@ -59,7 +79,7 @@ struct Router {
     by_client: HashMap<(u64, IdKey), u64>,
     /// Server-initiated request id → the session it was sent to.
     server_requests: HashMap<IdKey, u64>,
-    sessions: HashMap<u64, Weak<Session>>,
+    sessions: HashMap<u64, Weak<dyn Downstream>>,
     last_session: Option<u64>,
     dead: bool,
 }
@@ -141,10 +161,11 @@ impl Upstream {
         lock(&self.router).sessions.len()
     }
 
-    pub fn attach(&self, session: &Arc<Session>) {
+    pub fn attach(&self, session: &Arc<impl Downstream + 'static>) {
         let mut r = lock(&self.router);
-        r.sessions.insert(session.seq, Arc::downgrade(session));
-        r.last_session = Some(session.seq);
+        let weak = Arc::downgrade(session);
+        r.sessions.insert(session.seq(), weak);
+        r.last_session = Some(session.seq());
     }
 
     /// Forgets a session; its requests still in flight are cancelled at the server.
@@ -159,7 +180,7 @@ impl Upstream {
             let ids: Vec<u64> = r
                 .pending
                 .iter()
-                .filter(|(_, p)| p.session.seq == session_seq)
+                .filter(|(_, p)| p.session.seq() == session_seq)
                 .map(|(id, _)| *id)
                 .collect();
             let mut out = Vec::new();
@@ -211,7 +232,7 @@ impl Upstream {
     /// Forwards a client request; returns the upstream id it was given.
     pub fn forward_request(
         &self,
-        session: &Arc<Session>,
+        session: &Arc<impl Downstream + 'static>,
         mut message: Value,
         reply: Reply,
         ctx: Option<&RequestContext>,
@@ -233,12 +254,13 @@ impl Upstream {
                 obj.insert("id".into(), json!(id));
             }
             let progress_token = jsonrpc::replace_progress_token(&mut message, json!(id));
-            r.by_client.insert((session.seq, IdKey::of(&client_id)), id);
-            r.last_session = Some(session.seq);
+            r.by_client
+                .insert((session.seq(), IdKey::of(&client_id)), id);
+            r.last_session = Some(session.seq());
             r.pending.insert(
                 id,
                 Pending {
-                    session: session.clone(),
+                    session: session.clone() as Arc<dyn Downstream>,
                     client_id,
                     progress_token,
                     method,
@@ -251,7 +273,8 @@ impl Upstream {
         if let Err(e) = self.send(&message, ctx) {
             let mut r = lock(&self.router);
             if let Some(p) = r.pending.remove(&id) {
-                r.by_client.remove(&(session.seq, IdKey::of(&p.client_id)));
+                r.by_client
+                    .remove(&(session.seq(), IdKey::of(&p.client_id)));
                 return Err((e, p.reply));
             }
             // Already answered (the built-in server answers synchronously).
@@ -262,7 +285,7 @@ impl Upstream {
     /// Forwards a client notification (`notifications/cancelled` translated).
     pub fn forward_notification(
         &self,
-        session: &Arc<Session>,
+        session: &Arc<impl Downstream>,
         mut message: Value,
     ) -> Result<(), ForwardError> {
         if message.get("method").and_then(Value::as_str) == Some("notifications/cancelled") {
@@ -271,7 +294,7 @@ impl Upstream {
             };
             let found = {
                 let mut r = lock(&self.router);
-                match r.by_client.remove(&(session.seq, IdKey::of(&client_req))) {
+                match r.by_client.remove(&(session.seq(), IdKey::of(&client_req))) {
                     Some(id) => r.pending.remove(&id).map(|p| (id, p)),
                     None => None,
                 }
@@ -305,16 +328,16 @@ impl Upstream {
     /// Forwards a client's response to a server-initiated request.
     pub fn forward_response(
         &self,
-        session: &Arc<Session>,
+        session: &Arc<impl Downstream>,
         message: Value,
     ) -> Result<(), ForwardError> {
         let Some(id) = message.get("id") else {
             return Ok(());
         };
         let owner = lock(&self.router).server_requests.remove(&IdKey::of(id));
-        if owner != Some(session.seq) {
+        if owner != Some(session.seq()) {
             // Never let one session answer another's request.
-            tracing::warn!(session = %session.id, "dropped a response to an unknown server request");
+            tracing::warn!(session = %session.id(), "dropped a response to an unknown server request");
             return Ok(());
         }
         self.send(&message, None)
@@ -339,7 +362,7 @@ impl Upstream {
             let p = r.pending.remove(&id);
             if let Some(p) = &p {
                 r.by_client
-                    .remove(&(p.session.seq, IdKey::of(&p.client_id)));
+                    .remove(&(p.session.seq(), IdKey::of(&p.client_id)));
             }
             p
         };
@@ -361,13 +384,14 @@ impl Upstream {
         let server_id = message.get("id").cloned().unwrap_or(Value::Null);
         let target = {
             let mut r = lock(&self.router);
-            let live: Vec<Arc<Session>> = r.sessions.values().filter_map(Weak::upgrade).collect();
+            let live: Vec<Arc<dyn Downstream>> =
+                r.sessions.values().filter_map(Weak::upgrade).collect();
             let chosen = if live.len() == 1 {
                 live.into_iter().next()
             } else {
                 r.pending
                     .iter()
-                    .filter(|(_, p)| p.session.kind != SessionKind::Stateless)
+                    .filter(|(_, p)| !p.session.is_stateless())
                     .max_by_key(|(id, _)| **id)
                     .map(|(_, p)| p.session.clone())
                     .or_else(|| {
@@ -377,14 +401,14 @@ impl Upstream {
                     })
             };
             if let Some(s) = &chosen {
-                if s.kind != SessionKind::Stateless {
-                    r.server_requests.insert(IdKey::of(&server_id), s.seq);
+                if !s.is_stateless() {
+                    r.server_requests.insert(IdKey::of(&server_id), s.seq());
                 }
             }
             chosen
         };
         match target {
-            Some(s) if s.kind != SessionKind::Stateless => s.deliver_unrelated(&message),
+            Some(s) if !s.is_stateless() => s.deliver_unrelated(&message),
             Some(_) | None => {
                 // 2026-07-28 has no server-to-client requests on this transport (MRTR
                 // instead), and nobody is listening otherwise: answer for the client.
@@ -423,8 +447,8 @@ impl Upstream {
                 }
                 match stream {
                     Some(s) => s.push(&message, false),
-                    None if session.kind == SessionKind::Stateless => {}
-                    None => session.standalone.push(&message, false),
+                    None if session.is_stateless() => {}
+                    None => session.standalone().push(&message, false),
                 }
             }
             return;
@@ -441,13 +465,13 @@ impl Upstream {
             }
             return;
         }
-        let sessions: Vec<Arc<Session>> = lock(&self.router)
+        let sessions: Vec<Arc<dyn Downstream>> = lock(&self.router)
             .sessions
             .values()
             .filter_map(Weak::upgrade)
             .collect();
         for s in sessions {
-            if s.kind != SessionKind::Stateless {
+            if !s.is_stateless() {
                 s.deliver_unrelated(&message);
             }
         }
@@ -459,7 +483,7 @@ impl Upstream {
             let p = r.pending.remove(&id);
             if let Some(p) = &p {
                 r.by_client
-                    .remove(&(p.session.seq, IdKey::of(&p.client_id)));
+                    .remove(&(p.session.seq(), IdKey::of(&p.client_id)));
             }
             p
         });
@@ -497,7 +521,7 @@ fn complete(p: Pending, mut message: Value) {
             let _ = tx.send(message);
         }
         Reply::Stream(s) => s.push(&message, true),
-        Reply::Standalone => p.session.standalone.push(&message, false),
+        Reply::Standalone => p.session.standalone().push(&message, false),
     }
 }
 
@@ -531,7 +555,7 @@ impl ChildEvents for Upstream {
             r.by_client.clear();
             r.server_requests.clear();
             let pending: Vec<Pending> = r.pending.drain().map(|(_, p)| p).collect();
-            let sessions: Vec<Arc<Session>> = r
+            let sessions: Vec<Arc<dyn Downstream>> = r
                 .sessions
                 .drain()
                 .filter_map(|(_, s)| s.upgrade())

@@ -42,12 +42,28 @@ const PROTOCOL: &[(&str, &[&str])] = &[
     ("mcp-bridge", &["jsonrpc.rs", "version.rs"]),
     (
         "common",
-        &["dpop.rs", "claims.rs", "keys.rs", "crypto.rs", "sse.rs"],
+        &[
+            "authority.rs",
+            "claims.rs",
+            "crypto.rs",
+            "dpop.rs",
+            "keys.rs",
+            "mcp_header.rs",
+            "pkce.rs",
+            "sse.rs",
+        ],
     ),
 ];
 
 /// Crates whose modules form no import cycle.
-const ACYCLIC: &[&str] = &["authz-server", "common", "store"];
+const ACYCLIC: &[&str] = &[
+    "authz-server",
+    "cli",
+    "common",
+    "mcp-bridge",
+    "store",
+    "verifier",
+];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -226,7 +226,8 @@ impl VerifierConfig {
             None => None,
             Some(path) => {
                 let path = std::path::PathBuf::from(path);
-                let policy = crate::tool_policy::load_checked(&path, &services).map_err(|e| {
+                let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+                let policy = crate::tool_policy::load_checked(&path, &names).map_err(|e| {
                     ConfigError::new(
                         "TOOL_POLICY_FILE",
                         e.to_string(),

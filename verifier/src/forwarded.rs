@@ -24,7 +24,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::TrustedProxies;
+use gateway_common::trusted_proxies::TrustedProxies;
 
 /// Read access to request headers (names are lower-case).
 pub trait HeaderView {
@@ -235,28 +235,6 @@ pub fn valid_host(host: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b))
 }
 
-/// Splits `host[:port]`, lower-casing the host; `None` if the port is not a number.
-pub fn split_host_port(host: &str) -> Option<(String, Option<u16>)> {
-    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
-        let end = rest.find(']')?;
-        let name = &host[..end + 2];
-        match &rest[end + 1..] {
-            "" => (name, None),
-            p => (name, Some(p.strip_prefix(':')?)),
-        }
-    } else {
-        match host.rsplit_once(':') {
-            Some((n, p)) => (n, Some(p)),
-            None => (host, None),
-        }
-    };
-    let port = match port {
-        None => None,
-        Some(p) => Some(p.parse::<u16>().ok()?),
-    };
-    Some((name.to_ascii_lowercase(), port))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,24 +376,5 @@ mod tests {
         ];
         let r = reconstruct(&verify_req("127.0.0.1", "/mcp", &h), &loopback()).unwrap();
         assert!(r.cors_preflight && r.wants_html);
-    }
-
-    #[test]
-    fn host_and_port_split() {
-        assert_eq!(
-            split_host_port("Echo.Example.com"),
-            Some(("echo.example.com".into(), None))
-        );
-        assert_eq!(
-            split_host_port("127.0.0.1:9000"),
-            Some(("127.0.0.1".into(), Some(9000)))
-        );
-        assert_eq!(
-            split_host_port("[::1]:80"),
-            Some(("[::1]".into(), Some(80)))
-        );
-        assert_eq!(split_host_port("[::1]"), Some(("[::1]".into(), None)));
-        assert_eq!(split_host_port("a:b"), None);
-        assert_eq!(split_host_port("[::1]x"), None);
     }
 }

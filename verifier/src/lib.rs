@@ -69,6 +69,7 @@ pub mod revoked;
 pub mod service;
 pub mod token;
 pub mod tool_policy;
+pub mod tool_policy_reload;
 pub mod verifier;
 
 use std::net::SocketAddr;
@@ -120,7 +121,7 @@ pub fn start_verifier(verifier: Verifier) -> (Arc<Verifier>, BackgroundTasks) {
         )),
     ];
     if let Some(tp) = &verifier.config().tool_policy {
-        tasks.push(tokio::spawn(tool_policy::run_reload(
+        tasks.push(tokio::spawn(tool_policy_reload::run(
             Arc::clone(&verifier),
             tp.path.clone(),
         )));

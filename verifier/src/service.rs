@@ -1,8 +1,9 @@
 //! Which protected service a request is for: the resource URL's host and port,
 //! and its path as a prefix ending on a segment boundary. The longest prefix wins.
 
+use gateway_common::authority::split_host_port;
+
 use crate::config::ServiceConfig;
-use crate::forwarded::split_host_port;
 
 /// The service `host` + `path` address, if any.
 ///

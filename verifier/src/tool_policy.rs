@@ -13,21 +13,16 @@
 //! HTML page. The verifier never sees the body, so the `id` is `null`
 //! (JSON-RPC 2.0 §5: null when the id cannot be determined).
 //!
-//! The file is re-read every second ([`run_reload`]); a new file that does not
-//! validate is logged and the previous policy stays.
+//! The file is re-read every second ([`crate::tool_policy_reload::run`]); a new
+//! file that does not validate is logged and the previous policy stays.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use base64::Engine;
 use gateway_common::tool_policy::{
-    Applicable, AuditRecord, Caller, PolicyError, Reload, Reloader, ServicePolicy, ToolPolicy,
+    Applicable, AuditFile, AuditRecord, Caller, PolicyError, ServicePolicy, ToolPolicy,
 };
-
-use crate::config::ServiceConfig;
-use crate::verifier::Verifier;
 
 /// JSON-RPC error code of a policy denial, at the verifier and the bridge alike.
 /// JSON-RPC 2.0 §5.1 leaves -32000..-32099 to implementations; MCP defines no
@@ -51,23 +46,8 @@ impl<'a> McpCall<'a> {
         }
         let name = name
             .and_then(|n| std::str::from_utf8(n).ok())
-            .and_then(decode_header_value);
+            .and_then(gateway_common::mcp_header::decode);
         Some(Self { method, name })
-    }
-}
-
-/// MCP 2026-07-28 streamable-http "Value Encoding": `=?base64?<b64>?=`.
-fn decode_header_value(raw: &str) -> Option<Cow<'_, str>> {
-    match raw
-        .strip_prefix("=?base64?")
-        .and_then(|r| r.strip_suffix("?="))
-    {
-        Some(b64) => base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .map(Cow::Owned),
-        None => Some(Cow::Borrowed(raw)),
     }
 }
 
@@ -82,7 +62,7 @@ fn decode_header_value(raw: &str) -> Option<Cow<'_, str>> {
 /// no lock (`verifier/examples/bench_verify.rs` measures it).
 #[derive(Debug)]
 pub struct ToolMemo {
-    /// The policy generation this was computed for ([`Verifier`] bumps it on
+    /// The policy generation this was computed for ([`crate::Verifier`] bumps it on
     /// every reload; a memo of an older generation is recomputed).
     pub generation: u64,
     policy: Option<Arc<ToolPolicy>>,
@@ -150,15 +130,16 @@ pub struct ToolPolicyConfig {
 
 /// Loads a policy file and checks that it names only configured services (a
 /// misspelt service would silently restrict nothing).
-pub fn load_checked(path: &Path, services: &[ServiceConfig]) -> Result<ToolPolicy, PolicyError> {
+pub fn load_checked(path: &Path, services: &[&str]) -> Result<ToolPolicy, PolicyError> {
     let policy = ToolPolicy::load(path)?;
     check_services(&policy, services)?;
     Ok(policy)
 }
 
-fn check_services(policy: &ToolPolicy, services: &[ServiceConfig]) -> Result<(), PolicyError> {
+/// Checks that `policy` names only the configured `services`.
+pub fn check_services(policy: &ToolPolicy, services: &[&str]) -> Result<(), PolicyError> {
     for name in policy.service_names() {
-        if !services.iter().any(|s| s.name.eq_ignore_ascii_case(name)) {
+        if !services.iter().any(|s| s.eq_ignore_ascii_case(name)) {
             return Err(PolicyError {
                 path: format!("services.{name}"),
                 message: format!("no MCP service {name:?} is enabled (MCP_<NAME>_ENABLED)"),
@@ -191,40 +172,10 @@ pub fn denial_body(call: &McpCall<'_>) -> String {
 }
 
 /// Writes an audit line: tracing target `audit`, and `AUDIT_LOG_FILE` when set.
-pub(crate) fn audit(v: &Verifier, record: &AuditRecord<'_>) {
+pub(crate) fn audit(file: Option<&AuditFile>, record: &AuditRecord<'_>) {
     tracing::info!(target: "audit", "{record}");
-    if let Some(f) = &v.audit_file {
+    if let Some(f) = file {
         f.write(record);
-    }
-}
-
-/// Polls `TOOL_POLICY_FILE` every second and swaps in a changed, valid policy.
-pub async fn run_reload(verifier: Arc<Verifier>, path: PathBuf) {
-    let mut reloader = Reloader::new(path);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        // A small file, read once a second: not worth a blocking-pool hop.
-        let found = reloader.poll();
-        match found {
-            Reload::Unchanged => {}
-            Reload::Changed(policy) => match check_services(&policy, &verifier.config().services) {
-                Ok(()) => {
-                    verifier.set_tool_policy(Arc::new(policy));
-                    verifier.metrics().record_tool_reload(true);
-                    tracing::info!(path = %reloader.path().display(), "tool policy reloaded");
-                }
-                Err(e) => {
-                    verifier.metrics().record_tool_reload(false);
-                    tracing::error!(error = %e, "tool policy not reloaded; keeping the previous one")
-                }
-            },
-            Reload::Invalid(e) => {
-                verifier.metrics().record_tool_reload(false);
-                tracing::error!(error = %e, "tool policy not reloaded; keeping the previous one")
-            }
-        }
     }
 }
 

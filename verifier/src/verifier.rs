@@ -96,7 +96,7 @@ pub struct Verifier {
     keys_loaded: tokio::sync::watch::Sender<Option<tokio::time::Instant>>,
     /// Requests waiting in [`Verifier::check_refetching`].
     kid_waiters: std::sync::atomic::AtomicUsize,
-    /// `TOOL_POLICY_FILE`, swapped in by [`crate::tool_policy::run_reload`].
+    /// `TOOL_POLICY_FILE`, swapped in by [`crate::tool_policy_reload::run`].
     tool_policy: ArcSwapOption<ToolPolicy>,
     /// Bumped after every [`Verifier::set_tool_policy`]: a token's
     /// [`ToolMemo`] of another generation is stale.
@@ -537,7 +537,7 @@ impl Verifier {
         self.metrics.record_tool(allowed);
         if let Some(started) = started.filter(|_| c.is_audited() || !allowed) {
             crate::tool_policy::audit(
-                self,
+                self.audit_file.as_ref(),
                 &AuditRecord {
                     ts: self.clock.now_secs(),
                     source: "verifier",

@@ -169,7 +169,7 @@ fn validate_rest(
             "code_challenge_method must be S256".into(),
         ));
     }
-    if !crate::protocol::pkce::valid_challenge(challenge) {
+    if !gateway_common::pkce::valid_challenge(challenge) {
         return Err(OAuthError::InvalidRequest(
             "code_challenge is malformed".into(),
         ));

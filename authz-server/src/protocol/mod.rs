@@ -13,7 +13,6 @@ pub mod device;
 pub mod dpop;
 pub mod error;
 pub mod identity;
-pub mod pkce;
 pub mod private_key_jwt;
 pub mod records;
 pub mod redirect_uri;

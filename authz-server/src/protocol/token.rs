@@ -5,8 +5,8 @@
 use std::borrow::Cow;
 
 use crate::protocol::error::OAuthError;
-use crate::protocol::pkce;
 use crate::protocol::records::{CodeRecord, RefreshFamily};
+use gateway_common::pkce;
 
 /// RFC 6749 §4.1.3 and RFC 7636 §4.6: checks a taken code against the
 /// redeeming request. Returns the audience for the access token.

@@ -58,7 +58,7 @@ pub async fn begin(
         .map_err(|e| SignInError::Unavailable(e.to_string()))?;
     Ok(Started {
         state,
-        code_challenge: crate::protocol::pkce::s256(&pending.verifier),
+        code_challenge: gateway_common::pkce::s256(&pending.verifier),
         nonce: pending.nonce,
     })
 }

@@ -10,8 +10,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use gateway_common::clock::SharedClock;
 use gateway_common::crypto::random_token;
 use oauth2::basic::{BasicClient, BasicErrorResponseType};
@@ -21,7 +19,6 @@ use oauth2::{
     RefreshToken, RequestTokenError, Scope, StandardDeviceAuthorizationResponse, TokenResponse,
     TokenUrl,
 };
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 
@@ -76,11 +73,6 @@ pub struct Auth {
     saved: tokio::sync::Mutex<Option<Saved>>,
     /// The scope the last step-up asked for: asking again for no more is a loop.
     stepped_up_for: std::sync::Mutex<Option<String>>,
-}
-
-/// PKCE S256 challenge of a verifier (RFC 7636 §4.2).
-pub fn s256(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 /// When to refresh: before expiry by a fifth of the lifetime, at most 60 s.
@@ -939,14 +931,6 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn pkce_s256_matches_rfc7636_appendix_b() {
-        assert_eq!(
-            s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
-        );
     }
 
     #[test]

@@ -22,6 +22,9 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// The S256 challenge of a verifier: `BASE64URL(SHA256(ASCII(verifier)))`
+/// (RFC 7636 §4.2). The authorization server recomputes it at the token
+/// endpoint; its own outbound sign-in (OIDC, GitHub) sends it.
 pub fn s256(verifier: &str) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
@@ -29,7 +32,7 @@ pub fn s256(verifier: &str) -> String {
 /// RFC 7636 §4.6, compared in constant time.
 pub fn verify_s256(verifier: &str, challenge: &str) -> bool {
     valid_verifier(verifier)
-        && gateway_common::crypto::ct_eq(s256(verifier).as_bytes(), challenge.as_bytes())
+        && crate::crypto::ct_eq(s256(verifier).as_bytes(), challenge.as_bytes())
 }
 
 #[cfg(test)]

@@ -199,11 +199,12 @@ start_authz() { # name, port, store variable
   # Credentials first (the embedded store is one process's at a time).
   # shellcheck disable=SC2046
   env $(authz_env "$2" "$3") "$rel/examples/bench_tokens" --fixture "$fx" \
-    --families "$families" --files "$rounds" >"$work/fixture-$1.log" 2>&1 \
+    --families "$families" --files "$((rounds + 1))" >"$work/fixture-$1.log" 2>&1 \
     || { cat "$work/fixture-$1.log" >&2; exit 1; }
   # shellcheck disable=SC2046
   env $(authz_env "$2" "$3") taskset -c "$server_cpu" "$rel/mcp-authz" >"$work/authz-$1.log" 2>&1 &
   pids+=($!)
+  printf -v "authz_pid_$1" '%s' "$!"
   wait_http "http://127.0.0.1:$2/health" 60
 }
 authz_redis_port="$(free_port)"
@@ -300,18 +301,48 @@ echo
 echo "verifier VmRSS: idle $verifier_rss_idle MiB (goal ≤ 20), after the load $(rss_mib "$verifier_pid") MiB"
 
 if [[ "$profile" == 1 && ("$what" == all || "$what" == verify) ]] && command -v perf >/dev/null; then
-  echo
-  echo "== where the verifier's time goes: perf, one cached-token run (${seconds}s), self time by symbol"
-  perf record -q -F 4999 -g -p "$verifier_pid" -o "$work/perf.data" -- sleep "$seconds" >/dev/null 2>&1 &
-  perf_pid=$!
-  round=profile
-  run verify_profile ours "$verifier_url" verify.lua TOKEN="$token" >/dev/null
-  wait "$perf_pid" || true
-  report() { perf report -i "$work/perf.data" --stdio --no-children -g none "$@" 2>/dev/null | grep '%' | sed 's/ *$//'; }
-  echo "   by binary (the kernel is the socket: TCP, epoll, scheduling):"
-  report --sort dso | head -6 | sed 's/^/   /'
-  echo "   by symbol (self time ≥ 0.8%):"
-  report --sort dso,symbol --percent-limit 0.8 | cut -c1-130 | head -40 | sed 's/^/   /'
-  rm -f "$results"/verify_profile.*
+  # profile ROW SCRIPT TITLE: one run of ROW under perf, self time by binary and symbol.
+  profile_row() {
+    local row=$1 script=$2 title=$3
+    echo
+    echo "== where the verifier's time goes: perf, one $title run (${seconds}s), self time by symbol"
+    perf record -q -F 4999 -g -p "$verifier_pid" -o "$work/perf.data" -- sleep "$seconds" >/dev/null 2>&1 &
+    perf_pid=$!
+    round=profile
+    run "$row" ours "$verifier_url" "$script" TOKEN="$token" >/dev/null || true
+    wait "$perf_pid" || true
+    report() { perf report -i "$work/perf.data" --stdio --no-children -g none "$@" 2>/dev/null | grep '%' | sed 's/ *$//'; }
+    echo "   by binary (the kernel is the socket: TCP, epoll, scheduling):"
+    report --sort dso | head -6 | sed 's/^/   /' || true
+    echo "   by symbol (self time ≥ 0.8%):"
+    report --sort dso,symbol --percent-limit "${PERF_PERCENT:-0.8}" | cut -c1-130 | head -"${PERF_LINES:-40}" | sed 's/^/   /' || true
+    rm -f "$results/$row".*
+  }
+  profile_row verify_profile verify.lua cached-token
+  profile_row forged_profile forged.lua forged-token
+fi
+if [[ "$profile" == 1 && ("$what" == all || "$what" == authz) ]] && command -v perf >/dev/null; then
+  # The authorization server on Redis, one run each of /register and the
+  # rotating refresh grant (the fixture's spare family file).
+  profile_row() {
+    local row=$1 script=$2 title=$3
+    shift 3
+    echo
+    echo "== where the Redis authz-server's time goes: perf, one $title run (${seconds}s), self time by symbol"
+    perf record -q -F 4999 -g -p "$authz_pid_redis" -o "$work/perf.data" -- sleep "$seconds" >/dev/null 2>&1 &
+    perf_pid=$!
+    round=profile
+    run "$row" ours "$authz_redis" "$script" "$@" >/dev/null || true
+    wait "$perf_pid" || true
+    report() { perf report -i "$work/perf.data" --stdio --no-children -g none "$@" 2>/dev/null | grep '%' | sed 's/ *$//'; }
+    echo "   by binary:"
+    report --sort dso | head -8 | sed 's/^/   /' || true
+    echo "   by symbol (self time ≥ 0.8%):"
+    report --sort dso,symbol --percent-limit "${PERF_PERCENT:-0.8}" | cut -c1-130 | head -"${PERF_LINES:-40}" | sed 's/^/   /' || true
+    rm -f "$results/$row".*
+  }
+  profile_row register_profile register.lua /register
+  profile_row refresh_profile refresh.lua "refresh grant" \
+    FAMILIES="$work/fx-redis/refresh-$rounds.txt" ROTATE=1
 fi
 exit "$status"

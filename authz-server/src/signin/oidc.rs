@@ -2,7 +2,7 @@
 //! equal `OIDC_ISSUER` byte for byte), the authorization code flow with PKCE
 //! S256, `state` and `nonce`, and the id_token validated (OIDC Core §3.1.3.7):
 //! signature against the provider's JWKS (key by `kid`, asymmetric algorithms
-//! only), `iss`, `aud`, `exp`, and `nonce`.
+//! only), `iss`, `aud` (with `azp` when there are several), `exp`, and `nonce`.
 //!
 //! Allowlists: `OIDC_ALLOWED_EMAILS` (`*` = every user of the provider),
 //! `OIDC_ALLOWED_DOMAINS` (the e-mail's domain), `OIDC_ALLOWED_GROUPS` (any
@@ -338,11 +338,30 @@ pub fn check_id_token(
     let data =
         jsonwebtoken::decode::<serde_json::Value>(id_token, &key, &v).map_err(upstream_err)?;
     let claims = data.claims;
+    check_azp(&claims, &cfg.client_id)?;
     let sent = claims.get("nonce").and_then(|n| n.as_str()).unwrap_or("");
     if !gateway_common::crypto::ct_eq(sent.as_bytes(), nonce.as_bytes()) {
         return Err(upstream_err("id_token nonce mismatch"));
     }
     Ok(claims)
+}
+
+/// OIDC Core §3.1.3.7, steps 4 and 5, which `jsonwebtoken`'s audience check
+/// (ours among `aud`) does not cover: a token for several audiences must name
+/// the party it was issued to in `azp`, and an `azp` present must be us.
+/// (The `openidconnect` crate does this too, with a second JWT and crypto
+/// stack beside `jsonwebtoken`; these few lines are the part we lacked.)
+fn check_azp(claims: &serde_json::Value, client_id: &str) -> Result<(), SignInError> {
+    let several = claims
+        .get("aud")
+        .and_then(|a| a.as_array())
+        .is_some_and(|a| a.len() > 1);
+    match claims.get("azp") {
+        Some(serde_json::Value::String(azp)) if azp == client_id => Ok(()),
+        Some(_) => Err(upstream_err("id_token azp is not this client")),
+        None if several => Err(upstream_err("id_token has several audiences and no azp")),
+        None => Ok(()),
+    }
 }
 
 #[async_trait]
@@ -499,6 +518,26 @@ mod tests {
             bad[k] = v;
             let (t, jwks) = signed(bad, "k1");
             assert!(check_id_token(&c, &jwks, &t, "n1").is_err(), "{k}");
+        }
+        // Several audiences: azp must be present and be us (§3.1.3.7 steps 4, 5).
+        for (aud, azp, ok) in [
+            (json!(["c", "other"]), None, false),
+            (json!(["c", "other"]), Some("other"), false),
+            (json!(["c", "other"]), Some("c"), true),
+            (json!("c"), Some("other"), false),
+            (json!(["c"]), None, true),
+        ] {
+            let mut t = good.clone();
+            t["aud"] = aud.clone();
+            if let Some(azp) = azp {
+                t["azp"] = json!(azp);
+            }
+            let (t, jwks) = signed(t, "k1");
+            assert_eq!(
+                check_id_token(&c, &jwks, &t, "n1").is_ok(),
+                ok,
+                "aud {aud} azp {azp:?}"
+            );
         }
         // alg=none and HS256 are refused outright.
         let none = format!(

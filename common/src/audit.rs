@@ -163,9 +163,17 @@ enum Msg {
 
 /// A file of audit lines with a bounded queue in front of one writer
 /// thread: [`AuditSink::write_line`] never waits for the disk. Shared by
-/// every audit writer of the project (security events and tool calls).
+/// every audit writer of the project (security events and tool calls), and
+/// by every service of one process: [`AuditSink::open`] on a file already
+/// open in this process returns the same sink (one thread, one queue), so
+/// `mcp-gateway up`, where the authorization server, the verifier and each
+/// bridge name the same `AUDIT_LOG_FILE`, has one writer for it. Cheap to
+/// clone; the writer stops when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct AuditSink(Arc<SinkInner>);
+
 #[derive(Debug)]
-pub struct AuditSink {
+struct SinkInner {
     tx: SyncSender<Msg>,
     dropped: Arc<AtomicU64>,
 }
@@ -176,27 +184,60 @@ impl std::fmt::Debug for Msg {
     }
 }
 
+/// The sinks open in this process, by canonical path; weak, so a file no
+/// service writes any more has no thread left.
+fn open_sinks(
+) -> &'static Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<SinkInner>>> {
+    static SINKS: std::sync::OnceLock<
+        Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<SinkInner>>>,
+    > = std::sync::OnceLock::new();
+    SINKS.get_or_init(Default::default)
+}
+
 impl AuditSink {
     /// Lines queued at most; beyond that, lines are dropped and counted.
     pub const CAPACITY: usize = 8192;
 
-    /// Opens `path` for appending (errors here, at start-up) and starts its writer.
+    /// Opens `path` for appending (errors here, at start-up) and starts its
+    /// writer, or joins the writer this process already has for that file.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        Self::open_with_capacity(path, Self::CAPACITY)
+        // Opened first: a missing directory or a denied file is reported
+        // even when another service already writes there.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let key = std::fs::canonicalize(path)?;
+        let mut sinks = open_sinks()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(inner) = sinks.get(&key).and_then(std::sync::Weak::upgrade) {
+            return Ok(Self(inner));
+        }
+        sinks.retain(|_, w| w.strong_count() > 0);
+        let sink = Self::start(file, Self::CAPACITY)?;
+        sinks.insert(key, Arc::downgrade(&sink.0));
+        Ok(sink)
     }
 
+    /// A sink of its own for `path` with a queue of `capacity` lines (tests
+    /// of the queue's bound; not shared).
     pub fn open_with_capacity(path: &Path, capacity: usize) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)?;
+        Self::start(file, capacity)
+    }
+
+    fn start(file: std::fs::File, capacity: usize) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&dropped);
         std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || write_loop(file, rx, counter))?;
-        Ok(Self { tx, dropped })
+        Ok(Self(Arc::new(SinkInner { tx, dropped })))
     }
 
     /// Queues one line (without its newline). Returns false when it was
@@ -205,10 +246,10 @@ impl AuditSink {
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line.as_bytes());
         buf.push(b'\n');
-        match self.tx.try_send(Msg::Line(buf)) {
+        match self.0.tx.try_send(Msg::Line(buf)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.0.dropped.fetch_add(1, Ordering::Relaxed);
                 false
             }
         }
@@ -216,14 +257,14 @@ impl AuditSink {
 
     /// Lines dropped so far.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.0.dropped.load(Ordering::Relaxed)
     }
 
     /// Waits until every line queued so far is written and flushed (for a
     /// command about to exit, and tests; never on a request path).
     pub fn sync(&self) {
         let (tx, rx) = std::sync::mpsc::channel();
-        if self.tx.send(Msg::Sync(tx)).is_ok() {
+        if self.0.tx.send(Msg::Sync(tx)).is_ok() {
             let _ = rx.recv();
         }
     }
@@ -378,6 +419,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn one_writer_per_file_per_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let a = AuditSink::open(&path).unwrap();
+        // The same file by another spelling of its path.
+        let b = AuditSink::open(&dir.path().join(".").join("audit.jsonl")).unwrap();
+        assert!(Arc::ptr_eq(&a.0, &b.0), "one sink for one file");
+        let other = AuditSink::open(&dir.path().join("other.jsonl")).unwrap();
+        assert!(!Arc::ptr_eq(&a.0, &other.0));
+        assert!(a.write_line("{\"n\":1}") && b.write_line("{\"n\":2}"));
+        b.sync();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"n\":1}\n{\"n\":2}\n");
+        // Gone with its last clone; the next open starts a new writer.
+        let weak = Arc::downgrade(&a.0);
+        drop((a, b));
+        assert!(weak.upgrade().is_none());
+        let c = AuditSink::open(&path).unwrap();
+        assert!(c.write_line("{\"n\":3}"));
+        c.sync();
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .ends_with("{\"n\":3}\n"));
+        // A path that cannot be opened is an error, shared or not.
+        assert!(AuditSink::open(&dir.path().join("missing/audit.jsonl")).is_err());
+    }
+
     use super::*;
 
     fn denied() -> AuditEvent {

@@ -131,8 +131,8 @@ impl Verifier {
                 .map_err(|e| tracing::error!(error = %e, "AUDIT_LOG_FILE cannot be opened"))
                 .ok()
         });
-        // Denials share AUDIT_LOG_FILE with the tool-call lines (separate
-        // append handles; each line is one write, so lines never interleave).
+        // Denials share AUDIT_LOG_FILE with the tool-call lines: both open
+        // the process's one writer for that file (`AuditSink::open`).
         let audit =
             gateway_common::audit::AuditLog::open("verifier", config.audit_log_file.as_deref())
                 .unwrap_or_else(|e| {

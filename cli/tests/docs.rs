@@ -228,6 +228,7 @@ fn variables_in_code() -> BTreeMap<String, BTreeSet<String>> {
         "authz-server",
         "verifier",
         "mcp-bridge",
+        "connect",
         "cli",
     ] {
         let mut files = Vec::new();
@@ -431,6 +432,7 @@ fn every_literal_default_in_the_code_is_the_documented_one() {
         "authz-server",
         "verifier",
         "mcp-bridge",
+        "connect",
         "cli",
     ] {
         let mut files = Vec::new();

@@ -11,13 +11,17 @@ pub mod claims;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+#[cfg(feature = "jwt")]
 pub mod dpop;
 pub mod flow;
 pub mod http_metrics;
+pub mod jsonrpc;
+#[cfg(feature = "jwt")]
 pub mod keys;
 pub mod lifecycle;
 pub mod logging;
 pub mod mcp_header;
+pub mod mcp_version;
 pub mod net_filter;
 pub mod pkce;
 pub mod revocation;

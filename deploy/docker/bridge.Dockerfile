@@ -2,6 +2,8 @@
 # mcp-bridge: serves a stdio MCP server over Streamable HTTP. The runtime has Node.js 20
 # and Python 3 with the MCP servers of the Python gateway preinstalled at pinned versions,
 # so BRIDGE_COMMAND names a program on PATH and nothing is downloaded at run time.
+# mcp-connect (`mcp-bridge connect`) is not shipped: it runs where an MCP client runs, not
+# in a server image, and leaving it out keeps the image's build free of OAuth and JWT signing.
 # Build from the repository root:
 #   docker build -f deploy/docker/bridge.Dockerfile -t mcp-gateway/bridge .
 #   docker build -f deploy/docker/bridge.Dockerfile --target bridge-playwright -t mcp-gateway/bridge-playwright .

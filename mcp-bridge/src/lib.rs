@@ -11,7 +11,6 @@
 pub mod bridge;
 pub mod child;
 pub mod config;
-pub mod connect;
 pub mod echo;
 pub mod error;
 pub mod fetch;
@@ -26,7 +25,6 @@ pub mod session;
 pub mod stream;
 pub mod tool_gate;
 pub mod upstream;
-pub mod version;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +32,9 @@ use std::sync::Arc;
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
+
+/// The MCP revisions, shared with `mcp-connect` (`gateway_common::mcp_version`).
+pub use gateway_common::mcp_version as version;
 
 pub use bridge::Bridge;
 pub use config::{Command, Config, ProcessModel};

@@ -1,7 +1,10 @@
 //! `mcp-bridge`: serves a stdio MCP server over Streamable HTTP. Configuration: see
-//! `mcp-bridge/README.md`. `mcp-bridge connect <url>`: the reverse, see `connect`.
-//! On SIGTERM or Ctrl-C it stops within `SHUTDOWN_TIMEOUT`.
+//! `mcp-bridge/README.md`. On SIGTERM or Ctrl-C it stops within `SHUTDOWN_TIMEOUT`.
+//! `mcp-bridge connect <url> …`, the reverse, runs the `mcp-connect` binary (its own
+//! crate, so that this one builds no OAuth client and no JWT signing).
 
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use gateway_common::config::Source;
@@ -15,8 +18,8 @@ behind the gateway's verifier; or, with `connect`, the reverse.
 Usage:
   mcp-bridge                  serve (BRIDGE_LISTEN, default 0.0.0.0:3000)
   mcp-bridge --check-config   check the configuration and exit
-  mcp-bridge connect URL      a remote MCP server as a local stdio server
-                              (mcp-bridge connect --help)
+  mcp-bridge connect URL ...  runs mcp-connect URL ... (a remote MCP server as a
+                              local stdio server; mcp-connect --help)
   mcp-bridge --help | --version
 
 Configuration comes from the environment over an optional .env file (ENV_FILE):
@@ -30,11 +33,7 @@ Every variable and its default: docs/src/configuration.md.";
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("connect") {
-        // `connect`: the stdio side of a remote MCP server; only the process env counts
-        // (no .env from wherever the MCP client started us).
-        let env = Source::from_pairs(std::env::vars());
-        let code = mcp_bridge::connect::main(&args[1..], &env, gateway_common::clock::system());
-        std::process::exit(code);
+        return exec_connect(&args[1..]);
     }
     if let Some(flag) = lifecycle::early_flag(&args) {
         lifecycle::print_early(flag, "mcp-bridge", env!("CARGO_PKG_VERSION"), HELP);
@@ -65,6 +64,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `mcp-bridge connect …` in MCP client configurations written before `connect` became
+/// `mcp-connect`: replaces this process with `mcp-connect …` (stdio, environment and exit
+/// code are then `mcp-connect`'s own). Returns only when it cannot be started.
+fn exec_connect(args: &[String]) -> ExitCode {
+    let exe = std::env::current_exe().ok();
+    let program = connect_program(exe.as_deref());
+    let err = std::process::Command::new(&program).args(args).exec();
+    eprintln!(
+        "mcp-bridge connect: cannot run {} ({err}); `mcp-bridge connect` is now the \
+         `mcp-connect` binary: install it beside mcp-bridge or on PATH (cargo install --path connect)",
+        program.display()
+    );
+    // The shell's "command not found".
+    ExitCode::from(127)
+}
+
+/// `mcp-connect` beside this executable when it is there, else the name alone (PATH).
+fn connect_program(current_exe: Option<&Path>) -> PathBuf {
+    current_exe
+        .and_then(Path::parent)
+        .map(|dir| dir.join("mcp-connect"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("mcp-connect"))
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

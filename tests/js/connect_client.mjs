@@ -1,8 +1,8 @@
-// The MCP TypeScript SDK's stdio client spawning `mcp-bridge connect <MCP_URL>`
+// The MCP TypeScript SDK's stdio client spawning `mcp-connect <MCP_URL>`
 // and calling tools through it. Prints one JSON line per step; exits 1 on the
 // first failure.
 //
-// Environment: CONNECT_BIN (the mcp-bridge binary), MCP_URL, CONNECT_ARGS (JSON
+// Environment: CONNECT_BIN (the mcp-connect binary), MCP_URL, CONNECT_ARGS (JSON
 // array of extra arguments), TOKEN_STORE (connect's --token-store directory),
 // SCENARIO (tools | sampling | refresh | revoke | stepup | stateless), SIGNIN_USER,
 // SIGNIN_PASSWORD, OPENER_LOG, CONNECT_ENV (JSON object of extra environment for
@@ -78,7 +78,7 @@ async function approveDevice(uri, userCode) {
 
 const transport = new StdioClientTransport({
   command: process.env.CONNECT_BIN,
-  args: ['connect', mcpUrl, '--token-store', store, ...extra],
+  args: [mcpUrl, '--token-store', store, ...extra],
   env: {
     ...getDefaultEnvironment(),
     MCP_CONNECT_BROWSER: `node ${join(process.cwd(), 'connect_opener.mjs')}`,

@@ -1,4 +1,4 @@
-// The "browser" `mcp-bridge connect` opens in tests (MCP_CONNECT_BROWSER="node
+// The "browser" `mcp-connect` opens in tests (MCP_CONNECT_BROWSER="node
 // connect_opener.mjs"): signs in through the server's pages as SIGNIN_USER and
 // follows the final redirect to connect's loopback listener, as a browser would.
 // Appends one line per sign-in to OPENER_LOG so tests can count sign-ins.

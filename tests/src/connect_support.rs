@@ -1,4 +1,4 @@
-//! Helpers for `tests/tests/connect.rs`: the `mcp-bridge` binary and a raw stdio peer.
+//! Helpers for `tests/tests/connect.rs`: the `mcp-connect` binary and a raw stdio peer.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -7,19 +7,28 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-/// `target/<profile>/mcp-bridge`, next to this test's `deps/` directory. A binary of
-/// another package is not built for this one's tests: `cargo test --workspace`
-/// (or `cargo build -p mcp-bridge` first) builds it.
+/// `target/<profile>/mcp-connect`, next to this test's `deps/` directory.
 pub fn connect_bin() -> anyhow::Result<PathBuf> {
+    workspace_bin("mcp-connect", "mcp-connect")
+}
+
+/// `target/<profile>/mcp-bridge` (its `connect` runs `mcp-connect` from the same directory).
+pub fn bridge_bin() -> anyhow::Result<PathBuf> {
+    workspace_bin("mcp-bridge", "mcp-bridge")
+}
+
+/// A binary of another package is not built for this one's tests: `cargo test
+/// --workspace` (or `cargo build -p <package>` first) builds it.
+fn workspace_bin(name: &str, package: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .context("the test executable has no target directory")?;
-    let bin = dir.join("mcp-bridge");
+    let bin = dir.join(name);
     if !bin.exists() {
         bail!(
-            "{} is missing: run `cargo build -p mcp-bridge` (or `cargo test --workspace`, which builds it) first",
+            "{} is missing: run `cargo build -p {package}` (or `cargo test --workspace`, which builds it) first",
             bin.display()
         );
     }
@@ -47,7 +56,7 @@ impl Run {
 }
 
 /// Runs tests/js/connect_client.mjs (the MCP TypeScript SDK's stdio client spawning
-/// `mcp-bridge connect`); panics with its output when it fails.
+/// `mcp-connect`); panics with its output when it fails.
 pub async fn sdk_client(
     scenario: &str,
     mcp_url: &str,
@@ -117,7 +126,7 @@ pub fn token_files(work: &Path) -> Vec<PathBuf> {
     }
 }
 
-/// `mcp-bridge connect` driven line by line, as a bare stdio MCP client would.
+/// `mcp-connect` driven line by line, as a bare stdio MCP client would.
 pub struct StdioPeer {
     child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
@@ -125,10 +134,25 @@ pub struct StdioPeer {
 }
 
 impl StdioPeer {
+    /// Runs `mcp-connect ARGS`.
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let mut cmd = tokio::process::Command::new(connect_bin()?);
-        cmd.arg("connect")
-            .args(args)
+        Self::spawn_program(tokio::process::Command::new(connect_bin()?), args, env)
+    }
+
+    /// Runs `mcp-bridge connect ARGS`, as MCP client configurations written before
+    /// `mcp-connect` existed do.
+    pub fn spawn_via_bridge(args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut cmd = tokio::process::Command::new(bridge_bin()?);
+        cmd.arg("connect");
+        Self::spawn_program(cmd, args, env)
+    }
+
+    fn spawn_program(
+        mut cmd: tokio::process::Command,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .stdin(Stdio::piped())

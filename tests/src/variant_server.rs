@@ -1,5 +1,5 @@
 //! A small authorization server and MCP server on one loopback origin that presents
-//! exactly one authorization variant at a time, for `mcp-bridge connect`'s tests
+//! exactly one authorization variant at a time, for `mcp-connect`'s tests
 //! (tests/tests/connect_variants.rs): where the protected resource metadata lives and
 //! what `resource` it names, whether there is any, which client authentication the token
 //! endpoint takes, whether registration exists, which tools need which scopes, and

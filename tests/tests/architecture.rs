@@ -39,7 +39,8 @@ const PROTOCOL: &[(&str, &[&str])] = &[
             "token.rs",
         ],
     ),
-    ("mcp-bridge", &["jsonrpc.rs", "version.rs"]),
+    ("mcp-bridge", &["jsonrpc.rs"]),
+    ("connect", &["challenge.rs"]),
     (
         "common",
         &[
@@ -47,8 +48,10 @@ const PROTOCOL: &[(&str, &[&str])] = &[
             "claims.rs",
             "crypto.rs",
             "dpop.rs",
+            "jsonrpc.rs",
             "keys.rs",
             "mcp_header.rs",
+            "mcp_version.rs",
             "pkce.rs",
             "sse.rs",
         ],
@@ -60,6 +63,7 @@ const ACYCLIC: &[&str] = &[
     "authz-server",
     "cli",
     "common",
+    "connect",
     "mcp-bridge",
     "store",
     "verifier",

@@ -1,11 +1,12 @@
-//! `mcp-bridge connect`: the MCP TypeScript SDK's stdio client transport spawns
-//! `mcp-bridge connect <url>` (tests/js/connect_client.mjs), which signs in by
+//! `mcp-connect`: the MCP TypeScript SDK's stdio client transport spawns
+//! `mcp-connect <url>` (tests/js/connect_client.mjs), which signs in by
 //! OAuth and relays to the one-machine gateway; plus raw stdio checks of exit
-//! codes and session loss.
+//! codes and session loss, and `mcp-bridge connect <url>` (older client
+//! configurations) reaching `mcp-connect`.
 //!
-//! The `mcp-bridge` binary is found next to this test executable
-//! (`target/debug/mcp-bridge`): `cargo test --workspace` builds it; with
-//! `cargo test -p gateway-tests`, run `cargo build -p mcp-bridge` first.
+//! The `mcp-connect` and `mcp-bridge` binaries are found next to this test executable
+//! (`target/debug/`): `cargo test --workspace` builds them; with `cargo test -p
+//! gateway-tests`, run `cargo build -p mcp-connect -p mcp-bridge` first.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -13,7 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use gateway_common::config::Source;
-use gateway_tests::connect_support::{sdk_client, token_files, StdioPeer};
+use gateway_tests::connect_support::{bridge_bin, sdk_client, token_files, StdioPeer};
 use mcp_gateway::up::{self, UpArgs};
 use serde_json::{json, Value};
 
@@ -219,6 +220,50 @@ async fn a_remote_without_auth_needs_no_oauth() {
     assert_eq!(run.step("done")["sign_ins"], json!([]));
     assert!(token_files(work.path()).is_empty(), "no 401, no tokens");
     serving.stop().await;
+}
+
+#[actix_web::test]
+async fn mcp_bridge_connect_runs_mcp_connect_with_the_same_arguments() {
+    let serving = plain_bridge(&[]).await;
+    let url = format!("http://{}/mcp", serving.addr);
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().to_str().unwrap().to_string();
+    let mut peer = StdioPeer::spawn_via_bridge(&[&url, "--token-store", &store], &[]).unwrap();
+    let init = peer.initialize(1).await.unwrap();
+    assert!(init["result"]["protocolVersion"].is_string(), "{init}");
+    let listed = peer.request(2, "tools/list", json!({})).await.unwrap();
+    assert!(
+        listed["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "{listed}"
+    );
+    let (code, stderr) = peer.close().await.unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    serving.stop().await;
+}
+
+#[tokio::test]
+async fn mcp_bridge_connect_without_mcp_connect_names_it() {
+    // The bridge alone in a directory, and a PATH where mcp-connect is not either.
+    let dir = tempfile::tempdir().unwrap();
+    let lone = dir.path().join("mcp-bridge");
+    std::fs::copy(bridge_bin().unwrap(), &lone).unwrap();
+    let out = tokio::process::Command::new(&lone)
+        .args(["connect", "https://svc.example.com/mcp"])
+        .env_clear()
+        .env("PATH", dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.starts_with("mcp-bridge connect: cannot run mcp-connect")
+            && stderr.contains("install it"),
+        "{stderr}"
+    );
 }
 
 #[actix_web::test]

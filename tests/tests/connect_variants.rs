@@ -1,10 +1,10 @@
-//! `mcp-bridge connect` against each authorization variant a server may present, one
+//! `mcp-connect` against each authorization variant a server may present, one
 //! test server per variant (gateway_tests::variant_server: a small authorization server
 //! and MCP server presenting exactly that variant), driven over stdio by the MCP
 //! TypeScript SDK's stdio client (tests/js/connect_client.mjs). The server records what
 //! connect sent, so each test checks the wire, not only that a tool call came back.
 //!
-//! Needs `target/debug/mcp-bridge` (see tests/tests/connect.rs).
+//! Needs `target/debug/mcp-connect` (see tests/tests/connect.rs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use url::Url;
 
-use super::ConnectError;
+use crate::ConnectError;
 
 /// RFC 9728 §2, the fields this client uses.
 #[derive(Debug, Clone, Deserialize)]

@@ -1,4 +1,8 @@
-//! `mcp-bridge connect <url>`: a local stdio endpoint for a remote MCP server.
+//! `mcp-connect <url>`: a local stdio endpoint for a remote MCP server.
+//!
+//! The reverse of `mcp-bridge`, and a crate of its own so that the bridge's build carries
+//! no JWT signing (`private_key_jwt`) and no OAuth client. `mcp-bridge connect URL …`
+//! still works: the bridge runs this binary with the same arguments.
 //!
 //! Speaks line-delimited JSON-RPC on stdin/stdout to the local client and MCP
 //! Streamable HTTP to the remote; when the remote answers 401 it does OAuth itself
@@ -7,7 +11,7 @@
 //! (RFC 8252) or the device flow (RFC 8628). Tokens live in a 0600 file per server.
 //!
 //! ```text
-//! mcp-bridge connect https://svc.example.com/mcp [--device] [--no-browser]
+//! mcp-connect https://svc.example.com/mcp [--device] [--no-browser]
 //!     [--client-metadata-url https://app.example/client.json] [--token-store DIR] [--scope S]
 //!     [--client-id ID [--client-secret-file FILE]]
 //!     [--client-credentials [--private-key-file PEM [--key-id KID]]]
@@ -70,7 +74,7 @@ use gateway_common::clock::SharedClock;
 use gateway_common::config::Source;
 use url::Url;
 
-pub const USAGE: &str = "usage: mcp-bridge connect <https://host/mcp> [--device] [--no-browser] \
+pub const USAGE: &str = "usage: mcp-connect <https://host/mcp> [--device] [--no-browser] \
 [--client-metadata-url URL] [--token-store DIR] [--scope SCOPE] \
 [--client-id ID [--client-secret-file FILE]] \
 [--client-credentials [--private-key-file PEM [--key-id KID]]]";
@@ -147,7 +151,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-/// Parses the arguments after `connect`.
+/// Parses the arguments (after the program name).
 pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError> {
     let mut server = None;
     let mut opts_device = false;
@@ -292,12 +296,12 @@ pub fn parse_args(args: &[String], env: &Source) -> Result<Options, ConnectError
     })
 }
 
-/// Runs `connect` until stdin closes or the remote refuses; returns the exit code.
+/// Runs until stdin closes or the remote refuses; returns the exit code.
 pub fn main(args: &[String], env: &Source, clock: SharedClock) -> i32 {
     let opts = match parse_args(args, env) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("mcp-bridge connect: {e}");
+            eprintln!("mcp-connect: {e}");
             return e.exit_code();
         }
     };
@@ -311,7 +315,7 @@ pub fn main(args: &[String], env: &Source, clock: SharedClock) -> i32 {
             let e = ConnectError::Usage(
                 "no token store: set HOME, XDG_CONFIG_HOME or --token-store".into(),
             );
-            eprintln!("mcp-bridge connect: {e}");
+            eprintln!("mcp-connect: {e}");
             return e.exit_code();
         }
     };
@@ -322,7 +326,7 @@ pub fn main(args: &[String], env: &Source, clock: SharedClock) -> i32 {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("mcp-bridge connect: cannot start ({e})");
+            eprintln!("mcp-connect: cannot start ({e})");
             return 70;
         }
     };
@@ -332,7 +336,7 @@ pub fn main(args: &[String], env: &Source, clock: SharedClock) -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("mcp-bridge connect: {e}");
+            eprintln!("mcp-connect: {e}");
             e.exit_code()
         }
     }

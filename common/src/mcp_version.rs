@@ -1,4 +1,5 @@
-//! MCP protocol revisions the bridge speaks and what each allows on the wire.
+//! MCP protocol revisions the bridge serves and `mcp-connect` sends, and what each
+//! allows on the wire.
 
 /// Oldest first. 2024-11-05 is served by the legacy HTTP+SSE transport.
 pub const SUPPORTED: &[&str] = &[

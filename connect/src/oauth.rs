@@ -22,10 +22,10 @@ use oauth2::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 
-use super::client_auth::{self, ClientAuth};
-use super::discovery::{self, AuthServerMetadata, Discovered};
-use super::store::{Saved, TokenFile};
-use super::{ConnectError, Options};
+use crate::client_auth::{self, ClientAuth};
+use crate::discovery::{self, AuthServerMetadata, Discovered};
+use crate::store::{Saved, TokenFile};
+use crate::{ConnectError, Options};
 
 const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// How long the user has to finish signing in.
@@ -151,7 +151,7 @@ impl Auth {
             };
             match renewed {
                 Ok(()) => {
-                    eprintln!("mcp-bridge connect: refreshed the access token ahead of expiry");
+                    eprintln!("mcp-connect: refreshed the access token ahead of expiry");
                     self.persist(saved);
                 }
                 Err(GrantError::InvalidGrant) => {
@@ -180,14 +180,12 @@ impl Auth {
             if saved.refresh_token.is_some() {
                 match self.refresh(saved).await {
                     Ok(()) => {
-                        eprintln!("mcp-bridge connect: refreshed the access token after a 401");
+                        eprintln!("mcp-connect: refreshed the access token after a 401");
                         self.persist(saved);
                         return Ok(());
                     }
                     Err(GrantError::InvalidGrant) => {
-                        eprintln!(
-                            "mcp-bridge connect: the refresh token was refused; signing in again"
-                        );
+                        eprintln!("mcp-connect: the refresh token was refused; signing in again");
                     }
                     Err(GrantError::Other(e)) => return Err(e),
                 }
@@ -232,7 +230,9 @@ impl Auth {
             }
             *asked = Some(wanted.clone());
         }
-        eprintln!("mcp-bridge connect: the remote needs scope {demanded:?}; authorizing again for {wanted:?}");
+        eprintln!(
+            "mcp-connect: the remote needs scope {demanded:?}; authorizing again for {wanted:?}"
+        );
         let fresh = self
             .authorize(guard.clone(), challenge, Some(wanted))
             .await?;
@@ -244,7 +244,7 @@ impl Auth {
     fn persist(&self, saved: &Saved) {
         if let Err(e) = self.file.save(saved) {
             eprintln!(
-                "mcp-bridge connect: cannot save tokens to {} ({e}); continuing",
+                "mcp-connect: cannot save tokens to {} ({e}); continuing",
                 self.file.path.display()
             );
         }
@@ -430,7 +430,7 @@ impl Auth {
             !cc,
         )
         .await?;
-        eprintln!("mcp-bridge connect: authorization server {issuer} (found by {how})");
+        eprintln!("mcp-connect: authorization server {issuer} (found by {how})");
         // Scope: a step-up's union, else --scope, else the challenge's, else what the resource
         // supports (MCP 2025-11-25 "Scope Selection Strategy"), else none (the server's default).
         let scope = scope
@@ -468,7 +468,9 @@ impl Auth {
                     GrantError::Other(e) => e,
                 })?;
             self.apply(&mut saved, t);
-            eprintln!("mcp-bridge connect: obtained a token from {issuer} with client credentials ({method})");
+            eprintln!(
+                "mcp-connect: obtained a token from {issuer} with client credentials ({method})"
+            );
             return Ok(saved);
         }
 
@@ -537,7 +539,7 @@ impl Auth {
             None => self.device_flow(&md, &saved).await?,
         };
         self.apply(&mut saved, t);
-        eprintln!("mcp-bridge connect: signed in to {issuer}");
+        eprintln!("mcp-connect: signed in to {issuer}");
         Ok(saved)
     }
 
@@ -571,13 +573,13 @@ impl Auth {
             grants.push(GRANT_DEVICE_CODE);
         }
         let body = serde_json::json!({
-            "client_name": "mcp-bridge connect",
+            "client_name": "mcp-connect",
             "redirect_uris": [redirect_uri],
             "grant_types": grants,
             "response_types": ["code"],
             "token_endpoint_auth_method": method,
             "application_type": "native",
-            "software_id": "mcp-bridge-connect",
+            "software_id": "mcp-connect",
             "software_version": env!("CARGO_PKG_VERSION"),
         });
         let resp = self
@@ -684,7 +686,7 @@ impl Auth {
 
     async fn open_browser(&self, url: &str) {
         if self.opts.no_browser {
-            eprintln!("mcp-bridge connect: open this URL to sign in: {url}");
+            eprintln!("mcp-connect: open this URL to sign in: {url}");
             return;
         }
         let opener = self.opts.browser.clone().unwrap_or_else(|| {
@@ -696,7 +698,7 @@ impl Auth {
             .to_string()]
         });
         let Some((program, args)) = opener.split_first() else {
-            eprintln!("mcp-bridge connect: open this URL to sign in: {url}");
+            eprintln!("mcp-connect: open this URL to sign in: {url}");
             return;
         };
         let spawned = tokio::process::Command::new(program)
@@ -708,15 +710,15 @@ impl Auth {
             .spawn();
         match spawned {
             Ok(mut child) => {
-                eprintln!(
-                    "mcp-bridge connect: opened the browser to sign in (if it did not open: {url})"
-                );
+                eprintln!("mcp-connect: opened the browser to sign in (if it did not open: {url})");
                 tokio::spawn(async move {
                     let _ = child.wait().await;
                 });
             }
             Err(e) => {
-                eprintln!("mcp-bridge connect: cannot run {program} ({e}); open this URL to sign in: {url}");
+                eprintln!(
+                    "mcp-connect: cannot run {program} ({e}); open this URL to sign in: {url}"
+                );
             }
         }
     }
@@ -754,12 +756,12 @@ impl Auth {
             .await
             .map_err(|e| self.token_error(endpoint, e))?;
         eprintln!(
-            "mcp-bridge connect: to sign in, visit {} and enter the code {}",
+            "mcp-connect: to sign in, visit {} and enter the code {}",
             details.verification_uri().as_str(),
             details.user_code().secret()
         );
         if let Some(c) = details.verification_uri_complete() {
-            eprintln!("mcp-bridge connect: or open {}", c.secret());
+            eprintln!("mcp-connect: or open {}", c.secret());
         }
         // oauth2 polls with fixed extra parameters: a `private_key_jwt` client sends the same
         // assertion on every poll, which a server enforcing single-use `jti` refuses after the

@@ -17,11 +17,11 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use url::Url;
 
-use super::challenge::bearer_params;
-use super::oauth::Auth;
-use super::store::TokenFile;
-use super::{ConnectError, Options};
-use crate::jsonrpc::{code, IdKey};
+use crate::challenge::bearer_params;
+use crate::oauth::Auth;
+use crate::store::TokenFile;
+use crate::{ConnectError, Options};
+use gateway_common::jsonrpc::{code, IdKey};
 use gateway_common::{mcp_header, sse};
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -80,7 +80,7 @@ pub async fn run(opts: Options, dir: PathBuf, clock: SharedClock) -> Result<(), 
         // and a bearer token must not travel to another origin.
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("mcp-bridge-connect/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("mcp-connect/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| ConnectError::Internal(format!("cannot build the HTTP client ({e})")))?;
     let file = TokenFile::new(&dir, opts.server.as_str());
@@ -210,7 +210,7 @@ impl Remote {
         let own = msg
             .and_then(|m| m.pointer(META_VERSION))
             .and_then(Value::as_str);
-        let stateless = own.is_some_and(crate::version::is_stateless);
+        let stateless = own.is_some_and(gateway_common::mcp_version::is_stateless);
         if !stateless {
             if let Some(id) = &s.id {
                 req = req.header(SESSION_HEADER, id);
@@ -343,7 +343,7 @@ impl Remote {
                             .await
                         }
                         None => eprintln!(
-                            "mcp-bridge connect: the remote session ended; a message was dropped"
+                            "mcp-connect: the remote session ended; a message was dropped"
                         ),
                     }
                     return Ok(());
@@ -370,7 +370,7 @@ impl Remote {
                             self.to_client(&error_for(id, code::SERVER_UNAVAILABLE, format!("the remote answered HTTP {s}{detail}")))
                                 .await
                         }
-                        (None, _) => eprintln!("mcp-bridge connect: the remote answered HTTP {s} to a notification or response"),
+                        (None, _) => eprintln!("mcp-connect: the remote answered HTTP {s} to a notification or response"),
                     }
                     return Ok(());
                 }
@@ -475,7 +475,7 @@ impl Remote {
             let events = match parser.feed(&chunk) {
                 Ok(evs) => evs,
                 Err(o) => {
-                    eprintln!("mcp-bridge connect: dropped a stream from the remote: {o}");
+                    eprintln!("mcp-connect: dropped a stream from the remote: {o}");
                     end.overflow = Some(o);
                     return end;
                 }
@@ -491,7 +491,7 @@ impl Remote {
                     continue;
                 }
                 let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
-                    eprintln!("mcp-bridge connect: skipped an event that is not JSON");
+                    eprintln!("mcp-connect: skipped an event that is not JSON");
                     continue;
                 };
                 let answers = v.get("method").is_none()

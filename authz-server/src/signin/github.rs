@@ -25,6 +25,7 @@ use gateway_store::Store;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
+use super::token_endpoint::{ClientAuth, TokenEndpoint};
 use super::upstream::{self, PendingUpstream};
 use super::{Identity, IdentityProvider, SignInError, SignInStart};
 use crate::config::GitHubConfig;
@@ -51,12 +52,6 @@ pub enum Membership {
     Active,
     Pending,
     None,
-}
-
-#[derive(Debug, Deserialize)]
-struct TokenAnswer {
-    access_token: Option<String>,
-    error: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,37 +279,20 @@ impl IdentityProvider for GitHub {
         code: &str,
         pending: &PendingUpstream,
     ) -> Result<Identity, SignInError> {
-        let r = self
-            .http
-            .post(format!("{}/login/oauth/access_token", self.cfg.base_url))
-            .header("accept", "application/json")
-            .form(&[
-                ("client_id", self.cfg.client_id.as_str()),
-                ("client_secret", self.cfg.client_secret.expose_secret()),
-                ("code", code),
-                (
-                    "redirect_uri",
-                    &upstream::callback_url(&self.issuer, "github"),
-                ),
-                ("code_verifier", &pending.verifier),
-            ])
-            .send()
+        // GitHub takes our credentials in the form (client_secret_post) and
+        // reports a bad code as HTTP 200 with {"error": "bad_verification_code"}.
+        let endpoint = TokenEndpoint::new(
+            &format!("{}/login/oauth/access_token", self.cfg.base_url),
+            &self.cfg.client_id,
+            self.cfg.client_secret.expose_secret(),
+            &upstream::callback_url(&self.issuer, "github"),
+            ClientAuth::Post,
+        )?;
+        let granted = endpoint
+            .exchange_code(&self.http, code, &pending.verifier)
             .await
-            .map_err(unavailable)?;
-        if !r.status().is_success() {
-            return Err(SignInError::Unavailable(format!(
-                "GitHub token endpoint answered {}",
-                r.status()
-            )));
-        }
-        // GitHub reports a bad code as HTTP 200 with {"error": "bad_verification_code", ...}.
-        let answer: TokenAnswer = r.json().await.map_err(unavailable)?;
-        let token = match (answer.access_token, answer.error) {
-            (_, Some(e)) => return Err(SignInError::Upstream(format!("GitHub: {e}"))),
-            (Some(t), None) if !t.is_empty() => t,
-            _ => return Err(SignInError::Upstream("GitHub sent no access token".into())),
-        };
-        self.identify(&token).await
+            .map_err(|e| e.into_sign_in("GitHub"))?;
+        self.identify(&granted.access_token).await
     }
 
     async fn recheck(&self, user: &Identity, now: u64) -> Result<Option<Identity>, SignInError> {

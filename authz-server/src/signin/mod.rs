@@ -12,6 +12,7 @@
 pub mod github;
 pub mod local;
 pub mod oidc;
+pub mod token_endpoint;
 pub mod upstream;
 
 use async_trait::async_trait;

@@ -30,6 +30,7 @@ use serde::Deserialize;
 
 use gateway_common::clock::SharedClock;
 
+use super::token_endpoint::{ClientAuth, Failure, TokenEndpoint};
 use super::upstream::{self, PendingUpstream};
 use super::{Identity, IdentityProvider, SignInError, SignInStart};
 use crate::config::OidcConfig;
@@ -66,14 +67,6 @@ pub struct Oidc {
     discovery: ArcSwapOption<Discovery>,
     keys: Arc<KeyManager>,
     clock: SharedClock,
-}
-
-#[derive(Debug, Deserialize)]
-struct TokenAnswer {
-    id_token: Option<String>,
-    access_token: Option<String>,
-    refresh_token: Option<String>,
-    error: Option<String>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> SignInError {
@@ -167,17 +160,16 @@ impl Oidc {
             .map_err(unavailable)
     }
 
-    /// A POST to the provider's token endpoint with our client credentials
-    /// (`client_secret_basic`: both form-encoded first, RFC 6749 §2.3.1).
-    fn token_request(&self, d: &Discovery) -> reqwest::RequestBuilder {
-        let enc = |v: &str| url::form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
-        self.http
-            .post(&d.token_endpoint)
-            .basic_auth(
-                enc(&self.cfg.client_id),
-                Some(enc(self.cfg.client_secret.expose_secret())),
-            )
-            .header("accept", "application/json")
+    /// The provider's token endpoint with our credentials
+    /// (`client_secret_basic`, both form-encoded first, RFC 6749 §2.3.1).
+    fn token_endpoint(&self, d: &Discovery) -> Result<TokenEndpoint, SignInError> {
+        TokenEndpoint::new(
+            &d.token_endpoint,
+            &self.cfg.client_id,
+            self.cfg.client_secret.expose_secret(),
+            &upstream::callback_url(&self.issuer, "oidc"),
+            ClientAuth::Basic,
+        )
     }
 
     /// Fresh tokens from the provider's token endpoint (refresh grant,
@@ -188,30 +180,20 @@ impl Oidc {
         d: &Discovery,
         refresh_token: &str,
     ) -> Result<UpstreamTokens, SignInError> {
-        let r = self
-            .token_request(d)
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", refresh_token),
-            ])
-            .send()
+        match self
+            .token_endpoint(d)?
+            .refresh(&self.http, refresh_token)
             .await
-            .map_err(unavailable)?;
-        let status = r.status();
-        if status.is_server_error() {
-            return Err(unavailable(format!("token endpoint answered {status}")));
-        }
-        let answer: TokenAnswer = r.json().await.map_err(unavailable)?;
-        match (answer.access_token, answer.error) {
-            (_, Some(e)) => Err(SignInError::Refused(format!(
+        {
+            Ok(g) => Ok(UpstreamTokens {
+                access_token: g.access_token,
+                // Providers that rotate send a new one; others keep the old.
+                refresh_token: g.refresh_token.or(Some(refresh_token.to_string())),
+            }),
+            Err(Failure::Refused(e)) => Err(SignInError::Refused(format!(
                 "the provider refused to refresh the sign-in: {e}"
             ))),
-            (Some(access_token), None) if status.is_success() => Ok(UpstreamTokens {
-                access_token,
-                // Providers that rotate send a new one; others keep the old.
-                refresh_token: answer.refresh_token.or(Some(refresh_token.to_string())),
-            }),
-            _ => Err(upstream_err("the provider sent no access token")),
+            Err(Failure::Unavailable(e)) => Err(unavailable(e)),
         }
     }
 
@@ -403,37 +385,25 @@ impl IdentityProvider for Oidc {
         pending: &PendingUpstream,
     ) -> Result<Identity, SignInError> {
         let d = self.discovery().await?;
-        let r = self
-            .token_request(&d)
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                (
-                    "redirect_uri",
-                    &upstream::callback_url(&self.issuer, "oidc"),
-                ),
-                ("code_verifier", &pending.verifier),
-            ])
-            .send()
+        let granted = self
+            .token_endpoint(&d)?
+            .exchange_code(&self.http, code, &pending.verifier)
             .await
-            .map_err(unavailable)?;
-        let status = r.status();
-        let answer: TokenAnswer = r.json().await.map_err(unavailable)?;
-        let id_token = match (answer.id_token, answer.error) {
-            (_, Some(e)) => return Err(upstream_err(format!("token endpoint: {e}"))),
-            (Some(t), None) if status.is_success() => t,
-            _ => return Err(upstream_err("the provider sent no id_token")),
-        };
+            .map_err(|e| match e {
+                Failure::Refused(e) => upstream_err(format!("token endpoint: {e}")),
+                Failure::Unavailable(e) => unavailable(e),
+            })?;
+        let id_token = granted
+            .id_token
+            .ok_or_else(|| upstream_err("the provider sent no id_token"))?;
         let claims = self.validate(&d, &id_token, &pending.nonce).await?;
         let mut identity = decide(&self.cfg, &claims)?;
         // Kept (sealed) so a refresh of ours can ask the provider again.
-        if let Some(access_token) = answer.access_token {
-            identity.upstream_token = Some(self.seal(&UpstreamTokens {
-                access_token,
-                refresh_token: answer.refresh_token,
-            })?);
-            identity.checked_at = Some(self.clock.now_secs());
-        }
+        identity.upstream_token = Some(self.seal(&UpstreamTokens {
+            access_token: granted.access_token,
+            refresh_token: granted.refresh_token,
+        })?);
+        identity.checked_at = Some(self.clock.now_secs());
         Ok(identity)
     }
 

@@ -136,114 +136,28 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// Every variable, each checked where it is read; the first error names its variable.
     pub fn from_source(src: &Source) -> Result<Self, ConfigError> {
-        let base_domain = src.get("BASE_DOMAIN").map(str::to_string);
-        let issuer = match src.get("AUTH_ISSUER") {
-            Some(v) => v.to_string(),
-            None => match &base_domain {
-                Some(d) => format!("https://auth.{d}"),
-                None => {
-                    return Err(ConfigError::new(
-                        "AUTH_ISSUER",
-                        "is required when BASE_DOMAIN is not set",
-                        "https://auth.example.com",
-                    ))
-                }
-            },
-        };
-        check_issuer(&issuer)?;
-
-        let listen_raw = src.string("AUTHZ_LISTEN", "0.0.0.0:8000");
-        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
-            ConfigError::new(
-                "AUTHZ_LISTEN",
-                format!("must be host:port with an IP address, got {listen_raw:?}"),
-                "0.0.0.0:8000",
-            )
-        })?;
-
+        let base_domain = src.get("BASE_DOMAIN");
+        let issuer = issuer(src, base_domain)?;
+        let listen = listen(src)?;
         let access_token_lifetime = positive(src, "ACCESS_TOKEN_LIFETIME", 3600)?;
         let refresh_token_lifetime = positive(src, "REFRESH_TOKEN_LIFETIME", 30 * 24 * 3600)?;
         let session_timeout = positive(src, "SESSION_TIMEOUT", 900)?;
         let client_lifetime = src.seconds("CLIENT_LIFETIME", 90 * 24 * 3600)?;
         let client_lifetime = (!client_lifetime.is_zero()).then_some(client_lifetime);
-        let code_lifetime = positive(src, "AUTH_CODE_LIFETIME", 300)?;
-        if code_lifetime > MAX_CODE_LIFETIME {
-            return Err(ConfigError::new(
-                "AUTH_CODE_LIFETIME",
-                "must be at most 600 seconds (authorization codes are short-lived, RFC 9700 §4.2.1)",
-                "300",
-            ));
-        }
-
+        let code_lifetime = code_lifetime(src)?;
         let keys = KeyConfig::from_source(src, access_token_lifetime)?;
-
-        let mut services = Vec::new();
-        for name in src.enabled_services()? {
-            let var = format!("MCP_{}_URL", name.to_ascii_uppercase());
-            let resource = match src.get(&var) {
-                Some(v) => v.to_string(),
-                None => match &base_domain {
-                    Some(d) => gateway_common::config::service_url(&name, d),
-                    None => {
-                        return Err(ConfigError::new(
-                            &var,
-                            "is required when BASE_DOMAIN is not set",
-                            &format!("https://{name}.example.com/mcp"),
-                        ))
-                    }
-                },
-            };
-            check_resource(&var, &resource)?;
-            services.push(Service { name, resource });
-        }
-
+        let services = services(src, base_domain)?;
         let service_pairs: Vec<(String, String)> = services
             .iter()
             .map(|s| (s.name.clone(), s.resource.clone()))
             .collect();
-
-        let mut scopes_supported = src.list("SCOPES_SUPPORTED");
-        if scopes_supported.is_empty() {
-            scopes_supported.push("mcp".to_string());
-        }
-        for s in &scopes_supported {
-            if !crate::protocol::scope::is_scope_token(s) {
-                return Err(ConfigError::new(
-                    "SCOPES_SUPPORTED",
-                    format!("has an invalid scope {s:?} (RFC 6749 §3.3: printable ASCII, no spaces, quotes or backslashes)"),
-                    "mcp,mcp:admin",
-                ));
-            }
-        }
-        let default_scope = if scopes_supported.iter().any(|s| s == "mcp") {
-            "mcp".to_string()
-        } else {
-            scopes_supported[0].clone()
-        };
-
-        // Set: local sign-in from that file (users added later are picked up
-        // without a restart). Unset: from the default file, if it exists, so
-        // `mcp-gateway add-user NAME` and the server agree without a variable.
-        let local_users_file = match src.get("LOCAL_USERS_FILE") {
-            Some(path) => Some(PathBuf::from(path)),
-            None => Some(PathBuf::from(
-                gateway_common::config::DEFAULT_LOCAL_USERS_FILE,
-            ))
-            .filter(|p| p.exists()),
-        };
+        let (scopes_supported, default_scope) = scopes(src)?;
+        let local_users_file = local_users_file(src);
         let workers = usize::try_from(src.u64("AUTHZ_WORKERS", 2)?)
             .map_err(|_| ConfigError::new("AUTHZ_WORKERS", "is too large", "2"))?;
-        let trusted_proxies = match src.get("TRUSTED_PROXIES") {
-            None => TrustedProxies::loopback(),
-            Some(_) => TrustedProxies::parse(&src.list("TRUSTED_PROXIES")).map_err(|why| {
-                ConfigError::new(
-                    "TRUSTED_PROXIES",
-                    format!("must list IP addresses or CIDRs (or be *): {why}"),
-                    "127.0.0.1,10.0.0.0/8",
-                )
-            })?,
-        };
+        let trusted_proxies = trusted_proxies(src)?;
 
         Ok(Self {
             issuer,
@@ -302,6 +216,122 @@ impl Config {
 
     pub fn service_by_resource(&self, resource: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.resource == resource)
+    }
+}
+
+/// `AUTH_ISSUER`, else `https://auth.${BASE_DOMAIN}`.
+fn issuer(src: &Source, base_domain: Option<&str>) -> Result<String, ConfigError> {
+    let issuer = match (src.get("AUTH_ISSUER"), base_domain) {
+        (Some(v), _) => v.to_string(),
+        (None, Some(d)) => format!("https://auth.{d}"),
+        (None, None) => {
+            return Err(ConfigError::new(
+                "AUTH_ISSUER",
+                "is required when BASE_DOMAIN is not set",
+                "https://auth.example.com",
+            ))
+        }
+    };
+    check_issuer(&issuer)?;
+    Ok(issuer)
+}
+
+/// `AUTHZ_LISTEN`: an IP address and a port.
+fn listen(src: &Source) -> Result<SocketAddr, ConfigError> {
+    let raw = src.string("AUTHZ_LISTEN", "0.0.0.0:8000");
+    raw.parse().map_err(|_| {
+        ConfigError::new(
+            "AUTHZ_LISTEN",
+            format!("must be host:port with an IP address, got {raw:?}"),
+            "0.0.0.0:8000",
+        )
+    })
+}
+
+/// `AUTH_CODE_LIFETIME`: authorization codes are short-lived (RFC 9700 §4.2.1).
+fn code_lifetime(src: &Source) -> Result<Duration, ConfigError> {
+    let code_lifetime = positive(src, "AUTH_CODE_LIFETIME", 300)?;
+    if code_lifetime > MAX_CODE_LIFETIME {
+        return Err(ConfigError::new(
+            "AUTH_CODE_LIFETIME",
+            "must be at most 600 seconds (authorization codes are short-lived, RFC 9700 §4.2.1)",
+            "300",
+        ));
+    }
+    Ok(code_lifetime)
+}
+
+/// Every `MCP_<NAME>_ENABLED` service and its resource: `MCP_<NAME>_URL`,
+/// else `https://<name>.${BASE_DOMAIN}/mcp`.
+fn services(src: &Source, base_domain: Option<&str>) -> Result<Vec<Service>, ConfigError> {
+    let mut services = Vec::new();
+    for name in src.enabled_services()? {
+        let var = format!("MCP_{}_URL", name.to_ascii_uppercase());
+        let resource = match (src.get(&var), base_domain) {
+            (Some(v), _) => v.to_string(),
+            (None, Some(d)) => gateway_common::config::service_url(&name, d),
+            (None, None) => {
+                return Err(ConfigError::new(
+                    &var,
+                    "is required when BASE_DOMAIN is not set",
+                    &format!("https://{name}.example.com/mcp"),
+                ))
+            }
+        };
+        check_resource(&var, &resource)?;
+        services.push(Service { name, resource });
+    }
+    Ok(services)
+}
+
+/// `SCOPES_SUPPORTED` (default `mcp`) and the scope granted when none is
+/// asked for: `mcp` when supported, else the first.
+fn scopes(src: &Source) -> Result<(Vec<String>, String), ConfigError> {
+    let mut scopes_supported = src.list("SCOPES_SUPPORTED");
+    if scopes_supported.is_empty() {
+        scopes_supported.push("mcp".to_string());
+    }
+    for s in &scopes_supported {
+        if !crate::protocol::scope::is_scope_token(s) {
+            return Err(ConfigError::new(
+                "SCOPES_SUPPORTED",
+                format!("has an invalid scope {s:?} (RFC 6749 §3.3: printable ASCII, no spaces, quotes or backslashes)"),
+                "mcp,mcp:admin",
+            ));
+        }
+    }
+    let default_scope = if scopes_supported.iter().any(|s| s == "mcp") {
+        "mcp".to_string()
+    } else {
+        scopes_supported[0].clone()
+    };
+    Ok((scopes_supported, default_scope))
+}
+
+/// Set: local sign-in from that file (users added later are picked up
+/// without a restart). Unset: from the default file, if it exists, so
+/// `mcp-gateway add-user NAME` and the server agree without a variable.
+fn local_users_file(src: &Source) -> Option<PathBuf> {
+    match src.get("LOCAL_USERS_FILE") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => Some(PathBuf::from(
+            gateway_common::config::DEFAULT_LOCAL_USERS_FILE,
+        ))
+        .filter(|p| p.exists()),
+    }
+}
+
+/// `TRUSTED_PROXIES` (default: loopback only).
+fn trusted_proxies(src: &Source) -> Result<TrustedProxies, ConfigError> {
+    match src.get("TRUSTED_PROXIES") {
+        None => Ok(TrustedProxies::loopback()),
+        Some(_) => TrustedProxies::parse(&src.list("TRUSTED_PROXIES")).map_err(|why| {
+            ConfigError::new(
+                "TRUSTED_PROXIES",
+                format!("must list IP addresses or CIDRs (or be *): {why}"),
+                "127.0.0.1,10.0.0.0/8",
+            )
+        }),
     }
 }
 

@@ -10,7 +10,8 @@
 # `cargo build --release -p mcp-authz --bin mcp-authz --example bench_tokens`
 # and `cargo build --release -p mcp-verifier --bin mcp-verifier --example
 # bench_noop --example bench_verify`). Prints both counts per row and the
-# change in percent; the rows are those of bench/instructions.sh.
+# change in percent; the rows are those of bench/instructions.sh but the
+# metrics pair (METRICS_ROWS=0).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 [[ $# -ge 2 ]] || { echo "usage: bench/compare.sh BEFORE_BIN_DIR AFTER_BIN_DIR [N]" >&2; exit 2; }
@@ -20,7 +21,7 @@ trap 'rm -rf "$w"' EXIT
 for side in before after; do
   dir=${!side}
   echo "== $side: $dir"
-  BIN_DIR="$dir" bash "$here/instructions.sh" "$n" | tee "$w/$side.txt"
+  BIN_DIR="$dir" METRICS_ROWS=0 bash "$here/instructions.sh" "$n" | tee "$w/$side.txt"
 done
 python3 - "$w/before.txt" "$w/after.txt" <<'EOF'
 import re, sys

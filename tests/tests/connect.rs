@@ -268,7 +268,9 @@ async fn mcp_bridge_connect_without_mcp_connect_names_it() {
 
 #[actix_web::test]
 async fn a_remote_that_is_down_exits_69_with_one_line() {
-    let port = gateway_testkit::free_port();
+    // Bound by nobody else, and refusing every connection.
+    let down = gateway_testkit::RefusingPort::new().unwrap();
+    let port = down.port;
     let work = tempfile::tempdir().unwrap();
     let store = work.path().to_str().unwrap().to_string();
     let url = format!("http://127.0.0.1:{port}/mcp");

@@ -31,7 +31,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use gateway_testkit::{free_port, repo_root, venv_bin, ChildGuard};
+use gateway_testkit::{
+    candidate_port, listens_on, repo_root, retry_on_port_taken, venv_bin, ChildGuard, PortTaken,
+};
 use mcp_gateway::catalog::CATALOG;
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -1962,10 +1964,8 @@ fn traefik_args(
             "--certificatesResolvers.letsencrypt.acme.storage={}/acme.json",
             dir.display()
         ),
-        format!(
-            "--certificatesResolvers.letsencrypt.acme.caServer=https://127.0.0.1:{}/directory",
-            free_port()
-        ),
+        // Never asked (no router uses the resolver): an address that refuses.
+        "--certificatesResolvers.letsencrypt.acme.caServer=https://127.0.0.1:9/directory".into(),
         "--api=true".into(),
         "--api.insecure=true".into(),
         "--global.checkNewVersion=false".into(),
@@ -2005,7 +2005,18 @@ fn compose_traefik_flags(compose: &Value) -> Result<Vec<String>> {
 }
 
 /// Starts Traefik and waits for its API; `Err` with Traefik's own words if it exits.
+/// Its three entry points take candidate ports; one taken by somebody else in
+/// between starts it again on others (Traefik logs the failed bind and keeps
+/// running, so its log is read for it, and each port must be Traefik's own).
 async fn start_traefik(compose_flags: &[String], dynamic: Option<&Value>) -> Result<Traefik> {
+    retry_on_port_taken(|port| start_traefik_on(compose_flags, dynamic, port)).await
+}
+
+async fn start_traefik_on(
+    compose_flags: &[String],
+    dynamic: Option<&Value>,
+    api_port: u16,
+) -> Result<Traefik> {
     let dir = tempfile::tempdir()?;
     let dynamic_path = match dynamic {
         Some(conf) => {
@@ -2016,9 +2027,9 @@ async fn start_traefik(compose_flags: &[String], dynamic: Option<&Value>) -> Res
         }
         None => None,
     };
-    let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-    let websecure: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let api = SocketAddr::from(([127, 0, 0, 1], api_port));
+    let web = SocketAddr::from(([127, 0, 0, 1], candidate_port()));
+    let websecure = SocketAddr::from(([127, 0, 0, 1], candidate_port()));
     let log = dir.path().join("traefik.log");
     let log_file = std::fs::File::create(&log)?;
     let child = Command::new(venv_bin("traefik"))
@@ -2036,15 +2047,36 @@ async fn start_traefik(compose_flags: &[String], dynamic: Option<&Value>) -> Res
         .spawn()
         .context("starting traefik from the test venv")?;
     let mut guard = ChildGuard(child);
-    let client = reqwest::Client::new();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(status) = guard.0.try_wait()? {
-            bail!(
-                "traefik exited ({status}) with the compose flags:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+        let text = read_log();
+        if text.to_ascii_lowercase().contains("address already in use") {
+            let taken = [api, web, websecure]
+                .into_iter()
+                .find(|a| text.contains(&format!(":{}", a.port())))
+                .map_or(api.port(), |a| a.port());
+            return Err(anyhow::Error::new(PortTaken(taken)).context(text));
         }
+        if let Some(status) = guard.0.try_wait()? {
+            bail!("traefik exited ({status}) with the compose flags:\n{text}");
+        }
+        let pid = guard.0.id();
+        if [api, web, websecure]
+            .iter()
+            .all(|a| listens_on(pid, a.port()))
+        {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "traefik did not listen on {api}, {web} and {websecure} within 20 s:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Its own ports; now its API answers.
+    let client = reqwest::Client::new();
+    loop {
         if let Ok(r) = client.get(format!("http://{api}/ping")).send().await {
             if r.status().is_success() {
                 break;
@@ -2052,7 +2084,8 @@ async fn start_traefik(compose_flags: &[String], dynamic: Option<&Value>) -> Res
         }
         ensure!(
             Instant::now() < deadline,
-            "traefik did not answer /ping within 20 s"
+            "traefik did not answer /ping within 20 s:\n{}",
+            read_log()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -2945,7 +2978,10 @@ async fn every_checker_rejects_a_broken_copy() {
 
     // Traefik CRDs, Ingress and variable names (checked on a copy of the whole tree).
     let tree = |rel: &str, from: &str, to: &str| -> PathBuf {
-        let root = dir.path().join(format!("k8s-{}", free_port()));
+        static COPIES: AtomicUsize = AtomicUsize::new(0);
+        let root = dir
+            .path()
+            .join(format!("k8s-{}", COPIES.fetch_add(1, Ordering::Relaxed)));
         for f in yaml_files(&deploy("kubernetes"))
             .unwrap()
             .into_iter()

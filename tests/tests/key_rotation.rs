@@ -48,7 +48,8 @@ async fn verify(
 async fn three_rotations_under_traffic_without_a_single_401() {
     // Nothing listens on the proxy port: the verifiers are asked directly,
     // with the forwarded headers a proxy for that origin would send.
-    let port = gateway_testkit::free_port();
+    let proxy = gateway_testkit::RefusingPort::new().unwrap();
+    let port = proxy.port;
     let spec = StackSpec {
         authz: 2,
         verifiers: 3,

@@ -60,6 +60,28 @@ pub fn free_port() -> u16 {
     candidate_port()
 }
 
+/// A port on 127.0.0.1 that refuses connections for as long as this value
+/// lives: bound, never listening, so no other process can take it and every
+/// connection attempt is refused at once. For "the remote is down" and for
+/// addresses that must never answer.
+#[derive(Debug)]
+pub struct RefusingPort {
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl RefusingPort {
+    pub fn new() -> std::io::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+        let port = socket.local_addr()?.port();
+        Ok(Self {
+            _socket: socket,
+            port,
+        })
+    }
+}
+
 /// A process could not bind the port it was configured with: somebody took
 /// it after it was picked. [`retry_on_port_taken`] starts again on another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

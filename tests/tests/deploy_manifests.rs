@@ -84,6 +84,7 @@ const SERVICE_VARS: &[(&str, &[&str])] = &[
     ("BRIDGE_ALLOWED_ORIGINS", &["mcp-bridge/src/config.rs"]),
     ("BRIDGE_PROCESS_MODEL", &["mcp-bridge/src/config.rs"]),
     ("LOCAL_USERS_FILE", &["authz-server/src/config.rs"]),
+    ("SHUTDOWN_DELAY", &["common/src/lifecycle.rs"]),
 ];
 
 /// `BRIDGE_ENV_<NAME>` passes `<NAME>` to the bridge's child (mcp-bridge/src/config.rs).

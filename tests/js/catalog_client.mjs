@@ -24,6 +24,7 @@ import {
   exchangeAuthorization,
 } from '@modelcontextprotocol/sdk/client/auth.js';
 import { signIn, CookieJar } from './browser.mjs';
+import { MemoryProvider } from './memory_provider.mjs';
 
 const services = JSON.parse(process.env.SERVICES);
 const user = process.env.SIGNIN_USER;
@@ -44,32 +45,9 @@ function audience(token) {
 }
 const same = (a, b) => JSON.stringify([...a].sort()) === JSON.stringify([...b].sort());
 
-class MemoryProvider {
-  constructor(client) {
-    this._client = client;
-    this._tokens = undefined;
-    this._verifier = undefined;
-    this.authorizationUrl = undefined;
-  }
-  get redirectUrl() { return redirectUri; }
-  get clientMetadata() {
-    return {
-      client_name: 'gateway catalog client',
-      redirect_uris: [redirectUri],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-  state() { return 'st-' + Math.random().toString(36).slice(2); }
-  clientInformation() { return this._client; }
-  saveClientInformation(info) { this._client = info; }
-  tokens() { return this._tokens; }
-  saveTokens(t) { this._tokens = t; }
-  redirectToAuthorization(url) { this.authorizationUrl = url; }
-  saveCodeVerifier(v) { this._verifier = v; }
-  codeVerifier() { return this._verifier; }
-}
+/** A provider holding `client` (registered already, or not yet). */
+const newProvider = (client) =>
+  new MemoryProvider({ redirectUri, clientName: 'gateway catalog client', client });
 
 /** Connects to `service` with the token `provider` holds and calls its tool. */
 async function callTool(service, provider) {
@@ -129,7 +107,7 @@ let clientInformation;
 let multiToken;
 try {
   const metadata = await discoverAuthorizationServerMetadata(issuer);
-  const provider = new MemoryProvider(undefined);
+  const provider = newProvider(undefined);
   clientInformation = await registerClient(issuer, { metadata, clientMetadata: provider.clientMetadata });
   const { authorizationUrl, codeVerifier } = await startAuthorization(issuer, {
     metadata,
@@ -153,7 +131,7 @@ try {
   multiToken = tokens.access_token;
   const aud = audience(multiToken);
   if (!same(aud, services.map((s) => s.url))) throw new Error(`multi-resource token aud ${aud}`);
-  const holder = new MemoryProvider(clientInformation);
+  const holder = newProvider(clientInformation);
   holder.saveTokens(tokens);
   for (const s of services) await callTool(s, holder);
   report('multi_resource_token', { audiences: aud.length, calls: services.length });
@@ -163,7 +141,7 @@ try {
 const perService = [];
 try {
   for (const s of services) {
-    const provider = new MemoryProvider(clientInformation);
+    const provider = newProvider(clientInformation);
     const transport = new StreamableHTTPClientTransport(new URL(s.url), { authProvider: provider });
     const client = new Client({ name: 'gateway-catalog', version: '1.0.0' });
     try {

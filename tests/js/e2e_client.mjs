@@ -22,6 +22,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError, refreshAuthorization, discoverAuthorizationServerMetadata } from '@modelcontextprotocol/sdk/client/auth.js';
 import { signIn, CookieJar } from './browser.mjs';
+import { MemoryProvider } from './memory_provider.mjs';
 
 const mcpUrl = new URL(process.env.MCP_URL);
 const user = process.env.SIGNIN_USER;
@@ -50,37 +51,14 @@ function fail(step, err) {
   process.exit(1);
 }
 
-class MemoryProvider {
-  constructor() {
-    this._client = clientMetadataUrl && !metadataViaSdk ? { client_id: clientMetadataUrl } : undefined;
-    this._tokens = undefined;
-    this._verifier = undefined;
-    this.authorizationUrl = undefined;
-  }
-  get redirectUrl() { return redirectUri; }
-  get clientMetadataUrl() { return metadataViaSdk ? clientMetadataUrl : undefined; }
-  get clientMetadata() {
-    return {
-      client_name: 'gateway e2e client',
-      redirect_uris: [redirectUri],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-      software_id: 'gateway-e2e',
-      software_version: '1.0.0',
-    };
-  }
-  state() { return 'st-' + Math.random().toString(36).slice(2); }
-  clientInformation() { return this._client; }
-  saveClientInformation(info) { this._client = info; }
-  tokens() { return this._tokens; }
-  saveTokens(t) { this._tokens = t; }
-  redirectToAuthorization(url) { this.authorizationUrl = url; }
-  saveCodeVerifier(v) { this._verifier = v; }
-  codeVerifier() { return this._verifier; }
-}
 
-const provider = new MemoryProvider();
+const provider = new MemoryProvider({
+  redirectUri,
+  clientName: 'gateway e2e client',
+  metadata: { software_id: 'gateway-e2e', software_version: '1.0.0' },
+  clientMetadataUrl: metadataViaSdk ? clientMetadataUrl : undefined,
+  client: clientMetadataUrl && !metadataViaSdk ? { client_id: clientMetadataUrl } : undefined,
+});
 
 async function connect() {
   const client = new Client({ name: 'gateway-e2e', version: '1.0.0' });

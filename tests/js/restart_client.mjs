@@ -17,6 +17,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError, refreshAuthorization, discoverAuthorizationServerMetadata } from '@modelcontextprotocol/sdk/client/auth.js';
 import { signIn, CookieJar } from './browser.mjs';
+import { MemoryProvider } from './memory_provider.mjs';
 
 const phase = process.env.PHASE;
 const mcpUrl = new URL(process.env.MCP_URL);
@@ -36,31 +37,9 @@ function fail(step, err) {
   process.exit(1);
 }
 
-class Provider {
-  constructor(client, tokens) {
-    this._client = client;
-    this._tokens = tokens;
-    this.authorizationUrl = undefined;
-  }
-  get redirectUrl() { return redirectUri; }
-  get clientMetadata() {
-    return {
-      client_name: 'gateway restart check',
-      redirect_uris: [redirectUri],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-  state() { return 'st-' + Math.random().toString(36).slice(2); }
-  clientInformation() { return this._client; }
-  saveClientInformation(info) { this._client = info; }
-  tokens() { return this._tokens; }
-  saveTokens(t) { this._tokens = t; }
-  redirectToAuthorization(url) { this.authorizationUrl = url; }
-  saveCodeVerifier(v) { this._verifier = v; }
-  codeVerifier() { return this._verifier; }
-}
+/** A provider holding `client` and `tokens` (either may be undefined). */
+const newProvider = (client, tokens) =>
+  new MemoryProvider({ redirectUri, clientName: 'gateway restart check', client, tokens });
 
 // Signs in through the server's pages; returns the steps the browser saw.
 async function authorize(provider, jar) {
@@ -113,7 +92,7 @@ async function serverMetadata() {
 
 if (phase === 'before') {
   try {
-    const provider = new Provider(undefined, undefined);
+    const provider = newProvider(undefined, undefined);
     const jar = new CookieJar();
     const pages = await authorize(provider, jar);
     if (!consentShown(pages)) throw new Error(`the first authorization showed no consent page: ${pages.join(' | ')}`);
@@ -136,13 +115,13 @@ if (phase === 'before') {
       resource: new URL(resource),
     });
     if (!fresh.access_token || fresh.refresh_token === state.tokens.refresh_token) throw new Error('refresh gave no rotated token');
-    provider = new Provider(state.client, fresh);
+    provider = newProvider(state.client, fresh);
     await callTool(provider);
     report('refresh_token_kept', { client_id: state.client.client_id });
   } catch (e) { fail('refresh', e); }
   try {
     // The consent survived: the same client, the same browser, no consent page.
-    provider = new Provider(state.client, undefined);
+    provider = newProvider(state.client, undefined);
     const jar = await CookieJar.load(`${stateFile}.cookies`);
     const pages = await authorize(provider, jar);
     if (consentShown(pages)) throw new Error(`consent asked again after the restart: ${pages.join(' | ')}`);

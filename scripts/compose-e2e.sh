@@ -210,7 +210,7 @@ https_port=$(podman port "${project}_traefik_1" 443/tcp | head -n1 | sed 's/.*:/
 # authz-server picks a service's metadata by host and path, and "echo.<domain>:<port>"
 # is no service (its metadata answered 404 through a working route).
 outside() { # URL path on HOST -> status code
-  curl -s -o /dev/null -w '%{http_code}' --cacert "$e2e/ca.pem" -H "Host: $1.$domain" \
+  curl -s -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$e2e/ca.pem" -H "Host: $1.$domain" \
     --resolve "$1.$domain:$https_port:127.0.0.1" "https://$1.$domain:$https_port$2" "${@:3}"
 }
 # Polls until Traefik routes to the authz-server (discovery on auth.<domain>) and every
@@ -277,6 +277,10 @@ echo "compose-e2e: authz-server healthy again $(since "$t_restart")s after resta
 wait_routed 90 "$t_restart"
 echo "compose-e2e: routed through Traefik again $(since "$t_restart")s after restart"
 client restart_client.mjs -e PHASE=after -e "MCP_URL=https://echo.$domain/mcp" -e STATE_FILE=/state/restart.json
+
+# Each container's log so far, kept after down for a look (target/containers/e2e/logs).
+mkdir -p "$e2e/logs"
+for c in $(containers); do podman logs "$c" > "$e2e/logs/$c.log" 2>&1 || true; done
 
 step "shutdown: SIGTERM to every container at once, time until each exits"
 printf '%-34s %8s %6s\n' container "exit (s)" code

@@ -96,8 +96,13 @@ trap cleanup EXIT
 # A previous run interrupted before its `down`.
 if podman network exists "$network" || [ -n "$(podman ps -aq --filter "label=io.podman.compose.project=$project")" ]; then
   step "removing the leftovers of an earlier run"
+  # Their anonymous volumes too (down removes named volumes only).
+  leftover_volumes=$(podman ps -aq --filter "label=io.podman.compose.project=$project" |
+    xargs -r podman inspect --format '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' |
+    tr ' ' '\n' | grep -E '^[0-9a-f]{64}$' || true)
   [ -f "$compose_file" ] && compose down -v -t 5 >/dev/null 2>&1 || true
   podman ps -aq --filter "label=io.podman.compose.project=$project" | xargs -r podman rm -f -t 5 >/dev/null
+  for v in $leftover_volumes; do podman volume rm "$v" >/dev/null 2>&1 || true; done
   podman pod ps -q --filter "name=pod_$project" | xargs -r podman pod rm -f >/dev/null
   podman network exists "$network" && podman network rm -f "$network" >/dev/null
 fi

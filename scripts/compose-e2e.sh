@@ -221,9 +221,17 @@ outside() { # URL path on HOST -> status code
 # Polls until Traefik routes to the authz-server (discovery on auth.<domain>) and every
 # service's metadata router (on its own host, served by the authz-server) answers.
 # $1: limit in seconds, $2: start time.
+# Meanwhile every container's health check runs every 2 s, as an engine's timer would
+# (podman has none without systemd): Traefik relists the containers only on an event, and
+# twice in five runs the one event after the restarted authz-server's check passed left it
+# filtered as starting (Traefik's log: its routers, and every MCP router using its
+# middlewares, missing for the 90 s of this wait).
 wait_routed() {
-  local limit=$1 t0=$2 svc ok
+  local limit=$1 t0=$2 svc ok n=0 c
   while :; do
+    if ((n++ % 4 == 0)); then
+      for c in $(containers); do podman healthcheck run "$c" >/dev/null 2>&1 || true; done
+    fi
     ok=1
     [ "$(outside auth /.well-known/oauth-authorization-server)" = 200 ] || ok=
     for svc in "${services[@]}"; do
@@ -283,18 +291,22 @@ wait_routed 90 "$t_restart"
 echo "compose-e2e: routed through Traefik again $(since "$t_restart")s after restart"
 client restart_client.mjs -e PHASE=after -e "MCP_URL=https://echo.$domain/mcp" -e STATE_FILE=/state/restart.json
 
-# Each container's log so far, kept after down for a look (target/containers/e2e/logs).
 mkdir -p "$e2e/logs"
-for c in $(containers); do podman logs "$c" > "$e2e/logs/$c.log" 2>&1 || true; done
 
 step "shutdown: SIGTERM to every container at once, time until each exits"
-printf '%-34s %8s %6s\n' container "exit (s)" code
+printf '%-34s %8s %8s %6s\n' container "exit (s)" "stop (s)" code
 stops=()
 for c in $(containers); do
   (
     t0=$(now)
     podman stop -t 60 "$c" >/dev/null
-    printf '%-34s %8s %6s\n' "$c" "$(since "$t0")" "$(podman inspect --format '{{.State.ExitCode}}' "$c")"
+    # exit: SIGTERM to the process's end as podman recorded it; stop: until `podman stop`
+    # returned (its own cleanup included: network, mounts, locks shared by the stops).
+    printf '%-34s %8s %8s %6s\n' "$c" \
+      "$(podman inspect --format '{{.State.FinishedAt.UnixNano}}' "$c" | awk -v a="$t0" '{ printf "%.1f", $1 / 1e9 - a }')" \
+      "$(since "$t0")" "$(podman inspect --format '{{.State.ExitCode}}' "$c")"
+    # Its whole log, the stop included, kept after down (target/containers/e2e/logs).
+    podman logs -t "$c" > "$e2e/logs/$c.log" 2>&1 || true
   ) &
   stops+=($!)
 done

@@ -18,6 +18,8 @@
 #   - each container is stopped (SIGTERM) and its exit time printed; `down` then leaves
 #     no container, pod, network or volume of the project.
 # Prints the time to healthy and the shutdown times. Run as root.
+# E2E_KEEP=1: on failure, leave the stack (and podman's API service) running to look at.
+# E2E_TRAEFIK_DEBUG=1: Traefik logs at DEBUG and serves its API on :8080 inside the network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -53,9 +55,15 @@ if [ ! -d tests/js/node_modules/@modelcontextprotocol/sdk ]; then
   step "npm ci (tests/js)"
   (cd tests/js && npm ci --no-audit --no-fund)
 fi
-step "mcp-gateway (the operator CLI: generate-secrets, add-user)"
-nice -n 15 cargo build -q --locked -p mcp-gateway --bin mcp-gateway
-gateway_cli="$root/target/debug/mcp-gateway"
+# MCP_GATEWAY_CLI: an mcp-gateway binary built already (from this commit), instead of a
+# debug build into target/.
+if [ -n "${MCP_GATEWAY_CLI:-}" ]; then
+  gateway_cli=$MCP_GATEWAY_CLI
+else
+  step "mcp-gateway (the operator CLI: generate-secrets, add-user)"
+  nice -n 15 cargo build -q --locked -p mcp-gateway --bin mcp-gateway
+  gateway_cli="$root/target/debug/mcp-gateway"
+fi
 
 # podman-compose acts on the services of the active profiles only: the enabled ones, as
 # up.sh selects them.
@@ -65,7 +73,9 @@ compose() {
 svc_pid=
 cleanup() {
   local rc=$?
-  if [ -f "$compose_file" ]; then
+  if ((rc != 0)) && [ -n "${E2E_KEEP:-}" ]; then
+    echo "compose-e2e: E2E_KEEP set: the stack is left running (compose file $compose_file)" >&2
+  elif [ -f "$compose_file" ]; then
     if ((rc != 0)); then
       step "failed: logs of every container"
       for c in $(podman ps -a --filter "label=io.podman.compose.project=$project" --format '{{.Names}}'); do
@@ -78,7 +88,7 @@ cleanup() {
     compose down -v -t 30 --remove-orphans >/dev/null 2>&1 || true
     for v in $vols; do podman volume rm "$v" >/dev/null 2>&1 || true; done
   fi
-  if [ -n "$svc_pid" ]; then kill "$svc_pid" 2>/dev/null || true; fi
+  if [ -n "$svc_pid" ] && [ -z "${E2E_KEEP:-}" ]; then kill "$svc_pid" 2>/dev/null || true; fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -86,8 +96,13 @@ trap cleanup EXIT
 # A previous run interrupted before its `down`.
 if podman network exists "$network" || [ -n "$(podman ps -aq --filter "label=io.podman.compose.project=$project")" ]; then
   step "removing the leftovers of an earlier run"
+  # Their anonymous volumes too (down removes named volumes only).
+  leftover_volumes=$(podman ps -aq --filter "label=io.podman.compose.project=$project" |
+    xargs -r podman inspect --format '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}' |
+    tr ' ' '\n' | grep -E '^[0-9a-f]{64}$' || true)
   [ -f "$compose_file" ] && compose down -v -t 5 >/dev/null 2>&1 || true
   podman ps -aq --filter "label=io.podman.compose.project=$project" | xargs -r podman rm -f -t 5 >/dev/null
+  for v in $leftover_volumes; do podman volume rm "$v" >/dev/null 2>&1 || true; done
   podman pod ps -q --filter "name=pod_$project" | xargs -r podman pod rm -f >/dev/null
   podman network exists "$network" && podman network rm -f "$network" >/dev/null
 fi
@@ -196,14 +211,49 @@ echo "compose-e2e: all $(containers | wc -l) containers healthy ${healthy_after}
 
 step "from the host, through Traefik's published port"
 https_port=$(podman port "${project}_traefik_1" 443/tcp | head -n1 | sed 's/.*://')
+# Host names the host without the published port, as a client of port 443 sends it: the
+# authz-server picks a service's metadata by host and path, and "echo.<domain>:<port>"
+# is no service (its metadata answered 404 through a working route).
 outside() { # URL path on HOST -> status code
-  curl -s -o /dev/null -w '%{http_code}' --cacert "$e2e/ca.pem" \
+  curl -s -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$e2e/ca.pem" -H "Host: $1.$domain" \
     --resolve "$1.$domain:$https_port:127.0.0.1" "https://$1.$domain:$https_port$2" "${@:3}"
+}
+# Polls until Traefik routes to the authz-server (discovery on auth.<domain>) and every
+# service's metadata router (on its own host, served by the authz-server) answers.
+# $1: limit in seconds, $2: start time.
+# Meanwhile every container's health check runs every 2 s, as an engine's timer would
+# (podman has none without systemd): Traefik relists the containers only on an event, and
+# twice in five runs the one event after the restarted authz-server's check passed left it
+# filtered as starting (Traefik's log: its routers, and every MCP router using its
+# middlewares, missing for the 90 s of this wait).
+wait_routed() {
+  local limit=$1 t0=$2 svc ok n=0 c
+  while :; do
+    if ((n++ % 4 == 0)); then
+      for c in $(containers); do podman healthcheck run "$c" >/dev/null 2>&1 || true; done
+    fi
+    ok=1
+    [ "$(outside auth /.well-known/oauth-authorization-server)" = 200 ] || ok=
+    for svc in "${services[@]}"; do
+      [ -z "$ok" ] || [ "$(outside "$svc" /.well-known/oauth-protected-resource/mcp)" = 200 ] || ok=
+    done
+    [ -n "$ok" ] && return 0
+    if awk -v a="$t0" -v b="$(now)" -v l="$limit" 'BEGIN { exit !(b - a > l) }'; then
+      echo "compose-e2e: Traefik did not route to the authz-server and every service within ${limit}s" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
 }
 check() { # WHAT GOT WANT
   if [ "$2" != "$3" ]; then echo "compose-e2e: $1: got $2, want $3" >&2; exit 1; fi
   echo "ok: $1 ($2)"
 }
+# Healthy is not yet routed: Traefik relists the containers on each health_status event
+# and applies a new configuration at most every 2 s (providersThrottleDuration), so the
+# first requests right after the last check passes got 404. Wait for the routes.
+wait_routed 60 "$t_up"
+echo "compose-e2e: routed through Traefik $(since "$t_up")s after up"
 check "discovery on auth.$domain" "$(outside auth /.well-known/oauth-authorization-server)" 200
 check "/metrics on auth.$domain not routed" "$(outside auth /metrics)" 404
 check "/metrics on echo.$domain not routed" "$(outside echo /metrics)" 404
@@ -236,27 +286,27 @@ t_restart=$(now)
 compose restart authz-server >/dev/null
 wait_healthy "${project}_authz-server_1" 120
 echo "compose-e2e: authz-server healthy again $(since "$t_restart")s after restart"
-# Traefik takes the routes of a container back once it sees it healthy: poll until the
-# routes to the authz-server (discovery, and metadata on a service host) answer again.
-until [ "$(outside auth /.well-known/oauth-authorization-server)" = 200 ] &&
-  [ "$(outside echo /.well-known/oauth-protected-resource/mcp)" = 200 ]; do
-  if awk -v a="$t_restart" -v b="$(now)" 'BEGIN { exit !(b - a > 90) }'; then
-    echo "compose-e2e: Traefik did not route to the restarted authz-server within 90s" >&2
-    exit 1
-  fi
-  sleep 0.5
-done
+# Traefik takes the routes of a container back once it sees it healthy.
+wait_routed 90 "$t_restart"
 echo "compose-e2e: routed through Traefik again $(since "$t_restart")s after restart"
 client restart_client.mjs -e PHASE=after -e "MCP_URL=https://echo.$domain/mcp" -e STATE_FILE=/state/restart.json
 
+mkdir -p "$e2e/logs"
+
 step "shutdown: SIGTERM to every container at once, time until each exits"
-printf '%-34s %8s %6s\n' container "exit (s)" code
+printf '%-34s %8s %8s %6s\n' container "exit (s)" "stop (s)" code
 stops=()
 for c in $(containers); do
   (
     t0=$(now)
     podman stop -t 60 "$c" >/dev/null
-    printf '%-34s %8s %6s\n' "$c" "$(since "$t0")" "$(podman inspect --format '{{.State.ExitCode}}' "$c")"
+    # exit: SIGTERM to the process's end as podman recorded it; stop: until `podman stop`
+    # returned (its own cleanup included: network, mounts, locks shared by the stops).
+    printf '%-34s %8s %8s %6s\n' "$c" \
+      "$(podman inspect --format '{{.State.FinishedAt.UnixNano}}' "$c" | awk -v a="$t0" '{ printf "%.1f", $1 / 1e9 - a }')" \
+      "$(since "$t0")" "$(podman inspect --format '{{.State.ExitCode}}' "$c")"
+    # Its whole log, the stop included, kept after down (target/containers/e2e/logs).
+    podman logs -t "$c" > "$e2e/logs/$c.log" 2>&1 || true
   ) &
   stops+=($!)
 done

@@ -23,6 +23,13 @@ traefik["command"] = [a for a in traefik["command"] if a not in acme] + [
     "--entryPoints.websecure.http.tls=true",
     "--providers.file.filename=/etc/traefik/e2e/tls.yml",
 ]
+if os.environ.get("E2E_TRAEFIK_DEBUG"):
+    # Diagnosis: Traefik's debug log (provider events, filtered containers) and its API
+    # on :8080, reachable on the compose network only (nothing publishes it).
+    traefik["command"] = [a for a in traefik["command"] if not a.startswith("--log.level=")] + [
+        "--log.level=DEBUG",
+        "--api.insecure=true",
+    ]
 traefik["volumes"] = [v for v in traefik["volumes"] if not v.startswith("letsencrypt:")] + [
     f"{cert_dir}:/etc/traefik/e2e:ro"
 ]

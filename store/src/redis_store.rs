@@ -38,6 +38,13 @@ const MAX_THREAD_CONNECTIONS: usize = 64;
 /// How long to wait for a connection before reporting the store unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long one command may wait for Redis's answer. The client library's
+/// own defaults (1 s to connect, 500 ms per answer) turned a slow name
+/// lookup or a briefly starved Redis on a busy host (containers sharing two
+/// cores) into a 503 on the first request after a start; a Redis that is
+/// really gone still fails fast (connection refused).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// An example printed in configuration errors.
 pub const EXAMPLE_URL: &str = "redis://redis:6379/0";
 
@@ -190,8 +197,13 @@ impl RedisStore {
     pub fn from_url(url: RedisUrl) -> StoreResult<Self> {
         let client = redis::Client::open(url.url.as_str())
             .map_err(|e| StoreError::Config(format!("is not usable: {e}")))?;
-        let manager = deadpool_redis::Manager::new(url.url.as_str())
-            .map_err(|e| StoreError::Config(format!("is not usable: {e}")))?;
+        let manager = deadpool_redis::Manager::new_with_config(
+            url.url.as_str(),
+            redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(RESPONSE_TIMEOUT)),
+        )
+        .map_err(|e| StoreError::Config(format!("is not usable: {e}")))?;
         Ok(Self {
             manager,
             client,
@@ -209,8 +221,19 @@ impl RedisStore {
         }
         let c = tokio::time::timeout(CONNECT_TIMEOUT, self.manager.create())
             .await
-            .map_err(|_| StoreError::Unavailable("timed out connecting to Redis".into()))?
-            .map_err(connect_error)?;
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "timed out connecting to Redis at {}",
+                    self.display
+                ))
+            })?
+            .map_err(|e| match connect_error(e) {
+                // Which step failed, for the operator reading the 503's log line.
+                StoreError::Unavailable(m) => {
+                    StoreError::Unavailable(format!("connecting to Redis at {}: {m}", self.display))
+                }
+                other => other,
+            })?;
         if let Ok(mut g) = self.shared.lock() {
             // Threads come and go (a runtime's blocking pool): past a bound,
             // start over rather than keep a connection per thread ever seen.

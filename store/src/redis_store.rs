@@ -38,6 +38,13 @@ const MAX_THREAD_CONNECTIONS: usize = 64;
 /// How long to wait for a connection before reporting the store unavailable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One connection attempt (name lookup, TCP, handshake). A lookup whose UDP
+/// packet is lost waits out the resolver's retransmission timer (glibc: 5 s,
+/// `options timeout` in resolv.conf), which alone would use the whole
+/// `CONNECT_TIMEOUT`; a fresh attempt asks again and is usually answered at
+/// once (seen with podman's network DNS in the compose run).
+const CONNECT_ATTEMPT: Duration = Duration::from_millis(1500);
+
 /// How long one command may wait for Redis's answer. The client library's
 /// own defaults (1 s to connect, 500 ms per answer) turned a slow name
 /// lookup or a briefly starved Redis on a busy host (containers sharing two
@@ -200,7 +207,8 @@ impl RedisStore {
         let manager = deadpool_redis::Manager::new_with_config(
             url.url.as_str(),
             redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                // Ours (`connect_with_retries`) ends an attempt first.
+                .set_connection_timeout(Some(CONNECT_ATTEMPT + Duration::from_millis(500)))
                 .set_response_timeout(Some(RESPONSE_TIMEOUT)),
         )
         .map_err(|e| StoreError::Config(format!("is not usable: {e}")))?;
@@ -214,26 +222,11 @@ impl RedisStore {
     }
 
     async fn conn(&self) -> StoreResult<redis::aio::MultiplexedConnection> {
-        use deadpool::managed::Manager as _;
         let me = std::thread::current().id();
         if let Some(c) = self.shared.lock().ok().and_then(|g| g.get(&me).cloned()) {
             return Ok(c);
         }
-        let c = tokio::time::timeout(CONNECT_TIMEOUT, self.manager.create())
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!(
-                    "timed out connecting to Redis at {}",
-                    self.display
-                ))
-            })?
-            .map_err(|e| match connect_error(e) {
-                // Which step failed, for the operator reading the 503's log line.
-                StoreError::Unavailable(m) => {
-                    StoreError::Unavailable(format!("connecting to Redis at {}: {m}", self.display))
-                }
-                other => other,
-            })?;
+        let c = self.connect_with_retries().await?;
         if let Ok(mut g) = self.shared.lock() {
             // Threads come and go (a runtime's blocking pool): past a bound,
             // start over rather than keep a connection per thread ever seen.
@@ -243,6 +236,35 @@ impl RedisStore {
             g.insert(me, c.clone());
         }
         Ok(c)
+    }
+
+    /// A new command connection: attempts of `CONNECT_ATTEMPT` each while
+    /// they time out, within `CONNECT_TIMEOUT` in all; any other failure
+    /// (refused, bad password) is reported at once.
+    async fn connect_with_retries(&self) -> StoreResult<redis::aio::MultiplexedConnection> {
+        use deadpool::managed::Manager as _;
+        let unavailable = |m: String| {
+            StoreError::Unavailable(format!("connecting to Redis at {}: {m}", self.display))
+        };
+        let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let attempt = tokio::time::timeout(left.min(CONNECT_ATTEMPT), self.manager.create());
+            let timed_out = match attempt.await {
+                Ok(Ok(c)) => return Ok(c),
+                Ok(Err(e)) if e.is_timeout() => e.to_string(),
+                Ok(Err(e)) => {
+                    return Err(match connect_error(e) {
+                        StoreError::Unavailable(m) => unavailable(m),
+                        other => other,
+                    })
+                }
+                Err(_) => "timed out".to_string(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unavailable(timed_out));
+            }
+        }
     }
 
     /// Maps an error; a broken connection is forgotten (see `shared`).

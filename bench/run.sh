@@ -300,49 +300,36 @@ status=0
 echo
 echo "verifier VmRSS: idle $verifier_rss_idle MiB (goal ≤ 20), after the load $(rss_mib "$verifier_pid") MiB"
 
-if [[ "$profile" == 1 && ("$what" == all || "$what" == verify) ]] && command -v perf >/dev/null; then
-  # profile ROW SCRIPT TITLE: one run of ROW under perf, self time by binary and symbol.
-  profile_row() {
-    local row=$1 script=$2 title=$3
-    echo
-    echo "== where the verifier's time goes: perf, one $title run (${seconds}s), self time by symbol"
-    perf record -q -F 4999 -g -p "$verifier_pid" -o "$work/perf.data" -- sleep "$seconds" >/dev/null 2>&1 &
-    perf_pid=$!
-    round=profile
-    run "$row" ours "$verifier_url" "$script" TOKEN="$token" >/dev/null || true
-    wait "$perf_pid" || true
-    report() { perf report -i "$work/perf.data" --stdio --no-children -g none "$@" 2>/dev/null | grep '%' | sed 's/ *$//'; }
-    echo "   by binary (the kernel is the socket: TCP, epoll, scheduling):"
-    report --sort dso | head -6 | sed 's/^/   /' || true
-    echo "   by symbol (self time ≥ 0.8%):"
-    report --sort dso,symbol --percent-limit "${PERF_PERCENT:-0.8}" | cut -c1-130 | head -"${PERF_LINES:-40}" | sed 's/^/   /' || true
-    rm -f "$results/$row".*
-  }
-  profile_row verify_profile verify.lua cached-token
-  profile_row forged_profile forged.lua forged-token
-fi
-if [[ "$profile" == 1 && ("$what" == all || "$what" == authz) ]] && command -v perf >/dev/null; then
-  # The authorization server on Redis, one run each of /register and the
-  # rotating refresh grant (the fixture's spare family file).
-  profile_row() {
-    local row=$1 script=$2 title=$3
-    shift 3
-    echo
-    echo "== where the Redis authz-server's time goes: perf, one $title run (${seconds}s), self time by symbol"
-    perf record -q -F 4999 -g -p "$authz_pid_redis" -o "$work/perf.data" -- sleep "$seconds" >/dev/null 2>&1 &
-    perf_pid=$!
-    round=profile
-    run "$row" ours "$authz_redis" "$script" "$@" >/dev/null || true
-    wait "$perf_pid" || true
-    report() { perf report -i "$work/perf.data" --stdio --no-children -g none "$@" 2>/dev/null | grep '%' | sed 's/ *$//'; }
-    echo "   by binary:"
-    report --sort dso | head -8 | sed 's/^/   /' || true
-    echo "   by symbol (self time ≥ 0.8%):"
-    report --sort dso,symbol --percent-limit "${PERF_PERCENT:-0.8}" | cut -c1-130 | head -"${PERF_LINES:-40}" | sed 's/^/   /' || true
-    rm -f "$results/$row".*
-  }
-  profile_row register_profile register.lua /register
-  profile_row refresh_profile refresh.lua "refresh grant" \
-    FAMILIES="$work/fx-redis/refresh-$rounds.txt" ROTATE=1
+# profile WHO PID URL ROW SCRIPT TITLE [VAR=value...]: one run of ROW against
+# URL under perf attached to PID; self time by binary and by symbol.
+profile() {
+  local who=$1 pid=$2 url=$3 row=$4 script=$5 title=$6
+  shift 6
+  echo
+  echo "== where the $who's time goes: perf, one $title run (${seconds}s), self time by symbol"
+  perf record -q -F 4999 -g -p "$pid" -o "$work/perf.data" -- sleep "$seconds" >/dev/null 2>&1 &
+  perf_pid=$!
+  round=profile
+  run "$row" ours "$url" "$script" "$@" >/dev/null || true
+  wait "$perf_pid" || true
+  report() { perf report -i "$work/perf.data" --stdio --no-children -g none "$@" 2>/dev/null | grep '%' | sed 's/ *$//'; }
+  echo "   by binary (the kernel is the socket: TCP, epoll, scheduling):"
+  report --sort dso | head -6 | sed 's/^/   /' || true
+  echo "   by symbol (self time ≥ ${PERF_PERCENT:-0.8}%):"
+  report --sort dso,symbol --percent-limit "${PERF_PERCENT:-0.8}" | cut -c1-130 | head -"${PERF_LINES:-40}" | sed 's/^/   /' || true
+  rm -f "$results/$row".*
+}
+if [[ "$profile" == 1 ]] && command -v perf >/dev/null; then
+  if [[ "$what" == all || "$what" == verify ]]; then
+    profile verifier "$verifier_pid" "$verifier_url" verify_profile verify.lua cached-token TOKEN="$token"
+    profile verifier "$verifier_pid" "$verifier_url" forged_profile forged.lua forged-token TOKEN="$token"
+  fi
+  if [[ "$what" == all || "$what" == authz ]]; then
+    # The authorization server on Redis: /register, and the rotating refresh
+    # grant on the fixture's spare family file.
+    profile "Redis authz-server" "$authz_pid_redis" "$authz_redis" register_profile register.lua /register
+    profile "Redis authz-server" "$authz_pid_redis" "$authz_redis" refresh_profile refresh.lua "refresh grant" \
+      FAMILIES="$work/fx-redis/refresh-$rounds.txt" ROTATE=1
+  fi
 fi
 exit "$status"

@@ -60,6 +60,20 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
+# 4. cargo-deny (deny.toml: licences, duplicate versions, wildcards, sources), pinned, built
+#    once per machine into .test-tools/ (a debug build: a fraction of a release build's
+#    time, and fast enough for one check). --offline: its advisory database lives on
+#    GitHub, which CI cannot reach; `cargo fetch` first, for crates of every platform.
+deny=.test-tools/bin/cargo-deny
+deny_version=0.20.2
+if [ "$("$deny" --version 2>/dev/null)" != "cargo-deny $deny_version" ]; then
+  step "cargo install cargo-deny@$deny_version (.test-tools)"
+  cargo install --locked --debug --quiet --root .test-tools "cargo-deny@$deny_version"
+fi
+step "cargo deny (licences, bans, sources)"
+cargo fetch --locked --quiet
+"$deny" --offline --log-level error check --hide-inclusion-graph licenses bans sources
+
 step "cargo test"
 mkdir -p target
 cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$root/target/test-output.log"

@@ -402,10 +402,13 @@ pub fn generate_pem(alg: SigningAlg) -> anyhow::Result<String> {
             .to_pkcs8_pem(LineEnding::LF)?
             .to_string(),
         SigningAlg::Rs256 => {
-            use rsa::pkcs8::EncodePrivateKey as _;
-            rsa::RsaPrivateKey::new(&mut rng, 2048)?
-                .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)?
-                .to_string()
+            use aws_lc_rs::encoding::AsDer as _;
+            let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| anyhow::anyhow!("RSA key generation failed"))?;
+            let der = key
+                .as_der()
+                .map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
+            p256::pkcs8::der::pem::encode_string("PRIVATE KEY", LineEnding::LF, der.as_ref())?
         }
         SigningAlg::EdDsa => {
             use ed25519_dalek::pkcs8::EncodePrivateKey as _;
@@ -995,17 +998,40 @@ mod tests {
 
     #[test]
     fn imported_pkcs1_rsa_key_is_accepted_and_short_keys_refused() {
-        use rsa::pkcs1::EncodeRsaPrivateKey;
-        let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
-        let pkcs1 = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+        use p256::pkcs8::der::pem;
+        // PKCS#1 is the `privateKey` inside a generated key's PKCS#8 (RFC 5208 §5).
+        let pkcs8_pem = generate_pem(SigningAlg::Rs256).unwrap();
+        let (_, pkcs8_der) = pem::decode_vec(pkcs8_pem.as_bytes()).unwrap();
+        let info = p256::pkcs8::PrivateKeyInfo::try_from(pkcs8_der.as_slice()).unwrap();
+        let pkcs1 =
+            pem::encode_string("RSA PRIVATE KEY", pem::LineEnding::LF, info.private_key).unwrap();
         let pkcs8 = crate::signer::validate_rsa_pem(&pkcs1).unwrap();
         assert!(pkcs8.contains("BEGIN PRIVATE KEY"));
-        let small = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 1024).unwrap();
-        assert!(crate::signer::validate_rsa_pem(
-            &small.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap()
-        )
-        .is_err());
+        // The same key as PKCS#8 comes back unchanged.
+        assert_eq!(crate::signer::validate_rsa_pem(&pkcs8_pem).unwrap(), pkcs8_pem);
+        let e = crate::signer::validate_rsa_pem(RSA_1024_PKCS1).unwrap_err();
+        assert!(e.to_string().contains("2048"), "{e}");
+        let e = crate::signer::validate_rsa_pem(&generate_pem(SigningAlg::Es256).unwrap())
+            .unwrap_err();
+        assert!(e.to_string().contains("not an RSA private key"), "{e}");
     }
+
+    /// A 1024-bit RSA key (`openssl genrsa -traditional 1024`), too short to import.
+    const RSA_1024_PKCS1: &str = "-----BEGIN RSA PRIVATE KEY-----\n\
+MIICXgIBAAKBgQChjIy3GE4mTdtJtexNMnqgyhhjU3tka8yQC4mUhZ86KBdK0u9H\n\
+std3LtkiDsVqGC0QvZkQlA+0mv+Z3eXMNNNEMrLdKtifxH8qFMd5qLQZvZPWc5Fe\n\
+hIzM3NrYaGBQxUTIOrqdkhZqmsAMZ9qJ82oM0PvrY+CQwWpx2STJE1Cy6QIDAQAB\n\
+AoGAIJ/UrwkuhxfECD/AB9sA3sXRZQWv7pjCh/h8gUz22fTMt2Sfw/f/AWepm/Il\n\
+tgZJ246egbWU8mE26yjfxnyIiXQJkCUgKllHprXLywn1svbi8ADQf2oIrA0B5P8s\n\
+QQTLx/9GxLEgG+pOp0KfH/g5D7B5dF/yhqTGqw12IKbSdY0CQQDUG6Wszlv4skl0\n\
+znvtk4Wjx95poZDlk4/ko83kOVj6WT7F42qB/J0kEa03uJYC67gpamoZYGgB1kTk\n\
+hi4y6bCzAkEAwvqOnh+hGK/12r7F38liIJt1rJRTz14DAYAjCpkf45X4E2+BDfUl\n\
+wTd7HQ2mqKd+WNJYMw8q1N55W0R8QhSj8wJBAJOR2KZtvBc/E1QtBJO5+1SDjf43\n\
+5jOTgp00Sd7q9zjWNpI/Mq7VLg8WLUmDJvtJPIuz+bVGGZaNmMjVgfbyF3kCQQCv\n\
+Z9URr4avvOzCg0lkD7l1eCWewjm7nem6WdosWKD1jx8D7RX+xoHWluDsvDEoHLZv\n\
+lZu/I2/23MX0M2JN2F+9AkEAhD+ejtBmrIxCXVkam/BI1Yrr17o2/ouVU+qVs/6x\n\
+a7FRclN3iFY7IyJHPEdlQDNfODT+Psi7tZcWVRhhE+ojXg==\n\
+-----END RSA PRIVATE KEY-----\n";
 
     fn key(n: u64, created: u64) -> StoredKey {
         StoredKey {

@@ -84,19 +84,42 @@ impl Signer {
     }
 }
 
-/// Parses an imported RSA key (PKCS#1 or PKCS#8), requires ≥ 2048 bits, and
+/// Parses an imported RSA key (PKCS#1 or PKCS#8 PEM), requires ≥ 2048 bits, and
 /// returns it as PKCS#8 PEM.
+///
+/// aws-lc parses and re-encodes it, the library that signs with it; the pure-Rust `rsa`
+/// crate is not used, for its private-key operations are not constant-time
+/// (RUSTSEC-2023-0071).
 pub fn validate_rsa_pem(pem: &str) -> anyhow::Result<String> {
-    use rsa::pkcs1::DecodeRsaPrivateKey;
-    use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-    use rsa::traits::PublicKeyParts;
-    let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem)
-        .or_else(|_| rsa::RsaPrivateKey::from_pkcs8_pem(pem))
-        .map_err(|_| anyhow::anyhow!("not an RSA private key"))?;
-    if key.size() < 256 {
+    use aws_lc_rs::encoding::AsDer as _;
+    use p256::pkcs8::der::pem as pem_rfc7468;
+    let not_rsa = || anyhow::anyhow!("not an RSA private key");
+    let (label, der) = pem_rfc7468::decode_vec(pem.trim().as_bytes()).map_err(|_| not_rsa())?;
+    let parsed = match label {
+        "RSA PRIVATE KEY" => aws_lc_rs::rsa::KeyPair::from_der(&der),
+        "PRIVATE KEY" => aws_lc_rs::rsa::KeyPair::from_pkcs8(&der),
+        _ => return Err(not_rsa()),
+    };
+    let key = match parsed {
+        Ok(key) => key,
+        // aws-lc takes 2048 to 8192 bits: anything else it refuses as a key of the
+        // wrong size, and a key of another type as invalid.
+        Err(e) if e.description_() == "TooSmall" => {
+            anyhow::bail!("RSA key shorter than 2048 bits")
+        }
+        Err(_) => return Err(not_rsa()),
+    };
+    if key.public_modulus_len() < 256 {
         anyhow::bail!("RSA key shorter than 2048 bits");
     }
-    Ok(key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)?.to_string())
+    let der = key
+        .as_der()
+        .map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
+    Ok(pem_rfc7468::encode_string(
+        "PRIVATE KEY",
+        pem_rfc7468::LineEnding::LF,
+        der.as_ref(),
+    )?)
 }
 
 #[cfg(test)]

@@ -408,7 +408,8 @@ pub fn generate_pem(alg: SigningAlg) -> anyhow::Result<String> {
             let der = key
                 .as_der()
                 .map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
-            p256::pkcs8::der::pem::encode_string("PRIVATE KEY", LineEnding::LF, der.as_ref())?
+            p256::pkcs8::der::pem::encode_string("PRIVATE KEY", LineEnding::LF, der.as_ref())
+                .map_err(|e| anyhow::anyhow!("RSA key encoding failed: {e}"))?
         }
         SigningAlg::EdDsa => {
             use ed25519_dalek::pkcs8::EncodePrivateKey as _;
@@ -1008,11 +1009,14 @@ mod tests {
         let pkcs8 = crate::signer::validate_rsa_pem(&pkcs1).unwrap();
         assert!(pkcs8.contains("BEGIN PRIVATE KEY"));
         // The same key as PKCS#8 comes back unchanged.
-        assert_eq!(crate::signer::validate_rsa_pem(&pkcs8_pem).unwrap(), pkcs8_pem);
+        assert_eq!(
+            crate::signer::validate_rsa_pem(&pkcs8_pem).unwrap(),
+            pkcs8_pem
+        );
         let e = crate::signer::validate_rsa_pem(RSA_1024_PKCS1).unwrap_err();
         assert!(e.to_string().contains("2048"), "{e}");
-        let e = crate::signer::validate_rsa_pem(&generate_pem(SigningAlg::Es256).unwrap())
-            .unwrap_err();
+        let e =
+            crate::signer::validate_rsa_pem(&generate_pem(SigningAlg::Es256).unwrap()).unwrap_err();
         assert!(e.to_string().contains("not an RSA private key"), "{e}");
     }
 

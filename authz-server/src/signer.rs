@@ -115,11 +115,8 @@ pub fn validate_rsa_pem(pem: &str) -> anyhow::Result<String> {
     let der = key
         .as_der()
         .map_err(|_| anyhow::anyhow!("RSA key encoding failed"))?;
-    Ok(pem_rfc7468::encode_string(
-        "PRIVATE KEY",
-        pem_rfc7468::LineEnding::LF,
-        der.as_ref(),
-    )?)
+    pem_rfc7468::encode_string("PRIVATE KEY", pem_rfc7468::LineEnding::LF, der.as_ref())
+        .map_err(|e| anyhow::anyhow!("RSA key encoding failed: {e}"))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! reaches the session back only through [`Downstream`].
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -52,8 +52,22 @@ pub struct Session {
     streams: Mutex<Streams>,
     closed: AtomicBool,
     last_active: Mutex<Instant>,
+    /// Requests answered as one JSON body still waiting for their answers.
+    json_waits: AtomicUsize,
     replay_events: usize,
     pub max_queued: usize,
+}
+
+/// While alive, the session counts as busy ([`Session::is_busy`]); dropped (the answer
+/// came, or the client went away), it marks the session active again.
+#[derive(Debug)]
+pub struct JsonWait(Arc<Session>);
+
+impl Drop for JsonWait {
+    fn drop(&mut self) {
+        self.0.touch(Instant::now());
+        self.0.json_waits.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Session {
@@ -83,6 +97,7 @@ impl Session {
             }),
             closed: AtomicBool::new(false),
             last_active: Mutex::new(now),
+            json_waits: AtomicUsize::new(0),
             replay_events,
             max_queued,
         })
@@ -158,9 +173,17 @@ impl Session {
         }
     }
 
+    /// Holds the session busy while a POST answered with `application/json` waits:
+    /// such a request has no stream, and a tool call longer than the idle timeout must
+    /// not lose its session half-way.
+    pub fn json_wait(self: &Arc<Self>) -> JsonWait {
+        self.json_waits.fetch_add(1, Ordering::AcqRel);
+        JsonWait(Arc::clone(self))
+    }
+
     /// Whether something keeps the session busy (the idle reaper spares it).
     pub fn is_busy(&self) -> bool {
-        self.standalone.is_connected() || {
+        self.json_waits.load(Ordering::Acquire) > 0 || self.standalone.is_connected() || {
             let mut st = lock(&self.streams);
             st.active.retain(|s| !s.is_done());
             !st.active.is_empty()

@@ -240,6 +240,7 @@ async fn dispatch(
             }
         }
     }
+    let _busy = session.json_wait();
     let mut out = Vec::with_capacity(waits.len());
     for (client_id, rx, followup) in waits {
         let mut v = match rx {

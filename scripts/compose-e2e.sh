@@ -192,25 +192,42 @@ containers() { podman ps -a --filter "label=io.podman.compose.project=$project" 
 # Polls until every container of the project runs and its health check passes (each
 # container must have one). $1: what to wait for (all, or a name), $2: limit in seconds.
 wait_healthy() {
-  local which=$1 limit=$2 t0 pending c
+  local which=$1 limit=$2 t0 pending c reported=0
+  local -A passed=()
   t0=$(now)
   while :; do
     pending=()
     for c in $(containers); do
       [ "$which" = all ] || [ "$c" = "$which" ] || continue
+      [ -z "${passed[$c]:-}" ] || continue
       if [ -z "$(podman inspect --format '{{if .Config.Healthcheck}}{{.Config.Healthcheck.Test}}{{end}}' "$c")" ]; then
         echo "compose-e2e: $c has no health check" >&2
         return 1
       fi
-      if [ "$(podman inspect --format '{{.State.Status}}' "$c")" != running ] ||
-        ! podman healthcheck run "$c" >/dev/null 2>&1; then
+      if [ "$(podman inspect --format '{{.State.Status}}' "$c")" = running ] &&
+        podman healthcheck run "$c" >/dev/null 2>&1; then
+        passed[$c]=$(since "$t0")
+      else
         pending+=("$c")
       fi
     done
-    ((${#pending[@]} == 0)) && return 0
+    if ((${#pending[@]} == 0)); then
+      # The last three to pass, slowest first (what the time to healthy waited for).
+      echo "compose-e2e: health checks passed after: $(for c in "${!passed[@]}"; do echo "${passed[$c]} ${c#"${project}_"}"; done |
+        sort -rn | head -n 3 | awk '{ printf "%s%s %ss", (NR > 1 ? ", " : ""), $2, $1 }')"
+      return 0
+    fi
     if awk -v a="$t0" -v b="$(now)" -v l="$limit" 'BEGIN { exit !(b - a > l) }'; then
       echo "compose-e2e: not healthy after ${limit}s: ${pending[*]}" >&2
+      for c in "${pending[@]}"; do
+        echo "---- $c: $(podman healthcheck run "$c" 2>&1 | tail -n 3)" >&2
+      done
       return 1
+    fi
+    # Every 10 s, what is still pending.
+    if awk -v a="$t0" -v b="$(now)" -v r="$reported" 'BEGIN { exit !(b - a > 10 * (r + 1)) }'; then
+      reported=$((reported + 1))
+      echo "compose-e2e: after ${reported}0 s still waiting for the health checks of: ${pending[*]}"
     fi
     sleep 0.5
   done

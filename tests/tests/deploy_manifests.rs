@@ -2848,7 +2848,12 @@ async fn check_compose_middlewares(traefik: &Traefik) -> Result<()> {
     };
     let strings = |v: Option<&Value>| -> Vec<String> {
         v.and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let auth = get("mcp-auth@file").await?;
@@ -2871,7 +2876,10 @@ async fn check_compose_middlewares(traefik: &Traefik) -> Result<()> {
     let cors = get("mcp-cors@file").await?;
     let exposed = strings(cors.pointer("/headers/accessControlExposeHeaders"));
     for h in EXPOSED_HEADERS {
-        ensure!(exposed.iter().any(|e| e == h), "CORS must expose {h}: {exposed:?}");
+        ensure!(
+            exposed.iter().any(|e| e == h),
+            "CORS must expose {h}: {exposed:?}"
+        );
     }
     let origins = strings(cors.pointer("/headers/accessControlAllowOriginList"));
     ensure!(
@@ -2966,10 +2974,7 @@ async fn compose_mcp_routes_work_while_the_authz_container_is_stopped() {
         .unwrap();
     traefik.wait_for_routers(&mcp_routers).await.unwrap();
     let client = client_for("example.test", &["echo"], &traefik).unwrap();
-    let mcp = format!(
-        "https://echo.example.test:{}/mcp",
-        traefik.websecure.port()
-    );
+    let mcp = format!("https://echo.example.test:{}/mcp", traefik.websecure.port());
     let (verifier, bridge) = (&stubs["verifier"], &stubs["echo"]);
     let r = client.post(&mcp).send().await.unwrap();
     assert_eq!(r.status(), 401, "no token");
@@ -2984,8 +2989,14 @@ async fn compose_mcp_routes_work_while_the_authz_container_is_stopped() {
     assert_eq!(r.status(), 200, "a good token while authz is stopped");
     let body = r.text().await.unwrap();
     assert!(body.starts_with("service=echo\n"), "{body}");
-    assert!(!body.contains(GOOD_TOKEN), "the token reached the bridge: {body}");
-    assert_eq!((verifier.hits(), bridge.hits()), (before.0 + 1, before.1 + 1));
+    assert!(
+        !body.contains(GOOD_TOKEN),
+        "the token reached the bridge: {body}"
+    );
+    assert_eq!(
+        (verifier.hits(), bridge.hits()),
+        (before.0 + 1, before.1 + 1)
+    );
 }
 
 #[tokio::test]

@@ -228,6 +228,7 @@ wait_healthy() {
     if awk -v a="$t0" -v b="$(now)" -v r="$reported" 'BEGIN { exit !(b - a > 10 * (r + 1)) }'; then
       reported=$((reported + 1))
       echo "compose-e2e: after ${reported}0 s still waiting for the health checks of: ${pending[*]}"
+      for c in "${pending[@]}"; do podman logs --tail 2 "$c" 2>&1 | sed "s/^/  $c: /" | cut -c1-400; done
     fi
     sleep 0.5
   done

@@ -2,21 +2,28 @@
 # The compose stack of deploy/compose, run for real with podman-compose and checked end to
 # end with the MCP TypeScript SDK client:
 #   - the images of scripts/images.sh (built first if missing);
-#   - deploy/compose/up.sh starts Traefik, the authz-server, two verifiers, Redis and two
-#     MCP services (echo: the bridge's built-in server; everything: an npm stdio server),
-#     with a local user (mcp-gateway add-user) and secrets from mcp-gateway
-#     generate-secrets; Traefik's certificate comes from a throwaway local CA instead of
-#     Let's Encrypt (the one change to compose.yml, see scripts/podman/e2e-compose.py);
-#   - every container's health check runs until all are healthy (podman has no timer for
-#     them without systemd, so this script runs them: `podman healthcheck run`);
+#   - deploy/compose/up.sh starts Traefik, the authz-server, two verifiers, Redis and the
+#     MCP services enabled by MCP_<NAME>_ENABLED=true in .env (echo, echo-stateless,
+#     fetchs, time, everything; E2E_SERVICES: another list), with a local user
+#     (mcp-gateway add-user) and secrets from mcp-gateway generate-secrets; Traefik's
+#     certificate comes from a throwaway local CA instead of Let's Encrypt, and the fetch
+#     services may fetch private addresses (see scripts/podman/e2e-compose.py);
+#   - exactly the enabled services run; every container's health check runs until all are
+#     healthy (podman has no timer for them without systemd, so this script runs them:
+#     `podman healthcheck run`);
 #   - from the host, through the published port: discovery answers, /metrics does not,
-#     an MCP request without a token gets 401;
-#   - on the compose network, tests/js/e2e_client.mjs walks each service: 401, discovery,
-#     registration, sign-in, tool call, refresh (rotation, reuse refused), revocation;
-#   - tests/js/restart_client.mjs: the authz-server container restarts and the client,
-#     the consent and the refresh token are still there;
+#     an MCP request without a token gets 401; the services not enabled answer 404;
+#   - on the compose network (one client container): tests/js/e2e_client.mjs walks echo
+#     and everything: 401, discovery, registration, sign-in, tool call, refresh (rotation,
+#     reuse refused), revocation; tests/js/catalog_client.mjs signs in once and calls a
+#     tool on every enabled service (one token for all, then one each);
+#   - tests/js/restart_client.mjs: with the authz-server container stopped, a kept access
+#     token still calls a tool through Traefik; started again, the client, the consent and
+#     the refresh token are still there;
 #   - each container is stopped (SIGTERM) and its exit time printed; `down` then leaves
 #     no container, pod, network or volume of the project.
+# Exits non-zero on any failure, after printing every container's last log lines and
+# removing everything it started.
 # Prints the time to healthy and the shutdown times. Run as root.
 # E2E_KEEP=1: on failure, leave the stack (and podman's API service) running to look at.
 # E2E_TRAEFIK_DEBUG=1: Traefik logs at DEBUG and serves its API on :8080 inside the network.

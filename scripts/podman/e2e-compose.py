@@ -1,7 +1,7 @@
 """Writes the compose file scripts/compose-e2e.sh runs: deploy/compose/compose.yml as
 shipped, except that Traefik takes its certificate from a file (a local CA the e2e client
 trusts) instead of Let's Encrypt, which cannot be reached from a test machine, that the
-fetchs service may fetch private addresses (the only pages it can reach here), and that
+fetch services may fetch private addresses (the only pages they can reach here), and that
 relative paths are made absolute so the file can live outside deploy/compose.
 
 Traefik's file provider reads one directory (deploy/compose/traefik, the shared MCP
@@ -48,10 +48,13 @@ traefik["volumes"] = [v for v in traefik["volumes"] if not v.startswith("letsenc
 del doc["volumes"]["letsencrypt"]
 
 
-# The fetch services have no public page to fetch from a test machine: fetchs may read
-# pages on the compose network for this run (its address filter refuses them otherwise).
+# The fetch services have no public page to fetch from a test machine: both may read
+# pages on the compose network for this run (their address filters refuse them otherwise).
 if "fetchs" in doc["services"]:
     doc["services"]["fetchs"]["environment"]["FETCH_ALLOW_PRIVATE_ADDRESSES"] = "true"
+if "fetch" in doc["services"]:
+    env = doc["services"]["fetch"]["environment"]
+    env["BRIDGE_COMMAND"] += " --allow-private-ips"
 
 
 def absolute(path):

@@ -2,21 +2,28 @@
 # The compose stack of deploy/compose, run for real with podman-compose and checked end to
 # end with the MCP TypeScript SDK client:
 #   - the images of scripts/images.sh (built first if missing);
-#   - deploy/compose/up.sh starts Traefik, the authz-server, two verifiers, Redis and two
-#     MCP services (echo: the bridge's built-in server; everything: an npm stdio server),
-#     with a local user (mcp-gateway add-user) and secrets from mcp-gateway
-#     generate-secrets; Traefik's certificate comes from a throwaway local CA instead of
-#     Let's Encrypt (the one change to compose.yml, see scripts/podman/e2e-compose.py);
-#   - every container's health check runs until all are healthy (podman has no timer for
-#     them without systemd, so this script runs them: `podman healthcheck run`);
+#   - deploy/compose/up.sh starts Traefik, the authz-server, two verifiers, Redis and the
+#     MCP services enabled by MCP_<NAME>_ENABLED=true in .env (echo, echo-stateless,
+#     fetchs, time, everything; E2E_SERVICES: another list), with a local user
+#     (mcp-gateway add-user) and secrets from mcp-gateway generate-secrets; Traefik's
+#     certificate comes from a throwaway local CA instead of Let's Encrypt, and the fetch
+#     services may fetch private addresses (see scripts/podman/e2e-compose.py);
+#   - exactly the enabled services run; every container's health check runs until all are
+#     healthy (podman has no timer for them without systemd, so this script runs them:
+#     `podman healthcheck run`);
 #   - from the host, through the published port: discovery answers, /metrics does not,
-#     an MCP request without a token gets 401;
-#   - on the compose network, tests/js/e2e_client.mjs walks each service: 401, discovery,
-#     registration, sign-in, tool call, refresh (rotation, reuse refused), revocation;
-#   - tests/js/restart_client.mjs: the authz-server container restarts and the client,
-#     the consent and the refresh token are still there;
+#     an MCP request without a token gets 401; the services not enabled answer 404;
+#   - on the compose network (one client container): tests/js/e2e_client.mjs walks echo
+#     and everything: 401, discovery, registration, sign-in, tool call, refresh (rotation,
+#     reuse refused), revocation; tests/js/catalog_client.mjs signs in once and calls a
+#     tool on every enabled service (one token for all, then one each);
+#   - tests/js/restart_client.mjs: with the authz-server container stopped, a kept access
+#     token still calls a tool through Traefik; started again, the client, the consent and
+#     the refresh token are still there;
 #   - each container is stopped (SIGTERM) and its exit time printed; `down` then leaves
 #     no container, pod, network or volume of the project.
+# Exits non-zero on any failure, after printing every container's last log lines and
+# removing everything it started.
 # Prints the time to healthy and the shutdown times. Run as root.
 # E2E_KEEP=1: on failure, leave the stack (and podman's API service) running to look at.
 # E2E_TRAEFIK_DEBUG=1: Traefik logs at DEBUG and serves its API on :8080 inside the network.
@@ -34,9 +41,22 @@ exec 2> >(grep --line-buffered -v 'unable to get systemd connection' >&2)
 
 project=mcp-gateway
 network=mcp-gateway
+client_name=$project-e2e-client
 traefik_ip=172.30.53.2
 domain=gateway.test
-services=(echo everything)
+# The MCP services this run enables, each by MCP_<NAME>_ENABLED=true in .env (up.sh turns
+# them into compose profiles). E2E_SERVICES: another list (echo is always needed).
+read -r -a services <<< "${E2E_SERVICES:-echo echo-stateless fetchs time everything}"
+# The whole catalog, as up.sh knows it ('_' written '-', as in profiles and hosts).
+read -r -a catalog <<< "$(sed -n -E 's/^services=\((.*)\)$/\1/p' deploy/compose/up.sh | tr _ -)"
+disabled=()
+for svc in "${catalog[@]}"; do
+  [[ " ${services[*]} " == *" $svc "* ]] || disabled+=("$svc")
+done
+for svc in "${services[@]}"; do
+  [[ " ${catalog[*]} " == *" $svc "* ]] || { echo "compose-e2e: $svc is not in the catalog (${catalog[*]})" >&2; exit 2; }
+done
+[[ " ${services[*]} " == *" echo "* ]] || { echo "compose-e2e: E2E_SERVICES must include echo" >&2; exit 2; }
 node_image=localhost/mcp-gateway-base/node:20.20.2-bookworm-slim
 e2e="$work/e2e"
 compose_file="$e2e/compose.yml"
@@ -75,7 +95,11 @@ cleanup() {
   local rc=$?
   if ((rc != 0)) && [ -n "${E2E_KEEP:-}" ]; then
     echo "compose-e2e: E2E_KEEP set: the stack is left running (compose file $compose_file)" >&2
-  elif [ -f "$compose_file" ]; then
+  else
+    # The client container first: the network cannot go while it is attached.
+    podman rm -f -t 0 "$client_name" >/dev/null 2>&1 || true
+  fi
+  if [ -z "${E2E_KEEP:-}" ] || ((rc == 0)) && [ -f "$compose_file" ]; then
     if ((rc != 0)); then
       step "failed: logs of every container"
       for c in $(podman ps -a --filter "label=io.podman.compose.project=$project" --format '{{.Names}}'); do
@@ -94,6 +118,7 @@ cleanup() {
 trap cleanup EXIT
 
 # A previous run interrupted before its `down`.
+podman rm -f -t 0 "$client_name" >/dev/null 2>&1 || true
 if podman network exists "$network" || [ -n "$(podman ps -aq --filter "label=io.podman.compose.project=$project")" ]; then
   step "removing the leftovers of an earlier run"
   # Their anonymous volumes too (down removes named volumes only).
@@ -129,9 +154,12 @@ YAML
 # .env as docs/src/deployment/compose.md has it filled in: the example, the domain, the
 # enabled services, then generated secrets.
 sed -e "s/^BASE_DOMAIN=.*/BASE_DOMAIN=$domain/" -e "s/^ACME_EMAIL=.*/ACME_EMAIL=e2e@$domain/" \
-  -e 's/^\(MCP_[A-Z]*_ENABLED\)=.*/\1=false/' deploy/compose/.env.example > "$e2e/.env"
+  -e 's/^\(MCP_[A-Z0-9_]*_ENABLED\)=.*/\1=false/' deploy/compose/.env.example > "$e2e/.env"
 for svc in "${services[@]}"; do
-  sed -i "s/^MCP_${svc^^}_ENABLED=.*/MCP_${svc^^}_ENABLED=true/" "$e2e/.env"
+  var=${svc^^}
+  var=MCP_${var//-/_}_ENABLED
+  grep -q "^$var=" "$e2e/.env" || { echo "compose-e2e: .env.example has no $var" >&2; exit 1; }
+  sed -i "s/^$var=.*/$var=true/" "$e2e/.env"
 done
 "$gateway_cli" generate-secrets --env-file "$e2e/.env" >/dev/null
 {
@@ -171,28 +199,74 @@ containers() { podman ps -a --filter "label=io.podman.compose.project=$project" 
 # Polls until every container of the project runs and its health check passes (each
 # container must have one). $1: what to wait for (all, or a name), $2: limit in seconds.
 wait_healthy() {
-  local which=$1 limit=$2 t0 pending c
+  local which=$1 limit=$2 t0 pending c reported=0
+  local -A passed=()
   t0=$(now)
   while :; do
     pending=()
     for c in $(containers); do
       [ "$which" = all ] || [ "$c" = "$which" ] || continue
+      [ -z "${passed[$c]:-}" ] || continue
       if [ -z "$(podman inspect --format '{{if .Config.Healthcheck}}{{.Config.Healthcheck.Test}}{{end}}' "$c")" ]; then
         echo "compose-e2e: $c has no health check" >&2
         return 1
       fi
-      if [ "$(podman inspect --format '{{.State.Status}}' "$c")" != running ] ||
-        ! podman healthcheck run "$c" >/dev/null 2>&1; then
+      if [ "$(podman inspect --format '{{.State.Status}}' "$c")" = running ] &&
+        podman healthcheck run "$c" >/dev/null 2>&1; then
+        passed[$c]=$(since "$t0")
+      else
         pending+=("$c")
       fi
     done
-    ((${#pending[@]} == 0)) && return 0
+    if ((${#pending[@]} == 0)); then
+      # The last three to pass, slowest first (what the time to healthy waited for).
+      echo "compose-e2e: health checks passed after: $(for c in "${!passed[@]}"; do echo "${passed[$c]} ${c#"${project}_"}"; done |
+        sort -rn | head -n 3 | awk '{ printf "%s%s %ss", (NR > 1 ? ", " : ""), $2, $1 }')"
+      return 0
+    fi
     if awk -v a="$t0" -v b="$(now)" -v l="$limit" 'BEGIN { exit !(b - a > l) }'; then
       echo "compose-e2e: not healthy after ${limit}s: ${pending[*]}" >&2
+      for c in "${pending[@]}"; do
+        echo "---- $c: $(podman healthcheck run "$c" 2>&1 | tail -n 3)" >&2
+      done
       return 1
+    fi
+    # Every 10 s, what is still pending.
+    if awk -v a="$t0" -v b="$(now)" -v r="$reported" 'BEGIN { exit !(b - a > 10 * (r + 1)) }'; then
+      reported=$((reported + 1))
+      echo "compose-e2e: after ${reported}0 s still waiting for the health checks of: ${pending[*]}"
+      for c in "${pending[@]}"; do podman logs --tail 2 "$c" 2>&1 | sed "s/^/  $c: /" | cut -c1-400; done
     fi
     sleep 0.5
   done
+}
+
+# Node on the compose network, where auth.<domain> and the service hosts are Traefik: one
+# container for every client script, started before the stack is used (see
+# start_client), each script run in it with `podman exec`.
+client() { # SCRIPT [podman exec args...]
+  local script=$1
+  shift
+  podman exec -e NODE_EXTRA_CA_CERTS=/e2e/ca.pem -e "SIGNIN_USER=$user" -e "SIGNIN_PASSWORD=$password" \
+    "$@" "$client_name" node "/js/$script"
+}
+# aardvark-dns 1.4 (podman's DNS for the network) drops its sockets and binds them again on
+# every container start or stop on the network, and while it does, a lookup goes
+# unanswered (the resolver waits out its 5 s timeout) or is answered by the host's
+# resolver, the second nameserver podman writes into each container's resolv.conf, which
+# knows no container and says NXDOMAIN. A container started per client run made that
+# happen just as the client's first request made the authz-server look up `redis`: the
+# first registration got 503 "connecting to Redis at redis://redis:6379/0: timed out".
+# Hence one client container, started while the stack comes up.
+start_client() {
+  local hosts=(--add-host "auth.$domain:$traefik_ip") svc
+  for svc in "${services[@]}"; do hosts+=(--add-host "$svc.$domain:$traefik_ip"); done
+  # tests/js at /js; its node_modules (possibly a symlink) at /node_modules, where Node
+  # looks after /js/node_modules.
+  podman run -d --name "$client_name" --network "$network" "${hosts[@]}" \
+    -v "$root/tests/js:/js:ro" -v "$(realpath tests/js/node_modules):/node_modules:ro" \
+    -v "$e2e/ca.pem:/e2e/ca.pem:ro" -v "$e2e/state:/state" \
+    "$node_image" sleep infinity >/dev/null
 }
 
 step "up: deploy/compose/up.sh with podman-compose"
@@ -205,6 +279,7 @@ if [ "$(containers)" != "$expected" ]; then
   printf 'compose-e2e: expected containers:\n%s\ngot:\n%s\n' "$expected" "$(containers)" >&2
   exit 1
 fi
+start_client
 wait_healthy all 300
 healthy_after=$(since "$t_up")
 echo "compose-e2e: all $(containers | wc -l) containers healthy ${healthy_after}s after up"
@@ -245,6 +320,20 @@ wait_routed() {
     sleep 0.5
   done
 }
+# Polls until HOST's PATH answers STATUS. $1: limit in seconds.
+wait_status() {
+  local limit=$1 host=$2 path=$3 want=$4 t0 got
+  t0=$(now)
+  while :; do
+    got=$(outside "$host" "$path") || true
+    [ "$got" != "$want" ] || return 0
+    if awk -v a="$t0" -v b="$(now)" -v l="$limit" 'BEGIN { exit !(b - a > l) }'; then
+      echo "compose-e2e: https://$host.$domain$path still answers $got after ${limit}s, want $want" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
 check() { # WHAT GOT WANT
   if [ "$2" != "$3" ]; then echo "compose-e2e: $1: got $2, want $3" >&2; exit 1; fi
   echo "ok: $1 ($2)"
@@ -259,39 +348,70 @@ check "/metrics on auth.$domain not routed" "$(outside auth /metrics)" 404
 check "/metrics on echo.$domain not routed" "$(outside echo /metrics)" 404
 check "MCP without a token" "$(outside echo /mcp -X POST -H 'content-type: application/json' -d '{}')" 401
 
-# Node on the compose network, where auth.<domain> and the service hosts are Traefik.
-client() { # SCRIPT [podman run args...]
-  local script=$1
-  shift
-  local hosts=(--add-host "auth.$domain:$traefik_ip") svc
-  for svc in "${services[@]}"; do hosts+=(--add-host "$svc.$domain:$traefik_ip"); done
-  # tests/js at /js; its node_modules (possibly a symlink) at /node_modules, where Node
-  # looks after /js/node_modules.
-  podman run --rm --network "$network" "${hosts[@]}" \
-    -v "$root/tests/js:/js:ro" -v "$(realpath tests/js/node_modules):/node_modules:ro" \
-    -v "$e2e/ca.pem:/e2e/ca.pem:ro" -v "$e2e/state:/state" \
-    -e NODE_EXTRA_CA_CERTS=/e2e/ca.pem -e "SIGNIN_USER=$user" -e "SIGNIN_PASSWORD=$password" \
-    "$@" "$node_image" node "/js/$script"
-}
-
-for svc in "${services[@]}"; do
+for svc in echo everything; do
+  [[ " ${services[*]} " == *" $svc "* ]] || continue
   step "SDK client through Traefik: $svc.$domain (sign-in, tools, refresh, revocation)"
   # Two verifiers: every one of them must refuse the revoked token.
   client e2e_client.mjs -e "MCP_URL=https://$svc.$domain/mcp" -e REVOKED_CHECKS=4 -e TOOL=echo
 done
 
-step "restart of the authz-server: client, consent and refresh token kept"
+# A tool call each service of the catalog answers here: NAME -> JSON for catalog_client.mjs.
+tool_call() {
+  local url="https://$1.$domain/mcp"
+  case $1 in
+    echo | echo-stateless | everything)
+      printf '{"name":"%s","url":"%s","tool":"echo","args":{"message":"hello %s"},"expect":"hello %s"}' "$1" "$url" "$1" "$1" ;;
+    time)
+      printf '{"name":"%s","url":"%s","tool":"get_current_time","args":{"timezone":"UTC"},"expect":"UTC"}' "$1" "$url" ;;
+    # No public page is reachable from here: the fetch services read the authz-server's
+    # metadata on the compose network (fetchs: private addresses allowed for this run
+    # only, see e2e-compose.py).
+    fetch | fetchs)
+      printf '{"name":"%s","url":"%s","tool":"fetch","args":{"url":"http://authz-server:8000/.well-known/oauth-authorization-server"},"expect":"auth.%s"}' "$1" "$url" "$domain" ;;
+    *)
+      echo "compose-e2e: no tool call known for $1 (add one to tool_call)" >&2
+      return 1 ;;
+  esac
+}
+step "every enabled service, one sign-in: ${services[*]} (a token for all, then one each)"
+calls=()
+for svc in "${services[@]}"; do calls+=("$(tool_call "$svc")"); done
+client catalog_client.mjs -e "SERVICES=[$(IFS=,; echo "${calls[*]}")]"
+
+step "the services not enabled have no container and no route: ${disabled[*]:-none}"
+for svc in "${disabled[@]}"; do
+  var=${svc^^}
+  check "$svc.$domain/mcp (MCP_${var//-/_}_ENABLED=false)" \
+    "$(outside "$svc" /mcp -X POST -H 'content-type: application/json' -d '{}')" 404
+  check "$svc.$domain metadata" "$(outside "$svc" /.well-known/oauth-protected-resource/mcp)" 404
+done
+
+step "authz-server stopped: MCP still served; then started again: client, consent and refresh token kept"
 client restart_client.mjs -e PHASE=before -e "MCP_URL=https://echo.$domain/mcp" -e STATE_FILE=/state/restart.json
 t_restart=$(now)
-compose restart authz-server >/dev/null
+compose stop -t 30 authz-server >/dev/null
+[ "$(podman inspect --format '{{.State.Status}}' "${project}_authz-server_1")" != running ] ||
+  { echo "compose-e2e: the authz-server still runs after stop" >&2; exit 1; }
+# Traefik has applied the configuration without the authz container once auth.<domain>
+# has no router (404); only then does a request prove that the MCP routers do not
+# depend on that container (their middlewares are in Traefik's file provider).
+wait_status 30 auth /.well-known/oauth-authorization-server 404
+echo "compose-e2e: Traefik dropped the authz-server's routes $(since "$t_restart")s after stop"
+check "MCP without a token while the authz-server is stopped" \
+  "$(outside echo /mcp -X POST -H 'content-type: application/json' -d '{}')" 401
+client restart_client.mjs -e PHASE=authz-down -e "MCP_URL=https://echo.$domain/mcp" -e STATE_FILE=/state/restart.json
+t_restart=$(now)
+compose start authz-server >/dev/null
 wait_healthy "${project}_authz-server_1" 120
-echo "compose-e2e: authz-server healthy again $(since "$t_restart")s after restart"
+echo "compose-e2e: authz-server healthy again $(since "$t_restart")s after start"
 # Traefik takes the routes of a container back once it sees it healthy.
 wait_routed 90 "$t_restart"
-echo "compose-e2e: routed through Traefik again $(since "$t_restart")s after restart"
+echo "compose-e2e: routed through Traefik again $(since "$t_restart")s after start"
 client restart_client.mjs -e PHASE=after -e "MCP_URL=https://echo.$domain/mcp" -e STATE_FILE=/state/restart.json
 
 mkdir -p "$e2e/logs"
+
+podman rm -f -t 0 "$client_name" >/dev/null
 
 step "shutdown: SIGTERM to every container at once, time until each exits"
 printf '%-34s %8s %8s %6s\n' container "exit (s)" "stop (s)" code

@@ -496,6 +496,33 @@ async fn health_ready_and_metrics(b: Backend) {
     assert!(m.contains("authz_registrations_total 1"), "{m}");
 }
 
+/// `/ready` follows the store (the compose health check asks it): 503 with `store_ok`
+/// false once Redis is gone, while `/health` still answers; nothing about the store's
+/// address reaches the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_is_503_while_redis_is_unreachable() {
+    let mut s = start(Backend::Redis).await;
+    let ready = |s: &TestServer| {
+        let req = s.http.get(s.url("/ready"));
+        async move { req.send().await.unwrap() }
+    };
+    let r = ready(&s).await;
+    assert_eq!(r.status(), 200);
+    s.stop_redis();
+    let r = ready(&s).await;
+    assert_eq!(r.status(), 503);
+    let body = r.text().await.unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "not ready");
+    assert_eq!(v["store_ok"], false);
+    assert_eq!(v["keys_loaded"], true);
+    assert!(!body.contains("127.0.0.1"), "{body}");
+    assert_eq!(
+        s.http.get(s.url("/health")).send().await.unwrap().status(),
+        200
+    );
+}
+
 /// Serves one fixed JSON document over plain HTTP on loopback (CIMD_ALLOW_PRIVATE=true in the test).
 async fn serve_document(make: impl FnOnce(&str) -> String) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

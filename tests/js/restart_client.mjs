@@ -4,6 +4,9 @@
 //
 //   PHASE=before  register, sign in (consent given), call a tool; keep the client, the
 //                 tokens and the browser's cookies in STATE_FILE
+//   PHASE=authz-down  (optional, while the authorization server is stopped) the kept
+//                 access token still calls the tool: the proxy and the verifier need
+//                 nothing from the authorization server per request
 //   PHASE=after   the kept refresh token still refreshes (rotated), for the same client;
 //                 the new access token calls the tool; a new authorization for that
 //                 client goes through without the consent page being shown again
@@ -101,6 +104,14 @@ if (phase === 'before') {
     await jar.save(`${stateFile}.cookies`);
     report('kept', { client_id: provider.clientInformation().client_id });
   } catch (e) { fail('before', e); }
+} else if (phase === 'authz-down') {
+  try {
+    const state = JSON.parse(await readFile(stateFile, 'utf8'));
+    // No refresh and no sign-in can happen now: a 401 would make the SDK try both and
+    // fail on the stopped authorization server.
+    await callTool(newProvider(state.client, state.tokens));
+    report('access_token_served', { client_id: state.client.client_id });
+  } catch (e) { fail('authz-down', e); }
 } else if (phase === 'after') {
   let state;
   let provider;
@@ -130,7 +141,7 @@ if (phase === 'before') {
     report('consent_kept', { pages: pages.length });
   } catch (e) { fail('consent', e); }
 } else {
-  fail('phase', `PHASE must be before or after, got ${phase}`);
+  fail('phase', `PHASE must be before, authz-down or after, got ${phase}`);
 }
 report('done');
 process.exit(0);

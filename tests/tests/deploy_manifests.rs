@@ -401,6 +401,82 @@ fn compose_labels(service: &Value) -> Vec<(String, String)> {
     }
 }
 
+/// Where compose.yml's Traefik reads its file provider, in the container.
+const COMPOSE_DYNAMIC_MOUNT: &str = "/etc/traefik/dynamic";
+/// The folder beside compose.yml mounted there.
+const COMPOSE_DYNAMIC_DIR: &str = "traefik";
+
+/// The folder of Traefik's file provider as compose.yml mounts it: the flag names the
+/// mount point, the mount is read-only and comes from the folder beside the file.
+fn compose_dynamic_dir(path: &Path, compose: &Value) -> Result<PathBuf> {
+    let traefik = compose
+        .pointer("/services/traefik")
+        .ok_or_else(|| anyhow!("compose has no traefik"))?;
+    let flag = format!("--providers.file.directory={COMPOSE_DYNAMIC_MOUNT}");
+    ensure!(
+        traefik
+            .get("command")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|a| a.as_str() == Some(flag.as_str()))),
+        "traefik must read the shared middlewares with {flag}"
+    );
+    let mount = format!("./{COMPOSE_DYNAMIC_DIR}:{COMPOSE_DYNAMIC_MOUNT}:ro");
+    ensure!(
+        traefik
+            .get("volumes")
+            .and_then(Value::as_array)
+            .is_some_and(|v| v.iter().any(|m| m.as_str() == Some(mount.as_str()))),
+        "traefik must mount {mount} (read-only)"
+    );
+    let dir = path.with_file_name(COMPOSE_DYNAMIC_DIR);
+    ensure!(dir.is_dir(), "{} is missing", dir.display());
+    Ok(dir)
+}
+
+/// What a Traefik process reads besides its flags: files for its file provider's folder
+/// (name, text) and its environment (the file provider renders Go templates with it).
+#[derive(Default)]
+struct TraefikInput {
+    files: Vec<(String, String)>,
+    env: Vec<(String, String)>,
+}
+
+/// compose.yml's file provider as the tests run it: the shipped files, with every
+/// `http://<service>:<port>` upstream pointed at its stub (nothing else changed: Traefik
+/// renders the templates itself), and the environment compose gives the traefik
+/// container.
+fn compose_file_provider(
+    path: &Path,
+    compose: &Value,
+    stubs: &BTreeMap<String, Stub>,
+) -> Result<TraefikInput> {
+    let mut files = Vec::new();
+    for f in yaml_files(&compose_dynamic_dir(path, compose)?)? {
+        let mut text = std::fs::read_to_string(&f)?;
+        let urls: BTreeSet<String> = text
+            .split_whitespace()
+            .filter(|w| w.starts_with("http://"))
+            .map(str::to_string)
+            .collect();
+        for u in urls {
+            text = text.replace(&u, &to_stub(&u, stubs));
+        }
+        let name = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| anyhow!("{}: no file name", f.display()))?
+            .to_string();
+        files.push((name, text));
+    }
+    let env = compose
+        .pointer("/services/traefik")
+        .map(compose_environment)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    Ok(TraefikInput { files, env })
+}
+
 fn compose_services(compose: &Value) -> Result<&Map<String, Value>> {
     compose
         .get("services")
@@ -477,13 +553,13 @@ fn check_compose_semantics(path: &Path) -> Result<()> {
             .map(String::as_str)
             .unwrap_or_default();
         ensure!(
-            mws.split(',').any(|m| m == "mcp-auth@docker"),
-            "service {svc}: the /mcp router must use mcp-auth@docker, has {mws:?}"
+            mws.split(',').any(|m| m == "mcp-auth@file"),
+            "service {svc}: the /mcp router must use mcp-auth@file, has {mws:?}"
         );
         ensure!(
-            mws.ends_with("mcp-auth@docker,mcp-strip-token@docker"),
+            mws.ends_with("mcp-auth@file,mcp-strip-token@file"),
             "service {svc}: the /mcp router must delete the client's credentials after \
-             ForwardAuth (…,mcp-auth@docker,mcp-strip-token@docker), has {mws:?}"
+             ForwardAuth (…,mcp-auth@file,mcp-strip-token@file), has {mws:?}"
         );
     }
 
@@ -543,23 +619,40 @@ fn check_compose_semantics(path: &Path) -> Result<()> {
         "redis command must turn AOF on and require the password, got {joined:?}"
     );
 
-    // Traefik: the forwardAuth middleware names exactly the identity headers.
-    let all_labels: BTreeMap<String, String> = services.values().flat_map(compose_labels).collect();
-    let auth = all_labels
-        .get("traefik.http.middlewares.mcp-auth.forwardauth.authResponseHeaders")
-        .ok_or_else(|| anyhow!("no mcp-auth forwardauth.authResponseHeaders label"))?;
-    ensure!(
-        auth.split(',').collect::<Vec<_>>() == IDENTITY_HEADERS,
-        "authResponseHeaders {auth:?} must be {IDENTITY_HEADERS:?}"
-    );
-    for h in STRIPPED_HEADERS {
-        let key =
-            format!("traefik.http.middlewares.mcp-strip-token.headers.customRequestHeaders.{h}");
+    // The shared middlewares: in Traefik's file provider, never a container's labels
+    // (Traefik drops a stopped or starting container's labels, and with a middleware
+    // every router that names it). What they do is checked through Traefik's API in
+    // `compose_labels_route_through_real_traefik`.
+    for (name, s) in services {
+        for (k, _) in compose_labels(s) {
+            ensure!(
+                !k.starts_with("traefik.http.middlewares."),
+                "{name}: label {k}: middlewares belong in the file provider ({COMPOSE_DYNAMIC_DIR}/), \
+                 where a restart of {name} cannot remove them"
+            );
+        }
+    }
+    let dir = compose_dynamic_dir(path, &compose)?;
+    let mut defined = String::new();
+    for f in yaml_files(&dir)? {
+        defined.push_str(&std::fs::read_to_string(&f)?);
+    }
+    for m in ["mcp-auth", "mcp-cors", "mcp-strip-token"] {
         ensure!(
-            all_labels.get(&key).map(String::as_str) == Some(""),
-            "mcp-strip-token must delete {h} (label {key}= with an empty value)"
+            defined.contains(&format!("\n    {m}:\n")),
+            "{}: no middleware {m}",
+            dir.display()
         );
     }
+    let traefik_env = services
+        .get("traefik")
+        .map(compose_environment)
+        .unwrap_or_default();
+    ensure!(
+        traefik_env.get("BRIDGE_ALLOWED_ORIGINS").map(String::as_str) == Some(BROWSER_ORIGIN),
+        "traefik must get BRIDGE_ALLOWED_ORIGINS from .env (mcp-cors reads it), has {traefik_env:?}"
+    );
+    let all_labels: BTreeMap<String, String> = services.values().flat_map(compose_labels).collect();
     let authz_rule = all_labels
         .get("traefik.http.routers.authz.rule")
         .ok_or_else(|| anyhow!("no authz router"))?;
@@ -568,12 +661,6 @@ fn check_compose_semantics(path: &Path) -> Result<()> {
             authz_rule.contains(&format!("!PathPrefix(`{p}`)")),
             "the authz router {authz_rule:?} makes {p} public"
         );
-    }
-    let exposed = all_labels
-        .get("traefik.http.middlewares.mcp-cors.headers.accessControlExposeHeaders")
-        .ok_or_else(|| anyhow!("no mcp-cors accessControlExposeHeaders label"))?;
-    for h in EXPOSED_HEADERS {
-        ensure!(exposed.split(',').any(|e| e == *h), "CORS must expose {h}");
     }
 
     // Variable names: interpolations, the environments of our own images, .env.example.
@@ -1948,7 +2035,7 @@ fn flag_key(flag: &str) -> String {
 fn traefik_args(
     compose_flags: &[String],
     dir: &Path,
-    dynamic: Option<&Path>,
+    dynamic: &Path,
     api: SocketAddr,
     web: SocketAddr,
     websecure: SocketAddr,
@@ -1971,6 +2058,7 @@ fn traefik_args(
         "--api.insecure=true".into(),
         "--global.checkNewVersion=false".into(),
         "--global.sendAnonymousUsage=false".into(),
+        format!("--providers.file.directory={}", dynamic.display()),
     ];
     let replaced: BTreeSet<String> = overrides.iter().map(|f| flag_key(f)).collect();
     let mut args: Vec<String> = compose_flags
@@ -1979,9 +2067,6 @@ fn traefik_args(
         .cloned()
         .collect();
     args.extend(overrides);
-    if let Some(d) = dynamic {
-        args.push(format!("--providers.file.filename={}", d.display()));
-    }
     args
 }
 
@@ -2010,24 +2095,38 @@ fn compose_traefik_flags(compose: &Value) -> Result<Vec<String>> {
 /// between starts it again on others (Traefik logs the failed bind and keeps
 /// running, so its log is read for it, and each port must be Traefik's own).
 async fn start_traefik(compose_flags: &[String], dynamic: Option<&Value>) -> Result<Traefik> {
-    retry_on_port_taken(|port| start_traefik_on(compose_flags, dynamic, port)).await
+    start_traefik_with(compose_flags, dynamic, &TraefikInput::default()).await
+}
+
+/// [`start_traefik`] with more files for the file provider and an environment.
+async fn start_traefik_with(
+    compose_flags: &[String],
+    dynamic: Option<&Value>,
+    input: &TraefikInput,
+) -> Result<Traefik> {
+    retry_on_port_taken(|port| start_traefik_on(compose_flags, dynamic, input, port)).await
 }
 
 async fn start_traefik_on(
     compose_flags: &[String],
     dynamic: Option<&Value>,
+    input: &TraefikInput,
     api_port: u16,
 ) -> Result<Traefik> {
     let dir = tempfile::tempdir()?;
-    let dynamic_path = match dynamic {
-        Some(conf) => {
-            // JSON is YAML: the file provider reads it as such.
-            let p = dir.path().join("dynamic.yml");
-            std::fs::write(&p, serde_json::to_vec_pretty(conf)?)?;
-            Some(p)
-        }
-        None => None,
-    };
+    // The file provider's folder: the converted labels or CRDs, and `input`'s files.
+    let dynamic_dir = dir.path().join("dynamic");
+    std::fs::create_dir(&dynamic_dir)?;
+    if let Some(conf) = dynamic {
+        // JSON is YAML: the file provider reads it as such.
+        std::fs::write(
+            dynamic_dir.join("routes.yml"),
+            serde_json::to_vec_pretty(conf)?,
+        )?;
+    }
+    for (name, text) in &input.files {
+        std::fs::write(dynamic_dir.join(name), text)?;
+    }
     let api = SocketAddr::from(([127, 0, 0, 1], api_port));
     let web = SocketAddr::from(([127, 0, 0, 1], candidate_port()));
     let websecure = SocketAddr::from(([127, 0, 0, 1], candidate_port()));
@@ -2037,11 +2136,12 @@ async fn start_traefik_on(
         .args(traefik_args(
             compose_flags,
             dir.path(),
-            dynamic_path.as_deref(),
+            &dynamic_dir,
             api,
             web,
             websecure,
         ))
+        .envs(input.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(log_file.try_clone()?)
         .stderr(log_file)
@@ -2101,9 +2201,9 @@ async fn start_traefik_on(
 }
 
 impl Traefik {
-    /// Waits until the file provider's routers are loaded; every router and middleware of
-    /// the file provider must be enabled (a bad rule, a missing middleware or service is
-    /// an error Traefik reports here).
+    /// Waits until the file provider's routers are loaded; every expected router and every
+    /// middleware of the file provider must be enabled (a bad rule, a missing middleware
+    /// or service is an error Traefik reports here).
     async fn wait_for_routers(&self, expected: &BTreeSet<String>) -> Result<()> {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -2131,6 +2231,10 @@ impl Traefik {
                     .iter()
                     .filter(|r| {
                         r.get("provider").and_then(Value::as_str) == Some("file")
+                            && r.get("name")
+                                .and_then(Value::as_str)
+                                .and_then(|n| n.strip_suffix("@file"))
+                                .is_some_and(|n| expected.contains(n))
                             && (r.get("status").and_then(Value::as_str) != Some("enabled")
                                 || r.get("error").is_some())
                     })
@@ -2734,9 +2838,61 @@ fn up_sh_turns_enabled_services_into_compose_profiles() {
     assert!(!out.contains("docker profiles="), "{out}");
 }
 
+/// The shared middlewares as Traefik loaded them from compose's file provider (its
+/// template rendered with the traefik container's environment).
+async fn check_compose_middlewares(traefik: &Traefik) -> Result<()> {
+    let get = |name: &'static str| async move {
+        let url = format!("http://{}/api/http/middlewares/{name}", traefik.api);
+        let v: Value = reqwest::get(&url).await?.error_for_status()?.json().await?;
+        anyhow::Ok(v)
+    };
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let auth = get("mcp-auth@file").await?;
+    let headers = strings(auth.pointer("/forwardAuth/authResponseHeaders"));
+    ensure!(
+        headers == IDENTITY_HEADERS,
+        "mcp-auth: authResponseHeaders {headers:?} must be {IDENTITY_HEADERS:?}"
+    );
+    ensure!(
+        auth.pointer("/forwardAuth/trustForwardHeader") != Some(&Value::Bool(true)),
+        "mcp-auth must not trust clients' X-Forwarded-*"
+    );
+    let strip = get("mcp-strip-token@file").await?;
+    for h in STRIPPED_HEADERS {
+        ensure!(
+            strip.pointer(&format!("/headers/customRequestHeaders/{h}")) == Some(&json!("")),
+            "mcp-strip-token must delete {h}: {strip}"
+        );
+    }
+    let cors = get("mcp-cors@file").await?;
+    let exposed = strings(cors.pointer("/headers/accessControlExposeHeaders"));
+    for h in EXPOSED_HEADERS {
+        ensure!(
+            exposed.iter().any(|e| e == h),
+            "CORS must expose {h}: {exposed:?}"
+        );
+    }
+    let origins = strings(cors.pointer("/headers/accessControlAllowOriginList"));
+    ensure!(
+        origins == [BROWSER_ORIGIN],
+        "mcp-cors: origins {origins:?}, .env's BRIDGE_ALLOWED_ORIGINS is {BROWSER_ORIGIN}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn compose_labels_route_through_real_traefik() {
-    let (compose, _) = load_compose(&deploy("compose/compose.yml")).unwrap();
+    let path = deploy("compose/compose.yml");
+    let (compose, _) = load_compose(&path).unwrap();
     let flags = compose_traefik_flags(&compose).unwrap();
     let mut names: Vec<&str> = catalog_hosts();
     names.extend(["authz-server", "verifier"]);
@@ -2744,8 +2900,12 @@ async fn compose_labels_route_through_real_traefik() {
     let (dynamic, routers) = labels_to_dynamic(&compose, &stubs).unwrap();
     // The auth host, then metadata, preflight and /mcp per service.
     assert!(routers.len() > 3 * CATALOG.len(), "{routers:?}");
-    let traefik = start_traefik(&flags, Some(&dynamic)).await.unwrap();
+    let input = compose_file_provider(&path, &compose, &stubs).unwrap();
+    let traefik = start_traefik_with(&flags, Some(&dynamic), &input)
+        .await
+        .unwrap();
     traefik.wait_for_routers(&routers).await.unwrap();
+    check_compose_middlewares(&traefik).await.unwrap();
     for svc in ["echo", "echo-stateless", "fetchs", "playwright"] {
         let names = Upstreams {
             authz: "authz-server",
@@ -2780,6 +2940,62 @@ async fn compose_labels_route_through_real_traefik() {
     assert!(
         location.starts_with("https://echo.example.test"),
         "{location}"
+    );
+}
+
+/// While the authz-server's container is stopped (or starting), Traefik's Docker provider
+/// has none of its labels: the MCP routers of the other containers must still work, with
+/// the verifier and the bridge up. Their middlewares are in the file provider, so only
+/// the routers served by the authz-server itself go.
+#[tokio::test]
+async fn compose_mcp_routes_work_while_the_authz_container_is_stopped() {
+    let path = deploy("compose/compose.yml");
+    let (mut compose, _) = load_compose(&path).unwrap();
+    let flags = compose_traefik_flags(&compose).unwrap();
+    let stubs = stubs_for(&["echo", "authz-server", "verifier"], "verifier")
+        .await
+        .unwrap();
+    let input = compose_file_provider(&path, &compose, &stubs).unwrap();
+    // The containers Traefik's Docker provider sees: echo's, the authz-server's gone.
+    compose
+        .get_mut("services")
+        .and_then(Value::as_object_mut)
+        .unwrap()
+        .retain(|name, _| name == "echo");
+    let (dynamic, routers) = labels_to_dynamic(&compose, &stubs).unwrap();
+    let mcp_routers: BTreeSet<String> = routers
+        .iter()
+        .filter(|r| !r.ends_with("-prm"))
+        .cloned()
+        .collect();
+    assert!(mcp_routers.contains("echo"), "{routers:?}");
+    let traefik = start_traefik_with(&flags, Some(&dynamic), &input)
+        .await
+        .unwrap();
+    traefik.wait_for_routers(&mcp_routers).await.unwrap();
+    let client = client_for("example.test", &["echo"], &traefik).unwrap();
+    let mcp = format!("https://echo.example.test:{}/mcp", traefik.websecure.port());
+    let (verifier, bridge) = (&stubs["verifier"], &stubs["echo"]);
+    let r = client.post(&mcp).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token");
+    assert!(r.headers().contains_key("www-authenticate"));
+    let before = (verifier.hits(), bridge.hits());
+    let r = client
+        .post(&mcp)
+        .header("Authorization", format!("Bearer {GOOD_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a good token while authz is stopped");
+    let body = r.text().await.unwrap();
+    assert!(body.starts_with("service=echo\n"), "{body}");
+    assert!(
+        !body.contains(GOOD_TOKEN),
+        "the token reached the bridge: {body}"
+    );
+    assert_eq!(
+        (verifier.hits(), bridge.hits()),
+        (before.0 + 1, before.1 + 1)
     );
 }
 
@@ -2890,6 +3106,12 @@ async fn every_checker_rejects_a_broken_copy() {
         let dst = dir.path().join(rel);
         std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
         std::fs::write(&dst, text.replacen(from, to, 1)).unwrap();
+        // compose.yml's Traefik file provider folder comes along, unbroken.
+        let dynamic = src.with_file_name(COMPOSE_DYNAMIC_DIR);
+        let dynamic_copy = dst.with_file_name(COMPOSE_DYNAMIC_DIR);
+        if rel.starts_with("compose/") && !dynamic_copy.exists() {
+            copy_tree(&dynamic, &dynamic_copy).unwrap();
+        }
         dst
     };
     let expect_err = |what: &str, r: Result<()>, needle: &str| {
@@ -2943,6 +3165,39 @@ async fn every_checker_rejects_a_broken_copy() {
         "compose follows the catalog",
         check_compose_semantics(&c),
         "profiles must be [fetchs]",
+    );
+    // A shared middleware back on a container, a router naming it there, the file
+    // provider's folder mounted writable.
+    let c = broken(
+        "compose/compose.yml",
+        "      - traefik.http.services.authz.loadbalancer.server.port=8000\n",
+        "      - traefik.http.services.authz.loadbalancer.server.port=8000\n      \
+         - traefik.http.middlewares.mcp-auth.forwardauth.address=http://verifier:8001/verify\n",
+    );
+    expect_err(
+        "compose middlewares in the file provider",
+        check_compose_semantics(&c),
+        "middlewares belong in the file provider",
+    );
+    let c = broken(
+        "compose/compose.yml",
+        "traefik.http.routers.echo.middlewares=mcp-cors@file,mcp-auth@file,",
+        "traefik.http.routers.echo.middlewares=mcp-cors@file,mcp-auth@docker,",
+    );
+    expect_err(
+        "compose routers use the file's middlewares",
+        check_compose_semantics(&c),
+        "must use mcp-auth@file",
+    );
+    let c = broken(
+        "compose/compose.yml",
+        "./traefik:/etc/traefik/dynamic:ro",
+        "./traefik:/etc/traefik/dynamic",
+    );
+    expect_err(
+        "compose mounts the middlewares read-only",
+        check_compose_semantics(&c),
+        "read-only",
     );
     let c = broken(
         "compose/compose.yml",
@@ -3286,7 +3541,8 @@ async fn every_checker_rejects_a_broken_copy() {
 
     // The routing checks: without the alias-header defence a client's X_User_Id reaches
     // the bridge; without mcp-auth an unauthenticated request does.
-    let (compose, _) = load_compose(&deploy("compose/compose.yml")).unwrap();
+    let compose_path = deploy("compose/compose.yml");
+    let (compose, _) = load_compose(&compose_path).unwrap();
     let flags: Vec<String> = compose_traefik_flags(&compose)
         .unwrap()
         .into_iter()
@@ -3295,6 +3551,7 @@ async fn every_checker_rejects_a_broken_copy() {
     let stubs = stubs_for(&["echo", "authz-server", "verifier"], "verifier")
         .await
         .unwrap();
+    let input = compose_file_provider(&compose_path, &compose, &stubs).unwrap();
     let echo_only = |c: &Value| -> Value {
         let mut c = c.clone();
         if let Some(services) = c.get_mut("services").and_then(Value::as_object_mut) {
@@ -3309,7 +3566,9 @@ async fn every_checker_rejects_a_broken_copy() {
         bridge: "echo",
     };
     let (dynamic, routers) = labels_to_dynamic(&echo_only(&compose), &stubs).unwrap();
-    let traefik = start_traefik(&flags, Some(&dynamic)).await.unwrap();
+    let traefik = start_traefik_with(&flags, Some(&dynamic), &input)
+        .await
+        .unwrap();
     traefik.wait_for_routers(&routers).await.unwrap();
     expect_err(
         "alias headers",
@@ -3324,7 +3583,9 @@ async fn every_checker_rejects_a_broken_copy() {
         .and_then(Value::as_array_mut)
         .unwrap();
     mws.retain(|m| m != "mcp-auth@file");
-    let traefik = start_traefik(&flags, Some(&dynamic)).await.unwrap();
+    let traefik = start_traefik_with(&flags, Some(&dynamic), &input)
+        .await
+        .unwrap();
     traefik.wait_for_routers(&routers).await.unwrap();
     expect_err(
         "no forwardAuth",
@@ -3338,7 +3599,9 @@ async fn every_checker_rejects_a_broken_copy() {
         .and_then(Value::as_array_mut)
         .unwrap();
     mws.retain(|m| m != "mcp-strip-token@file");
-    let traefik = start_traefik(&flags, Some(&dynamic)).await.unwrap();
+    let traefik = start_traefik_with(&flags, Some(&dynamic), &input)
+        .await
+        .unwrap();
     traefik.wait_for_routers(&routers).await.unwrap();
     expect_err(
         "token passthrough",

@@ -10,8 +10,17 @@ pub async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+/// 200 once the store answers and the signing keys are loaded, else 503. Container
+/// health checks ask this (deploy/compose), so nothing is routed to a server that cannot
+/// reach its store; the reason goes to the log, never to the caller.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let store_ok = state.store.ping().await.is_ok();
+    let store_ok = match state.store.ping().await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the store does not answer");
+            false
+        }
+    };
     let keys_ok = !state.keys.current().jwks.keys.is_empty();
     let body = json!({
         "status": if store_ok && keys_ok { "ready" } else { "not ready" },

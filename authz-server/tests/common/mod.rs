@@ -196,6 +196,13 @@ pub struct Authorized {
 }
 
 impl TestServer {
+    /// Stops the test's Redis (fault tests; nothing for the embedded store).
+    pub fn stop_redis(&mut self) {
+        if let Some(r) = self._redis.as_mut() {
+            r.stop();
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

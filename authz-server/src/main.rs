@@ -60,13 +60,16 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     parsed.logging.init();
-    match actix_web::rt::System::new().block_on(run(parsed, &args)) {
+    let code = match actix_web::rt::System::new().block_on(run(parsed, &args)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("mcp-authz: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Audit lines still queued for AUDIT_LOG_FILE go out before the process ends.
+    gateway_common::audit::flush_all();
+    code
 }
 
 async fn run(parsed: Parsed, args: &[String]) -> anyhow::Result<ExitCode> {

@@ -10,11 +10,14 @@ use mcp_gateway::commands::Cli;
 use mcp_gateway::dispatch::run;
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let code = match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mcp-gateway: {e:#}");
             ExitCode::from(2)
         }
-    }
+    };
+    // Audit lines still queued for AUDIT_LOG_FILE go out before the process ends.
+    gateway_common::audit::flush_all();
+    code
 }

@@ -230,7 +230,7 @@ impl AuditSink {
         Self::start(file, capacity)
     }
 
-    fn start(file: std::fs::File, capacity: usize) -> std::io::Result<Self> {
+    fn start(file: impl Write + Send + 'static, capacity: usize) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&dropped);
@@ -270,11 +270,11 @@ impl AuditSink {
     }
 }
 
-fn write_loop(file: std::fs::File, rx: Receiver<Msg>, dropped: Arc<AtomicU64>) {
+fn write_loop<W: Write>(file: W, rx: Receiver<Msg>, dropped: Arc<AtomicU64>) {
     let mut out = std::io::BufWriter::new(file);
     let mut reported = 0u64;
     let mut failed = false;
-    let mut handle = |msg: Msg, out: &mut std::io::BufWriter<std::fs::File>| match msg {
+    let mut handle = |msg: Msg, out: &mut std::io::BufWriter<W>| match msg {
         Msg::Line(line) => {
             // One write per line into the buffer; the buffer goes out whole
             // lines at a time (append mode), so lines never interleave.
@@ -391,7 +391,7 @@ impl AuditLog {
 
     /// Writes an already serialised JSON line (other audit record types share the sink).
     pub fn write_line(&self, line: &str) {
-        tracing::info!(target: "audit", "{line}");
+        log_line(line);
         if let Some(file) = &self.file {
             file.write_line(line);
         }
@@ -414,6 +414,69 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Copies an audit line (a JSON object) to the service log, stderr, when logging is set
+/// up ([`crate::logging`]) and the `audit` target is enabled at `info` (`RUST_LOG`, as
+/// for any tracing target).
+///
+/// Written here, not as a tracing event: the line is already JSON, and a tracing event
+/// would carry it escaped as a string inside another JSON object (with
+/// `LOG_FORMAT=json`), with the request's span serialised again, which was a fifth of
+/// what a registration cost. So with `LOG_FORMAT=json` the line is the audit record
+/// itself with `timestamp`, `level` and `target` in front, one object a log pipeline
+/// reads as it is; with `LOG_FORMAT=text`, tracing's own layout.
+pub fn log_line(line: &str) {
+    let Some(format) = crate::logging::installed_format() else {
+        return;
+    };
+    if !tracing::enabled!(target: "audit", tracing::Level::INFO) {
+        return;
+    }
+    let mut ts = String::with_capacity(32);
+    let _ = tracing_subscriber::fmt::time::FormatTime::format_time(
+        &tracing_subscriber::fmt::time::SystemTime,
+        &mut tracing_subscriber::fmt::format::Writer::new(&mut ts),
+    );
+    let mut out = service_log_line(format, &ts, line);
+    out.push('\n');
+    // One write of the whole line, as tracing's own writer does: stderr is
+    // unbuffered, and a writer thread would cost a thread wake-up per line,
+    // more than the write.
+    let _ = std::io::stderr().lock().write_all(out.as_bytes());
+}
+
+/// Waits until every audit line queued so far in this process for an
+/// `AUDIT_LOG_FILE` is written: for a process about to exit (its writer
+/// threads die with it), never on a request path.
+pub fn flush_all() {
+    let sinks: Vec<Arc<SinkInner>> = open_sinks()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .values()
+        .filter_map(std::sync::Weak::upgrade)
+        .collect();
+    for inner in sinks {
+        AuditSink(inner).sync();
+    }
+}
+
+/// An audit line as the service log shows it (see [`log_line`]).
+fn service_log_line(format: crate::logging::LogFormat, ts: &str, line: &str) -> String {
+    use crate::logging::LogFormat;
+    match format {
+        LogFormat::Json => match line.strip_prefix('{') {
+            Some(rest) if rest.len() > 1 => {
+                format!(r#"{{"timestamp":"{ts}","level":"INFO","target":"audit",{rest}"#)
+            }
+            // Not an object with fields: carried as a message, like any log line.
+            _ => serde_json::json!({
+                "timestamp": ts, "level": "INFO", "target": "audit", "message": line,
+            })
+            .to_string(),
+        },
+        LogFormat::Text => format!("{ts}  INFO audit: {line}"),
     }
 }
 
@@ -566,5 +629,32 @@ mod tests {
         );
         assert_eq!(lines[1]["event"], "device_denied");
         assert_eq!(lines[1]["user"], "local:bob");
+    }
+
+    #[test]
+    fn the_service_log_carries_the_record_itself_not_a_string_of_it() {
+        use crate::logging::LogFormat;
+        let line = r#"{"ts":7,"source":"authz","event":"client_registered","client_id":"c\"1"}"#;
+        let json = service_log_line(LogFormat::Json, "2026-12-07T05:00:00.000001Z", line);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"timestamp":"2026-12-07T05:00:00.000001Z","level":"INFO",
+                "target":"audit","ts":7,"source":"authz","event":"client_registered",
+                "client_id":"c\"1"})
+        );
+        // Anything else is a message, still one valid JSON object.
+        for odd in ["{}", "not json", ""] {
+            let v: serde_json::Value =
+                serde_json::from_str(&service_log_line(LogFormat::Json, "t", odd)).unwrap();
+            assert_eq!(
+                (&v["target"], &v["message"]),
+                (&"audit".into(), &odd.into())
+            );
+        }
+        assert_eq!(
+            service_log_line(LogFormat::Text, "t", line),
+            format!("t  INFO audit: {line}")
+        );
     }
 }

@@ -65,7 +65,7 @@ impl LogConfig {
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr);
-        let _ = match self.format {
+        let installed = match self.format {
             // The request span once per line (`span`, with the request id),
             // not again as a one-element `spans` list: the JSON formatter
             // re-serialises a span's fields for each, a third of a logged
@@ -73,7 +73,20 @@ impl LogConfig {
             LogFormat::Json => builder.json().with_span_list(false).try_init(),
             LogFormat::Text => builder.try_init(),
         };
+        if installed.is_ok() {
+            let _ = INSTALLED.set(self.format);
+        }
     }
+}
+
+/// The format of the subscriber [`LogConfig::init`] installed.
+static INSTALLED: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// The service log's format, once [`LogConfig::init`] has installed it (`None`
+/// before, and in processes that log elsewhere, such as tests): lines written
+/// beside tracing, such as the audit log's ([`crate::audit::log_line`]), follow it.
+pub fn installed_format() -> Option<LogFormat> {
+    INSTALLED.get().copied()
 }
 
 /// Parses `LOG_FORMAT`/`RUST_LOG` from `src` and installs the subscriber.

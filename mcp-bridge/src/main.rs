@@ -57,13 +57,16 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging.init();
-    match actix_web::rt::System::new().block_on(run(config)) {
+    let code = match actix_web::rt::System::new().block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mcp-bridge: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Audit lines still queued for AUDIT_LOG_FILE go out before the process ends.
+    gateway_common::audit::flush_all();
+    code
 }
 
 /// `mcp-bridge connect …` in MCP client configurations written before `connect` became

@@ -273,7 +273,7 @@ impl ToolGate {
     }
 
     fn audit(&self, record: &AuditRecord<'_>) {
-        tracing::info!(target: "audit", "{record}");
+        gateway_common::audit::log_line(&record.to_string());
         if let Some(f) = &self.audit_file {
             f.write(record);
         }

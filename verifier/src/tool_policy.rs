@@ -173,7 +173,7 @@ pub fn denial_body(call: &McpCall<'_>) -> String {
 
 /// Writes an audit line: tracing target `audit`, and `AUDIT_LOG_FILE` when set.
 pub(crate) fn audit(file: Option<&AuditFile>, record: &AuditRecord<'_>) {
-    tracing::info!(target: "audit", "{record}");
+    gateway_common::audit::log_line(&record.to_string());
     if let Some(f) = file {
         f.write(record);
     }

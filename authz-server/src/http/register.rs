@@ -14,6 +14,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use gateway_common::crypto::{hash_secret, random_token, verify_secret};
+use gateway_common::flow;
 
 use super::no_store_json;
 use crate::protocol::error::OAuthError;
@@ -103,9 +104,17 @@ pub async fn register(
         metadata,
     };
     let raw = serde_json::to_vec(&rec).map_err(internal)?;
+    // The flow record (`mcp-gateway flows`) goes with the client's own, in the
+    // same round trip: a new client id has no earlier step to keep, so neither
+    // `put_if_absent` nor a second write is needed.
+    let flow_key = flow::flow_key(&client_id, flow::FlowStep::Registered);
+    let flow_value = flow::flow_value(now);
     state
         .store
-        .put(&client_key(&client_id), &raw, ttl(&state, &rec))
+        .put_many(&[
+            (&client_key(&client_id), &raw, ttl(&state, &rec)),
+            (&flow_key, &flow_value, Some(flow::FLOW_TTL)),
+        ])
         .await?;
     state.metrics.registrations.inc();
     // No log line of its own: the audit event below says the same, and a
@@ -115,7 +124,6 @@ pub async fn register(
         via: "dcr",
         client_name: rec.metadata.client_name.clone(),
     });
-    state.flow(&client_id, gateway_common::flow::FlowStep::Registered);
     let body = information_response(
         &rec,
         secret.as_deref(),

@@ -123,3 +123,70 @@ async fn the_default_users_file_is_where_add_user_writes() {
     let out = authz.output();
     assert!(out.contains("NO USER CAN SIGN IN YET"), "{out}");
 }
+
+/// Audit lines in the service log (`LOG_FORMAT=json`): the record itself, one JSON
+/// object with the log's timestamp, level and target, not a string inside a log
+/// event; and `RUST_LOG=…,audit=off` leaves them out, as any tracing target.
+#[tokio::test]
+async fn audit_lines_in_the_service_log_are_the_records_themselves() {
+    let register = |addr: std::net::SocketAddr| async move {
+        let body = serde_json::json!({
+            "client_name": "audited",
+            "redirect_uris": [gateway_testkit::oauth::LOOPBACK_REDIRECT],
+            "token_endpoint_auth_method": "none",
+        });
+        let base = format!("http://{addr}");
+        gateway_testkit::wait_for_http(&format!("{base}/health"), Duration::from_secs(30))
+            .await
+            .unwrap();
+        let r = gateway_testkit::oauth::register_raw(&reqwest::Client::new(), &base, &body)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let v: serde_json::Value = r.json().await.unwrap();
+        v["client_id"].as_str().unwrap().to_string()
+    };
+    let audit_lines = |out: &str| -> Vec<serde_json::Value> {
+        out.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "audit")
+            .collect()
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut authz = start(dir.path(), &[("RUST_LOG", "info")]).await;
+    let client_id = register(authz.addr).await;
+    authz.terminate().unwrap();
+    let (status, _) = authz.exit(HANG_GUARD).await.unwrap();
+    assert!(status.success(), "{status}\n{}", authz.output());
+    let out = authz.output();
+    let lines = audit_lines(&out);
+    let registered = lines
+        .iter()
+        .find(|v| v["event"] == "client_registered")
+        .unwrap_or_else(|| panic!("no client_registered line in\n{out}"));
+    assert_eq!(registered["client_id"], client_id.as_str());
+    assert_eq!(registered["client_name"], "audited");
+    assert_eq!(
+        (
+            &registered["level"],
+            &registered["source"],
+            &registered["via"]
+        ),
+        (&"INFO".into(), &"authz".into(), &"dcr".into())
+    );
+    assert!(registered["ts"].as_u64().is_some());
+    assert!(registered["timestamp"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+
+    let mut authz = start(dir.path(), &[("RUST_LOG", "info,audit=off")]).await;
+    register(authz.addr).await;
+    authz.terminate().unwrap();
+    let (status, _) = authz.exit(HANG_GUARD).await.unwrap();
+    assert!(status.success(), "{status}\n{}", authz.output());
+    let out = authz.output();
+    assert!(audit_lines(&out).is_empty(), "{out}");
+    // The rest of the log is still there.
+    assert!(out.contains("\"level\":\"INFO\""), "{out}");
+}

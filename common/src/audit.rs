@@ -1,13 +1,13 @@
 //! The security audit log: one JSON line per event (registration, sign-in,
 //! consent, token issue/refresh/revoke, refresh-token reuse, denied verifies).
 //!
-//! Lines go to the tracing target `audit` (so they appear in the service log,
-//! filterable with `RUST_LOG=audit=info`) and, when `AUDIT_LOG_FILE` is set,
-//! are appended to that file. Events carry identifiers only — client id, user,
+//! Lines go to the service log under the target `audit` ([`log_line`]:
+//! filtered by `RUST_LOG` like a tracing target) and, when `AUDIT_LOG_FILE` is
+//! set, are appended to that file. Events carry identifiers only — client id, user,
 //! `jti` — never a token, code or secret: the types below have no field that
 //! could hold one.
 //!
-//! Writing never blocks a request: lines go through a bounded queue to one
+//! Writing to a file never blocks a request: lines go through a bounded queue to one
 //! writer thread per file ([`AuditSink`]); when the queue is full (a stalled
 //! disk) the line is dropped and counted, and the writer notes the loss in
 //! the file (`audit_lines_dropped`) once it catches up.
@@ -230,7 +230,7 @@ impl AuditSink {
         Self::start(file, capacity)
     }
 
-    fn start(file: impl Write + Send + 'static, capacity: usize) -> std::io::Result<Self> {
+    fn start(file: std::fs::File, capacity: usize) -> std::io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(capacity);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&dropped);
@@ -270,11 +270,11 @@ impl AuditSink {
     }
 }
 
-fn write_loop<W: Write>(file: W, rx: Receiver<Msg>, dropped: Arc<AtomicU64>) {
+fn write_loop(file: std::fs::File, rx: Receiver<Msg>, dropped: Arc<AtomicU64>) {
     let mut out = std::io::BufWriter::new(file);
     let mut reported = 0u64;
     let mut failed = false;
-    let mut handle = |msg: Msg, out: &mut std::io::BufWriter<W>| match msg {
+    let mut handle = |msg: Msg, out: &mut std::io::BufWriter<std::fs::File>| match msg {
         Msg::Line(line) => {
             // One write per line into the buffer; the buffer goes out whole
             // lines at a time (append mode), so lines never interleave.

@@ -16,13 +16,20 @@ WORKDIR /src
 COPY . .
 # The cache mounts keep the registry and target/ between builds; the binary is
 # copied out of the cached target/ because cache mounts are not part of the layer.
+# cargo judges freshness by mtimes, so sources older than the cached build (another
+# checkout was built last) would give a stale binary: when the sources' hash differs
+# from the last build's, they are touched first.
 # Symbols stripped: the image carries the binary only.
 RUN --mount=type=secret,id=host_ca \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     if [ -f /run/secrets/host_ca ]; then export CARGO_HTTP_CAINFO=/run/secrets/host_ca; fi \
+ && stamp=target/.sources-authz \
+ && sources=$(find . -path ./target -prune -o -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum) \
+ && if [ "$(cat "$stamp" 2>/dev/null)" != "$sources" ]; then find . -path ./target -prune -o -type f -exec touch {} +; fi \
  && CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --locked -p mcp-authz --bin mcp-authz \
- && install -D -m 0755 target/release/mcp-authz /out/mcp-authz
+ && install -D -m 0755 target/release/mcp-authz /out/mcp-authz \
+ && echo "$sources" > "$stamp"
 
 # The runtime is FROM scratch: the binary, the libraries it loads, bash for the health
 # check and the CA bundle (outbound HTTPS: GitHub sign-in, client ID metadata documents),

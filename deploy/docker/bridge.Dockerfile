@@ -30,12 +30,17 @@ ARG TMUX_MCP_VERSION=0.3.3
 FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
 COPY . .
+# Sources touched when they differ from the cached build's: see authz.Dockerfile.
 RUN --mount=type=secret,id=host_ca \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     if [ -f /run/secrets/host_ca ]; then export CARGO_HTTP_CAINFO=/run/secrets/host_ca; fi \
+ && stamp=target/.sources-bridge \
+ && sources=$(find . -path ./target -prune -o -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum) \
+ && if [ "$(cat "$stamp" 2>/dev/null)" != "$sources" ]; then find . -path ./target -prune -o -type f -exec touch {} +; fi \
  && CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --locked -p mcp-bridge --bin mcp-bridge \
- && install -D -m 0755 target/release/mcp-bridge /out/mcp-bridge
+ && install -D -m 0755 target/release/mcp-bridge /out/mcp-bridge \
+ && echo "$sources" > "$stamp"
 
 FROM ${NODE_IMAGE} AS npm-servers
 ARG SERVER_EVERYTHING_VERSION

@@ -11,12 +11,17 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
 COPY . .
+# Sources touched when they differ from the cached build's: see authz.Dockerfile.
 RUN --mount=type=secret,id=host_ca \
     --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     if [ -f /run/secrets/host_ca ]; then export CARGO_HTTP_CAINFO=/run/secrets/host_ca; fi \
+ && stamp=target/.sources-verifier \
+ && sources=$(find . -path ./target -prune -o -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum) \
+ && if [ "$(cat "$stamp" 2>/dev/null)" != "$sources" ]; then find . -path ./target -prune -o -type f -exec touch {} +; fi \
  && CARGO_PROFILE_RELEASE_STRIP=symbols cargo build --release --locked -p mcp-verifier --bin mcp-verifier \
- && install -D -m 0755 target/release/mcp-verifier /out/mcp-verifier
+ && install -D -m 0755 target/release/mcp-verifier /out/mcp-verifier \
+ && echo "$sources" > "$stamp"
 
 # FROM scratch at the end, as in authz.Dockerfile. The CA bundle: AUTHZ_URL may be https
 # (JWKS and the revocation feed).

@@ -58,6 +58,20 @@ pub enum EarlyFlag {
     Version,
 }
 
+/// Runs a service's `main` future on its own actix system, then ends without
+/// dropping the runtime: queued `AUDIT_LOG_FILE` lines are flushed first, and the
+/// runtime is forgotten, because dropping it waits for every blocking task, and a
+/// name lookup (`getaddrinfo`, on the blocking pool) that the DNS server never
+/// answers holds that up to 20 s after the service has stopped, past an
+/// orchestrator's grace period. Call it last in `main`: the process ends after it.
+pub fn run_to_exit<T>(service: impl std::future::Future<Output = T>) -> T {
+    let system = actix_web::rt::System::new();
+    let out = system.block_on(service);
+    crate::audit::flush_all();
+    std::mem::forget(system);
+    out
+}
+
 /// `--help`/`-h` or `--version`/`-V` among `args` (program name excluded).
 pub fn early_flag(args: &[String]) -> Option<EarlyFlag> {
     args.iter().find_map(|a| match a.as_str() {

@@ -47,22 +47,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging.init();
-    let system = actix_web::rt::System::new();
-    let code = match system.block_on(run(config)) {
+    match gateway_common::lifecycle::run_to_exit(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mcp-verifier: {e:#}");
             ExitCode::FAILURE
         }
-    };
-    // Audit lines still queued for AUDIT_LOG_FILE go out before the process ends.
-    gateway_common::audit::flush_all();
-    // The runtime is not dropped: that would wait for every blocking task, and a name
-    // lookup (getaddrinfo, on the blocking pool) that the DNS server never answers holds
-    // it up to 20 s after the service has stopped, past an orchestrator's grace period.
-    // The process ends here; nothing of the runtime's is left to finish.
-    std::mem::forget(system);
-    code
+    }
 }
 
 async fn run(config: VerifierConfig) -> anyhow::Result<()> {

@@ -2,7 +2,7 @@
 //!
 //! Connections are multiplexed async connections made by deadpool-redis's
 //! connection manager, one per thread (why not checked out of its pool: see
-//! `RedisStore::shared`), never a blocking client. The atomic operations are
+//! `Links`), never a blocking client. The atomic operations are
 //! single Redis commands or one Lua script, never read-then-write from here:
 //! * take → `GETDEL` (Redis ≥ 6.2);
 //! * put-if-absent → `SET NX PX`;
@@ -20,6 +20,7 @@
 //! so only `SCAN` (per node) would change.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,7 +33,7 @@ use crate::{Store, StoreError, StoreResult, Ttl};
 /// server never blocks for long.
 const SCAN_COUNT: usize = 1000;
 
-/// Per-thread shared connections kept at most (see `RedisStore::shared`).
+/// Per-thread shared connections kept at most (see `Links`).
 const MAX_THREAD_CONNECTIONS: usize = 64;
 
 /// How long to wait for a connection before reporting the store unavailable.
@@ -76,23 +77,45 @@ return 1
 
 /// A store in Redis.
 pub struct RedisStore {
-    /// Makes (and sets up: database, password, TLS) command connections.
-    manager: deadpool_redis::Manager,
+    /// Command connections: made, shared per thread, lent between threads.
+    links: Arc<Links>,
     /// For subscriber connections, which cannot be multiplexed.
     client: redis::Client,
     cas: redis::Script,
     /// `host:port/db`, safe to log (no credentials).
     display: String,
-    /// One multiplexed connection per thread, made by the manager on
-    /// that thread, so its I/O task runs where the requests do (an actix
-    /// worker is a one-thread runtime: no cross-thread wake-up per command)
-    /// and concurrent commands of the thread go out pipelined on it. Checking
-    /// a pool object out per operation instead cost an extra round trip each
-    /// time (deadpool-redis checks an idle object with `UNWATCH` + `PING`),
-    /// which more than halved the refresh grant's throughput
-    /// (authz-server/examples/bench_tokens.rs). All are dropped after a
-    /// connection-level error; the next operation on each thread connects anew.
-    shared: std::sync::Mutex<HashMap<std::thread::ThreadId, redis::aio::MultiplexedConnection>>,
+}
+
+/// The command connections of one store.
+///
+/// One multiplexed connection per thread, made by the manager on that
+/// thread, so its I/O task runs where the requests do (an actix worker is a
+/// one-thread runtime: no cross-thread wake-up per command) and concurrent
+/// commands of the thread go out pipelined on it. Checking a pool object out
+/// per operation instead cost an extra round trip each time (deadpool-redis
+/// checks an idle object with `UNWATCH` + `PING`), which more than halved the
+/// refresh grant's throughput (authz-server/examples/bench_tokens.rs). All are
+/// dropped after a connection-level error; the next operation on each thread
+/// connects anew.
+///
+/// A thread that has none yet borrows another thread's while its own is made
+/// in the background. Without that, a thread's first operation waited for a
+/// connection of its own even when the process already had a working one,
+/// and a name lookup that kept stalling (podman's network DNS while
+/// containers start) failed every operation on that thread for as long as it
+/// stalled: the compose run's authorization server answered `/ready` with 503
+/// for up to 53 s although its start-up thread had reached Redis at once.
+struct Links {
+    /// Makes (and sets up: database, password, TLS) command connections.
+    manager: deadpool_redis::Manager,
+    display: String,
+    by_thread: std::sync::Mutex<HashMap<std::thread::ThreadId, Link>>,
+}
+
+enum Link {
+    Ready(redis::aio::MultiplexedConnection),
+    /// A connection for this thread is being made in the background.
+    Connecting,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -213,29 +236,97 @@ impl RedisStore {
         )
         .map_err(|e| StoreError::Config(format!("is not usable: {e}")))?;
         Ok(Self {
-            manager,
+            links: Arc::new(Links {
+                manager,
+                display: url.display(),
+                by_thread: std::sync::Mutex::new(HashMap::new()),
+            }),
             client,
             cas: redis::Script::new(CAS_SCRIPT),
             display: url.display(),
-            shared: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
     async fn conn(&self) -> StoreResult<redis::aio::MultiplexedConnection> {
-        let me = std::thread::current().id();
-        if let Some(c) = self.shared.lock().ok().and_then(|g| g.get(&me).cloned()) {
+        if let Some(c) = Links::ready_or_lend(&self.links) {
             return Ok(c);
         }
-        let c = self.connect_with_retries().await?;
-        if let Ok(mut g) = self.shared.lock() {
-            // Threads come and go (a runtime's blocking pool): past a bound,
-            // start over rather than keep a connection per thread ever seen.
-            if g.len() >= MAX_THREAD_CONNECTIONS {
+        let c = self.links.connect_with_retries().await?;
+        self.links.keep(c.clone());
+        Ok(c)
+    }
+
+    /// Maps an error; a broken connection is forgotten (see `Links`).
+    fn failed(&self, e: redis::RedisError) -> StoreError {
+        if e.is_io_error()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.is_timeout()
+            || e.is_unrecoverable_error()
+        {
+            if let Ok(mut g) = self.links.by_thread.lock() {
                 g.clear();
             }
-            g.insert(me, c.clone());
         }
-        Ok(c)
+        redis_error(e)
+    }
+}
+
+impl Links {
+    /// This thread's connection; else another thread's, lent while this
+    /// thread's own is made in the background (one attempt at a time per
+    /// thread); else `None`: no connection anywhere, the caller makes one.
+    fn ready_or_lend(links: &Arc<Self>) -> Option<redis::aio::MultiplexedConnection> {
+        let me = std::thread::current().id();
+        let mut g = links.by_thread.lock().ok()?;
+        if let Some(Link::Ready(c)) = g.get(&me) {
+            return Some(c.clone());
+        }
+        let lent = g.values().find_map(|l| match l {
+            Link::Ready(c) => Some(c.clone()),
+            Link::Connecting => None,
+        })?;
+        if !g.contains_key(&me) {
+            Self::bound(&mut g);
+            g.insert(me, Link::Connecting);
+            let links = Arc::clone(links);
+            // Spawned here, so the connection's I/O task runs on this
+            // thread's runtime (an actix worker's).
+            tokio::spawn(async move {
+                let made = links.connect_with_retries().await;
+                if let Ok(mut g) = links.by_thread.lock() {
+                    match made {
+                        Ok(c) => {
+                            Self::bound(&mut g);
+                            g.insert(me, Link::Ready(c));
+                        }
+                        // The next operation on the thread tries again.
+                        Err(_) => {
+                            if matches!(g.get(&me), Some(Link::Connecting)) {
+                                g.remove(&me);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        Some(lent)
+    }
+
+    /// Keeps `c` as this thread's connection.
+    fn keep(&self, c: redis::aio::MultiplexedConnection) {
+        if let Ok(mut g) = self.by_thread.lock() {
+            Self::bound(&mut g);
+            g.insert(std::thread::current().id(), Link::Ready(c));
+        }
+    }
+
+    /// Threads come and go (a runtime's blocking pool): past a bound, start
+    /// over rather than keep a connection per thread ever seen.
+    fn bound(g: &mut HashMap<std::thread::ThreadId, Link>) {
+        if g.len() >= MAX_THREAD_CONNECTIONS {
+            g.clear();
+        }
     }
 
     /// A new command connection: attempts of `CONNECT_ATTEMPT` each while
@@ -265,21 +356,6 @@ impl RedisStore {
                 return Err(unavailable(timed_out));
             }
         }
-    }
-
-    /// Maps an error; a broken connection is forgotten (see `shared`).
-    fn failed(&self, e: redis::RedisError) -> StoreError {
-        if e.is_io_error()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.is_timeout()
-            || e.is_unrecoverable_error()
-        {
-            if let Ok(mut g) = self.shared.lock() {
-                g.clear();
-            }
-        }
-        redis_error(e)
     }
 }
 

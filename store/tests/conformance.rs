@@ -846,3 +846,179 @@ async fn redis_over_tls_with_rediss_url() {
         .unwrap();
     assert!(plain.ping().await.is_err());
 }
+
+/// A TCP relay to Redis that forwards the connections it is told to and holds
+/// the others open without a byte either way: a Redis host whose name lookup
+/// or handshake stalls for new connections while older ones work (podman's
+/// network DNS while containers start).
+struct StallingRelay {
+    port: u16,
+    /// Connections accepted so far.
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    /// Connections forwarded so far.
+    forwarded: Arc<std::sync::atomic::AtomicUsize>,
+    /// While set, new connections are held instead of forwarded.
+    stall: Arc<std::sync::atomic::AtomicBool>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl StallingRelay {
+    fn start(redis_port: u16) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let forwarded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stall = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (a, f, s) = (accepted.clone(), forwarded.clone(), stall.clone());
+        runtime.spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                a.fetch_add(1, SeqCst);
+                if s.load(SeqCst) {
+                    held.push(inbound);
+                    continue;
+                }
+                f.fetch_add(1, SeqCst);
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", redis_port)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            accepted,
+            forwarded,
+            stall,
+            _runtime: runtime,
+        }
+    }
+}
+
+type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// A current-thread runtime on its own thread that keeps running between
+/// jobs (an actix worker): a connection made there keeps its I/O task there.
+struct Worker {
+    jobs: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    fn start() -> Self {
+        let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                while let Some(job) = rx.recv().await {
+                    job.await;
+                }
+            });
+        });
+        Self {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs `f` on this worker's thread and waits for its answer.
+    fn run<T: Send + 'static>(
+        &self,
+        f: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> T {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .as_ref()
+            .unwrap()
+            .send(Box::pin(async move {
+                let _ = tx.send(f.await);
+            }))
+            .map_err(|_| "worker gone")
+            .unwrap();
+        rx.blocking_recv().unwrap()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A thread with no Redis connection of its own is served on another
+/// thread's while its own cannot be made, and uses its own once it can.
+#[test]
+fn redis_thread_without_a_connection_borrows_one_while_its_own_stalls() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let setup = tokio::runtime::Runtime::new().unwrap();
+    let server = setup.block_on(RedisServer::start()).unwrap();
+    let relay = StallingRelay::start(server.port);
+    let store: Arc<dyn Store> = Arc::new(
+        setup
+            .block_on(RedisStore::connect(
+                &format!("redis://127.0.0.1:{}/0", relay.port),
+                None,
+            ))
+            .unwrap(),
+    );
+    let (first, second) = (Worker::start(), Worker::start());
+    let s = store.clone();
+    first
+        .run(async move { s.put("lent", b"value", None).await })
+        .unwrap();
+    assert_eq!(relay.forwarded.load(SeqCst), 1);
+
+    // From now on no new connection gets through.
+    relay.stall.store(true, SeqCst);
+    for _ in 0..3 {
+        let s = store.clone();
+        let got = second.run(async move { s.get("lent").await });
+        assert_eq!(
+            got.unwrap().as_deref(),
+            Some(&b"value"[..]),
+            "served on the first thread's connection"
+        );
+    }
+    // The second thread did try a connection of its own (held by the relay):
+    // one attempt at a time, not one per operation.
+    let deadline = Instant::now() + DEADLINE;
+    while relay.accepted.load(SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "no connection attempt of its own");
+        std::thread::yield_now();
+    }
+
+    // Once new connections get through, the second thread gets its own: its
+    // stalled attempts run out (CONNECT_TIMEOUT) and the next one is
+    // forwarded, while every operation meanwhile is served.
+    relay.stall.store(false, SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while relay.forwarded.load(SeqCst) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the second thread never made its own connection"
+        );
+        let s = store.clone();
+        let got = second.run(async move { s.get("lent").await });
+        assert_eq!(got.unwrap().as_deref(), Some(&b"value"[..]));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop((first, second));
+    drop(server);
+}

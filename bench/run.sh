@@ -113,6 +113,12 @@ on_server "$rel/examples/bench_noop" 127.0.0.1:0 >"$work/noop.out" 2>&1 &
 pids+=($!)
 until grep -q '^LISTEN ' "$work/noop.out" 2>/dev/null; do sleep 0.1; done
 noop_url="http://$(sed -n 's/^LISTEN //p' "$work/noop.out" | head -1)"
+# The forged-token row's anchor on the same HTTP stack: the no-op that checks
+# each request's token signature with ES256 and nothing else.
+on_server "$rel/examples/bench_noop" 127.0.0.1:0 --es256 >"$work/es256.out" 2>&1 &
+pids+=($!)
+until grep -q '^LISTEN ' "$work/es256.out" 2>/dev/null; do sleep 0.1; done
+es256_url="http://$(sed -n 's/^LISTEN //p' "$work/es256.out" | head -1)"
 nginx_port="$(free_port)"
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<EOF
@@ -234,7 +240,7 @@ echo
 echo "== $(date -u +%FT%TZ)  $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
 echo "   wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}') -t1 -c$connections on CPU $load_cpu; servers (1 worker each) and redis-server on CPU $server_cpu"
 echo "   $rounds interleaved round(s) of ${seconds}s per run; redis-server $(redis-server --version | grep -o 'v=[0-9.]*')"
-echo "   anchors: no-op actix $noop_url, nginx $(nginx -v 2>&1 | cut -d/ -f2) $nginx_url, python gateway (mcp-oauth-dynamicclient 0.2.0) $py_url"
+echo "   anchors: no-op actix $noop_url, ES256-only actix $es256_url, nginx $(nginx -v 2>&1 | cut -d/ -f2) $nginx_url, python gateway (mcp-oauth-dynamicclient 0.2.0) $py_url"
 
 # run ROW TARGET URL SCRIPT [VAR=value...]: one wrk run, its output kept for table.py.
 run() {
@@ -255,8 +261,9 @@ for ((round = 0; round < rounds; round++)); do
   echo
   echo "-- round $((round + 1)) of $rounds"
   if [[ "$what" == all || "$what" == verify ]]; then
-    for t in $(order noop nginx python ours); do
+    for t in $(order noop nginx python es256 ours); do
       case $t in
+        es256) run verify_forged es256 "$es256_url" forged.lua TOKEN="$token" ;;
         noop) run verify_cached noop "$noop_url" verify.lua TOKEN="$token"
               run verify_badsig noop "$noop_url" verify.lua TOKEN="$bad_token" ;;
         nginx) run verify_cached nginx "$nginx_url" verify.lua TOKEN="$token"
@@ -268,9 +275,10 @@ for ((round = 0; round < rounds; round++)); do
               run verify_forged ours "$verifier_url" forged.lua TOKEN="$token" ;;
       esac
     done
-    # The raw ES256 rate on the servers' CPU: one thread verifying one valid signature in a loop.
-    on_server "$rel/examples/bench_verify" --raw-es256 "$seconds" >"$results/es256.r$round.txt"
-    printf '   %-18s %-9s %12s verifications/s\n' verify_forged es256 "$(cut -d' ' -f1 "$results/es256.r$round.txt")"
+    # The raw ES256 rate on the servers' CPU, in process: one thread verifying
+    # one valid signature in a loop (no socket, caches warm).
+    on_server "$rel/examples/bench_verify" --raw-es256 "$seconds" >"$results/inprocess.r$round.txt"
+    printf '   %-18s %-9s %12s verifications/s\n' verify_forged in-process "$(cut -d' ' -f1 "$results/inprocess.r$round.txt")"
   fi
   if [[ "$what" == all || "$what" == authz ]]; then
     fam="$work/fx-redis/refresh-$round.txt"

@@ -139,5 +139,14 @@ if [[ ${METRICS_ROWS:-1} != 0 ]]; then
     "${per_metrics[on]}" "${per_metrics[off]}"
 fi
 count "verify, no-op actix" verify "$token" -- "$rel/examples/bench_noop" 127.0.0.1:0
+# A distinct forged token each time: ours beside the endpoint that does the
+# ES256 check alone (bench_noop --es256); the difference is our own checks.
+count "verify, forged token (ours)" forged "$token" -- \
+  env AUTH_ISSUER=http://127.0.0.1:1 AUTHZ_URL="http://$authz" REDIS_URL="$redis_url" \
+  MCP_ECHO_ENABLED=true MCP_ECHO_URL=https://echo.example.com/mcp VERIFIER_LISTEN=127.0.0.1:0 \
+  VERIFIER_WORKERS=1 RUST_LOG=info "$rel/mcp-verifier"
+forged_ours=$last_per
+count "forged token, ES256 check only" forged "$token" -- "$rel/examples/bench_noop" 127.0.0.1:0 --es256
+echo "  a forged token: ours costs $((forged_ours - last_per)) instructions more than the ES256 check alone"
 count "register (Redis)" register "" -- env AUTH_ISSUER=http://127.0.0.1:1 "${authz_env[@]}" "$rel/mcp-authz"
 count "refresh, rotating (Redis)" refresh "$w/fx/refresh-0.txt" -- env AUTH_ISSUER=http://127.0.0.1:1 "${authz_env[@]}" "$rel/mcp-authz"

@@ -2,6 +2,8 @@
 checks every answer (bench/instructions.sh). Standard library only.
 
     send.py verify HOST PORT N TOKEN
+    send.py forged HOST PORT N TOKEN     (TOKEN's header and claims, a random
+                                          signature each time; all refused)
     send.py register HOST PORT N
     send.py refresh HOST PORT N FAMILIES_FILE   (first line "client_id secret",
                                                 then one refresh token per line;
@@ -9,6 +11,7 @@ checks every answer (bench/instructions.sh). Standard library only.
 """
 import http.client
 import json
+import random
 import sys
 import urllib.parse
 
@@ -16,8 +19,9 @@ import urllib.parse
 def main() -> int:
     kind, host, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     conn = http.client.HTTPConnection(host, port, timeout=600)
-    want = {"verify": 200, "register": 201, "refresh": 200}[kind]
-    if kind == "verify":
+    want = {"verify": 200, "forged": 401, "register": 201, "refresh": 200}[kind]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    if kind in ("verify", "forged"):
         headers = {
             "X-Forwarded-Method": "POST",
             "X-Forwarded-Proto": "https",
@@ -42,6 +46,11 @@ def main() -> int:
     for i in range(n):
         if kind == "verify":
             conn.request("GET", "/verify", headers=headers)
+        elif kind == "forged":
+            # 86 base64url characters (64 bytes), the last one's spare bits zero.
+            sig = "".join(random.choices(alphabet, k=85)) + alphabet[16 * random.randrange(4)]
+            signed = sys.argv[5].rsplit(".", 1)[0]
+            conn.request("GET", "/verify", headers={**headers, "Authorization": f"Bearer {signed}.{sig}"})
         elif kind == "register":
             conn.request("POST", "/register", body=body, headers={"Content-Type": "application/json"})
         else:

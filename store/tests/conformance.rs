@@ -1000,7 +1000,10 @@ fn redis_thread_without_a_connection_borrows_one_while_its_own_stalls() {
     // one attempt at a time, not one per operation.
     let deadline = Instant::now() + DEADLINE;
     while relay.accepted.load(SeqCst) < 2 {
-        assert!(Instant::now() < deadline, "no connection attempt of its own");
+        assert!(
+            Instant::now() < deadline,
+            "no connection attempt of its own"
+        );
         std::thread::yield_now();
     }
 

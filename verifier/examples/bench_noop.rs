@@ -6,7 +6,8 @@
 //! With `--es256`, the forged-token row's anchor on the same HTTP stack: every
 //! request's `Authorization: Bearer <jwt>` signature is checked with ES256
 //! (aws-lc, a P-256 key parsed once at start, as the verifier's own check)
-//! and nothing else is looked at: `200` if it verifies, `401` if not. What
+//! and nothing else is looked at: `200` if it verifies (or there is no
+//! `Authorization` header: nothing to check), `401` if not. What
 //! `/verify` does beyond this for a forged token is what the verifier's own
 //! checks cost.
 //!
@@ -23,14 +24,13 @@ use aws_lc_rs::signature::{
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-/// The raw check: the signature of the bearer token against one key.
+/// The raw check: the signature of the bearer token against one key. A
+/// request without a token has nothing to check (readiness probes pass).
 fn es256_check(key: &ParsedPublicKey, req: &actix_web::HttpRequest) -> bool {
-    let Some(token) = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
+    let Some(auth) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
+        return true;
+    };
+    let Some(token) = auth.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")) else {
         return false;
     };
     let Some((signed, sig)) = token.rsplit_once('.') else {

@@ -108,12 +108,15 @@ pub struct RedactedRootSpan;
 
 impl RootSpanBuilder for RedactedRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .map(|id| id.to_string())
-            .unwrap_or_default();
-        let route = request.match_pattern().unwrap_or_else(|| "default".into());
+        // The id and route as borrowed text: the formatter copies each field
+        // anyway, so an owned `String` of our own would be a second copy.
+        let mut id_buf = [0u8; 36]; // a hyphenated UUID
+        let request_id: &str = match request.extensions().get::<RequestId>() {
+            Some(id) => id.hyphenated().encode_lower(&mut id_buf),
+            None => "",
+        };
+        let pattern = request.match_pattern();
+        let route = pattern.as_deref().unwrap_or("default");
         // No fields filled in later: with the JSON formatter every
         // `Span::record` re-serialises all of the span's fields, which cost
         // more than a registration's own work. The status goes on the

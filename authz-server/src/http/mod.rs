@@ -247,8 +247,16 @@ pub fn no_store_json(
     status: actix_web::http::StatusCode,
     body: &impl serde::Serialize,
 ) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(body)
+    // What `HttpResponseBuilder::json` does, into a buffer sized for our
+    // answers (a token or client information response) rather than grown
+    // from 128 bytes.
+    let mut json = Vec::with_capacity(1024);
+    match serde_json::to_writer(&mut json, body) {
+        Ok(()) => HttpResponse::build(status)
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"))
+            .content_type(header::HeaderValue::from_static("application/json"))
+            .body(json),
+        Err(e) => HttpResponse::from_error(actix_web::error::JsonPayloadError::Serialize(e)),
+    }
 }

@@ -19,7 +19,7 @@ use gateway_common::flow;
 use super::no_store_json;
 use crate::protocol::error::OAuthError;
 use crate::protocol::records::{client_key, ClientRecord, ClientSource};
-use crate::protocol::registration::{information_response, validate_metadata, MAX_BODY};
+use crate::protocol::registration::{information_response, take_metadata, MAX_BODY};
 use crate::state::AppState;
 
 fn internal(e: impl std::fmt::Display) -> OAuthError {
@@ -85,7 +85,7 @@ pub async fn register(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, OAuthError> {
     let value = parse_json(&req, &body)?;
-    let metadata = validate_metadata(&value, &state.config.scopes_supported)?;
+    let metadata = take_metadata(value, &state.config.scopes_supported)?;
     machine_grant_allowed(&state, &metadata)?;
     let now = state.now();
     let client_id = uuid::Uuid::new_v4().to_string();
@@ -124,12 +124,8 @@ pub async fn register(
         via: "dcr",
         client_name: rec.metadata.client_name.clone(),
     });
-    let body = information_response(
-        &rec,
-        secret.as_deref(),
-        Some(&registration_token),
-        &client_uri(&state, &client_id),
-    );
+    let uri = client_uri(&state, &client_id);
+    let body = information_response(&rec, secret.as_deref(), Some(&registration_token), &uri);
     Ok(no_store_json(StatusCode::CREATED, &body))
 }
 
@@ -206,12 +202,8 @@ pub async fn read(
 ) -> Result<HttpResponse, OAuthError> {
     let (rec, raw) = authorized(&req, &state).await?;
     let (rec, token) = save_rotated(&state, rec, &raw).await?;
-    let body = information_response(
-        &rec,
-        None,
-        Some(&token),
-        &client_uri(&state, &rec.client_id),
-    );
+    let uri = client_uri(&state, &rec.client_id);
+    let body = information_response(&rec, None, Some(&token), &uri);
     Ok(no_store_json(StatusCode::OK, &body))
 }
 
@@ -240,7 +232,7 @@ pub async fn update(
             ));
         }
     }
-    let metadata = validate_metadata(&value, &state.config.scopes_supported)?;
+    let metadata = take_metadata(value, &state.config.scopes_supported)?;
     machine_grant_allowed(&state, &metadata)?;
     let was_confidential = rec.metadata.token_endpoint_auth_method.has_secret();
     let confidential = metadata.token_endpoint_auth_method.has_secret();
@@ -254,12 +246,8 @@ pub async fn update(
         (None, false) => None,
     };
     let (next, token) = save_rotated(&state, next, &raw).await?;
-    let body = information_response(
-        &next,
-        new_secret.as_deref(),
-        Some(&token),
-        &client_uri(&state, &next.client_id),
-    );
+    let uri = client_uri(&state, &next.client_id);
+    let body = information_response(&next, new_secret.as_deref(), Some(&token), &uri);
     Ok(no_store_json(StatusCode::OK, &body))
 }
 

@@ -48,17 +48,37 @@ fn bad(msg: impl Into<String>) -> OAuthError {
     OAuthError::InvalidClientMetadata(msg.into())
 }
 
-fn string_list(v: &Value, field: &str) -> Result<Vec<String>, OAuthError> {
-    let arr = v
-        .as_array()
-        .ok_or_else(|| bad(format!("{field} must be an array of strings")))?;
-    arr.iter()
-        .map(|x| {
-            x.as_str()
-                .map(str::to_string)
-                .ok_or_else(|| bad(format!("{field} must be an array of strings")))
+fn string_list(v: Value, field: &str) -> Result<Vec<String>, OAuthError> {
+    let not_strings = || bad(format!("{field} must be an array of strings"));
+    let Value::Array(arr) = v else {
+        return Err(not_strings());
+    };
+    arr.into_iter()
+        .map(|x| match x {
+            Value::String(s) => Ok(s),
+            _ => Err(not_strings()),
         })
         .collect()
+}
+
+/// The length of `value` as compact JSON (as stored), counted without
+/// building it; `usize::MAX` if it cannot be serialised.
+fn serialized_len(value: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    match serde_json::to_writer(&mut n, value) {
+        Ok(()) => n.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// Validates a registration (or RFC 7592 update) body.
@@ -66,9 +86,18 @@ pub fn validate_metadata(
     body: &Value,
     scopes_supported: &[String],
 ) -> Result<ClientMetadata, OAuthError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| bad("the body must be a JSON object"))?;
+    take_metadata(body.clone(), scopes_supported)
+}
+
+/// [`validate_metadata`] of a body the caller no longer needs: the accepted
+/// values move into the metadata instead of being copied.
+pub fn take_metadata(
+    body: Value,
+    scopes_supported: &[String],
+) -> Result<ClientMetadata, OAuthError> {
+    let Value::Object(obj) = body else {
+        return Err(bad("the body must be a JSON object"));
+    };
     let mut extra: Map<String, Value> = Map::new();
     let mut redirect_uris = None;
     let mut method = None;
@@ -78,7 +107,7 @@ pub fn validate_metadata(
     let mut scope = None;
     for (k, v) in obj {
         match k.as_str() {
-            "redirect_uris" => redirect_uris = Some(string_list(v, k)?),
+            "redirect_uris" => redirect_uris = Some(string_list(v, &k)?),
             "token_endpoint_auth_method" => {
                 let s = v
                     .as_str()
@@ -89,16 +118,16 @@ pub fn validate_metadata(
                     ))
                 })?);
             }
-            "grant_types" => grant_types = Some(string_list(v, k)?),
-            "response_types" => response_types = Some(string_list(v, k)?),
+            "grant_types" => grant_types = Some(string_list(v, &k)?),
+            "response_types" => response_types = Some(string_list(v, &k)?),
             "client_name" => {
-                let s = v
-                    .as_str()
-                    .ok_or_else(|| bad("client_name must be a string"))?;
+                let Value::String(s) = v else {
+                    return Err(bad("client_name must be a string"));
+                };
                 if s.chars().count() > 200 || s.chars().any(char::is_control) {
                     return Err(bad("client_name must be at most 200 printable characters"));
                 }
-                client_name = Some(s.to_string());
+                client_name = Some(s);
             }
             "scope" => {
                 if !v.is_null() {
@@ -112,8 +141,8 @@ pub fn validate_metadata(
             }
             "jwks" => {
                 if !v.is_null() {
-                    crate::protocol::private_key_jwt::validate_jwks(v).map_err(bad)?;
-                    extra.insert(k.clone(), v.clone());
+                    crate::protocol::private_key_jwt::validate_jwks(&v).map_err(bad)?;
+                    extra.insert(k, v);
                 }
             }
             "token_endpoint_auth_signing_alg" => {
@@ -126,7 +155,7 @@ pub fn validate_metadata(
                         crate::protocol::private_key_jwt::SIGNING_ALGS.join(", ")
                     )));
                 }
-                extra.insert(k.clone(), v.clone());
+                extra.insert(k, v);
             }
             f if SERVER_FIELDS.contains(&f) => {}
             f if URL_FIELDS.contains(&f) => {
@@ -140,11 +169,11 @@ pub fn validate_metadata(
                     if !ok {
                         return Err(bad(format!("{f} must be an http(s) URL")));
                     }
-                    extra.insert(f.to_string(), v.clone());
+                    extra.insert(k, v);
                 }
             }
-            other => {
-                extra.insert(other.to_string(), v.clone());
+            _ => {
+                extra.insert(k, v);
             }
         }
     }
@@ -212,11 +241,7 @@ pub fn validate_metadata(
     for uri in &redirect_uris {
         redirect_uri::validate(uri).map_err(|e| OAuthError::InvalidRedirectUri(e.to_string()))?;
     }
-    if serde_json::to_vec(&extra)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX)
-        > MAX_BODY
-    {
+    if serialized_len(&extra) > MAX_BODY {
         return Err(bad("metadata too large"));
     }
     Ok(ClientMetadata {
@@ -233,36 +258,136 @@ pub fn validate_metadata(
 
 /// The client information response. The secret and registration access token
 /// appear only when freshly issued (they are stored hashed and cannot be shown again).
-pub fn information_response(
-    client: &ClientRecord,
-    secret: Option<&str>,
-    registration_token: Option<&str>,
-    registration_client_uri: &str,
-) -> Value {
-    let mut out = match serde_json::to_value(&client.metadata) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    out.insert("client_id".into(), Value::from(client.client_id.clone()));
-    out.insert("client_id_issued_at".into(), Value::from(client.issued_at));
-    if let Some(s) = secret {
-        out.insert("client_secret".into(), Value::from(s));
+pub fn information_response<'a>(
+    client: &'a ClientRecord,
+    secret: Option<&'a str>,
+    registration_token: Option<&'a str>,
+    registration_client_uri: &'a str,
+) -> InformationResponse<'a> {
+    InformationResponse {
+        client,
+        secret,
+        registration_token,
+        registration_client_uri,
     }
-    if client.metadata.token_endpoint_auth_method.has_secret() {
-        // RFC 7591 §3.2.1: REQUIRED when a secret was issued; 0 = does not expire.
-        out.insert(
-            "client_secret_expires_at".into(),
-            Value::from(client.expires_at.unwrap_or(0)),
-        );
+}
+
+/// The client information response (RFC 7591 §3.2.1), serialised straight
+/// from the record: the metadata with the server's fields, every member once,
+/// in byte order of the names, as a JSON object built as a map would have it
+/// (a client reads members by name; the order only keeps the bytes stable).
+/// No `Debug`: it holds a freshly issued secret and registration access token.
+#[derive(Clone, Copy)]
+pub struct InformationResponse<'a> {
+    client: &'a ClientRecord,
+    secret: Option<&'a str>,
+    registration_token: Option<&'a str>,
+    registration_client_uri: &'a str,
+}
+
+/// One member the server writes: its value, and whether a same-named member
+/// of `extra` takes its place (the metadata fields; the server's own never yield).
+struct Member<'a> {
+    name: &'static str,
+    value: MemberValue<'a>,
+    extra_wins: bool,
+}
+
+enum MemberValue<'a> {
+    Str(&'a str),
+    U64(u64),
+    List(&'a [String]),
+}
+
+impl serde::Serialize for MemberValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MemberValue::Str(v) => s.serialize_str(v),
+            MemberValue::U64(v) => s.serialize_u64(*v),
+            MemberValue::List(v) => v.serialize(s),
+        }
     }
-    if let Some(t) = registration_token {
-        out.insert("registration_access_token".into(), Value::from(t));
+}
+
+impl serde::Serialize for InformationResponse<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let c = self.client;
+        let m = &c.metadata;
+        let member = |name, value, extra_wins| Member {
+            name,
+            value,
+            extra_wins,
+        };
+        // Sorted by name (a unit test checks it), so that a merge with the
+        // sorted `extra` gives each name once, in order.
+        let members = [
+            Some(member("client_id", MemberValue::Str(&c.client_id), false)),
+            Some(member(
+                "client_id_issued_at",
+                MemberValue::U64(c.issued_at),
+                false,
+            )),
+            m.client_name
+                .as_deref()
+                .map(|v| member("client_name", MemberValue::Str(v), true)),
+            self.secret
+                .map(|v| member("client_secret", MemberValue::Str(v), false)),
+            // RFC 7591 §3.2.1: REQUIRED when a secret was issued; 0 = does not expire.
+            m.token_endpoint_auth_method.has_secret().then(|| {
+                member(
+                    "client_secret_expires_at",
+                    MemberValue::U64(c.expires_at.unwrap_or(0)),
+                    false,
+                )
+            }),
+            Some(member(
+                "grant_types",
+                MemberValue::List(&m.grant_types),
+                true,
+            )),
+            Some(member(
+                "redirect_uris",
+                MemberValue::List(&m.redirect_uris),
+                true,
+            )),
+            self.registration_token
+                .map(|v| member("registration_access_token", MemberValue::Str(v), false)),
+            Some(member(
+                "registration_client_uri",
+                MemberValue::Str(self.registration_client_uri),
+                false,
+            )),
+            Some(member(
+                "response_types",
+                MemberValue::List(&m.response_types),
+                true,
+            )),
+            m.scope
+                .as_deref()
+                .map(|v| member("scope", MemberValue::Str(v), true)),
+            Some(member(
+                "token_endpoint_auth_method",
+                MemberValue::Str(m.token_endpoint_auth_method.as_str()),
+                true,
+            )),
+        ];
+        let mut map = s.serialize_map(None)?;
+        let mut extra = m.extra.iter().peekable();
+        for own in members.iter().flatten() {
+            while let Some((k, v)) = extra.next_if(|(k, _)| k.as_str() < own.name) {
+                map.serialize_entry(k, v)?;
+            }
+            match extra.next_if(|(k, _)| k.as_str() == own.name) {
+                Some((k, v)) if own.extra_wins => map.serialize_entry(k, v)?,
+                _ => map.serialize_entry(own.name, &own.value)?,
+            }
+        }
+        for (k, v) in extra {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
     }
-    out.insert(
-        "registration_client_uri".into(),
-        Value::from(registration_client_uri),
-    );
-    Value::Object(out)
 }
 
 #[cfg(test)]
@@ -392,5 +517,120 @@ mod tests {
         .unwrap();
         assert!(!m.extra.contains_key("client_id"));
         assert!(!m.extra.contains_key("client_secret"));
+    }
+
+    /// The response as it was built before it was serialised directly: the
+    /// metadata as a map, then the server's fields inserted over it.
+    fn response_as_a_map(
+        client: &ClientRecord,
+        secret: Option<&str>,
+        registration_token: Option<&str>,
+        registration_client_uri: &str,
+    ) -> Value {
+        let mut out = match serde_json::to_value(&client.metadata) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        out.insert("client_id".into(), Value::from(client.client_id.clone()));
+        out.insert("client_id_issued_at".into(), Value::from(client.issued_at));
+        if let Some(s) = secret {
+            out.insert("client_secret".into(), Value::from(s));
+        }
+        if client.metadata.token_endpoint_auth_method.has_secret() {
+            out.insert(
+                "client_secret_expires_at".into(),
+                Value::from(client.expires_at.unwrap_or(0)),
+            );
+        }
+        if let Some(t) = registration_token {
+            out.insert("registration_access_token".into(), Value::from(t));
+        }
+        out.insert(
+            "registration_client_uri".into(),
+            Value::from(registration_client_uri),
+        );
+        Value::Object(out)
+    }
+
+    #[test]
+    fn information_response_has_the_bytes_of_the_map_it_replaced() {
+        use crate::protocol::records::ClientSource;
+        let bodies = [
+            json!({"redirect_uris": ["https://a.example/cb"]}),
+            json!({"redirect_uris": ["https://a.example/cb", "http://localhost:3000/cb"],
+                   "token_endpoint_auth_method": "none", "client_name": "My \"Client\" é",
+                   "scope": "mcp", "grant_types": ["authorization_code", "refresh_token"],
+                   "application_type": "native", "a": 1, "client_uri": "https://a.example",
+                   "contacts": ["x@a.example"], "software_id": "s", "zz": {"k": [1.5, null]},
+                   "registration_x": true, "scope_extra": "x", "tos_uri": "https://a.example/tos"}),
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+                   "jwks_uri": "https://a.example/jwks", "token_endpoint_auth_signing_alg": "ES256"}),
+            json!({"redirect_uris": ["https://a.example/cb"], "token_endpoint_auth_method": "client_secret_post"}),
+        ];
+        let mut records: Vec<ClientRecord> = bodies
+            .iter()
+            .map(|b| ClientRecord {
+                client_id: "c-1".into(),
+                source: ClientSource::Registered,
+                issued_at: 1_700_000_000,
+                expires_at: None,
+                secret_hash: None,
+                registration_token_hash: None,
+                metadata: validate_metadata(b, &scopes()).unwrap(),
+            })
+            .collect();
+        records[3].expires_at = Some(1_800_000_000);
+        // Stored records are read back with serde: `extra` could only name a
+        // member of the response if a record were written by hand. Whichever
+        // side the map let win still wins.
+        let mut by_hand = records[1].clone();
+        for (k, v) in [
+            ("client_id", "x"),
+            ("client_secret", "x"),
+            ("client_secret_expires_at", "x"),
+            ("registration_access_token", "x"),
+            ("registration_client_uri", "x"),
+            ("grant_types", "x"),
+            ("client_name", "x"),
+            ("scope", "x"),
+        ] {
+            by_hand.metadata.extra.insert(k.into(), Value::from(v));
+        }
+        records.push(by_hand.clone());
+        by_hand.metadata.client_name = None;
+        by_hand.metadata.scope = None;
+        records.push(by_hand);
+        for rec in &records {
+            for secret in [None, Some("s3cret")] {
+                for token in [None, Some("t0ken")] {
+                    let uri = "https://auth.example/register/c-1";
+                    let now = serde_json::to_string(&information_response(rec, secret, token, uri))
+                        .unwrap();
+                    let before =
+                        serde_json::to_string(&response_as_a_map(rec, secret, token, uri)).unwrap();
+                    assert_eq!(now, before);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn metadata_size_is_counted_as_stored() {
+        let big = "x".repeat(MAX_BODY);
+        let code = validate_metadata(
+            &json!({"redirect_uris": ["https://a/cb"], "software_statement": big}),
+            &scopes(),
+        )
+        .unwrap_err()
+        .code();
+        assert_eq!(code, "invalid_client_metadata");
+        let extra = json!({"software_id": "x", "n": 1e15, "s": "é\u{1}"});
+        let Value::Object(extra) = extra else {
+            unreachable!()
+        };
+        assert_eq!(
+            serialized_len(&extra),
+            serde_json::to_vec(&extra).unwrap().len()
+        );
     }
 }

@@ -82,8 +82,6 @@ pub struct RedisStore {
     /// For subscriber connections, which cannot be multiplexed.
     client: redis::Client,
     cas: redis::Script,
-    /// `host:port/db`, safe to log (no credentials).
-    display: String,
 }
 
 /// The command connections of one store.
@@ -108,6 +106,7 @@ pub struct RedisStore {
 struct Links {
     /// Makes (and sets up: database, password, TLS) command connections.
     manager: deadpool_redis::Manager,
+    /// `host:port/db`, safe to log (no credentials).
     display: String,
     by_thread: std::sync::Mutex<HashMap<std::thread::ThreadId, Link>>,
 }
@@ -121,7 +120,7 @@ enum Link {
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
-            .field("server", &self.display)
+            .field("server", &self.links.display)
             .finish_non_exhaustive()
     }
 }
@@ -243,7 +242,6 @@ impl RedisStore {
             }),
             client,
             cas: redis::Script::new(CAS_SCRIPT),
-            display: url.display(),
         })
     }
 

@@ -236,6 +236,24 @@ async fn registration_management_rfc7592(b: Backend) {
     assert_eq!(r.status(), 401);
 }
 
+/// Client ids are issued in order (RFC 9562 version 7), so the embedded
+/// store appends a registration's records instead of rewriting a B-tree path
+/// per client; each is still distinct.
+async fn client_ids_are_distinct_and_issued_in_order(b: Backend) {
+    let s = start(b).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let (id, _) = s.public_client().await;
+        let parsed = uuid::Uuid::parse_str(&id).expect("a client id is a UUID");
+        assert_eq!(parsed.get_version_num(), 7, "{id}");
+        ids.push(id);
+    }
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, ids, "ids in issue order, none repeated");
+}
+
 async fn clients_expire_after_client_lifetime(b: Backend) {
     let s = start_with(b, &[("CLIENT_LIFETIME", "100")]).await;
     let (id, secret, _) = s.confidential_client("client_secret_basic").await;
@@ -627,6 +645,7 @@ async fn private_metadata_documents_are_refused_by_default(b: Backend) {
 both_stores!(
     discovery_documents_advertise_what_is_implemented,
     registration_management_rfc7592,
+    client_ids_are_distinct_and_issued_in_order,
     clients_expire_after_client_lifetime,
     a_replayed_code_revokes_what_it_issued,
     concurrent_redemptions_of_one_code_yield_one_token,

@@ -356,12 +356,8 @@ impl Denial {
     /// even for an unknown service (so discovery still works).
     pub fn render(&self, token_sent: bool) -> DenyResponse {
         let (status, challenge, error, description) = self.deny.response();
-        let mut parts: Vec<String> = Vec::with_capacity(4);
-        if let Some(url) = &self.resource_metadata {
-            parts.push(format!("resource_metadata=\"{url}\""));
-        }
         if let Challenge::Dpop = challenge {
-            return self.render_dpop(status, error, description, parts);
+            return self.render_dpop(status, error, description);
         }
         let code = match challenge {
             Challenge::Dpop => None,
@@ -371,25 +367,38 @@ impl Denial {
             Challenge::InvalidToken => Some(token_sent.then_some("invalid_token")),
             Challenge::InsufficientScope => Some(Some("insufficient_scope")),
         };
+        // `Bearer a="…", b="…"` written into one buffer: every denied request
+        // builds it, a forged token's too.
         let www_authenticate = code.map(|code| {
+            let mut out = String::with_capacity(160);
+            out.push_str("Bearer");
+            let mut param = |name: &str, value: &str| {
+                out.push_str(if out.len() == "Bearer".len() {
+                    " "
+                } else {
+                    ", "
+                });
+                out.push_str(name);
+                out.push_str("=\"");
+                out.push_str(value);
+                out.push('"');
+            };
+            if let Some(url) = &self.resource_metadata {
+                param("resource_metadata", url);
+            }
             if let Some(scope) = &self.scope_hint {
-                parts.push(format!("scope=\"{scope}\""));
+                param("scope", scope);
             }
             if let Some(code) = code {
-                parts.push(format!("error=\"{code}\""));
-                parts.push(format!("error_description=\"{description}\""));
+                param("error", code);
+                param("error_description", description);
             }
-            let bearer = if parts.is_empty() {
-                "Bearer".to_string()
-            } else {
-                format!("Bearer {}", parts.join(", "))
-            };
             if self.dpop_required {
                 // RFC 9449 §7.1: the scheme and algorithms this service wants.
-                format!("{bearer}, {}", self.dpop_params(None, None))
-            } else {
-                bearer
+                out.push_str(", ");
+                out.push_str(&self.dpop_params(None, None));
             }
+            out
         });
         DenyResponse {
             status,
@@ -419,7 +428,6 @@ impl Denial {
         status: u16,
         error: &'static str,
         description: &'static str,
-        _parts: Vec<String>,
     ) -> DenyResponse {
         let nonce = match &self.deny {
             Deny::Dpop(crate::dpop::DpopDeny::UseNonce(n)) => Some(n.clone()),

@@ -283,9 +283,18 @@ fn deny_response(d: &DenyResponse, html: bool) -> HttpResponse {
             status = d.status
         ))
     } else {
-        r.content_type("application/json").body(
-            serde_json::json!({"error": d.error, "error_description": d.description}).to_string(),
-        )
+        // RFC 6750 §3 / RFC 6749 §5.2 fields, serialised without a map in between.
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            error: &'a str,
+            error_description: &'a str,
+        }
+        let body = serde_json::to_vec(&Body {
+            error: d.error,
+            error_description: d.description,
+        })
+        .unwrap_or_default();
+        r.content_type("application/json").body(body)
     }
 }
 

@@ -93,6 +93,16 @@ wait_http() { # url, seconds
     sleep 0.2
   done
 }
+# wait_until SECONDS COMMAND...: polls COMMAND until it succeeds; fails the
+# run (and so runs the cleanup) if it has not within SECONDS.
+wait_until() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then echo "timed out waiting for: $*" >&2; return 1; fi
+    sleep 0.1
+  done
+}
 on_server() { taskset -c "$server_cpu" "$@"; }
 # The same token with one signature character changed (a middle one: the last
 # may carry only padding bits).
@@ -104,20 +114,20 @@ redis_port="$(free_port)"
 on_server redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
   --dir "$work" --logfile "$work/redis.log" &
 pids+=($!)
-until redis-cli -p "$redis_port" ping >/dev/null 2>&1; do sleep 0.1; done
+wait_until 30 redis-cli -p "$redis_port" ping
 redis_py="redis://127.0.0.1:$redis_port/0"
 redis_ours="redis://127.0.0.1:$redis_port/1"
 
 # --- anchors: no-op actix (one worker) and nginx return 200 (one worker) ---
 on_server "$rel/examples/bench_noop" 127.0.0.1:0 >"$work/noop.out" 2>&1 &
 pids+=($!)
-until grep -q '^LISTEN ' "$work/noop.out" 2>/dev/null; do sleep 0.1; done
+wait_until 30 grep -q '^LISTEN ' "$work/noop.out"
 noop_url="http://$(sed -n 's/^LISTEN //p' "$work/noop.out" | head -1)"
 # The forged-token row's anchor on the same HTTP stack: the no-op that checks
 # each request's token signature with ES256 and nothing else.
 on_server "$rel/examples/bench_noop" 127.0.0.1:0 --es256 >"$work/es256.out" 2>&1 &
 pids+=($!)
-until grep -q '^LISTEN ' "$work/es256.out" 2>/dev/null; do sleep 0.1; done
+wait_until 30 grep -q '^LISTEN ' "$work/es256.out"
 es256_url="http://$(sed -n 's/^LISTEN //p' "$work/es256.out" | head -1)"
 nginx_port="$(free_port)"
 mkdir -p "$work/nginx"

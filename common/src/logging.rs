@@ -116,15 +116,15 @@ impl<'writer> tracing_subscriber::fmt::FormatFields<'writer> for JsonSpanFields 
         fields: &tracing::span::Record<'_>,
     ) -> std::fmt::Result {
         // `{"a":1}` + b=2 -> `{"a":1,"b":2}`: reopen the object and go on.
-        let reopened = current.fields.ends_with('}') && current.fields.len() > 2;
-        if current.fields.ends_with('}') {
-            current.fields.pop();
-        } else {
-            current.fields.push('{');
+        let buf = &mut current.fields;
+        if !buf.ends_with('}') {
+            buf.push_str("{}");
         }
+        buf.pop();
+        let first = buf.ends_with('{');
         let mut v = JsonObject {
-            out: &mut current.fields,
-            first: !reopened,
+            out: buf,
+            first,
             result: Ok(()),
         };
         fields.record(&mut v);

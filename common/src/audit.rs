@@ -441,16 +441,87 @@ pub fn log_line(line: &str) {
     );
     let mut out = service_log_line(format, &ts, line);
     out.push('\n');
-    // One write of the whole line, as tracing's own writer does: stderr is
-    // unbuffered, and a writer thread would cost a thread wake-up per line,
-    // more than the write.
-    let _ = std::io::stderr().lock().write_all(out.as_bytes());
+    batched_write(out.as_bytes());
+}
+
+/// Service-log lines waiting for the end of the current round of an actix
+/// event loop (see [`batched_write`]).
+static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+/// Past this many bytes the lines go out at once, whatever the round.
+const PENDING_MAX: usize = 64 * 1024;
+
+thread_local! {
+    /// Whether this thread's event loop already has a flush queued.
+    static FLUSH_QUEUED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Writes `bytes` (whole lines) to stderr. On an actix thread (every request
+/// handler's), the lines of one round of the event loop go out together in
+/// one write, after the requests that were ready in that round: under load a
+/// write per line was the largest single cost of a refresh after its
+/// signature, and one round holds dozens of lines. The round ends before
+/// the thread waits for anything, so a line is out within microseconds, not
+/// at a timer; what is still pending when the process ends is written by
+/// [`flush_all`]. Elsewhere (the CLI, a plain tokio runtime) each call is one
+/// write, as stderr is unbuffered. A writer thread would cost a thread
+/// wake-up per line, more than the write.
+fn batched_write(bytes: &[u8]) {
+    let Some(arbiter) = actix_rt::Arbiter::try_current() else {
+        let mut pending = lock(&PENDING);
+        // Whatever an actix thread left pending goes first, to keep the order.
+        write_stderr(&mut pending, bytes);
+        return;
+    };
+    let full = {
+        let mut pending = lock(&PENDING);
+        pending.extend_from_slice(bytes);
+        pending.len() >= PENDING_MAX
+    };
+    if full {
+        flush_pending();
+    } else if !FLUSH_QUEUED.with(|q| q.replace(true)) {
+        let queued = arbiter.spawn(async {
+            // Behind every task that was ready when the line was written.
+            tokio::task::yield_now().await;
+            FLUSH_QUEUED.with(|q| q.set(false));
+            flush_pending();
+        });
+        if !queued {
+            // The arbiter is stopping: no later round will come.
+            FLUSH_QUEUED.with(|q| q.set(false));
+            flush_pending();
+        }
+    }
+}
+
+/// Writes what is pending.
+fn flush_pending() {
+    write_stderr(&mut lock(&PENDING), &[]);
+}
+
+/// One write of the pending lines, then `more`; the lock is held so that
+/// lines from several threads keep their order.
+fn write_stderr(pending: &mut Vec<u8>, more: &[u8]) {
+    let mut err = std::io::stderr().lock();
+    if !pending.is_empty() {
+        let _ = err.write_all(pending);
+        pending.clear();
+        if pending.capacity() > PENDING_MAX {
+            pending.shrink_to(PENDING_MAX);
+        }
+    }
+    if !more.is_empty() {
+        let _ = err.write_all(more);
+    }
 }
 
 /// Waits until every audit line queued so far in this process for an
-/// `AUDIT_LOG_FILE` is written: for a process about to exit (its writer
-/// threads die with it), never on a request path.
+/// `AUDIT_LOG_FILE` is written, and writes the service-log lines still
+/// pending: for a process about to exit (its writer threads die with it),
+/// never on a request path.
 pub fn flush_all() {
+    flush_pending();
     let sinks: Vec<Arc<SinkInner>> = open_sinks()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -482,6 +553,42 @@ fn service_log_line(format: crate::logging::LogFormat, ts: &str, line: &str) -> 
 
 #[cfg(test)]
 mod tests {
+    fn pending_copies(line: &[u8]) -> usize {
+        super::lock(&super::PENDING)
+            .windows(line.len())
+            .filter(|w| *w == line)
+            .count()
+    }
+
+    #[test]
+    fn lines_on_an_actix_thread_go_out_together_when_the_round_ends() {
+        let line = b"{\"event\":\"batched_write_test\",\"where\":\"actix\"}\n";
+        actix_rt::System::new().block_on(async {
+            super::batched_write(line);
+            super::batched_write(line);
+            // Written in this round: both wait, with one flush queued.
+            assert_eq!(pending_copies(line), 2);
+            assert!(super::FLUSH_QUEUED.with(std::cell::Cell::get));
+            // The flush runs behind this task; a bounded number of rounds.
+            for _ in 0..100 {
+                if !super::FLUSH_QUEUED.with(std::cell::Cell::get) {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            assert!(!super::FLUSH_QUEUED.with(std::cell::Cell::get));
+            assert_eq!(pending_copies(line), 0);
+        });
+    }
+
+    #[test]
+    fn lines_elsewhere_are_written_at_once() {
+        let line = b"{\"event\":\"batched_write_test\",\"where\":\"plain\"}\n";
+        super::batched_write(line);
+        assert_eq!(pending_copies(line), 0);
+        assert!(!super::FLUSH_QUEUED.with(std::cell::Cell::get));
+    }
+
     #[test]
     fn one_writer_per_file_per_process() {
         let dir = tempfile::tempdir().unwrap();

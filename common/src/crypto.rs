@@ -23,14 +23,17 @@ pub fn random_token(bytes: usize) -> String {
 /// registration access tokens). These are random 256-bit values, so a fast hash
 /// is enough to make a stolen store useless; passwords use argon2 instead.
 pub fn hash_secret(secret: &str) -> String {
+    let digest = Sha256::digest(secret.as_bytes());
     // Into a fixed buffer: `hex::encode`'s character iterator cost more than
-    // the hash itself (a refresh hashes three secrets).
+    // the hash itself (a refresh hashes four secrets).
     let mut out = [0u8; 64];
-    match hex::encode_to_slice(Sha256::digest(secret.as_bytes()), &mut out) {
-        Ok(()) => String::from_utf8_lossy(&out).into_owned(),
-        // 32 bytes always fill 64 hex digits; kept total without a panic.
-        Err(_) => hex::encode(Sha256::digest(secret.as_bytes())),
+    if hex::encode_to_slice(digest, &mut out).is_ok() {
+        if let Ok(hex) = std::str::from_utf8(&out) {
+            return hex.to_owned();
+        }
     }
+    // Not reached (32 bytes are 64 ASCII hex digits); the same text, slower.
+    hex::encode(digest)
 }
 
 /// Compare two byte strings in constant time (for equal lengths).

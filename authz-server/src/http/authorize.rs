@@ -144,7 +144,7 @@ pub async fn authorize(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
 /// Everything after client and redirect URI: returns (scope, resources, code_challenge).
 fn validate_rest(
     state: &AppState,
-    q: &Form,
+    q: &Form<'_>,
     client: &ClientRecord,
 ) -> Result<(String, Vec<String>, String), OAuthError> {
     match q.one("response_type")? {

@@ -13,7 +13,7 @@ use crate::protocol::records::ClientRecord;
 use crate::state::Inner;
 
 /// Reads credentials from the header and body.
-pub fn presented(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError> {
+pub fn presented(req: &HttpRequest, form: &Form<'_>) -> Result<Presented, OAuthError> {
     decide::presented(&Carried {
         authorization: req
             .headers()
@@ -29,7 +29,7 @@ pub fn presented(req: &HttpRequest, form: &Form) -> Result<Presented, OAuthError
 pub async fn authenticate(
     s: &Inner,
     req: &HttpRequest,
-    form: &Form,
+    form: &Form<'_>,
     public: Public,
 ) -> Result<ClientRecord, OAuthError> {
     let creds = presented(req, form)?;
@@ -63,7 +63,7 @@ pub async fn authenticate(
 pub async fn revoking_client(
     s: &Inner,
     req: &HttpRequest,
-    form: &Form,
+    form: &Form<'_>,
 ) -> Result<String, OAuthError> {
     match presented(req, form)? {
         Presented::IdOnly { id } if s.cimd.is_document_url(&id) => Ok(id),

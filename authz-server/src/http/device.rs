@@ -349,7 +349,7 @@ fn device_gone() -> HttpResponse {
 pub async fn device_grant(
     state: &AppState,
     client: &ClientRecord,
-    form: &Form,
+    form: &Form<'_>,
     dpop: Option<&gateway_common::dpop::ValidProof>,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.allows_grant(GRANT_DEVICE_CODE) {

@@ -277,7 +277,7 @@ pub fn token_type(bound: bool) -> &'static str {
 pub async fn client_credentials_grant(
     s: &Inner,
     client: &ClientRecord,
-    form: &Form,
+    form: &Form<'_>,
     dpop: Option<&ValidProof>,
 ) -> Result<TokenResponse, OAuthError> {
     let (aud, scope) = cc::check_grant(

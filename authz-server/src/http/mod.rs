@@ -21,6 +21,7 @@ use actix_cors::Cors;
 use actix_web::http::header;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
+use std::borrow::Cow;
 
 use crate::protocol::error::OAuthError;
 use crate::state::AppState;
@@ -161,14 +162,15 @@ pub async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({"error": "not_found"}))
 }
 
-/// A parsed `application/x-www-form-urlencoded` body.
+/// A parsed `application/x-www-form-urlencoded` body (or query string),
+/// borrowing from it: only a value that was percent-encoded is copied.
 #[derive(Debug, Default)]
-pub struct Form {
-    pairs: Vec<(String, String)>,
+pub struct Form<'a> {
+    pairs: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
-impl Form {
-    pub fn parse(req: &HttpRequest, body: &[u8]) -> Result<Self, OAuthError> {
+impl<'a> Form<'a> {
+    pub fn parse(req: &HttpRequest, body: &'a [u8]) -> Result<Self, OAuthError> {
         let ct = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -183,9 +185,9 @@ impl Form {
         Ok(Self::from_bytes(body))
     }
 
-    pub fn from_bytes(body: &[u8]) -> Self {
+    pub fn from_bytes(body: &'a [u8]) -> Self {
         Self {
-            pairs: url::form_urlencoded::parse(body).into_owned().collect(),
+            pairs: url::form_urlencoded::parse(body).collect(),
         }
     }
 
@@ -195,7 +197,7 @@ impl Form {
             .pairs
             .iter()
             .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str());
+            .map(|(_, v)| v.as_ref());
         let first = found.next();
         if found.next().is_some() {
             return Err(OAuthError::InvalidRequest(format!(
@@ -214,7 +216,7 @@ impl Form {
         self.pairs
             .iter()
             .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v.to_string())
             .collect()
     }
 

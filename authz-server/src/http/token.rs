@@ -106,7 +106,7 @@ async fn handle(
 async fn code_grant(
     state: &AppState,
     client: &ClientRecord,
-    form: &Form,
+    form: &Form<'_>,
     dpop: Option<&ValidProof>,
 ) -> Result<TokenResponse, OAuthError> {
     if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
@@ -217,7 +217,7 @@ async fn code_grant(
 async fn refresh_grant(
     state: &AppState,
     client: &ClientRecord,
-    form: &Form,
+    form: &Form<'_>,
     raw: Option<Vec<u8>>,
     dpop: Option<&ValidProof>,
 ) -> Result<TokenResponse, OAuthError> {

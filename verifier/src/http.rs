@@ -89,8 +89,13 @@ impl Names {
     fn new(v: &Verifier) -> Self {
         let h = &v.config().headers;
         // Validated as tokens by the config parser; the fallbacks never apply.
-        let name = |s: &str, fallback: &'static str| {
-            HeaderName::from_str(s).unwrap_or(HeaderName::from_static(fallback))
+        // A default name is made static: cloning it into every response then
+        // costs no reference count (a parsed name is shared bytes).
+        let name = |s: &str, default: &'static str| {
+            if s.eq_ignore_ascii_case(default) {
+                return HeaderName::from_static(default);
+            }
+            HeaderName::from_str(s).unwrap_or(HeaderName::from_static(default))
         };
         Self {
             user_id: name(&h.user_id, "x-user-id"),

@@ -2,11 +2,6 @@
 //! on SIGTERM or Ctrl-C stop within `SHUTDOWN_TIMEOUT`. `--check-config`
 //! validates and exits.
 
-// glibc malloc (with its fastbin consolidation) was about 7% of a cached
-// /verify under load; mimalloc is the drop-in the authz-server already uses.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::process::ExitCode;
 
 use gateway_common::config::Source;

@@ -329,13 +329,18 @@ impl Verifier {
                 | Reason::NotAllowed
                 | Reason::InsufficientScope
         );
-        let client_id = match crate::dpop::extract(req.authorization, self.config.max_token_bytes).0
-        {
-            Extracted::Token(t) if verified_then_refused => self
-                .cache
-                .get(&TokenKey::of(t), now)
-                .map(|v| v.identity.client_id.clone()),
-            _ => None,
+        // (The token is taken out of the header again only then: a flood of
+        // forged tokens is the common denial, and for it this is wasted.)
+        let client_id = if verified_then_refused {
+            match crate::dpop::extract(req.authorization, self.config.max_token_bytes).0 {
+                Extracted::Token(t) => self
+                    .cache
+                    .get(&TokenKey::of(t), now)
+                    .map(|v| v.identity.client_id.clone()),
+                _ => None,
+            }
+        } else {
+            None
         };
         let event = gateway_common::audit::AuditEvent::VerifyDenied {
             reason: reason.as_str(),

@@ -104,6 +104,14 @@ wait_until() {
   done
 }
 on_server() { taskset -c "$server_cpu" "$@"; }
+# serve_on_server COMMAND...: COMMAND in the background on the servers' CPU,
+# its own pid kept for the cleanup. (`on_server … &` would keep the pid of
+# the subshell running the function, and killing that left the server itself
+# running after the benchmark.)
+serve_on_server() {
+  taskset -c "$server_cpu" "$@" &
+  pids+=($!)
+}
 # The same token with one signature character changed (a middle one: the last
 # may carry only padding bits).
 broken() { "$py" -c 'import sys; t=sys.argv[1]; i=len(t)-10; print(t[:i]+("A" if t[i]!="A" else "B")+t[i+1:])' "$1"; }
@@ -111,22 +119,19 @@ rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # --- one private redis-server (no persistence), on the servers' CPU ---
 redis_port="$(free_port)"
-on_server redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
-  --dir "$work" --logfile "$work/redis.log" &
-pids+=($!)
+serve_on_server redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no \
+  --dir "$work" --logfile "$work/redis.log"
 wait_until 30 redis-cli -p "$redis_port" ping
 redis_py="redis://127.0.0.1:$redis_port/0"
 redis_ours="redis://127.0.0.1:$redis_port/1"
 
 # --- anchors: no-op actix (one worker) and nginx return 200 (one worker) ---
-on_server "$rel/examples/bench_noop" 127.0.0.1:0 >"$work/noop.out" 2>&1 &
-pids+=($!)
+serve_on_server "$rel/examples/bench_noop" 127.0.0.1:0 >"$work/noop.out" 2>&1
 wait_until 30 grep -q '^LISTEN ' "$work/noop.out"
 noop_url="http://$(sed -n 's/^LISTEN //p' "$work/noop.out" | head -1)"
 # The forged-token row's anchor on the same HTTP stack: the no-op that checks
 # each request's token signature with ES256 and nothing else.
-on_server "$rel/examples/bench_noop" 127.0.0.1:0 --es256 >"$work/es256.out" 2>&1 &
-pids+=($!)
+serve_on_server "$rel/examples/bench_noop" 127.0.0.1:0 --es256 >"$work/es256.out" 2>&1
 wait_until 30 grep -q '^LISTEN ' "$work/es256.out"
 es256_url="http://$(sed -n 's/^LISTEN //p' "$work/es256.out" | head -1)"
 nginx_port="$(free_port)"
@@ -151,8 +156,7 @@ http {
   }
 }
 EOF
-on_server nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/stderr" &
-pids+=($!)
+serve_on_server nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/stderr"
 nginx_url="http://127.0.0.1:$nginx_port"
 wait_http "$nginx_url/" 20
 

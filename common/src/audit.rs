@@ -459,8 +459,8 @@ thread_local! {
 /// Writes `bytes` (whole lines) to stderr. On an actix thread (every request
 /// handler's), the lines of one round of the event loop go out together in
 /// one write, after the requests that were ready in that round: under load a
-/// write per line was the largest single cost of a refresh after its
-/// signature, and one round holds dozens of lines. The round ends before
+/// write per line was about 3% of a refresh, and one round holds dozens of
+/// lines. The round ends before
 /// the thread waits for anything, so a line is out within microseconds, not
 /// at a timer; what is still pending when the process ends is written by
 /// [`flush_all`]. Elsewhere (the CLI, a plain tokio runtime) each call is one

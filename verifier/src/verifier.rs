@@ -329,18 +329,16 @@ impl Verifier {
                 | Reason::NotAllowed
                 | Reason::InsufficientScope
         );
-        // (The token is taken out of the header again only then: a flood of
-        // forged tokens is the common denial, and for it this is wasted.)
-        let client_id = if verified_then_refused {
-            match crate::dpop::extract(req.authorization, self.config.max_token_bytes).0 {
-                Extracted::Token(t) => self
-                    .cache
-                    .get(&TokenKey::of(t), now)
-                    .map(|v| v.identity.client_id.clone()),
-                _ => None,
-            }
-        } else {
-            None
+        // The token is taken out of the header again only then: a flood of
+        // forged tokens is the common denial, and for it this is wasted.
+        let token = verified_then_refused
+            .then(|| crate::dpop::extract(req.authorization, self.config.max_token_bytes).0);
+        let client_id = match token {
+            Some(Extracted::Token(t)) => self
+                .cache
+                .get(&TokenKey::of(t), now)
+                .map(|v| v.identity.client_id.clone()),
+            _ => None,
         };
         let event = gateway_common::audit::AuditEvent::VerifyDenied {
             reason: reason.as_str(),

@@ -233,9 +233,7 @@ pub fn serve_listener(
         let state = state.clone();
         App::new()
             .app_data(state.in_flight.clone())
-            .wrap(actix_web::middleware::from_fn(
-                gateway_common::lifecycle::track,
-            ))
+            .wrap(gateway_common::lifecycle::Track)
             .app_data(web::Data::new(state.metrics.latency.clone()))
             .wrap(actix_web::middleware::from_fn(
                 gateway_common::http_metrics::record,

@@ -319,7 +319,7 @@ pub async fn start(args: &UpArgs, env: &Source, clock: SharedClock) -> anyhow::R
             // and the operator surfaces are checked (logged by the outer request logger).
             .wrap(from_fn(exposure::gate))
             .wrap(gateway_common::logging::request_logger())
-            .wrap(from_fn(gateway_common::lifecycle::track))
+            .wrap(gateway_common::lifecycle::Track)
             // One /metrics for the three services (registered first, so it wins
             // over the authz-server's own).
             .route(

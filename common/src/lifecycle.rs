@@ -21,16 +21,18 @@
 //! until its timeout, 30 s by default, which is what made the services slow
 //! to exit).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::body::{BodySize, BoxBody, MessageBody};
-use actix_web::dev::{ServerHandle, ServiceRequest, ServiceResponse};
+use actix_web::body::{BodySize, EitherBody, MessageBody};
+use actix_web::dev::{ServerHandle, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header;
-use actix_web::middleware::Next;
 use actix_web::web::Bytes;
+use pin_project_lite::pin_project;
 
 use crate::config::{ConfigError, Source};
 
@@ -117,16 +119,31 @@ struct Counts {
     requests: AtomicUsize,
     streams: AtomicUsize,
     /// Set by [`drain`] and [`leave_rotation`]: every response closes its connection.
-    draining: std::sync::atomic::AtomicBool,
+    draining: AtomicBool,
     /// Set by [`leave_rotation`]: `/ready` answers 503.
-    leaving: std::sync::atomic::AtomicBool,
+    leaving: AtomicBool,
     /// `/ready` probes answered 503 since leaving rotation.
     unready_answers: AtomicUsize,
+    /// Tasks in [`InFlight::wait_zero`]. A finished response wakes waiters
+    /// only when there are any: `notify_waiters` takes a lock, and nobody
+    /// waits outside a stop.
+    waiting: AtomicUsize,
     changed: tokio::sync::Notify,
 }
 
+impl Counts {
+    /// After a count went down. `SeqCst` here and in [`InFlight::wait_zero`]:
+    /// either this load sees the waiter, or the waiter's load of the count
+    /// sees the decrement (the store-then-load pattern needs a total order).
+    fn changed(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_waiters();
+        }
+    }
+}
+
 /// Counts the responses not yet fully sent: ordinary requests and long-lived
-/// event streams apart. Mount [`track`] with this as app data.
+/// event streams apart. Mount [`Track`] with this as app data.
 #[derive(Debug, Clone, Default)]
 pub struct InFlight(Arc<Counts>);
 
@@ -137,40 +154,54 @@ struct Held {
     stream: bool,
 }
 
-impl Drop for Held {
-    fn drop(&mut self) {
-        let counter = if self.stream {
+impl Held {
+    fn counter(&self) -> &AtomicUsize {
+        if self.stream {
             &self.counts.streams
         } else {
             &self.counts.requests
-        };
-        counter.fetch_sub(1, Ordering::AcqRel);
-        self.counts.changed.notify_waiters();
+        }
+    }
+
+    /// A request whose answer turned out to be an event stream: counted as a
+    /// stream from now on. Added before it is taken away, so the two counts
+    /// are never both zero in between.
+    fn into_stream(mut self) -> Self {
+        if !self.stream {
+            self.counts.streams.fetch_add(1, Ordering::SeqCst);
+            self.counts.requests.fetch_sub(1, Ordering::SeqCst);
+            self.stream = true;
+            self.counts.changed();
+        }
+        self
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.counter().fetch_sub(1, Ordering::SeqCst);
+        self.counts.changed();
     }
 }
 
 impl InFlight {
     fn hold(&self, stream: bool) -> Held {
-        let counter = if stream {
-            &self.0.streams
-        } else {
-            &self.0.requests
-        };
-        counter.fetch_add(1, Ordering::AcqRel);
-        Held {
+        let held = Held {
             counts: Arc::clone(&self.0),
             stream,
-        }
+        };
+        held.counter().fetch_add(1, Ordering::SeqCst);
+        held
     }
 
     /// Requests (not streams) whose responses are not finished.
     pub fn requests(&self) -> usize {
-        self.0.requests.load(Ordering::Acquire)
+        self.0.requests.load(Ordering::SeqCst)
     }
 
     /// Open event streams.
     pub fn streams(&self) -> usize {
-        self.0.streams.load(Ordering::Acquire)
+        self.0.streams.load(Ordering::SeqCst)
     }
 
     /// Out of rotation from now on: `/ready` answers 503 and every response
@@ -182,7 +213,7 @@ impl InFlight {
 
     /// `/ready` probes answered 503 since [`InFlight::leave`].
     pub fn unready_answers(&self) -> usize {
-        self.0.unready_answers.load(Ordering::Acquire)
+        self.0.unready_answers.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `n` `/ready` probes were answered 503, or
@@ -196,9 +227,20 @@ impl InFlight {
 
     /// Waits until `count` reads zero or `timeout` passes; true when it reached zero.
     async fn wait_zero(&self, count: impl Fn(&Self) -> usize, timeout: Duration) -> bool {
+        /// Registered as a waiter for as long as it lives (also when the
+        /// wait is dropped half-way).
+        struct Waiting<'a>(&'a Counts);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.0.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.0);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            // Registered before the check, so a drop in between is not missed.
+            // Made before the check: `notify_waiters` wakes every `Notified`
+            // made before it, so a drop in between is not missed.
             let changed = self.0.changed.notified();
             if count(self) == 0 {
                 return true;
@@ -210,72 +252,160 @@ impl InFlight {
     }
 }
 
-/// A body that holds its [`Held`] until it is dropped.
-struct Tracked {
-    body: BoxBody,
-    _held: Held,
+pin_project! {
+    /// A body that holds its [`Held`] until it is dropped (no count without
+    /// an [`InFlight`] in app data).
+    pub struct Tracked<B> {
+        #[pin]
+        body: B,
+        held: Option<Held>,
+    }
 }
 
-impl MessageBody for Tracked {
-    type Error = Box<dyn std::error::Error>;
+impl<B: MessageBody> MessageBody for Tracked<B> {
+    type Error = B::Error;
 
+    #[inline]
     fn size(&self) -> BodySize {
         self.body.size()
     }
 
+    #[inline]
     fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_next(cx)
+        self.project().body.poll_next(cx)
     }
 }
 
-/// Middleware (`actix_web::middleware::from_fn(track)`) counting every
-/// response until its body is sent, with the [`InFlight`] found in app data
-/// (requests pass untouched without one).
-pub async fn track<B: MessageBody + 'static>(
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(in_flight) = req.app_data::<InFlight>().cloned() else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    };
-    if in_flight.0.leaving.load(Ordering::Acquire) && req.path() == "/ready" {
-        in_flight.0.unready_answers.fetch_add(1, Ordering::AcqRel);
-        in_flight.0.changed.notify_waiters();
-        let res = actix_web::HttpResponse::ServiceUnavailable()
-            .insert_header(header::CacheControl(vec![header::CacheDirective::NoStore]))
-            .force_close()
-            .json(serde_json::json!({ "status": "stopping" }));
-        return Ok(req.into_response(res));
+/// Middleware (`App::new().wrap(Track)`) counting every response until its
+/// body is sent, with the [`InFlight`] found in app data (requests pass
+/// uncounted without one). While leaving rotation it answers `/ready` 503
+/// itself, and while leaving or draining it closes each connection after its
+/// response.
+///
+/// A `Transform` of its own rather than `middleware::from_fn`: that boxes the
+/// handler's future and the inner call's, and type-erases the body, three
+/// allocations per request on the verifier's hot path.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Track;
+
+impl<S, B> Transform<S, ServiceRequest> for Track
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<Tracked<B>>>;
+    type Error = actix_web::Error;
+    type Transform = TrackService<S>;
+    type InitError = ();
+    type Future = std::future::Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        std::future::ready(Ok(TrackService { service }))
     }
-    let is_get = req.method() == actix_web::http::Method::GET;
-    // Counted from the start: a request still in its handler is in flight.
-    let pending = in_flight.hold(false);
-    let res = next.call(req).await?;
-    let stream = is_get
-        && res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
-    let held = in_flight.hold(stream);
-    drop(pending);
-    let mut res = res;
-    if in_flight.0.draining.load(Ordering::Acquire) {
-        // A proxy must not send the next request on this connection: it
-        // opens a new one, which is refused, and asks another replica.
-        res.response_mut()
-            .head_mut()
-            .set_connection_type(actix_web::http::ConnectionType::Close);
+}
+
+/// The service [`Track`] wraps around the app.
+#[derive(Debug)]
+pub struct TrackService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for TrackService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<Tracked<B>>>;
+    type Error = actix_web::Error;
+    type Future = TrackFuture<S::Future>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let Some(in_flight) = req.app_data::<InFlight>() else {
+            return TrackFuture::Call {
+                fut: self.service.call(req),
+                held: None,
+                is_get: false,
+            };
+        };
+        if in_flight.0.leaving.load(Ordering::Acquire) && req.path() == "/ready" {
+            in_flight.0.unready_answers.fetch_add(1, Ordering::SeqCst);
+            in_flight.0.changed();
+            let res = actix_web::HttpResponse::ServiceUnavailable()
+                .insert_header(header::CacheControl(vec![header::CacheDirective::NoStore]))
+                .force_close()
+                .json(serde_json::json!({ "status": "stopping" }));
+            return TrackFuture::Answered {
+                res: Some(req.into_response(res)),
+            };
+        }
+        let is_get = req.method() == actix_web::http::Method::GET;
+        // Counted from the start: a request still in its handler is in flight.
+        let held = Some(in_flight.hold(false));
+        TrackFuture::Call {
+            fut: self.service.call(req),
+            held,
+            is_get,
+        }
     }
-    Ok(res.map_body(|_, body| {
-        BoxBody::new(Tracked {
-            body: body.boxed(),
-            _held: held,
-        })
-    }))
+}
+
+pin_project! {
+    /// [`TrackService`]'s future: the inner call with its count, or an answer of its own.
+    #[project = TrackProj]
+    pub enum TrackFuture<F> {
+        Call { #[pin] fut: F, held: Option<Held>, is_get: bool },
+        Answered { res: Option<ServiceResponse> },
+    }
+}
+
+impl<F, B> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+    B: MessageBody + 'static,
+{
+    type Output = Result<ServiceResponse<EitherBody<Tracked<B>>>, actix_web::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            TrackProj::Answered { res } => match res.take() {
+                Some(res) => Poll::Ready(Ok(res.map_into_right_body())),
+                None => Poll::Pending,
+            },
+            TrackProj::Call { fut, held, is_get } => {
+                let mut res = std::task::ready!(fut.poll(cx))?;
+                let held = held.take().map(|h| {
+                    if h.counts.draining.load(Ordering::Acquire) {
+                        // A proxy must not send the next request on this
+                        // connection: it opens a new one, which is refused,
+                        // and asks another replica.
+                        res.response_mut()
+                            .head_mut()
+                            .set_connection_type(actix_web::http::ConnectionType::Close);
+                    }
+                    if *is_get && is_event_stream(res.headers()) {
+                        h.into_stream()
+                    } else {
+                        h
+                    }
+                });
+                Poll::Ready(Ok(
+                    res.map_body(|_, body| EitherBody::left(Tracked { body, held }))
+                ))
+            }
+        }
+    }
+}
+
+fn is_event_stream(headers: &actix_web::http::header::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
 /// The first step of a stop on SIGTERM: out of rotation ([`InFlight::leave`])
@@ -377,8 +507,22 @@ mod tests {
                     .await
             })
         };
+        // The waiter is parked before the drop, so the drop has to wake it.
+        while in_flight.0.waiting.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
         drop(held);
+        // Woken by the drop, not by its 60 s timeout: done after a few turns
+        // of this one-thread runtime.
+        for _ in 0..100 {
+            if waiter.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(waiter.is_finished(), "the drop did not wake the waiter");
         assert!(waiter.await.unwrap());
+        assert_eq!(in_flight.0.waiting.load(Ordering::SeqCst), 0);
         assert_eq!(in_flight.streams(), 1, "streams are counted apart");
         drop(stream);
         assert!(in_flight.wait_zero(InFlight::streams, Duration::ZERO).await);
@@ -391,7 +535,7 @@ mod tests {
         let app = test::init_service(
             App::new()
                 .app_data(in_flight.clone())
-                .wrap(actix_web::middleware::from_fn(track))
+                .wrap(Track)
                 .route("/ready", web::get().to(HttpResponse::Ok))
                 .route("/verify", web::get().to(HttpResponse::Ok)),
         )
@@ -420,6 +564,51 @@ mod tests {
         let _ = test::call_service(&app, get("/ready")).await;
         assert_eq!(in_flight.unready_answers(), 2);
         assert!(in_flight.wait_unready_answers(2, Duration::ZERO).await);
+    }
+
+    #[actix_web::test]
+    async fn a_response_is_counted_until_its_body_is_dropped_and_an_event_stream_apart() {
+        use actix_web::{test, web, App, HttpResponse};
+        let in_flight = InFlight::default();
+        let app = test::init_service(
+            App::new()
+                .app_data(in_flight.clone())
+                .wrap(Track)
+                .route(
+                    "/events",
+                    web::get().to(|| async {
+                        HttpResponse::Ok()
+                            .content_type("text/event-stream")
+                            .body("data: x\n\n")
+                    }),
+                )
+                .route(
+                    "/plain",
+                    web::route().to(|| async { HttpResponse::Ok().body("x") }),
+                ),
+        )
+        .await;
+        let counts = |f: &InFlight| (f.requests(), f.streams());
+        let plain =
+            test::call_service(&app, test::TestRequest::get().uri("/plain").to_request()).await;
+        assert_eq!(counts(&in_flight), (1, 0), "held by the unsent body");
+        let events =
+            test::call_service(&app, test::TestRequest::get().uri("/events").to_request()).await;
+        assert_eq!(counts(&in_flight), (1, 1));
+        // Only a GET is a long-lived stream (a POST's stream answers one request).
+        let posted =
+            test::call_service(&app, test::TestRequest::post().uri("/plain").to_request()).await;
+        assert_eq!(counts(&in_flight), (2, 1));
+        drop(plain);
+        drop(posted);
+        assert_eq!(counts(&in_flight), (0, 1));
+        assert_eq!(&test::read_body(events).await[..], b"data: x\n\n");
+        assert_eq!(counts(&in_flight), (0, 0));
+        assert!(
+            in_flight
+                .wait_zero(InFlight::requests, Duration::ZERO)
+                .await
+        );
     }
 
     #[test]

@@ -162,7 +162,7 @@ pub async fn serve(config: Config) -> anyhow::Result<Serving> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_in_flight.clone())
-            .wrap(from_fn(gateway_common::lifecycle::track))
+            .wrap(gateway_common::lifecycle::Track)
             .app_data(web::Data::new(b.metrics.latency.clone()))
             .wrap(from_fn(gateway_common::http_metrics::record))
             .wrap(gateway_common::logging::request_logger())

@@ -225,9 +225,7 @@ pub async fn serve_with_clock(
         // nothing at the default level (denials go to the audit log).
         actix_web::App::new()
             .app_data(app_in_flight.clone())
-            .wrap(actix_web::middleware::from_fn(
-                gateway_common::lifecycle::track,
-            ))
+            .wrap(gateway_common::lifecycle::Track)
             .configure(http::configure_verify(Arc::clone(&app_verifier)))
             .service(
                 actix_web::web::scope("")

@@ -26,8 +26,8 @@ const SHARDS: usize = 16;
 pub struct TokenKey([u8; 32]);
 
 impl TokenKey {
-    pub fn of(token: &str) -> Self {
-        Self(Sha256::digest(token.as_bytes()).into())
+    pub fn of(token: impl AsRef<[u8]>) -> Self {
+        Self(Sha256::digest(token.as_ref()).into())
     }
 
     /// One byte of the hash (shard selection).
@@ -174,7 +174,7 @@ mod tests {
     fn the_cache_stays_bounded() {
         let cache = TokenCache::new(64);
         for i in 0..10_000 {
-            cache.insert(TokenKey::of(&i.to_string()), verified(i, 1_000), 1);
+            cache.insert(TokenKey::of(i.to_string()), verified(i, 1_000), 1);
         }
         assert!(cache.len() <= 64, "{}", cache.len());
         let disabled = TokenCache::new(0);

@@ -18,7 +18,7 @@ pub enum Decision<'a> {
 pub struct Allowed<'a> {
     pub who: Who,
     /// The raw token, present only when `FORWARD_TOKEN=true`.
-    pub forward_token: Option<&'a str>,
+    pub forward_token: Option<&'a [u8]>,
     pub reason: Reason,
     /// A DPoP proof accepted by this replica whose `jti` the shared replay
     /// memory must still claim ([`crate::Verifier::claim_proof`]).

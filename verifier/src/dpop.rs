@@ -113,17 +113,29 @@ pub enum Scheme {
 }
 
 /// Takes the token out of `Authorization: Bearer …` or `Authorization: DPoP …`.
-pub fn extract(header: AuthorizationHeader<'_>, max_token_bytes: usize) -> (Extracted<'_>, Scheme) {
+pub fn extract(
+    header: AuthorizationHeader<'_>,
+    max_token_bytes: usize,
+) -> (Extracted<&str>, Scheme) {
+    let (located, scheme) = locate(header, max_token_bytes);
+    (crate::token::checked(located), scheme)
+}
+
+/// [`extract`] without the token's syntax check (see [`crate::token::locate`]).
+pub(crate) fn locate(
+    header: AuthorizationHeader<'_>,
+    max_token_bytes: usize,
+) -> (Extracted<&[u8]>, Scheme) {
     if let AuthorizationHeader::One(raw) = header {
         if raw.len() > 4 && raw[..4].eq_ignore_ascii_case(b"DPoP") && raw[4] == b' ' {
             return (
-                crate::token::extract_after_scheme(&raw[4..], max_token_bytes),
+                crate::token::locate_after_scheme(&raw[4..], max_token_bytes),
                 Scheme::Dpop,
             );
         }
     }
     (
-        crate::token::extract(header, max_token_bytes),
+        crate::token::locate(header, max_token_bytes),
         Scheme::Bearer,
     )
 }
@@ -288,7 +300,7 @@ impl DpopState {
         req: &ForwardedRequest<'_>,
         service: &str,
         bound: Option<&str>,
-        token: &str,
+        token: &[u8],
         scheme: Scheme,
         header: ProofHeader<'_>,
         now: u64,
@@ -312,6 +324,10 @@ impl DpopState {
                 std::str::from_utf8(raw).map_err(|_| DpopDeny::Invalid(ProofError::Malformed))?
             }
         };
+        // Located, not yet checked when it came from the cache; as text
+        // only here, for the proof's `ath` (RFC 9449 §4.3).
+        let token =
+            std::str::from_utf8(token).map_err(|_| DpopDeny::Invalid(ProofError::Malformed))?;
         let url = format!("{}://{}{}", req.proto, req.host, req.path());
         let check = ProofCheck {
             method: req.method,

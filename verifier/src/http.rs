@@ -74,6 +74,9 @@ impl HeaderView for ActixHeaders<'_> {
     }
 }
 
+/// Looked up by a name made once, like [`KNOWN`] (RFC 9449 §4.1).
+static DPOP: HeaderName = HeaderName::from_static("dpop");
+
 /// Identity header names, parsed once.
 #[derive(Clone)]
 struct Names {
@@ -168,7 +171,7 @@ async fn verify(req: HttpRequest, ctx: web::Data<VerifyCtx>) -> HttpResponse {
             let call =
                 McpCall::from_headers(headers.first("mcp-method"), headers.first("mcp-name"));
             let proof = crate::dpop::ProofHeader::from_values(
-                req.headers().get_all("dpop").map(HeaderValue::as_bytes),
+                req.headers().get_all(&DPOP).map(HeaderValue::as_bytes),
             );
             let decision = v.check_refetching(&fwd, call.as_ref(), proof).await;
             // DPoP with shared replay memory: the proof's jti must be new in Redis too.
@@ -235,7 +238,7 @@ fn respond(
             h.insert(names.scopes.clone(), scopes.clone());
             let token = match allowed.forward_token {
                 None => HeaderValue::from_static(""),
-                Some(t) => HeaderValue::from_str(t).unwrap_or(HeaderValue::from_static("")),
+                Some(t) => HeaderValue::from_bytes(t).unwrap_or(HeaderValue::from_static("")),
             };
             h.insert(names.token.clone(), token);
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));

@@ -160,7 +160,7 @@ mod tests {
     fn stays_bounded_and_evicts_the_oldest() {
         let c = NegativeCache::new(64);
         for i in 0..10_000 {
-            c.insert(TokenKey::of(&i.to_string()), TokenError::BadSignature);
+            c.insert(TokenKey::of(i.to_string()), TokenError::BadSignature);
         }
         assert!(c.len() <= 64, "{}", c.len());
         assert!(c.get(&TokenKey::of("9999")).is_some(), "the newest is kept");

@@ -3,13 +3,14 @@
 
 use crate::forwarded::AuthorizationHeader;
 
-/// Why no usable token came out of the request.
+/// What came out of the `Authorization` header: a token (`T`: checked `&str`
+/// from [`extract`], unchecked bytes from [`locate`]) or why there is none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Extracted<'a> {
+pub enum Extracted<T> {
     /// No `Authorization: Bearer` at all (another scheme counts as none:
     /// RFC 6750 §3.1, the challenge then carries no error code).
     None,
-    Token(&'a str),
+    Token(T),
     /// Longer than `MAX_TOKEN_BYTES`; never decoded.
     TooLong,
     /// `Bearer` with an empty or syntactically invalid value.
@@ -24,7 +25,15 @@ pub enum Extracted<'a> {
 /// (RFC 9110 §11.1) and `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" /
 /// "+" / "/" ) *"="`. The length bound is applied to the header first, so an
 /// oversized header costs one comparison.
-pub fn extract(header: AuthorizationHeader<'_>, max_token_bytes: usize) -> Extracted<'_> {
+pub fn extract(header: AuthorizationHeader<'_>, max_token_bytes: usize) -> Extracted<&str> {
+    checked(locate(header, max_token_bytes))
+}
+
+/// [`extract`] without the token's syntax check: the bytes after the scheme
+/// and its spaces, bounded and non-empty. The verifier checks them with
+/// [`validate`] only for a token it has not seen: its caches only ever hold
+/// tokens that passed, so a token found there needs no second scan.
+pub(crate) fn locate(header: AuthorizationHeader<'_>, max_token_bytes: usize) -> Extracted<&[u8]> {
     let raw = match header {
         AuthorizationHeader::Absent => return Extracted::None,
         AuthorizationHeader::Several => return Extracted::Ambiguous,
@@ -39,12 +48,12 @@ pub fn extract(header: AuthorizationHeader<'_>, max_token_bytes: usize) -> Extra
     if !scheme.eq_ignore_ascii_case(b"Bearer") {
         return Extracted::None;
     }
-    extract_after_scheme(&raw[SCHEME..], max_token_bytes)
+    locate_after_scheme(&raw[SCHEME..], max_token_bytes)
 }
 
 /// The token part of `<scheme> 1*SP b64token`, given what follows the scheme
-/// name (also used for `DPoP`, `crate::dpop::extract`).
-pub(crate) fn extract_after_scheme(rest: &[u8], max_token_bytes: usize) -> Extracted<'_> {
+/// name (also used for `DPoP`, `crate::dpop::locate`); not yet [`validate`]d.
+pub(crate) fn locate_after_scheme(rest: &[u8], max_token_bytes: usize) -> Extracted<&[u8]> {
     let token_start = rest.iter().take_while(|&&b| b == b' ').count();
     if token_start == 0 {
         // "Bearerxyz" is another scheme; bare "Bearer" is a bearer request without a token.
@@ -58,13 +67,29 @@ pub(crate) fn extract_after_scheme(rest: &[u8], max_token_bytes: usize) -> Extra
     if token.len() > max_token_bytes {
         return Extracted::TooLong;
     }
-    if !is_b64token(token) {
+    if token.is_empty() {
         return Extracted::Malformed;
     }
-    match std::str::from_utf8(token) {
-        Ok(t) => Extracted::Token(t),
-        Err(_) => Extracted::Malformed,
+    Extracted::Token(token)
+}
+
+/// A located token's syntax check: `Malformed` unless it is a b64token.
+pub(crate) fn checked(located: Extracted<&[u8]>) -> Extracted<&str> {
+    match located {
+        Extracted::Token(t) => validate(t).map_or(Extracted::Malformed, Extracted::Token),
+        Extracted::None => Extracted::None,
+        Extracted::TooLong => Extracted::TooLong,
+        Extracted::Malformed => Extracted::Malformed,
+        Extracted::Ambiguous => Extracted::Ambiguous,
     }
+}
+
+/// The token as text if it is a b64token (RFC 6750 §2.1), else `None`.
+pub(crate) fn validate(token: &[u8]) -> Option<&str> {
+    if !is_b64token(token) {
+        return None;
+    }
+    std::str::from_utf8(token).ok()
 }
 
 fn is_b64token(t: &[u8]) -> bool {
@@ -94,7 +119,7 @@ fn is_b64token_byte(b: u8) -> bool {
 mod tests {
     use super::*;
 
-    fn one(s: &str) -> Extracted<'_> {
+    fn one(s: &str) -> Extracted<&str> {
         extract(AuthorizationHeader::One(s.as_bytes()), 32)
     }
 
@@ -135,7 +160,7 @@ mod tests {
         );
         assert_eq!(
             one(&format!("Bearer {}", "a".repeat(32))),
-            Extracted::Token(&"a".repeat(32))
+            Extracted::Token("a".repeat(32).as_str())
         );
         assert_eq!(
             extract(AuthorizationHeader::Several, 32),

@@ -332,7 +332,7 @@ impl Verifier {
         // The token is taken out of the header again only then: a flood of
         // forged tokens is the common denial, and for it this is wasted.
         let token = verified_then_refused
-            .then(|| crate::dpop::extract(req.authorization, self.config.max_token_bytes).0);
+            .then(|| crate::dpop::locate(req.authorization, self.config.max_token_bytes).0);
         let client_id = match token {
             Some(Extracted::Token(t)) => self
                 .cache
@@ -416,7 +416,7 @@ impl Verifier {
                 dpop: None,
             });
         }
-        let (token, scheme) = crate::dpop::extract(req.authorization, self.config.max_token_bytes);
+        let (token, scheme) = crate::dpop::locate(req.authorization, self.config.max_token_bytes);
         let token = match token {
             Extracted::Token(t) => t,
             Extracted::None => return deny(Deny::NoToken),
@@ -425,12 +425,32 @@ impl Verifier {
             Extracted::Ambiguous => return deny(Deny::AmbiguousAuthorization),
         };
         let now = self.clock.now_secs();
+        let key = TokenKey::of(token);
+        /// A token met before, or a new one that passed the syntax check.
+        enum Met<'t> {
+            Seen(Result<Arc<Verified>, TokenError>),
+            New(&'t str),
+        }
+        // Both caches hold only tokens that passed the syntax check, so a
+        // token found there is not scanned again (RFC 6750 §2.1 b64token);
+        // a new one is checked before anything else looks at it.
+        let met = match self.seen(&key, now) {
+            Some(seen) => Met::Seen(seen),
+            None => match crate::token::validate(token) {
+                Some(t) => Met::New(t),
+                None => return deny(Deny::MalformedBearer),
+            },
+        };
         if !self.is_feed_fresh(now) {
             return deny(Deny::FeedStale);
         }
-        let (key, verified) = match self.verified(token, now) {
-            Ok(v) => v,
-            Err(e) => return deny(e),
+        let verified = match met {
+            Met::Seen(Ok(hit)) => hit,
+            Met::Seen(Err(e)) => return deny(Deny::Token(e)),
+            Met::New(t) => match self.verify_new(key, t, now) {
+                Ok(v) => v,
+                Err(e) => return deny(e),
+            },
         };
         if self
             .revoked
@@ -561,16 +581,23 @@ impl Verifier {
     }
 
     /// The cached verification, or a full one (signature included) on a miss.
-    fn verified(&self, token: &str, now: u64) -> Result<(TokenKey, Arc<Verified>), Deny> {
-        let key = TokenKey::of(token);
-        if let Some(hit) = self.cache.get(&key, now) {
+    /// A token met before: verified (in the cache) or refused (in the
+    /// negative cache), by the SHA-256 of its exact bytes.
+    fn seen(&self, key: &TokenKey, now: u64) -> Option<Result<Arc<Verified>, TokenError>> {
+        if let Some(hit) = self.cache.get(key, now) {
             self.metrics.cache_hit();
-            return Ok((key, hit));
+            return Some(Ok(hit));
         }
-        if let Some(e) = self.negative.get(&key) {
+        if let Some(e) = self.negative.get(key) {
             self.metrics.negative_hits.inc();
-            return Err(Deny::Token(e));
+            return Some(Err(e));
         }
+        None
+    }
+
+    /// Verifies a token [`Verifier::seen`] did not know, and remembers the
+    /// outcome under `key`.
+    fn verify_new(&self, key: TokenKey, token: &str, now: u64) -> Result<Arc<Verified>, Deny> {
         self.metrics.cache_misses.inc();
         let keys = self.keys.load();
         if keys.is_empty() {
@@ -595,7 +622,7 @@ impl Verifier {
             .map(|sid| self.revoked.id_hash(&grant_revocation_id(sid)));
         let verified = Arc::new(Verified::from_claims(claims, id_hash, grant_hash));
         self.cache.insert(key, Arc::clone(&verified), now);
-        Ok((key, verified))
+        Ok(verified)
     }
 
     fn is_feed_fresh(&self, now: u64) -> bool {

@@ -468,6 +468,15 @@ async fn a_lost_feed_fails_closed_and_ready_says_so() {
     assert_eq!(r.status(), 503);
     assert_eq!(header(&r, "retry-after").as_deref(), Some("5"));
     assert!(header(&r, "www-authenticate").is_none());
+    // A value that is no token at all is refused as such, stale feed or not:
+    // its syntax is checked before anything else (RFC 6750 §2.1).
+    let r = env
+        .verify("POST", "echo.example.test", "/mcp")
+        .header("Authorization", "Bearer abc def")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     let ready = env
         .http
         .get(format!("http://{}/ready", env.verifier.addr))

@@ -132,9 +132,9 @@ struct Counts {
 }
 
 impl Counts {
-    /// After a count went down. `SeqCst` here and in [`InFlight::wait_zero`]:
+    /// After a count changed. `SeqCst` here and in [`InFlight::wait_zero`]:
     /// either this load sees the waiter, or the waiter's load of the count
-    /// sees the decrement (the store-then-load pattern needs a total order).
+    /// sees the change (the store-then-load pattern needs a total order).
     fn changed(&self) {
         if self.waiting.load(Ordering::SeqCst) > 0 {
             self.changed.notify_waiters();

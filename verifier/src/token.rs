@@ -4,7 +4,7 @@
 use crate::forwarded::AuthorizationHeader;
 
 /// What came out of the `Authorization` header: a token (`T`: checked `&str`
-/// from [`extract`], unchecked bytes from [`locate`]) or why there is none.
+/// from [`extract`], unchecked bytes from `locate`) or why there is none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Extracted<T> {
     /// No `Authorization: Bearer` at all (another scheme counts as none:

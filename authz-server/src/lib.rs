@@ -235,7 +235,9 @@ pub fn serve_listener(
             .app_data(state.in_flight.clone())
             .wrap(gateway_common::lifecycle::Track)
             .app_data(web::Data::new(state.metrics.latency.clone()))
-            .wrap(gateway_common::http_metrics::Record)
+            .wrap(actix_web::middleware::from_fn(
+                gateway_common::http_metrics::record,
+            ))
             .wrap(gateway_common::logging::request_logger())
             .configure(move |cfg| http::configure(cfg, state))
             .default_service(web::to(http::not_found))

@@ -5,15 +5,12 @@
 //! The endpoint label is the route pattern (`/register/{client_id}`), never
 //! the raw path, so ids and tokens cannot make labels.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
 use actix_web::web;
-use pin_project_lite::pin_project;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
@@ -54,13 +51,10 @@ impl EndpointLatency {
     }
 
     pub fn observe(&self, endpoint: &str, seconds: f64) {
-        self.observe_label(endpoint.to_string(), seconds);
-    }
-
-    fn observe_label(&self, endpoint: String, seconds: f64) {
-        self.0
-            .get_or_create(&EndpointLabel { endpoint })
-            .observe(seconds);
+        let label = EndpointLabel {
+            endpoint: endpoint.to_string(),
+        };
+        self.0.get_or_create(&label).observe(seconds);
     }
 
     /// Observes a response `started` earlier, labelled with its route pattern.
@@ -73,93 +67,32 @@ impl EndpointLatency {
             Ok(r) => r.request().match_pattern(),
             Err(_) => None,
         };
-        self.observe_label(
-            endpoint.unwrap_or_else(|| "unmatched".to_string()),
+        self.observe(
+            endpoint.as_deref().unwrap_or("unmatched"),
             started.elapsed().as_secs_f64(),
         );
     }
 }
 
-/// Middleware (`App::new().wrap(Record)`) observing into the app's
-/// `web::Data<EndpointLatency>` (requests pass unobserved without one).
-/// A `Transform` of its own rather than `middleware::from_fn`, which boxes
-/// two futures per request.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Record;
-
-impl<S, B> Transform<S, ServiceRequest> for Record
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Transform = RecordService<S>;
-    type InitError = ();
-    type Future = std::future::Ready<Result<Self::Transform, Self::InitError>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        std::future::ready(Ok(RecordService { service }))
+/// Middleware (`actix_web::middleware::from_fn(record)`) observing into the
+/// app's `web::Data<EndpointLatency>`.
+pub async fn record<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    let latency = req.app_data::<web::Data<EndpointLatency>>().cloned();
+    let started = Instant::now();
+    let res = next.call(req).await;
+    if let Some(l) = latency {
+        l.observe_response(&res, started);
     }
-}
-
-/// The service [`Record`] wraps around the app.
-#[derive(Debug)]
-pub struct RecordService<S> {
-    service: S,
-}
-
-impl<S, B> Service<ServiceRequest> for RecordService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Future = RecordFuture<S::Future>;
-
-    actix_web::dev::forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let latency = req.app_data::<web::Data<EndpointLatency>>().cloned();
-        RecordFuture {
-            fut: self.service.call(req),
-            latency,
-            started: Instant::now(),
-        }
-    }
-}
-
-pin_project! {
-    /// [`RecordService`]'s future: the inner call, observed when it resolves.
-    pub struct RecordFuture<F> {
-        #[pin]
-        fut: F,
-        latency: Option<web::Data<EndpointLatency>>,
-        started: Instant,
-    }
-}
-
-impl<F, B> Future for RecordFuture<F>
-where
-    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let res = std::task::ready!(this.fut.poll(cx));
-        if let Some(l) = this.latency.take() {
-            l.observe_response(&res, *this.started);
-        }
-        Poll::Ready(res)
-    }
+    res
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::{test, App, HttpResponse};
+    use actix_web::{middleware::from_fn, test, App, HttpResponse};
 
     #[actix_web::test]
     async fn responses_are_observed_by_route_pattern_never_by_path() {
@@ -169,7 +102,7 @@ mod tests {
         let app = test::init_service(
             App::new()
                 .app_data(web::Data::new(latency.clone()))
-                .wrap(Record)
+                .wrap(from_fn(record))
                 .route("/register/{client_id}", web::get().to(HttpResponse::Ok)),
         )
         .await;

@@ -164,7 +164,7 @@ pub async fn serve(config: Config) -> anyhow::Result<Serving> {
             .app_data(app_in_flight.clone())
             .wrap(gateway_common::lifecycle::Track)
             .app_data(web::Data::new(b.metrics.latency.clone()))
-            .wrap(gateway_common::http_metrics::Record)
+            .wrap(from_fn(gateway_common::http_metrics::record))
             .wrap(gateway_common::logging::request_logger())
             .configure(configure(b.clone()))
             .configure(configure_health(b.clone()))

@@ -133,6 +133,21 @@ async fn registration_management_rfc7592(b: Backend) {
         reg["registration_client_uri"],
         format!("{}/register/{id}", s.base)
     );
+    // A registration is one record, the client's: the flow trail's
+    // "registered" step is its `issued_at` (`mcp-gateway flows`).
+    let written: Vec<String> = s
+        .store
+        .keys_with_prefix("")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.contains(&id))
+        .collect();
+    assert_eq!(
+        written,
+        [mcp_authz::protocol::records::client_key(&id)],
+        "{b:?}"
+    );
     let uri = s.url(&format!("/register/{id}"));
     // No token / wrong token: 401 invalid_token.
     assert_eq!(s.http.get(&uri).send().await.unwrap().status(), 401);

@@ -64,7 +64,8 @@ pub enum FlowStep {
     /// the client (RFC 8414 / RFC 9728) carry no client id, so they cannot be
     /// attributed and are not recorded.
     MetadataFetched,
-    /// RFC 7591 registration (or a metadata-document client's first code or token).
+    /// RFC 7591 registration: the client record's `issued_at`, no record of
+    /// its own. A record for a metadata-document client's first code or token.
     Registered,
     /// The user approved (an authorization code was issued).
     Authorized,

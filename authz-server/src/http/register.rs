@@ -14,7 +14,6 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use gateway_common::crypto::{hash_secret, random_token, verify_secret};
-use gateway_common::flow;
 
 use super::no_store_json;
 use crate::protocol::error::OAuthError;
@@ -112,17 +111,14 @@ pub async fn register(
         metadata,
     };
     let raw = serde_json::to_vec(&rec).map_err(internal)?;
-    // The flow record (`mcp-gateway flows`) goes with the client's own, in the
-    // same round trip: a new client id has no earlier step to keep, so neither
-    // `put_if_absent` nor a second write is needed.
-    let flow_key = flow::flow_key(&client_id, flow::FlowStep::Registered);
-    let flow_value = flow::flow_value(now);
+    // One record per registration. The flow trail's "registered" step
+    // (`mcp-gateway flows`) is this record's `issued_at`: a flow record of
+    // its own would say the same thing again, cost a second write, and be
+    // one more key for every unauthenticated request (RFC 7591 §3 lets
+    // anyone register).
     state
         .store
-        .put_many(&[
-            (&client_key(&client_id), &raw, ttl(&state, &rec)),
-            (&flow_key, &flow_value, Some(flow::FLOW_TTL)),
-        ])
+        .put(&client_key(&client_id), &raw, ttl(&state, &rec))
         .await?;
     state.metrics.registrations.inc();
     // No log line of its own: the audit event below says the same, and a

@@ -14,12 +14,13 @@
 #   gateway's auth service (PyPI mcp-oauth-dynamicclient==0.2.0, one uvicorn
 #   process, as its Dockerfile runs it, logging at its default INFO), all
 #   against one private redis-server (Python db 0, ours db 1).
-# * ROUNDS interleaved rounds (the order of the sides rotates each round),
-#   SECONDS_PER_RUN per load run, medians.
+# * ROUNDS rounds; in each, a row's sides run back to back (their order
+#   rotates by round) and its ratio is taken within the round; the table
+#   shows the median of those ratios beside the median rate of each side.
 # * `micro`: the in-process microbenchmarks and the older in-process report
 #   (verifier/examples/bench_verify.rs, authz-server/examples/bench_tokens.rs).
 #
-# Knobs (environment): ROUNDS (3), SECONDS_PER_RUN (5), CONNECTIONS (32),
+# Knobs (environment): ROUNDS (5), SECONDS_PER_RUN (5), CONNECTIONS (32),
 # LOAD_CPU (0), SERVER_CPU (1), PROFILE (1: perf profile of the verifier
 # during one cached-token run, if perf is installed), PY_LOG_LEVEL (INFO),
 # BIN_DIR (binaries built elsewhere, laid out as target/release: no build).
@@ -32,7 +33,7 @@ case "$what" in all|verify|authz|micro) ;; *) echo "usage: bench/run.sh [all|ver
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 venv="$here/.venv"
-rounds="${ROUNDS:-3}"
+rounds="${ROUNDS:-5}"
 seconds="${SECONDS_PER_RUN:-5}"
 connections="${CONNECTIONS:-32}"
 load_cpu="${LOAD_CPU:-0}"
@@ -271,44 +272,62 @@ run() {
 # Rotates the sides' order by round, so drift on a shared machine hits all.
 order() { local a=("$@") n=$#; for ((i = 0; i < n; i++)); do echo "${a[(i + round) % n]}"; done; }
 
+# Each row's sides run back to back, in an order that rotates by round, and
+# the ratios are taken within a round (table.py): the machine's speed drifts
+# by tens of percent over minutes when it is shared, and a ratio of two runs
+# seconds apart sees far less of that than a ratio of medians taken minutes apart.
 for ((round = 0; round < rounds; round++)); do
   echo
   echo "-- round $((round + 1)) of $rounds"
   if [[ "$what" == all || "$what" == verify ]]; then
-    for t in $(order noop nginx python es256 ours); do
-      case $t in
-        es256) run verify_forged es256 "$es256_url" forged.lua TOKEN="$token" ;;
-        noop) run verify_cached noop "$noop_url" verify.lua TOKEN="$token"
-              run verify_badsig noop "$noop_url" verify.lua TOKEN="$bad_token" ;;
-        nginx) run verify_cached nginx "$nginx_url" verify.lua TOKEN="$token"
-               run verify_badsig nginx "$nginx_url" verify.lua TOKEN="$bad_token" ;;
-        python) run verify_cached python "$py_url" verify.lua TOKEN="$py_token"
-                run verify_badsig python "$py_url" verify.lua TOKEN="$py_bad_token" ;;
-        ours) run verify_cached ours "$verifier_url" verify.lua TOKEN="$token"
-              run verify_badsig ours "$verifier_url" verify.lua TOKEN="$bad_token"
-              run verify_forged ours "$verifier_url" forged.lua TOKEN="$token" ;;
-      esac
-    done
-    # The raw ES256 rate on the servers' CPU, in process: one thread verifying
-    # one valid signature in a loop (no socket, caches warm).
-    on_server "$rel/examples/bench_verify" --raw-es256 "$seconds" >"$results/inprocess.r$round.txt"
-    printf '   %-18s %-9s %12s verifications/s\n' verify_forged in-process "$(cut -d' ' -f1 "$results/inprocess.r$round.txt")"
-  fi
-  if [[ "$what" == all || "$what" == authz ]]; then
-    fam="$work/fx-redis/refresh-$round.txt"
     for t in $(order noop nginx python ours); do
       case $t in
-        noop) run register_redis noop "$noop_url" register.lua
-              run refresh_redis noop "$noop_url" refresh.lua FAMILIES="$fam" ROTATE=0 ;;
-        nginx) run register_redis nginx "$nginx_url" register.lua
-               run refresh_redis nginx "$nginx_url" refresh.lua FAMILIES="$fam" ROTATE=0 ;;
-        python) run register_redis python "$py_url" register.lua
-                run refresh_redis python "$py_url" refresh.lua FAMILIES="$work/python-families.txt" ROTATE=0 ;;
-        ours) run register_redis ours "$authz_redis" register.lua
-              run refresh_redis ours "$authz_redis" refresh.lua FAMILIES="$fam" ROTATE=1
-              run register_embedded ours "$authz_embedded" register.lua
-              run refresh_embedded ours "$authz_embedded" refresh.lua \
-                FAMILIES="$work/fx-embedded/refresh-$round.txt" ROTATE=1 ;;
+        noop) run verify_cached noop "$noop_url" verify.lua TOKEN="$token" ;;
+        nginx) run verify_cached nginx "$nginx_url" verify.lua TOKEN="$token" ;;
+        python) run verify_cached python "$py_url" verify.lua TOKEN="$py_token" ;;
+        ours) run verify_cached ours "$verifier_url" verify.lua TOKEN="$token" ;;
+      esac
+    done
+    for t in $(order noop nginx python ours); do
+      case $t in
+        noop) run verify_badsig noop "$noop_url" verify.lua TOKEN="$bad_token" ;;
+        nginx) run verify_badsig nginx "$nginx_url" verify.lua TOKEN="$bad_token" ;;
+        python) run verify_badsig python "$py_url" verify.lua TOKEN="$py_bad_token" ;;
+        ours) run verify_badsig ours "$verifier_url" verify.lua TOKEN="$bad_token" ;;
+      esac
+    done
+    for t in $(order es256 ours inprocess); do
+      case $t in
+        es256) run verify_forged es256 "$es256_url" forged.lua TOKEN="$token" ;;
+        ours) run verify_forged ours "$verifier_url" forged.lua TOKEN="$token" ;;
+        # The raw ES256 rate on the servers' CPU, in process: one thread
+        # verifying one valid signature in a loop (no socket, caches warm).
+        inprocess)
+          on_server "$rel/examples/bench_verify" --raw-es256 "$seconds" >"$results/inprocess.r$round.txt"
+          printf '   %-18s %-9s %12s verifications/s\n' verify_forged in-process "$(cut -d' ' -f1 "$results/inprocess.r$round.txt")" ;;
+      esac
+    done
+  fi
+  if [[ "$what" == all || "$what" == authz ]]; then
+    # The embedded rows' anchor is the Python service on Redis, so they run
+    # in the same group as the Redis rows.
+    for t in $(order noop nginx python ours embedded); do
+      case $t in
+        noop) run register_redis noop "$noop_url" register.lua ;;
+        nginx) run register_redis nginx "$nginx_url" register.lua ;;
+        python) run register_redis python "$py_url" register.lua ;;
+        ours) run register_redis ours "$authz_redis" register.lua ;;
+        embedded) run register_embedded ours "$authz_embedded" register.lua ;;
+      esac
+    done
+    for t in $(order noop nginx python ours embedded); do
+      case $t in
+        noop) run refresh_redis noop "$noop_url" refresh.lua FAMILIES="$work/fx-redis/refresh-$round.txt" ROTATE=0 ;;
+        nginx) run refresh_redis nginx "$nginx_url" refresh.lua FAMILIES="$work/fx-redis/refresh-$round.txt" ROTATE=0 ;;
+        python) run refresh_redis python "$py_url" refresh.lua FAMILIES="$work/python-families.txt" ROTATE=0 ;;
+        ours) run refresh_redis ours "$authz_redis" refresh.lua FAMILIES="$work/fx-redis/refresh-$round.txt" ROTATE=1 ;;
+        embedded) run refresh_embedded ours "$authz_embedded" refresh.lua \
+                    FAMILIES="$work/fx-embedded/refresh-$round.txt" ROTATE=1 ;;
       esac
     done
   fi

@@ -280,21 +280,17 @@ for ((round = 0; round < rounds; round++)); do
   echo
   echo "-- round $((round + 1)) of $rounds"
   if [[ "$what" == all || "$what" == verify ]]; then
-    for t in $(order noop nginx python ours); do
-      case $t in
-        noop) run verify_cached noop "$noop_url" verify.lua TOKEN="$token" ;;
-        nginx) run verify_cached nginx "$nginx_url" verify.lua TOKEN="$token" ;;
-        python) run verify_cached python "$py_url" verify.lua TOKEN="$py_token" ;;
-        ours) run verify_cached ours "$verifier_url" verify.lua TOKEN="$token" ;;
-      esac
-    done
-    for t in $(order noop nginx python ours); do
-      case $t in
-        noop) run verify_badsig noop "$noop_url" verify.lua TOKEN="$bad_token" ;;
-        nginx) run verify_badsig nginx "$nginx_url" verify.lua TOKEN="$bad_token" ;;
-        python) run verify_badsig python "$py_url" verify.lua TOKEN="$py_bad_token" ;;
-        ours) run verify_badsig ours "$verifier_url" verify.lua TOKEN="$bad_token" ;;
-      esac
+    # The same token, then with a broken signature (each side its own token).
+    for row in verify_cached verify_badsig; do
+      if [[ $row == verify_cached ]]; then ours_t=$token py_t=$py_token; else ours_t=$bad_token py_t=$py_bad_token; fi
+      for t in $(order noop nginx python ours); do
+        case $t in
+          noop) run $row noop "$noop_url" verify.lua TOKEN="$ours_t" ;;
+          nginx) run $row nginx "$nginx_url" verify.lua TOKEN="$ours_t" ;;
+          python) run $row python "$py_url" verify.lua TOKEN="$py_t" ;;
+          ours) run $row ours "$verifier_url" verify.lua TOKEN="$ours_t" ;;
+        esac
+      done
     done
     for t in $(order es256 ours inprocess); do
       case $t in

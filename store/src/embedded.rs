@@ -639,20 +639,6 @@ impl Store for EmbeddedStore {
         write(&self.writer, move |s, tx| s.put(tx, &key, &value, ttl)).await
     }
 
-    async fn put_many(&self, records: &[(&str, &[u8], Ttl)]) -> StoreResult<()> {
-        let owned: Vec<(String, Vec<u8>, Ttl)> = records
-            .iter()
-            .map(|&(k, v, ttl)| (k.to_string(), v.to_vec(), ttl))
-            .collect();
-        write(&self.writer, move |s, tx| {
-            for (key, value, ttl) in &owned {
-                s.put(tx, key, value, *ttl)?;
-            }
-            Ok(((), true))
-        })
-        .await
-    }
-
     async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<bool> {
         let (key, value) = (key.to_string(), value.to_vec());
         write(&self.writer, move |s, tx| {

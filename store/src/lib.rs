@@ -42,12 +42,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Writes (or overwrites) a record.
     async fn put(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<()>;
 
-    /// Writes (or overwrites) several records with one round trip to the store
-    /// (Redis: one pipeline; embedded: one transaction, one disk sync), for a
-    /// request that creates more than one record. Not a transaction on Redis: a
-    /// failure may leave some of them written, as separate `put`s would.
-    async fn put_many(&self, records: &[(&str, &[u8], Ttl)]) -> StoreResult<()>;
-
     /// Writes only if no live record exists; true when written.
     async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<bool>;
 

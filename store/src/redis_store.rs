@@ -371,24 +371,6 @@ impl Store for RedisStore {
         .map_err(|e| self.failed(e))
     }
 
-    async fn put_many(&self, records: &[(&str, &[u8], Ttl)]) -> StoreResult<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for &(key, value, ttl) in records {
-            match ttl.map(ttl_millis) {
-                None => pipe.set(key, value).ignore(),
-                Some(0) => pipe.del(key).ignore(),
-                Some(ms) => pipe.pset_ex(key, value, ms).ignore(),
-            };
-        }
-        let mut c = self.conn().await?;
-        pipe.query_async::<()>(&mut c)
-            .await
-            .map_err(|e| self.failed(e))
-    }
-
     async fn put_if_absent(&self, key: &str, value: &[u8], ttl: Ttl) -> StoreResult<bool> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value).arg("NX");

@@ -139,7 +139,6 @@ macro_rules! conformance {
 
 conformance!(
     put_get_overwrite_delete,
-    put_many_writes_every_record_with_its_own_ttl,
     records_expire_after_their_ttl,
     ttl_reports_remaining_life_and_some_none_without_expiry,
     put_if_absent_writes_only_once,
@@ -261,35 +260,6 @@ async fn ttl_reports_remaining_life_and_some_none_without_expiry(h: Harness) {
     let set = h.key("set");
     s.set_add(&set, "m", None).await.unwrap();
     assert_eq!(s.ttl(&set).await.unwrap(), Some(None));
-}
-
-async fn put_many_writes_every_record_with_its_own_ttl(h: Harness) {
-    let s = &h.store;
-    let (a, b, c, gone) = (h.key("a"), h.key("b"), h.key("c"), h.key("gone"));
-    s.put(&b, b"old", None).await.unwrap();
-    s.put(&gone, b"there", None).await.unwrap();
-    s.put_many(&[
-        (&a, b"one", None),
-        (&b, b"two", Some(Duration::from_secs(60))),
-        (&c, &[0, 255][..], Some(Duration::from_secs(3600))),
-        // A zero TTL removes, as with `put`.
-        (&gone, b"", Some(Duration::ZERO)),
-    ])
-    .await
-    .unwrap();
-    assert_eq!(s.get(&a).await.unwrap().as_deref(), Some(&b"one"[..]));
-    assert_eq!(
-        s.get(&b).await.unwrap().as_deref(),
-        Some(&b"two"[..]),
-        "overwritten"
-    );
-    assert_eq!(s.get(&c).await.unwrap(), Some(vec![0, 255]));
-    assert_eq!(s.get(&gone).await.unwrap(), None);
-    assert_eq!(s.ttl(&a).await.unwrap(), Some(None), "no expiry");
-    let ttl_b = s.ttl(&b).await.unwrap().flatten().expect("b has a ttl");
-    let ttl_c = s.ttl(&c).await.unwrap().flatten().expect("c has a ttl");
-    assert!(ttl_b <= Duration::from_secs(60) && ttl_c > Duration::from_secs(60));
-    s.put_many(&[]).await.unwrap();
 }
 
 async fn put_if_absent_writes_only_once(h: Harness) {

@@ -80,15 +80,6 @@ def main() -> int:
         why = check(parse(f), expect)
         if why:
             problems.append(f"{f.name}: {why}")
-    runs: dict[tuple[str, str], list[float]] = {}
-    for f in sorted(d.glob("*.r*.txt")):
-        parts = f.name.split(".")
-        if parts[0] == "inprocess":
-            runs.setdefault(("verify_forged", "inprocess"), []).append(float(f.read_text().split()[0]))
-            continue
-        r = parse(f)
-        if r.get("rps") is not None:
-            runs.setdefault((parts[0], parts[1]), []).append(r["rps"])
     rates: dict[tuple[str, str], dict[int, float]] = {}
     for f in sorted(d.glob("*.r*.txt")):
         parts = f.name.split(".")
@@ -101,9 +92,10 @@ def main() -> int:
         r = parse(f)
         if r.get("rps") is not None:
             rates.setdefault((parts[0], parts[1]), {})[rnd] = r["rps"]
-    for k, v in runs.items():
-        medians[k] = statistics.median(v)
-    rounds = max((len(v) for v in runs.values()), default=0)
+    # Each side's rate by round; its column shows the median.
+    for k, v in rates.items():
+        medians[k] = statistics.median(v.values())
+    rounds = max((len(v) for v in rates.values()), default=0)
 
     def paired(a: tuple[str, str], b: tuple[str, str]) -> list[float]:
         """a ÷ b within each round where both ran."""

@@ -23,6 +23,7 @@
 # Knobs (environment): ROUNDS (5), SECONDS_PER_RUN (5), CONNECTIONS (32),
 # LOAD_CPU (0), SERVER_CPU (1), PROFILE (1: perf profile of the verifier
 # during one cached-token run, if perf is installed), PY_LOG_LEVEL (INFO),
+# FRESH (1: every server but Redis restarted before each round after the first),
 # BIN_DIR (binaries built elsewhere, laid out as target/release: no build).
 # All traffic goes to 127.0.0.1; every load run is bounded in time.
 set -euo pipefail
@@ -39,6 +40,7 @@ connections="${CONNECTIONS:-32}"
 load_cpu="${LOAD_CPU:-0}"
 server_cpu="${SERVER_CPU:-1}"
 profile="${PROFILE:-1}"
+fresh="${FRESH:-1}"
 families=$((connections * 2))
 rel="${BIN_DIR:-$root/target/release}"
 
@@ -126,15 +128,29 @@ wait_until 30 redis-cli -p "$redis_port" ping
 redis_py="redis://127.0.0.1:$redis_port/0"
 redis_ours="redis://127.0.0.1:$redis_port/1"
 
+# stop_server PID: stops one of the servers started here and forgets its pid
+# (so the cleanup never signals a pid the system has given to another process).
+stop_server() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  local keep=() p
+  for p in "${pids[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+  pids=("${keep[@]}")
+}
+
 # --- anchors: no-op actix (one worker) and nginx return 200 (one worker) ---
-serve_on_server "$rel/examples/bench_noop" 127.0.0.1:0 >"$work/noop.out" 2>&1
-wait_until 30 grep -q '^LISTEN ' "$work/noop.out"
-noop_url="http://$(sed -n 's/^LISTEN //p' "$work/noop.out" | head -1)"
+start_noop() { # name (noop, es256), extra arguments
+  local name=$1
+  shift
+  serve_on_server "$rel/examples/bench_noop" 127.0.0.1:0 "$@" >"$work/$name.out" 2>&1
+  printf -v "${name}_pid" '%s' "${pids[-1]}"
+  wait_until 30 grep -q '^LISTEN ' "$work/$name.out"
+  printf -v "${name}_url" 'http://%s' "$(sed -n 's/^LISTEN //p' "$work/$name.out" | head -1)"
+}
+start_noop noop
 # The forged-token row's anchor on the same HTTP stack: the no-op that checks
 # each request's token signature with ES256 and nothing else.
-serve_on_server "$rel/examples/bench_noop" 127.0.0.1:0 --es256 >"$work/es256.out" 2>&1
-wait_until 30 grep -q '^LISTEN ' "$work/es256.out"
-es256_url="http://$(sed -n 's/^LISTEN //p' "$work/es256.out" | head -1)"
+start_noop es256 --es256
 nginx_port="$(free_port)"
 mkdir -p "$work/nginx"
 cat >"$work/nginx/nginx.conf" <<EOF
@@ -157,9 +173,13 @@ http {
   }
 }
 EOF
-serve_on_server nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/stderr"
 nginx_url="http://127.0.0.1:$nginx_port"
-wait_http "$nginx_url/" 20
+start_nginx() {
+  serve_on_server nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" 2>"$work/nginx/stderr"
+  nginx_pid=${pids[-1]}
+  wait_http "$nginx_url/" 20
+}
+start_nginx
 
 # --- the Python gateway's auth service, as its Dockerfile starts it ---
 py_port="$(free_port)"
@@ -185,14 +205,17 @@ py_env=(
   LOG_LEVEL="${PY_LOG_LEVEL:-INFO}"
 )
 # cwd = $work: pydantic-settings would also read a ./.env file.
-(cd "$work" && exec "${py_env[@]}" taskset -c "$server_cpu" "$venv/bin/mcp-oauth-server" \
-  --host 127.0.0.1 --port "$py_port" >"$work/python.log" 2>&1) &
-py_pid=$!
-pids+=("$py_pid")
-if ! wait_http "$py_url/.well-known/oauth-authorization-server" 60; then
-  tail -20 "$work/python.log" >&2
-  exit 1
-fi
+start_python() {
+  (cd "$work" && exec "${py_env[@]}" taskset -c "$server_cpu" "$venv/bin/mcp-oauth-server" \
+    --host 127.0.0.1 --port "$py_port" >>"$work/python.log" 2>&1) &
+  py_pid=$!
+  pids+=("$py_pid")
+  if ! wait_http "$py_url/.well-known/oauth-authorization-server" 60; then
+    tail -20 "$work/python.log" >&2
+    exit 1
+  fi
+}
+start_python
 if ! (cd "$work" && "${py_env[@]}" "$py" "$here/python_seed.py" "$py_url" \
   "$work/python-creds.json" "$families" 2>"$work/seed.log"); then
   cat "$work/seed.log" >&2
@@ -216,14 +239,16 @@ authz_env() { # port, store variable
 }
 start_authz() { # name, port, store variable
   local fx="$work/fx-$1"
-  mkdir -m 700 "$fx"
-  # Credentials first (the embedded store is one process's at a time).
+  # Credentials first, once (the embedded store is one process's at a time).
+  if [[ ! -d "$fx" ]]; then
+    mkdir -m 700 "$fx"
+    # shellcheck disable=SC2046
+    env $(authz_env "$2" "$3") "$rel/examples/bench_tokens" --fixture "$fx" \
+      --families "$families" --files "$((rounds + 1))" >"$work/fixture-$1.log" 2>&1 \
+      || { cat "$work/fixture-$1.log" >&2; exit 1; }
+  fi
   # shellcheck disable=SC2046
-  env $(authz_env "$2" "$3") "$rel/examples/bench_tokens" --fixture "$fx" \
-    --families "$families" --files "$((rounds + 1))" >"$work/fixture-$1.log" 2>&1 \
-    || { cat "$work/fixture-$1.log" >&2; exit 1; }
-  # shellcheck disable=SC2046
-  env $(authz_env "$2" "$3") taskset -c "$server_cpu" "$rel/mcp-authz" >"$work/authz-$1.log" 2>&1 &
+  env $(authz_env "$2" "$3") taskset -c "$server_cpu" "$rel/mcp-authz" >>"$work/authz-$1.log" 2>&1 &
   pids+=($!)
   printf -v "authz_pid_$1" '%s' "$!"
   wait_http "http://127.0.0.1:$2/health" 60
@@ -238,14 +263,17 @@ authz_embedded="http://127.0.0.1:$authz_embedded_port"
 # --- ours: mcp-verifier, one worker, keys from the Redis authz-server,
 #     revocations by pub/sub from the same Redis ---
 verifier_port="$(free_port)"
-env AUTH_ISSUER="$authz_redis" AUTHZ_URL="$authz_redis" REDIS_URL="$redis_ours" \
-  MCP_ECHO_ENABLED=true MCP_ECHO_URL=https://echo.example.com/mcp \
-  VERIFIER_LISTEN="127.0.0.1:$verifier_port" VERIFIER_WORKERS=1 RUST_LOG=info \
-  taskset -c "$server_cpu" "$rel/mcp-verifier" >"$work/verifier.log" 2>&1 &
-verifier_pid=$!
-pids+=("$verifier_pid")
 verifier_url="http://127.0.0.1:$verifier_port"
-wait_http "$verifier_url/ready" 60
+start_verifier() {
+  env AUTH_ISSUER="$authz_redis" AUTHZ_URL="$authz_redis" REDIS_URL="$redis_ours" \
+    MCP_ECHO_ENABLED=true MCP_ECHO_URL=https://echo.example.com/mcp \
+    VERIFIER_LISTEN="127.0.0.1:$verifier_port" VERIFIER_WORKERS=1 RUST_LOG=info \
+    taskset -c "$server_cpu" "$rel/mcp-verifier" >>"$work/verifier.log" 2>&1 &
+  verifier_pid=$!
+  pids+=("$verifier_pid")
+  wait_http "$verifier_url/ready" 60
+}
+start_verifier
 token="$(head -1 "$work/fx-redis/access.txt")"
 bad_token="$(broken "$token")"
 py_bad_token="$(broken "$py_token")"
@@ -276,9 +304,35 @@ order() { local a=("$@") n=$#; for ((i = 0; i < n; i++)); do echo "${a[(i + roun
 # the ratios are taken within a round (table.py): the machine's speed drifts
 # by tens of percent over minutes when it is shared, and a ratio of two runs
 # seconds apart sees far less of that than a ratio of medians taken minutes apart.
+#
+# With FRESH=1 (the default) every server but Redis starts anew before each
+# round after the first: two processes of one binary can differ by several
+# percent for the life of the process (where its code, stack and heap happen
+# to land; bench/README.md, Caveats), so each round draws anew and the median
+# of the rounds is not one draw's. Stores and keys carry over (Redis, the
+# embedded file, the same signing secret), so every token stays valid.
+restart_servers() {
+  local t0=$SECONDS
+  stop_server "$verifier_pid"
+  stop_server "$authz_pid_redis"
+  stop_server "$authz_pid_embedded"
+  start_authz redis "$authz_redis_port" REDIS_URL="$redis_ours"
+  start_authz embedded "$authz_embedded_port" STORE_PATH="$work/embedded/gateway.redb"
+  start_verifier
+  stop_server "$noop_pid"
+  start_noop noop
+  stop_server "$es256_pid"
+  start_noop es256 --es256
+  stop_server "$nginx_pid"
+  start_nginx
+  stop_server "$py_pid"
+  start_python
+  echo "   every server but Redis restarted ($((SECONDS - t0)) s)"
+}
 for ((round = 0; round < rounds; round++)); do
   echo
   echo "-- round $((round + 1)) of $rounds"
+  if ((round > 0)) && [[ "$fresh" == 1 ]]; then restart_servers; fi
   if [[ "$what" == all || "$what" == verify ]]; then
     # The same token, then with a broken signature (each side its own token).
     for row in verify_cached verify_badsig; do

@@ -307,9 +307,9 @@ order() { local a=("$@") n=$#; for ((i = 0; i < n; i++)); do echo "${a[(i + roun
 #
 # With FRESH=1 (the default) every server but Redis starts anew before each
 # round after the first: two processes of one binary can differ by several
-# percent for the life of the process (where its code, stack and heap happen
-# to land; bench/README.md, Caveats), so each round draws anew and the median
-# of the rounds is not one draw's. Stores and keys carry over (Redis, the
+# percent for the life of the process (a difference that went away with
+# address-space randomisation off; bench/README.md, Caveats), so each round
+# draws anew and the median of the rounds is not one draw's. Stores and keys carry over (Redis, the
 # embedded file, the same signing secret), so every token stays valid.
 restart_servers() {
   local t0=$SECONDS

@@ -255,8 +255,11 @@ start_authz() { # name, port, store variable
 }
 authz_redis_port="$(free_port)"
 authz_embedded_port="$(free_port)"
-start_authz redis "$authz_redis_port" REDIS_URL="$redis_ours"
-start_authz embedded "$authz_embedded_port" STORE_PATH="$work/embedded/gateway.redb"
+start_authz_both() {
+  start_authz redis "$authz_redis_port" REDIS_URL="$redis_ours"
+  start_authz embedded "$authz_embedded_port" STORE_PATH="$work/embedded/gateway.redb"
+}
+start_authz_both
 authz_redis="http://127.0.0.1:$authz_redis_port"
 authz_embedded="http://127.0.0.1:$authz_embedded_port"
 
@@ -309,15 +312,15 @@ order() { local a=("$@") n=$#; for ((i = 0; i < n; i++)); do echo "${a[(i + roun
 # round after the first: two processes of one binary can differ by several
 # percent for the life of the process (a difference that went away with
 # address-space randomisation off; bench/README.md, Caveats), so each round
-# draws anew and the median of the rounds is not one draw's. Stores and keys carry over (Redis, the
-# embedded file, the same signing secret), so every token stays valid.
+# draws anew and the median of the rounds is not one draw's. Stores and keys
+# carry over (Redis, the embedded file, the same signing secret), so every
+# token stays valid.
 restart_servers() {
   local t0=$SECONDS
   stop_server "$verifier_pid"
   stop_server "$authz_pid_redis"
   stop_server "$authz_pid_embedded"
-  start_authz redis "$authz_redis_port" REDIS_URL="$redis_ours"
-  start_authz embedded "$authz_embedded_port" STORE_PATH="$work/embedded/gateway.redb"
+  start_authz_both
   start_verifier
   stop_server "$noop_pid"
   start_noop noop

@@ -65,6 +65,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         ttl: Ttl,
     ) -> StoreResult<bool>;
 
+    /// Replaces the live record with `new` (expiring after `ttl`) if it equals
+    /// `expected`; true when replaced. Exactly one of several concurrent
+    /// callers with the same `expected` gets true.
+    ///
+    /// Weaker than [`Store::compare_and_swap`] on the losing side, and only for
+    /// a record whose every lost race is followed by a write that supersedes
+    /// it (a refresh family: the loser revokes it). A backend may write `new`
+    /// before it can compare, and put back what it displaced when it differs:
+    /// until then, or if several losers raced, the record may hold a loser's
+    /// `new` instead. Nothing is created where there was no record. The
+    /// default is [`Store::compare_and_swap`], which never writes on a loss.
+    async fn replace_if_equal(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        self.compare_and_swap(key, expected, Some(new), Some(ttl))
+            .await
+    }
+
     /// Remaining lifetime: `Ok(None)` if absent, `Ok(Some(None))` if it never expires.
     async fn ttl(&self, key: &str) -> StoreResult<Option<Ttl>>;
 

@@ -7,6 +7,8 @@
 //! * take → `GETDEL` (Redis ≥ 6.2);
 //! * put-if-absent → `SET NX PX`;
 //! * compare-and-swap → [`CAS_SCRIPT`] (`EVALSHA`, falling back to `EVAL`);
+//! * replace-if-equal (a refresh family's rotation) → `MULTI PTTL SET XX GET PX
+//!   EXEC`, a displaced record put back with the script;
 //! * sets with TTL → `MULTI SADD PEXPIRE EXEC`;
 //! * prefix listing → `SCAN MATCH <escaped prefix>* COUNT`, never `KEYS`.
 //!
@@ -431,6 +433,61 @@ impl Store for RedisStore {
             .await
             .map_err(|e| self.failed(e))?;
         Ok(swapped == 1)
+    }
+
+    /// `SET … XX GET PX` instead of [`CAS_SCRIPT`]: a refresh grant's swap
+    /// then costs Redis one native command instead of a script call, the
+    /// larger part of Redis's work per refresh (bench/README.md). `PTTL` goes
+    /// in the same `MULTI` so that a displaced record can be put back exactly,
+    /// lifetime included; putting it back is a compare-and-swap, so a record
+    /// changed again meanwhile is left as it is (see the trait's contract).
+    async fn replace_if_equal(
+        &self,
+        key: &str,
+        expected: &[u8],
+        new: &[u8],
+        ttl: Duration,
+    ) -> StoreResult<bool> {
+        let ms = ttl_millis(ttl);
+        if ms == 0 {
+            // A zero lifetime deletes (`compare_and_swap`'s meaning).
+            return self
+                .compare_and_swap(key, expected, Some(new), Some(ttl))
+                .await;
+        }
+        let mut c = self.conn().await?;
+        let (old_ttl_ms, old): (i64, Option<Vec<u8>>) = redis::pipe()
+            .atomic()
+            .cmd("PTTL")
+            .arg(key)
+            .cmd("SET")
+            .arg(key)
+            .arg(new)
+            .arg("XX")
+            .arg("GET")
+            .arg("PX")
+            .arg(ms)
+            .query_async(&mut c)
+            .await
+            .map_err(|e| self.failed(e))?;
+        let Some(old) = old else {
+            // No record: `XX` wrote nothing.
+            return Ok(false);
+        };
+        if old == expected {
+            return Ok(true);
+        }
+        let restore_ttl = match u64::try_from(old_ttl_ms) {
+            // -1: it never expired.
+            Err(_) if old_ttl_ms == -1 => None,
+            // Expiring within the millisecond (0) or gone since (-2): the
+            // shortest lifetime that is not a deletion.
+            Ok(0) | Err(_) => Some(Duration::from_millis(1)),
+            Ok(ms) => Some(Duration::from_millis(ms)),
+        };
+        self.compare_and_swap(key, new, Some(&old), restore_ttl)
+            .await?;
+        Ok(false)
     }
 
     async fn ttl(&self, key: &str) -> StoreResult<Option<Ttl>> {

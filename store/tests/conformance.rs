@@ -146,6 +146,8 @@ conformance!(
     fifty_concurrent_takers_exactly_one_wins,
     compare_and_swap_succeeds_fails_and_deletes,
     fifty_concurrent_swaps_exactly_one_wins,
+    replace_if_equal_replaces_a_match_and_puts_back_what_it_displaced,
+    fifty_concurrent_replacements_exactly_one_wins,
     sets_add_remove_and_list_members,
     keys_with_prefix_lists_over_a_thousand_keys_and_escapes_globs,
     publish_reaches_every_subscriber_of_the_channel,
@@ -415,6 +417,95 @@ async fn fifty_concurrent_swaps_exactly_one_wins(h: Harness) {
         h.store.get(&k).await.unwrap().as_deref(),
         Some(winners[0].as_bytes())
     );
+}
+
+/// The refresh grant's rotation (`Store::replace_if_equal`): a match is
+/// replaced with its new lifetime; a mismatch leaves the record as it was,
+/// lifetime included (Redis writes first and puts it back); no record stays
+/// no record.
+async fn replace_if_equal_replaces_a_match_and_puts_back_what_it_displaced(h: Harness) {
+    let s = &h.store;
+    let k = h.key("family");
+    let ttl = Duration::from_secs(100);
+    assert!(!s.replace_if_equal(&k, b"v1", b"v2", ttl).await.unwrap());
+    assert_eq!(
+        s.get(&k).await.unwrap(),
+        None,
+        "a lost replacement must not create"
+    );
+
+    s.put(&k, b"v1", Some(Duration::from_secs(50)))
+        .await
+        .unwrap();
+    assert!(!s.replace_if_equal(&k, b"other", b"v2", ttl).await.unwrap());
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"v1"[..]));
+    let left = s
+        .ttl(&k)
+        .await
+        .unwrap()
+        .flatten()
+        .expect("the old lifetime");
+    assert!(
+        left <= Duration::from_secs(50) && left > Duration::from_secs(40),
+        "the displaced record keeps its own lifetime: {left:?}"
+    );
+    // A prefix of the value is not the value.
+    assert!(!s.replace_if_equal(&k, b"v", b"v2", ttl).await.unwrap());
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"v1"[..]));
+
+    assert!(s.replace_if_equal(&k, b"v1", b"v2", ttl).await.unwrap());
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"v2"[..]));
+    let left = s
+        .ttl(&k)
+        .await
+        .unwrap()
+        .flatten()
+        .expect("the new lifetime");
+    assert!(left <= ttl && left > Duration::from_secs(90), "{left:?}");
+    assert!(
+        !s.replace_if_equal(&k, b"v1", b"v3", ttl).await.unwrap(),
+        "stale"
+    );
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"v2"[..]));
+
+    // A record without expiry is put back without one.
+    s.put(&k, b"forever", None).await.unwrap();
+    assert!(!s.replace_if_equal(&k, b"v2", b"v3", ttl).await.unwrap());
+    assert_eq!(s.get(&k).await.unwrap().as_deref(), Some(&b"forever"[..]));
+    assert_eq!(s.ttl(&k).await.unwrap(), Some(None));
+}
+
+/// Refresh-token rotation through `replace_if_equal`: of many concurrent
+/// rotations of the same token, exactly one succeeds. What the record holds
+/// afterwards may be a loser's (the contract: each loser then revokes the
+/// family), but never the replaced generation.
+async fn fifty_concurrent_replacements_exactly_one_wins(h: Harness) {
+    const SWAPPERS: usize = 50;
+    let k = h.key("family");
+    h.store.put(&k, b"generation-0", None).await.unwrap();
+    let start = Arc::new(Barrier::new(SWAPPERS));
+    let tasks: Vec<_> = (0..SWAPPERS)
+        .map(|i| {
+            let (store, start, k) = (h.store.clone(), start.clone(), k.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let new = format!("generation-1-by-{i}");
+                let won = store
+                    .replace_if_equal(&k, b"generation-0", new.as_bytes(), Duration::from_secs(60))
+                    .await
+                    .unwrap();
+                won.then_some(new)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.extend(t.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let left = h.store.get(&k).await.unwrap().expect("a record");
+    let left = String::from_utf8(left).unwrap();
+    assert!(left.starts_with("generation-1-by-"), "{left}");
 }
 
 async fn sets_add_remove_and_list_members(h: Harness) {

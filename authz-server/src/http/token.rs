@@ -278,14 +278,11 @@ async fn refresh_grant(
     let next_raw = serde_json::to_vec(&next).map_err(internal)?;
     // Rotation is a compare-and-swap: of two requests with the same token, one wins;
     // the loser presented a token that is now rotated — reuse — and the family goes.
+    // That revocation is the write `replace_if_equal` needs after a loss: it
+    // supersedes whatever the losing write left (RFC 9700 §4.14.2).
     if !state
         .store
-        .compare_and_swap(
-            &key,
-            &raw,
-            Some(&next_raw),
-            Some(issue::family_ttl(state, &next)),
-        )
+        .replace_if_equal(&key, &raw, &next_raw, issue::family_ttl(state, &next))
         .await?
     {
         tracing::warn!(client_id = %client.client_id, "concurrent refresh with one token; revoking its family");

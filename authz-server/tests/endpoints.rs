@@ -325,6 +325,57 @@ async fn concurrent_redemptions_of_one_code_yield_one_token(b: Backend) {
     assert_eq!(ok, 1);
 }
 
+/// RFC 9700 §4.14.2: of concurrent refreshes with one token exactly one
+/// rotates; the rest are reuse, and the whole grant goes, the winner's new
+/// refresh token and access token included. (Whether a loser lost the swap
+/// or came after the winner, the outcome is the same.)
+async fn concurrent_refreshes_of_one_token_rotate_once_and_revoke_the_grant(b: Backend) {
+    let s = start(b).await;
+    let (id, secret, redirect) = s.confidential_client("client_secret_basic").await;
+    let auth = basic(&id, &secret);
+    let v = verifier();
+    let code = s.code_for(&id, &redirect, &v, RESOURCE).await;
+    let r = s
+        .token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", redirect.as_str()),
+                ("code_verifier", v.as_str()),
+            ],
+            Some(&auth),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let first: Value = r.json().await.unwrap();
+    let rt = first["refresh_token"].as_str().unwrap();
+    let form = [("grant_type", "refresh_token"), ("refresh_token", rt)];
+    let attempts = (0..8).map(|_| s.token(&form, Some(&auth)));
+    let mut won = Vec::new();
+    for r in futures_util::future::join_all(attempts).await {
+        match r.status().as_u16() {
+            200 => won.push(r.json::<Value>().await.unwrap()),
+            400 => assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant"),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "{won:?}");
+    let won = &won[0];
+    let next = won["refresh_token"].as_str().unwrap();
+    let r = s
+        .token(
+            &[("grant_type", "refresh_token"), ("refresh_token", next)],
+            Some(&auth),
+        )
+        .await;
+    assert_eq!(r.status(), 400, "the winner's new refresh token is revoked");
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    for at in [&first["access_token"], &won["access_token"]] {
+        let at = at.as_str().unwrap();
+        assert_eq!(s.introspect(&id, &secret, at).await["active"], false);
+    }
+}
+
 async fn revocation_is_published_to_the_feed(b: Backend) {
     let s = start(b).await;
     let (id, _, tok) = s.tokens_for_public_client().await;
@@ -664,6 +715,7 @@ both_stores!(
     clients_expire_after_client_lifetime,
     a_replayed_code_revokes_what_it_issued,
     concurrent_redemptions_of_one_code_yield_one_token,
+    concurrent_refreshes_of_one_token_rotate_once_and_revoke_the_grant,
     revocation_is_published_to_the_feed,
     keys_rotate_with_overlap,
     empty_scope_means_default_and_unknown_scope_is_refused,

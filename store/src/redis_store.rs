@@ -477,11 +477,13 @@ impl Store for RedisStore {
         if old == expected {
             return Ok(true);
         }
+        // `PTTL` ran in the same `MULTI` as the `SET` that displaced `old`.
         let restore_ttl = match u64::try_from(old_ttl_ms) {
-            // -1: it never expired.
+            // -1: it had no expiry.
             Err(_) if old_ttl_ms == -1 => None,
-            // Expiring within the millisecond (0) or gone since (-2): the
-            // shortest lifetime that is not a deletion.
+            // Expiring within the millisecond (0); -2 (absent) cannot come
+            // with a displaced value. The shortest lifetime that is not a
+            // deletion.
             Ok(0) | Err(_) => Some(Duration::from_millis(1)),
             Ok(ms) => Some(Duration::from_millis(ms)),
         };

@@ -387,23 +387,40 @@ async fn compare_and_swap_succeeds_fails_and_deletes(h: Harness) {
     assert_eq!(s.get(&k).await.unwrap(), Some(vec![9]));
 }
 
-/// Refresh-token rotation (OAuth 2.1 §4.3.1): of many concurrent rotations of
-/// the same token, exactly one succeeds.
-async fn fifty_concurrent_swaps_exactly_one_wins(h: Harness) {
+/// Which swap [`race_from_generation_0`] runs.
+#[derive(Clone, Copy)]
+enum Swap {
+    CompareAndSwap,
+    ReplaceIfEqual,
+}
+
+/// Fifty tasks, released together, each try to move `k` from
+/// `generation-0` to a value of its own; returns the values that won.
+async fn race_from_generation_0(h: &Harness, k: &str, swap: Swap) -> Vec<String> {
     const SWAPPERS: usize = 50;
-    let k = h.key("family");
-    h.store.put(&k, b"generation-0", None).await.unwrap();
+    h.store.put(k, b"generation-0", None).await.unwrap();
     let start = Arc::new(Barrier::new(SWAPPERS));
     let tasks: Vec<_> = (0..SWAPPERS)
         .map(|i| {
-            let (store, start, k) = (h.store.clone(), start.clone(), k.clone());
+            let (store, start, k) = (h.store.clone(), start.clone(), k.to_string());
             tokio::spawn(async move {
                 start.wait().await;
                 let new = format!("generation-1-by-{i}");
-                let won = store
-                    .compare_and_swap(&k, b"generation-0", Some(new.as_bytes()), None)
-                    .await
-                    .unwrap();
+                let won = match swap {
+                    Swap::CompareAndSwap => store
+                        .compare_and_swap(&k, b"generation-0", Some(new.as_bytes()), None)
+                        .await
+                        .unwrap(),
+                    Swap::ReplaceIfEqual => store
+                        .replace_if_equal(
+                            &k,
+                            b"generation-0",
+                            new.as_bytes(),
+                            Duration::from_secs(60),
+                        )
+                        .await
+                        .unwrap(),
+                };
                 won.then_some(new)
             })
         })
@@ -412,6 +429,14 @@ async fn fifty_concurrent_swaps_exactly_one_wins(h: Harness) {
     for t in tasks {
         winners.extend(t.await.unwrap());
     }
+    winners
+}
+
+/// Refresh-token rotation (OAuth 2.1 §4.3.1): of many concurrent rotations of
+/// the same token, exactly one succeeds.
+async fn fifty_concurrent_swaps_exactly_one_wins(h: Harness) {
+    let k = h.key("family");
+    let winners = race_from_generation_0(&h, &k, Swap::CompareAndSwap).await;
     assert_eq!(winners.len(), 1, "{winners:?}");
     assert_eq!(
         h.store.get(&k).await.unwrap().as_deref(),
@@ -480,28 +505,8 @@ async fn replace_if_equal_replaces_a_match_and_puts_back_what_it_displaced(h: Ha
 /// afterwards may be a loser's (the contract: each loser then revokes the
 /// family), but never the replaced generation.
 async fn fifty_concurrent_replacements_exactly_one_wins(h: Harness) {
-    const SWAPPERS: usize = 50;
     let k = h.key("family");
-    h.store.put(&k, b"generation-0", None).await.unwrap();
-    let start = Arc::new(Barrier::new(SWAPPERS));
-    let tasks: Vec<_> = (0..SWAPPERS)
-        .map(|i| {
-            let (store, start, k) = (h.store.clone(), start.clone(), k.clone());
-            tokio::spawn(async move {
-                start.wait().await;
-                let new = format!("generation-1-by-{i}");
-                let won = store
-                    .replace_if_equal(&k, b"generation-0", new.as_bytes(), Duration::from_secs(60))
-                    .await
-                    .unwrap();
-                won.then_some(new)
-            })
-        })
-        .collect();
-    let mut winners = Vec::new();
-    for t in tasks {
-        winners.extend(t.await.unwrap());
-    }
+    let winners = race_from_generation_0(&h, &k, Swap::ReplaceIfEqual).await;
     assert_eq!(winners.len(), 1, "{winners:?}");
     let left = h.store.get(&k).await.unwrap().expect("a record");
     let left = String::from_utf8(left).unwrap();
